@@ -1,0 +1,37 @@
+/* A growable byte buffer with a hard cap. Every growable buffer in streamgate is one of these,
+ * so no buffer can grow past the limit its owner configured. */
+#ifndef STREAMGATE_BUF_H
+#define STREAMGATE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct sg_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max; /* hard cap on len; 0 means SIZE_MAX */
+};
+
+/* Initializes an empty buffer that will never hold more than `max` bytes (0: no cap). */
+void sg_buf_init(struct sg_buf *b, size_t max);
+/* Frees the storage; the buffer may be reused after sg_buf_init. Safe on a zeroed buffer. */
+void sg_buf_free(struct sg_buf *b);
+/* Makes room for `extra` more bytes. Returns 0, -ENOMEM, or -E2BIG past the cap. */
+int sg_buf_reserve(struct sg_buf *b, size_t extra);
+/* Appends bytes. Returns 0, -ENOMEM or -E2BIG (the buffer is unchanged on failure). */
+int sg_buf_append(struct sg_buf *b, const void *data, size_t len);
+int sg_buf_append_str(struct sg_buf *b, const char *s);
+int sg_buf_append_char(struct sg_buf *b, char c);
+int sg_buf_printf(struct sg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sg_buf_vprintf(struct sg_buf *b, const char *fmt, va_list ap);
+/* Appends `s` as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
+int sg_buf_append_json_string(struct sg_buf *b, const char *s, size_t len);
+/* Drops the first `n` bytes, keeping the rest. */
+void sg_buf_consume(struct sg_buf *b, size_t n);
+static inline void sg_buf_reset(struct sg_buf *b)
+{
+    b->len = 0;
+}
+
+#endif

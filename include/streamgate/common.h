@@ -1,0 +1,33 @@
+/* Small helpers every module uses. Errors follow one convention: a function returns 0 on
+ * success or a negative errno-style code (the same values libuv uses on Unix), and functions
+ * that can fail with detail also take `char *errstr, size_t errstr_size`. */
+#ifndef STREAMGATE_COMMON_H
+#define STREAMGATE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Recovers the owning struct from a pointer to one of its members (a loop handle embedded in
+ * its connection, for instance). */
+#define sg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define SG_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SG_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* The transports events arrive on; also a metric label. */
+enum sg_transport { SG_TRANSPORT_HTTP = 0, SG_TRANSPORT_TCP = 1, SG_TRANSPORT_COUNT };
+
+static inline const char *sg_transport_name(enum sg_transport t)
+{
+    return t == SG_TRANSPORT_HTTP ? "http" : "tcp";
+}
+
+/* Returns a static message for a negative errno-style code. */
+const char *sg_strerror(int err);
+
+/* Wall-clock time in milliseconds since the Unix epoch. */
+int64_t sg_now_ms(void);
+
+#endif

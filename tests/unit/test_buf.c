@@ -1,0 +1,78 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "streamgate/buf.h"
+
+Test(buf, append_grows_and_keeps_bytes)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(sg_buf_append(&b, "abc", 3), 0);
+    cr_assert_eq(b.len, 3000);
+    cr_assert(memcmp(b.data + 2997, "abc", 3) == 0);
+    sg_buf_free(&b);
+    cr_assert_null(b.data);
+}
+
+Test(buf, cap_is_hard_and_failure_leaves_buffer_unchanged)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 10);
+    cr_assert_eq(sg_buf_append(&b, "0123456789", 10), 0);
+    cr_assert_eq(sg_buf_append(&b, "x", 1), -E2BIG);
+    cr_assert_eq(b.len, 10);
+    sg_buf_consume(&b, 4);
+    cr_assert_eq(b.len, 6);
+    cr_assert(memcmp(b.data, "456789", 6) == 0);
+    cr_assert_eq(sg_buf_append(&b, "abcd", 4), 0);
+    cr_assert_eq(sg_buf_append(&b, "e", 1), -E2BIG);
+    sg_buf_free(&b);
+}
+
+Test(buf, printf_short_and_long)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    cr_assert_eq(sg_buf_printf(&b, "%d-%s", 42, "x"), 0);
+    char big[2000];
+    memset(big, 'q', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    cr_assert_eq(sg_buf_printf(&b, "[%s]", big), 0);
+    cr_assert_eq(b.len, 4 + 2 + 1999);
+    cr_assert(memcmp(b.data, "42-x[qqq", 8) == 0);
+    cr_assert_eq(b.data[b.len - 1], ']');
+    sg_buf_free(&b);
+}
+
+Test(buf, printf_respects_cap)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 8);
+    cr_assert_eq(sg_buf_printf(&b, "%s", "0123456789"), -E2BIG);
+    cr_assert_eq(b.len, 0);
+    sg_buf_free(&b);
+}
+
+Test(buf, json_string_escapes)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    const char in[] = "a\"b\\c\nd\x01\te\0f";
+    cr_assert_eq(sg_buf_append_json_string(&b, in, sizeof(in) - 1), 0);
+    const char want[] = "\"a\\\"b\\\\c\\nd\\u0001\\te\\u0000f\"";
+    cr_assert_eq(b.len, strlen(want));
+    cr_assert(memcmp(b.data, want, b.len) == 0, "got %.*s", (int)b.len, b.data);
+    sg_buf_free(&b);
+}
+
+Test(buf, json_string_all_or_nothing_at_cap)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 6);
+    cr_assert_eq(sg_buf_append(&b, "ab", 2), 0);
+    cr_assert_eq(sg_buf_append_json_string(&b, "\n\n", 2), -E2BIG);
+    cr_assert_eq(b.len, 2);
+    sg_buf_free(&b);
+}
