@@ -1,0 +1,106 @@
+/* Configuration: one table of options (name, type, default, help, offset into struct
+ * sg_config) drives defaults, the JSON config file, STREAMGATE_* environment variables,
+ * command-line flags, validation, --help and the README's option list.
+ *
+ * Every option has one dotted name, e.g. `http.listen`. It is set as nested objects in the
+ * JSON file ({"http":{"listen":"..."}}), as env STREAMGATE_HTTP_LISTEN, and as flag
+ * --http-listen VALUE (or --http-listen=VALUE). Precedence: flag > env > file > default. */
+#ifndef STREAMGATE_CONFIG_H
+#define STREAMGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "streamgate/log.h"
+
+/* A list of strings (from a JSON array, or a comma-separated string in env and flags). */
+struct sg_strlist {
+    char **items;
+    size_t count;
+};
+
+struct sg_config {
+    /* http.* */
+    char *http_listen;              /* "host:port"; empty disables the HTTP listener */
+    uint64_t http_max_body_size;    /* bytes, as received (compressed) */
+    uint64_t http_max_decoded_size; /* bytes, after gzip decoding */
+    uint64_t http_max_header_size;  /* bytes of request line + headers */
+    int64_t http_max_connections;
+    uint64_t http_header_timeout_ms;    /* first byte of a request to end of headers */
+    uint64_t http_body_timeout_ms;      /* end of headers to end of body */
+    uint64_t http_idle_timeout_ms;      /* keep-alive wait for the next request */
+    int64_t http_max_errors;            /* per-event errors listed in one response */
+    struct sg_strlist http_auth_tokens; /* empty: ingest needs no token */
+    char *http_metrics_token;           /* empty: /metrics, /healthz, /readyz are open */
+
+    /* tcp.* */
+    char *tcp_listen;           /* "host:port"; empty disables the TCP listener */
+    uint64_t tcp_max_line_size; /* bytes */
+    int64_t tcp_max_connections;
+    uint64_t tcp_idle_timeout_ms;
+
+    /* event.* */
+    char *event_key_field;
+    char *event_key_fallback; /* empty: no fallback */
+    char *event_time_field;
+    struct sg_strlist event_value_fields; /* empty: every numeric top-level field */
+    int64_t event_max_fields;             /* numeric fields kept per event */
+    uint64_t event_max_key_size;          /* bytes */
+
+    /* output.* */
+    char *output_file; /* path, "-" for stdout, empty: off */
+
+    /* log.* */
+    enum sg_log_level log_level;
+    uint64_t log_bad_input_interval_ms; /* at most one bad-input line per interval and reason */
+
+    /* shutdown.* */
+    uint64_t shutdown_timeout_ms; /* drain deadline after SIGTERM */
+};
+
+/* What the command line asked for besides options. */
+struct sg_cli {
+    const char *config_file; /* --config FILE, or NULL */
+    bool check_config;       /* --check-config */
+    bool version;            /* --version */
+    bool help;               /* --help */
+    bool options_markdown;   /* --options-markdown: print the README's option table */
+};
+
+/* Sets every option to its default, overwriting `cfg` without freeing what it held (call
+ * sg_config_free first to reuse one). The struct owns its strings; free with sg_config_free,
+ * which is safe on a zeroed struct and leaves the struct zeroed. */
+void sg_config_defaults(struct sg_config *cfg);
+void sg_config_free(struct sg_config *cfg);
+
+/* Builds the configuration from defaults, the file named by --config, `envp` (NULL-terminated
+ * "NAME=value" strings) and `argv`, then validates it. `cfg` and `cli` are outputs (their old
+ * contents are not freed). When --help, --version or --options-markdown is given, returns 0
+ * right after reading argv (defaults only; no file, env or validation). Returns 0, or -EINVAL
+ * with a message naming the bad option, its source and why in `errstr`; on failure `cfg` is
+ * left freed and zeroed. */
+int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, char **envp,
+                   char *errstr, size_t errstr_size);
+
+/* Applies a JSON document (the config file's contents) to `cfg`. Unknown options are errors. */
+int sg_config_apply_json(struct sg_config *cfg, const char *json, size_t len, char *errstr,
+                         size_t errstr_size);
+/* Sets one option from its textual form, by dotted name. */
+int sg_config_set(struct sg_config *cfg, const char *name, const char *value, char *errstr,
+                  size_t errstr_size);
+/* Checks cross-option constraints (addresses parse, limits positive, ...). */
+int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size);
+
+/* "250ms", "5s", "2m", "1h" or plain milliseconds. Returns 0 or -EINVAL. */
+int sg_parse_duration_ms(const char *s, uint64_t *out);
+/* "64KiB", "16MiB", "1GiB", "512B", "10KB" or plain bytes. Returns 0 or -EINVAL. */
+int sg_parse_size(const char *s, uint64_t *out);
+/* Splits "host:port" or "[v6]:port". Returns 0 or -EINVAL. `host` gets at most hostlen-1 chars. */
+int sg_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+void sg_config_print_help(FILE *out, const char *argv0);
+/* The option table as a Markdown table, exactly as README.md carries it. */
+void sg_config_print_markdown(FILE *out);
+
+#endif

@@ -1,0 +1,77 @@
+/* Decoding one JSON event into a view: key, event time, numeric fields and the raw bytes.
+ * The view borrows from the input buffer and from the decoder's last parse tree; it is valid
+ * until the next sg_event_decode on the same decoder or sg_event_decoder_free. */
+#ifndef STREAMGATE_EVENT_H
+#define STREAMGATE_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sg_config;
+
+/* Why an event was rejected: enum name, metric label, human message. */
+#define SG_REJECT_MAP(X)                                                                           \
+    X(INVALID_JSON, "invalid_json", "not valid JSON")                                              \
+    X(NOT_OBJECT, "not_object", "an event must be a JSON object")                                  \
+    X(MISSING_KEY, "missing_key", "the key field is missing or not a string or number")            \
+    X(KEY_TOO_LONG, "key_too_long", "the key is longer than event.max_key_size")                   \
+    X(BAD_TIMESTAMP, "bad_timestamp",                                                              \
+      "the time field is not epoch milliseconds or an RFC 3339 string")                            \
+    X(LINE_TOO_LONG, "line_too_long", "the line is longer than tcp.max_line_size")                 \
+    X(SINK_FAILED, "sink_failed", "the event could not be handed to a writer")
+
+enum sg_reject {
+#define SG_X(name, label, msg) SG_REJECT_##name,
+    SG_REJECT_MAP(SG_X)
+#undef SG_X
+        SG_REJECT_COUNT
+};
+
+const char *sg_reject_label(enum sg_reject r);
+const char *sg_reject_message(enum sg_reject r);
+
+#define SG_EVENT_MAX_FIELDS 64 /* hard ceiling for event.max_fields */
+
+struct sg_event_field {
+    const char *name; /* NUL-terminated, borrowed */
+    double value;
+};
+
+struct sg_event {
+    const char *raw; /* the event's bytes as received */
+    size_t raw_len;
+    const char *key; /* not NUL-terminated */
+    size_t key_len;
+    int64_t ts_ms;      /* event time, epoch ms */
+    bool ts_from_event; /* false: arrival time was used */
+    size_t nfields;
+    struct sg_event_field fields[SG_EVENT_MAX_FIELDS];
+    char keybuf[32]; /* storage for a numeric key's text */
+};
+
+struct sg_event_decoder {
+    const char *key_field;
+    const char *key_fallback; /* NULL or "": none */
+    const char *time_field;
+    const char *const *value_fields; /* NULL: all numeric fields */
+    size_t nvalue_fields;
+    size_t max_fields;
+    size_t max_key_size;
+    void *tree; /* the last parse tree (cJSON *), owned */
+};
+
+/* Sets the decoder up from the configuration; it borrows the config's strings. */
+void sg_event_decoder_init(struct sg_event_decoder *dec, const struct sg_config *cfg);
+void sg_event_decoder_free(struct sg_event_decoder *dec);
+
+/* Decodes one event from `buf[0..len)`. `now_ms` is used when the event has no time field.
+ * Returns 0 and fills `ev`, or -EINVAL and sets `*why`. */
+int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
+                    struct sg_event *ev, enum sg_reject *why);
+
+/* Parses an RFC 3339 timestamp ("2024-11-24T15:33:20.5Z", "...+02:00"; 'T' may be 't' or a
+ * space). Returns 0 and epoch milliseconds, or -EINVAL. */
+int sg_parse_rfc3339_ms(const char *s, size_t len, int64_t *out_ms);
+
+#endif

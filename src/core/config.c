@@ -1,0 +1,1180 @@
+/* Configuration: one option table drives defaults, the JSON file, STREAMGATE_* variables,
+ * flags, validation, --help and the README's option list. Everything here runs once at
+ * startup, before the loop exists, so it reads the file with plain stdio and allocates freely. */
+#include "streamgate/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "config_internal.h"
+#include "streamgate/common.h"
+#include "streamgate/event.h"
+
+#define SG_CONFIG_STR_(x) #x
+#define SG_CONFIG_STR(x)  SG_CONFIG_STR_(x)
+
+/* No timeout or interval needs more than a year, and the bound keeps `now + duration`
+ * arithmetic in int64 milliseconds far from overflow. */
+#define SG_CONFIG_MAX_DURATION_MS (365ull * 24 * 3600 * 1000)
+/* Config files are small; the cap only stops a wrong path (a device, a huge log) early. */
+#define SG_CONFIG_MAX_FILE_SIZE (16u * 1024 * 1024)
+/* JSON numbers are doubles: integers beyond 2^53 are not exact, so they must be strings. */
+#define SG_CONFIG_MAX_JSON_INT 9007199254740992.0
+
+/* offsetof(struct sg_config, field), refusing to compile when the field's C type is not the
+ * one the option's type stores. */
+#define SG_CFG_FIELD(field, ctype)                                                                 \
+    (offsetof(struct sg_config, field) +                                                           \
+     0 * sizeof(                                                                                   \
+             char[__builtin_types_compatible_p(__typeof__(((struct sg_config *)0)->field), ctype)  \
+                      ? 1                                                                          \
+                      : -1]))
+
+#define SG_OPT(n, t, ctype, field, d, lo, hi, fl, h)                                               \
+    {                                                                                              \
+        .name = (n), .type = (t), .def = (d), .help = (h), .offset = SG_CFG_FIELD(field, ctype),   \
+        .min = (lo), .max = (hi), .flags = (fl)                                                    \
+    }
+#define SG_OPT_STR(n, field, d, nonempty, h)                                                       \
+    SG_OPT(n, SG_CONFIG_STRING, char *, field, d, nonempty, 0, 0, h)
+#define SG_OPT_ADDR(n, field, d, h)                                                                \
+    SG_OPT(n, SG_CONFIG_STRING, char *, field, d, 0, 0, SG_CONFIG_F_ADDRESS, h)
+#define SG_OPT_INT(n, field, d, lo, hi, h) SG_OPT(n, SG_CONFIG_INT, int64_t, field, d, lo, hi, 0, h)
+#define SG_OPT_SIZE(n, field, d, lo, h)    SG_OPT(n, SG_CONFIG_SIZE, uint64_t, field, d, lo, 0, 0, h)
+#define SG_OPT_DUR(n, field, d, lo, h)                                                             \
+    SG_OPT(n, SG_CONFIG_DURATION, uint64_t, field, d, lo, SG_CONFIG_MAX_DURATION_MS, 0, h)
+#define SG_OPT_LIST(n, field, d, h)                                                                \
+    SG_OPT(n, SG_CONFIG_STRLIST, struct sg_strlist, field, d, 0, 0, 0, h)
+
+/* Spelled as sg_log_level's values, in order: the index is the enum value. */
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+_Static_assert(SG_LOG_DEBUG == 0 && SG_LOG_INFO == 1 && SG_LOG_WARN == 2 && SG_LOG_ERROR == 3,
+               "log_levels[] must follow enum sg_log_level");
+
+static const struct sg_config_option options[] = {
+    SG_OPT_ADDR("http.listen", http_listen, "127.0.0.1:8080",
+                "Address of the HTTP listener, host:port or [v6]:port (port 0 picks a free "
+                "port); empty disables HTTP."),
+    SG_OPT_SIZE("http.max_body_size", http_max_body_size, "4MiB", 1,
+                "Largest request body accepted, in bytes as received (before gzip decoding)."),
+    SG_OPT_SIZE("http.max_decoded_size", http_max_decoded_size, "16MiB", 1,
+                "Largest request body after gzip decoding, in bytes; a body that inflates "
+                "beyond it is refused."),
+    SG_OPT_SIZE("http.max_header_size", http_max_header_size, "16KiB", 1024,
+                "Largest request line plus headers, in bytes; at least 1KiB."),
+    SG_OPT_INT("http.max_connections", http_max_connections, "1024", 1, 0,
+               "Most HTTP connections open at once; further connections are refused."),
+    SG_OPT_DUR("http.header_timeout", http_header_timeout_ms, "10s", 1,
+               "Longest wait from the first byte of a request to the end of its headers."),
+    SG_OPT_DUR("http.body_timeout", http_body_timeout_ms, "30s", 1,
+               "Longest wait from the end of a request's headers to the end of its body."),
+    SG_OPT_DUR("http.idle_timeout", http_idle_timeout_ms, "60s", 1,
+               "How long a keep-alive connection may wait for its next request before it is "
+               "closed."),
+    SG_OPT_INT("http.max_errors", http_max_errors, "100", 1, 0,
+               "Most per-event errors listed in one ingest response; the rest are only "
+               "counted."),
+    SG_OPT_LIST("http.auth_tokens", http_auth_tokens, "",
+                "Bearer tokens accepted on POST /v1/events; empty means ingest needs no "
+                "token."),
+    SG_OPT_STR("http.metrics_token", http_metrics_token, "", 0,
+               "Bearer token required on /metrics, /healthz and /readyz; empty leaves them "
+               "open."),
+    SG_OPT_ADDR("tcp.listen", tcp_listen, "127.0.0.1:9000",
+                "Address of the NDJSON TCP listener, host:port or [v6]:port (port 0 picks a "
+                "free port); empty disables TCP."),
+    SG_OPT_SIZE("tcp.max_line_size", tcp_max_line_size, "1MiB", 1,
+                "Longest NDJSON line (one event) in bytes; a longer line is rejected."),
+    SG_OPT_INT("tcp.max_connections", tcp_max_connections, "1024", 1, 0,
+               "Most TCP connections open at once; further connections are refused."),
+    SG_OPT_DUR("tcp.idle_timeout", tcp_idle_timeout_ms, "5m", 1,
+               "How long a TCP connection may stay silent before it is closed."),
+    SG_OPT_STR("event.key_field", event_key_field, "key", 1,
+               "Top-level field holding an event's key (a string or a number)."),
+    SG_OPT_STR("event.key_fallback", event_key_fallback, "id", 0,
+               "Field used as the key when the key field is missing; empty means no "
+               "fallback."),
+    SG_OPT_STR("event.time_field", event_time_field, "ts", 1,
+               "Top-level field holding the event time (epoch milliseconds or RFC 3339); "
+               "events without it get their arrival time."),
+    SG_OPT_LIST("event.value_fields", event_value_fields, "",
+                "Numeric top-level fields kept per event; empty keeps every numeric top-level "
+                "field."),
+    SG_OPT_INT(
+        "event.max_fields", event_max_fields, "32", 1, SG_EVENT_MAX_FIELDS,
+        "Most numeric fields kept per event, from 1 to " SG_CONFIG_STR(SG_EVENT_MAX_FIELDS) "."),
+    SG_OPT_SIZE("event.max_key_size", event_max_key_size, "256", 1,
+                "Longest event key in bytes; events with a longer key are rejected."),
+    SG_OPT_STR("output.file", output_file, "", 0,
+               "File accepted events are appended to, one per line; \"-\" writes to stdout, "
+               "empty turns the file writer off."),
+    {
+        .name = "log.level",
+        .type = SG_CONFIG_LEVEL,
+        .def = "info",
+        .help = "Least severe log level written to stderr.",
+        .offset = SG_CFG_FIELD(log_level, enum sg_log_level),
+        .allowed = log_levels,
+    },
+    SG_OPT_DUR("log.bad_input_interval", log_bad_input_interval_ms, "1s", 0,
+               "At most one log line per interval for each kind of bad input, with a count of "
+               "those held back; 0 logs every one."),
+    SG_OPT_DUR("shutdown.timeout", shutdown_timeout_ms, "10s", 1,
+               "After SIGTERM or SIGINT, how long requests in flight and writers get to finish "
+               "before the process exits."),
+};
+
+const struct sg_config_option *sg_config__options(size_t *count)
+{
+    *count = SG_ARRAY_SIZE(options);
+    return options;
+}
+
+const struct sg_config_option *sg_config__find(const char *name)
+{
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        if (strcmp(options[i].name, name) == 0)
+            return &options[i];
+    }
+    return NULL;
+}
+
+void sg_config__env_name(const struct sg_config_option *opt, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "STREAMGATE_%s", opt->name);
+    for (size_t i = 0; i < n && i < len; i++) {
+        if (buf[i] == '.')
+            buf[i] = '_';
+        else if (buf[i] >= 'a' && buf[i] <= 'z')
+            buf[i] = (char)(buf[i] - 'a' + 'A');
+    }
+}
+
+void sg_config__flag_name(const struct sg_config_option *opt, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "--%s", opt->name);
+    for (size_t i = 0; i < n && i < len; i++) {
+        if (buf[i] == '.' || buf[i] == '_')
+            buf[i] = '-';
+    }
+}
+
+const char *sg_config__type_name(enum sg_config_type type)
+{
+    switch (type) {
+    case SG_CONFIG_STRING:
+        return "string";
+    case SG_CONFIG_INT:
+        return "int";
+    case SG_CONFIG_BOOL:
+        return "bool";
+    case SG_CONFIG_DURATION:
+        return "duration";
+    case SG_CONFIG_SIZE:
+        return "size";
+    case SG_CONFIG_STRLIST:
+        return "list";
+    case SG_CONFIG_LEVEL:
+        return "enum";
+    }
+    return "?";
+}
+
+static void *opt_ptr(struct sg_config *cfg, const struct sg_config_option *opt)
+{
+    return (char *)cfg + opt->offset;
+}
+
+static const void *opt_cptr(const struct sg_config *cfg, const struct sg_config_option *opt)
+{
+    return (const char *)cfg + opt->offset;
+}
+
+/* ---- error messages ---- */
+
+__attribute__((format(printf, 4, 5))) static int fail(char *errstr, size_t errstr_size,
+                                                      const char *from, const char *fmt, ...)
+{
+    if (errstr == NULL || errstr_size == 0)
+        return -EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+    if (from != NULL) {
+        size_t used = strlen(errstr);
+        if (used < errstr_size)
+            snprintf(errstr + used, errstr_size - used, " (from %s)", from);
+    }
+    return -EINVAL;
+}
+
+/* Copies `s` for quoting in a message: at most 64 characters, control characters shown as
+ * '?', so a hostile or binary value cannot break the one-line message. */
+static const char *quote(const char *s, char *buf, size_t len)
+{
+    size_t i = 0, o = 0;
+    for (; s[i] != '\0' && o + 4 < len && i < 64; i++)
+        buf[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (s[i] != '\0' && o + 4 < len) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* ---- value parsers ---- */
+
+/* Reads the leading decimal digits of `s` (at least one). Sets *rest to what follows. Returns 0,
+ * -EINVAL without digits, -ERANGE when the number does not fit in 64 bits. */
+static int parse_digits(const char *s, uint64_t *out, const char **rest)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -ERANGE;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *rest = p;
+    return 0;
+}
+
+struct unit {
+    const char *suffix;
+    uint64_t mult;
+};
+
+static int parse_with_units(const char *s, const struct unit *units, size_t nunits, uint64_t *out)
+{
+    uint64_t v;
+    const char *rest;
+    if (s == NULL)
+        return -EINVAL;
+    int rc = parse_digits(s, &v, &rest);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcmp(rest, units[i].suffix) != 0)
+            continue;
+        if (v > UINT64_MAX / units[i].mult)
+            return -ERANGE;
+        *out = v * units[i].mult;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static const struct unit duration_units[] = {
+    {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+};
+
+/* KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of 1000. A bare K/M/G is refused:
+ * it is ambiguous between the two. */
+static const struct unit size_units[] = {
+    {"", 1},
+    {"B", 1},
+    {"KiB", 1ull << 10},
+    {"MiB", 1ull << 20},
+    {"GiB", 1ull << 30},
+    {"TiB", 1ull << 40},
+    {"KB", 1000ull},
+    {"MB", 1000ull * 1000},
+    {"GB", 1000ull * 1000 * 1000},
+    {"TB", 1000ull * 1000 * 1000 * 1000},
+};
+
+static int parse_duration(const char *s, uint64_t *out)
+{
+    return parse_with_units(s, duration_units, SG_ARRAY_SIZE(duration_units), out);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    return parse_with_units(s, size_units, SG_ARRAY_SIZE(size_units), out);
+}
+
+int sg_parse_duration_ms(const char *s, uint64_t *out)
+{
+    return parse_duration(s, out) == 0 ? 0 : -EINVAL;
+}
+
+int sg_parse_size(const char *s, uint64_t *out)
+{
+    return parse_size(s, out) == 0 ? 0 : -EINVAL;
+}
+
+/* An optional '-' and decimal digits, nothing else. Returns 0, -EINVAL or -ERANGE. */
+static int parse_int64(const char *s, int64_t *out)
+{
+    bool neg = s[0] == '-';
+    uint64_t v;
+    const char *rest;
+    int rc = parse_digits(s + neg, &v, &rest);
+    if (rc != 0)
+        return rc;
+    if (*rest != '\0')
+        return -EINVAL;
+    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
+        return -ERANGE;
+    /* -(INT64_MIN) is not representable; build the negative value from v - 1. */
+    *out = neg ? -(int64_t)(v - 1) - 1 : (int64_t)v;
+    return 0;
+}
+
+int sg_config__parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "1"};
+    static const char *const no[] = {"false", "no", "0"};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(yes); i++) {
+        if (strcmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int sg_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *h, *hend, *p;
+    if (s == NULL)
+        return -EINVAL;
+    if (s[0] == '[') {
+        h = s + 1;
+        hend = strchr(h, ']');
+        if (hend == NULL || hend[1] != ':')
+            return -EINVAL;
+        p = hend + 2;
+    } else {
+        h = s;
+        hend = strrchr(s, ':');
+        if (hend == NULL)
+            return -EINVAL;
+        /* An unbracketed IPv6 address cannot be told apart from its port. */
+        if (memchr(h, ':', (size_t)(hend - h)) != NULL)
+            return -EINVAL;
+        p = hend + 1;
+    }
+    /* An empty host would mean "every interface"; binding that wide must be spelled out. */
+    if (hend == h)
+        return -EINVAL;
+    for (const char *c = h; c < hend; c++) {
+        if ((unsigned char)*c <= ' ' || *c == 0x7f || *c == '[' || *c == ']' || *c == '/')
+            return -EINVAL;
+    }
+    int v = 0;
+    size_t ndigits = 0;
+    for (; p[ndigits] != '\0'; ndigits++) {
+        if (p[ndigits] < '0' || p[ndigits] > '9' || ndigits >= 5)
+            return -EINVAL;
+        v = v * 10 + (p[ndigits] - '0');
+    }
+    if (ndigits == 0 || v > 65535)
+        return -EINVAL;
+    if (host != NULL) {
+        size_t n = (size_t)(hend - h);
+        if (n >= hostlen)
+            return -EINVAL;
+        memcpy(host, h, n);
+        host[n] = '\0';
+    }
+    if (port != NULL)
+        *port = v;
+    return 0;
+}
+
+/* ---- string lists ---- */
+
+static void strlist_free(struct sg_strlist *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+static int strlist_push(struct sg_strlist *list, const char *s, size_t len)
+{
+    char **items = realloc(list->items, (list->count + 1) * sizeof(*items));
+    if (items == NULL)
+        return -ENOMEM;
+    list->items = items;
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    list->items[list->count++] = copy;
+    return 0;
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* "a, b,c" -> [a, b, c]; "" (or only blanks) -> []. An empty item ("a,,b", "a,") is an error:
+ * it is almost always a typo, and an empty token or field name is never meaningful. */
+static int strlist_parse(const char *s, struct sg_strlist *out)
+{
+    const char *end = s + strlen(s);
+    while (s < end && is_blank(*s))
+        s++;
+    while (end > s && is_blank(end[-1]))
+        end--;
+    if (s == end)
+        return 0;
+    for (;;) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *item_end = comma != NULL ? comma : end;
+        const char *a = s, *b = item_end;
+        while (a < b && is_blank(*a))
+            a++;
+        while (b > a && is_blank(b[-1]))
+            b--;
+        if (a == b)
+            return -EINVAL;
+        int rc = strlist_push(out, a, (size_t)(b - a));
+        if (rc != 0)
+            return rc;
+        if (comma == NULL)
+            return 0;
+        s = comma + 1;
+    }
+}
+
+/* ---- setting one option ---- */
+
+static int set_string(char **dst, const char *value, char *errstr, size_t errstr_size)
+{
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        fail(errstr, errstr_size, NULL, "out of memory");
+        return -ENOMEM;
+    }
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+static int set_list(struct sg_strlist *dst, struct sg_strlist *list)
+{
+    strlist_free(dst);
+    *dst = *list;
+    list->items = NULL;
+    list->count = 0;
+    return 0;
+}
+
+/* Sets `opt` from its textual form (env, flags, sg_config_set, JSON strings). `from` names the
+ * source for messages, or NULL. */
+static int opt_set_text(struct sg_config *cfg, const struct sg_config_option *opt,
+                        const char *value, const char *from, char *errstr, size_t errstr_size)
+{
+    void *dst = opt_ptr(cfg, opt);
+    char q[80];
+    int rc;
+
+    if (value == NULL)
+        return fail(errstr, errstr_size, from, "%s: missing value", opt->name);
+
+    switch (opt->type) {
+    case SG_CONFIG_STRING:
+        return set_string(dst, value, errstr, errstr_size);
+
+    case SG_CONFIG_INT: {
+        int64_t v;
+        rc = parse_int64(value, &v);
+        if (rc != 0)
+            return fail(errstr, errstr_size, from, "%s: invalid integer \"%s\"%s", opt->name,
+                        quote(value, q, sizeof(q)), rc == -ERANGE ? " (out of range)" : "");
+        *(int64_t *)dst = v;
+        return 0;
+    }
+
+    case SG_CONFIG_BOOL: {
+        bool v;
+        if (sg_config__parse_bool(value, &v) != 0)
+            return fail(errstr, errstr_size, from,
+                        "%s: invalid boolean \"%s\" (expected true/false, yes/no or 1/0)",
+                        opt->name, quote(value, q, sizeof(q)));
+        *(bool *)dst = v;
+        return 0;
+    }
+
+    case SG_CONFIG_DURATION: {
+        uint64_t v;
+        rc = parse_duration(value, &v);
+        if (rc != 0)
+            return fail(errstr, errstr_size, from, "%s: invalid duration \"%s\" (%s)", opt->name,
+                        quote(value, q, sizeof(q)),
+                        rc == -ERANGE ? "out of range"
+                                      : "expected e.g. 250ms, 5s, 2m, 1h or plain milliseconds");
+        *(uint64_t *)dst = v;
+        return 0;
+    }
+
+    case SG_CONFIG_SIZE: {
+        uint64_t v;
+        rc = parse_size(value, &v);
+        if (rc != 0)
+            return fail(errstr, errstr_size, from, "%s: invalid size \"%s\" (%s)", opt->name,
+                        quote(value, q, sizeof(q)),
+                        rc == -ERANGE ? "out of range"
+                                      : "expected e.g. 512, 512B, 64KiB, 16MiB, 1GiB or 10MB");
+        *(uint64_t *)dst = v;
+        return 0;
+    }
+
+    case SG_CONFIG_STRLIST: {
+        struct sg_strlist list = {0};
+        rc = strlist_parse(value, &list);
+        if (rc != 0) {
+            strlist_free(&list);
+            if (rc == -ENOMEM) {
+                fail(errstr, errstr_size, from, "%s: out of memory", opt->name);
+                return rc;
+            }
+            return fail(errstr, errstr_size, from,
+                        "%s: invalid list \"%s\" (empty item; expected comma-separated values)",
+                        opt->name, quote(value, q, sizeof(q)));
+        }
+        return set_list(dst, &list);
+    }
+
+    case SG_CONFIG_LEVEL:
+        for (size_t i = 0; opt->allowed[i] != NULL; i++) {
+            if (strcmp(value, opt->allowed[i]) == 0) {
+                *(enum sg_log_level *)dst = (enum sg_log_level)i;
+                return 0;
+            }
+        }
+        return fail(errstr, errstr_size, from,
+                    "%s: invalid value \"%s\" (expected debug, info, warn or error)", opt->name,
+                    quote(value, q, sizeof(q)));
+    }
+    return fail(errstr, errstr_size, from, "%s: unsupported option type", opt->name);
+}
+
+int sg_config_set(struct sg_config *cfg, const char *name, const char *value, char *errstr,
+                  size_t errstr_size)
+{
+    const struct sg_config_option *opt = name != NULL ? sg_config__find(name) : NULL;
+    if (opt == NULL)
+        return fail(errstr, errstr_size, NULL, "unknown option %s", name ? name : "(null)");
+    return opt_set_text(cfg, opt, value, NULL, errstr, errstr_size);
+}
+
+/* ---- defaults and freeing ---- */
+
+static int config_defaults(struct sg_config *cfg)
+{
+    int rc = 0;
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        char err[160];
+        /* Defaults are constants that the unit tests parse; only allocation can fail. */
+        int r = opt_set_text(cfg, &options[i], options[i].def, NULL, err, sizeof(err));
+        if (r != 0 && rc == 0)
+            rc = r;
+    }
+    return rc;
+}
+
+void sg_config_defaults(struct sg_config *cfg)
+{
+    /* Out of memory leaves some strings NULL, which sg_config_validate then reports. */
+    (void)config_defaults(cfg);
+}
+
+void sg_config_free(struct sg_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        void *p = opt_ptr(cfg, &options[i]);
+        if (options[i].type == SG_CONFIG_STRING) {
+            free(*(char **)p);
+            *(char **)p = NULL;
+        } else if (options[i].type == SG_CONFIG_STRLIST) {
+            strlist_free(p);
+        }
+    }
+}
+
+/* ---- the JSON file ---- */
+
+static const char *json_type_name(const cJSON *item)
+{
+    if (cJSON_IsString(item))
+        return "a string";
+    if (cJSON_IsNumber(item))
+        return "a number";
+    if (cJSON_IsBool(item))
+        return "a boolean";
+    if (cJSON_IsNull(item))
+        return "null";
+    if (cJSON_IsArray(item))
+        return "an array";
+    if (cJSON_IsObject(item))
+        return "an object";
+    return "an invalid value";
+}
+
+/* A JSON number for an int, duration or size option: a whole number that a double holds
+ * exactly. */
+static int json_whole_number(const struct sg_config_option *opt, const cJSON *item,
+                             const char *from, char *errstr, size_t errstr_size)
+{
+    double d = item->valuedouble;
+    bool is_signed = opt->type == SG_CONFIG_INT;
+    if (!(d >= (is_signed ? -SG_CONFIG_MAX_JSON_INT : 0.0) && d <= SG_CONFIG_MAX_JSON_INT) ||
+        d != (double)(int64_t)d)
+        return fail(errstr, errstr_size, from,
+                    "%s: invalid number %.17g (expected a whole number%s; write large values as "
+                    "a string)",
+                    opt->name, d, is_signed ? "" : " >= 0");
+    return 0;
+}
+
+static int opt_set_json(struct sg_config *cfg, const struct sg_config_option *opt,
+                        const cJSON *item, const char *from, char *errstr, size_t errstr_size)
+{
+    void *dst = opt_ptr(cfg, opt);
+    const char *want = "a string";
+    int rc;
+
+    switch (opt->type) {
+    case SG_CONFIG_STRING:
+    case SG_CONFIG_LEVEL:
+        if (cJSON_IsString(item))
+            return opt_set_text(cfg, opt, item->valuestring, from, errstr, errstr_size);
+        break;
+
+    case SG_CONFIG_BOOL:
+        want = "a boolean or a string";
+        if (cJSON_IsBool(item)) {
+            *(bool *)dst = cJSON_IsTrue(item);
+            return 0;
+        }
+        if (cJSON_IsString(item))
+            return opt_set_text(cfg, opt, item->valuestring, from, errstr, errstr_size);
+        break;
+
+    case SG_CONFIG_INT:
+    case SG_CONFIG_DURATION:
+    case SG_CONFIG_SIZE:
+        want = "a number or a string";
+        if (cJSON_IsString(item))
+            return opt_set_text(cfg, opt, item->valuestring, from, errstr, errstr_size);
+        if (cJSON_IsNumber(item)) {
+            rc = json_whole_number(opt, item, from, errstr, errstr_size);
+            if (rc != 0)
+                return rc;
+            if (opt->type == SG_CONFIG_INT)
+                *(int64_t *)dst = (int64_t)item->valuedouble;
+            else
+                *(uint64_t *)dst = (uint64_t)item->valuedouble;
+            return 0;
+        }
+        break;
+
+    case SG_CONFIG_STRLIST: {
+        want = "an array of strings";
+        if (!cJSON_IsArray(item))
+            break;
+        struct sg_strlist list = {0};
+        size_t index = 0;
+        for (const cJSON *el = item->child; el != NULL; el = el->next, index++) {
+            if (!cJSON_IsString(el)) {
+                strlist_free(&list);
+                return fail(errstr, errstr_size, from, "%s[%zu]: expected a string, got %s",
+                            opt->name, index, json_type_name(el));
+            }
+            if (el->valuestring[0] == '\0') {
+                strlist_free(&list);
+                return fail(errstr, errstr_size, from, "%s[%zu]: empty string", opt->name, index);
+            }
+            rc = strlist_push(&list, el->valuestring, strlen(el->valuestring));
+            if (rc != 0) {
+                strlist_free(&list);
+                fail(errstr, errstr_size, from, "%s: out of memory", opt->name);
+                return rc;
+            }
+        }
+        return set_list(dst, &list);
+    }
+    }
+    return fail(errstr, errstr_size, from, "%s: expected %s, got %s", opt->name, want,
+                json_type_name(item));
+}
+
+/* True when `path` names a group of options ("http" for "http.listen"). */
+static bool is_section(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        if (strncmp(options[i].name, path, n) == 0 && options[i].name[n] == '.')
+            return true;
+    }
+    return false;
+}
+
+static int apply_json_object(struct sg_config *cfg, const cJSON *obj, const char *prefix,
+                             const char *from, char *errstr, size_t errstr_size)
+{
+    for (const cJSON *it = obj->child; it != NULL; it = it->next) {
+        char path[256];
+        int n = prefix != NULL ? snprintf(path, sizeof(path), "%s.%s", prefix, it->string)
+                               : snprintf(path, sizeof(path), "%s", it->string);
+        if (n < 0 || (size_t)n >= sizeof(path))
+            return fail(errstr, errstr_size, from, "unknown option %s...", path);
+
+        const struct sg_config_option *opt = sg_config__find(path);
+        if (opt != NULL) {
+            int rc = opt_set_json(cfg, opt, it, from, errstr, errstr_size);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (!is_section(path))
+            return fail(errstr, errstr_size, from, "unknown option %s", path);
+        if (!cJSON_IsObject(it))
+            return fail(errstr, errstr_size, from, "%s: expected an object, got %s", path,
+                        json_type_name(it));
+        int rc = apply_json_object(cfg, it, path, from, errstr, errstr_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int apply_json(struct sg_config *cfg, const char *json, size_t len, const char *from,
+                      char *errstr, size_t errstr_size)
+{
+    size_t start = 0;
+    while (start < len && is_blank(json[start]))
+        start++;
+    if (start == len)
+        return fail(errstr, errstr_size, from, "empty document (expected a JSON object)");
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    size_t off = end != NULL && end >= json ? (size_t)(end - json) : 0;
+    if (root == NULL) {
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < off && i < len; i++) {
+            if (json[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        return fail(errstr, errstr_size, from, "invalid JSON at byte %zu (line %zu, column %zu)",
+                    off, line, col);
+    }
+
+    int rc;
+    while (off < len && is_blank(json[off]))
+        off++;
+    if (off < len)
+        rc = fail(errstr, errstr_size, from,
+                  "invalid JSON at byte %zu (unexpected data after the top-level value)", off);
+    else if (!cJSON_IsObject(root))
+        rc = fail(errstr, errstr_size, from, "expected a JSON object at the top level, got %s",
+                  json_type_name(root));
+    else
+        rc = apply_json_object(cfg, root, NULL, from, errstr, errstr_size);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int sg_config_apply_json(struct sg_config *cfg, const char *json, size_t len, char *errstr,
+                         size_t errstr_size)
+{
+    return apply_json(cfg, json, len, "config file", errstr, errstr_size);
+}
+
+static int read_file(const char *path, char **out, size_t *out_len, char *errstr,
+                     size_t errstr_size)
+{
+    char *data = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return fail(errstr, errstr_size, NULL, "cannot open config file %s: %s", path,
+                    strerror(errno));
+    for (;;) {
+        if (len == cap) {
+            if (cap >= SG_CONFIG_MAX_FILE_SIZE) {
+                rc = fail(errstr, errstr_size, NULL, "config file %s is larger than %u bytes", path,
+                          SG_CONFIG_MAX_FILE_SIZE);
+                goto out;
+            }
+            cap = cap == 0 ? 4096 : cap * 2;
+            char *grown = realloc(data, cap);
+            if (grown == NULL) {
+                rc = -ENOMEM;
+                fail(errstr, errstr_size, NULL, "out of memory reading config file %s", path);
+                goto out;
+            }
+            data = grown;
+        }
+        size_t n = fread(data + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f))
+                rc = fail(errstr, errstr_size, NULL, "cannot read config file %s: %s", path,
+                          strerror(errno));
+            break;
+        }
+    }
+out:
+    fclose(f);
+    if (rc != 0) {
+        free(data);
+        return rc;
+    }
+    *out = data;
+    *out_len = len;
+    return 0;
+}
+
+/* ---- environment and command line ---- */
+
+static int apply_env(struct sg_config *cfg, char **envp, char *errstr, size_t errstr_size)
+{
+    static const char prefix[] = "STREAMGATE_";
+    for (char **e = envp; e != NULL && *e != NULL; e++) {
+        if (strncmp(*e, prefix, sizeof(prefix) - 1) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL)
+            continue;
+        size_t namelen = (size_t)(eq - *e);
+        const struct sg_config_option *opt = NULL;
+        char env[128];
+        for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+            sg_config__env_name(&options[i], env, sizeof(env));
+            if (strlen(env) == namelen && memcmp(env, *e, namelen) == 0) {
+                opt = &options[i];
+                break;
+            }
+        }
+        if (opt == NULL)
+            return fail(errstr, errstr_size, NULL,
+                        "unknown environment variable %.*s (no option has that name)",
+                        (int)SG_MIN(namelen, 128), *e);
+        char from[160];
+        snprintf(from, sizeof(from), "env %s", env);
+        int rc = opt_set_text(cfg, opt, eq + 1, from, errstr, errstr_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const struct sg_config_option *find_by_flag(const char *flag, size_t len)
+{
+    char name[128];
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        sg_config__flag_name(&options[i], name, sizeof(name));
+        if (strlen(name) == len && memcmp(name, flag, len) == 0)
+            return &options[i];
+    }
+    return NULL;
+}
+
+static bool flag_is(const char *arg, size_t len, const char *flag)
+{
+    return strlen(flag) == len && memcmp(arg, flag, len) == 0;
+}
+
+/* Walks argv. The first pass (apply false) checks it and fills `cli`; the second applies the
+ * option flags in order, after the file and the environment, so that flags win and a later
+ * flag overrides an earlier one. */
+static int parse_argv(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, bool apply,
+                      char *errstr, size_t errstr_size)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        char q[80];
+
+        if (strcmp(arg, "-h") == 0) {
+            cli->help = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0' || arg[2] == '=')
+            return fail(errstr, errstr_size, NULL,
+                        "unexpected argument \"%s\" (options start with --; see --help)",
+                        quote(arg, q, sizeof(q)));
+
+        const char *eq = strchr(arg, '=');
+        size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+        int shown = (int)SG_MIN(len, 64);
+
+        bool *sw = NULL;
+        if (flag_is(arg, len, "--check-config"))
+            sw = &cli->check_config;
+        else if (flag_is(arg, len, "--version"))
+            sw = &cli->version;
+        else if (flag_is(arg, len, "--help"))
+            sw = &cli->help;
+        else if (flag_is(arg, len, "--options-markdown"))
+            sw = &cli->options_markdown;
+        if (sw != NULL) {
+            if (eq != NULL)
+                return fail(errstr, errstr_size, NULL, "option %.*s takes no value", shown, arg);
+            *sw = true;
+            continue;
+        }
+
+        bool is_config = flag_is(arg, len, "--config");
+        const struct sg_config_option *opt = is_config ? NULL : find_by_flag(arg, len);
+        if (!is_config && opt == NULL)
+            return fail(errstr, errstr_size, NULL, "unknown option %.*s (see --help)", shown, arg);
+
+        const char *value;
+        if (eq != NULL) {
+            value = eq + 1;
+        } else {
+            /* A following flag is taken as a forgotten value, not as the value itself;
+             * --name=VALUE spells a value that starts with "--". */
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
+                return fail(errstr, errstr_size, NULL, "option %.*s needs a value", shown, arg);
+            value = argv[++i];
+        }
+
+        if (is_config) {
+            cli->config_file = value;
+        } else if (apply) {
+            char from[128];
+            sg_config__flag_name(opt, from, sizeof(from));
+            int rc = opt_set_text(cfg, opt, value, from, errstr, errstr_size);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, char **envp,
+                   char *errstr, size_t errstr_size)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(cli, 0, sizeof(*cli));
+    rc = config_defaults(cfg);
+    if (rc != 0)
+        goto out;
+    rc = parse_argv(cfg, cli, argc, argv, false, errstr, errstr_size);
+    if (rc != 0)
+        goto out;
+    /* These print fixed text and exit; a broken config file must not stand in their way. */
+    if (cli->help || cli->version || cli->options_markdown)
+        goto out;
+
+    if (cli->config_file != NULL) {
+        rc = read_file(cli->config_file, &text, &len, errstr, errstr_size);
+        if (rc != 0)
+            goto out;
+        char from[300];
+        snprintf(from, sizeof(from), "config file %s", cli->config_file);
+        rc = apply_json(cfg, text, len, from, errstr, errstr_size);
+        if (rc != 0)
+            goto out;
+    }
+    rc = apply_env(cfg, envp, errstr, errstr_size);
+    if (rc != 0)
+        goto out;
+    rc = parse_argv(cfg, cli, argc, argv, true, errstr, errstr_size);
+    if (rc != 0)
+        goto out;
+    rc = sg_config_validate(cfg, errstr, errstr_size);
+out:
+    free(text);
+    if (rc != 0)
+        sg_config_free(cfg);
+    return rc;
+}
+
+/* ---- validation ---- */
+
+static int validate_option(const struct sg_config *cfg, const struct sg_config_option *opt,
+                           char *errstr, size_t errstr_size)
+{
+    const void *p = opt_cptr(cfg, opt);
+    const char *unit = opt->type == SG_CONFIG_DURATION ? "ms"
+                       : opt->type == SG_CONFIG_SIZE   ? " bytes"
+                                                       : "";
+    char q[80];
+
+    switch (opt->type) {
+    case SG_CONFIG_STRING: {
+        const char *s = *(char *const *)p;
+        if (s == NULL)
+            return fail(errstr, errstr_size, NULL, "%s: not set (out of memory)", opt->name);
+        if (opt->min > 0 && s[0] == '\0')
+            return fail(errstr, errstr_size, NULL, "%s: must not be empty", opt->name);
+        char host[256];
+        if ((opt->flags & SG_CONFIG_F_ADDRESS) && s[0] != '\0' &&
+            sg_parse_hostport(s, host, sizeof(host), NULL) != 0)
+            return fail(errstr, errstr_size, NULL,
+                        "%s: invalid address \"%s\" (expected host:port or [v6]:port with a "
+                        "port from 0 to 65535)",
+                        opt->name, quote(s, q, sizeof(q)));
+        return 0;
+    }
+    case SG_CONFIG_INT: {
+        int64_t v = *(const int64_t *)p;
+        if (v < (int64_t)opt->min || (opt->max != 0 && v > (int64_t)opt->max)) {
+            if (opt->max != 0)
+                return fail(errstr, errstr_size, NULL,
+                            "%s: must be from %" PRIu64 " to %" PRIu64 " (got %" PRId64 ")",
+                            opt->name, opt->min, opt->max, v);
+            return fail(errstr, errstr_size, NULL,
+                        "%s: must be at least %" PRIu64 " (got %" PRId64 ")", opt->name, opt->min,
+                        v);
+        }
+        return 0;
+    }
+    case SG_CONFIG_DURATION:
+    case SG_CONFIG_SIZE: {
+        uint64_t v = *(const uint64_t *)p;
+        if (v < opt->min)
+            return fail(errstr, errstr_size, NULL,
+                        "%s: must be at least %" PRIu64 "%s (got %" PRIu64 "%s)", opt->name,
+                        opt->min, unit, v, unit);
+        if (opt->max != 0 && v > opt->max)
+            return fail(errstr, errstr_size, NULL,
+                        "%s: must be at most %" PRIu64 "%s (got %" PRIu64 "%s)", opt->name,
+                        opt->max, unit, v, unit);
+        return 0;
+    }
+    case SG_CONFIG_LEVEL: {
+        unsigned v = (unsigned)*(const enum sg_log_level *)p;
+        size_t n = 0;
+        while (opt->allowed[n] != NULL)
+            n++;
+        if (v >= n)
+            return fail(errstr, errstr_size, NULL, "%s: invalid value %u", opt->name, v);
+        return 0;
+    }
+    case SG_CONFIG_BOOL:
+    case SG_CONFIG_STRLIST:
+        return 0;
+    }
+    return 0;
+}
+
+int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        int rc = validate_option(cfg, &options[i], errstr, errstr_size);
+        if (rc != 0)
+            return rc;
+    }
+    if (cfg->http_listen[0] == '\0' && cfg->tcp_listen[0] == '\0')
+        return fail(errstr, errstr_size, NULL,
+                    "http.listen and tcp.listen are both empty: at least one listener is needed");
+    return 0;
+}
+
+/* ---- --help and the README table ---- */
+
+/* The default as shown to people: `""` for an empty string, `[]` for an empty list. */
+static const char *shown_default(const struct sg_config_option *opt)
+{
+    if (opt->def[0] != '\0')
+        return opt->def;
+    return opt->type == SG_CONFIG_STRLIST ? "[]" : "\"\"";
+}
+
+static void print_allowed(FILE *out, const struct sg_config_option *opt, const char *quote_mark)
+{
+    if (opt->allowed == NULL)
+        return;
+    fputs(" One of: ", out);
+    for (size_t i = 0; opt->allowed[i] != NULL; i++)
+        fprintf(out, "%s%s%s%s", i > 0 ? ", " : "", quote_mark, opt->allowed[i], quote_mark);
+    fputc('.', out);
+}
+
+void sg_config_print_help(FILE *out, const char *argv0)
+{
+    const char *prog = argv0 != NULL && argv0[0] != '\0' ? argv0 : "streamgate";
+    fprintf(out,
+            "Usage: %s [--config FILE] [--check-config] [--OPTION VALUE]...\n"
+            "\n"
+            "Accepts JSON events over HTTP (POST /v1/events) and TCP (NDJSON) and hands them to\n"
+            "the configured writers.\n"
+            "\n"
+            "Every option below can be set three ways; a flag beats the environment, which\n"
+            "beats the config file, which beats the default:\n"
+            "  flag         --http-max-body-size 8MiB  or  --http-max-body-size=8MiB\n"
+            "  environment  STREAMGATE_HTTP_MAX_BODY_SIZE=8MiB\n"
+            "  config file  {\"http\": {\"max_body_size\": \"8MiB\"}}\n"
+            "\n"
+            "Value forms:\n"
+            "  size      bytes: 512, 512B; 64KiB, 16MiB, 1GiB, 1TiB (powers of 1024);\n"
+            "            64KB, 16MB, 1GB, 1TB (powers of 1000); a number in the file is bytes\n"
+            "  duration  250ms, 5s, 2m, 1h, or plain milliseconds (also a number in the file)\n"
+            "  bool      true/false, yes/no, 1/0\n"
+            "  list      comma-separated in flags and the environment (\"\" is empty), a JSON\n"
+            "            array of strings in the file\n"
+            "\n"
+            "Commands:\n"
+            "  --config FILE        read options from a JSON file\n"
+            "  --check-config       load and validate the configuration, print \"configuration "
+            "ok\", exit\n"
+            "  --version            print the version and exit\n"
+            "  --help, -h           print this help and exit\n"
+            "  --options-markdown   print the option table in Markdown and exit\n"
+            "\n"
+            "Options:\n",
+            prog);
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        const struct sg_config_option *opt = &options[i];
+        char flag[128];
+        sg_config__flag_name(opt, flag, sizeof(flag));
+        fprintf(out, "  %s <%s>  (default: %s)\n      %s", flag, sg_config__type_name(opt->type),
+                shown_default(opt), opt->help);
+        print_allowed(out, opt, "");
+        fputc('\n', out);
+    }
+}
+
+void sg_config_print_markdown(FILE *out)
+{
+    fputs("| option | type | default | env | description |\n", out);
+    fputs("| --- | --- | --- | --- | --- |\n", out);
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        const struct sg_config_option *opt = &options[i];
+        char env[128];
+        sg_config__env_name(opt, env, sizeof(env));
+        fprintf(out, "| `%s` | %s | `%s` | `%s` | %s", opt->name, sg_config__type_name(opt->type),
+                shown_default(opt), env, opt->help);
+        print_allowed(out, opt, "`");
+        fputs(" |\n", out);
+    }
+}
