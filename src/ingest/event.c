@@ -1,0 +1,423 @@
+/* Decoding one JSON event into a borrowed view. The input is never assumed to be
+ * NUL-terminated: cJSON is given (buf, len), and every check on the raw bytes stays inside
+ * [0, len). */
+#include "streamgate/event.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "streamgate/config.h"
+
+/* 9999-12-31T23:59:59.999Z: the last millisecond RFC 3339 can spell. Numeric and textual
+ * timestamps share this range so both forms mean the same thing. */
+#define SG_EVENT_MAX_TS_MS INT64_C(253402300799999)
+
+/* 2^53: above it a double no longer holds every integer, so printing it as one would invent
+ * digits the producer never sent. */
+#define SG_EVENT_EXACT_INT_LIMIT 9007199254740992.0
+
+static const char *const sg_reject_labels[] = {
+#define SG_X(name, label, msg) label,
+    SG_REJECT_MAP(SG_X)
+#undef SG_X
+};
+
+static const char *const sg_reject_messages[] = {
+#define SG_X(name, label, msg) msg,
+    SG_REJECT_MAP(SG_X)
+#undef SG_X
+};
+
+const char *sg_reject_label(enum sg_reject r)
+{
+    if ((unsigned)r >= SG_REJECT_COUNT)
+        return "unknown";
+    return sg_reject_labels[r];
+}
+
+const char *sg_reject_message(enum sg_reject r)
+{
+    if ((unsigned)r >= SG_REJECT_COUNT)
+        return "unknown reason";
+    return sg_reject_messages[r];
+}
+
+void sg_event_decoder_init(struct sg_event_decoder *dec, const struct sg_config *cfg)
+{
+    memset(dec, 0, sizeof(*dec));
+    dec->key_field = cfg->event_key_field;
+    dec->key_fallback = cfg->event_key_fallback;
+    dec->time_field = cfg->event_time_field;
+    if (cfg->event_value_fields.count > 0) {
+        dec->value_fields = (const char *const *)cfg->event_value_fields.items;
+        dec->nvalue_fields = cfg->event_value_fields.count;
+    }
+    if (cfg->event_max_fields <= 0)
+        dec->max_fields = 0;
+    else if (cfg->event_max_fields > SG_EVENT_MAX_FIELDS)
+        dec->max_fields = SG_EVENT_MAX_FIELDS;
+    else
+        dec->max_fields = (size_t)cfg->event_max_fields;
+    dec->max_key_size = (size_t)cfg->event_max_key_size;
+}
+
+void sg_event_decoder_free(struct sg_event_decoder *dec)
+{
+    if (dec->tree) {
+        cJSON_Delete(dec->tree);
+        dec->tree = NULL;
+    }
+}
+
+static bool sg_event__is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The bytes a JSON value can start with. cJSON skips any byte <= 0x20 and a UTF-8 BOM before
+ * the value; checking the first byte ourselves keeps such bytes out of the raw slice that is
+ * forwarded as the event. */
+static bool sg_event__can_start_value(char c)
+{
+    return c == '{' || c == '[' || c == '"' || c == '-' || (c >= '0' && c <= '9') || c == 't' ||
+           c == 'f' || c == 'n';
+}
+
+/* JSON allows no raw control byte other than tab, LF and CR, in strings or between tokens.
+ * cJSON is lenient here: it skips any byte <= 0x20 as whitespace and copies control bytes into
+ * strings, where a NUL would silently cut a key, a member name or a timestamp short. Such
+ * input is refused before parsing so the raw bytes forwarded for an accepted event are never
+ * worse than what the decoder understood. One pass, no branches in the loop body. */
+static bool sg_event__has_control_byte(const char *p, size_t n)
+{
+    unsigned bad = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        bad |= (c < 0x20) & (c != '\t') & (c != '\n') & (c != '\r');
+    }
+    return bad != 0;
+}
+
+static bool sg_event__name_is(const cJSON *item, const char *name)
+{
+    return name && item->string && strcmp(item->string, name) == 0;
+}
+
+/* Fills ev->key from a key member. Returns 0, or -EINVAL with *why set. */
+static int sg_event__take_key(const struct sg_event_decoder *dec, const cJSON *item,
+                              struct sg_event *ev, enum sg_reject *why)
+{
+    if (cJSON_IsString(item) && item->valuestring) {
+        /* cJSON does not keep a string's length; a "\u0000" inside the key ends it here. */
+        ev->key = item->valuestring;
+        ev->key_len = strlen(item->valuestring);
+    } else if (cJSON_IsNumber(item) && isfinite(item->valuedouble)) {
+        double v = item->valuedouble;
+        int n;
+        if (fabs(v) < SG_EVENT_EXACT_INT_LIMIT && v == trunc(v))
+            n = snprintf(ev->keybuf, sizeof(ev->keybuf), "%lld", (long long)v);
+        else
+            n = snprintf(ev->keybuf, sizeof(ev->keybuf), "%.17g", v);
+        if (n < 0 || (size_t)n >= sizeof(ev->keybuf)) {
+            *why = SG_REJECT_MISSING_KEY;
+            return -EINVAL;
+        }
+        ev->key = ev->keybuf;
+        ev->key_len = (size_t)n;
+    } else {
+        *why = SG_REJECT_MISSING_KEY;
+        return -EINVAL;
+    }
+    if (ev->key_len == 0) {
+        *why = SG_REJECT_MISSING_KEY;
+        return -EINVAL;
+    }
+    if (ev->key_len > dec->max_key_size) {
+        *why = SG_REJECT_KEY_TOO_LONG;
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Fills ev->ts_ms from the time member (NULL when absent). Returns 0 or -EINVAL. */
+static int sg_event__take_time(const cJSON *item, int64_t now_ms, struct sg_event *ev,
+                               enum sg_reject *why)
+{
+    if (item == NULL || cJSON_IsNull(item)) {
+        ev->ts_ms = now_ms;
+        ev->ts_from_event = false;
+        return 0;
+    }
+    if (cJSON_IsNumber(item)) {
+        double v = item->valuedouble;
+        double whole;
+        if (!isfinite(v))
+            goto bad;
+        whole = trunc(v); /* fractions of a millisecond are dropped */
+        if (!(whole >= 0.0 && whole <= (double)SG_EVENT_MAX_TS_MS))
+            goto bad;
+        ev->ts_ms = (int64_t)whole;
+        ev->ts_from_event = true;
+        return 0;
+    }
+    if (cJSON_IsString(item) && item->valuestring) {
+        const char *s = item->valuestring;
+        if (sg_parse_rfc3339_ms(s, strlen(s), &ev->ts_ms) != 0)
+            goto bad;
+        ev->ts_from_event = true;
+        return 0;
+    }
+bad:
+    *why = SG_REJECT_BAD_TIMESTAMP;
+    return -EINVAL;
+}
+
+static bool sg_event__wanted(const struct sg_event_decoder *dec, const char *name)
+{
+    size_t i;
+    if (dec->nvalue_fields == 0)
+        return true;
+    for (i = 0; i < dec->nvalue_fields; i++) {
+        if (dec->value_fields[i] && strcmp(dec->value_fields[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Collects numeric top-level members in the event's order. A name already collected is not
+ * taken twice: like the key and time lookups, the first occurrence of a duplicated member
+ * wins. The check only looks at collected fields, so it costs at most max_fields compares per
+ * member however large the object is. */
+static void sg_event__take_fields(const struct sg_event_decoder *dec, const cJSON *root,
+                                  const char *fallback_used, struct sg_event *ev)
+{
+    const cJSON *item;
+    ev->nfields = 0;
+    if (dec->max_fields == 0)
+        return;
+    for (item = root->child; item; item = item->next) {
+        size_t i;
+        bool dup = false;
+        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->string == NULL)
+            continue;
+        if (sg_event__name_is(item, dec->key_field) || sg_event__name_is(item, fallback_used) ||
+            sg_event__name_is(item, dec->time_field))
+            continue;
+        if (!sg_event__wanted(dec, item->string))
+            continue;
+        for (i = 0; i < ev->nfields; i++) {
+            if (strcmp(ev->fields[i].name, item->string) == 0) {
+                dup = true;
+                break;
+            }
+        }
+        if (dup)
+            continue;
+        ev->fields[ev->nfields].name = item->string;
+        ev->fields[ev->nfields].value = item->valuedouble;
+        if (++ev->nfields == dec->max_fields)
+            break; /* extra fields are ignored, not a reason to reject */
+    }
+}
+
+int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
+                    struct sg_event *ev, enum sg_reject *why)
+{
+    const char *start, *end, *parse_end = NULL;
+    const char *fallback_used = NULL;
+    const cJSON *item;
+    cJSON *root;
+
+    sg_event_decoder_free(dec);
+    ev->raw = NULL;
+    ev->raw_len = 0;
+    ev->key = NULL;
+    ev->key_len = 0;
+    ev->ts_ms = 0;
+    ev->ts_from_event = false;
+    ev->nfields = 0;
+
+    if (buf == NULL) {
+        *why = SG_REJECT_INVALID_JSON;
+        return -EINVAL;
+    }
+    start = buf;
+    end = buf + len;
+    while (start < end && sg_event__is_ws(*start))
+        start++;
+    while (end > start && sg_event__is_ws(end[-1]))
+        end--;
+    if (start == end || !sg_event__can_start_value(*start) ||
+        sg_event__has_control_byte(start, (size_t)(end - start))) {
+        *why = SG_REJECT_INVALID_JSON;
+        return -EINVAL;
+    }
+
+    root = cJSON_ParseWithLengthOpts(start, (size_t)(end - start), &parse_end, 0);
+    if (root == NULL || parse_end != end) {
+        /* parse_end != end: something other than whitespace follows the value. */
+        cJSON_Delete(root);
+        *why = SG_REJECT_INVALID_JSON;
+        return -EINVAL;
+    }
+    dec->tree = root;
+    if (!cJSON_IsObject(root)) {
+        *why = SG_REJECT_NOT_OBJECT;
+        goto reject;
+    }
+    ev->raw = start;
+    ev->raw_len = (size_t)(end - start);
+
+    item = dec->key_field ? cJSON_GetObjectItemCaseSensitive(root, dec->key_field) : NULL;
+    if (item == NULL && dec->key_fallback && dec->key_fallback[0] != '\0') {
+        item = cJSON_GetObjectItemCaseSensitive(root, dec->key_fallback);
+        fallback_used = dec->key_fallback;
+    }
+    if (item == NULL) {
+        *why = SG_REJECT_MISSING_KEY;
+        goto reject;
+    }
+    if (sg_event__take_key(dec, item, ev, why) != 0)
+        goto reject;
+
+    item = dec->time_field ? cJSON_GetObjectItemCaseSensitive(root, dec->time_field) : NULL;
+    if (sg_event__take_time(item, now_ms, ev, why) != 0)
+        goto reject;
+
+    sg_event__take_fields(dec, root, fallback_used, ev);
+    return 0;
+
+reject:
+    /* Nothing of a rejected event is used afterwards; free the tree now rather than hold it
+     * until the next call. */
+    sg_event_decoder_free(dec);
+    ev->raw = NULL;
+    ev->raw_len = 0;
+    ev->key = NULL;
+    ev->key_len = 0;
+    ev->nfields = 0;
+    return -EINVAL;
+}
+
+/* Reads exactly `n` ASCII digits at s[*pos]. Returns -1 if one is not a digit. */
+static int sg_event__digits(const char *s, size_t len, size_t *pos, size_t n)
+{
+    int v = 0;
+    size_t i;
+    if (len - *pos < n)
+        return -1;
+    for (i = 0; i < n; i++) {
+        char c = s[*pos + i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *pos += n;
+    return v;
+}
+
+static bool sg_event__expect(const char *s, size_t len, size_t *pos, char c)
+{
+    if (*pos >= len || s[*pos] != c)
+        return false;
+    (*pos)++;
+    return true;
+}
+
+static bool sg_event__is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int sg_event__days_in_month(int y, int m)
+{
+    static const unsigned char days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && sg_event__is_leap(y) ? 29 : days[m - 1];
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date: the era-based days-from-civil
+ * algorithm (400-year eras of 146097 days, years starting in March so the leap day falls at
+ * the end). Exact for every date, no libc time functions, no time zone or locale. */
+static int64_t sg_event__days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era, yoe, doy, doe;
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;                                   /* [0, 399] */
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
+    return era * 146097 + doe - 719468;
+}
+
+int sg_parse_rfc3339_ms(const char *s, size_t len, int64_t *out_ms)
+{
+    size_t pos = 0;
+    int year, mon, day, hour, min, sec, ms = 0, off_min = 0;
+    int64_t t;
+
+    if (s == NULL)
+        return -EINVAL;
+    if ((year = sg_event__digits(s, len, &pos, 4)) < 0 || !sg_event__expect(s, len, &pos, '-') ||
+        (mon = sg_event__digits(s, len, &pos, 2)) < 0 || !sg_event__expect(s, len, &pos, '-') ||
+        (day = sg_event__digits(s, len, &pos, 2)) < 0)
+        return -EINVAL;
+    if (pos >= len || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' '))
+        return -EINVAL;
+    pos++;
+    if ((hour = sg_event__digits(s, len, &pos, 2)) < 0 || !sg_event__expect(s, len, &pos, ':') ||
+        (min = sg_event__digits(s, len, &pos, 2)) < 0 || !sg_event__expect(s, len, &pos, ':') ||
+        (sec = sg_event__digits(s, len, &pos, 2)) < 0)
+        return -EINVAL;
+    if (pos < len && s[pos] == '.') {
+        size_t first = ++pos;
+        /* Any number of digits; the first three are the milliseconds, the rest truncated. */
+        while (pos < len && s[pos] >= '0' && s[pos] <= '9') {
+            if (pos - first < 3)
+                ms = ms * 10 + (s[pos] - '0');
+            pos++;
+        }
+        if (pos == first)
+            return -EINVAL;
+        if (pos - first == 1)
+            ms *= 100;
+        else if (pos - first == 2)
+            ms *= 10;
+    }
+    if (pos >= len)
+        return -EINVAL;
+    if (s[pos] == 'Z' || s[pos] == 'z') {
+        pos++;
+    } else if (s[pos] == '+' || s[pos] == '-') {
+        int sign = s[pos] == '-' ? -1 : 1, oh, om;
+        pos++;
+        if ((oh = sg_event__digits(s, len, &pos, 2)) < 0 || !sg_event__expect(s, len, &pos, ':') ||
+            (om = sg_event__digits(s, len, &pos, 2)) < 0)
+            return -EINVAL;
+        if (oh > 23 || om > 59)
+            return -EINVAL;
+        off_min = sign * (oh * 60 + om);
+    } else {
+        return -EINVAL;
+    }
+    if (pos != len)
+        return -EINVAL;
+
+    if (mon < 1 || mon > 12 || day < 1 || day > sg_event__days_in_month(year, mon) || hour > 23 ||
+        min > 59 || sec > 60)
+        return -EINVAL;
+    if (sec == 60)
+        sec = 59; /* a leap second; epoch time has no slot for it, so it joins the one before */
+
+    t = sg_event__days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec;
+    t -= (int64_t)off_min * 60;
+    t = t * 1000 + ms;
+    if (t < 0 || t > SG_EVENT_MAX_TS_MS)
+        return -EINVAL;
+    *out_ms = t;
+    return 0;
+}
