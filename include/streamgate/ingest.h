@@ -1,0 +1,64 @@
+/* The one path from bytes to routed events: decode, validate, count, reject with reasons, and
+ * hand accepted events to the sinks. Both servers call it; it knows nothing of sockets. */
+#ifndef STREAMGATE_INGEST_H
+#define STREAMGATE_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamgate/buf.h"
+#include "streamgate/common.h"
+#include "streamgate/event.h"
+
+struct sg_config;
+struct sg_metrics;
+struct sg_log;
+struct sg_sink;
+struct sg_ingest;
+
+#define SG_INGEST_MAX_SINKS 8
+
+enum sg_body_format { SG_BODY_JSON, SG_BODY_NDJSON };
+
+/* What one HTTP body produced. `errors` receives the items of the response's "errors" array,
+ * comma-separated, without the brackets: {"index":I,"offset":O,"error":"reason: message"}
+ * (plus "line":L for NDJSON, 1-based), at most `max_errors` of them. */
+struct sg_ingest_result {
+    size_t accepted;
+    size_t rejected;
+    size_t nerrors;
+    size_t max_errors;
+    struct sg_buf *errors;
+    /* Set when the body's framing is broken (sg_ingest_body returned -EINVAL). */
+    size_t bad_offset;
+    const char *bad_msg;
+};
+
+struct sg_ingest *sg_ingest_create(const struct sg_config *cfg, struct sg_metrics *metrics,
+                                   struct sg_log *log);
+void sg_ingest_destroy(struct sg_ingest *ing);
+/* Adds a sink every accepted event goes to. Returns 0 or -ENOSPC. */
+int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink);
+
+/* Ingests one event (a TCP line, or one element of an HTTP body). Returns 0 when accepted, or
+ * -EINVAL and sets `*why`. Counts received/accepted/rejected and logs rejections at a rate
+ * limit. */
+int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
+                    int64_t now_ms, enum sg_reject *why);
+/* Counts (and logs at a rate limit) an event rejected before decoding, e.g. a too-long line. */
+void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why);
+
+/* Ingests a whole HTTP body: one object or an array of objects (SG_BODY_JSON), or one object
+ * per line (SG_BODY_NDJSON). Each event is accepted or rejected on its own. Returns 0, or
+ * -EINVAL when the framing is broken (nothing ingested; see bad_offset/bad_msg). */
+int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *body, size_t len,
+                   int64_t now_ms, struct sg_ingest_result *res);
+
+/* True when every sink is healthy. */
+bool sg_ingest_ready(struct sg_ingest *ing);
+
+/* Drains every sink, then calls `cb` once. */
+void sg_ingest_drain(struct sg_ingest *ing, void (*cb)(void *arg), void *arg);
+
+#endif

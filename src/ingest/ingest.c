@@ -1,0 +1,374 @@
+/* Ingest: the one path from bytes to sinks. Both servers hand it events (a TCP line, an element
+ * of an HTTP body); it decodes each one, counts it as received and then accepted or rejected
+ * with a reason, logs bad input at a rate limit, and gives accepted events to every sink.
+ *
+ * Every series is registered at create time, so /metrics shows each (transport, reason) pair
+ * as 0 before the first event, and the hot path is a decode plus a few increments through the
+ * kept pointers. */
+#include "streamgate/ingest.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "streamgate/config.h"
+#include "streamgate/json_split.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/ndjson.h"
+#include "streamgate/sink.h"
+
+/* Bytes of a rejected event quoted in its log line: enough to recognise it, never a flood. */
+#define SG_INGEST_EXCERPT_MAX 64
+
+struct sg_ingest {
+    struct sg_log *log;
+    struct sg_event_decoder dec;
+    bool dec_ready;
+    struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
+    size_t nsinks;
+
+    struct sg_counter *received[SG_TRANSPORT_COUNT];
+    struct sg_counter *accepted[SG_TRANSPORT_COUNT];
+    struct sg_counter *rejected[SG_TRANSPORT_COUNT][SG_REJECT_COUNT];
+    /* One per reason, so a flood of one kind of bad input cannot hide another kind. */
+    struct sg_log_limiter limiters[SG_REJECT_COUNT];
+
+    /* The view of the event in hand. It is large (SG_EVENT_MAX_FIELDS fields) and only lives
+     * for one sg_ingest_event call, so one instance is reused instead of a big stack frame. */
+    struct sg_event ev;
+
+    /* A drain in progress: sinks still to call back, and whom to tell then. */
+    size_t drain_pending;
+    void (*drain_cb)(void *arg);
+    void *drain_arg;
+};
+
+static int ingest_register(struct sg_ingest *ing, struct sg_metrics *metrics)
+{
+    char labels[128];
+
+    for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
+        const char *tname = sg_transport_name((enum sg_transport)t);
+
+        snprintf(labels, sizeof(labels), "transport=\"%s\"", tname);
+        ing->received[t] = sg_metrics_counter(metrics, "streamgate_events_received_total",
+                                              "Events seen, accepted or rejected.", labels);
+        ing->accepted[t] = sg_metrics_counter(metrics, "streamgate_events_accepted_total",
+                                              "Events decoded and handed to every writer.", labels);
+        if (!ing->received[t] || !ing->accepted[t])
+            return -ENOMEM;
+        for (int r = 0; r < SG_REJECT_COUNT; r++) {
+            snprintf(labels, sizeof(labels), "transport=\"%s\",reason=\"%s\"", tname,
+                     sg_reject_label((enum sg_reject)r));
+            ing->rejected[t][r] = sg_metrics_counter(metrics, "streamgate_events_rejected_total",
+                                                     "Events rejected, by reason.", labels);
+            if (!ing->rejected[t][r])
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+struct sg_ingest *sg_ingest_create(const struct sg_config *cfg, struct sg_metrics *metrics,
+                                   struct sg_log *log)
+{
+    struct sg_ingest *ing = calloc(1, sizeof(*ing));
+
+    if (!ing)
+        return NULL;
+    ing->log = log;
+    sg_event_decoder_init(&ing->dec, cfg);
+    ing->dec_ready = true;
+    for (int r = 0; r < SG_REJECT_COUNT; r++)
+        ing->limiters[r].interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    if (ingest_register(ing, metrics) < 0) {
+        sg_ingest_destroy(ing);
+        return NULL;
+    }
+    return ing;
+}
+
+/* The sinks belong to the wiring that added them: it drains and destroys them. */
+void sg_ingest_destroy(struct sg_ingest *ing)
+{
+    if (!ing)
+        return;
+    if (ing->dec_ready)
+        sg_event_decoder_free(&ing->dec);
+    free(ing);
+}
+
+int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink)
+{
+    if (ing->nsinks == SG_INGEST_MAX_SINKS)
+        return -ENOSPC;
+    ing->sinks[ing->nsinks++] = sink;
+    return 0;
+}
+
+/* Counts a rejection and logs it through the reason's limiter. `input` (may be NULL) is the
+ * bad event, quoted in part; `sink` and `err` name a writer that refused it. */
+static void ingest_rejected(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why,
+                            const char *input, size_t input_len, const struct sg_sink *sink,
+                            int err)
+{
+    struct sg_log_field fields[8];
+    size_t n = 0;
+    int64_t suppressed;
+
+    if ((unsigned)why >= SG_REJECT_COUNT)
+        why = SG_REJECT_INVALID_JSON;
+    sg_counter_inc(ing->rejected[transport][why]);
+
+    if (SG_LOG_WARN < ing->log->level)
+        return;
+    suppressed = sg_log_limiter_take(&ing->limiters[why], sg_now_ms());
+    if (suppressed < 0)
+        return;
+    fields[n++] = (struct sg_log_field)SG_F_STR("transport", sg_transport_name(transport));
+    fields[n++] = (struct sg_log_field)SG_F_STR("reason", sg_reject_label(why));
+    if (input)
+        fields[n++] = (struct sg_log_field)SG_F_STRN("input", input,
+                                                     SG_MIN(input_len, SG_INGEST_EXCERPT_MAX));
+    if (sink) {
+        fields[n++] = (struct sg_log_field)SG_F_STR("sink", sink->ops->name);
+        fields[n++] = (struct sg_log_field)SG_F_STR("error", sg_strerror(err));
+    }
+    if (suppressed > 0)
+        fields[n++] = (struct sg_log_field)SG_F_INT("suppressed", suppressed);
+    fields[n].key = NULL;
+    sg_log_emit(ing->log, SG_LOG_WARN, "event rejected", fields);
+}
+
+int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
+                    int64_t now_ms, enum sg_reject *why)
+{
+    enum sg_reject reason = SG_REJECT_INVALID_JSON;
+    const struct sg_sink *failed = NULL;
+    int failed_err = 0;
+
+    sg_counter_inc(ing->received[transport]);
+    if (sg_event_decode(&ing->dec, buf, len, now_ms, &ing->ev, &reason) != 0) {
+        ingest_rejected(ing, transport, reason, buf, len, NULL, 0);
+        goto rejected;
+    }
+    /* Every sink gets its chance even when an earlier one refused: one broken writer must not
+     * starve the others. The event still counts as rejected, since not every writer has it. */
+    for (size_t i = 0; i < ing->nsinks; i++) {
+        struct sg_sink *sink = ing->sinks[i];
+        int rc = sink->ops->write_raw(sink, &ing->ev, transport, now_ms);
+
+        if (rc != 0 && !failed) {
+            failed = sink;
+            failed_err = rc;
+        }
+    }
+    if (failed) {
+        reason = SG_REJECT_SINK_FAILED;
+        ingest_rejected(ing, transport, reason, NULL, 0, failed, failed_err);
+        goto rejected;
+    }
+    sg_counter_inc(ing->accepted[transport]);
+    return 0;
+
+rejected:
+    if (why)
+        *why = reason;
+    return -EINVAL;
+}
+
+void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why)
+{
+    sg_counter_inc(ing->received[transport]);
+    ingest_rejected(ing, transport, why, NULL, 0, NULL, 0);
+}
+
+/* State shared by the per-element callbacks of one sg_ingest_body call. */
+struct sg_body_ctx {
+    struct sg_ingest *ing;
+    struct sg_ingest_result *res;
+    const char *body;
+    size_t len;
+    int64_t now_ms;
+    /* NDJSON only: the event ordinal, and newlines counted in body[0..scanned). */
+    size_t index;
+    size_t scanned;
+    size_t newlines;
+};
+
+/* Appends one entry to res->errors, or nothing at all when it does not fit (the buffer has a
+ * cap), so the list always stays well-formed. `line` is 0 for a JSON body. */
+static void body_add_error(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
+                           enum sg_reject why)
+{
+    struct sg_ingest_result *res = ctx->res;
+    struct sg_buf *b = res->errors;
+    char text[256];
+    size_t saved;
+    int rc;
+
+    if (res->nerrors >= res->max_errors)
+        return;
+    if (!b) {
+        res->nerrors++;
+        return;
+    }
+    saved = b->len;
+    rc = sg_buf_printf(b, "%s{\"index\":%zu", res->nerrors > 0 ? "," : "", index);
+    if (rc == 0 && line > 0)
+        rc = sg_buf_printf(b, ",\"line\":%zu", line);
+    if (rc == 0)
+        rc = sg_buf_printf(b, ",\"offset\":%zu,\"error\":", offset);
+    if (rc == 0) {
+        int n =
+            snprintf(text, sizeof(text), "%s: %s", sg_reject_label(why), sg_reject_message(why));
+        rc = sg_buf_append_json_string(b, text, SG_MIN((size_t)n, sizeof(text) - 1));
+    }
+    if (rc == 0)
+        rc = sg_buf_append_char(b, '}');
+    if (rc != 0) {
+        b->len = saved;
+        return;
+    }
+    res->nerrors++;
+}
+
+static void body_event(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
+                       const char *elem, size_t len)
+{
+    enum sg_reject why = SG_REJECT_INVALID_JSON;
+
+    if (sg_ingest_event(ctx->ing, SG_TRANSPORT_HTTP, elem, len, ctx->now_ms, &why) == 0) {
+        ctx->res->accepted++;
+        return;
+    }
+    ctx->res->rejected++;
+    body_add_error(ctx, index, line, offset, why);
+}
+
+static int body_json_element(void *arg, size_t index, const char *elem, size_t len, size_t offset)
+{
+    body_event(arg, index, 0, offset, elem, len);
+    return 0;
+}
+
+/* Where the line handed out by the framer starts in the body. Lines inside the body come out
+ * in place; only the last one, when it has no newline, is a copy held by the framer, and it
+ * starts right after the body's last newline. */
+static size_t body_line_offset(const struct sg_body_ctx *ctx, const char *line)
+{
+    uintptr_t p = (uintptr_t)line, b = (uintptr_t)ctx->body;
+    size_t off;
+
+    if (p >= b && p - b <= ctx->len)
+        return (size_t)(p - b);
+    off = ctx->len;
+    while (off > 0 && ctx->body[off - 1] != '\n')
+        off--;
+    return off;
+}
+
+static int body_ndjson_line(void *arg, const char *line, size_t len, bool too_long)
+{
+    struct sg_body_ctx *ctx = arg;
+    size_t offset = body_line_offset(ctx, line);
+    size_t index = ctx->index++;
+
+    /* Line numbers count blank lines too, so they match what an editor shows. */
+    while (ctx->scanned < offset) {
+        const char *nl = memchr(ctx->body + ctx->scanned, '\n', offset - ctx->scanned);
+
+        if (!nl) {
+            ctx->scanned = offset;
+            break;
+        }
+        ctx->newlines++;
+        ctx->scanned = (size_t)(nl - ctx->body) + 1;
+    }
+    if (too_long) {
+        /* Cannot happen with the framer's limit above the body's length; kept so the framer's
+         * whole contract is handled. */
+        sg_ingest_reject(ctx->ing, SG_TRANSPORT_HTTP, SG_REJECT_LINE_TOO_LONG);
+        ctx->res->rejected++;
+        body_add_error(ctx, index, ctx->newlines + 1, offset, SG_REJECT_LINE_TOO_LONG);
+        return 0;
+    }
+    body_event(ctx, index, ctx->newlines + 1, offset, line, len);
+    return 0;
+}
+
+int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *body, size_t len,
+                   int64_t now_ms, struct sg_ingest_result *res)
+{
+    struct sg_body_ctx ctx = {.ing = ing, .res = res, .body = body, .len = len, .now_ms = now_ms};
+    struct sg_ndjson fr;
+    int rc;
+
+    res->accepted = 0;
+    res->rejected = 0;
+    res->nerrors = 0;
+    res->bad_offset = 0;
+    res->bad_msg = NULL;
+
+    if (fmt == SG_BODY_JSON) {
+        rc = sg_json_split(body, len, body_json_element, &ctx, &res->bad_offset, &res->bad_msg);
+        return rc < 0 ? -EINVAL : 0;
+    }
+
+    /* The whole body is one chunk, so the framer hands lines out in place; the size limit
+     * already bounded the body, so no line in it is "too long". */
+    sg_ndjson_init(&fr, len + 1);
+    rc = sg_ndjson_feed(&fr, body, len, body_ndjson_line, &ctx);
+    if (rc == 0)
+        rc = sg_ndjson_finish(&fr, body_ndjson_line, &ctx);
+    sg_ndjson_free(&fr);
+    return rc < 0 ? rc : 0;
+}
+
+bool sg_ingest_ready(struct sg_ingest *ing)
+{
+    for (size_t i = 0; i < ing->nsinks; i++) {
+        struct sg_sink *sink = ing->sinks[i];
+
+        if (sink->ops->healthy && !sink->ops->healthy(sink))
+            return false;
+    }
+    return true;
+}
+
+static void ingest_drain_step(struct sg_ingest *ing)
+{
+    void (*cb)(void *arg);
+
+    if (--ing->drain_pending > 0)
+        return;
+    cb = ing->drain_cb;
+    ing->drain_cb = NULL;
+    if (cb)
+        cb(ing->drain_arg);
+}
+
+static void ingest_sink_drained(struct sg_sink *sink, void *arg)
+{
+    ingest_drain_step(arg);
+}
+
+void sg_ingest_drain(struct sg_ingest *ing, void (*cb)(void *arg), void *arg)
+{
+    ing->drain_cb = cb;
+    ing->drain_arg = arg;
+    /* One extra count held while the loop below runs, so a sink that calls back from inside
+     * drain() cannot finish the drain before every sink has been asked. */
+    ing->drain_pending = ing->nsinks + 1;
+    for (size_t i = 0; i < ing->nsinks; i++) {
+        struct sg_sink *sink = ing->sinks[i];
+
+        if (sink->ops->drain)
+            sink->ops->drain(sink, ingest_sink_drained, ing);
+        else
+            ing->drain_pending--;
+    }
+    ingest_drain_step(ing);
+}
