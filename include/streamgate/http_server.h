@@ -1,0 +1,22 @@
+/* The HTTP listener: llhttp on libuv, keep-alive, pipelining, chunked and gzip bodies.
+ * Routes: POST /v1/events, GET /metrics, GET /healthz, GET /readyz. */
+#ifndef STREAMGATE_HTTP_SERVER_H
+#define STREAMGATE_HTTP_SERVER_H
+
+#include <stddef.h>
+
+#include "streamgate/server.h"
+
+struct sg_http_server;
+
+int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server **out,
+                          char *errstr, size_t errstr_size);
+/* The bound address as "host:port". */
+const char *sg_http_server_address(const struct sg_http_server *srv);
+/* Stops accepting, lets requests in flight finish (their responses carry Connection: close),
+ * closes idle connections, and calls `cb` once every handle is closed. */
+void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg);
+/* Frees the server; only after shutdown has called back. Safe on NULL. */
+void sg_http_server_destroy(struct sg_http_server *srv);
+
+#endif

@@ -1,0 +1,205 @@
+/* Shared between the HTTP listener (http_server.c: accept, connection limit, shutdown) and the
+ * per-connection code (http_conn.c: parsing, timeouts, routing, responses). Nothing outside
+ * these two files includes it. */
+#ifndef STREAMGATE_HTTP_INTERNAL_H
+#define STREAMGATE_HTTP_INTERNAL_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "streamgate/buf.h"
+#include "streamgate/http_server.h"
+#include "streamgate/ingest.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+
+/* Bytes read from a socket at a time: one buffer per connection, allocated once. */
+#define SG_HTTP_READ_BUF_SIZE (64 * 1024)
+/* Request body storage a connection keeps between requests; larger bodies are freed after use. */
+#define SG_HTTP_KEEP_BODY_CAP (64 * 1024)
+/* Pending response bytes past which a connection stops reading (and parsing pipelined
+ * requests) until its write completes, so a client that does not read cannot grow memory. */
+#define SG_HTTP_OUT_HIGH (1024 * 1024)
+/* Hard cap on one output buffer; a response that cannot fit closes the connection. */
+#define SG_HTTP_OUT_MAX (64 * 1024 * 1024)
+/* After the final response of a closing connection, how long input is read and dropped
+ * before the socket is closed. Closing with unread input makes the kernel send a reset,
+ * which can destroy the response before the client has read it. */
+#define SG_HTTP_LINGER_MS 2000
+/* Over-limit connections that may be waiting for their 503 to go out at once; past this they
+ * are closed without an answer, so a connection flood cannot pin memory either. */
+#define SG_HTTP_MAX_REJECTING 64
+/* Distinct status codes counted in streamgate_http_requests_total. */
+#define SG_HTTP_MAX_CODES 32
+
+/* Limits counted in streamgate_limit_hits_total{limit}. */
+enum sg_http_limit {
+    SG_HTTP_LIMIT_BODY_SIZE,
+    SG_HTTP_LIMIT_DECODED_SIZE,
+    SG_HTTP_LIMIT_HEADER_SIZE,
+    SG_HTTP_LIMIT_CONNECTIONS,
+    SG_HTTP_LIMIT_HEADER_TIMEOUT,
+    SG_HTTP_LIMIT_BODY_TIMEOUT,
+    SG_HTTP_LIMIT_IDLE_TIMEOUT,
+    SG_HTTP_LIMIT_COUNT
+};
+
+/* Request headers the server acts on; every other header is only counted toward the size. */
+enum sg_http_hdr {
+    SG_HTTP_HDR_CONTENT_TYPE,
+    SG_HTTP_HDR_CONTENT_ENCODING,
+    SG_HTTP_HDR_AUTHORIZATION,
+    SG_HTTP_HDR_EXPECT,
+    SG_HTTP_HDR_COUNT,
+    SG_HTTP_HDR_NONE = SG_HTTP_HDR_COUNT
+};
+
+enum sg_http_route {
+    SG_HTTP_ROUTE_NONE,
+    SG_HTTP_ROUTE_EVENTS,
+    SG_HTTP_ROUTE_METRICS,
+    SG_HTTP_ROUTE_HEALTHZ,
+    SG_HTTP_ROUTE_READYZ,
+};
+
+/* What the connection's one timer is counting down to. */
+enum sg_http_timer {
+    SG_HTTP_TIMER_NONE,
+    SG_HTTP_TIMER_IDLE,   /* keep-alive wait for the next request */
+    SG_HTTP_TIMER_HEADER, /* first byte of a request to the end of its headers */
+    SG_HTTP_TIMER_BODY,   /* end of headers to the end of the body */
+    SG_HTTP_TIMER_FLUSH,  /* final response still being written */
+    SG_HTTP_TIMER_LINGER, /* write side shut down, dropping input until the peer closes */
+};
+
+enum sg_http_state {
+    SG_HTTP_OPEN,      /* reading and parsing requests */
+    SG_HTTP_FINISHING, /* the last response is queued; no more parsing; write, then linger */
+    SG_HTTP_LINGER,    /* write side shut down; input is read and dropped until EOF */
+    SG_HTTP_CLOSING,   /* handles are closing; freed in the last close callback */
+};
+
+/* The request being parsed. Its buffers are reset, not freed, between requests. */
+struct sg_http_req {
+    bool active; /* between message begin and message complete */
+    bool headers_done;
+    bool keep_alive;
+    bool expect_continue;
+    bool buffer_body; /* the body is kept (POST /v1/events); otherwise it is dropped */
+    bool gzip;
+    enum sg_body_format format;
+    enum sg_http_route route;
+    int status;            /* an error decided at headers complete, answered at message complete */
+    const char *error;     /* its message */
+    uint64_t header_bytes; /* URL + header names + header values */
+    uint64_t body_bytes;   /* as received (after de-chunking, before gzip) */
+    struct sg_buf url;
+    char field[32]; /* the current header name, as far as it matters (longer names do not) */
+    size_t field_len;
+    enum sg_http_hdr cur; /* which kept header the current value belongs to */
+    struct sg_buf hdr[SG_HTTP_HDR_COUNT];
+    bool hdr_seen[SG_HTTP_HDR_COUNT];
+};
+
+struct sg_http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    struct sg_http_server *srv;
+    struct sg_http_conn *prev, *next; /* in srv->conns */
+    int open_handles;                 /* freed when the last handle's close callback runs */
+    enum sg_http_state state;
+    enum sg_http_timer timer_kind;
+    bool rejected; /* over the connection limit: one 503, then gone */
+    bool reading;
+    bool writing;
+    bool eof;     /* the peer closed its side */
+    bool stalled; /* reading stopped until pending output drains */
+    bool broken;  /* a response could not be queued: close without more ado */
+    char peer[64];
+
+    llhttp_t parser;
+    char *rbuf;        /* SG_HTTP_READ_BUF_SIZE; NULL for rejected connections */
+    char scratch[512]; /* read target while dropping input without an rbuf */
+    const char *tail;  /* unparsed input kept in rbuf while stalled */
+    size_t tail_len;
+    uint64_t stream_off; /* input bytes handed to the parser so far, for error offsets */
+
+    /* Responses are appended to out[fill]; the other buffer may be in flight. */
+    struct sg_buf out[2];
+    int fill;
+
+    struct sg_http_req req;
+    struct sg_buf body;
+};
+
+struct sg_http_code_counter {
+    int code;
+    struct sg_counter *counter;
+};
+
+struct sg_http_server {
+    uv_tcp_t listener;
+    bool listener_init;   /* uv_tcp_init ran: the handle must be closed */
+    bool listener_closed; /* its close callback ran */
+    uv_loop_t *loop;
+    const struct sg_config *cfg;
+    struct sg_ingest *ingest;
+    struct sg_metrics *metrics;
+    struct sg_log *log;
+    char address[80];
+    llhttp_settings_t settings; /* shared by every connection's parser */
+
+    struct sg_http_conn *conns; /* every connection, served or being rejected */
+    size_t nconns;              /* served connections (the gauge) */
+    size_t nrejecting;          /* rejected connections still open */
+
+    bool shutting_down;
+    bool free_on_close; /* create failed: the listener's close callback frees the server */
+    bool done;          /* closed_cb has been called */
+    sg_server_closed_cb closed_cb;
+    void *closed_arg;
+
+    /* Scratch for building one response. Requests are handled synchronously on the loop, so
+     * one set serves every connection. */
+    struct sg_buf resp;    /* response body */
+    struct sg_buf decoded; /* gunzipped request body */
+    struct sg_buf errors;  /* ingest's per-event error list */
+    struct sg_log_limiter bad_input;
+
+    struct sg_http_code_counter codes[SG_HTTP_MAX_CODES];
+    size_t ncodes;
+    struct sg_gauge *connections;
+    struct sg_counter *connections_rejected;
+    struct sg_counter *bytes_received;
+    struct sg_counter *limit_hits[SG_HTTP_LIMIT_COUNT];
+};
+
+/* http_server.c */
+
+/* Counts one response with status `code` (registering the series on first use). */
+void sg_http__count_status(struct sg_http_server *srv, int code);
+void sg_http__count_limit(struct sg_http_server *srv, enum sg_http_limit limit);
+/* Called from a connection's last close callback, just before it is freed. */
+void sg_http__server_conn_gone(struct sg_http_server *srv, struct sg_http_conn *conn);
+
+/* http_conn.c */
+
+/* Sets up the parser callbacks shared by every connection. */
+void sg_http__settings_init(llhttp_settings_t *settings);
+/* Starts serving an accepted connection (`conn->tcp` is initialised and accepted). */
+int sg_http__conn_start(struct sg_http_conn *conn);
+/* Answers an over-limit connection with 503 and closes it. */
+void sg_http__conn_reject(struct sg_http_conn *conn);
+/* Server shutdown: close when idle, otherwise finish the request in flight, then close. */
+void sg_http__conn_shutdown(struct sg_http_conn *conn);
+/* Closes both handles; the connection is freed once both close callbacks ran. */
+void sg_http__conn_close(struct sg_http_conn *conn);
+/* Frees a connection's memory (not its handles). */
+void sg_http__conn_free(struct sg_http_conn *conn);
+
+#endif

@@ -1,0 +1,328 @@
+/* The HTTP listener: binds, accepts, enforces http.max_connections, and shuts down in order
+ * (listener first, then each connection once it is done). Everything about one connection
+ * lives in http_conn.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_internal.h"
+#include "streamgate/common.h"
+#include "streamgate/config.h"
+
+#define SG_HTTP_BACKLOG 511
+
+/* Registered up front so they read 0 before the first request; others on first use. */
+static const int sg_http_common_codes[] = {200, 202, 400, 401, 404, 405,
+                                           408, 413, 415, 431, 500, 503};
+
+static const char *const sg_http_limit_names[SG_HTTP_LIMIT_COUNT] = {
+    [SG_HTTP_LIMIT_BODY_SIZE] = "http_body_size",
+    [SG_HTTP_LIMIT_DECODED_SIZE] = "http_decoded_size",
+    [SG_HTTP_LIMIT_HEADER_SIZE] = "http_header_size",
+    [SG_HTTP_LIMIT_CONNECTIONS] = "http_connections",
+    [SG_HTTP_LIMIT_HEADER_TIMEOUT] = "http_header_timeout",
+    [SG_HTTP_LIMIT_BODY_TIMEOUT] = "http_body_timeout",
+    [SG_HTTP_LIMIT_IDLE_TIMEOUT] = "http_idle_timeout",
+};
+
+static struct sg_counter *http_code_counter(struct sg_http_server *srv, int code)
+{
+    char labels[32];
+
+    for (size_t i = 0; i < srv->ncodes; i++)
+        if (srv->codes[i].code == code)
+            return srv->codes[i].counter;
+    if (srv->ncodes == SG_HTTP_MAX_CODES)
+        return NULL;
+    snprintf(labels, sizeof(labels), "code=\"%d\"", code);
+    struct sg_counter *c = sg_metrics_counter(srv->metrics, "streamgate_http_requests_total",
+                                              "HTTP responses sent, by status code.", labels);
+    if (!c)
+        return NULL;
+    srv->codes[srv->ncodes].code = code;
+    srv->codes[srv->ncodes].counter = c;
+    srv->ncodes++;
+    return c;
+}
+
+void sg_http__count_status(struct sg_http_server *srv, int code)
+{
+    struct sg_counter *c = http_code_counter(srv, code);
+
+    if (c)
+        sg_counter_inc(c);
+}
+
+void sg_http__count_limit(struct sg_http_server *srv, enum sg_http_limit limit)
+{
+    sg_counter_inc(srv->limit_hits[limit]);
+}
+
+static int http_register_metrics(struct sg_http_server *srv)
+{
+    char labels[64];
+
+    for (size_t i = 0; i < SG_ARRAY_SIZE(sg_http_common_codes); i++)
+        if (!http_code_counter(srv, sg_http_common_codes[i]))
+            return -ENOMEM;
+    srv->connections = sg_metrics_gauge(srv->metrics, "streamgate_connections",
+                                        "Open client connections.", "transport=\"http\"");
+    srv->connections_rejected =
+        sg_metrics_counter(srv->metrics, "streamgate_connections_rejected_total",
+                           "Connections refused because the transport was at its connection limit.",
+                           "transport=\"http\"");
+    srv->bytes_received =
+        sg_metrics_counter(srv->metrics, "streamgate_bytes_received_total",
+                           "Bytes read from client connections.", "transport=\"http\"");
+    if (!srv->connections || !srv->connections_rejected || !srv->bytes_received)
+        return -ENOMEM;
+    for (int i = 0; i < SG_HTTP_LIMIT_COUNT; i++) {
+        snprintf(labels, sizeof(labels), "limit=\"%s\"", sg_http_limit_names[i]);
+        srv->limit_hits[i] =
+            sg_metrics_counter(srv->metrics, "streamgate_limit_hits_total",
+                               "Requests, connections or events cut off by a limit.", labels);
+        if (!srv->limit_hits[i])
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static void http_server_free(struct sg_http_server *srv)
+{
+    sg_buf_free(&srv->resp);
+    sg_buf_free(&srv->decoded);
+    sg_buf_free(&srv->errors);
+    free(srv);
+}
+
+static bool http_all_closed(const struct sg_http_server *srv)
+{
+    return (!srv->listener_init || srv->listener_closed) && srv->conns == NULL;
+}
+
+/* Calls back (once) when shutdown has closed every handle, and frees a server whose owner
+ * already let go of it. Nothing may touch `srv` after this returns. */
+static void http_maybe_done(struct sg_http_server *srv)
+{
+    if (!http_all_closed(srv))
+        return;
+    if (srv->free_on_close) {
+        http_server_free(srv);
+        return;
+    }
+    if (srv->shutting_down && !srv->done) {
+        srv->done = true;
+        if (srv->closed_cb)
+            srv->closed_cb(srv->closed_arg); /* may destroy the server */
+    }
+}
+
+static void http_on_listener_closed(uv_handle_t *handle)
+{
+    struct sg_http_server *srv =
+        sg_container_of((uv_tcp_t *)handle, struct sg_http_server, listener);
+
+    srv->listener_closed = true;
+    http_maybe_done(srv);
+}
+
+void sg_http__server_conn_gone(struct sg_http_server *srv, struct sg_http_conn *conn)
+{
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    if (conn->rejected) {
+        srv->nrejecting--;
+    } else {
+        srv->nconns--;
+        sg_gauge_set(srv->connections, (double)srv->nconns);
+    }
+    sg_http__conn_free(conn);
+    http_maybe_done(srv);
+}
+
+static void http_on_connection(uv_stream_t *listener, int status)
+{
+    struct sg_http_server *srv =
+        sg_container_of((uv_tcp_t *)listener, struct sg_http_server, listener);
+    const struct sg_config *cfg = srv->cfg;
+    struct sg_http_conn *conn;
+    int rc;
+
+    if (status < 0) {
+        sg_debug(srv->log, "http accept failed", SG_F_STR("error", uv_strerror(status)));
+        return;
+    }
+    if (srv->shutting_down)
+        return;
+
+    conn = calloc(1, sizeof(*conn));
+    if (!conn) {
+        sg_warn(srv->log, "http connection dropped", SG_F_STR("error", "out of memory"));
+        return;
+    }
+    conn->srv = srv;
+    rc = uv_tcp_init(srv->loop, &conn->tcp);
+    if (rc < 0) {
+        sg_warn(srv->log, "http connection dropped", SG_F_STR("error", uv_strerror(rc)));
+        free(conn);
+        return;
+    }
+    uv_timer_init(srv->loop, &conn->timer); /* cannot fail */
+    conn->open_handles = 2;
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+
+    /* Classified before anything can fail, so sg_http__server_conn_gone undoes the right
+     * count whatever happens next. */
+    if (cfg->http_max_connections > 0 && (int64_t)srv->nconns >= cfg->http_max_connections) {
+        conn->rejected = true;
+        srv->nrejecting++;
+        sg_counter_inc(srv->connections_rejected);
+        sg_http__count_limit(srv, SG_HTTP_LIMIT_CONNECTIONS);
+    } else {
+        srv->nconns++;
+        sg_gauge_set(srv->connections, (double)srv->nconns);
+    }
+
+    rc = uv_accept(listener, (uv_stream_t *)&conn->tcp);
+    if (rc < 0) {
+        sg_debug(srv->log, "http accept failed", SG_F_STR("error", uv_strerror(rc)));
+        sg_http__conn_close(conn);
+        return;
+    }
+    if (conn->rejected) {
+        if (srv->nrejecting > SG_HTTP_MAX_REJECTING)
+            sg_http__conn_close(conn);
+        else
+            sg_http__conn_reject(conn);
+        return;
+    }
+    rc = sg_http__conn_start(conn);
+    if (rc < 0) {
+        sg_debug(srv->log, "http connection dropped", SG_F_STR("error", uv_strerror(rc)));
+        sg_http__conn_close(conn);
+    }
+}
+
+/* Gives up on a server that create could not finish. A listener handle that was initialised
+ * must be closed through the loop; the server is freed in its close callback. */
+static void http_server_abort(struct sg_http_server *srv)
+{
+    if (srv->listener_init && !srv->listener_closed) {
+        srv->free_on_close = true;
+        if (!uv_is_closing((uv_handle_t *)&srv->listener))
+            uv_close((uv_handle_t *)&srv->listener, http_on_listener_closed);
+        return;
+    }
+    http_server_free(srv);
+}
+
+int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server **out,
+                          char *errstr, size_t errstr_size)
+{
+    const struct sg_config *cfg = env->cfg;
+    struct sg_http_server *srv;
+    size_t errors_cap;
+    int rc;
+
+    *out = NULL;
+    srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(errstr, errstr_size, "http server: out of memory");
+        return -ENOMEM;
+    }
+    srv->loop = env->loop;
+    srv->cfg = cfg;
+    srv->ingest = env->ingest;
+    srv->metrics = env->metrics;
+    srv->log = env->log;
+    srv->bad_input.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    sg_buf_init(&srv->resp, SG_HTTP_OUT_MAX);
+    sg_buf_init(&srv->decoded, cfg->http_max_decoded_size ? cfg->http_max_decoded_size : 1);
+    /* Room for max_errors entries of a few hundred bytes each; ingest drops what does not fit
+     * (and the response then says the list was truncated). */
+    errors_cap = cfg->http_max_errors > 0 ? (size_t)cfg->http_max_errors * 512 : 1;
+    sg_buf_init(&srv->errors, SG_MIN(errors_cap, (size_t)SG_HTTP_OUT_MAX / 2));
+    sg_http__settings_init(&srv->settings);
+
+    rc = http_register_metrics(srv);
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "http server: cannot register metrics");
+        goto fail;
+    }
+
+    rc = sg_listen_tcp(env->loop, &srv->listener, cfg->http_listen, SG_HTTP_BACKLOG,
+                       http_on_connection, errstr, errstr_size);
+    /* sg_listen_tcp initialises the handle before anything that can fail; the handle's type
+     * tells whether that happened. */
+    srv->listener_init = srv->listener.loop == env->loop && srv->listener.type == UV_TCP;
+    if (rc < 0)
+        goto fail;
+    rc = sg_tcp_local_address(&srv->listener, srv->address, sizeof(srv->address));
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "http server: cannot read the bound address: %s",
+                 uv_strerror(rc));
+        goto fail;
+    }
+    *out = srv;
+    return 0;
+
+fail:
+    http_server_abort(srv);
+    return rc;
+}
+
+const char *sg_http_server_address(const struct sg_http_server *srv)
+{
+    return srv->address;
+}
+
+void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg)
+{
+    struct sg_http_conn *conn, *next;
+
+    srv->closed_cb = cb;
+    srv->closed_arg = arg;
+    if (srv->shutting_down)
+        return;
+    srv->shutting_down = true;
+    if (srv->listener_init && !uv_is_closing((uv_handle_t *)&srv->listener))
+        uv_close((uv_handle_t *)&srv->listener, http_on_listener_closed);
+    /* Connections leave the list only in their close callbacks, which never run inside this
+     * loop, but take `next` first anyway. */
+    for (conn = srv->conns; conn; conn = next) {
+        next = conn->next;
+        sg_http__conn_shutdown(conn);
+    }
+    /* Every close above completes in a later callback, which calls back; nothing to do now
+     * unless nothing was open at all. */
+    if (!srv->listener_init)
+        http_maybe_done(srv);
+}
+
+void sg_http_server_destroy(struct sg_http_server *srv)
+{
+    struct sg_http_conn *conn;
+
+    if (!srv)
+        return;
+    if (http_all_closed(srv)) {
+        http_server_free(srv);
+        return;
+    }
+    /* Destroyed before shutdown finished: close whatever is open, without calling back, and
+     * free the server when the last handle is gone. */
+    srv->free_on_close = true;
+    srv->shutting_down = true;
+    if (srv->listener_init && !uv_is_closing((uv_handle_t *)&srv->listener))
+        uv_close((uv_handle_t *)&srv->listener, http_on_listener_closed);
+    for (conn = srv->conns; conn; conn = conn->next)
+        sg_http__conn_close(conn);
+}

@@ -1,0 +1,428 @@
+/* The raw TCP listener: each connection is a stream of newline-delimited JSON events. Reads go
+ * into one fixed buffer per connection, the NDJSON framer cuts them into lines (copying only a
+ * line that straddles two reads), and every line goes to ingest on its own. Bad input never
+ * ends a connection; only EOF, a read error, the idle timeout or shutdown do, and each of those
+ * still ingests a last line that had no newline. Nothing is ever written back to the peer.
+ *
+ * Life cycle: every loop handle the server owns (the listener, each connection, each socket
+ * refused over the connection limit) counts in `live` until its close callback has run; the
+ * shutdown callback fires, and a deferred destroy frees the server, when that count is 0. */
+#include "streamgate/tcp_server.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "streamgate/common.h"
+#include "streamgate/config.h"
+#include "streamgate/ingest.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/ndjson.h"
+
+#define SG_TCP_READ_BUF_SIZE (64 * 1024)
+#define SG_TCP_BACKLOG       511
+
+struct sg_tcp_server;
+
+struct sg_tcp_conn {
+    struct sg_tcp_server *srv;
+    struct sg_tcp_conn *prev, *next; /* in srv->conns while open */
+    uv_tcp_t tcp;
+    uv_timer_t idle;
+    unsigned open_handles; /* of tcp and idle, once closing */
+    bool closing;
+    int64_t now_ms; /* arrival time of the bytes being framed */
+    struct sg_ndjson fr;
+    char rbuf[SG_TCP_READ_BUF_SIZE]; /* every read lands here; lines are framed at once */
+};
+
+/* A socket accepted only to be closed, because the connection limit was reached. */
+struct sg_tcp_refused {
+    struct sg_tcp_server *srv;
+    uv_tcp_t tcp;
+};
+
+struct sg_tcp_server {
+    uv_loop_t *loop;
+    const struct sg_config *cfg;
+    struct sg_ingest *ingest;
+    struct sg_log *log;
+
+    uv_tcp_t listener;
+    bool listening; /* the listener handle is initialised and not closed yet */
+    bool shutting_down;
+    bool destroy_requested;
+    size_t live; /* handles not yet through their close callback */
+    struct sg_tcp_conn *conns;
+    size_t nconns;
+    sg_server_closed_cb closed_cb;
+    void *closed_arg;
+    char address[96];
+
+    struct sg_gauge *m_connections;
+    struct sg_counter *m_refused;
+    struct sg_counter *m_bytes;
+    struct sg_counter *m_limit_line;
+    struct sg_counter *m_limit_conns;
+    struct sg_counter *m_limit_idle;
+    struct sg_log_limiter refuse_limiter;
+};
+
+/* Called whenever a handle has finished closing: reports the end of a shutdown, and frees the
+ * server when destroy was called while handles were still open. */
+static void tcp_server_maybe_closed(struct sg_tcp_server *srv)
+{
+    sg_server_closed_cb cb;
+
+    if (srv->live > 0 || srv->listening)
+        return;
+    if (srv->destroy_requested) {
+        free(srv);
+        return;
+    }
+    cb = srv->closed_cb;
+    srv->closed_cb = NULL;
+    /* Last use of srv: the callback may destroy it. */
+    if (cb)
+        cb(srv->closed_arg);
+}
+
+static void tcp_listener_closed(uv_handle_t *handle)
+{
+    struct sg_tcp_server *srv = sg_container_of(handle, struct sg_tcp_server, listener);
+
+    srv->live--;
+    tcp_server_maybe_closed(srv);
+}
+
+static void tcp_conn_handle_closed(uv_handle_t *handle)
+{
+    struct sg_tcp_conn *conn = handle->type == UV_TIMER
+                                   ? sg_container_of(handle, struct sg_tcp_conn, idle)
+                                   : sg_container_of(handle, struct sg_tcp_conn, tcp);
+    struct sg_tcp_server *srv = conn->srv;
+
+    if (--conn->open_handles > 0)
+        return;
+    sg_ndjson_free(&conn->fr);
+    free(conn);
+    srv->live--;
+    tcp_server_maybe_closed(srv);
+}
+
+static void tcp_conn_close(struct sg_tcp_conn *conn)
+{
+    struct sg_tcp_server *srv = conn->srv;
+
+    if (conn->closing)
+        return;
+    conn->closing = true;
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    conn->prev = conn->next = NULL;
+    srv->nconns--;
+    sg_gauge_set(srv->m_connections, (double)srv->nconns);
+
+    conn->open_handles = 2;
+    uv_close((uv_handle_t *)&conn->tcp, tcp_conn_handle_closed);
+    uv_close((uv_handle_t *)&conn->idle, tcp_conn_handle_closed);
+}
+
+static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
+{
+    struct sg_tcp_conn *conn = arg;
+    struct sg_tcp_server *srv = conn->srv;
+    enum sg_reject why;
+
+    if (too_long) {
+        sg_counter_inc(srv->m_limit_line);
+        sg_ingest_reject(srv->ingest, SG_TRANSPORT_TCP, SG_REJECT_LINE_TOO_LONG);
+        return 0;
+    }
+    /* A bad event is counted and logged by ingest; the connection goes on either way. */
+    sg_ingest_event(srv->ingest, SG_TRANSPORT_TCP, line, len, conn->now_ms, &why);
+    return 0;
+}
+
+/* The peer is gone or the server is closing the connection: what the peer sent last still
+ * counts, even without a final newline, and then the connection closes. */
+static void tcp_conn_end(struct sg_tcp_conn *conn)
+{
+    if (conn->closing)
+        return;
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    conn->now_ms = sg_now_ms();
+    sg_ndjson_finish(&conn->fr, tcp_conn_line, conn);
+    tcp_conn_close(conn);
+}
+
+static void tcp_conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sg_tcp_conn *conn = sg_container_of(handle, struct sg_tcp_conn, tcp);
+
+    /* Each read is framed before the next one is asked for, so one buffer serves them all. */
+    buf->base = conn->rbuf;
+    buf->len = sizeof(conn->rbuf);
+}
+
+static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sg_tcp_conn *conn = sg_container_of(stream, struct sg_tcp_conn, tcp);
+    struct sg_tcp_server *srv = conn->srv;
+    int rc;
+
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            sg_debug(srv->log, "tcp read failed", SG_F_STR("error", uv_strerror((int)nread)));
+        tcp_conn_end(conn);
+        return;
+    }
+    sg_counter_add(srv->m_bytes, (uint64_t)nread);
+    if (srv->cfg->tcp_idle_timeout_ms > 0)
+        uv_timer_again(&conn->idle);
+    conn->now_ms = sg_now_ms();
+    rc = sg_ndjson_feed(&conn->fr, buf->base, (size_t)nread, tcp_conn_line, conn);
+    if (rc < 0) {
+        /* Only -ENOMEM: the framer cannot hold a straddling line, so the stream is lost. */
+        sg_error(srv->log, "tcp framing failed, closing the connection",
+                 SG_F_STR("error", sg_strerror(rc)));
+        tcp_conn_close(conn);
+    }
+}
+
+static void tcp_conn_idle(uv_timer_t *timer)
+{
+    struct sg_tcp_conn *conn = sg_container_of(timer, struct sg_tcp_conn, idle);
+    struct sg_tcp_server *srv = conn->srv;
+
+    sg_counter_inc(srv->m_limit_idle);
+    sg_debug(srv->log, "tcp connection idle, closing",
+             SG_F_UINT("idle_timeout_ms", srv->cfg->tcp_idle_timeout_ms));
+    tcp_conn_end(conn);
+}
+
+static void tcp_refused_closed(uv_handle_t *handle)
+{
+    struct sg_tcp_refused *ref = sg_container_of(handle, struct sg_tcp_refused, tcp);
+    struct sg_tcp_server *srv = ref->srv;
+
+    free(ref);
+    srv->live--;
+    tcp_server_maybe_closed(srv);
+}
+
+/* Over the connection limit: take the socket off the backlog (leaving it there would stall the
+ * listener) and close it at once. */
+static void tcp_server_refuse(struct sg_tcp_server *srv, uv_stream_t *server)
+{
+    struct sg_tcp_refused *ref;
+    int64_t suppressed;
+
+    sg_counter_inc(srv->m_refused);
+    sg_counter_inc(srv->m_limit_conns);
+    suppressed = sg_log_limiter_take(&srv->refuse_limiter, sg_now_ms());
+    if (suppressed == 0)
+        sg_warn(srv->log, "tcp connection refused: too many connections",
+                SG_F_INT("max_connections", srv->cfg->tcp_max_connections));
+    else if (suppressed > 0)
+        sg_warn(srv->log, "tcp connection refused: too many connections",
+                SG_F_INT("max_connections", srv->cfg->tcp_max_connections),
+                SG_F_INT("suppressed", suppressed));
+
+    ref = malloc(sizeof(*ref));
+    if (!ref) {
+        sg_error(srv->log, "tcp accept failed", SG_F_STR("error", sg_strerror(-ENOMEM)));
+        return;
+    }
+    ref->srv = srv;
+    if (uv_tcp_init(srv->loop, &ref->tcp) != 0) {
+        free(ref);
+        return;
+    }
+    srv->live++;
+    uv_accept(server, (uv_stream_t *)&ref->tcp);
+    uv_close((uv_handle_t *)&ref->tcp, tcp_refused_closed);
+}
+
+static void tcp_server_connection(uv_stream_t *server, int status)
+{
+    struct sg_tcp_server *srv = sg_container_of(server, struct sg_tcp_server, listener);
+    const struct sg_config *cfg = srv->cfg;
+    struct sg_tcp_conn *conn;
+    int rc;
+
+    if (status < 0) {
+        sg_warn(srv->log, "tcp accept failed", SG_F_STR("error", uv_strerror(status)));
+        return;
+    }
+    if (srv->shutting_down || srv->destroy_requested)
+        return;
+    if (cfg->tcp_max_connections > 0 && srv->nconns >= (uint64_t)cfg->tcp_max_connections) {
+        tcp_server_refuse(srv, server);
+        return;
+    }
+
+    conn = malloc(sizeof(*conn));
+    if (!conn) {
+        sg_error(srv->log, "tcp accept failed", SG_F_STR("error", sg_strerror(-ENOMEM)));
+        return;
+    }
+    memset(conn, 0, offsetof(struct sg_tcp_conn, rbuf));
+    conn->srv = srv;
+    rc = uv_tcp_init(srv->loop, &conn->tcp);
+    if (rc != 0) {
+        sg_error(srv->log, "tcp accept failed", SG_F_STR("error", uv_strerror(rc)));
+        free(conn);
+        return;
+    }
+    uv_timer_init(srv->loop, &conn->idle);
+    sg_ndjson_init(&conn->fr, (size_t)cfg->tcp_max_line_size);
+
+    /* From here on the connection is released through tcp_conn_close only. */
+    srv->live++;
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    srv->nconns++;
+    sg_gauge_set(srv->m_connections, (double)srv->nconns);
+
+    rc = uv_accept(server, (uv_stream_t *)&conn->tcp);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&conn->tcp, tcp_conn_alloc, tcp_conn_read);
+    if (rc != 0) {
+        sg_warn(srv->log, "tcp accept failed", SG_F_STR("error", uv_strerror(rc)));
+        tcp_conn_close(conn);
+        return;
+    }
+    if (cfg->tcp_idle_timeout_ms > 0)
+        uv_timer_start(&conn->idle, tcp_conn_idle, cfg->tcp_idle_timeout_ms,
+                       cfg->tcp_idle_timeout_ms);
+}
+
+static int tcp_server_register(struct sg_tcp_server *srv, struct sg_metrics *metrics)
+{
+    const char *tcp = "transport=\"tcp\"";
+
+    srv->m_connections =
+        sg_metrics_gauge(metrics, "streamgate_connections", "Open client connections.", tcp);
+    srv->m_refused =
+        sg_metrics_counter(metrics, "streamgate_connections_rejected_total",
+                           "Connections closed at once over the connection limit.", tcp);
+    srv->m_bytes = sg_metrics_counter(metrics, "streamgate_bytes_received_total",
+                                      "Bytes read from clients.", tcp);
+    srv->m_limit_line =
+        sg_metrics_counter(metrics, "streamgate_limit_hits_total",
+                           "Times a configured limit cut off input.", "limit=\"tcp_line_size\"");
+    srv->m_limit_conns =
+        sg_metrics_counter(metrics, "streamgate_limit_hits_total",
+                           "Times a configured limit cut off input.", "limit=\"tcp_connections\"");
+    srv->m_limit_idle =
+        sg_metrics_counter(metrics, "streamgate_limit_hits_total",
+                           "Times a configured limit cut off input.", "limit=\"tcp_idle_timeout\"");
+    if (!srv->m_connections || !srv->m_refused || !srv->m_bytes || !srv->m_limit_line ||
+        !srv->m_limit_conns || !srv->m_limit_idle)
+        return -ENOMEM;
+    return 0;
+}
+
+int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server **out, char *errstr,
+                         size_t errstr_size)
+{
+    struct sg_tcp_server *srv;
+    char detail[256] = "";
+    int rc;
+
+    *out = NULL;
+    srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(errstr, errstr_size, "tcp server: %s", sg_strerror(-ENOMEM));
+        return -ENOMEM;
+    }
+    srv->loop = env->loop;
+    srv->cfg = env->cfg;
+    srv->ingest = env->ingest;
+    srv->log = env->log;
+    srv->refuse_limiter.interval_ms = (int64_t)env->cfg->log_bad_input_interval_ms;
+
+    rc = tcp_server_register(srv, env->metrics);
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "tcp server: %s", sg_strerror(rc));
+        goto fail;
+    }
+    rc = sg_listen_tcp(srv->loop, &srv->listener, env->cfg->tcp_listen, SG_TCP_BACKLOG,
+                       tcp_server_connection, detail, sizeof(detail));
+    if (srv->listener.type == UV_TCP) {
+        /* The handle is in the loop now, whether or not it got to listen. */
+        srv->listening = true;
+        srv->live++;
+    }
+    if (rc < 0) {
+        /* The HTTP listener reports the same kind of failure; say which one it was. */
+        snprintf(errstr, errstr_size, "tcp.listen: %s", detail);
+        goto fail;
+    }
+    rc = sg_tcp_local_address(&srv->listener, srv->address, sizeof(srv->address));
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "tcp server: cannot read the bound address: %s",
+                 sg_strerror(rc));
+        goto fail;
+    }
+    *out = srv;
+    return 0;
+
+fail:
+    sg_tcp_server_destroy(srv);
+    return rc;
+}
+
+const char *sg_tcp_server_address(const struct sg_tcp_server *srv)
+{
+    return srv->address;
+}
+
+static void tcp_server_close_listener(struct sg_tcp_server *srv)
+{
+    if (!srv->listening)
+        return;
+    srv->listening = false;
+    uv_close((uv_handle_t *)&srv->listener, tcp_listener_closed);
+}
+
+void sg_tcp_server_shutdown(struct sg_tcp_server *srv, sg_server_closed_cb cb, void *arg)
+{
+    srv->shutting_down = true;
+    srv->closed_cb = cb;
+    srv->closed_arg = arg;
+    tcp_server_close_listener(srv);
+    while (srv->conns)
+        tcp_conn_end(srv->conns);
+    tcp_server_maybe_closed(srv);
+}
+
+/* Frees the server at once when every handle is closed (after shutdown has called back).
+ * Otherwise it closes what is still open, without ingesting anything more, and the last close
+ * callback frees the server; the loop must run for that to happen. */
+void sg_tcp_server_destroy(struct sg_tcp_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->live == 0 && !srv->listening) {
+        free(srv);
+        return;
+    }
+    srv->destroy_requested = true;
+    srv->closed_cb = NULL;
+    tcp_server_close_listener(srv);
+    while (srv->conns)
+        tcp_conn_close(srv->conns);
+}

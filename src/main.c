@@ -1,0 +1,272 @@
+/* The wiring: builds the pipeline from the configuration and runs the loop. This is the only
+ * file that knows every stage. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "streamgate/buf.h"
+#include "streamgate/config.h"
+#include "streamgate/http_server.h"
+#include "streamgate/ingest.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/sink.h"
+#include "streamgate/sink_file.h"
+#include "streamgate/tcp_server.h"
+
+extern char **environ;
+
+#define LAG_INTERVAL_MS 100
+
+static const double lag_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+
+struct sg_app {
+    uv_loop_t loop;
+    struct sg_config cfg;
+    struct sg_log log;
+    struct sg_metrics *metrics;
+    struct sg_ingest *ingest;
+    struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
+    size_t nsinks;
+    struct sg_http_server *http;
+    struct sg_tcp_server *tcp;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t lag_timer;
+    uint64_t lag_expected_ns;
+    struct sg_histogram *lag;
+    uv_timer_t drain_timer;
+    int servers_open;
+    bool stopping;
+    bool drained;
+};
+
+static void on_lag_timer(uv_timer_t *t)
+{
+    struct sg_app *app = sg_container_of(t, struct sg_app, lag_timer);
+    uint64_t now = uv_hrtime();
+    uint64_t late = now > app->lag_expected_ns ? now - app->lag_expected_ns : 0;
+    sg_histogram_observe(app->lag, (double)late / 1e9);
+    app->lag_expected_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000u;
+}
+
+static void close_loop_handles(struct sg_app *app)
+{
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->lag_timer, NULL);
+    uv_close((uv_handle_t *)&app->drain_timer, NULL);
+}
+
+static void on_drained(void *arg)
+{
+    struct sg_app *app = arg;
+    if (app->drained)
+        return;
+    app->drained = true;
+    sg_info(&app->log, "stopped");
+    close_loop_handles(app);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct sg_app *app = sg_container_of(t, struct sg_app, drain_timer);
+    sg_error(&app->log, "drain deadline passed; writers still held data",
+             SG_F_UINT("shutdown_timeout_ms", app->cfg.shutdown_timeout_ms));
+    /* The sinks' close paths still run below; what they could not write is counted as failed
+     * by them. */
+    on_drained(app);
+}
+
+static void on_server_closed(void *arg)
+{
+    struct sg_app *app = arg;
+    if (--app->servers_open > 0)
+        return;
+    /* Every request in flight has been answered; now let the writers finish. */
+    if (!app->ingest) { /* start-up failed before the pipeline existed */
+        on_drained(app);
+        return;
+    }
+    uv_timer_start(&app->drain_timer, on_drain_timeout, app->cfg.shutdown_timeout_ms, 0);
+    sg_ingest_drain(app->ingest, on_drained, app);
+}
+
+static void begin_shutdown(struct sg_app *app, const char *why)
+{
+    sg_info(&app->log, "shutting down", SG_F_STR("signal", why));
+    app->stopping = true;
+    uv_timer_stop(&app->lag_timer);
+    app->servers_open = 1; /* held until both shutdowns are started */
+    if (app->http) {
+        app->servers_open++;
+        sg_http_server_shutdown(app->http, on_server_closed, app);
+    }
+    if (app->tcp) {
+        app->servers_open++;
+        sg_tcp_server_shutdown(app->tcp, on_server_closed, app);
+    }
+    on_server_closed(app);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct sg_app *app = sig->data;
+    if (app->stopping) {
+        /* A second signal means the operator does not want to wait for the drain. */
+        sg_warn(&app->log, "second signal, exiting now", SG_F_INT("signal", signum));
+        _exit(1);
+    }
+    begin_shutdown(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void app_free(struct sg_app *app)
+{
+    sg_http_server_destroy(app->http);
+    sg_tcp_server_destroy(app->tcp);
+    sg_ingest_destroy(app->ingest);
+    for (size_t i = 0; i < app->nsinks; i++)
+        app->sinks[i]->ops->destroy(app->sinks[i]);
+    sg_metrics_destroy(app->metrics);
+    sg_config_free(&app->cfg);
+}
+
+static int register_static_metrics(struct sg_app *app)
+{
+    struct sg_gauge *build =
+        sg_metrics_gauge(app->metrics, "streamgate_build_info",
+                         "Build information; the value is always 1.", "version=\"" SG_VERSION "\"");
+    app->lag = sg_metrics_histogram(app->metrics, "streamgate_loop_lag_seconds",
+                                    "How late the event loop ran a 100 ms timer.", NULL, lag_bounds,
+                                    SG_ARRAY_SIZE(lag_bounds));
+    if (!build || !app->lag)
+        return -ENOMEM;
+    sg_gauge_set(build, 1);
+    return 0;
+}
+
+static int app_start(struct sg_app *app, char *err, size_t errlen)
+{
+    int rc = 0;
+    app->metrics = sg_metrics_create();
+    if (!app->metrics || register_static_metrics(app) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    app->ingest = sg_ingest_create(&app->cfg, app->metrics, &app->log);
+    if (!app->ingest) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (app->cfg.output_file[0]) {
+        struct sg_sink *file;
+        rc = sg_sink_file_create(&app->loop, app->cfg.output_file, app->metrics, &app->log, &file,
+                                 err, errlen);
+        if (rc)
+            return rc;
+        app->sinks[app->nsinks++] = file;
+        sg_ingest_add_sink(app->ingest, file);
+    }
+    if (app->nsinks == 0)
+        sg_warn(&app->log, "no writer configured: accepted events are counted, then discarded",
+                SG_F_STR("hint", "set output.file"));
+
+    struct sg_server_env env = {.loop = &app->loop,
+                                .cfg = &app->cfg,
+                                .ingest = app->ingest,
+                                .metrics = app->metrics,
+                                .log = &app->log};
+    if (app->cfg.http_listen[0]) {
+        rc = sg_http_server_create(&env, &app->http, err, errlen);
+        if (rc)
+            return rc;
+    }
+    if (app->cfg.tcp_listen[0]) {
+        rc = sg_tcp_server_create(&env, &app->tcp, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int run(struct sg_app *app)
+{
+    char err[512] = "";
+    int rc = uv_loop_init(&app->loop);
+    if (rc) {
+        fprintf(stderr, "streamgate: cannot start the event loop: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    uv_signal_init(&app->loop, &app->sigint);
+    uv_signal_init(&app->loop, &app->sigterm);
+    uv_timer_init(&app->loop, &app->lag_timer);
+    uv_timer_init(&app->loop, &app->drain_timer);
+    app->sigint.data = app->sigterm.data = app;
+
+    int exit_code = 0;
+    rc = app_start(app, err, sizeof(err));
+    if (rc) {
+        sg_error(&app->log, "start-up failed", SG_F_STR("error", err));
+        fprintf(stderr, "streamgate: %s\n", err);
+        exit_code = 1;
+        /* Close whatever was built; servers that exist have listeners to close. */
+        begin_shutdown(app, "start-up failure");
+    } else {
+        uv_signal_start(&app->sigint, on_signal, SIGINT);
+        uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+        app->lag_expected_ns = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
+        uv_timer_start(&app->lag_timer, on_lag_timer, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
+        sg_info(&app->log, "listening",
+                SG_F_STR("http", app->http ? sg_http_server_address(app->http) : ""),
+                SG_F_STR("tcp", app->tcp ? sg_tcp_server_address(app->tcp) : ""),
+                SG_F_STR("version", SG_VERSION));
+    }
+
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&app->loop);
+    if (rc)
+        sg_error(&app->log, "handles left open at exit", SG_F_STR("error", uv_strerror(rc)));
+    app_free(app);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    static struct sg_app app; /* static only for its size; reached through pointers */
+    struct sg_cli cli = {0};
+    char err[512] = "";
+
+    signal(SIGPIPE, SIG_IGN);
+    sg_log_init(&app.log, SG_LOG_INFO, stderr);
+    if (sg_config_load(&app.cfg, &cli, argc, argv, environ, err, sizeof(err)) != 0) {
+        fprintf(stderr, "streamgate: %s\n", err);
+        sg_config_free(&app.cfg);
+        return 1;
+    }
+    if (cli.help) {
+        sg_config_print_help(stdout, argv[0]);
+        sg_config_free(&app.cfg);
+        return 0;
+    }
+    if (cli.version) {
+        printf("streamgate %s\n", SG_VERSION);
+        sg_config_free(&app.cfg);
+        return 0;
+    }
+    if (cli.options_markdown) {
+        sg_config_print_markdown(stdout);
+        sg_config_free(&app.cfg);
+        return 0;
+    }
+    if (cli.check_config) {
+        printf("configuration ok\n");
+        sg_config_free(&app.cfg);
+        return 0;
+    }
+    app.log.level = app.cfg.log_level;
+    return run(&app);
+}

@@ -1,0 +1,313 @@
+/* The binary's command-line contract: --version, --help, --options-markdown, --check-config,
+ * configuration errors (exit 1, the option and its source named on stderr), and the README's
+ * option table matching --options-markdown. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define assert_contains(hay, needle)                                                               \
+    cr_assert(strstr((hay), (needle)) != NULL, "expected \"%s\" in \"%s\"", (needle), (hay))
+
+struct run {
+    int status;
+    char *out;
+    char *err;
+};
+
+static struct run run(const char *const *args, const char *const *env)
+{
+    struct run r = {0};
+    r.status = sgt_run(args, env, &r.out, &r.err);
+    cr_assert_not_null(r.out);
+    cr_assert_not_null(r.err);
+    return r;
+}
+
+static void run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* A configuration error: exit 1, nothing on stdout, one "streamgate: ..." line on stderr that
+ * contains every string in `want`. */
+static void expect_config_error(const char *const *args, const char *const *env,
+                                const char *const *want)
+{
+    struct run r = run(args, env);
+    cr_assert_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
+    cr_assert_str_eq(r.out, "");
+    cr_assert(strncmp(r.err, "streamgate: ", 12) == 0, "stderr: %s", r.err);
+    for (size_t i = 0; want[i] != NULL; i++)
+        assert_contains(r.err, want[i]);
+    run_free(&r);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot create %s", path);
+    cr_assert_eq(fputs(text, f) >= 0, 1);
+    cr_assert_eq(fclose(f), 0);
+}
+
+Test(cli, version)
+{
+    const char *args[] = {"--version", NULL};
+    struct run r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "streamgate " SG_VERSION "\n");
+    run_free(&r);
+}
+
+Test(cli, help)
+{
+    const char *args[] = {"--help", NULL};
+    struct run r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    static const char *const want[] = {
+        "Usage: ",
+        "--config FILE",
+        "--check-config",
+        "--version",
+        "--options-markdown",
+        "STREAMGATE_",
+        "--http-listen",
+        "--http-max-body-size",
+        "--tcp-listen",
+        "--event-key-field",
+        "--output-file",
+        "--log-level",
+        "--shutdown-timeout",
+        "(default: 4MiB)",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_contains(r.out, want[i]);
+    run_free(&r);
+}
+
+Test(cli, help_ignores_broken_config)
+{
+    /* --help must work even when the configuration would not load. */
+    const char *args[] = {"--config", "/nonexistent/streamgate.json", "--help", NULL};
+    const char *env[] = {"STREAMGATE_NO_SUCH_OPTION=1", NULL};
+    struct run r = run(args, env);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    assert_contains(r.out, "--http-listen");
+    run_free(&r);
+}
+
+Test(cli, options_markdown)
+{
+    const char *args[] = {"--options-markdown", NULL};
+    struct run r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(strncmp(r.out, "| option | type | default | env | description |\n", 48) == 0, "%s",
+              r.out);
+    assert_contains(r.out,
+                    "| `http.listen` | string | `127.0.0.1:8080` | `STREAMGATE_HTTP_LISTEN` |");
+    assert_contains(r.out, "| `shutdown.timeout` | duration | `10s` |");
+    size_t len = strlen(r.out);
+    cr_assert_eq(r.out[len - 1], '\n');
+    run_free(&r);
+}
+
+Test(cli, check_config_ok)
+{
+    const char *args[] = {"--check-config", NULL};
+    struct run r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    run_free(&r);
+
+    /* Every source at once, all valid. */
+    char dir[] = "/tmp/sg_cli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/streamgate.json", dir);
+    write_file(path, "{\"http\": {\"listen\": \"127.0.0.1:0\", \"auth_tokens\": [\"t\"]},\n"
+                     " \"tcp\": {\"listen\": \"\"}, \"log\": {\"level\": \"warn\"}}\n");
+    const char *args2[] = {"--config", path, "--http-max-body-size=8MiB", "--check-config", NULL};
+    const char *env[] = {"STREAMGATE_EVENT_MAX_FIELDS=64", NULL};
+    r = run(args2, env);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    run_free(&r);
+}
+
+Test(cli, bad_size_flag)
+{
+    const char *args[] = {"--check-config", "--http-max-body-size", "12 parsecs", NULL};
+    const char *want[] = {"http.max_body_size", "invalid size \"12 parsecs\"",
+                          "(from --http-max-body-size)", NULL};
+    expect_config_error(args, NULL, want);
+}
+
+Test(cli, bad_size_env)
+{
+    const char *args[] = {"--check-config", NULL};
+    const char *env[] = {"STREAMGATE_HTTP_MAX_BODY_SIZE=12 parsecs", NULL};
+    const char *want[] = {"http.max_body_size", "invalid size \"12 parsecs\"",
+                          "(from env STREAMGATE_HTTP_MAX_BODY_SIZE)", NULL};
+    expect_config_error(args, env, want);
+}
+
+Test(cli, unknown_option)
+{
+    const char *args[] = {"--check-config", "--http-lisen", "127.0.0.1:1", NULL};
+    const char *want[] = {"unknown option --http-lisen", NULL};
+    expect_config_error(args, NULL, want);
+}
+
+Test(cli, missing_value)
+{
+    const char *args[] = {"--check-config", "--http-listen", NULL};
+    const char *want[] = {"--http-listen", "needs a value", NULL};
+    expect_config_error(args, NULL, want);
+}
+
+Test(cli, unknown_env)
+{
+    const char *args[] = {"--check-config", NULL};
+    const char *env[] = {"STREAMGATE_HTTP_LISEN=127.0.0.1:1", NULL};
+    const char *want[] = {"STREAMGATE_HTTP_LISEN", NULL};
+    expect_config_error(args, env, want);
+}
+
+Test(cli, validation_error)
+{
+    const char *args[] = {"--check-config", "--http-listen=", "--tcp-listen", "", NULL};
+    const char *want[] = {"http.listen", "tcp.listen", "at least one listener", NULL};
+    expect_config_error(args, NULL, want);
+
+    const char *args2[] = {"--check-config", "--event-max-fields=65", NULL};
+    const char *want2[] = {"event.max_fields", "65", NULL};
+    expect_config_error(args2, NULL, want2);
+}
+
+Test(cli, bad_config_files)
+{
+    char dir[] = "/tmp/sg_cli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/streamgate.json", dir);
+    const char *args[] = {"--check-config", "--config", path, NULL};
+
+    write_file(path, "{\"http\": {\"listen\": }}");
+    const char *want_json[] = {"invalid JSON at byte 20", path, NULL};
+    expect_config_error(args, NULL, want_json);
+
+    write_file(path, "{\"http\": {\"lisen\": \"127.0.0.1:1\"}}");
+    const char *want_key[] = {"unknown option http.lisen", path, NULL};
+    expect_config_error(args, NULL, want_key);
+
+    write_file(path, "{\"http\": {\"max_body_size\": \"12 parsecs\"}}");
+    const char *want_val[] = {"http.max_body_size", "12 parsecs", path, NULL};
+    expect_config_error(args, NULL, want_val);
+
+    write_file(path, "{\"tcp\": {\"max_connections\": \"many\"}}");
+    const char *want_int[] = {"tcp.max_connections", "invalid integer", path, NULL};
+    expect_config_error(args, NULL, want_int);
+
+    unlink(path);
+    const char *want_missing[] = {"cannot open config file", path, NULL};
+    expect_config_error(args, NULL, want_missing);
+    rmdir(dir);
+}
+
+Test(cli, config_error_at_normal_start)
+{
+    /* Without --check-config the same error stops the server before it listens. */
+    const char *args[] = {"--http-listen", "127.0.0.1:0", "--log-level", "loud", NULL};
+    const char *want[] = {"log.level", "loud", "(from --log-level)", NULL};
+    expect_config_error(args, NULL, want);
+}
+
+/* Compares the README's table with the program's output; returns NULL when they match, or
+ * writes what is wrong into `why`. Frees nothing it did not allocate. */
+static const char *readme_mismatch(char *readme, const char *table, char *why, size_t why_len)
+{
+    static const char begin_mark[] = "<!-- options:begin -->";
+    static const char end_mark[] = "<!-- options:end -->";
+    char *begin = strstr(readme, begin_mark);
+    if (begin == NULL) {
+        snprintf(why, why_len, "README.md has no %s marker", begin_mark);
+        return why;
+    }
+    begin += strlen(begin_mark);
+    char *end = strstr(begin, end_mark);
+    if (end == NULL) {
+        snprintf(why, why_len, "README.md has no %s marker after %s", end_mark, begin_mark);
+        return why;
+    }
+    /* The table sits on its own lines between the markers, possibly set off by blank lines:
+     * drop those; what is left must be exactly the program's output. */
+    while (*begin == '\n')
+        begin++;
+    while (end > begin + 1 && end[-1] == '\n' && end[-2] == '\n')
+        end--;
+    *end = '\0';
+    if (strcmp(begin, table) == 0)
+        return NULL;
+
+    /* Name the first line that differs so the failure is actionable. */
+    size_t line = 1, i = 0;
+    for (; begin[i] != '\0' && begin[i] == table[i]; i++)
+        line += begin[i] == '\n';
+    const char *bl = begin + i, *tl = table + i;
+    while (bl > begin && bl[-1] != '\n')
+        bl--;
+    while (tl > table && tl[-1] != '\n')
+        tl--;
+    snprintf(why, why_len,
+             "README.md's option table is stale (regenerate it with `streamgate "
+             "--options-markdown` between the markers); first difference in table line %zu:\n"
+             "README:  %.*s\nprogram: %.*s",
+             line, (int)strcspn(bl, "\n"), bl, (int)strcspn(tl, "\n"), tl);
+    return why;
+}
+
+Test(cli, readme_matches_options_markdown)
+{
+    const char *root = getenv("SG_SOURCE_ROOT");
+    cr_assert_not_null(root, "SG_SOURCE_ROOT is not set");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/README.md", root);
+
+    const char *args[] = {"--options-markdown", NULL};
+    struct run r = run(args, NULL);
+    int status = r.status;
+    size_t readme_len = 0;
+    char *readme = sgt_read_file(path, &readme_len);
+    char why[1024];
+    const char *problem = readme == NULL ? "cannot read README.md"
+                          : status != 0  ? "--options-markdown failed"
+                                         : readme_mismatch(readme, r.out, why, sizeof(why));
+    /* Free before asserting: a failed assertion does not return. */
+    free(readme);
+    run_free(&r);
+    cr_assert_null(problem, "%s", problem);
+}
+
+/* The example configuration shipped in deploy/ must stay valid as options change. */
+Test(cli, deploy_example_config_is_valid)
+{
+    const char *root = getenv("SG_SOURCE_ROOT");
+    cr_assert_not_null(root, "SG_SOURCE_ROOT is not set");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/deploy/streamgate.json", root);
+    const char *args[] = {"--config", path, "--check-config", NULL};
+    char *out = NULL, *err = NULL;
+    int code = sgt_run(args, NULL, &out, &err);
+    cr_assert_eq(code, 0, "deploy/streamgate.json is invalid: %s", err);
+    cr_assert_str_eq(out, "configuration ok\n");
+    free(out);
+    free(err);
+}
