@@ -16,6 +16,7 @@
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"
 #include "streamgate/sink_file.h"
+#include "streamgate/streams.h"
 #include "streamgate/tcp_server.h"
 
 extern char **environ;
@@ -33,6 +34,8 @@ struct sg_app {
     struct sg_ingest *ingest;
     struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
     size_t nsinks;
+    struct sg_streams *streams;
+    uv_timer_t tick_timer;
     struct sg_http_server *http;
     struct sg_tcp_server *tcp;
     uv_signal_t sigint, sigterm;
@@ -54,8 +57,35 @@ static void on_lag_timer(uv_timer_t *t)
     app->lag_expected_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000u;
 }
 
+/* Window results go to every writer that takes them. */
+static void on_result(void *arg, const struct sg_window_result *res)
+{
+    struct sg_app *app = arg;
+    for (size_t i = 0; i < app->nsinks; i++)
+        if (app->sinks[i]->ops->write_result)
+            app->sinks[i]->ops->write_result(app->sinks[i], res);
+}
+
+static void on_late(void *arg, const struct sg_event *ev, int64_t window_end)
+{
+    struct sg_app *app = arg;
+    for (size_t i = 0; i < app->nsinks; i++)
+        if (app->sinks[i]->ops->write_late)
+            app->sinks[i]->ops->write_late(app->sinks[i], ev, window_end);
+}
+
+/* Time moves windows even without events: idle watermark advance, processing time, early
+ * firing and key eviction. The engine says when it next needs a look. */
+static void on_tick(uv_timer_t *t)
+{
+    struct sg_app *app = sg_container_of(t, struct sg_app, tick_timer);
+    int64_t next = sg_streams_tick(app->streams, sg_now_ms());
+    uv_timer_start(&app->tick_timer, on_tick, (uint64_t)next, 0);
+}
+
 static void close_loop_handles(struct sg_app *app)
 {
+    uv_close((uv_handle_t *)&app->tick_timer, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->lag_timer, NULL);
@@ -92,6 +122,10 @@ static void on_server_closed(void *arg)
         on_drained(app);
         return;
     }
+    /* No event can arrive any more: open windows fire as final before the writers drain. */
+    uv_timer_stop(&app->tick_timer);
+    if (app->streams)
+        sg_streams_flush(app->streams);
     uv_timer_start(&app->drain_timer, on_drain_timeout, app->cfg.shutdown_timeout_ms, 0);
     sg_ingest_drain(app->ingest, on_drained, app);
 }
@@ -129,6 +163,7 @@ static void app_free(struct sg_app *app)
     sg_http_server_destroy(app->http);
     sg_tcp_server_destroy(app->tcp);
     sg_ingest_destroy(app->ingest);
+    sg_streams_destroy(app->streams);
     for (size_t i = 0; i < app->nsinks; i++)
         app->sinks[i]->ops->destroy(app->sinks[i]);
     sg_metrics_destroy(app->metrics);
@@ -162,9 +197,20 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    if (app->cfg.output_file[0]) {
+    static const struct {
+        size_t offset;
+        enum sg_file_kind kind;
+    } files[] = {
+        {offsetof(struct sg_config, output_file), SG_FILE_RAW},
+        {offsetof(struct sg_config, output_results_file), SG_FILE_RESULTS},
+        {offsetof(struct sg_config, output_late_file), SG_FILE_LATE},
+    };
+    for (size_t i = 0; i < SG_ARRAY_SIZE(files); i++) {
+        const char *path = *(char *const *)((const char *)&app->cfg + files[i].offset);
+        if (!path[0])
+            continue;
         struct sg_sink *file;
-        rc = sg_sink_file_create(&app->loop, app->cfg.output_file, app->metrics, &app->log, &file,
+        rc = sg_sink_file_create(&app->loop, path, files[i].kind, app->metrics, &app->log, &file,
                                  err, errlen);
         if (rc)
             return rc;
@@ -173,11 +219,20 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
     }
     if (app->nsinks == 0)
         sg_warn(&app->log, "no writer configured: accepted events are counted, then discarded",
-                SG_F_STR("hint", "set output.file"));
+                SG_F_STR("hint", "set output.file or output.results_file"));
+
+    struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = app};
+    app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, &cbs);
+    if (!app->streams) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    sg_ingest_set_streams(app->ingest, app->streams);
 
     struct sg_server_env env = {.loop = &app->loop,
                                 .cfg = &app->cfg,
                                 .ingest = app->ingest,
+                                .streams = app->streams,
                                 .metrics = app->metrics,
                                 .log = &app->log};
     if (app->cfg.http_listen[0]) {
@@ -205,6 +260,7 @@ static int run(struct sg_app *app)
     uv_signal_init(&app->loop, &app->sigterm);
     uv_timer_init(&app->loop, &app->lag_timer);
     uv_timer_init(&app->loop, &app->drain_timer);
+    uv_timer_init(&app->loop, &app->tick_timer);
     app->sigint.data = app->sigterm.data = app;
 
     int exit_code = 0;
@@ -220,6 +276,7 @@ static int run(struct sg_app *app)
         uv_signal_start(&app->sigterm, on_signal, SIGTERM);
         app->lag_expected_ns = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
         uv_timer_start(&app->lag_timer, on_lag_timer, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
+        uv_timer_start(&app->tick_timer, on_tick, 1, 0);
         sg_info(&app->log, "listening",
                 SG_F_STR("http", app->http ? sg_http_server_address(app->http) : ""),
                 SG_F_STR("tcp", app->tcp ? sg_tcp_server_address(app->tcp) : ""),

@@ -14,6 +14,9 @@
 
 #include "streamgate/log.h"
 
+enum sg_window_type { SG_WINDOW_TUMBLING = 0, SG_WINDOW_HOPPING = 1, SG_WINDOW_SESSION = 2 };
+enum sg_time_mode { SG_TIME_EVENT = 0, SG_TIME_PROCESSING = 1 };
+
 /* A list of strings (from a JSON array, or a comma-separated string in env and flags). */
 struct sg_strlist {
     char **items;
@@ -51,8 +54,29 @@ struct sg_config {
     /* output.* */
     char *output_file; /* path, "-" for stdout, empty: off */
 
+    char *output_results_file; /* window results; path, "-" for stdout, empty: off */
+    char *output_late_file;    /* late events as received; path, empty: off */
+
+    /* window.* */
+    int window_type; /* enum sg_window_type */
+    uint64_t window_size_ms;
+    uint64_t window_slide_ms; /* hopping */
+    uint64_t window_gap_ms;   /* session */
+    uint64_t window_allowed_lateness_ms;
+    uint64_t window_idle_timeout_ms;    /* watermark advances with the wall clock after this */
+    uint64_t window_emit_interval_ms;   /* early firing; 0: off */
+    int window_time;                    /* enum sg_time_mode */
+    struct sg_strlist window_quantiles; /* "p50", "p99.9", ... */
+    char *window_distinct_field;        /* empty: off */
+    int64_t window_distinct_precision;
+
+    /* stream.* */
+    int64_t stream_max_keys;
+    uint64_t stream_key_idle_timeout_ms;
+    int64_t stream_partitions;
+
     /* log.* */
-    enum sg_log_level log_level;
+    int log_level;                      /* enum sg_log_level */
     uint64_t log_bad_input_interval_ms; /* at most one bad-input line per interval and reason */
 
     /* shutdown.* */
@@ -92,6 +116,8 @@ int sg_config_set(struct sg_config *cfg, const char *name, const char *value, ch
 /* Checks cross-option constraints (addresses parse, limits positive, ...). */
 int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size);
 
+/* "p50", "p99.9" -> 0.5, 0.999. Accepts pX with 0 < X <= 100. Returns 0 or -EINVAL. */
+int sg_parse_quantile(const char *s, double *q);
 /* "250ms", "5s", "2m", "1h" or plain milliseconds. Returns 0 or -EINVAL. */
 int sg_parse_duration_ms(const char *s, uint64_t *out);
 /* "64KiB", "16MiB", "1GiB", "512B", "10KB" or plain bytes. Returns 0 or -EINVAL. */

@@ -19,7 +19,8 @@ struct sg_config;
     X(BAD_TIMESTAMP, "bad_timestamp",                                                              \
       "the time field is not epoch milliseconds or an RFC 3339 string")                            \
     X(LINE_TOO_LONG, "line_too_long", "the line is longer than tcp.max_line_size")                 \
-    X(SINK_FAILED, "sink_failed", "the event could not be handed to a writer")
+    X(SINK_FAILED, "sink_failed", "the event could not be handed to a writer")                     \
+    X(KEY_LIMIT, "key_limit", "stream.max_keys keys are active; events for new keys are refused")
 
 enum sg_reject {
 #define SG_X(name, label, msg) SG_REJECT_##name,
@@ -47,6 +48,10 @@ struct sg_event {
     bool ts_from_event; /* false: arrival time was used */
     size_t nfields;
     struct sg_event_field fields[SG_EVENT_MAX_FIELDS];
+    int transport;        /* enum sg_transport; set by ingest, not by the decoder */
+    int64_t received_ms;  /* arrival time; set by ingest */
+    const char *distinct; /* the distinct field's string value (NUL-terminated), or NULL */
+    size_t distinct_len;
     char keybuf[32]; /* storage for a numeric key's text */
 };
 
@@ -58,7 +63,8 @@ struct sg_event_decoder {
     size_t nvalue_fields;
     size_t max_fields;
     size_t max_key_size;
-    void *tree; /* the last parse tree (cJSON *), owned */
+    const char *distinct_field; /* NULL or "": none */
+    void *tree;                 /* the last parse tree (cJSON *), owned */
 };
 
 /* Sets the decoder up from the configuration; it borrows the config's strings. */

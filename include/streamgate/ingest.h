@@ -16,6 +16,7 @@ struct sg_metrics;
 struct sg_log;
 struct sg_sink;
 struct sg_ingest;
+struct sg_streams;
 
 #define SG_INGEST_MAX_SINKS 8
 
@@ -38,6 +39,8 @@ struct sg_ingest_result {
 struct sg_ingest *sg_ingest_create(const struct sg_config *cfg, struct sg_metrics *metrics,
                                    struct sg_log *log);
 void sg_ingest_destroy(struct sg_ingest *ing);
+/* Routes every decoded event through the streams engine (windows) before the sinks. */
+void sg_ingest_set_streams(struct sg_ingest *ing, struct sg_streams *streams);
 /* Adds a sink every accepted event goes to. Returns 0 or -ENOSPC. */
 int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink);
 

@@ -9,6 +9,7 @@
 
 struct sg_config;
 struct sg_ingest;
+struct sg_streams;
 struct sg_metrics;
 struct sg_log;
 
@@ -16,6 +17,7 @@ struct sg_server_env {
     uv_loop_t *loop;
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
+    struct sg_streams *streams; /* for the live query; NULL answers 404 */
     struct sg_metrics *metrics;
     struct sg_log *log;
 };

@@ -10,15 +10,23 @@
 
 struct sg_event;
 struct sg_sink;
+struct sg_window_result;
 
 typedef void (*sg_sink_drained_cb)(struct sg_sink *sink, void *arg);
 
 struct sg_sink_ops {
     const char *name;
     /* Takes a copy of what it needs from `ev` (the view is short-lived). Returns 0 or a
-     * negative code; a failure is counted as a rejection with reason sink_failed. */
+     * negative code; a failure is counted as a rejection with reason sink_failed. NULL for a
+     * sink that takes no raw events. */
     int (*write_raw)(struct sg_sink *sink, const struct sg_event *ev, enum sg_transport transport,
                      int64_t received_ms);
+    /* Takes a copy of a window result. Returns 0 or a negative code (the sink counts the
+     * failure). NULL for a sink that takes no results. */
+    int (*write_result)(struct sg_sink *sink, const struct sg_window_result *res);
+    /* Takes a copy of a late event: later than window.allowed_lateness for a window that has
+     * already fired (`window_end` is that window's end). NULL for a sink that takes none. */
+    int (*write_late)(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end);
     /* True while the sink can make progress (for /readyz). */
     bool (*healthy)(struct sg_sink *sink);
     /* Writes out everything held, then calls `cb` once, on the loop. No writes after this. */

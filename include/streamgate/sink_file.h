@@ -1,5 +1,6 @@
-/* The file writer: NDJSON, one raw event per line as received (line breaks inside a pretty
- * printed event are folded into spaces so each event stays one line). Writes go through
+/* The file writer: NDJSON, one record per line (raw events as received, window results, or late
+ * events; line breaks inside a pretty-printed event are folded into spaces so each record stays
+ * one line). Writes go through
  * uv_fs_write, one in flight at a time, with everything accepted meanwhile batched behind it. */
 #ifndef STREAMGATE_SINK_FILE_H
 #define STREAMGATE_SINK_FILE_H
@@ -11,9 +12,14 @@ struct sg_sink;
 struct sg_metrics;
 struct sg_log;
 
+/* What a file writer receives: raw events (output.file), window results (output.results_file)
+ * or late events (output.late_file). Also the metric label stream="raw"|"agg"|"late". */
+enum sg_file_kind { SG_FILE_RAW, SG_FILE_RESULTS, SG_FILE_LATE };
+
 /* Opens `path` for appending ("-" writes to stdout). Returns 0 and the sink, or a negative code
  * with a message in errstr. */
-int sg_sink_file_create(uv_loop_t *loop, const char *path, struct sg_metrics *metrics,
-                        struct sg_log *log, struct sg_sink **out, char *errstr, size_t errstr_size);
+int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kind,
+                        struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                        char *errstr, size_t errstr_size);
 
 #endif

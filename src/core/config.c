@@ -56,6 +56,19 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 _Static_assert(SG_LOG_DEBUG == 0 && SG_LOG_INFO == 1 && SG_LOG_WARN == 2 && SG_LOG_ERROR == 3,
                "log_levels[] must follow enum sg_log_level");
 
+static const char *const window_types[] = {"tumbling", "hopping", "session", NULL};
+_Static_assert(SG_WINDOW_TUMBLING == 0 && SG_WINDOW_HOPPING == 1 && SG_WINDOW_SESSION == 2,
+               "window_types[] must follow enum sg_window_type");
+static const char *const window_times[] = {"event", "processing", NULL};
+_Static_assert(SG_TIME_EVENT == 0 && SG_TIME_PROCESSING == 1,
+               "window_times[] must follow enum sg_time_mode");
+
+#define SG_OPT_ENUM(n, field, d, values, h)                                                        \
+    {                                                                                              \
+        .name = (n), .type = SG_CONFIG_ENUM, .def = (d), .help = (h),                              \
+        .offset = SG_CFG_FIELD(field, int), .allowed = (values)                                    \
+    }
+
 static const struct sg_config_option options[] = {
     SG_OPT_ADDR("http.listen", http_listen, "127.0.0.1:8080",
                 "Address of the HTTP listener, host:port or [v6]:port (port 0 picks a free "
@@ -113,12 +126,58 @@ static const struct sg_config_option options[] = {
     SG_OPT_STR("output.file", output_file, "", 0,
                "File accepted events are appended to, one per line; \"-\" writes to stdout, "
                "empty turns the file writer off."),
+    SG_OPT_STR("output.results_file", output_results_file, "", 0,
+               "File window results are appended to, one JSON object per line, as windows "
+               "fire; \"-\" writes to stdout, empty turns it off."),
+    SG_OPT_STR("output.late_file", output_late_file, "", 0,
+               "File late events (later than window.allowed_lateness for a window that already "
+               "fired) are appended to as received; empty turns it off."),
+    SG_OPT_ENUM("window.type", window_type, "tumbling", window_types,
+                "Window kind: fixed non-overlapping windows, overlapping windows every "
+                "window.slide, or per-key sessions closed by window.gap of silence."),
+    SG_OPT_DUR("window.size", window_size_ms, "10s", 1, "Length of tumbling and hopping windows."),
+    SG_OPT_DUR("window.slide", window_slide_ms, "0", 0,
+               "Hopping windows: distance between window starts, at most window.size; "
+               "required for hopping windows."),
+    SG_OPT_DUR("window.gap", window_gap_ms, "0", 0,
+               "Session windows: silence after which a key's session closes; required for "
+               "session windows."),
+    SG_OPT_DUR("window.allowed_lateness", window_allowed_lateness_ms, "0s", 0,
+               "How far behind the highest event time seen an event may be and still count; "
+               "the watermark trails the highest event time by this much."),
+    SG_OPT_DUR("window.idle_timeout", window_idle_timeout_ms, "10s", 1,
+               "After this long without events, the watermark advances with the wall clock so "
+               "the last windows fire."),
+    SG_OPT_DUR("window.emit_interval", window_emit_interval_ms, "0", 0,
+               "Every interval, emit open windows that changed as updates (\"final\":false); "
+               "0 turns early firing off."),
+    SG_OPT_ENUM("window.time", window_time, "event", window_times,
+                "Which time places events in windows: the event's own time field, or its "
+                "arrival time."),
+    SG_OPT_LIST("window.quantiles", window_quantiles, "p50,p90,p99",
+                "Quantiles computed per field, as pNN or pNN.N (p99.9); empty turns the quantile "
+                "sketch off. Estimates are within 1% relative error."),
+    SG_OPT_STR("window.distinct_field", window_distinct_field, "", 0,
+               "Top-level string field whose distinct values are counted per window "
+               "(HyperLogLog); empty turns it off."),
+    SG_OPT_INT("window.distinct_precision", window_distinct_precision, "12", 4, 16,
+               "HyperLogLog precision p (2^p registers of one byte; standard error about "
+               "1.04/sqrt(2^p))."),
+    SG_OPT_INT("stream.max_keys", stream_max_keys, "1000000", 1, 0,
+               "Most keys with a live stream at once; events for further keys are rejected "
+               "(key_limit)."),
+    SG_OPT_DUR("stream.key_idle_timeout", stream_key_idle_timeout_ms, "60s", 0,
+               "How long a key stays after its last window fired before its stream is "
+               "evicted."),
+    SG_OPT_INT("stream.partitions", stream_partitions, "12", 1, 100000,
+               "Number of partitions keys are spread over with Kafka's murmur2 (match the "
+               "Kafka topics' partition count)."),
     {
         .name = "log.level",
-        .type = SG_CONFIG_LEVEL,
+        .type = SG_CONFIG_ENUM,
         .def = "info",
         .help = "Least severe log level written to stderr.",
-        .offset = SG_CFG_FIELD(log_level, enum sg_log_level),
+        .offset = SG_CFG_FIELD(log_level, int),
         .allowed = log_levels,
     },
     SG_OPT_DUR("log.bad_input_interval", log_bad_input_interval_ms, "1s", 0,
@@ -179,10 +238,27 @@ const char *sg_config__type_name(enum sg_config_type type)
         return "size";
     case SG_CONFIG_STRLIST:
         return "list";
-    case SG_CONFIG_LEVEL:
+    case SG_CONFIG_ENUM:
         return "enum";
     }
     return "?";
+}
+
+/* "a, b or c" from an enum option's allowed values, for error messages. */
+static const char *enum_choices(const struct sg_config_option *opt, char *text, size_t size)
+{
+    size_t n = 0, len = 0;
+    while (opt->allowed[n] != NULL)
+        n++;
+    text[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        int w = snprintf(text + len, size - len, "%s%s", sep, opt->allowed[i]);
+        if (w < 0 || (size_t)w >= size - len)
+            break;
+        len += (size_t)w;
+    }
+    return text;
 }
 
 static void *opt_ptr(struct sg_config *cfg, const struct sg_config_option *opt)
@@ -488,7 +564,7 @@ static int opt_set_text(struct sg_config *cfg, const struct sg_config_option *op
                         const char *value, const char *from, char *errstr, size_t errstr_size)
 {
     void *dst = opt_ptr(cfg, opt);
-    char q[80];
+    char q[80], choices[256];
     int rc;
 
     if (value == NULL)
@@ -558,16 +634,15 @@ static int opt_set_text(struct sg_config *cfg, const struct sg_config_option *op
         return set_list(dst, &list);
     }
 
-    case SG_CONFIG_LEVEL:
+    case SG_CONFIG_ENUM:
         for (size_t i = 0; opt->allowed[i] != NULL; i++) {
             if (strcmp(value, opt->allowed[i]) == 0) {
-                *(enum sg_log_level *)dst = (enum sg_log_level)i;
+                *(int *)dst = (int)i;
                 return 0;
             }
         }
-        return fail(errstr, errstr_size, from,
-                    "%s: invalid value \"%s\" (expected debug, info, warn or error)", opt->name,
-                    quote(value, q, sizeof(q)));
+        return fail(errstr, errstr_size, from, "%s: invalid value \"%s\" (expected %s)", opt->name,
+                    quote(value, q, sizeof(q)), enum_choices(opt, choices, sizeof(choices)));
     }
     return fail(errstr, errstr_size, from, "%s: unsupported option type", opt->name);
 }
@@ -662,7 +737,7 @@ static int opt_set_json(struct sg_config *cfg, const struct sg_config_option *op
 
     switch (opt->type) {
     case SG_CONFIG_STRING:
-    case SG_CONFIG_LEVEL:
+    case SG_CONFIG_ENUM:
         if (cJSON_IsString(item))
             return opt_set_text(cfg, opt, item->valuestring, from, errstr, errstr_size);
         break;
@@ -1071,8 +1146,8 @@ static int validate_option(const struct sg_config *cfg, const struct sg_config_o
                         opt->max, unit, v, unit);
         return 0;
     }
-    case SG_CONFIG_LEVEL: {
-        unsigned v = (unsigned)*(const enum sg_log_level *)p;
+    case SG_CONFIG_ENUM: {
+        unsigned v = (unsigned)*(const int *)p;
         size_t n = 0;
         while (opt->allowed[n] != NULL)
             n++;
@@ -1087,6 +1162,60 @@ static int validate_option(const struct sg_config *cfg, const struct sg_config_o
     return 0;
 }
 
+int sg_parse_quantile(const char *s, double *q)
+{
+    if (s[0] != 'p' || s[1] < '0' || s[1] > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double pct = strtod(s + 1, &end);
+    if (errno != 0 || *end != '\0' || !(pct > 0 && pct <= 100))
+        return -EINVAL;
+    *q = pct / 100;
+    return 0;
+}
+
+/* Most windows one event may fall into (hopping: size / slide). */
+#define SG_CONFIG_MAX_HOPS 100
+/* Most quantiles per field. */
+#define SG_CONFIG_MAX_QUANTILES 16
+
+/* Rules that tie window options together. */
+static int validate_windows(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    if (cfg->window_type == SG_WINDOW_HOPPING) {
+        if (cfg->window_slide_ms == 0)
+            return fail(errstr, errstr_size, NULL,
+                        "window.slide: must be set for hopping windows (window.type hopping)");
+        if (cfg->window_slide_ms > cfg->window_size_ms)
+            return fail(errstr, errstr_size, NULL,
+                        "window.slide: must be at most window.size (%" PRIu64 " > %" PRIu64 " ms)",
+                        cfg->window_slide_ms, cfg->window_size_ms);
+        if ((cfg->window_size_ms + cfg->window_slide_ms - 1) / cfg->window_slide_ms >
+            SG_CONFIG_MAX_HOPS)
+            return fail(errstr, errstr_size, NULL,
+                        "window.slide: window.size / window.slide must be at most %d, the "
+                        "number of windows one event may fall into",
+                        SG_CONFIG_MAX_HOPS);
+    }
+    if (cfg->window_type == SG_WINDOW_SESSION && cfg->window_gap_ms == 0)
+        return fail(errstr, errstr_size, NULL,
+                    "window.gap: must be set for session windows (window.type session)");
+    if (cfg->window_quantiles.count > SG_CONFIG_MAX_QUANTILES)
+        return fail(errstr, errstr_size, NULL, "window.quantiles: at most %d quantiles",
+                    SG_CONFIG_MAX_QUANTILES);
+    for (size_t i = 0; i < cfg->window_quantiles.count; i++) {
+        double q;
+        char qbuf[80];
+        if (sg_parse_quantile(cfg->window_quantiles.items[i], &q) != 0)
+            return fail(errstr, errstr_size, NULL,
+                        "window.quantiles: invalid quantile \"%s\" (expected pNN, e.g. p50 or "
+                        "p99.9)",
+                        quote(cfg->window_quantiles.items[i], qbuf, sizeof(qbuf)));
+    }
+    return 0;
+}
+
 int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
@@ -1097,7 +1226,7 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
     if (cfg->http_listen[0] == '\0' && cfg->tcp_listen[0] == '\0')
         return fail(errstr, errstr_size, NULL,
                     "http.listen and tcp.listen are both empty: at least one listener is needed");
-    return 0;
+    return validate_windows(cfg, errstr, errstr_size);
 }
 
 /* ---- --help and the README table ---- */

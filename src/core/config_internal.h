@@ -14,7 +14,7 @@ enum sg_config_type {
     SG_CONFIG_DURATION, /* uint64_t milliseconds */
     SG_CONFIG_SIZE,     /* uint64_t bytes */
     SG_CONFIG_STRLIST,  /* struct sg_strlist */
-    SG_CONFIG_LEVEL,    /* enum sg_log_level, spelled as one of `allowed` */
+    SG_CONFIG_ENUM,     /* int, spelled as one of `allowed` */
 };
 
 /* Checked by sg_config_validate: listen addresses must parse with sg_parse_hostport. */
@@ -27,7 +27,7 @@ struct sg_config_option {
     const char *def;  /* the default in the textual form sg_config_set accepts */
     const char *help; /* one sentence; no '|' or backticks (it lands in a Markdown table) */
     size_t offset;    /* offsetof(struct sg_config, field) */
-    const char *const *allowed; /* SG_CONFIG_LEVEL: NULL-terminated; the index is the value */
+    const char *const *allowed; /* SG_CONFIG_ENUM: NULL-terminated; the index is the value */
     /* Bounds checked by sg_config_validate. Numbers: value in [min, max] (max 0: unbounded).
      * Strings: min 1 means the value must not be empty. */
     uint64_t min;

@@ -63,6 +63,7 @@ void sg_event_decoder_init(struct sg_event_decoder *dec, const struct sg_config 
     else
         dec->max_fields = (size_t)cfg->event_max_fields;
     dec->max_key_size = (size_t)cfg->event_max_key_size;
+    dec->distinct_field = cfg->window_distinct_field;
 }
 
 void sg_event_decoder_free(struct sg_event_decoder *dec)
@@ -241,6 +242,8 @@ int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, i
     ev->ts_ms = 0;
     ev->ts_from_event = false;
     ev->nfields = 0;
+    ev->distinct = NULL;
+    ev->distinct_len = 0;
 
     if (buf == NULL) {
         *why = SG_REJECT_INVALID_JSON;
@@ -290,6 +293,13 @@ int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, i
         goto reject;
 
     sg_event__take_fields(dec, root, fallback_used, ev);
+    if (dec->distinct_field && dec->distinct_field[0] != '\0') {
+        item = cJSON_GetObjectItemCaseSensitive(root, dec->distinct_field);
+        if (cJSON_IsString(item) && item->valuestring) {
+            ev->distinct = item->valuestring;
+            ev->distinct_len = strlen(item->valuestring);
+        }
+    }
     return 0;
 
 reject:
@@ -301,6 +311,8 @@ reject:
     ev->key = NULL;
     ev->key_len = 0;
     ev->nfields = 0;
+    ev->distinct = NULL;
+    ev->distinct_len = 0;
     return -EINVAL;
 }
 

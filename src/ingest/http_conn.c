@@ -21,6 +21,7 @@
 #include "streamgate/config.h"
 #include "streamgate/gzip.h"
 #include "streamgate/ingest.h"
+#include "streamgate/streams.h"
 
 static const char sg_http_json[] = "application/json";
 static const char sg_http_prometheus[] = "text/plain; version=0.0.4; charset=utf-8";
@@ -558,6 +559,10 @@ static enum sg_http_route http_route(const char *url, size_t len)
         return SG_HTTP_ROUTE_HEALTHZ;
     if (len == 7 && memcmp(url, "/readyz", 7) == 0)
         return SG_HTTP_ROUTE_READYZ;
+    if (len == 11 && memcmp(url, "/v1/streams", 11) == 0)
+        return SG_HTTP_ROUTE_STREAMS;
+    if (len > 12 && memcmp(url, "/v1/streams/", 12) == 0)
+        return SG_HTTP_ROUTE_STREAM;
     return SG_HTTP_ROUTE_NONE;
 }
 
@@ -626,6 +631,19 @@ static int on_headers_complete(llhttp_t *parser)
         break;
     case SG_HTTP_ROUTE_EVENTS:
         if (method != HTTP_POST) {
+            status = 405;
+            msg = "method not allowed";
+        } else if (cfg->http_auth_tokens.count > 0 &&
+                   !req_bearer_ok(req, (const char *const *)cfg->http_auth_tokens.items,
+                                  cfg->http_auth_tokens.count)) {
+            status = 401;
+            msg = "missing or invalid bearer token";
+        }
+        break;
+    case SG_HTTP_ROUTE_STREAMS:
+    case SG_HTTP_ROUTE_STREAM:
+        /* The live query shows event data, so it takes the ingest tokens, not the metrics one. */
+        if (method != HTTP_GET && method != HTTP_HEAD) {
             status = 405;
             msg = "method not allowed";
         } else if (cfg->http_auth_tokens.count > 0 &&
@@ -782,6 +800,124 @@ static void handle_events(struct sg_http_conn *conn, bool close)
     conn_respond(conn, status, sg_http_json, resp->data, resp->len, NULL, close);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX escapes of a URL path segment in place. Returns the new length, or -1 for a
+ * malformed escape. */
+static ssize_t percent_decode(char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '%') {
+            s[o++] = s[i];
+            continue;
+        }
+        if (i + 2 >= len)
+            return -1;
+        int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        s[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    return (ssize_t)o;
+}
+
+/* The value of `name` in the query string of `url`, or NULL; *vlen gets its length. */
+static const char *query_param(const char *url, size_t len, const char *name, size_t *vlen)
+{
+    const char *q = memchr(url, '?', len);
+    size_t nlen = strlen(name);
+    if (!q)
+        return NULL;
+    const char *p = q + 1, *end = url + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            *vlen = (size_t)(stop - p - (ptrdiff_t)nlen - 1);
+            return p + nlen + 1;
+        }
+        p = stop + 1;
+    }
+    return NULL;
+}
+
+#define SG_HTTP_STREAMS_DEFAULT_LIMIT 100
+#define SG_HTTP_STREAMS_MAX_LIMIT     1000
+
+static void handle_streams(struct sg_http_conn *conn, bool close)
+{
+    struct sg_http_server *srv = conn->srv;
+    struct sg_http_req *req = &conn->req;
+    const char *url = req->url.data ? req->url.data : "";
+    size_t vlen = 0, limit = SG_HTTP_STREAMS_DEFAULT_LIMIT;
+    const char *v = query_param(url, req->url.len, "limit", &vlen);
+
+    if (v) {
+        char num[16];
+        char *end;
+        if (vlen == 0 || vlen >= sizeof(num)) {
+            conn_respond_error(conn, 400, "limit must be a whole number from 1 to 1000", NULL,
+                               close);
+            return;
+        }
+        memcpy(num, v, vlen);
+        num[vlen] = '\0';
+        unsigned long n = strtoul(num, &end, 10);
+        if (*end != '\0' || num[0] < '0' || num[0] > '9' || n < 1 ||
+            n > SG_HTTP_STREAMS_MAX_LIMIT) {
+            conn_respond_error(conn, 400, "limit must be a whole number from 1 to 1000", NULL,
+                               close);
+            return;
+        }
+        limit = n;
+    }
+    sg_buf_reset(&srv->resp);
+    if (!srv->streams || sg_streams_render_list(srv->streams, limit, &srv->resp) < 0) {
+        conn_respond_error(conn, 500, "cannot render the stream list", NULL, close);
+        return;
+    }
+    conn_respond(conn, 200, sg_http_json, srv->resp.data, srv->resp.len, NULL, close);
+}
+
+static void handle_stream(struct sg_http_conn *conn, bool close)
+{
+    struct sg_http_server *srv = conn->srv;
+    struct sg_http_req *req = &conn->req;
+    char *key = req->url.data + 12; /* after "/v1/streams/" */
+    size_t len = req->url.len - 12;
+    const char *stop = memchr(key, '?', len);
+    if (stop)
+        len = (size_t)(stop - key);
+    ssize_t klen = percent_decode(key, len);
+    if (klen <= 0) {
+        conn_respond_error(conn, 400, "malformed key in the path", NULL, close);
+        return;
+    }
+    sg_buf_reset(&srv->resp);
+    int rc =
+        srv->streams ? sg_streams_render_key(srv->streams, key, (size_t)klen, &srv->resp) : -ENOENT;
+    if (rc == -ENOENT) {
+        conn_respond_error(conn, 404, "no stream for this key", NULL, close);
+        return;
+    }
+    if (rc < 0) {
+        conn_respond_error(conn, 500, "cannot render the stream", NULL, close);
+        return;
+    }
+    conn_respond(conn, 200, sg_http_json, srv->resp.data, srv->resp.len, NULL, close);
+}
+
 static void handle_request(struct sg_http_conn *conn, bool close)
 {
     struct sg_http_server *srv = conn->srv;
@@ -815,6 +951,12 @@ static void handle_request(struct sg_http_conn *conn, bool close)
             conn_respond(conn, 200, sg_http_json, ready, sizeof(ready) - 1, NULL, close);
         else
             conn_respond(conn, 503, sg_http_json, not_ready, sizeof(not_ready) - 1, NULL, close);
+        break;
+    case SG_HTTP_ROUTE_STREAMS:
+        handle_streams(conn, close);
+        break;
+    case SG_HTTP_ROUTE_STREAM:
+        handle_stream(conn, close);
         break;
     case SG_HTTP_ROUTE_NONE:
         conn_respond_error(conn, 404, "not found", NULL, close);

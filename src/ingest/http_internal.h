@@ -63,6 +63,8 @@ enum sg_http_route {
     SG_HTTP_ROUTE_METRICS,
     SG_HTTP_ROUTE_HEALTHZ,
     SG_HTTP_ROUTE_READYZ,
+    SG_HTTP_ROUTE_STREAMS, /* GET /v1/streams?limit=N */
+    SG_HTTP_ROUTE_STREAM,  /* GET /v1/streams/{key} */
 };
 
 /* What the connection's one timer is counting down to. */
@@ -149,6 +151,7 @@ struct sg_http_server {
     uv_loop_t *loop;
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
+    struct sg_streams *streams; /* the live query's source; NULL: 404 */
     struct sg_metrics *metrics;
     struct sg_log *log;
     char address[80];

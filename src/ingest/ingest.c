@@ -18,6 +18,7 @@
 #include "streamgate/metrics.h"
 #include "streamgate/ndjson.h"
 #include "streamgate/sink.h"
+#include "streamgate/streams.h"
 
 /* Bytes of a rejected event quoted in its log line: enough to recognise it, never a flood. */
 #define SG_INGEST_EXCERPT_MAX 64
@@ -28,6 +29,7 @@ struct sg_ingest {
     bool dec_ready;
     struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
     size_t nsinks;
+    struct sg_streams *streams; /* NULL: no windowing */
 
     struct sg_counter *received[SG_TRANSPORT_COUNT];
     struct sg_counter *accepted[SG_TRANSPORT_COUNT];
@@ -100,6 +102,11 @@ void sg_ingest_destroy(struct sg_ingest *ing)
     free(ing);
 }
 
+void sg_ingest_set_streams(struct sg_ingest *ing, struct sg_streams *streams)
+{
+    ing->streams = streams;
+}
+
 int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink)
 {
     if (ing->nsinks == SG_INGEST_MAX_SINKS)
@@ -154,10 +161,19 @@ int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const ch
         ingest_rejected(ing, transport, reason, buf, len, NULL, 0);
         goto rejected;
     }
+    ing->ev.transport = (int)transport;
+    ing->ev.received_ms = now_ms;
+    /* Windows first: an event the streams refuse (key_limit) reaches no writer either. */
+    if (ing->streams && sg_streams_add(ing->streams, &ing->ev, now_ms, &reason) != 0) {
+        ingest_rejected(ing, transport, reason, ing->ev.key, ing->ev.key_len, NULL, 0);
+        goto rejected;
+    }
     /* Every sink gets its chance even when an earlier one refused: one broken writer must not
      * starve the others. The event still counts as rejected, since not every writer has it. */
     for (size_t i = 0; i < ing->nsinks; i++) {
         struct sg_sink *sink = ing->sinks[i];
+        if (!sink->ops->write_raw)
+            continue;
         int rc = sink->ops->write_raw(sink, &ing->ev, transport, now_ms);
 
         if (rc != 0 && !failed) {

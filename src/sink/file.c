@@ -14,6 +14,7 @@
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"
 #include "streamgate/sink_file.h"
+#include "streamgate/streams.h"
 
 /* Bound on bytes held but not yet written; past it events are refused rather than buffered
  * without limit. */
@@ -111,28 +112,45 @@ static void start_write(struct file_sink *fs)
     fs->writing = true;
 }
 
-static int file_write_raw(struct sg_sink *sink, const struct sg_event *ev,
-                          enum sg_transport transport, int64_t received_ms)
+/* Appends one record and a newline. A pretty-printed event spans lines; JSON allows any
+ * whitespace between tokens and no raw line break inside strings, so folding line breaks into
+ * spaces keeps the record whole and the file NDJSON. */
+static int append_line(struct file_sink *fs, const char *data, size_t len)
 {
-    struct file_sink *fs = sg_container_of(sink, struct file_sink, sink);
-    if (sg_buf_reserve(&fs->pending, ev->raw_len + 1) != 0)
+    if (sg_buf_reserve(&fs->pending, len + 1) != 0) {
+        sg_counter_inc(fs->failed);
         return -ENOBUFS;
+    }
     char *dst = fs->pending.data + fs->pending.len;
-    memcpy(dst, ev->raw, ev->raw_len);
-    /* A pretty-printed event spans lines; JSON allows any whitespace between tokens and no raw
-     * line break inside strings, so folding them to spaces keeps the event and the NDJSON. */
-    if (memchr(dst, '\n', ev->raw_len) || memchr(dst, '\r', ev->raw_len)) {
-        for (size_t i = 0; i < ev->raw_len; i++)
+    memcpy(dst, data, len);
+    if (memchr(dst, '\n', len) || memchr(dst, '\r', len)) {
+        for (size_t i = 0; i < len; i++)
             if (dst[i] == '\n' || dst[i] == '\r')
                 dst[i] = ' ';
     }
-    dst[ev->raw_len] = '\n';
-    fs->pending.len += ev->raw_len + 1;
+    dst[len] = '\n';
+    fs->pending.len += len + 1;
     fs->pending_records++;
     if (!fs->writing)
         start_write(fs);
     update_gauge(fs);
     return 0;
+}
+
+static int file_write_raw(struct sg_sink *sink, const struct sg_event *ev,
+                          enum sg_transport transport, int64_t received_ms)
+{
+    return append_line(sg_container_of(sink, struct file_sink, sink), ev->raw, ev->raw_len);
+}
+
+static int file_write_late(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end)
+{
+    return append_line(sg_container_of(sink, struct file_sink, sink), ev->raw, ev->raw_len);
+}
+
+static int file_write_result(struct sg_sink *sink, const struct sg_window_result *res)
+{
+    return append_line(sg_container_of(sink, struct file_sink, sink), res->json, res->json_len);
 }
 
 static bool file_healthy(struct sg_sink *sink)
@@ -162,7 +180,7 @@ static void file_destroy(struct sg_sink *sink)
     free(fs);
 }
 
-static const struct sg_sink_ops file_sink_ops = {
+static const struct sg_sink_ops file_raw_ops = {
     .name = "file",
     .write_raw = file_write_raw,
     .healthy = file_healthy,
@@ -170,32 +188,62 @@ static const struct sg_sink_ops file_sink_ops = {
     .destroy = file_destroy,
 };
 
-int sg_sink_file_create(uv_loop_t *loop, const char *path, struct sg_metrics *metrics,
-                        struct sg_log *log, struct sg_sink **out, char *errstr, size_t errstr_size)
+static const struct sg_sink_ops file_results_ops = {
+    .name = "file",
+    .write_result = file_write_result,
+    .healthy = file_healthy,
+    .drain = file_drain,
+    .destroy = file_destroy,
+};
+
+static const struct sg_sink_ops file_late_ops = {
+    .name = "file",
+    .write_late = file_write_late,
+    .healthy = file_healthy,
+    .drain = file_drain,
+    .destroy = file_destroy,
+};
+
+/* Per kind: the option that names the file (for messages) and the metrics' stream label. */
+static const struct {
+    const char *option, *stream;
+} file_kinds[] = {
+    [SG_FILE_RAW] = {"output.file", "raw"},
+    [SG_FILE_RESULTS] = {"output.results_file", "agg"},
+    [SG_FILE_LATE] = {"output.late_file", "late"},
+};
+
+int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kind,
+                        struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                        char *errstr, size_t errstr_size)
 {
+    const char *option = file_kinds[kind].option, *stream = file_kinds[kind].stream;
+    char labels[128];
     struct file_sink *fs = calloc(1, sizeof(*fs));
     if (!fs) {
-        snprintf(errstr, errstr_size, "output.file: out of memory");
+        snprintf(errstr, errstr_size, "%s: out of memory", option);
         return -ENOMEM;
     }
-    fs->sink.ops = &file_sink_ops;
+    fs->sink.ops = kind == SG_FILE_RESULTS ? &file_results_ops
+                   : kind == SG_FILE_LATE  ? &file_late_ops
+                                           : &file_raw_ops;
     fs->loop = loop;
     fs->log = log;
     fs->healthy = true;
     fs->fd = -1;
     sg_buf_init(&fs->pending, FILE_SINK_MAX_PENDING);
     sg_buf_init(&fs->inflight, FILE_SINK_MAX_PENDING);
+    snprintf(labels, sizeof(labels), "sink=\"file\",stream=\"%s\",result=\"written\"", stream);
     fs->written = sg_metrics_counter(metrics, "streamgate_sink_records_total",
-                                     "Records handed to a writer, by outcome.",
-                                     "sink=\"file\",stream=\"raw\",result=\"written\"");
+                                     "Records handed to a writer, by outcome.", labels);
+    snprintf(labels, sizeof(labels), "sink=\"file\",stream=\"%s\",result=\"failed\"", stream);
     fs->failed = sg_metrics_counter(metrics, "streamgate_sink_records_total",
-                                    "Records handed to a writer, by outcome.",
-                                    "sink=\"file\",stream=\"raw\",result=\"failed\"");
-    fs->queue_bytes =
-        sg_metrics_gauge(metrics, "streamgate_sink_queue_bytes",
-                         "Bytes accepted by a writer and not yet written.", "sink=\"file\"");
+                                    "Records handed to a writer, by outcome.", labels);
+    snprintf(labels, sizeof(labels), "sink=\"file\",stream=\"%s\"", stream);
+    fs->queue_bytes = sg_metrics_gauge(metrics, "streamgate_sink_queue_bytes",
+                                       "Bytes accepted by a writer and not yet written.", labels);
     if (!fs->written || !fs->failed || !fs->queue_bytes) {
-        snprintf(errstr, errstr_size, "output.file: out of memory");
+        snprintf(errstr, errstr_size, "%s: out of memory", option);
         file_destroy(&fs->sink);
         return -ENOMEM;
     }
@@ -206,7 +254,7 @@ int sg_sink_file_create(uv_loop_t *loop, const char *path, struct sg_metrics *me
         fs->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fs->fd < 0) {
             int err = -errno;
-            snprintf(errstr, errstr_size, "output.file: cannot open %s: %s", path, strerror(errno));
+            snprintf(errstr, errstr_size, "%s: cannot open %s: %s", option, path, strerror(errno));
             file_destroy(&fs->sink);
             return err;
         }

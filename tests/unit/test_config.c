@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../../src/core/config_internal.h"
+#include "streamgate/common.h"
 #include "streamgate/config.h"
 #include "streamgate/event.h"
 
@@ -304,6 +305,23 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.log_level, SG_LOG_INFO);
     cr_assert_eq(cfg.log_bad_input_interval_ms, 1000);
     cr_assert_eq(cfg.shutdown_timeout_ms, 10000);
+    cr_assert_str_eq(cfg.output_results_file, "");
+    cr_assert_str_eq(cfg.output_late_file, "");
+    cr_assert_eq(cfg.window_type, SG_WINDOW_TUMBLING);
+    cr_assert_eq(cfg.window_size_ms, 10000);
+    cr_assert_eq(cfg.window_slide_ms, 0);
+    cr_assert_eq(cfg.window_gap_ms, 0);
+    cr_assert_eq(cfg.window_allowed_lateness_ms, 0);
+    cr_assert_eq(cfg.window_idle_timeout_ms, 10000);
+    cr_assert_eq(cfg.window_emit_interval_ms, 0);
+    cr_assert_eq(cfg.window_time, SG_TIME_EVENT);
+    cr_assert_eq(cfg.window_quantiles.count, 3);
+    cr_assert_str_eq(cfg.window_quantiles.items[2], "p99");
+    cr_assert_str_eq(cfg.window_distinct_field, "");
+    cr_assert_eq(cfg.window_distinct_precision, 12);
+    cr_assert_eq(cfg.stream_max_keys, 1000000);
+    cr_assert_eq(cfg.stream_key_idle_timeout_ms, 60000);
+    cr_assert_eq(cfg.stream_partitions, 12);
     cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
     sg_config_free(&cfg);
 }
@@ -312,7 +330,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 25);
+    cr_assert_eq(n, 41);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1139,4 +1157,68 @@ Test(markdown, one_row_per_option)
     assert_contains(text, "| `output.file` | string | `\"\"` |");
     assert_contains(text, "One of: `debug`, `info`, `warn`, `error`. |\n");
     free(text);
+}
+
+Test(validate, window_rules)
+{
+    static const struct {
+        const char *name, *value, *error; /* error: NULL when valid */
+    } cases[] = {
+        {"window.type", "hopping", "window.slide: must be set for hopping windows"},
+        {"window.type", "session", "window.gap: must be set for session windows"},
+        {"window.type", "sliding", "expected tumbling, hopping or session"},
+        {"window.time", "ingest", "expected event or processing"},
+        {"window.quantiles", "p50,p100", NULL},
+        {"window.quantiles", "p0", "window.quantiles: invalid quantile \"p0\""},
+        {"window.quantiles", "50", "window.quantiles: invalid quantile \"50\""},
+        {"window.quantiles", "p101", "window.quantiles: invalid quantile \"p101\""},
+        {"window.quantiles", "p99.9x", "window.quantiles: invalid quantile"},
+        {"window.distinct_precision", "17", "window.distinct_precision"},
+    };
+    for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
+        struct sg_config cfg;
+        cfg_init(&cfg);
+        int rc = set(&cfg, cases[i].name, cases[i].value);
+        if (rc == 0)
+            rc = sg_config_validate(&cfg, errbuf, sizeof(errbuf));
+        if (cases[i].error) {
+            cr_assert_neq(rc, 0, "%s=%s should fail", cases[i].name, cases[i].value);
+            assert_contains(errbuf, cases[i].error);
+        } else {
+            cr_assert_eq(rc, 0, "%s=%s: %s", cases[i].name, cases[i].value, errbuf);
+        }
+        sg_config_free(&cfg);
+    }
+}
+
+Test(validate, hopping_slide_bounds)
+{
+    struct sg_config cfg;
+    cfg_init(&cfg);
+    cr_assert_eq(set(&cfg, "window.type", "hopping"), 0);
+    cr_assert_eq(set(&cfg, "window.size", "10s"), 0);
+    cr_assert_eq(set(&cfg, "window.slide", "20s"), 0);
+    cr_assert_neq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0);
+    assert_contains(errbuf, "window.slide: must be at most window.size");
+    cr_assert_eq(set(&cfg, "window.slide", "50ms"), 0);
+    cr_assert_neq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0);
+    assert_contains(errbuf, "at most 100");
+    cr_assert_eq(set(&cfg, "window.slide", "2500ms"), 0);
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    sg_config_free(&cfg);
+}
+
+Test(parse, quantiles)
+{
+    double q;
+    cr_assert_eq(sg_parse_quantile("p50", &q), 0);
+    cr_assert_float_eq(q, 0.5, 1e-12);
+    cr_assert_eq(sg_parse_quantile("p99.9", &q), 0);
+    cr_assert_float_eq(q, 0.999, 1e-12);
+    cr_assert_eq(sg_parse_quantile("p100", &q), 0);
+    cr_assert_float_eq(q, 1.0, 1e-12);
+    cr_assert_neq(sg_parse_quantile("", &q), 0);
+    cr_assert_neq(sg_parse_quantile("p", &q), 0);
+    cr_assert_neq(sg_parse_quantile("p-1", &q), 0);
+    cr_assert_neq(sg_parse_quantile("P50", &q), 0);
 }

@@ -823,3 +823,25 @@ Test(event, with_the_configuration_defaults)
     sg_event_decoder_free(&ddec);
     sg_config_free(&dcfg);
 }
+
+Test(event, distinct_field_is_taken_when_configured)
+{
+    static char user[] = "user";
+    cr_assert_eq(decode("{\"key\":\"a\",\"user\":\"u-1\"}"), 0);
+    cr_assert_null(ev.distinct, "off by default");
+
+    cfg.window_distinct_field = user;
+    reinit();
+    cr_assert_eq(decode("{\"key\":\"a\",\"user\":\"u-1\",\"v\":2}"), 0);
+    cr_assert_not_null(ev.distinct);
+    cr_assert_eq(ev.distinct_len, 3);
+    cr_assert(memcmp(ev.distinct, "u-1", 3) == 0);
+    cr_assert_eq(ev.nfields, 1, "the distinct field is not a value field");
+
+    cr_assert_eq(decode("{\"key\":\"a\",\"user\":17}"), 0);
+    cr_assert_null(ev.distinct, "a number is not a distinct value");
+    cr_assert_eq(decode("{\"key\":\"a\"}"), 0);
+    cr_assert_null(ev.distinct);
+    assert_rejected("{\"user\":\"u-2\"}", SG_REJECT_MISSING_KEY);
+    cr_assert_null(ev.distinct, "cleared on rejection");
+}

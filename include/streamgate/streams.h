@@ -1,0 +1,98 @@
+/* Per-key streams and incremental windowed aggregation.
+ *
+ * Every accepted event is routed by its key to a stream (a key table with open addressing;
+ * nothing is allocated per event once the key and its window exist) and folded into the
+ * aggregates of each window it belongs to (tumbling, hopping or session). No event is stored.
+ *
+ * Time: in event-time mode the watermark is the highest event time seen minus
+ * window.allowed_lateness; after window.idle_timeout without events it also advances at the
+ * wall clock's pace, so the last windows fire even when traffic stops. In processing-time mode
+ * an event's time is its arrival time and the watermark is the wall clock. A window fires (is
+ * emitted with "final":true and freed) once the watermark reaches its end; windows wait in a
+ * min-heap ordered by end, so firing never scans keys. An event whose window has already fired
+ * is late: it is counted, handed to the late callback, and changes no result.
+ *
+ * With window.emit_interval set, windows that changed since their last emission are emitted
+ * every interval with "final":false (a list of changed windows; no scan). Results carry the key
+ * and window start, so a later emission of the same window is an upsert downstream.
+ *
+ * Keys whose windows have all fired are evicted after stream.key_idle_timeout (a FIFO of idle
+ * streams; no scan). Past stream.max_keys, events for new keys are rejected (key_limit). */
+#ifndef STREAMGATE_STREAMS_H
+#define STREAMGATE_STREAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamgate/event.h"
+
+struct sg_buf;
+struct sg_config;
+struct sg_log;
+struct sg_metrics;
+struct sg_streams;
+
+/* One window result, rendered. Valid only during the callback. */
+struct sg_window_result {
+    const char *key;
+    size_t key_len;
+    int32_t partition;
+    int64_t window_start; /* epoch ms, inclusive */
+    int64_t window_end;   /* epoch ms, exclusive */
+    bool final;
+    /* The result as one JSON object, no trailing newline:
+     * {"key":..,"window_start":..,"window_end":..,"count":..,"fields":{"<name>":{"count":..,
+     *  "sum":..,"min":..,"max":..,"mean":..,"stddev":..,"first":..,"last":..,"p50":..}},
+     *  "distinct":..,"final":..} ("distinct" only when window.distinct_field is set). */
+    const char *json;
+    size_t json_len;
+};
+
+typedef void (*sg_streams_result_cb)(void *arg, const struct sg_window_result *res);
+/* A late event (its bytes are ev->raw); `window_end` is the end of the fired window it missed. */
+typedef void (*sg_streams_late_cb)(void *arg, const struct sg_event *ev, int64_t window_end);
+
+/* The callbacks run inside sg_streams_add, _tick and _flush; they must not call back into the
+ * engine. */
+struct sg_streams_callbacks {
+    sg_streams_result_cb result;
+    sg_streams_late_cb late; /* may be NULL */
+    void *arg;
+};
+
+/* Builds the engine from the configuration (window.*, stream.*). Returns NULL when out of
+ * memory. */
+struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
+                                     struct sg_log *log, const struct sg_streams_callbacks *cbs);
+/* Frees everything without emitting anything. Safe on NULL. */
+void sg_streams_destroy(struct sg_streams *st);
+
+/* Folds one accepted event in; `now_ms` is the wall clock. Returns 0 (including for a late
+ * event, which is counted and handed to the late callback), or -EINVAL with *why =
+ * SG_REJECT_KEY_LIMIT when the key is new and stream.max_keys keys are active (nothing
+ * changes then), or -ENOMEM with *why = SG_REJECT_SINK_FAILED when no window could be
+ * allocated for it. Windows whose end the watermark has now passed fire before this returns. */
+int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
+                   enum sg_reject *why);
+
+/* Advances time without an event: recomputes the watermark (idle advance, processing time),
+ * fires due windows, emits early updates when due, evicts idle keys. Returns the number of
+ * milliseconds until something may next be due (at least 1, at most 1000), for a timer. */
+int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms);
+
+/* Shutdown: emits every open window as final, in order of window end, and frees them. */
+void sg_streams_flush(struct sg_streams *st);
+
+/* Live query. Appends {"key":..,"partition":..,"windows":[<result objects without "final">]}
+ * for one key; -ENOENT when the key has no stream. */
+int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len,
+                          struct sg_buf *out);
+/* Appends {"active_keys":N,"keys":[{"key":..,"partition":..,"open_windows":..,"count":..}],
+ * "truncated":bool} listing at most `limit` keys (count = events in open windows). */
+int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *out);
+
+/* The partition of a key (Kafka murmur2 over stream.partitions). */
+int32_t sg_streams_partition(const struct sg_streams *st, const char *key, size_t key_len);
+
+#endif

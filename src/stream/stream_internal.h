@@ -1,0 +1,204 @@
+/* Internals shared by the files of the streams engine: streams.c (engine, key table, field
+ * names, idle keys, live query), window.c (assignment, watermark, deadline heap, firing) and
+ * result.c (result JSON). Nothing outside src/stream/ includes this. */
+#ifndef STREAMGATE_STREAM_INTERNAL_H
+#define STREAMGATE_STREAM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamgate/agg.h"
+#include "streamgate/buf.h"
+#include "streamgate/hll.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/streams.h"
+
+/* Field names known to the engine; names past this are ignored (and counted). */
+#define SG_STREAMS_MAX_NAMES 4096
+/* Slots of the name table: a power of two, at least twice SG_STREAMS_MAX_NAMES. */
+#define SG_STREAMS_NAME_SLOTS 8192
+/* Longer field names are ignored (and counted): they would bloat every result. */
+#define SG_STREAMS_MAX_NAME_LEN 256
+/* Bytes of freed windows (distinct registers included) kept for reuse; past this they go back
+ * to malloc. */
+#define SG_STREAMS_FREE_BYTES (4u << 20)
+/* Cap of the buffer one result is rendered into. */
+#define SG_STREAMS_RESULT_MAX (4u << 20)
+/* Smallest key table (slots, a power of two). */
+#define SG_STREAMS_MIN_SLOTS 64
+/* "Not in the heap" / "not on the dirty list". */
+#define SG_STREAMS_NO_INDEX UINT32_MAX
+/* Event times are clamped to +-2^61 ms so window arithmetic cannot overflow (decoded events
+ * stay far inside: year 9999 is 2.5e14 ms). */
+#define SG_STREAMS_MAX_TIME (INT64_C(1) << 61)
+
+/* One field's aggregate in one window. */
+struct sg_wfield {
+    uint32_t id; /* index into sg_streams.names */
+    struct sg_agg agg;
+};
+
+/* One open window. It is one allocation: this header, then the distinct sketch when
+ * window.distinct_field is set, then room for `cap` fields (st->field_off gives the offset).
+ * Growing it may move it; every place that points at it (the stream's list, the heap, the
+ * dirty list) is fixed up by sg_window__grow. */
+struct sg_window {
+    struct sg_stream *stream;
+    struct sg_window *next; /* the stream's list (by start), or the free list */
+    int64_t start;          /* inclusive */
+    int64_t end;            /* exclusive; the deadline */
+    uint64_t count;         /* events folded in */
+    uint32_t heap_idx;      /* position in the deadline heap */
+    uint32_t dirty_idx;     /* position on the dirty list, or SG_STREAMS_NO_INDEX */
+    uint8_t nfields;
+    uint8_t cap; /* fields there is room for (at most SG_EVENT_MAX_FIELDS) */
+};
+
+/* One key. One allocation: this header, then the key bytes. While the key has open windows
+ * `u.windows` lists them; once the last one fired it waits in the idle FIFO (`u.idle`) until
+ * a new window opens or it is evicted. */
+struct sg_stream {
+    uint64_t hash;
+    union {
+        struct sg_window *windows;
+        struct {
+            struct sg_stream *prev, *next; /* next: idle for less long */
+            int64_t since;
+        } idle;
+    } u;
+    int32_t partition;
+    uint32_t key_len;
+    bool is_idle;
+    char key[];
+};
+
+struct sg_streams {
+    /* Settings, copied from the configuration. */
+    int type; /* enum sg_window_type */
+    int time_mode;
+    int64_t size_ms, slide_ms, gap_ms;
+    int64_t lateness_ms, idle_timeout_ms, emit_interval_ms;
+    int64_t max_keys, key_idle_timeout_ms;
+    int32_t partitions;
+    uint8_t max_fields;
+    bool distinct;
+    uint8_t distinct_precision;
+
+    struct sg_log *log;
+    struct sg_log_limiter oom_limiter;
+    struct sg_streams_callbacks cbs;
+
+    /* Key table: open addressing, linear probing, backward-shift deletion. */
+    struct sg_stream **slots;
+    size_t mask; /* slots - 1 */
+    size_t nkeys;
+    uint64_t seed;
+
+    /* Streams without windows, oldest first. */
+    struct sg_stream *idle_head, *idle_tail;
+
+    /* Field names: id -> name, and a hash table of ids + 1 (0: empty). */
+    char **names;
+    uint32_t *name_hashes;
+    uint16_t *name_slots;
+    uint32_t nnames;
+
+    /* Quantiles reported per field. */
+    double *quantiles;
+    char **quantile_names; /* "p50", as configured */
+    size_t nquantiles;
+
+    /* Offsets inside a window allocation. */
+    size_t field_off;
+
+    /* Deadline heap: open windows, smallest (end, key, start) on top. */
+    struct sg_window **heap;
+    uint32_t heap_len, heap_cap;
+    /* Windows changed since their last emission (entries of fired windows are NULL). */
+    struct sg_window **dirty;
+    uint32_t ndirty, dirty_cap;
+    /* Freed windows kept for reuse, linked through `next`. */
+    struct sg_window *free_windows;
+    size_t nfree, free_max;
+    size_t windows_open;
+
+    /* Time. */
+    int64_t now_ms;          /* the latest wall clock seen */
+    bool has_watermark;      /* false until the first event (event time) or tick */
+    int64_t watermark;       /* windows with end <= watermark have fired */
+    int64_t max_event_time;  /* event time */
+    int64_t last_event_wall; /* wall clock of the last event (event time) */
+    bool emit_armed;
+    int64_t next_emit_ms;
+
+    /* Rendering. */
+    struct sg_buf out;
+
+    /* Bytes requested from malloc for keys, windows and tables (not counting malloc's own
+     * overhead or sketches), for the memory figures. */
+    size_t mem_bytes;
+
+    /* Metrics, or the fallback series below when no registry was given. */
+    struct sg_gauge *keys_active, *windows_open_gauge, *watermark_lag;
+    struct sg_counter *windows_fired, *window_updates, *late_events, *keys_evicted, *names_dropped;
+    struct sg_gauge own_gauges[3];
+    struct sg_counter own_counters[5];
+};
+
+/* streams.c */
+/* Marks a stream as having no window any more: it joins the idle FIFO's tail. */
+void sg_streams__make_idle(struct sg_streams *st, struct sg_stream *s);
+/* Takes a stream off the idle FIFO before it gets a window. */
+void sg_streams__make_active(struct sg_streams *st, struct sg_stream *s);
+/* Logs an allocation failure (rate-limited). */
+void sg_streams__oom(struct sg_streams *st, const char *what);
+
+/* window.c */
+/* Where the distinct sketch and the field array sit in a window. */
+static inline struct sg_hll *sg_window__hll(const struct sg_window *w)
+{
+    return (struct sg_hll *)(void *)((char *)w + sizeof(*w));
+}
+static inline struct sg_wfield *sg_window__fields(const struct sg_streams *st,
+                                                  const struct sg_window *w)
+{
+    return (struct sg_wfield *)(void *)((char *)w + st->field_off);
+}
+/* Moves time forward to the wall clock `now_ms`: processing time, idle advance. */
+void sg_window__advance(struct sg_streams *st, int64_t now_ms);
+/* Takes an event time into the watermark. */
+void sg_window__observe(struct sg_streams *st, int64_t t, int64_t now_ms);
+/* True when every window an event at `t` belongs to has already passed the watermark, for a
+ * key with no open window; *end is the end of the latest one. */
+bool sg_window__all_late(const struct sg_streams *st, int64_t t, int64_t *end);
+/* Counts a late event and hands it to the late callback. */
+void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t window_end);
+/* Folds an event at time `t` into the stream's windows, opening windows as needed; counts a
+ * late event and hands it to the late callback. `ids` are the interned ids of ev->fields
+ * (UINT32_MAX: ignored); `distinct_hash` is the hash of the distinct value, or NULL. Returns 0,
+ * or -ENOMEM when no window could take the event. */
+int sg_window__add(struct sg_streams *st, struct sg_stream *s, const struct sg_event *ev, int64_t t,
+                   const uint32_t *ids, const uint64_t *distinct_hash);
+/* Fires every window whose end the watermark has reached. */
+void sg_window__fire_due(struct sg_streams *st);
+/* Fires every open window, in end order. */
+void sg_window__fire_all(struct sg_streams *st);
+/* Emits every window on the dirty list as an update and clears the list. */
+void sg_window__emit_dirty(struct sg_streams *st);
+/* Frees every window of the engine (open and free-listed) without emitting. */
+void sg_window__free_all(struct sg_streams *st);
+/* Milliseconds until the earliest window may fire, or INT64_MAX when none can. */
+int64_t sg_window__next_due(const struct sg_streams *st);
+
+/* result.c */
+/* Appends the JSON object of one window. `final` < 0 leaves the "final" member out. */
+int sg_result__render(const struct sg_streams *st, const struct sg_window *w, int final,
+                      struct sg_buf *out);
+/* Renders a window into the engine's buffer and hands it to the result callback. */
+void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool final);
+/* Appends the shortest decimal text that reads back as exactly `v`; null when not finite. */
+int sg_result__append_double(struct sg_buf *out, double v);
+
+#endif

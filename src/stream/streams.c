@@ -1,0 +1,539 @@
+/* The streams engine: the key table (open addressing with linear probing, grown at 3/4 load,
+ * deletion by backward shift so no tombstones accumulate under churn), the interned field
+ * names, the FIFO of idle keys and their eviction, the entry points that route events and
+ * time to the windows (window.c), and the live query.
+ *
+ * Nothing here is allocated per event once a key and its window exist: an event costs a hash,
+ * a probe, one name lookup per field and the folds. */
+#include "streamgate/streams.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stream_internal.h"
+#include "streamgate/config.h"
+#include "streamgate/hash.h"
+
+/* ---- idle keys --------------------------------------------------------------------- */
+
+void sg_streams__make_idle(struct sg_streams *st, struct sg_stream *s)
+{
+    s->is_idle = true;
+    s->u.idle.since = st->now_ms;
+    s->u.idle.next = NULL;
+    s->u.idle.prev = st->idle_tail;
+    if (st->idle_tail)
+        st->idle_tail->u.idle.next = s;
+    else
+        st->idle_head = s;
+    st->idle_tail = s;
+}
+
+void sg_streams__make_active(struct sg_streams *st, struct sg_stream *s)
+{
+    if (s->u.idle.prev)
+        s->u.idle.prev->u.idle.next = s->u.idle.next;
+    else
+        st->idle_head = s->u.idle.next;
+    if (s->u.idle.next)
+        s->u.idle.next->u.idle.prev = s->u.idle.prev;
+    else
+        st->idle_tail = s->u.idle.prev;
+    s->is_idle = false;
+    s->u.windows = NULL;
+}
+
+void sg_streams__oom(struct sg_streams *st, const char *what)
+{
+    if (!st->log)
+        return;
+    int64_t suppressed = sg_log_limiter_take(&st->oom_limiter, st->now_ms);
+    if (suppressed >= 0)
+        sg_error(st->log, "streams: out of memory or over a size cap", SG_F_STR("what", what),
+                 SG_F_INT("suppressed", suppressed));
+}
+
+/* ---- key table --------------------------------------------------------------------- */
+
+static size_t sg_streams__stream_bytes(size_t key_len)
+{
+    return offsetof(struct sg_stream, key) + key_len;
+}
+
+static struct sg_stream *sg_streams__find(const struct sg_streams *st, const char *key, size_t len,
+                                          uint64_t hash)
+{
+    for (size_t i = hash & st->mask;; i = (i + 1) & st->mask) {
+        struct sg_stream *s = st->slots[i];
+        if (!s)
+            return NULL;
+        if (s->hash == hash && s->key_len == len && memcmp(s->key, key, len) == 0)
+            return s;
+    }
+}
+
+static void sg_streams__place(struct sg_stream **slots, size_t mask, struct sg_stream *s)
+{
+    size_t i = s->hash & mask;
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = s;
+}
+
+/* Rebuilds the table with `nslots` slots (a power of two above the key count). */
+static int sg_streams__resize(struct sg_streams *st, size_t nslots)
+{
+    struct sg_stream **slots = calloc(nslots, sizeof(*slots));
+    if (!slots)
+        return -ENOMEM;
+    for (size_t i = 0; i <= st->mask; i++)
+        if (st->slots[i])
+            sg_streams__place(slots, nslots - 1, st->slots[i]);
+    st->mem_bytes += nslots * sizeof(*slots);
+    st->mem_bytes -= (st->mask + 1) * sizeof(*slots);
+    free(st->slots);
+    st->slots = slots;
+    st->mask = nslots - 1;
+    return 0;
+}
+
+/* A new stream for `key`, in the table, with no window yet. NULL when out of memory. */
+static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *key, size_t len,
+                                            uint64_t hash)
+{
+    size_t nslots = st->mask + 1;
+    if ((st->nkeys + 1) * 4 > nslots * 3) {
+        if (nslots > SIZE_MAX / 2 / sizeof(*st->slots) || sg_streams__resize(st, nslots * 2))
+            return NULL;
+    }
+    struct sg_stream *s = malloc(sg_streams__stream_bytes(len));
+    if (!s)
+        return NULL;
+    st->mem_bytes += sg_streams__stream_bytes(len);
+    s->hash = hash;
+    s->u.windows = NULL;
+    s->partition = sg_kafka_partition(key, len, st->partitions);
+    s->key_len = (uint32_t)len;
+    s->is_idle = false;
+    memcpy(s->key, key, len);
+    sg_streams__place(st->slots, st->mask, s);
+    st->nkeys++;
+    sg_gauge_set(st->keys_active, (double)st->nkeys);
+    return s;
+}
+
+/* Takes a stream out of the table, shifting the entries after it back so every probe
+ * sequence stays unbroken, and frees it. */
+static void sg_streams__remove(struct sg_streams *st, struct sg_stream *s)
+{
+    size_t i = s->hash & st->mask;
+    while (st->slots[i] != s)
+        i = (i + 1) & st->mask;
+    st->slots[i] = NULL;
+    for (size_t j = (i + 1) & st->mask; st->slots[j]; j = (j + 1) & st->mask) {
+        size_t home = st->slots[j]->hash & st->mask;
+        /* The entry at j may fill the hole at i unless its home lies after i, up to j. */
+        if (((j - home) & st->mask) >= ((j - i) & st->mask)) {
+            st->slots[i] = st->slots[j];
+            st->slots[j] = NULL;
+            i = j;
+        }
+    }
+    st->mem_bytes -= sg_streams__stream_bytes(s->key_len);
+    free(s);
+    st->nkeys--;
+    sg_gauge_set(st->keys_active, (double)st->nkeys);
+}
+
+/* Evicts the keys idle for stream.key_idle_timeout, oldest first, then shrinks a table that
+ * has become mostly empty. */
+static void sg_streams__evict(struct sg_streams *st)
+{
+    bool evicted = false;
+    while (st->idle_head && st->idle_head->u.idle.since + st->key_idle_timeout_ms <= st->now_ms) {
+        struct sg_stream *s = st->idle_head;
+        sg_streams__make_active(st, s); /* off the FIFO */
+        sg_streams__remove(st, s);
+        sg_counter_inc(st->keys_evicted);
+        evicted = true;
+    }
+    size_t nslots = st->mask + 1;
+    if (evicted && nslots > SG_STREAMS_MIN_SLOTS && st->nkeys * 8 < nslots) {
+        while (nslots / 2 >= SG_STREAMS_MIN_SLOTS && st->nkeys * 2 <= nslots / 2)
+            nslots /= 2;
+        (void)sg_streams__resize(st, nslots); /* a failure only leaves the table larger */
+    }
+}
+
+/* ---- field names ------------------------------------------------------------------- */
+
+/* The id of a field name, interning it when new; UINT32_MAX (counted) when the name is too
+ * long or the table is full. */
+static uint32_t sg_streams__intern(struct sg_streams *st, const char *name)
+{
+    size_t len = strnlen(name, SG_STREAMS_MAX_NAME_LEN + 1);
+    if (len > SG_STREAMS_MAX_NAME_LEN)
+        goto dropped;
+    uint64_t h = sg_hash64(name, len, st->seed);
+    size_t i = h & (SG_STREAMS_NAME_SLOTS - 1);
+    for (; st->name_slots[i]; i = (i + 1) & (SG_STREAMS_NAME_SLOTS - 1)) {
+        uint32_t id = st->name_slots[i] - 1u;
+        if (st->name_hashes[id] == (uint32_t)h && strcmp(st->names[id], name) == 0)
+            return id;
+    }
+    if (st->nnames >= SG_STREAMS_MAX_NAMES)
+        goto dropped;
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        sg_streams__oom(st, "field name");
+        goto dropped;
+    }
+    memcpy(copy, name, len + 1);
+    st->mem_bytes += len + 1;
+    st->names[st->nnames] = copy;
+    st->name_hashes[st->nnames] = (uint32_t)h;
+    st->name_slots[i] = (uint16_t)(st->nnames + 1);
+    return st->nnames++;
+dropped:
+    sg_counter_inc(st->names_dropped);
+    return UINT32_MAX;
+}
+
+/* ---- create / destroy -------------------------------------------------------------- */
+
+static uint64_t sg_streams__random_seed(const void *salt)
+{
+    uint64_t seed = 0;
+    /* A per-process random seed keeps keys chosen by a client from piling into one probe
+     * run; without entropy, the clock and an address still differ from run to run. */
+    if (getentropy(&seed, sizeof(seed)) != 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt;
+    }
+    return seed;
+}
+
+static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
+{
+    if (!m) {
+        st->keys_active = &st->own_gauges[0];
+        st->windows_open_gauge = &st->own_gauges[1];
+        st->watermark_lag = &st->own_gauges[2];
+        st->windows_fired = &st->own_counters[0];
+        st->window_updates = &st->own_counters[1];
+        st->late_events = &st->own_counters[2];
+        st->keys_evicted = &st->own_counters[3];
+        st->names_dropped = &st->own_counters[4];
+        return 0;
+    }
+    st->keys_active =
+        sg_metrics_gauge(m, "streamgate_keys_active", "Keys with a stream (open or idle).", NULL);
+    st->windows_open_gauge =
+        sg_metrics_gauge(m, "streamgate_windows_open", "Windows open, not yet fired.", NULL);
+    st->watermark_lag = sg_metrics_gauge(
+        m, "streamgate_watermark_lag_seconds",
+        "Wall clock minus the event-time watermark (0 before the first event).", NULL);
+    st->windows_fired = sg_metrics_counter(m, "streamgate_windows_fired_total",
+                                           "Final window results emitted.", NULL);
+    st->window_updates = sg_metrics_counter(m, "streamgate_window_updates_total",
+                                            "Early (non-final) window results emitted.", NULL);
+    st->late_events =
+        sg_metrics_counter(m, "streamgate_late_events_total",
+                           "Events that arrived after a window they belong to had fired.", NULL);
+    st->keys_evicted = sg_metrics_counter(m, "streamgate_keys_evicted_total",
+                                          "Idle keys whose stream was dropped.", NULL);
+    st->names_dropped = sg_metrics_counter(
+        m, "streamgate_field_names_dropped_total",
+        "Event fields ignored because the field-name table was full or the name too long.", NULL);
+    if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
+        !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped)
+        return -ENOMEM;
+    return 0;
+}
+
+static int64_t sg_streams__ms(uint64_t v)
+{
+    return v > (uint64_t)SG_STREAMS_MAX_TIME ? SG_STREAMS_MAX_TIME : (int64_t)v;
+}
+
+struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
+                                     struct sg_log *log, const struct sg_streams_callbacks *cbs)
+{
+    struct sg_streams *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+
+    /* The configuration was validated; the clamps only keep the arithmetic well defined. */
+    st->type = cfg->window_type;
+    st->time_mode = cfg->window_time;
+    st->size_ms = sg_streams__ms(cfg->window_size_ms);
+    if (st->size_ms < 1)
+        st->size_ms = 1;
+    st->slide_ms = st->size_ms;
+    if (st->type == SG_WINDOW_HOPPING && cfg->window_slide_ms > 0 &&
+        sg_streams__ms(cfg->window_slide_ms) < st->size_ms)
+        st->slide_ms = sg_streams__ms(cfg->window_slide_ms);
+    st->gap_ms = sg_streams__ms(cfg->window_gap_ms);
+    if (st->gap_ms < 1)
+        st->gap_ms = 1;
+    st->lateness_ms = sg_streams__ms(cfg->window_allowed_lateness_ms);
+    st->idle_timeout_ms = sg_streams__ms(cfg->window_idle_timeout_ms);
+    st->emit_interval_ms = sg_streams__ms(cfg->window_emit_interval_ms);
+    st->max_keys = cfg->stream_max_keys;
+    st->key_idle_timeout_ms = sg_streams__ms(cfg->stream_key_idle_timeout_ms);
+    st->partitions = cfg->stream_partitions > 0 && cfg->stream_partitions <= INT32_MAX
+                         ? (int32_t)cfg->stream_partitions
+                         : 1;
+    st->max_fields =
+        (uint8_t)(cfg->event_max_fields < 0                     ? 0
+                  : cfg->event_max_fields > SG_EVENT_MAX_FIELDS ? SG_EVENT_MAX_FIELDS
+                                                                : cfg->event_max_fields);
+    st->distinct = cfg->window_distinct_field && cfg->window_distinct_field[0] != '\0';
+    int64_t p = cfg->window_distinct_precision;
+    st->distinct_precision = (uint8_t)(p < SG_HLL_MIN_PRECISION   ? SG_HLL_MIN_PRECISION
+                                       : p > SG_HLL_MAX_PRECISION ? SG_HLL_MAX_PRECISION
+                                                                  : p);
+    st->field_off = sizeof(struct sg_window) + (st->distinct ? sizeof(struct sg_hll) : 0);
+    size_t window_bytes = st->field_off + sizeof(struct sg_wfield) +
+                          (st->distinct ? (size_t)1 << st->distinct_precision : 0);
+    st->free_max = SG_STREAMS_FREE_BYTES / window_bytes;
+
+    st->log = log;
+    st->oom_limiter.interval_ms = 10000;
+    if (cbs)
+        st->cbs = *cbs;
+    st->seed = sg_streams__random_seed(st);
+    sg_buf_init(&st->out, SG_STREAMS_RESULT_MAX);
+
+    st->slots = calloc(SG_STREAMS_MIN_SLOTS, sizeof(*st->slots));
+    st->names = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->names));
+    st->name_hashes = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_hashes));
+    st->name_slots = calloc(SG_STREAMS_NAME_SLOTS, sizeof(*st->name_slots));
+    size_t nq = cfg->window_quantiles.count;
+    if (nq > 0) {
+        st->quantiles = calloc(nq, sizeof(*st->quantiles));
+        st->quantile_names = calloc(nq, sizeof(*st->quantile_names));
+    }
+    if (!st->slots || !st->names || !st->name_hashes || !st->name_slots ||
+        (nq > 0 && (!st->quantiles || !st->quantile_names)) ||
+        sg_streams__register(st, metrics) != 0) {
+        sg_streams_destroy(st);
+        return NULL;
+    }
+    st->mask = SG_STREAMS_MIN_SLOTS - 1;
+    st->mem_bytes = SG_STREAMS_MIN_SLOTS * sizeof(*st->slots);
+    for (size_t i = 0; i < nq; i++) {
+        double q;
+        /* Validation rejects bad names; one that slips through is left out, not guessed. */
+        if (sg_parse_quantile(cfg->window_quantiles.items[i], &q) != 0)
+            continue;
+        char *name = strdup(cfg->window_quantiles.items[i]);
+        if (!name) {
+            sg_streams_destroy(st);
+            return NULL;
+        }
+        st->quantiles[st->nquantiles] = q;
+        st->quantile_names[st->nquantiles++] = name;
+    }
+    return st;
+}
+
+void sg_streams_destroy(struct sg_streams *st)
+{
+    if (!st)
+        return;
+    sg_window__free_all(st);
+    if (st->slots)
+        for (size_t i = 0; i <= st->mask; i++)
+            free(st->slots[i]);
+    free(st->slots);
+    if (st->names)
+        for (uint32_t i = 0; i < st->nnames; i++)
+            free(st->names[i]);
+    free(st->names);
+    free(st->name_hashes);
+    free(st->name_slots);
+    for (size_t i = 0; i < st->nquantiles; i++)
+        free(st->quantile_names[i]);
+    free(st->quantiles);
+    free(st->quantile_names);
+    sg_buf_free(&st->out);
+    free(st);
+}
+
+/* ---- time and events --------------------------------------------------------------- */
+
+static void sg_streams__update_gauges(struct sg_streams *st)
+{
+    sg_gauge_set(st->windows_open_gauge, (double)st->windows_open);
+    double lag = 0.0;
+    if (st->time_mode == SG_TIME_EVENT && st->has_watermark)
+        lag = (double)(st->now_ms - st->watermark) / 1000.0;
+    sg_gauge_set(st->watermark_lag, lag);
+}
+
+int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
+                   enum sg_reject *why)
+{
+    uint32_t ids[SG_EVENT_MAX_FIELDS];
+    uint64_t dhash, *distinct_hash = NULL;
+    int rc = 0;
+
+    /* Time first, as a tick would: what is due fires and idle keys go before the event is
+     * placed, so a freed key slot is available to it. */
+    sg_window__advance(st, now_ms);
+    sg_window__fire_due(st);
+    sg_streams__evict(st);
+
+    int64_t t = ev->ts_ms;
+    if (st->time_mode == SG_TIME_PROCESSING)
+        t = st->watermark; /* the wall clock, never behind an earlier event's time */
+    else if (t > SG_STREAMS_MAX_TIME)
+        t = SG_STREAMS_MAX_TIME;
+    else if (t < -SG_STREAMS_MAX_TIME)
+        t = -SG_STREAMS_MAX_TIME;
+
+    uint64_t hash = sg_hash64(ev->key, ev->key_len, st->seed);
+    struct sg_stream *s = sg_streams__find(st, ev->key, ev->key_len, hash);
+    if (!s) {
+        int64_t end;
+        if (sg_window__all_late(st, t, &end)) {
+            /* Too late for any window: no stream is made for it. */
+            sg_window__observe(st, t, now_ms);
+            sg_window__late(st, ev, end);
+            goto out;
+        }
+        if (st->nkeys >= (uint64_t)st->max_keys) {
+            *why = SG_REJECT_KEY_LIMIT;
+            return -EINVAL;
+        }
+    }
+
+    size_t n = ev->nfields < SG_EVENT_MAX_FIELDS ? ev->nfields : SG_EVENT_MAX_FIELDS;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = sg_streams__intern(st, ev->fields[i].name);
+    if (st->distinct && ev->distinct) {
+        dhash = sg_hash64(ev->distinct, ev->distinct_len, 0);
+        distinct_hash = &dhash;
+    }
+
+    /* The event's own time may push the watermark past other windows' ends; never past its
+     * own windows', so it cannot make itself late. */
+    sg_window__observe(st, t, now_ms);
+    sg_window__fire_due(st);
+
+    if (!s) {
+        s = sg_streams__insert(st, ev->key, ev->key_len, hash);
+        if (!s) {
+            sg_streams__oom(st, "key");
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    rc = sg_window__add(st, s, ev, t, ids, distinct_hash);
+out:
+    sg_streams__update_gauges(st);
+    if (rc == -ENOMEM)
+        *why = SG_REJECT_SINK_FAILED;
+    return rc;
+}
+
+int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
+{
+    sg_window__advance(st, now_ms);
+    sg_window__fire_due(st);
+    int64_t next = 1000;
+    if (st->emit_interval_ms > 0) {
+        if (!st->emit_armed) {
+            st->emit_armed = true;
+            st->next_emit_ms = now_ms + st->emit_interval_ms;
+        } else if (now_ms >= st->next_emit_ms) {
+            sg_window__emit_dirty(st);
+            st->next_emit_ms += st->emit_interval_ms;
+            if (st->next_emit_ms <= now_ms) /* the timer fell behind: do not burst */
+                st->next_emit_ms = now_ms + st->emit_interval_ms;
+        }
+        if (st->next_emit_ms - now_ms < next)
+            next = st->next_emit_ms - now_ms;
+    }
+    sg_streams__evict(st);
+    if (st->idle_head) {
+        int64_t due = st->idle_head->u.idle.since + st->key_idle_timeout_ms - now_ms;
+        if (due < next)
+            next = due;
+    }
+    int64_t due = sg_window__next_due(st);
+    if (due < next)
+        next = due;
+    sg_streams__update_gauges(st);
+    return next < 1 ? 1 : next;
+}
+
+void sg_streams_flush(struct sg_streams *st)
+{
+    sg_window__fire_all(st);
+    sg_streams__update_gauges(st);
+}
+
+/* ---- live query -------------------------------------------------------------------- */
+
+int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len,
+                          struct sg_buf *out)
+{
+    struct sg_stream *s = sg_streams__find(st, key, key_len, sg_hash64(key, key_len, st->seed));
+    if (!s)
+        return -ENOENT;
+    int rc = sg_buf_append_str(out, "{\"key\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, s->key, s->key_len);
+    if (rc == 0)
+        rc = sg_buf_printf(out, ",\"partition\":%d,\"windows\":[", (int)s->partition);
+    if (!s->is_idle)
+        for (const struct sg_window *w = s->u.windows; rc == 0 && w; w = w->next) {
+            if (w != s->u.windows)
+                rc = sg_buf_append_char(out, ',');
+            if (rc == 0)
+                rc = sg_result__render(st, w, -1, out);
+        }
+    return rc ? rc : sg_buf_append_str(out, "]}");
+}
+
+int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *out)
+{
+    int rc = sg_buf_printf(out, "{\"active_keys\":%zu,\"keys\":[", st->nkeys);
+    size_t listed = 0;
+    for (size_t i = 0; rc == 0 && i <= st->mask && listed < limit; i++) {
+        const struct sg_stream *s = st->slots[i];
+        if (!s)
+            continue;
+        size_t nwindows = 0;
+        uint64_t count = 0;
+        if (!s->is_idle)
+            for (const struct sg_window *w = s->u.windows; w; w = w->next) {
+                nwindows++;
+                count += w->count;
+            }
+        if (listed++ > 0)
+            rc = sg_buf_append_char(out, ',');
+        if (rc == 0)
+            rc = sg_buf_append_str(out, "{\"key\":");
+        if (rc == 0)
+            rc = sg_buf_append_json_string(out, s->key, s->key_len);
+        if (rc == 0)
+            rc = sg_buf_printf(out, ",\"partition\":%d,\"open_windows\":%zu,\"count\":%" PRIu64 "}",
+                               (int)s->partition, nwindows, count);
+    }
+    if (rc == 0)
+        rc = sg_buf_printf(out, "],\"truncated\":%s}", st->nkeys > listed ? "true" : "false");
+    return rc;
+}
+
+int32_t sg_streams_partition(const struct sg_streams *st, const char *key, size_t key_len)
+{
+    return sg_kafka_partition(key, key_len, st->partitions);
+}

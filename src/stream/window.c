@@ -1,0 +1,624 @@
+/* Windows: which windows an event belongs to (tumbling, hopping, session), the watermark, the
+ * deadline heap that decides what fires when, early updates, and the windows' memory.
+ *
+ * A window is one allocation (header, distinct sketch, field array) that grows in place as new
+ * fields appear; fired windows go to a free list so a steady stream of keys does not churn
+ * malloc. The heap holds every open window ordered by (end, key, start), so firing pops from the
+ * top while the top has passed the watermark and never looks at keys with nothing due. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream_internal.h"
+#include "streamgate/config.h"
+#include "streamgate/ddsketch.h"
+#include "streamgate/event.h"
+
+/* floor(a / b) for b > 0, also for negative a. */
+static int64_t sg_window__floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* ---- time ---------------------------------------------------------------------------- */
+
+void sg_window__advance(struct sg_streams *st, int64_t now_ms)
+{
+    st->now_ms = now_ms;
+    if (st->time_mode == SG_TIME_PROCESSING) {
+        if (!st->has_watermark || now_ms > st->watermark)
+            st->watermark = now_ms;
+        st->has_watermark = true;
+        return;
+    }
+    if (!st->has_watermark)
+        return;
+    /* No event for idle_timeout: let the watermark follow the wall clock from there, so the
+     * last windows fire even when traffic stops. */
+    int64_t idle = now_ms - st->last_event_wall;
+    if (idle >= st->idle_timeout_ms) {
+        int64_t wm = st->max_event_time - st->lateness_ms + (idle - st->idle_timeout_ms);
+        if (wm > st->watermark)
+            st->watermark = wm;
+    }
+}
+
+void sg_window__observe(struct sg_streams *st, int64_t t, int64_t now_ms)
+{
+    if (st->time_mode == SG_TIME_PROCESSING)
+        return;
+    if (!st->has_watermark) {
+        st->has_watermark = true;
+        st->max_event_time = t;
+        st->watermark = t - st->lateness_ms;
+    } else if (t > st->max_event_time) {
+        st->max_event_time = t;
+        if (t - st->lateness_ms > st->watermark)
+            st->watermark = t - st->lateness_ms;
+    }
+    st->last_event_wall = now_ms;
+}
+
+bool sg_window__all_late(const struct sg_streams *st, int64_t t, int64_t *end)
+{
+    if (st->type == SG_WINDOW_SESSION)
+        *end = t + st->gap_ms;
+    else /* the latest window holding t; tumbling windows have slide == size */
+        *end = sg_window__floor_div(t, st->slide_ms) * st->slide_ms + st->size_ms;
+    return st->has_watermark && *end <= st->watermark;
+}
+
+void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t window_end)
+{
+    sg_counter_inc(st->late_events);
+    if (st->cbs.late)
+        st->cbs.late(st->cbs.arg, ev, window_end);
+}
+
+/* ---- the deadline heap ------------------------------------------------------------- */
+
+/* Fire order: by end, then key, then start, so output is deterministic. */
+static bool sg_window__before(const struct sg_window *a, const struct sg_window *b)
+{
+    if (a->end != b->end)
+        return a->end < b->end;
+    const struct sg_stream *sa = a->stream, *sb = b->stream;
+    if (sa != sb) {
+        size_t n = sa->key_len < sb->key_len ? sa->key_len : sb->key_len;
+        int c = memcmp(sa->key, sb->key, n);
+        if (c != 0)
+            return c < 0;
+        if (sa->key_len != sb->key_len)
+            return sa->key_len < sb->key_len;
+    }
+    return a->start < b->start;
+}
+
+static void sg_window__heap_set(struct sg_streams *st, uint32_t i, struct sg_window *w)
+{
+    st->heap[i] = w;
+    w->heap_idx = i;
+}
+
+static void sg_window__sift_up(struct sg_streams *st, uint32_t i)
+{
+    struct sg_window *w = st->heap[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (!sg_window__before(w, st->heap[parent]))
+            break;
+        sg_window__heap_set(st, i, st->heap[parent]);
+        i = parent;
+    }
+    sg_window__heap_set(st, i, w);
+}
+
+static void sg_window__sift_down(struct sg_streams *st, uint32_t i)
+{
+    struct sg_window *w = st->heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= st->heap_len)
+            break;
+        if (c + 1 < st->heap_len && sg_window__before(st->heap[c + 1], st->heap[c]))
+            c++;
+        if (!sg_window__before(st->heap[c], w))
+            break;
+        sg_window__heap_set(st, i, st->heap[c]);
+        i = c;
+    }
+    sg_window__heap_set(st, i, w);
+}
+
+static int sg_window__heap_push(struct sg_streams *st, struct sg_window *w)
+{
+    if (st->heap_len == st->heap_cap) {
+        uint32_t cap = st->heap_cap ? st->heap_cap * 2 : 64;
+        if (cap <= st->heap_cap)
+            return -ENOMEM;
+        struct sg_window **heap = realloc(st->heap, (size_t)cap * sizeof(*heap));
+        if (!heap)
+            return -ENOMEM;
+        st->mem_bytes += (size_t)(cap - st->heap_cap) * sizeof(*heap);
+        st->heap = heap;
+        st->heap_cap = cap;
+    }
+    st->heap[st->heap_len] = w;
+    w->heap_idx = st->heap_len++;
+    sg_window__sift_up(st, w->heap_idx);
+    return 0;
+}
+
+static void sg_window__heap_remove(struct sg_streams *st, struct sg_window *w)
+{
+    uint32_t i = w->heap_idx;
+    struct sg_window *last = st->heap[--st->heap_len];
+    w->heap_idx = SG_STREAMS_NO_INDEX;
+    if (last == w)
+        return;
+    sg_window__heap_set(st, i, last);
+    /* The moved entry may belong above or below its new place. */
+    sg_window__sift_up(st, i);
+    sg_window__sift_down(st, last->heap_idx);
+}
+
+/* ---- allocation -------------------------------------------------------------------- */
+
+static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
+{
+    return st->field_off + (size_t)cap * sizeof(struct sg_wfield);
+}
+
+/* Opens a window [start, end) for `s` with room for `cap` fields and links it in at `link`
+ * (the stream's list is kept ordered by start). Returns NULL when out of memory. */
+static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream *s,
+                                         struct sg_window **link, int64_t start, int64_t end,
+                                         unsigned cap)
+{
+    if (cap < 1)
+        cap = 1;
+    struct sg_window *w = st->free_windows;
+    if (w) {
+        st->free_windows = w->next;
+        st->nfree--;
+        if (w->cap < cap) {
+            size_t old = sg_window__bytes(st, w->cap);
+            struct sg_window *nw = realloc(w, sg_window__bytes(st, cap));
+            if (!nw) {
+                if (st->distinct)
+                    sg_hll_free(sg_window__hll(w));
+                free(w);
+                st->mem_bytes -= old;
+                return NULL;
+            }
+            st->mem_bytes += sg_window__bytes(st, cap) - old;
+            w = nw;
+            w->cap = (uint8_t)cap;
+        }
+        if (st->distinct) /* a reused window keeps its registers; they start empty again */
+            memset(sg_window__hll(w)->registers, 0, (size_t)1 << st->distinct_precision);
+    } else {
+        w = malloc(sg_window__bytes(st, cap));
+        if (!w)
+            return NULL;
+        w->cap = (uint8_t)cap;
+        if (st->distinct && sg_hll_init(sg_window__hll(w), st->distinct_precision) != 0) {
+            free(w);
+            return NULL;
+        }
+        st->mem_bytes += sg_window__bytes(st, cap);
+    }
+    w->stream = s;
+    w->start = start;
+    w->end = end;
+    w->count = 0;
+    w->nfields = 0;
+    w->dirty_idx = SG_STREAMS_NO_INDEX;
+    if (sg_window__heap_push(st, w) != 0) {
+        w->next = st->free_windows;
+        st->free_windows = w;
+        st->nfree++;
+        return NULL;
+    }
+    w->next = *link;
+    *link = w;
+    st->windows_open++;
+    return w;
+}
+
+/* Returns a window that is off the heap, the dirty list and its stream's list. */
+static void sg_window__release(struct sg_streams *st, struct sg_window *w)
+{
+    struct sg_wfield *f = sg_window__fields(st, w);
+    for (unsigned i = 0; i < w->nfields; i++)
+        sg_agg_free(&f[i].agg);
+    w->nfields = 0;
+    st->windows_open--;
+    if (st->nfree < st->free_max) {
+        w->next = st->free_windows;
+        st->free_windows = w;
+        st->nfree++;
+        return;
+    }
+    if (st->distinct)
+        sg_hll_free(sg_window__hll(w));
+    st->mem_bytes -= sg_window__bytes(st, w->cap);
+    free(w);
+}
+
+/* Makes room for at least `need` fields in *link's window; it may move, and every pointer to
+ * it is updated. Returns the window, or NULL (the window unchanged) when out of memory. */
+static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window **link,
+                                         unsigned need)
+{
+    struct sg_window *w = *link;
+    unsigned cap = w->cap * 2u;
+    if (cap < need)
+        cap = need;
+    if (cap > st->max_fields)
+        cap = st->max_fields;
+    if (cap <= w->cap)
+        return NULL;
+    size_t old = sg_window__bytes(st, w->cap);
+    struct sg_window *nw = realloc(w, sg_window__bytes(st, cap));
+    if (!nw)
+        return NULL;
+    st->mem_bytes += sg_window__bytes(st, cap) - old;
+    nw->cap = (uint8_t)cap;
+    *link = nw;
+    st->heap[nw->heap_idx] = nw;
+    if (nw->dirty_idx != SG_STREAMS_NO_INDEX)
+        st->dirty[nw->dirty_idx] = nw;
+    return nw;
+}
+
+static void sg_window__mark_dirty(struct sg_streams *st, struct sg_window *w)
+{
+    if (st->emit_interval_ms <= 0 || w->dirty_idx != SG_STREAMS_NO_INDEX)
+        return;
+    if (st->ndirty == st->dirty_cap) {
+        uint32_t cap = st->dirty_cap ? st->dirty_cap * 2 : 64;
+        struct sg_window **d = cap > st->dirty_cap ? realloc(st->dirty, cap * sizeof(*d)) : NULL;
+        if (!d) { /* this window's next update waits for a later change or its final result */
+            sg_streams__oom(st, "dirty list");
+            return;
+        }
+        st->mem_bytes += (size_t)(cap - st->dirty_cap) * sizeof(*d);
+        st->dirty = d;
+        st->dirty_cap = cap;
+    }
+    st->dirty[st->ndirty] = w;
+    w->dirty_idx = st->ndirty++;
+}
+
+/* The new aggregate of a field first seen in a window, with its quantile sketch when
+ * quantiles are configured (none when the sketch cannot be allocated). */
+static void sg_window__field_init(struct sg_streams *st, struct sg_wfield *f, uint32_t id)
+{
+    struct sg_ddsketch *sk = NULL;
+    if (st->nquantiles > 0) {
+        sk = sg_ddsketch_create(SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
+        if (!sk)
+            sg_streams__oom(st, "quantile sketch");
+    }
+    f->id = id;
+    sg_agg_init(&f->agg, sk);
+}
+
+/* The field `id` of *link's window, added when new and room is left (the window may move).
+ * `hint` is where the field usually sits: events tend to list fields in the same order. */
+static struct sg_wfield *sg_window__field(struct sg_streams *st, struct sg_window **link,
+                                          uint32_t id, size_t hint)
+{
+    struct sg_window *w = *link;
+    struct sg_wfield *f = sg_window__fields(st, w);
+    if (hint < w->nfields && f[hint].id == id)
+        return &f[hint];
+    for (unsigned i = 0; i < w->nfields; i++)
+        if (f[i].id == id)
+            return &f[i];
+    if (w->nfields >= st->max_fields)
+        return NULL;
+    if (w->nfields == w->cap) {
+        w = sg_window__grow(st, link, w->nfields + 1u);
+        if (!w) {
+            sg_streams__oom(st, "window fields");
+            return NULL;
+        }
+        f = sg_window__fields(st, w);
+    }
+    sg_window__field_init(st, &f[w->nfields], id);
+    return &f[w->nfields++];
+}
+
+static void sg_window__fold(struct sg_streams *st, struct sg_window **link,
+                            const struct sg_event *ev, int64_t t, const uint32_t *ids,
+                            const uint64_t *distinct_hash)
+{
+    for (size_t i = 0; i < ev->nfields; i++) {
+        if (ids[i] == UINT32_MAX)
+            continue;
+        struct sg_wfield *f = sg_window__field(st, link, ids[i], i);
+        if (f)
+            sg_agg_add(&f->agg, ev->fields[i].value, t);
+    }
+    struct sg_window *w = *link;
+    w->count++;
+    if (distinct_hash)
+        sg_hll_add_hash(sg_window__hll(w), *distinct_hash);
+    sg_window__mark_dirty(st, w);
+}
+
+/* Fields a new window needs room for: those of its first event. */
+static unsigned sg_window__first_cap(const struct sg_streams *st, const struct sg_event *ev,
+                                     const uint32_t *ids)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < ev->nfields; i++)
+        n += ids[i] != UINT32_MAX;
+    return n < st->max_fields ? n : st->max_fields;
+}
+
+/* ---- assignment -------------------------------------------------------------------- */
+
+/* Tumbling (slide == size) and hopping: every window [s, s + size) with s a multiple of slide
+ * and s <= t < s + size, walked in start order alongside the stream's list. */
+static int sg_window__add_fixed(struct sg_streams *st, struct sg_stream *s,
+                                const struct sg_event *ev, int64_t t, const uint32_t *ids,
+                                const uint64_t *distinct_hash)
+{
+    int64_t hi = sg_window__floor_div(t, st->slide_ms) * st->slide_ms;
+    int64_t lo = sg_window__floor_div(t - st->size_ms, st->slide_ms) * st->slide_ms + st->slide_ms;
+    int64_t missed = INT64_MIN;
+    bool folded = false, failed = false;
+
+    if (st->has_watermark && hi + st->size_ms <= st->watermark) {
+        /* Even the latest window holding t has fired: the stream stays as it is. */
+        sg_window__late(st, ev, hi + st->size_ms);
+        return 0;
+    }
+    if (s->is_idle)
+        sg_streams__make_active(st, s);
+    struct sg_window **link = &s->u.windows;
+    for (int64_t start = lo; start <= hi; start += st->slide_ms) {
+        int64_t end = start + st->size_ms;
+        if (st->has_watermark && end <= st->watermark) {
+            missed = end; /* ascending: the last one is the latest */
+            continue;
+        }
+        while (*link && (*link)->start < start)
+            link = &(*link)->next;
+        if ((!*link || (*link)->start != start) &&
+            !sg_window__open(st, s, link, start, end, sg_window__first_cap(st, ev, ids))) {
+            sg_streams__oom(st, "window");
+            failed = true;
+            continue;
+        }
+        sg_window__fold(st, link, ev, t, ids, distinct_hash);
+        folded = true;
+    }
+    if (!s->u.windows) /* nothing could be opened */
+        sg_streams__make_idle(st, s);
+    if (missed != INT64_MIN)
+        sg_window__late(st, ev, missed);
+    return failed && !folded ? -ENOMEM : 0;
+}
+
+/* Removes the window after *link (`b`) from the stream and folds it into *link's window. */
+static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **link)
+{
+    struct sg_window *b = (*link)->next;
+    struct sg_wfield *bf = sg_window__fields(st, b);
+
+    (*link)->next = b->next;
+    sg_window__heap_remove(st, b);
+    if (b->dirty_idx != SG_STREAMS_NO_INDEX)
+        st->dirty[b->dirty_idx] = NULL;
+
+    for (unsigned i = 0; i < b->nfields; i++) {
+        struct sg_wfield *f = sg_window__field(st, link, bf[i].id, i);
+        if (!f)
+            continue;
+        struct sg_agg *dst = &f->agg, *src = &bf[i].agg;
+        if ((dst->sketch == NULL) != (src->sketch == NULL)) {
+            /* One side lost its sketch to an allocation failure: keep whichever exists. */
+            struct sg_ddsketch *keep = dst->sketch ? dst->sketch : src->sketch;
+            dst->sketch = src->sketch = NULL;
+            sg_agg_merge(dst, src);
+            dst->sketch = keep;
+        } else if (sg_agg_merge(dst, src) != 0) {
+            /* The sketch could not grow: merge the rest without it. */
+            struct sg_ddsketch *keep = dst->sketch, *other = src->sketch;
+            dst->sketch = src->sketch = NULL;
+            sg_agg_merge(dst, src);
+            dst->sketch = keep;
+            src->sketch = other;
+            sg_streams__oom(st, "quantile sketch merge");
+        }
+    }
+    struct sg_window *a = *link;
+    a->count += b->count;
+    if (st->distinct)
+        sg_hll_merge(sg_window__hll(a), sg_window__hll(b));
+    if (b->start < a->start)
+        a->start = b->start;
+    if (b->end > a->end)
+        a->end = b->end;
+    sg_window__release(st, b);
+}
+
+/* Sessions: [first event, last event + gap). An event joins every session its own [t, t + gap)
+ * overlaps (at most two, since sessions are disjoint and at least gap long), merging them. */
+static int sg_window__add_session(struct sg_streams *st, struct sg_stream *s,
+                                  const struct sg_event *ev, int64_t t, const uint32_t *ids,
+                                  const uint64_t *distinct_hash)
+{
+    int64_t end = t + st->gap_ms;
+    struct sg_window **link = NULL;
+
+    if (!s->is_idle) {
+        link = &s->u.windows;
+        while (*link && (*link)->end <= t)
+            link = &(*link)->next;
+    }
+    if (!link || !*link || (*link)->start >= end) {
+        /* No session within gap of t: a new one, unless it would have fired already. */
+        if (st->has_watermark && end <= st->watermark) {
+            sg_window__late(st, ev, end);
+            return 0;
+        }
+        if (s->is_idle) {
+            sg_streams__make_active(st, s);
+            link = &s->u.windows;
+        }
+        if (!sg_window__open(st, s, link, t, end, sg_window__first_cap(st, ev, ids))) {
+            sg_streams__oom(st, "window");
+            if (!s->u.windows)
+                sg_streams__make_idle(st, s);
+            return -ENOMEM;
+        }
+    } else {
+        int64_t old_end = (*link)->end;
+        if ((*link)->next && (*link)->next->start < end) /* the event bridges two sessions */
+            sg_window__absorb_next(st, link);
+        struct sg_window *a = *link;
+        if (t < a->start)
+            a->start = t;
+        if (end > a->end)
+            a->end = end;
+        if (a->end != old_end)
+            sg_window__sift_down(st, a->heap_idx); /* the deadline only moves later */
+    }
+    sg_window__fold(st, link, ev, t, ids, distinct_hash);
+    return 0;
+}
+
+int sg_window__add(struct sg_streams *st, struct sg_stream *s, const struct sg_event *ev, int64_t t,
+                   const uint32_t *ids, const uint64_t *distinct_hash)
+{
+    if (st->type == SG_WINDOW_SESSION)
+        return sg_window__add_session(st, s, ev, t, ids, distinct_hash);
+    return sg_window__add_fixed(st, s, ev, t, ids, distinct_hash);
+}
+
+/* ---- firing ------------------------------------------------------------------------ */
+
+/* Emits a window (already off the heap) as final and frees it. */
+static void sg_window__fire(struct sg_streams *st, struct sg_window *w)
+{
+    struct sg_stream *s = w->stream;
+
+    sg_result__emit(st, w, true);
+    sg_counter_inc(st->windows_fired);
+    if (w->dirty_idx != SG_STREAMS_NO_INDEX)
+        st->dirty[w->dirty_idx] = NULL;
+    struct sg_window **link = &s->u.windows;
+    while (*link != w)
+        link = &(*link)->next;
+    *link = w->next;
+    sg_window__release(st, w);
+    if (!s->u.windows)
+        sg_streams__make_idle(st, s);
+}
+
+/* Takes the top window off the heap. The hole left at the top goes down to a leaf along the
+ * smaller children and the last entry fills it from there (Floyd): about half the comparisons
+ * of a plain sift-down, which matters because ties (many keys' windows share an end) compare
+ * keys. */
+static struct sg_window *sg_window__pop(struct sg_streams *st)
+{
+    struct sg_window *top = st->heap[0];
+    struct sg_window *last = st->heap[--st->heap_len];
+    top->heap_idx = SG_STREAMS_NO_INDEX;
+    if (last == top)
+        return top;
+    uint32_t hole = 0;
+    for (;;) {
+        uint32_t c = 2 * hole + 1;
+        if (c >= st->heap_len)
+            break;
+        if (c + 1 < st->heap_len && sg_window__before(st->heap[c + 1], st->heap[c]))
+            c++;
+        sg_window__heap_set(st, hole, st->heap[c]);
+        hole = c;
+    }
+    sg_window__heap_set(st, hole, last);
+    sg_window__sift_up(st, hole);
+    return top;
+}
+
+void sg_window__fire_due(struct sg_streams *st)
+{
+    if (!st->has_watermark)
+        return;
+    while (st->heap_len > 0 && st->heap[0]->end <= st->watermark)
+        sg_window__fire(st, sg_window__pop(st));
+}
+
+void sg_window__fire_all(struct sg_streams *st)
+{
+    while (st->heap_len > 0)
+        sg_window__fire(st, sg_window__pop(st));
+    st->ndirty = 0;
+}
+
+void sg_window__emit_dirty(struct sg_streams *st)
+{
+    for (uint32_t i = 0; i < st->ndirty; i++) {
+        struct sg_window *w = st->dirty[i];
+        if (!w)
+            continue;
+        w->dirty_idx = SG_STREAMS_NO_INDEX;
+        sg_result__emit(st, w, false);
+        sg_counter_inc(st->window_updates);
+    }
+    st->ndirty = 0;
+}
+
+int64_t sg_window__next_due(const struct sg_streams *st)
+{
+    if (st->heap_len == 0 || !st->has_watermark)
+        return INT64_MAX;
+    int64_t end = st->heap[0]->end;
+    if (end <= st->watermark)
+        return 0;
+    if (st->time_mode == SG_TIME_PROCESSING)
+        return end - st->now_ms;
+    /* Event time without new events: the watermark starts following the wall clock at
+     * last_event_wall + idle_timeout, from max_event_time - lateness. */
+    int64_t idle_from = st->last_event_wall + st->idle_timeout_ms;
+    int64_t at = end - (st->max_event_time - st->lateness_ms) + idle_from;
+    if (at < idle_from)
+        at = idle_from;
+    return at > st->now_ms ? at - st->now_ms : 0;
+}
+
+void sg_window__free_all(struct sg_streams *st)
+{
+    for (uint32_t i = 0; i < st->heap_len; i++) {
+        struct sg_window *w = st->heap[i];
+        struct sg_wfield *f = sg_window__fields(st, w);
+        for (unsigned j = 0; j < w->nfields; j++)
+            sg_agg_free(&f[j].agg);
+        if (st->distinct)
+            sg_hll_free(sg_window__hll(w));
+        free(w);
+    }
+    st->heap_len = 0;
+    while (st->free_windows) {
+        struct sg_window *w = st->free_windows;
+        st->free_windows = w->next;
+        if (st->distinct)
+            sg_hll_free(sg_window__hll(w));
+        free(w);
+    }
+    st->nfree = 0;
+    free(st->heap);
+    free(st->dirty);
+    st->heap = NULL;
+    st->dirty = NULL;
+    st->heap_cap = st->dirty_cap = 0;
+    st->ndirty = 0;
+    st->windows_open = 0;
+}

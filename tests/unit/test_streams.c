@@ -1,0 +1,377 @@
+/* The key table and the live query: growth through many resizes, backward-shift deletion under
+ * churn, partitions, render_key and render_list. */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/stream/stream_internal.h"
+#include "streamgate/buf.h"
+#include "streamgate/common.h"
+#include "streamgate/config.h"
+#include "streamgate/event.h"
+#include "streamgate/hash.h"
+#include "streamgate/metrics.h"
+#include "streamgate/streams.h"
+
+struct fx {
+    struct sg_config cfg;
+    struct sg_metrics *metrics;
+    struct sg_streams *st;
+    struct sg_event ev;
+    size_t nresults;
+    int32_t last_partition;
+    char last_key[64];
+};
+
+static void on_result(void *arg, const struct sg_window_result *r)
+{
+    struct fx *f = arg;
+    f->nresults++;
+    f->last_partition = r->partition;
+    snprintf(f->last_key, sizeof(f->last_key), "%.*s", (int)r->key_len, r->key);
+}
+
+static void fx_start(struct fx *f)
+{
+    char err[256];
+    cr_assert_eq(sg_config_set(&f->cfg, "window.quantiles", "", err, sizeof(err)), 0);
+    cr_assert_eq(sg_config_validate(&f->cfg, err, sizeof(err)), 0, "%s", err);
+    f->metrics = sg_metrics_create();
+    struct sg_streams_callbacks cbs = {.result = on_result, .arg = f};
+    f->st = sg_streams_create(&f->cfg, f->metrics, NULL, &cbs);
+    cr_assert_not_null(f->st);
+}
+
+static void fx_stop(struct fx *f)
+{
+    sg_streams_destroy(f->st);
+    sg_metrics_destroy(f->metrics);
+    sg_config_free(&f->cfg);
+}
+
+static int add(struct fx *f, const char *key, int64_t ts, int64_t now)
+{
+    struct sg_event *ev = &f->ev;
+    memset(ev, 0, sizeof(*ev));
+    ev->raw = "{}";
+    ev->raw_len = 2;
+    ev->key = key;
+    ev->key_len = strlen(key);
+    ev->ts_ms = ts;
+    ev->fields[0].name = "v";
+    ev->fields[0].value = 1;
+    ev->nfields = 1;
+    enum sg_reject why = SG_REJECT_COUNT;
+    return sg_streams_add(f->st, ev, now, &why);
+}
+
+static bool has_key(struct fx *f, const char *key)
+{
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    int rc = sg_streams_render_key(f->st, key, strlen(key), &out);
+    sg_buf_free(&out);
+    cr_assert(rc == 0 || rc == -ENOENT);
+    return rc == 0;
+}
+
+/* Every key in the table is reachable from its home slot without crossing an empty slot, and
+ * the count matches: what backward-shift deletion must preserve. */
+static void check_table(const struct sg_streams *st)
+{
+    size_t n = 0;
+    for (size_t i = 0; i <= st->mask; i++) {
+        const struct sg_stream *s = st->slots[i];
+        if (!s)
+            continue;
+        n++;
+        for (size_t j = s->hash & st->mask; j != i; j = (j + 1) & st->mask)
+            cr_assert_not_null(st->slots[j], "hole between home and slot of a key");
+    }
+    cr_assert_eq(n, st->nkeys);
+}
+
+Test(table, grows_through_many_resizes)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    f.cfg.window_size_ms = 3600000;
+    fx_start(&f);
+    enum { KEYS = 100000 };
+    char key[32];
+    size_t resizes = 0, slots = f.st->mask + 1;
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        cr_assert_eq(add(&f, key, 1000, 0), 0);
+        if (f.st->mask + 1 != slots) {
+            resizes++;
+            slots = f.st->mask + 1;
+            cr_assert_leq(f.st->nkeys * 4, slots * 3);
+        }
+    }
+    cr_assert_geq(resizes, 10);
+    cr_assert_eq(f.st->nkeys, KEYS);
+    cr_assert_leq(f.st->nkeys * 4, (f.st->mask + 1) * 3); /* load at most 3/4 */
+    check_table(f.st);
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        cr_assert(has_key(&f, key), "lost %s", key);
+    }
+    cr_assert_not(has_key(&f, "key-100000"));
+    cr_assert_not(has_key(&f, ""));
+    /* Adding to known keys makes no new stream. */
+    for (int i = 0; i < KEYS; i += 7) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        cr_assert_eq(add(&f, key, 1000, 0), 0);
+    }
+    cr_assert_eq(f.st->nkeys, KEYS);
+    struct sg_gauge *g = sg_metrics_gauge(f.metrics, "streamgate_keys_active", "", NULL);
+    cr_assert_eq(g->value, (double)KEYS);
+    fx_stop(&f);
+}
+
+Test(table, backward_shift_under_churn)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    f.cfg.window_time = SG_TIME_PROCESSING;
+    f.cfg.window_size_ms = 1000;
+    f.cfg.stream_key_idle_timeout_ms = 2500;
+    fx_start(&f);
+    enum { ROUNDS = 40, PER_ROUND = 5000, KEEP = 2000 };
+    char key[32];
+    /* Each round adds fresh keys and touches the "keep" keys; fresh keys of older rounds go
+     * idle and are evicted while new ones arrive, so deletions and insertions interleave. */
+    for (int r = 0; r < ROUNDS; r++) {
+        int64_t now = (int64_t)r * 1000 + 10;
+        for (int i = 0; i < PER_ROUND; i++) {
+            snprintf(key, sizeof(key), "r%d-%d", r, i);
+            cr_assert_eq(add(&f, key, 0, now), 0);
+        }
+        for (int i = 0; i < KEEP; i++) {
+            snprintf(key, sizeof(key), "keep-%d", i);
+            cr_assert_eq(add(&f, key, 0, now), 0);
+        }
+        sg_streams_tick(f.st, now + 500);
+        check_table(f.st);
+    }
+    /* Rounds whose windows fired more than 2.5 s ago are gone; the last three are here. */
+    for (int r = 0; r < ROUNDS; r++) {
+        bool alive = r >= ROUNDS - 3;
+        for (int i = 0; i < PER_ROUND; i += 97) {
+            snprintf(key, sizeof(key), "r%d-%d", r, i);
+            cr_assert_eq(has_key(&f, key), alive, "%s: %s", key, alive ? "lost" : "not evicted");
+        }
+    }
+    for (int i = 0; i < KEEP; i++) {
+        snprintf(key, sizeof(key), "keep-%d", i);
+        cr_assert(has_key(&f, key), "lost %s", key);
+    }
+    cr_assert_eq(f.st->nkeys, 3 * PER_ROUND + KEEP);
+    uint64_t evicted = sg_metrics_counter_value(f.metrics, "streamgate_keys_evicted_total", NULL);
+    cr_assert_eq(evicted, (uint64_t)(ROUNDS - 3) * PER_ROUND);
+
+    /* Evict everything: the table shrinks back and stays consistent. */
+    sg_streams_tick(f.st, 1000000);
+    sg_streams_tick(f.st, 2000000);
+    cr_assert_eq(f.st->nkeys, 0);
+    cr_assert_eq(f.st->mask + 1, SG_STREAMS_MIN_SLOTS);
+    cr_assert_null(f.st->idle_head);
+    cr_assert_eq(add(&f, "keep-1", 0, 2000001), 0);
+    cr_assert(has_key(&f, "keep-1"));
+    fx_stop(&f);
+}
+
+Test(table, partition_is_kafkas)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    f.cfg.stream_partitions = 7;
+    fx_start(&f);
+    const char *keys[] = {"a", "sensor-42", "", "\xff\xfe", "a much longer key than the others"};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(keys); i++) {
+        size_t len = strlen(keys[i]);
+        int32_t p = sg_streams_partition(f.st, keys[i], len);
+        cr_assert_eq(p, sg_kafka_partition(keys[i], len, 7));
+        cr_assert(p >= 0 && p < 7);
+    }
+    /* The same value in results and in the live query. */
+    cr_assert_eq(add(&f, "sensor-42", 100, 0), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nresults, 1);
+    cr_assert_eq(f.last_partition, sg_kafka_partition("sensor-42", 9, 7));
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(sg_streams_render_list(f.st, 10, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    cJSON *root = cJSON_Parse(out.data);
+    cr_assert_not_null(root);
+    cJSON *k = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "keys"), 0);
+    cr_assert_eq(cJSON_GetObjectItem(k, "partition")->valueint,
+                 sg_kafka_partition("sensor-42", 9, 7));
+    cJSON_Delete(root);
+    sg_buf_free(&out);
+    fx_stop(&f);
+}
+
+Test(query, render_key)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    f.cfg.window_type = SG_WINDOW_HOPPING;
+    f.cfg.window_size_ms = 10000;
+    f.cfg.window_slide_ms = 5000;
+    fx_start(&f);
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), -ENOENT); /* the 404 path */
+    cr_assert_eq(out.len, 0);
+
+    cr_assert_eq(add(&f, "k", 12000, 0), 0);
+    cr_assert_eq(add(&f, "k", 13000, 0), 0);
+    cr_assert_eq(add(&f, "other", 13000, 0), 0);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    cJSON *root = cJSON_Parse(out.data);
+    cr_assert_not_null(root, "%s", out.data);
+    cr_assert_str_eq(cJSON_GetObjectItem(root, "key")->valuestring, "k");
+    cr_assert_eq(cJSON_GetObjectItem(root, "partition")->valueint,
+                 sg_streams_partition(f.st, "k", 1));
+    cJSON *wins = cJSON_GetObjectItem(root, "windows");
+    cr_assert_eq(cJSON_GetArraySize(wins), 2);
+    int64_t starts[] = {5000, 10000};
+    for (int i = 0; i < 2; i++) {
+        cJSON *w = cJSON_GetArrayItem(wins, i);
+        cr_assert_eq((int64_t)cJSON_GetObjectItem(w, "window_start")->valuedouble, starts[i]);
+        cr_assert_eq(cJSON_GetObjectItem(w, "count")->valueint, 2);
+        cr_assert_null(cJSON_GetObjectItem(w, "final"));
+        cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "fields"), "v"));
+    }
+    cJSON_Delete(root);
+
+    /* A key whose windows all fired is still known, with no windows. */
+    sg_streams_flush(f.st);
+    sg_buf_reset(&out);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    root = cJSON_Parse(out.data);
+    cr_assert_not_null(root);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "windows")), 0);
+    cJSON_Delete(root);
+
+    /* A full buffer is an error, not a truncated document. */
+    struct sg_buf small;
+    sg_buf_init(&small, 8);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &small), -E2BIG);
+    sg_buf_free(&small);
+    sg_buf_free(&out);
+    fx_stop(&f);
+}
+
+Test(query, render_list_limit_and_truncated)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    f.cfg.window_type = SG_WINDOW_HOPPING;
+    f.cfg.window_size_ms = 10000;
+    f.cfg.window_slide_ms = 5000;
+    fx_start(&f);
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+
+    cr_assert_eq(sg_streams_render_list(f.st, 5, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    cr_assert_str_eq(out.data, "{\"active_keys\":0,\"keys\":[],\"truncated\":false}");
+
+    char key[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        for (int j = 0; j <= i; j++)
+            cr_assert_eq(add(&f, key, 12000, 0), 0);
+    }
+    sg_buf_reset(&out);
+    cr_assert_eq(sg_streams_render_list(f.st, 3, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    cJSON *root = cJSON_Parse(out.data);
+    cr_assert_not_null(root, "%s", out.data);
+    cr_assert_eq(cJSON_GetObjectItem(root, "active_keys")->valueint, 10);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "keys")), 3);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(root, "truncated")));
+    cJSON_Delete(root);
+
+    sg_buf_reset(&out);
+    cr_assert_eq(sg_streams_render_list(f.st, 10, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    root = cJSON_Parse(out.data);
+    cr_assert_not_null(root);
+    cJSON *keys = cJSON_GetObjectItem(root, "keys");
+    cr_assert_eq(cJSON_GetArraySize(keys), 10);
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(root, "truncated")));
+    bool seen[10] = {false};
+    for (cJSON *k = keys->child; k; k = k->next) {
+        static const char *const order[] = {"key", "partition", "open_windows", "count"};
+        size_t m = 0;
+        for (cJSON *it = k->child; it; it = it->next, m++)
+            cr_assert_str_eq(it->string, order[m]);
+        cr_assert_eq(m, 4);
+        int i = atoi(cJSON_GetObjectItem(k, "key")->valuestring + 1);
+        cr_assert(i >= 0 && i < 10 && !seen[i]);
+        seen[i] = true;
+        cr_assert_eq(cJSON_GetObjectItem(k, "open_windows")->valueint, 2);
+        /* Each event sits in two hopping windows. */
+        cr_assert_eq(cJSON_GetObjectItem(k, "count")->valueint, 2 * (i + 1));
+        cr_assert_eq(cJSON_GetObjectItem(k, "partition")->valueint,
+                     sg_streams_partition(f.st, cJSON_GetObjectItem(k, "key")->valuestring,
+                                          strlen(cJSON_GetObjectItem(k, "key")->valuestring)));
+    }
+    cJSON_Delete(root);
+    sg_buf_free(&out);
+    fx_stop(&f);
+}
+
+Test(lifecycle, destroy_without_flush_and_null)
+{
+    sg_streams_destroy(NULL);
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    char err[128];
+    cr_assert_eq(sg_config_set(&f.cfg, "window.distinct_field", "u", err, sizeof(err)), 0);
+    f.cfg.window_emit_interval_ms = 100;
+    fx_start(&f);
+    sg_streams_tick(f.st, 0);
+    for (int i = 0; i < 100; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(add(&f, key, i * 1000, 0), 0);
+    }
+    cr_assert_eq(f.nresults, 90); /* windows of 10 s: all but the last fired */
+    /* Open windows, the dirty list and the free list are freed without output. */
+    sg_streams_destroy(f.st);
+    f.st = NULL;
+    cr_assert_eq(f.nresults, 90);
+    sg_metrics_destroy(f.metrics);
+    sg_config_free(&f.cfg);
+}
+
+Test(lifecycle, metrics_registered_at_create)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    fx_start(&f);
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(sg_metrics_render(f.metrics, &out), 0);
+    cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
+    const char *names[] = {
+        "streamgate_keys_active 0",         "streamgate_windows_open 0",
+        "streamgate_windows_fired_total 0", "streamgate_window_updates_total 0",
+        "streamgate_late_events_total 0",   "streamgate_watermark_lag_seconds 0",
+        "streamgate_keys_evicted_total 0",  "streamgate_field_names_dropped_total 0"};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(names); i++)
+        cr_assert_not_null(strstr(out.data, names[i]), "missing %s", names[i]);
+    sg_buf_free(&out);
+    fx_stop(&f);
+}

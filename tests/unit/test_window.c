@@ -1,0 +1,1133 @@
+/* Windowing: assignment (tumbling, hopping, session), watermark and lateness, idle advance,
+ * processing time, early firing, flush, key limit, idle eviction, exact aggregates, quantiles,
+ * distinct counts, the result JSON and the memory an open key-window costs. Time is a fake
+ * clock: every call takes `now_ms` from the test. */
+#include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/stream/stream_internal.h"
+#include "streamgate/buf.h"
+#include "streamgate/common.h"
+#include "streamgate/config.h"
+#include "streamgate/event.h"
+#include "streamgate/metrics.h"
+#include "streamgate/streams.h"
+
+/* ---- fixture: an engine whose callbacks record everything ---- */
+
+struct rec_result {
+    char *json;
+    char *key;
+    int64_t start, end;
+    bool final;
+    int32_t partition;
+};
+
+struct rec_late {
+    char key[64];
+    int64_t ts;
+    int64_t window_end;
+};
+
+struct fx {
+    struct sg_config cfg;
+    struct sg_metrics *metrics;
+    struct sg_streams *st;
+    struct rec_result *res;
+    size_t nres, capres;
+    struct rec_late late[64];
+    size_t nlate;
+    struct sg_event ev;
+};
+
+/* A NUL-terminated copy of a slice that is not terminated (strndup may read past it). */
+static char *copy_slice(const char *p, size_t len)
+{
+    char *c = malloc(len + 1);
+    cr_assert_not_null(c);
+    memcpy(c, p, len);
+    c[len] = '\0';
+    return c;
+}
+
+static void on_result(void *arg, const struct sg_window_result *r)
+{
+    struct fx *f = arg;
+    if (f->nres == f->capres) {
+        f->capres = f->capres ? f->capres * 2 : 16;
+        f->res = realloc(f->res, f->capres * sizeof(*f->res));
+        cr_assert_not_null(f->res);
+    }
+    struct rec_result *x = &f->res[f->nres++];
+    x->json = copy_slice(r->json, r->json_len);
+    x->key = copy_slice(r->key, r->key_len);
+    x->start = r->window_start;
+    x->end = r->window_end;
+    x->final = r->final;
+    x->partition = r->partition;
+    cr_assert_eq(strlen(x->json), r->json_len);
+}
+
+static void on_late(void *arg, const struct sg_event *ev, int64_t window_end)
+{
+    struct fx *f = arg;
+    cr_assert_lt(f->nlate, SG_ARRAY_SIZE(f->late));
+    struct rec_late *l = &f->late[f->nlate++];
+    snprintf(l->key, sizeof(l->key), "%.*s", (int)ev->key_len, ev->key);
+    l->ts = ev->ts_ms;
+    l->window_end = window_end;
+}
+
+static void set_opt(struct fx *f, const char *name, const char *value)
+{
+    char err[256];
+    cr_assert_eq(sg_config_set(&f->cfg, name, value, err, sizeof(err)), 0, "%s", err);
+}
+
+/* Defaults, with no quantiles and no distinct count unless a test asks. */
+static void fx_init(struct fx *f, int type, int64_t size_ms)
+{
+    memset(f, 0, sizeof(*f));
+    sg_config_defaults(&f->cfg);
+    set_opt(f, "window.quantiles", "");
+    cr_assert_eq(f->cfg.window_quantiles.count, 0);
+    f->cfg.window_type = type;
+    f->cfg.window_size_ms = (uint64_t)size_ms;
+    f->cfg.window_allowed_lateness_ms = 0;
+}
+
+static void fx_start(struct fx *f)
+{
+    char err[256];
+    cr_assert_eq(sg_config_validate(&f->cfg, err, sizeof(err)), 0, "%s", err);
+    f->metrics = sg_metrics_create();
+    cr_assert_not_null(f->metrics);
+    struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = f};
+    f->st = sg_streams_create(&f->cfg, f->metrics, NULL, &cbs);
+    cr_assert_not_null(f->st);
+}
+
+static void fx_clear(struct fx *f)
+{
+    for (size_t i = 0; i < f->nres; i++) {
+        free(f->res[i].json);
+        free(f->res[i].key);
+    }
+    f->nres = 0;
+    f->nlate = 0;
+}
+
+static void fx_stop(struct fx *f)
+{
+    sg_streams_destroy(f->st);
+    fx_clear(f);
+    free(f->res);
+    sg_metrics_destroy(f->metrics);
+    sg_config_free(&f->cfg);
+}
+
+/* Adds an event with `n` fields; returns what sg_streams_add returned. */
+static int add_fields(struct fx *f, const char *key, int64_t ts, int64_t now,
+                      const char *const *names, const double *values, size_t n,
+                      const char *distinct)
+{
+    struct sg_event *ev = &f->ev;
+    memset(ev, 0, sizeof(*ev));
+    ev->raw = "{}";
+    ev->raw_len = 2;
+    ev->key = key;
+    ev->key_len = strlen(key);
+    ev->ts_ms = ts;
+    ev->ts_from_event = true;
+    cr_assert_leq(n, SG_EVENT_MAX_FIELDS);
+    for (size_t i = 0; i < n; i++) {
+        ev->fields[i].name = names[i];
+        ev->fields[i].value = values[i];
+    }
+    ev->nfields = n;
+    ev->distinct = distinct;
+    ev->distinct_len = distinct ? strlen(distinct) : 0;
+    enum sg_reject why = SG_REJECT_COUNT;
+    int rc = sg_streams_add(f->st, ev, now, &why);
+    if (rc == -EINVAL)
+        cr_assert_eq(why, SG_REJECT_KEY_LIMIT);
+    return rc;
+}
+
+/* One field "v". */
+static int add(struct fx *f, const char *key, int64_t ts, int64_t now, double v)
+{
+    static const char *const names[] = {"v"};
+    return add_fields(f, key, ts, now, names, &v, 1, NULL);
+}
+
+static uint64_t counter(struct fx *f, const char *name)
+{
+    return sg_metrics_counter_value(f->metrics, name, NULL);
+}
+
+/* The result whose key and start match, or NULL. */
+static struct rec_result *find_result(struct fx *f, const char *key, int64_t start)
+{
+    for (size_t i = 0; i < f->nres; i++)
+        if (strcmp(f->res[i].key, key) == 0 && f->res[i].start == start)
+            return &f->res[i];
+    return NULL;
+}
+
+static cJSON *parse(const char *json)
+{
+    cJSON *root = cJSON_Parse(json);
+    cr_assert_not_null(root, "not JSON: %s", json);
+    return root;
+}
+
+static double num(const cJSON *obj, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    cr_assert(cJSON_IsNumber(it), "member %s missing or not a number", name);
+    return it->valuedouble;
+}
+
+static const cJSON *field_of(const cJSON *root, const char *name)
+{
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(root, "fields");
+    cr_assert(cJSON_IsObject(fields));
+    return cJSON_GetObjectItemCaseSensitive(fields, name);
+}
+
+/* Asserts a result's key, bounds, count and final flag, in the record and in its JSON. */
+static void check_result(const struct rec_result *r, const char *key, int64_t start, int64_t end,
+                         double count, bool final)
+{
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->key, key);
+    cr_assert_eq(r->start, start, "start %" PRId64 " != %" PRId64, r->start, start);
+    cr_assert_eq(r->end, end, "end %" PRId64 " != %" PRId64, r->end, end);
+    cr_assert_eq(r->final, final);
+    cJSON *root = parse(r->json);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(root, "key")->valuestring, key);
+    cr_assert_eq(num(root, "window_start"), (double)start);
+    cr_assert_eq(num(root, "window_end"), (double)end);
+    cr_assert_eq(num(root, "count"), count, "count %g != %g in %s", num(root, "count"), count,
+                 r->json);
+    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(root, "final");
+    cr_assert(final ? cJSON_IsTrue(fin) : cJSON_IsFalse(fin));
+    cJSON_Delete(root);
+}
+
+static bool close_rel(double a, double b, double rel)
+{
+    return fabs(a - b) <= rel * fmax(fabs(a), fabs(b)) + 1e-12;
+}
+
+/* ---- assignment ---- */
+
+Test(tumbling, boundaries_zero_and_large_times)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_allowed_lateness_ms = 1000000; /* keep everything open until flush */
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 0, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 9999, 0, 2), 0);
+    cr_assert_eq(add(&f, "k", 10000, 0, 4), 0); /* on the boundary: the window starting there */
+    cr_assert_eq(add(&f, "k", -1, 0, 8), 0);    /* before the epoch: [-10000, 0) */
+    cr_assert_eq(f.nres, 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 3);
+    check_result(&f.res[0], "k", -10000, 0, 1, true);
+    check_result(&f.res[1], "k", 0, 10000, 2, true);
+    check_result(&f.res[2], "k", 10000, 20000, 1, true);
+    cJSON *root = parse(f.res[1].json);
+    cr_assert_eq(num(field_of(root, "v"), "sum"), 3);
+    cJSON_Delete(root);
+    fx_clear(&f);
+
+    int64_t big = INT64_C(253402300799999); /* the latest time the decoder accepts */
+    cr_assert_eq(add(&f, "k", big, 0, 1), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", INT64_C(253402300790000), INT64_C(253402300800000), 1, true);
+    fx_stop(&f);
+}
+
+Test(hopping, membership)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_HOPPING, 10000);
+    f.cfg.window_slide_ms = 5000;
+    f.cfg.window_allowed_lateness_ms = 1000000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 12000, 0, 1), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[0], "k", 5000, 15000, 1, true);
+    check_result(&f.res[1], "k", 10000, 20000, 1, true);
+    fx_clear(&f);
+
+    /* On a slide boundary, and just below one. */
+    cr_assert_eq(add(&f, "k", 10000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 4999, 0, 1), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 4);
+    check_result(&f.res[0], "k", -5000, 5000, 1, true);
+    check_result(&f.res[1], "k", 0, 10000, 1, true);
+    check_result(&f.res[2], "k", 5000, 15000, 1, true);
+    check_result(&f.res[3], "k", 10000, 20000, 1, true);
+    fx_stop(&f);
+}
+
+Test(hopping, slide_not_dividing_size)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_HOPPING, 10000);
+    f.cfg.window_slide_ms = 3000;
+    f.cfg.window_allowed_lateness_ms = 1000000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 10000, 0, 1), 0);
+    sg_streams_flush(f.st);
+    /* Starts that are multiples of 3000 with s <= 10000 < s + 10000: 3000, 6000, 9000. */
+    cr_assert_eq(f.nres, 3);
+    check_result(&f.res[0], "k", 3000, 13000, 1, true);
+    check_result(&f.res[1], "k", 6000, 16000, 1, true);
+    check_result(&f.res[2], "k", 9000, 19000, 1, true);
+    fx_stop(&f);
+}
+
+static void session_fx(struct fx *f)
+{
+    fx_init(f, SG_WINDOW_SESSION, 10000);
+    f->cfg.window_gap_ms = 5000;
+    f->cfg.window_allowed_lateness_ms = 1000000;
+    fx_start(f);
+}
+
+Test(session, grow_and_extend)
+{
+    struct fx f;
+    session_fx(&f);
+    cr_assert_eq(add(&f, "k", 1000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 3000, 0, 2), 0);
+    cr_assert_eq(add(&f, "k", 7000, 0, 4), 0);  /* within gap of 3000: extends the end */
+    cr_assert_eq(add(&f, "k", -3000, 0, 8), 0); /* within gap before 1000: extends the start */
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", -3000, 12000, 4, true);
+    cJSON *root = parse(f.res[0].json);
+    const cJSON *v = field_of(root, "v");
+    cr_assert_eq(num(v, "sum"), 15);
+    cr_assert_eq(num(v, "first"), 8); /* by event time */
+    cr_assert_eq(num(v, "last"), 4);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+Test(session, separate_sessions_and_exact_gap)
+{
+    struct fx f;
+    session_fx(&f);
+    cr_assert_eq(add(&f, "k", 1000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 6000, 0, 1), 0);     /* exactly gap after 1000: a new session */
+    cr_assert_eq(add(&f, "k", 20000, 0, 1), 0);    /* far away */
+    cr_assert_eq(add(&f, "k", -4000, 0, 1), 0);    /* exactly gap before 1000: a new session */
+    cr_assert_eq(add(&f, "other", 1000, 0, 1), 0); /* sessions are per key */
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 5);
+    check_result(&f.res[0], "k", -4000, 1000, 1, true);
+    check_result(&f.res[1], "k", 1000, 6000, 1, true);
+    check_result(&f.res[2], "other", 1000, 6000, 1, true);
+    check_result(&f.res[3], "k", 6000, 11000, 1, true);
+    check_result(&f.res[4], "k", 20000, 25000, 1, true);
+    fx_stop(&f);
+}
+
+Test(session, bridging_event_merges_two_sessions)
+{
+    struct fx f;
+    session_fx(&f);
+    static const char *const names[] = {"a", "b"};
+    double v1[] = {1, 10}, v2[] = {2, 20}, v3[] = {3, 30};
+    cr_assert_eq(add_fields(&f, "k", 1000, 0, names, v1, 1, NULL), 0);         /* a only */
+    cr_assert_eq(add_fields(&f, "k", 9000, 0, names + 1, v2 + 1, 1, NULL), 0); /* b only */
+    cr_assert_eq(add(&f, "k", 30000, 0, 0), 0); /* a third session, untouched */
+    cr_assert_eq(f.st->windows_open, 3);
+    /* [5000, 10000) overlaps [1000, 6000) and [9000, 14000). */
+    cr_assert_eq(add_fields(&f, "k", 5000, 0, names, v3, 2, NULL), 0);
+    cr_assert_eq(f.st->windows_open, 2);
+    cr_assert_eq(f.st->heap_len, 2);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[0], "k", 1000, 14000, 3, true);
+    check_result(&f.res[1], "k", 30000, 35000, 1, true);
+    cJSON *root = parse(f.res[0].json);
+    const cJSON *a = field_of(root, "a"), *b = field_of(root, "b");
+    cr_assert_eq(num(a, "count"), 2);
+    cr_assert_eq(num(a, "sum"), 4);
+    cr_assert_eq(num(a, "first"), 1);
+    cr_assert_eq(num(a, "last"), 3);
+    cr_assert_eq(num(b, "count"), 2);
+    cr_assert_eq(num(b, "sum"), 50);
+    cr_assert_eq(num(b, "min"), 20);
+    cr_assert_eq(num(b, "max"), 30);
+    cr_assert_eq(num(b, "first"), 30); /* t=5000 comes before t=9000 */
+    cr_assert_eq(num(b, "last"), 20);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+Test(session, bridging_by_one_millisecond)
+{
+    struct fx f;
+    session_fx(&f); /* gap 5000 */
+    cr_assert_eq(add(&f, "k", 0, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 9998, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 4999, 0, 1), 0); /* 4999 after 0 and 4999 before 9998 */
+    cr_assert_eq(add(&f, "j", 0, 0, 1), 0);
+    cr_assert_eq(add(&f, "j", 10000, 0, 1), 0);
+    cr_assert_eq(add(&f, "j", 5000, 0, 1), 0); /* exactly gap from both: joins neither */
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 4);
+    check_result(&f.res[0], "j", 0, 5000, 1, true);
+    check_result(&f.res[1], "j", 5000, 10000, 1, true);
+    check_result(&f.res[2], "k", 0, 14998, 3, true);
+    check_result(&f.res[3], "j", 10000, 15000, 1, true);
+    fx_stop(&f);
+}
+
+Test(session, fires_after_gap_and_late_when_its_session_fired)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_SESSION, 10000);
+    f.cfg.window_gap_ms = 5000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 1000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 3000, 0, 1), 0);
+    cr_assert_eq(add(&f, "x", 7999, 0, 1), 0);
+    cr_assert_eq(f.nres, 0);
+    cr_assert_eq(add(&f, "x", 8000, 0, 1), 0); /* the watermark reaches 8000, k's end */
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", 1000, 8000, 2, true);
+    /* A session for k at 2000 would be [2000, 7000): already past the watermark. */
+    cr_assert_eq(add(&f, "k", 2000, 0, 1), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(f.late[0].window_end, 7000);
+    cr_assert_eq(counter(&f, "streamgate_late_events_total"), 1);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[1], "x", 7999, 13000, 2, true);
+    fx_stop(&f);
+}
+
+/* ---- watermark, lateness, idle advance, processing time ---- */
+
+Test(watermark, lateness_counts_out_of_order_and_rejects_late)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_allowed_lateness_ms = 2000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 5000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 11000, 0, 2), 0); /* watermark 9000 */
+    cr_assert_eq(f.nres, 0);
+    cr_assert_eq(add(&f, "k", 10000 - 1000, 0, 4), 0); /* 2 s behind, within lateness */
+    cr_assert_eq(f.nres, 0);
+    cr_assert_eq(add(&f, "k", 12000, 0, 8), 0); /* watermark 10000: [0, 10000) fires */
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", 0, 10000, 2, true);
+    cJSON *root = parse(f.res[0].json);
+    cr_assert_eq(num(field_of(root, "v"), "sum"), 5);
+    cJSON_Delete(root);
+
+    /* 3 s behind the newest event (9000 < watermark 10000): late. */
+    cr_assert_eq(add(&f, "k", 9000, 0, 100), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_str_eq(f.late[0].key, "k");
+    cr_assert_eq(f.late[0].ts, 9000);
+    cr_assert_eq(f.late[0].window_end, 10000);
+    cr_assert_eq(counter(&f, "streamgate_late_events_total"), 1);
+    cr_assert_eq(f.nres, 1);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[1], "k", 10000, 20000, 2, true); /* the late value went nowhere */
+    root = parse(f.res[1].json);
+    cr_assert_eq(num(field_of(root, "v"), "sum"), 10);
+    cJSON_Delete(root);
+    cr_assert_eq(counter(&f, "streamgate_windows_fired_total"), 2);
+    fx_stop(&f);
+}
+
+Test(watermark, nothing_fires_before_the_first_event)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    fx_start(&f);
+    for (int64_t now = 0; now < 100000; now += 5000)
+        cr_assert_geq(sg_streams_tick(f.st, now), 1);
+    cr_assert_eq(f.nres, 0);
+    struct sg_gauge *lag =
+        sg_metrics_gauge(f.metrics, "streamgate_watermark_lag_seconds", "", NULL);
+    cr_assert_eq(lag->value, 0.0);
+    /* An old event is not late: there is no watermark yet. */
+    cr_assert_eq(add(&f, "k", 5, 100000, 1), 0);
+    cr_assert_eq(f.nlate, 0);
+    cr_assert_eq(f.st->windows_open, 1);
+    cr_assert_eq(lag->value, (100000.0 - 5.0) / 1000.0);
+    fx_stop(&f);
+}
+
+Test(watermark, idle_advance_fires_the_last_window)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_idle_timeout_ms = 5000;
+    fx_start(&f);
+    int64_t wall = 1000000;
+    cr_assert_eq(add(&f, "k", 1000, wall, 1), 0);
+    /* Idle for 5 s, then the watermark (1000) follows the wall clock; [0, 10000) needs 9 s. */
+    int64_t next = sg_streams_tick(f.st, wall + 4999);
+    cr_assert(next >= 1 && next <= 1000);
+    sg_streams_tick(f.st, wall + 5000);
+    sg_streams_tick(f.st, wall + 13999);
+    cr_assert_eq(sg_streams_tick(f.st, wall + 13000), 1000);
+    cr_assert_eq(sg_streams_tick(f.st, wall + 13500), 500); /* due in 500 ms */
+    cr_assert_eq(sg_streams_tick(f.st, wall + 13999), 1);
+    cr_assert_eq(f.nres, 0);
+    sg_streams_tick(f.st, wall + 14000);
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", 0, 10000, 1, true);
+    /* The watermark never moves back: a new event resets the idle clock, not the watermark. */
+    cr_assert_eq(add(&f, "k", 5000, wall + 14000, 1), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(f.st->watermark, 10000);
+    fx_stop(&f);
+}
+
+Test(watermark, processing_time)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.window_time = SG_TIME_PROCESSING;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", INT64_C(99999999999), 500, 1), 0); /* its own time is ignored */
+    cr_assert_eq(add(&f, "k", 0, 900, 2), 0);
+    cr_assert_eq(sg_streams_tick(f.st, 999), 1);
+    cr_assert_eq(f.nres, 0);
+    sg_streams_tick(f.st, 1000);
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", 0, 1000, 2, true);
+    cJSON *root = parse(f.res[0].json);
+    cr_assert_eq(num(field_of(root, "v"), "first"), 1);
+    cr_assert_eq(num(field_of(root, "v"), "last"), 2);
+    cJSON_Delete(root);
+    cr_assert_eq(add(&f, "k", 0, 1500, 3), 0);
+    cr_assert_eq(f.nlate, 0);
+    sg_streams_tick(f.st, 2000);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[1], "k", 1000, 2000, 1, true);
+    fx_stop(&f);
+}
+
+Test(watermark, hopping_late_event_still_feeds_open_windows)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_HOPPING, 10000);
+    f.cfg.window_slide_ms = 5000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 1000, 0, 1), 0); /* [-5000, 5000), [0, 10000) */
+    cr_assert_eq(add(&f, "k", 6000, 0, 2), 0); /* fires [-5000, 5000) */
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", -5000, 5000, 1, true);
+    /* t=4000 belongs to [-5000, 5000) (fired) and [0, 10000) (open). */
+    cr_assert_eq(add(&f, "k", 4000, 0, 4), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(f.late[0].window_end, 5000);
+    cr_assert_eq(counter(&f, "streamgate_late_events_total"), 1);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 3);
+    check_result(&f.res[1], "k", 0, 10000, 3, true);
+    check_result(&f.res[2], "k", 5000, 15000, 1, true);
+    fx_stop(&f);
+}
+
+Test(watermark, late_event_for_new_key_makes_no_stream)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.stream_max_keys = 1;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "a", 5000, 0, 1), 0);
+    /* At the key limit, a late event for a new key is late, not refused, and makes nothing. */
+    cr_assert_eq(add(&f, "b", 10, 0, 1), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(f.late[0].window_end, 1000);
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(sg_streams_render_key(f.st, "b", 1, &out), -ENOENT);
+    sg_buf_free(&out);
+    cr_assert_eq(f.st->nkeys, 1);
+    fx_stop(&f);
+}
+
+/* ---- early firing, flush, key limit, eviction ---- */
+
+Test(early, updates_changed_windows_only_then_final)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_emit_interval_ms = 1000;
+    fx_start(&f);
+    int64_t now = 50000;
+    cr_assert_leq(sg_streams_tick(f.st, now), 1000);
+    cr_assert_eq(add(&f, "a", 1000, now + 10, 1), 0);
+    cr_assert_eq(add(&f, "b", 1000, now + 20, 1), 0);
+    cr_assert_eq(add(&f, "a", 1500, now + 30, 1), 0);
+    cr_assert_eq(sg_streams_tick(f.st, now + 500), 500);
+    cr_assert_eq(f.nres, 0);
+    sg_streams_tick(f.st, now + 1000);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[0], "a", 0, 10000, 2, false); /* in order of first change */
+    check_result(&f.res[1], "b", 0, 10000, 1, false);
+    cr_assert_eq(counter(&f, "streamgate_window_updates_total"), 2);
+
+    sg_streams_tick(f.st, now + 2000); /* nothing changed */
+    cr_assert_eq(f.nres, 2);
+    cr_assert_eq(add(&f, "b", 2000, now + 2100, 1), 0);
+    sg_streams_tick(f.st, now + 3000);
+    cr_assert_eq(f.nres, 3);
+    check_result(&f.res[2], "b", 0, 10000, 2, false);
+
+    /* A changed window that fires before the next interval gives only its final result. */
+    cr_assert_eq(add(&f, "a", 3000, now + 3100, 1), 0);
+    cr_assert_eq(add(&f, "c", 10000, now + 3200, 1), 0); /* watermark 10000: a and b fire */
+    cr_assert_eq(f.nres, 5);
+    check_result(&f.res[3], "a", 0, 10000, 3, true);
+    check_result(&f.res[4], "b", 0, 10000, 2, true);
+    sg_streams_tick(f.st, now + 4000);
+    cr_assert_eq(f.nres, 6);
+    check_result(&f.res[5], "c", 10000, 20000, 1, false);
+    cr_assert_eq(counter(&f, "streamgate_window_updates_total"), 4);
+    cr_assert_eq(counter(&f, "streamgate_windows_fired_total"), 2);
+    fx_stop(&f);
+}
+
+Test(flush, emits_every_open_window_final_in_end_order)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.window_allowed_lateness_ms = 100000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "b", 2500, 0, 1), 0);
+    cr_assert_eq(add(&f, "a", 2500, 0, 1), 0);
+    cr_assert_eq(add(&f, "c", 500, 0, 1), 0);
+    cr_assert_eq(add(&f, "a", 1500, 0, 1), 0);
+    cr_assert_eq(add(&f, "ab", 2500, 0, 1), 0);
+    cr_assert_eq(f.nres, 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 5);
+    check_result(&f.res[0], "c", 0, 1000, 1, true);
+    check_result(&f.res[1], "a", 1000, 2000, 1, true);
+    check_result(&f.res[2], "a", 2000, 3000, 1, true); /* ties by key */
+    check_result(&f.res[3], "ab", 2000, 3000, 1, true);
+    check_result(&f.res[4], "b", 2000, 3000, 1, true);
+    cr_assert_eq(f.st->windows_open, 0);
+    struct sg_gauge *open = sg_metrics_gauge(f.metrics, "streamgate_windows_open", "", NULL);
+    cr_assert_eq(open->value, 0.0);
+    sg_streams_flush(f.st); /* nothing left */
+    cr_assert_eq(f.nres, 5);
+    fx_stop(&f);
+}
+
+Test(limits, key_limit_refuses_new_keys_and_changes_nothing)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.stream_max_keys = 2;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "a", 100, 0, 1), 0);
+    cr_assert_eq(add(&f, "b", 100, 0, 1), 0);
+    /* A new key past the limit: refused, and its time moves no watermark. */
+    cr_assert_eq(add(&f, "c", 5000, 0, 1), -EINVAL);
+    cr_assert_eq(f.nres, 0);
+    cr_assert_eq(f.st->nkeys, 2);
+    cr_assert_eq(f.st->watermark, 100);
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(sg_streams_render_key(f.st, "c", 1, &out), -ENOENT);
+    sg_buf_free(&out);
+    cr_assert_eq(add(&f, "a", 200, 0, 1), 0); /* known keys go on */
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[0], "a", 0, 1000, 2, true);
+    fx_stop(&f);
+}
+
+Test(limits, idle_keys_are_evicted_and_can_come_back)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.window_time = SG_TIME_PROCESSING;
+    f.cfg.stream_key_idle_timeout_ms = 5000;
+    f.cfg.stream_max_keys = 1;
+    fx_start(&f);
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(add(&f, "k", 0, 100, 1), 0);
+    sg_streams_tick(f.st, 1000); /* fires; idle from 1000 */
+    cr_assert_eq(f.nres, 1);
+    cr_assert_eq(sg_streams_tick(f.st, 5500), 500);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), 0);
+    cr_assert_eq(add(&f, "other", 0, 5600, 1), -EINVAL); /* k still holds the only slot */
+    sg_streams_tick(f.st, 6000);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), -ENOENT);
+    cr_assert_eq(counter(&f, "streamgate_keys_evicted_total"), 1);
+    struct sg_gauge *keys = sg_metrics_gauge(f.metrics, "streamgate_keys_active", "", NULL);
+    cr_assert_eq(keys->value, 0.0);
+
+    cr_assert_eq(add(&f, "k", 0, 6100, 7), 0); /* back, as a fresh stream */
+    cr_assert_eq(keys->value, 1.0);
+    sg_buf_reset(&out);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), 0);
+    sg_streams_tick(f.st, 7000);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[1], "k", 6000, 7000, 1, true);
+
+    /* A key that gets a window again leaves the idle list and is not evicted. */
+    cr_assert_eq(add(&f, "k", 0, 11500, 1), 0);
+    sg_streams_tick(f.st, 12100);
+    sg_streams_tick(f.st, 13000);
+    cr_assert_eq(counter(&f, "streamgate_keys_evicted_total"), 1);
+    sg_buf_free(&out);
+    fx_stop(&f);
+}
+
+Test(limits, zero_idle_timeout_evicts_at_once)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.stream_key_idle_timeout_ms = 0;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 100, 0, 1), 0);
+    cr_assert_eq(add(&f, "x", 1000, 0, 1), 0); /* k's window fires */
+    sg_streams_tick(f.st, 0);
+    cr_assert_eq(counter(&f, "streamgate_keys_evicted_total"), 1);
+    cr_assert_eq(f.st->nkeys, 1);
+    fx_stop(&f);
+}
+
+Test(limits, fields_past_max_fields_and_name_table_are_ignored)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.event_max_fields = 2;
+    f.cfg.window_allowed_lateness_ms = 100000;
+    fx_start(&f);
+    static const char *const names[] = {"a", "b", "c"};
+    double v[] = {1, 2, 3};
+    cr_assert_eq(add_fields(&f, "k", 1, 0, names, v, 2, NULL), 0);
+    cr_assert_eq(add_fields(&f, "k", 2, 0, names + 1, v + 1, 2, NULL), 0); /* c: third field */
+    /* A name longer than the limit is dropped and counted. */
+    char longname[SG_STREAMS_MAX_NAME_LEN + 2];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    const char *ln[] = {longname};
+    cr_assert_eq(add_fields(&f, "j", 1, 0, ln, v, 1, NULL), 0);
+    cr_assert_eq(counter(&f, "streamgate_field_names_dropped_total"), 1);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    cJSON *root = parse(find_result(&f, "k", 0)->json);
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(root, "fields");
+    cr_assert_eq(cJSON_GetArraySize(fields), 2);
+    cr_assert_eq(num(field_of(root, "b"), "count"), 2);
+    cr_assert_null(field_of(root, "c"));
+    cJSON_Delete(root);
+    root = parse(find_result(&f, "j", 0)->json);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "fields")), 0);
+    cr_assert_eq(num(root, "count"), 1);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+Test(limits, name_table_is_bounded)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.event_max_fields = SG_EVENT_MAX_FIELDS;
+    fx_start(&f);
+    static char names[SG_STREAMS_MAX_NAMES + 64][16];
+    const char *ptr[SG_EVENT_MAX_FIELDS];
+    double v[SG_EVENT_MAX_FIELDS] = {0};
+    size_t total = SG_STREAMS_MAX_NAMES + 64;
+    for (size_t i = 0; i < total; i += SG_EVENT_MAX_FIELDS) {
+        for (size_t j = 0; j < SG_EVENT_MAX_FIELDS; j++) {
+            snprintf(names[i + j], sizeof(names[0]), "f%zu", i + j);
+            ptr[j] = names[i + j];
+        }
+        cr_assert_eq(add_fields(&f, "k", 1, 0, ptr, v, SG_EVENT_MAX_FIELDS, NULL), 0);
+    }
+    cr_assert_eq(f.st->nnames, SG_STREAMS_MAX_NAMES);
+    cr_assert_eq(counter(&f, "streamgate_field_names_dropped_total"), 64);
+    fx_stop(&f);
+}
+
+/* ---- aggregates ---- */
+
+Test(aggregates, exact_statistics)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 100000);
+    f.cfg.window_allowed_lateness_ms = 100000;
+    fx_start(&f);
+    /* Values with their event times, arriving out of time order. */
+    double vals[] = {3.5, -2, 10, 7.25, 0, 1e-3, 0.1, 123456.789};
+    int64_t ts[] = {500, 100, 900, 50, 900, 300, 700, 200};
+    size_t n = SG_ARRAY_SIZE(vals);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(add(&f, "k", ts[i], 0, vals[i]), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+
+    double sum = 0, min = INFINITY, max = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        sum += vals[i];
+        min = fmin(min, vals[i]);
+        max = fmax(max, vals[i]);
+    }
+    double mean = sum / (double)n, ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (vals[i] - mean) * (vals[i] - mean);
+    double stddev = sqrt(ss / (double)n);
+
+    cJSON *root = parse(f.res[0].json);
+    const cJSON *v = field_of(root, "v");
+    cr_assert_eq(num(v, "count"), (double)n);
+    cr_assert(close_rel(num(v, "sum"), sum, 1e-12), "sum %.17g vs %.17g", num(v, "sum"), sum);
+    cr_assert_eq(num(v, "min"), min);
+    cr_assert_eq(num(v, "max"), max);
+    cr_assert(close_rel(num(v, "mean"), mean, 1e-12));
+    cr_assert(close_rel(num(v, "stddev"), stddev, 1e-9), "stddev %.17g vs %.17g", num(v, "stddev"),
+              stddev);
+    cr_assert_eq(num(v, "first"), 7.25); /* t=50 */
+    cr_assert_eq(num(v, "last"), 0);     /* t=900, arrived after 10 */
+    /* Numbers are printed shortest-exact: 0.1 reads back as 0.1, not 0.10000000000000001. */
+    cr_assert_not_null(strstr(f.res[0].json, "\"min\":-2,"));
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+static uint64_t lcg_next(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 11;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(aggregates, quantiles_within_one_percent)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000000);
+    set_opt(&f, "window.quantiles", "p50,p90,p99,p99.9,p100");
+    fx_start(&f);
+    enum { N = 20000 };
+    static double vals[N];
+    uint64_t seed = 42;
+    for (size_t i = 0; i < N; i++) {
+        /* Spread over several orders of magnitude. */
+        double u = (double)(lcg_next(&seed) % 1000000) / 1000000.0;
+        vals[i] = exp(u * 9.0) * 0.5;
+        cr_assert_eq(add(&f, "k", (int64_t)(i % 1000), 0, vals[i]), 0);
+    }
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    qsort(vals, N, sizeof(vals[0]), cmp_double);
+    cJSON *root = parse(f.res[0].json);
+    const cJSON *v = field_of(root, "v");
+    const char *qn[] = {"p50", "p90", "p99", "p99.9", "p100"};
+    double qs[] = {0.5, 0.9, 0.99, 0.999, 1.0};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(qn); i++) {
+        double exact = vals[(size_t)floor(qs[i] * (N - 1))];
+        double est = num(v, qn[i]);
+        cr_assert(close_rel(est, exact, 0.01), "%s: %g vs exact %g", qn[i], est, exact);
+    }
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+Test(aggregates, distinct_within_three_standard_errors)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000000);
+    set_opt(&f, "window.distinct_field", "user");
+    f.cfg.window_distinct_precision = 12;
+    f.cfg.window_allowed_lateness_ms = 10000000;
+    fx_start(&f);
+    const size_t distinct = 5000;
+    char user[32];
+    for (size_t i = 0; i < 3 * distinct; i++) {
+        snprintf(user, sizeof(user), "user-%zu", (i * 7919) % distinct);
+        static const char *const names[] = {"v"};
+        double v = 1;
+        cr_assert_eq(add_fields(&f, "k", (int64_t)i, 0, names, &v, 1, user), 0);
+    }
+    cr_assert_eq(add(&f, "k", 5, 0, 1), 0); /* no distinct value: adds nothing to it */
+    /* A second window with few values, merged-free: linear counting territory. */
+    for (size_t i = 0; i < 10; i++) {
+        snprintf(user, sizeof(user), "u%zu", i % 5);
+        cr_assert_eq(add_fields(&f, "k", 2000000 + (int64_t)i, 0, NULL, NULL, 0, user), 0);
+    }
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    cJSON *root = parse(f.res[0].json);
+    double est = num(root, "distinct");
+    double se = 1.04 / sqrt(4096.0);
+    cr_assert(fabs(est - (double)distinct) <= 3 * se * (double)distinct, "distinct %g", est);
+    cr_assert_eq(est, floor(est)); /* an integer */
+    cr_assert_eq(num(root, "count"), 3 * distinct + 1);
+    cJSON_Delete(root);
+    root = parse(f.res[1].json);
+    cr_assert_eq(num(root, "distinct"), 5);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+Test(aggregates, session_merge_keeps_quantiles_and_distinct)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_SESSION, 1000);
+    f.cfg.window_gap_ms = 1000;
+    f.cfg.window_allowed_lateness_ms = 1000000;
+    set_opt(&f, "window.quantiles", "p50");
+    set_opt(&f, "window.distinct_field", "user");
+    fx_start(&f);
+    static const char *const names[] = {"v"};
+    double a = 10, b = 20, c = 30;
+    cr_assert_eq(add_fields(&f, "k", 0, 0, names, &a, 1, "x"), 0);
+    cr_assert_eq(add_fields(&f, "k", 1800, 0, names, &c, 1, "y"), 0);
+    cr_assert_eq(add_fields(&f, "k", 900, 0, names, &b, 1, "x"), 0); /* bridges both */
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "k", 0, 2800, 3, true);
+    cJSON *root = parse(f.res[0].json);
+    cr_assert(close_rel(num(field_of(root, "v"), "p50"), 20, 0.01));
+    cr_assert_eq(num(root, "distinct"), 2);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+/* ---- the result document ---- */
+
+static void check_order(const cJSON *obj, const char *const *names, size_t n)
+{
+    size_t i = 0;
+    for (const cJSON *it = obj->child; it; it = it->next, i++) {
+        cr_assert_lt(i, n, "unexpected member %s", it->string);
+        cr_assert_str_eq(it->string, names[i]);
+    }
+    cr_assert_eq(i, n);
+}
+
+Test(result, json_members_in_documented_order)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "window.quantiles", "p50,p99.9");
+    set_opt(&f, "window.distinct_field", "user");
+    f.cfg.window_allowed_lateness_ms = 100000;
+    fx_start(&f);
+    static const char *const names[] = {"temp", "we\"ird\n"};
+    double v[] = {21.5, -1};
+    const char *key = "dev \"1\"\n\\";
+    cr_assert_eq(add_fields(&f, key, 10, 0, names, v, 2, "alice"), 0);
+    cr_assert_eq(add_fields(&f, key, 20, 0, names, v, 1, "bob"), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cJSON *root = parse(f.res[0].json);
+    static const char *const top[] = {"key",    "window_start", "window_end", "count",
+                                      "fields", "distinct",     "final"};
+    check_order(root, top, SG_ARRAY_SIZE(top));
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(root, "key")->valuestring, key);
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(root, "fields");
+    static const char *const fnames[] = {"temp", "we\"ird\n"};
+    check_order(fields, fnames, 2);
+    static const char *const members[] = {"count",  "sum",   "min",  "max", "mean",
+                                          "stddev", "first", "last", "p50", "p99.9"};
+    for (const cJSON *fld = fields->child; fld; fld = fld->next)
+        check_order(fld, members, SG_ARRAY_SIZE(members));
+    const cJSON *temp = field_of(root, "temp");
+    cr_assert_eq(num(temp, "count"), 2);
+    cr_assert_eq(num(temp, "stddev"), 0);
+    cr_assert(close_rel(num(temp, "p50"), 21.5, 0.01));
+    cr_assert_eq(num(field_of(root, "we\"ird\n"), "count"), 1);
+    cr_assert_eq(num(root, "distinct"), 2);
+    cr_assert_eq(f.res[0].partition, sg_streams_partition(f.st, key, strlen(key)));
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+Test(result, shortest_round_trip_numbers)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    double vals[] = {0.1, 1.0 / 3.0, 1e300, -2.5e-300, 6, 123456789012345678.0, -0.0};
+    const char *want[] = {"0.1", "0.3333333333333333",     "1e+300", "-2.5e-300",
+                          "6",   "1.2345678901234568e+17", "-0"};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(vals); i++) {
+        sg_buf_reset(&b);
+        cr_assert_eq(sg_result__append_double(&b, vals[i]), 0);
+        cr_assert_eq(sg_buf_append_char(&b, '\0'), 0);
+        cr_assert_str_eq(b.data, want[i]);
+        cr_assert_eq(strtod(b.data, NULL), vals[i]);
+    }
+    sg_buf_reset(&b);
+    cr_assert_eq(sg_result__append_double(&b, INFINITY), 0);
+    cr_assert_eq(sg_result__append_double(&b, NAN), 0);
+    cr_assert_eq(sg_buf_append_char(&b, '\0'), 0);
+    cr_assert_str_eq(b.data, "nullnull");
+    sg_buf_free(&b);
+}
+
+Test(result, overflowing_sum_is_null_not_inf)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 1, 0, 1.5e308), 0);
+    cr_assert_eq(add(&f, "k", 2, 0, 1.5e308), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cJSON *root = parse(f.res[0].json);
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(field_of(root, "v"), "sum");
+    cr_assert(cJSON_IsNull(sum));
+    cr_assert_eq(num(field_of(root, "v"), "max"), 1.5e308);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+/* ---- memory ---- */
+
+/* mallinfo2 sees glibc's heap; under a sanitizer, malloc is someone else's. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEASURE_MALLOC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEASURE_MALLOC 0
+#endif
+#endif
+#ifndef MEASURE_MALLOC
+#define MEASURE_MALLOC 1
+#endif
+
+Test(memory, bytes_per_open_key_window)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 60000);
+    f.cfg.window_allowed_lateness_ms = 0;
+    fx_start(&f);
+    enum { KEYS = 50000 };
+    char key[32];
+    size_t before = f.st->mem_bytes;
+#if MEASURE_MALLOC
+    struct mallinfo2 mi0 = mallinfo2();
+#endif
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "device-%06d", i); /* 13 bytes, a typical id */
+        cr_assert_eq(add(&f, key, 1000, 0, (double)i), 0);
+    }
+    cr_assert_eq(f.st->windows_open, KEYS);
+    double requested = (double)(f.st->mem_bytes - before) / KEYS;
+    /* The arithmetic: one window (header + one field), one stream (header + key), one key
+     * slot at the table's load, one heap entry. */
+    double slots = (double)(f.st->mask + 1) / KEYS;
+    double arithmetic = (double)(f.st->field_off + sizeof(struct sg_wfield)) +
+                        (double)(offsetof(struct sg_stream, key) + 13) + slots * sizeof(void *) +
+                        (double)f.st->heap_cap / KEYS * sizeof(void *);
+    cr_assert(fabs(arithmetic - requested) < 1.0, "accounting %g vs arithmetic %g", requested,
+              arithmetic);
+    cr_log_info("per open key-window: %.1f bytes requested (window %zu, stream %zu + key, "
+                "%.2f slots, heap %.2f entries)",
+                requested, f.st->field_off + sizeof(struct sg_wfield),
+                offsetof(struct sg_stream, key), slots, (double)f.st->heap_cap / KEYS);
+    cr_assert_leq(requested, 256.0, "%.1f bytes per key-window", requested);
+#if MEASURE_MALLOC
+    struct mallinfo2 mi1 = mallinfo2();
+    /* Small chunks count in uordblks, the big arrays (table, heap) in mmapped hblkhd. */
+    double actual = (double)(mi1.uordblks + mi1.hblkhd - mi0.uordblks - mi0.hblkhd) / KEYS;
+    cr_log_info("per open key-window: %.1f bytes from malloc, its overhead included", actual);
+    cr_assert_leq(actual, 288.0, "%.1f bytes per key-window from malloc", actual);
+#endif
+    fx_stop(&f);
+}
+
+/* ---- sessions against a brute-force model ---- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(session, random_events_match_a_model)
+{
+    enum { KEYS = 5, EVENTS = 3000 };
+    const int64_t gap = 500;
+    struct fx f;
+    fx_init(&f, SG_WINDOW_SESSION, 1000);
+    f.cfg.window_gap_ms = (uint64_t)gap;
+    f.cfg.window_allowed_lateness_ms = 10000000; /* everything stays open until flush */
+    fx_start(&f);
+    static int64_t times[KEYS][EVENTS];
+    size_t n[KEYS] = {0};
+    uint64_t seed = 7;
+    char key[8];
+    for (int i = 0; i < EVENTS; i++) {
+        int k = (int)(lcg_next(&seed) % KEYS);
+        /* Clustered times so sessions form, split and merge in every order. */
+        int64_t t = (int64_t)(lcg_next(&seed) % 200) * 1000 + (int64_t)(lcg_next(&seed) % 1400);
+        times[k][n[k]++] = t;
+        snprintf(key, sizeof(key), "k%d", k);
+        cr_assert_eq(add(&f, key, t, 0, (double)t), 0);
+    }
+    sg_streams_flush(f.st);
+
+    size_t expected = 0;
+    for (int k = 0; k < KEYS; k++) {
+        qsort(times[k], n[k], sizeof(int64_t), cmp_i64);
+        snprintf(key, sizeof(key), "k%d", k);
+        for (size_t i = 0; i < n[k];) {
+            size_t j = i + 1;
+            double sum = (double)times[k][i];
+            while (j < n[k] && times[k][j] - times[k][j - 1] < gap)
+                sum += (double)times[k][j++];
+            struct rec_result *r = find_result(&f, key, times[k][i]);
+            cr_assert_not_null(r, "no session %s@%" PRId64, key, times[k][i]);
+            check_result(r, key, times[k][i], times[k][j - 1] + gap, (double)(j - i), true);
+            cJSON *root = parse(r->json);
+            cr_assert_eq(num(field_of(root, "v"), "sum"), sum);
+            cJSON_Delete(root);
+            expected++;
+            i = j;
+        }
+    }
+    cr_assert_eq(f.nres, expected);
+    /* Fired in (end, key, start) order. */
+    for (size_t i = 1; i < f.nres; i++) {
+        const struct rec_result *a = &f.res[i - 1], *b = &f.res[i];
+        int c = strcmp(a->key, b->key);
+        cr_assert(a->end < b->end ||
+                      (a->end == b->end && (c < 0 || (c == 0 && a->start < b->start))),
+                  "out of order at %zu", i);
+    }
+    fx_stop(&f);
+}
