@@ -265,7 +265,8 @@ Test(http, pipelined_requests_answered_in_order)
     sgt_start(&p, NULL, NULL);
     int fd = sgt_connect(p.http);
 
-    sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"key\":\"a\"}"
+    sgt_send_str(fd,
+                 "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"key\":\"a\"}"
                  "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
                  "GET /nowhere?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"
                  "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"v\":1}\n"
@@ -340,11 +341,11 @@ Test(http, chunked_body)
     int fd = sgt_connect(p.http);
 
     sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                 "Content-Type: application/x-ndjson\r\n\r\n"
-                 "c\r\n{\"key\":\"a\"}\n\r\n"
-                 "5\r\n{\"key\r\n"
-                 "7;ext=1\r\n\":\"b\"}\n\r\n"
-                 "0\r\nX-Trailer: yes\r\n\r\n");
+                     "Content-Type: application/x-ndjson\r\n\r\n"
+                     "c\r\n{\"key\":\"a\"}\n\r\n"
+                     "5\r\n{\"key\r\n"
+                     "7;ext=1\r\n\":\"b\"}\n\r\n"
+                     "0\r\nX-Trailer: yes\r\n\r\n");
     read_resp(fd, &r);
     cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
     assert_body_has(&r, "\"accepted\":2,\"rejected\":0");
@@ -509,7 +510,7 @@ Test(http, content_length_over_limit_is_413_without_reading)
 
     /* Only the headers: the answer must come without the body being sent. */
     sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 "Content-Length: 100000\r\n\r\n{\"key\":\"a\"}");
+                     "Content-Length: 100000\r\n\r\n{\"key\":\"a\"}");
     read_resp(fd, &r);
     cr_assert_eq(r.status, 413, "%d %s", r.status, r.body);
     cr_assert_str_eq(r.body, "{\"error\":\"body exceeds http.max_body_size\"}");
@@ -609,7 +610,8 @@ Test(http, not_found_and_method_not_allowed)
 
     /* A refusal without a body keeps the connection. */
     int fd = sgt_connect(p.http);
-    sgt_send_str(fd, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    sgt_send_str(fd,
+                 "GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     read_resp(fd, &r);
     cr_assert_eq(r.status, 404);
     assert_no_header(&r, "Connection");
@@ -680,7 +682,7 @@ Test(http, expect_100_continue)
     const char want[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
     sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                 "Content-Length: 11\r\n\r\n");
+                     "Content-Length: 11\r\n\r\n");
     while (got < strlen(want)) {
         ssize_t n = recv(fd, interim + got, strlen(want) - got, 0);
         cr_assert_gt(n, 0, "no 100 Continue before the body");
@@ -696,7 +698,7 @@ Test(http, expect_100_continue)
     /* Refused at the headers: the final status comes instead of 100 Continue. */
     fd = sgt_connect(p.http);
     sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                 "Content-Type: text/csv\r\nContent-Length: 11\r\n\r\n");
+                     "Content-Type: text/csv\r\nContent-Length: 11\r\n\r\n");
     char raw[256];
     ssize_t n = recv(fd, raw, sizeof(raw) - 1, 0);
     cr_assert_gt(n, 0);
@@ -1046,7 +1048,7 @@ Test(http, graceful_shutdown_finishes_request_in_flight)
     sgt_response_free(&r);
 
     sgt_send_str(busy, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   "Content-Length: 21\r\n\r\n{\"key\":\"las");
+                       "Content-Length: 21\r\n\r\n{\"key\":\"las");
     /* A readiness probe whose headers are not finished yet. */
     sgt_send_str(probe, "GET /readyz HTTP/1.1\r\nHost: x\r\n");
     sgt_sleep_ms(100);
