@@ -561,3 +561,72 @@ Test(windows, processing_time_windows_use_arrival_time)
     unlink(results);
     unlink(late);
 }
+
+Test(windows, session_windows_with_distinct_counts)
+{
+    char results[256], late[256];
+    temp_paths(results, late, sizeof(results));
+    const char *args[] = {NULL,
+                          NULL,
+                          NULL,
+                          NULL,
+                          "--window-type",
+                          "session",
+                          "--window-gap",
+                          "1s",
+                          "--window-distinct-field",
+                          "user",
+                          "--window-quantiles",
+                          "",
+                          "--window-idle-timeout",
+                          "1h",
+                          NULL};
+    struct sgt_proc p;
+    results_args(args, results, late);
+    sgt_start(&p, args, NULL);
+    /* Session A: 200 events 100 ms apart (gaps under 1 s) from 50 users; then 5 s of silence;
+     * session B: 3 events from one user. */
+    char *body = malloc(64 * 1024);
+    size_t off = 0;
+    for (int i = 0; i < 200; i++)
+        off += (size_t)snprintf(body + off, 64 * 1024 - off,
+                                "{\"key\":\"s\",\"ts\":%lld,\"user\":\"u%d\",\"value\":1}\n",
+                                (long long)T0 + i * 100, i % 50);
+    for (int i = 0; i < 3; i++)
+        off += (size_t)snprintf(body + off, 64 * 1024 - off,
+                                "{\"key\":\"s\",\"ts\":%lld,\"user\":\"solo\",\"value\":2}\n",
+                                (long long)T0 + 19900 + 5000 + i * 10);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"accepted\":203"), "%s", r.body);
+    sgt_response_free(&r);
+    free(body);
+    /* Session A ended 1 s after its last event, which the watermark has passed. */
+    cr_assert_eq(sgt_wait_lines(results, 1, WAIT_MS), 1);
+    sgt_stop_ok(&p);
+    cr_assert_eq(sgt_wait_lines(results, 2, WAIT_MS), 2);
+
+    char *text = sgt_read_file(results, NULL);
+    char *second = strchr(text, '\n') + 1;
+    second[-1] = '\0';
+    cJSON *a = cJSON_Parse(text), *b = cJSON_Parse(second);
+    cr_assert(a && b, "%s", text);
+    cr_assert_eq(num(a, "window_start"), (double)T0);
+    cr_assert_eq(num(a, "window_end"), (double)T0 + 19900 + 1000, "last event + gap");
+    cr_assert_eq(num(a, "count"), 200);
+    /* 50 distinct users: HyperLogLog at p=12 is exact-ish at this size (within 3 sigma). */
+    cr_assert(fabs(num(a, "distinct") - 50) <= 3 * 1.04 / 64 * 50 + 1, "distinct %g",
+              num(a, "distinct"));
+    cr_assert_null(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "fields"), "value"), "p50"),
+        "an empty window.quantiles turns the sketch off");
+    cr_assert_eq(num(b, "window_start"), (double)T0 + 24900);
+    cr_assert_eq(num(b, "count"), 3);
+    cr_assert_eq(num(b, "distinct"), 1);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(text);
+    unlink(results);
+    unlink(late);
+}
