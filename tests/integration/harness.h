@@ -24,7 +24,9 @@ struct sgt_proc {
  * flags win), with the environment `env` added (NULL-terminated "K=V", may be NULL). Waits up to
  * 10 s for the "listening" log line and fills `p`. Fails the test (cr_assert) on error. */
 void sgt_start(struct sgt_proc *p, const char *const *args, const char *const *env);
-/* Sends SIGTERM, waits up to 20 s, returns the exit status (128+signal if killed by one). */
+/* Sends SIGTERM, waits up to 20 s, returns the exit status (128+signal if killed by one), and
+ * removes the run's directory. A test that reaped the process itself sets p->pid = 0 first;
+ * then this only removes the directory and returns -1. */
 int sgt_stop(struct sgt_proc *p);
 /* Sends SIGTERM and asserts a clean exit (status 0). */
 void sgt_stop_ok(struct sgt_proc *p);

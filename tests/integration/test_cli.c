@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -310,4 +312,55 @@ Test(cli, deploy_example_config_is_valid)
     cr_assert_str_eq(out, "configuration ok\n");
     free(out);
     free(err);
+}
+
+/* Waits up to timeout_ms for the child; returns its exit status, or -1 if still running. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int status;
+    for (int64_t end = sgt_mono_ms() + timeout_ms; sgt_mono_ms() < end; sgt_sleep_ms(10))
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return -1;
+}
+
+Test(cli, sigint_stops_cleanly_and_keeps_what_was_sent)
+{
+    struct sgt_proc p;
+    sgt_start(&p, NULL, NULL);
+    int fd = sgt_connect(p.tcp);
+    const char *sent = "{\"key\":\"a\",\"v\":1}\n{\"key\":\"b\",\"v\":2}";
+    sgt_send_str(fd, sent);
+    double want = (double)strlen(sent);
+    cr_assert_eq(
+        sgt_wait_metric(p.http, "streamgate_bytes_received_total{transport=\"tcp\"}", want, 5000),
+        want);
+    kill(p.pid, SIGINT);
+    cr_assert_eq(wait_exit(p.pid, 10000), 0, "SIGINT exits 0 after draining");
+    char *out = sgt_read_file(p.out_path, NULL);
+    cr_assert_str_eq(out, "{\"key\":\"a\",\"v\":1}\n{\"key\":\"b\",\"v\":2}\n",
+                     "the last line without a newline counted too");
+    free(out);
+    close(fd);
+    p.pid = 0;
+    sgt_stop(&p); /* removes the run's directory */
+}
+
+Test(cli, second_signal_exits_at_once)
+{
+    const char *args[] = {"--http-body-timeout", "1m", "--shutdown-timeout", "1m", NULL};
+    struct sgt_proc p;
+    sgt_start(&p, args, NULL);
+    /* A request whose body never comes holds the first shutdown for a minute. */
+    int fd = sgt_connect(p.http);
+    sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n{\"key\":");
+    sgt_sleep_ms(100);
+    kill(p.pid, SIGTERM);
+    cr_assert_eq(wait_exit(p.pid, 500), -1, "the first signal waits for the request in flight");
+    kill(p.pid, SIGTERM);
+    cr_assert_eq(wait_exit(p.pid, 5000), 1, "the second signal exits at once, with status 1");
+    close(fd);
+    p.pid = 0;
+    sgt_stop(&p);
 }
