@@ -15,7 +15,9 @@
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"
+#include "streamgate/kafka_embedded.h"
 #include "streamgate/sink_file.h"
+#include "streamgate/sink_kafka.h"
 #include "streamgate/streams.h"
 #include "streamgate/tcp_server.h"
 
@@ -36,6 +38,8 @@ struct sg_app {
     size_t nsinks;
     struct sg_streams *streams;
     uv_timer_t tick_timer;
+    struct sg_kafka_embedded *kafka_embedded; /* kafka.brokers = "embedded" */
+    struct sg_sink *kafka;                    /* also in sinks[]; NULL: no Kafka writer */
     struct sg_http_server *http;
     struct sg_tcp_server *tcp;
     uv_signal_t sigint, sigterm;
@@ -107,6 +111,9 @@ static void on_drain_timeout(uv_timer_t *t)
     struct sg_app *app = sg_container_of(t, struct sg_app, drain_timer);
     sg_error(&app->log, "drain deadline passed; writers still held data",
              SG_F_UINT("shutdown_timeout_ms", app->cfg.shutdown_timeout_ms));
+    for (size_t i = 0; i < app->nsinks; i++)
+        if (app->sinks[i]->ops->abandon)
+            app->sinks[i]->ops->abandon(app->sinks[i]);
     /* The sinks' close paths still run below; what they could not write is counted as failed
      * by them. */
     on_drained(app);
@@ -166,8 +173,54 @@ static void app_free(struct sg_app *app)
     sg_streams_destroy(app->streams);
     for (size_t i = 0; i < app->nsinks; i++)
         app->sinks[i]->ops->destroy(app->sinks[i]);
+    /* The producer is gone (with the sinks); now its in-process cluster may go. */
+    sg_kafka_embedded_stop(app->kafka_embedded);
     sg_metrics_destroy(app->metrics);
     sg_config_free(&app->cfg);
+}
+
+/* GET /v1/info: what is running and where. */
+static int render_info(void *arg, struct sg_buf *out)
+{
+    struct sg_app *app = arg;
+    int rc = sg_buf_printf(out, "{\"version\":\"%s\",\"listeners\":{\"http\":", SG_VERSION);
+    const char *http = app->http ? sg_http_server_address(app->http) : "";
+    const char *tcp = app->tcp ? sg_tcp_server_address(app->tcp) : "";
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, http, strlen(http));
+    if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"tcp\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, tcp, strlen(tcp));
+    if (rc == 0)
+        rc = sg_buf_append_str(out, "},\"kafka\":");
+    if (rc == 0)
+        rc = app->kafka ? sg_sink_kafka_info(app->kafka, out) : sg_buf_append_str(out, "null");
+    if (rc == 0)
+        rc = sg_buf_printf(out, ",\"ready\":%s}", sg_ingest_ready(app->ingest) ? "true" : "false");
+    return rc;
+}
+
+static int start_kafka(struct sg_app *app, char *err, size_t errlen)
+{
+    const char *bootstrap = app->cfg.kafka_brokers;
+    if (!bootstrap[0])
+        return 0;
+    if (strcmp(bootstrap, "embedded") == 0) {
+        int rc = sg_kafka_embedded_start(&app->cfg, &app->kafka_embedded, err, errlen);
+        if (rc)
+            return rc;
+        bootstrap = sg_kafka_embedded_bootstrap(app->kafka_embedded);
+        sg_info(&app->log, "kafka embedded cluster started", SG_F_STR("bootstrap", bootstrap),
+                SG_F_INT("partitions", app->cfg.kafka_partitions));
+    }
+    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->metrics, &app->log,
+                                  &app->kafka, err, errlen);
+    if (rc)
+        return rc;
+    app->sinks[app->nsinks++] = app->kafka;
+    sg_ingest_add_sink(app->ingest, app->kafka);
+    return 0;
 }
 
 static int register_static_metrics(struct sg_app *app)
@@ -217,9 +270,12 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         app->sinks[app->nsinks++] = file;
         sg_ingest_add_sink(app->ingest, file);
     }
+    rc = start_kafka(app, err, errlen);
+    if (rc)
+        return rc;
     if (app->nsinks == 0)
         sg_warn(&app->log, "no writer configured: accepted events are counted, then discarded",
-                SG_F_STR("hint", "set output.file or output.results_file"));
+                SG_F_STR("hint", "set kafka.brokers, output.file or output.results_file"));
 
     struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = app};
     app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, &cbs);
@@ -233,6 +289,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                                 .cfg = &app->cfg,
                                 .ingest = app->ingest,
                                 .streams = app->streams,
+                                .info = render_info,
+                                .info_arg = app,
                                 .metrics = app->metrics,
                                 .log = &app->log};
     if (app->cfg.http_listen[0]) {

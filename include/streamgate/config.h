@@ -57,6 +57,14 @@ struct sg_config {
     char *output_results_file; /* window results; path, "-" for stdout, empty: off */
     char *output_late_file;    /* late events as received; path, empty: off */
 
+    /* kafka.* */
+    char *kafka_brokers;             /* bootstrap list, "embedded", or empty: off */
+    char *kafka_raw_topic;           /* empty: raw stream off */
+    char *kafka_agg_topic;           /* empty: results off */
+    char *kafka_late_topic;          /* empty: off */
+    int64_t kafka_partitions;        /* embedded cluster's topics */
+    struct sg_strlist kafka_rdkafka; /* "name=value" librdkafka properties */
+
     /* window.* */
     int window_type; /* enum sg_window_type */
     uint64_t window_size_ms;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+struct sg_buf;
 struct sg_config;
 struct sg_ingest;
 struct sg_streams;
@@ -18,6 +19,9 @@ struct sg_server_env {
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
     struct sg_streams *streams; /* for the live query; NULL answers 404 */
+    /* Renders GET /v1/info's JSON object into `out`; NULL answers 404. */
+    int (*info)(void *arg, struct sg_buf *out);
+    void *info_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;
 };

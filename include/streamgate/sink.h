@@ -31,6 +31,10 @@ struct sg_sink_ops {
     bool (*healthy)(struct sg_sink *sink);
     /* Writes out everything held, then calls `cb` once, on the loop. No writes after this. */
     void (*drain)(struct sg_sink *sink, sg_sink_drained_cb cb, void *arg);
+    /* The drain's deadline passed: stop waiting and release every loop handle now, without
+     * calling the drain callback; what is still held is given up at destroy and counted as
+     * failed there. NULL for a sink whose drain holds no loop handle. */
+    void (*abandon)(struct sg_sink *sink);
     /* Frees the sink; only after drain has called back (or if it was never started). */
     void (*destroy)(struct sg_sink *sink);
 };

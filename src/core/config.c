@@ -132,6 +132,23 @@ static const struct sg_config_option options[] = {
     SG_OPT_STR("output.late_file", output_late_file, "", 0,
                "File late events (later than window.allowed_lateness for a window that already "
                "fired) are appended to as received; empty turns it off."),
+    SG_OPT_STR("kafka.brokers", kafka_brokers, "", 0,
+               "Kafka bootstrap servers (host:port,...); \"embedded\" starts an in-process "
+               "Kafka-protocol cluster; empty turns the Kafka writer off."),
+    SG_OPT_STR("kafka.raw_topic", kafka_raw_topic, "events", 0,
+               "Topic for raw events (key = event key, value = the event as received); empty "
+               "turns that stream off."),
+    SG_OPT_STR("kafka.agg_topic", kafka_agg_topic, "aggregates", 0,
+               "Topic for window results (key = event key); empty turns that stream off."),
+    SG_OPT_STR("kafka.late_topic", kafka_late_topic, "", 0,
+               "Topic for late events and records that could not be delivered (dead letters); "
+               "empty turns it off."),
+    SG_OPT_INT("kafka.partitions", kafka_partitions, "12", 1, 1000,
+               "Partitions of each topic the embedded cluster creates."),
+    SG_OPT("kafka.rdkafka", SG_CONFIG_STRLIST, struct sg_strlist, kafka_rdkafka, "", 0, 0,
+           SG_CONFIG_F_PROPS,
+           "librdkafka producer properties passed through: an object in the file, "
+           "name=value,name=value elsewhere (e.g. linger.ms=20,compression.type=zstd)."),
     SG_OPT_ENUM("window.type", window_type, "tumbling", window_types,
                 "Window kind: fixed non-overlapping windows, overlapping windows every "
                 "window.slide, or per-key sessions closed by window.gap of silence."),
@@ -631,6 +648,18 @@ static int opt_set_text(struct sg_config *cfg, const struct sg_config_option *op
                         "%s: invalid list \"%s\" (empty item; expected comma-separated values)",
                         opt->name, quote(value, q, sizeof(q)));
         }
+        if (opt->flags & SG_CONFIG_F_PROPS) {
+            for (size_t i = 0; i < list.count; i++) {
+                const char *eq = strchr(list.items[i], '=');
+                if (eq == NULL || eq == list.items[i]) {
+                    strlist_free(&list);
+                    return fail(errstr, errstr_size, from,
+                                "%s: invalid property \"%s\" (expected name=value pairs, "
+                                "comma-separated)",
+                                opt->name, quote(value, q, sizeof(q)));
+                }
+            }
+        }
         return set_list(dst, &list);
     }
 
@@ -712,6 +741,47 @@ static const char *json_type_name(const cJSON *item)
     return "an invalid value";
 }
 
+/* A property map from a JSON object: {"linger.ms": 5, "acks": "all"} -> "linger.ms=5",
+ * "acks=all". Values are strings, numbers or booleans. */
+static int props_from_json(const struct sg_config_option *opt, const cJSON *item, void *dst,
+                           const char *from, char *errstr, size_t errstr_size)
+{
+    if (!cJSON_IsObject(item))
+        return fail(errstr, errstr_size, from, "%s: expected an object, got %s", opt->name,
+                    json_type_name(item));
+    struct sg_strlist list = {0};
+    for (const cJSON *el = item->child; el != NULL; el = el->next) {
+        char text[1024];
+        int n;
+        if (cJSON_IsString(el))
+            n = snprintf(text, sizeof(text), "%s=%s", el->string, el->valuestring);
+        else if (cJSON_IsBool(el))
+            n = snprintf(text, sizeof(text), "%s=%s", el->string,
+                         cJSON_IsTrue(el) ? "true" : "false");
+        else if (cJSON_IsNumber(el) && el->valuedouble == (double)(int64_t)el->valuedouble)
+            n = snprintf(text, sizeof(text), "%s=%" PRId64, el->string, (int64_t)el->valuedouble);
+        else if (cJSON_IsNumber(el))
+            n = snprintf(text, sizeof(text), "%s=%.17g", el->string, el->valuedouble);
+        else {
+            strlist_free(&list);
+            return fail(errstr, errstr_size, from,
+                        "%s.%s: expected a string, number or boolean, got %s", opt->name,
+                        el->string, json_type_name(el));
+        }
+        if (el->string[0] == '\0' || n < 0 || (size_t)n >= sizeof(text)) {
+            strlist_free(&list);
+            return fail(errstr, errstr_size, from, "%s: invalid property", opt->name);
+        }
+        int rc = strlist_push(&list, text, (size_t)n);
+        if (rc != 0) {
+            strlist_free(&list);
+            fail(errstr, errstr_size, from, "%s: out of memory", opt->name);
+            return rc;
+        }
+    }
+    return set_list(dst, &list);
+}
+
 /* A JSON number for an int, duration or size option: a whole number that a double holds
  * exactly. */
 static int json_whole_number(const struct sg_config_option *opt, const cJSON *item,
@@ -771,6 +841,8 @@ static int opt_set_json(struct sg_config *cfg, const struct sg_config_option *op
         break;
 
     case SG_CONFIG_STRLIST: {
+        if (opt->flags & SG_CONFIG_F_PROPS)
+            return props_from_json(opt, item, dst, from, errstr, errstr_size);
         want = "an array of strings";
         if (!cJSON_IsArray(item))
             break;

@@ -19,6 +19,8 @@ enum sg_config_type {
 
 /* Checked by sg_config_validate: listen addresses must parse with sg_parse_hostport. */
 #define SG_CONFIG_F_ADDRESS 0x1u
+/* A list of "name=value" properties: a JSON object in the file, "a=1,b=2" elsewhere. */
+#define SG_CONFIG_F_PROPS 0x2u
 
 /* One row of the option table. */
 struct sg_config_option {

@@ -559,6 +559,8 @@ static enum sg_http_route http_route(const char *url, size_t len)
         return SG_HTTP_ROUTE_HEALTHZ;
     if (len == 7 && memcmp(url, "/readyz", 7) == 0)
         return SG_HTTP_ROUTE_READYZ;
+    if (len == 8 && memcmp(url, "/v1/info", 8) == 0)
+        return SG_HTTP_ROUTE_INFO;
     if (len == 11 && memcmp(url, "/v1/streams", 11) == 0)
         return SG_HTTP_ROUTE_STREAMS;
     if (len > 12 && memcmp(url, "/v1/streams/", 12) == 0)
@@ -954,6 +956,18 @@ static void handle_request(struct sg_http_conn *conn, bool close)
         break;
     case SG_HTTP_ROUTE_STREAMS:
         handle_streams(conn, close);
+        break;
+    case SG_HTTP_ROUTE_INFO:
+        sg_buf_reset(&srv->resp);
+        if (!srv->info) {
+            conn_respond_error(conn, 404, "not found", NULL, close);
+            break;
+        }
+        if (srv->info(srv->info_arg, &srv->resp) < 0) {
+            conn_respond_error(conn, 500, "cannot render the info", NULL, close);
+            break;
+        }
+        conn_respond(conn, 200, sg_http_json, srv->resp.data, srv->resp.len, NULL, close);
         break;
     case SG_HTTP_ROUTE_STREAM:
         handle_stream(conn, close);

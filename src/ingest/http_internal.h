@@ -65,6 +65,7 @@ enum sg_http_route {
     SG_HTTP_ROUTE_READYZ,
     SG_HTTP_ROUTE_STREAMS, /* GET /v1/streams?limit=N */
     SG_HTTP_ROUTE_STREAM,  /* GET /v1/streams/{key} */
+    SG_HTTP_ROUTE_INFO,    /* GET /v1/info */
 };
 
 /* What the connection's one timer is counting down to. */
@@ -152,6 +153,8 @@ struct sg_http_server {
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
     struct sg_streams *streams; /* the live query's source; NULL: 404 */
+    int (*info)(void *arg, struct sg_buf *out);
+    void *info_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;
     char address[80];

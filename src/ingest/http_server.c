@@ -242,6 +242,8 @@ int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server
     srv->cfg = cfg;
     srv->ingest = env->ingest;
     srv->streams = env->streams;
+    srv->info = env->info;
+    srv->info_arg = env->info_arg;
     srv->metrics = env->metrics;
     srv->log = env->log;
     srv->bad_input.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;

@@ -322,6 +322,12 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.stream_max_keys, 1000000);
     cr_assert_eq(cfg.stream_key_idle_timeout_ms, 60000);
     cr_assert_eq(cfg.stream_partitions, 12);
+    cr_assert_str_eq(cfg.kafka_brokers, "");
+    cr_assert_str_eq(cfg.kafka_raw_topic, "events");
+    cr_assert_str_eq(cfg.kafka_agg_topic, "aggregates");
+    cr_assert_str_eq(cfg.kafka_late_topic, "");
+    cr_assert_eq(cfg.kafka_partitions, 12);
+    cr_assert_eq(cfg.kafka_rdkafka.count, 0);
     cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
     sg_config_free(&cfg);
 }
@@ -330,7 +336,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 41);
+    cr_assert_eq(n, 47);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1221,4 +1227,42 @@ Test(parse, quantiles)
     cr_assert_neq(sg_parse_quantile("p", &q), 0);
     cr_assert_neq(sg_parse_quantile("p-1", &q), 0);
     cr_assert_neq(sg_parse_quantile("P50", &q), 0);
+}
+
+Test(set, kafka_properties_from_text)
+{
+    struct sg_config cfg;
+    cfg_init(&cfg);
+    cr_assert_eq(set(&cfg, "kafka.rdkafka", "linger.ms=20, compression.type=zstd"), 0, "%s",
+                 errbuf);
+    cr_assert_eq(cfg.kafka_rdkafka.count, 2);
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[0], "linger.ms=20");
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[1], "compression.type=zstd");
+    cr_assert_neq(set(&cfg, "kafka.rdkafka", "linger.ms"), 0);
+    assert_contains(errbuf, "kafka.rdkafka: invalid property");
+    cr_assert_neq(set(&cfg, "kafka.rdkafka", "=5"), 0);
+    sg_config_free(&cfg);
+}
+
+Test(json, kafka_properties_from_an_object)
+{
+    struct sg_config cfg;
+    cfg_init(&cfg);
+    const char *doc = "{\"kafka\":{\"brokers\":\"b:9092\",\"rdkafka\":{\"linger.ms\":20,"
+                      "\"acks\":\"all\",\"enable.idempotence\":true,\"x\":0.5}}}";
+    cr_assert_eq(sg_config_apply_json(&cfg, doc, strlen(doc), errbuf, sizeof(errbuf)), 0, "%s",
+                 errbuf);
+    cr_assert_str_eq(cfg.kafka_brokers, "b:9092");
+    cr_assert_eq(cfg.kafka_rdkafka.count, 4);
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[0], "linger.ms=20");
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[1], "acks=all");
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[2], "enable.idempotence=true");
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[3], "x=0.5");
+    const char *bad = "{\"kafka\":{\"rdkafka\":{\"a\":[1]}}}";
+    cr_assert_neq(sg_config_apply_json(&cfg, bad, strlen(bad), errbuf, sizeof(errbuf)), 0);
+    assert_contains(errbuf, "kafka.rdkafka.a: expected a string, number or boolean");
+    const char *arr = "{\"kafka\":{\"rdkafka\":[\"a=1\"]}}";
+    cr_assert_neq(sg_config_apply_json(&cfg, arr, strlen(arr), errbuf, sizeof(errbuf)), 0);
+    assert_contains(errbuf, "kafka.rdkafka: expected an object");
+    sg_config_free(&cfg);
 }

@@ -1,0 +1,32 @@
+/* The Kafka writer: one librdkafka producer driven from the loop. Delivery reports come back
+ * through the main queue's IO event (rd_kafka_queue_io_event_enable) on a non-blocking pipe
+ * watched by a uv_poll_t, drained with rd_kafka_poll(rk, 0), plus a slow timer as a safety net.
+ * Produce never blocks: a full local queue (RD_KAFKA_RESP_ERR__QUEUE_FULL) is reported to the
+ * caller as -EAGAIN (backpressure), never dropped. A record counts as delivered only when its
+ * delivery report says so. */
+#ifndef STREAMGATE_SINK_KAFKA_H
+#define STREAMGATE_SINK_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct sg_config;
+struct sg_log;
+struct sg_metrics;
+struct sg_sink;
+
+/* Creates the producer for `bootstrap` (a broker list) with the topics and properties of
+ * cfg->kafka_*. Producer defaults: enable.idempotence=true, acks=all, compression.type=lz4,
+ * linger.ms=5, partitioner=murmur2_random; cfg->kafka_rdkafka overrides any of them. Returns 0
+ * or a negative code with a message (naming the bad property, if any) in errstr. */
+int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
+                         struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                         char *errstr, size_t errstr_size);
+
+/* Appends the writer's state as a JSON object for /v1/info:
+ * {"bootstrap":..,"queue_messages":N,"queue_bytes":N,"delivered":N,"failed":N,"healthy":bool} */
+struct sg_buf;
+int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out);
+
+#endif

@@ -1,0 +1,649 @@
+/* The Kafka writer. One librdkafka producer; everything that librdkafka hands back to the
+ * application (delivery reports, errors, its own log lines) is forwarded to the main queue and
+ * served on the loop thread by rd_kafka_poll(rk, 0). The main queue writes a byte into a
+ * non-blocking pipe when it becomes non-empty, and a uv_poll_t on the pipe's read end wakes the
+ * loop; a slow timer polls as well in case a wake-up is ever missed. */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "streamgate/buf.h"
+#include "streamgate/config.h"
+#include "streamgate/event.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/sink.h"
+#include "streamgate/sink_kafka.h"
+#include "streamgate/streams.h"
+
+/* Safety-net poll interval, and the faster one while draining. */
+#define KAFKA_POLL_MS       100
+#define KAFKA_DRAIN_POLL_MS 10
+/* rd_kafka_poll calls per wake-up; each serves every queued op, so more than a few means the
+ * queue is being refilled as fast as it is served and the loop should get on with other work. */
+#define KAFKA_MAX_POLLS 16
+/* How long destroy waits for the reports of purged records (the loop has stopped by then). */
+#define KAFKA_PURGE_WAIT_MS 1000
+
+enum kafka_stream { KAFKA_RAW = 0, KAFKA_AGG, KAFKA_LATE, KAFKA_NSTREAMS };
+
+static const char *const kafka_stream_names[KAFKA_NSTREAMS] = {"raw", "agg", "late"};
+
+/* Per record: what the delivery report needs. Taken from a free list; every context ever
+ * allocated is also chained on `all`, so destroy frees them even when librdkafka never
+ * reported a record. The list grows to the peak number of records in flight, which
+ * librdkafka's queue.buffering.max.messages bounds. */
+struct kafka_msg {
+    struct kafka_msg *next_free;
+    struct kafka_msg *next_all;
+    uint64_t produced_ns; /* uv_hrtime() at produce */
+    size_t bytes;         /* key + value, for the queue-bytes gauge */
+    enum kafka_stream stream;
+};
+
+struct kafka_sink {
+    struct sg_sink sink;
+    struct sg_sink_ops ops; /* per instance: a disabled stream's op is NULL */
+    uv_loop_t *loop;
+    struct sg_log *log;
+    char *bootstrap;
+
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq; /* holds the IO event */
+    rd_kafka_topic_t *rkt[KAFKA_NSTREAMS];
+    int pipefd[2];
+
+    uv_poll_t poll;
+    uv_timer_t timer;
+    bool poll_init, timer_init, handles_closing;
+
+    bool fatal;            /* rd_kafka_fatal_error() is set: the producer is unusable */
+    bool all_brokers_down; /* until the next successful delivery */
+    bool destroying;       /* no late-topic re-routing while purging */
+    sg_sink_drained_cb drained_cb;
+    void *drained_arg;
+    bool draining;
+
+    struct kafka_msg *free_msgs, *all_msgs;
+    size_t queue_bytes;
+    uint64_t delivered, failed;
+
+    struct sg_log_limiter produce_limiter, delivery_limiter, error_limiter;
+
+    struct sg_counter *m_delivered[KAFKA_NSTREAMS], *m_failed[KAFKA_NSTREAMS];
+    struct sg_counter *m_backpressure;
+    struct sg_gauge *m_queue_messages, *m_queue_bytes;
+    struct sg_histogram *m_delivery;
+};
+
+static const double delivery_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                         0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+static struct kafka_sink *kafka_sink_of(struct sg_sink *sink)
+{
+    return sg_container_of(sink, struct kafka_sink, sink);
+}
+
+static struct kafka_msg *msg_get(struct kafka_sink *ks)
+{
+    struct kafka_msg *m = ks->free_msgs;
+    if (m) {
+        ks->free_msgs = m->next_free;
+        return m;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->next_all = ks->all_msgs;
+    ks->all_msgs = m;
+    return m;
+}
+
+static void msg_put(struct kafka_sink *ks, struct kafka_msg *m)
+{
+    m->next_free = ks->free_msgs;
+    ks->free_msgs = m;
+}
+
+static void update_gauges(struct kafka_sink *ks)
+{
+    sg_gauge_set(ks->m_queue_messages, ks->rk ? (double)rd_kafka_outq_len(ks->rk) : 0);
+    sg_gauge_set(ks->m_queue_bytes, (double)ks->queue_bytes);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    /* The handles live inside the sink, which destroy frees once both are closed. */
+    (void)handle;
+}
+
+static void close_handles(struct kafka_sink *ks)
+{
+    if (ks->handles_closing)
+        return;
+    ks->handles_closing = true;
+    if (ks->poll_init)
+        uv_close((uv_handle_t *)&ks->poll, on_handle_closed);
+    if (ks->timer_init)
+        uv_close((uv_handle_t *)&ks->timer, on_handle_closed);
+}
+
+static void maybe_drained(struct kafka_sink *ks)
+{
+    if (!ks->drained_cb || rd_kafka_outq_len(ks->rk) > 0)
+        return;
+    sg_sink_drained_cb cb = ks->drained_cb;
+    ks->drained_cb = NULL;
+    /* Nothing is left for the loop to do; closing here means main's loop can end without
+     * destroy having to touch the loop. */
+    close_handles(ks);
+    cb(&ks->sink, ks->drained_arg);
+}
+
+/* Serves delivery reports, errors and log lines. */
+static void serve(struct kafka_sink *ks)
+{
+    for (int i = 0; i < KAFKA_MAX_POLLS; i++)
+        if (rd_kafka_poll(ks->rk, 0) == 0)
+            break;
+    update_gauges(ks);
+    maybe_drained(ks);
+}
+
+static void on_pipe_readable(uv_poll_t *handle, int status, int events)
+{
+    struct kafka_sink *ks = sg_container_of(handle, struct kafka_sink, poll);
+    char scratch[256];
+    (void)status;
+    (void)events;
+    while (read(ks->pipefd[0], scratch, sizeof(scratch)) > 0)
+        ;
+    serve(ks);
+}
+
+static void on_timer(uv_timer_t *handle)
+{
+    struct kafka_sink *ks = sg_container_of(handle, struct kafka_sink, timer);
+    serve(ks);
+}
+
+/* The caller's drain deadline passed: stop waiting so the loop can end; destroy purges what is
+ * still queued and counts it as failed. The drain never completed, so its callback is not
+ * called. */
+static void kafka_abandon(struct sg_sink *sink)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    if (!ks->drained_cb || ks->handles_closing)
+        return;
+    sg_warn(ks->log, "kafka drain abandoned", SG_F_INT("queued", rd_kafka_outq_len(ks->rk)));
+    ks->drained_cb = NULL;
+    close_handles(ks);
+}
+
+/* Produces one record; `m` is its context (the caller's, filled in here). Returns 0, -EAGAIN
+ * when librdkafka's local queue is full, or -EIO. Headers are given as name/value pairs. */
+static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key, size_t key_len,
+                   const char *value, size_t value_len, rd_kafka_headers_t *hdrs)
+{
+    struct kafka_msg *m = msg_get(ks);
+    if (!m) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        sg_counter_inc(ks->m_failed[stream]);
+        ks->failed++;
+        return -ENOMEM;
+    }
+    m->stream = stream;
+    m->bytes = key_len + value_len;
+    m->produced_ns = uv_hrtime();
+    /* F_COPY: the caller's bytes are a short-lived view. Never F_BLOCK: a full queue is the
+     * caller's backpressure, not a reason to stall the loop. */
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        ks->rk, RD_KAFKA_V_RKT(ks->rkt[stream]), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ks->queue_bytes += m->bytes;
+        update_gauges(ks);
+        return 0;
+    }
+    /* On failure the headers stay ours. */
+    if (hdrs)
+        rd_kafka_headers_destroy(hdrs);
+    msg_put(ks, m);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        sg_counter_inc(ks->m_backpressure);
+        return -EAGAIN;
+    }
+    sg_counter_inc(ks->m_failed[stream]);
+    ks->failed++;
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        ks->fatal = true;
+    int64_t suppressed = sg_log_limiter_take(&ks->produce_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_error(ks->log, "kafka produce failed", SG_F_STR("stream", kafka_stream_names[stream]),
+                 SG_F_STRN("key", key ? key : "", key ? key_len : 0),
+                 SG_F_STR("error", rd_kafka_err2str(err)), SG_F_INT("suppressed", suppressed));
+    return -EIO;
+}
+
+/* Headers of a raw or late record: content type, transport and arrival time. NULL when out of
+ * memory. */
+static rd_kafka_headers_t *event_headers(int transport, int64_t received_ms)
+{
+    char received[24];
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5);
+    if (!hdrs)
+        return NULL;
+    snprintf(received, sizeof(received), "%" PRId64, received_ms);
+    rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+    rd_kafka_header_add(hdrs, "transport", -1, sg_transport_name((enum sg_transport)transport), -1);
+    rd_kafka_header_add(hdrs, "received-at", -1, received, -1);
+    return hdrs;
+}
+
+static int kafka_write_raw(struct sg_sink *sink, const struct sg_event *ev,
+                           enum sg_transport transport, int64_t received_ms)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    if (ks->draining)
+        return -ESHUTDOWN;
+    rd_kafka_headers_t *hdrs = event_headers((int)transport, received_ms);
+    if (!hdrs)
+        return -ENOMEM;
+    return produce(ks, KAFKA_RAW, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs);
+}
+
+static int kafka_write_result(struct sg_sink *sink, const struct sg_window_result *res)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    if (ks->draining)
+        return -ESHUTDOWN;
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+    if (!hdrs)
+        return -ENOMEM;
+    rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+    return produce(ks, KAFKA_AGG, res->key, res->key_len, res->json, res->json_len, hdrs);
+}
+
+static int kafka_write_late(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    char end[24];
+    if (ks->draining)
+        return -ESHUTDOWN;
+    rd_kafka_headers_t *hdrs = event_headers(ev->transport, ev->received_ms);
+    if (!hdrs)
+        return -ENOMEM;
+    snprintf(end, sizeof(end), "%" PRId64, window_end);
+    rd_kafka_header_add(hdrs, "reason", -1, "late", -1);
+    rd_kafka_header_add(hdrs, "window-end", -1, end, -1);
+    return produce(ks, KAFKA_LATE, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs);
+}
+
+/* A raw or result record that librdkafka gave up on goes to the late topic, with the error's
+ * name as its `reason`, so it is kept somewhere a consumer can find it. */
+static void reroute_to_late(struct kafka_sink *ks, const rd_kafka_message_t *rkmessage)
+{
+    rd_kafka_headers_t *orig = NULL, *hdrs;
+    if (rd_kafka_message_headers(rkmessage, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        hdrs = rd_kafka_headers_copy(orig);
+    else
+        hdrs = rd_kafka_headers_new(2);
+    if (!hdrs)
+        return;
+    rd_kafka_header_add(hdrs, "reason", -1, rd_kafka_err2name(rkmessage->err), -1);
+    int rc = produce(ks, KAFKA_LATE, rkmessage->key, rkmessage->key_len, rkmessage->payload,
+                     rkmessage->len, hdrs);
+    if (rc != 0) {
+        int64_t suppressed = sg_log_limiter_take(&ks->delivery_limiter, sg_now_ms());
+        if (suppressed >= 0)
+            sg_error(ks->log, "kafka record lost: late topic refused it",
+                     SG_F_STRN("key", rkmessage->key ? (const char *)rkmessage->key : "",
+                               rkmessage->key ? rkmessage->key_len : 0),
+                     SG_F_STR("error", sg_strerror(rc)), SG_F_INT("suppressed", suppressed));
+    }
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, void *opaque)
+{
+    struct kafka_sink *ks = opaque;
+    struct kafka_msg *m = rkmessage->_private;
+    (void)rk;
+    if (!m) /* not one of ours; cannot happen, every produce sets an opaque */
+        return;
+    enum kafka_stream stream = m->stream;
+    ks->queue_bytes -= SG_MIN(ks->queue_bytes, m->bytes);
+    sg_histogram_observe(ks->m_delivery, (double)(uv_hrtime() - m->produced_ns) / 1e9);
+    msg_put(ks, m);
+    if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        sg_counter_inc(ks->m_delivered[stream]);
+        ks->delivered++;
+        ks->all_brokers_down = false;
+        return;
+    }
+    sg_counter_inc(ks->m_failed[stream]);
+    ks->failed++;
+    int64_t suppressed = sg_log_limiter_take(&ks->delivery_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_error(ks->log, "kafka delivery failed", SG_F_STR("stream", kafka_stream_names[stream]),
+                 SG_F_STRN("key", rkmessage->key ? (const char *)rkmessage->key : "",
+                           rkmessage->key ? rkmessage->key_len : 0),
+                 SG_F_STR("error", rd_kafka_err2str(rkmessage->err)),
+                 SG_F_INT("suppressed", suppressed));
+    if (stream != KAFKA_LATE && ks->rkt[KAFKA_LATE] && !ks->destroying && !ks->fatal &&
+        rkmessage->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+        rkmessage->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        reroute_to_late(ks, rkmessage);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct kafka_sink *ks = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        ks->fatal = true;
+        sg_error(ks->log, "kafka producer failed for good",
+                 SG_F_STR("error", rd_kafka_err2name(orig)), SG_F_STR("reason", fatal));
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (!ks->all_brokers_down)
+            sg_error(ks->log, "kafka: all brokers down", SG_F_STR("reason", reason));
+        ks->all_brokers_down = true;
+        return;
+    }
+    /* Transient: librdkafka reconnects and retries by itself. */
+    int64_t suppressed = sg_log_limiter_take(&ks->error_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_warn(ks->log, "kafka error", SG_F_STR("error", rd_kafka_err2name(err)),
+                SG_F_STR("reason", reason), SG_F_INT("suppressed", suppressed));
+}
+
+/* librdkafka's own log lines, forwarded to the main queue (log.queue) so they are written here
+ * on the loop thread, as JSON lines like every other. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    struct kafka_sink *ks = rd_kafka_opaque(rk);
+    enum sg_log_level lvl = level <= 3   ? SG_LOG_ERROR
+                            : level == 4 ? SG_LOG_WARN
+                            : level <= 6 ? SG_LOG_INFO
+                                         : SG_LOG_DEBUG;
+    if (!ks)
+        return;
+    sg_log(ks->log, lvl, "librdkafka", SG_F_STR("facility", fac), SG_F_STR("text", buf));
+}
+
+static bool kafka_healthy(struct sg_sink *sink)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    return !ks->fatal && !ks->all_brokers_down;
+}
+
+static void kafka_drain(struct sg_sink *sink, sg_sink_drained_cb cb, void *arg)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    ks->draining = true;
+    ks->drained_cb = cb;
+    ks->drained_arg = arg;
+    if (ks->timer_init && !ks->handles_closing)
+        uv_timer_start(&ks->timer, on_timer, KAFKA_DRAIN_POLL_MS, KAFKA_DRAIN_POLL_MS);
+    /* The caller's deadline bounds the wait: it calls abandon when it passes. */
+    serve(ks);
+}
+
+/* Destroy runs after the loop has stopped. Main drains every sink it created before that (on
+ * start-up failure too), and the drain's completion closes the handles. Should a caller destroy
+ * a sink that was never drained, the handles are closed here and one non-blocking loop
+ * iteration runs their close callbacks, which is only valid outside uv_run. */
+static void kafka_destroy(struct sg_sink *sink)
+{
+    if (!sink)
+        return;
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    ks->destroying = true;
+    if ((ks->poll_init || ks->timer_init) && !ks->handles_closing) {
+        close_handles(ks);
+        uv_run(ks->loop, UV_RUN_NOWAIT);
+    }
+    if (ks->rk) {
+        int left = rd_kafka_outq_len(ks->rk);
+        if (left > 0) {
+            uint64_t failed_before = ks->failed;
+            rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            /* Serve the purged records' reports so they count as failed. */
+            for (int waited = 0; waited < KAFKA_PURGE_WAIT_MS && rd_kafka_outq_len(ks->rk) > 0;
+                 waited += 10)
+                rd_kafka_poll(ks->rk, 10);
+            sg_error(ks->log, "kafka records left undelivered at shutdown",
+                     SG_F_INT("records", left),
+                     SG_F_UINT("reported_failed", ks->failed - failed_before));
+        }
+        if (ks->mainq) {
+            rd_kafka_queue_io_event_enable(ks->mainq, -1, NULL, 0);
+            rd_kafka_queue_destroy(ks->mainq);
+        }
+        for (int i = 0; i < KAFKA_NSTREAMS; i++)
+            if (ks->rkt[i])
+                rd_kafka_topic_destroy(ks->rkt[i]);
+        rd_kafka_destroy(ks->rk);
+    }
+    for (int i = 0; i < 2; i++)
+        if (ks->pipefd[i] >= 0)
+            close(ks->pipefd[i]);
+    for (struct kafka_msg *m = ks->all_msgs, *next; m; m = next) {
+        next = m->next_all;
+        free(m);
+    }
+    free(ks->bootstrap);
+    free(ks);
+}
+
+static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                    size_t errstr_size)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "kafka.rdkafka: %s", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int register_metrics(struct kafka_sink *ks, struct sg_metrics *metrics)
+{
+    char labels[128];
+    for (int i = 0; i < KAFKA_NSTREAMS; i++) {
+        snprintf(labels, sizeof(labels), "sink=\"kafka\",stream=\"%s\",result=\"delivered\"",
+                 kafka_stream_names[i]);
+        ks->m_delivered[i] = sg_metrics_counter(metrics, "streamgate_sink_records_total",
+                                                "Records handed to a writer, by outcome.", labels);
+        snprintf(labels, sizeof(labels), "sink=\"kafka\",stream=\"%s\",result=\"failed\"",
+                 kafka_stream_names[i]);
+        ks->m_failed[i] = sg_metrics_counter(metrics, "streamgate_sink_records_total",
+                                             "Records handed to a writer, by outcome.", labels);
+        if (!ks->m_delivered[i] || !ks->m_failed[i])
+            return -ENOMEM;
+    }
+    ks->m_backpressure = sg_metrics_counter(metrics, "streamgate_sink_backpressure_total",
+                                            "Records a writer refused because its queue was full.",
+                                            "sink=\"kafka\"");
+    ks->m_queue_messages = sg_metrics_gauge(
+        metrics, "streamgate_sink_queue_messages",
+        "Records accepted by a writer and not yet acknowledged.", "sink=\"kafka\"");
+    ks->m_queue_bytes =
+        sg_metrics_gauge(metrics, "streamgate_sink_queue_bytes",
+                         "Bytes accepted by a writer and not yet written.", "sink=\"kafka\"");
+    ks->m_delivery =
+        sg_metrics_histogram(metrics, "streamgate_sink_delivery_seconds",
+                             "Time from handing a record to the writer to its delivery report.",
+                             "sink=\"kafka\"", delivery_bounds, SG_ARRAY_SIZE(delivery_bounds));
+    if (!ks->m_backpressure || !ks->m_queue_messages || !ks->m_queue_bytes || !ks->m_delivery)
+        return -ENOMEM;
+    return 0;
+}
+
+static rd_kafka_conf_t *build_conf(struct kafka_sink *ks, const struct sg_config *cfg,
+                                   const char *bootstrap, char *errstr, size_t errstr_size)
+{
+    static const char *const defaults[][2] = {
+        {"enable.idempotence", "true"},    {"acks", "all"},
+        {"compression.type", "lz4"},       {"linger.ms", "5"},
+        {"partitioner", "murmur2_random"}, {"log.queue", "true"},
+    };
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf) {
+        snprintf(errstr, errstr_size, "kafka: out of memory");
+        return NULL;
+    }
+    if (set_prop(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
+        goto fail;
+    for (size_t i = 0; i < SG_ARRAY_SIZE(defaults); i++)
+        if (set_prop(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
+            goto fail;
+    for (size_t i = 0; i < cfg->kafka_rdkafka.count; i++) {
+        const char *item = cfg->kafka_rdkafka.items[i];
+        const char *eq = strchr(item, '=');
+        if (!eq || eq == item) {
+            snprintf(errstr, errstr_size, "kafka.rdkafka: expected name=value, got \"%s\"", item);
+            goto fail;
+        }
+        char name[256];
+        size_t n = (size_t)(eq - item);
+        if (n >= sizeof(name)) {
+            snprintf(errstr, errstr_size, "kafka.rdkafka: property name too long: \"%.*s\"",
+                     (int)SG_MIN(n, 64), item);
+            goto fail;
+        }
+        memcpy(name, item, n);
+        name[n] = '\0';
+        if (set_prop(conf, name, eq + 1, errstr, errstr_size) != 0)
+            goto fail;
+    }
+    rd_kafka_conf_set_opaque(conf, ks);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
+                         struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                         char *errstr, size_t errstr_size)
+{
+    const char *topics[KAFKA_NSTREAMS] = {cfg->kafka_raw_topic, cfg->kafka_agg_topic,
+                                          cfg->kafka_late_topic};
+    char err[512];
+    int rc;
+    struct kafka_sink *ks = calloc(1, sizeof(*ks));
+    if (!ks) {
+        snprintf(errstr, errstr_size, "kafka: out of memory");
+        return -ENOMEM;
+    }
+    ks->pipefd[0] = ks->pipefd[1] = -1;
+    ks->loop = loop;
+    ks->log = log;
+    ks->ops = (struct sg_sink_ops){
+        .name = "kafka",
+        .write_raw = topics[KAFKA_RAW] && *topics[KAFKA_RAW] ? kafka_write_raw : NULL,
+        .write_result = topics[KAFKA_AGG] && *topics[KAFKA_AGG] ? kafka_write_result : NULL,
+        .write_late = topics[KAFKA_LATE] && *topics[KAFKA_LATE] ? kafka_write_late : NULL,
+        .healthy = kafka_healthy,
+        .drain = kafka_drain,
+        .abandon = kafka_abandon,
+        .destroy = kafka_destroy,
+    };
+    ks->sink.ops = &ks->ops;
+    int64_t interval = (int64_t)cfg->log_bad_input_interval_ms;
+    ks->produce_limiter.interval_ms = interval;
+    ks->delivery_limiter.interval_ms = interval;
+    ks->error_limiter.interval_ms = interval;
+    ks->bootstrap = strdup(bootstrap ? bootstrap : "");
+    if (!ks->bootstrap || register_metrics(ks, metrics) != 0) {
+        snprintf(errstr, errstr_size, "kafka: out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+
+    rd_kafka_conf_t *conf = build_conf(ks, cfg, ks->bootstrap, errstr, errstr_size);
+    if (!conf) {
+        rc = -EINVAL;
+        goto fail;
+    }
+    ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!ks->rk) {
+        rd_kafka_conf_destroy(conf); /* rd_kafka_new owns it only on success */
+        snprintf(errstr, errstr_size, "kafka: %s", err);
+        rc = -EINVAL;
+        goto fail;
+    }
+    for (int i = 0; i < KAFKA_NSTREAMS; i++) {
+        if (!topics[i] || !*topics[i])
+            continue;
+        ks->rkt[i] = rd_kafka_topic_new(ks->rk, topics[i], NULL);
+        if (!ks->rkt[i]) {
+            snprintf(errstr, errstr_size, "kafka: topic %s: %s", topics[i],
+                     rd_kafka_err2str(rd_kafka_last_error()));
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
+
+    /* Everything librdkafka reports goes to the main queue, and the main queue wakes the loop
+     * through the pipe. */
+    rd_kafka_set_log_queue(ks->rk, NULL);
+    if (pipe2(ks->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        rc = -errno;
+        snprintf(errstr, errstr_size, "kafka: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    ks->mainq = rd_kafka_queue_get_main(ks->rk);
+    rd_kafka_queue_io_event_enable(ks->mainq, ks->pipefd[1], "1", 1);
+    rc = uv_poll_init(loop, &ks->poll, ks->pipefd[0]);
+    if (rc != 0)
+        goto fail_uv;
+    ks->poll_init = true;
+    rc = uv_timer_init(loop, &ks->timer);
+    if (rc != 0)
+        goto fail_uv;
+    ks->timer_init = true;
+    rc = uv_poll_start(&ks->poll, UV_READABLE, on_pipe_readable);
+    if (rc != 0)
+        goto fail_uv;
+    rc = uv_timer_start(&ks->timer, on_timer, KAFKA_POLL_MS, KAFKA_POLL_MS);
+    if (rc != 0)
+        goto fail_uv;
+    update_gauges(ks);
+    *out = &ks->sink;
+    return 0;
+fail_uv:
+    snprintf(errstr, errstr_size, "kafka: %s", uv_strerror(rc));
+fail:
+    kafka_destroy(&ks->sink);
+    return rc;
+}
+
+int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    int rc = sg_buf_append_str(out, "{\"bootstrap\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, ks->bootstrap, strlen(ks->bootstrap));
+    if (rc == 0)
+        rc = sg_buf_printf(out,
+                           ",\"queue_messages\":%d,\"queue_bytes\":%zu,\"delivered\":%" PRIu64
+                           ",\"failed\":%" PRIu64 ",\"healthy\":%s}",
+                           ks->rk ? rd_kafka_outq_len(ks->rk) : 0, ks->queue_bytes, ks->delivered,
+                           ks->failed, kafka_healthy(sink) ? "true" : "false");
+    return rc;
+}
