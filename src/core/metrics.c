@@ -206,6 +206,10 @@ static int append_help(struct sg_buf *out, const char *help)
 /* The shortest decimal text that reads back as exactly `v` (0.1, not 0.10000000000000001). */
 static void format_double(char *buf, size_t len, double v)
 {
+    if (v == (double)(int64_t)v && fabs(v) < 1e15) { /* 10, not 1e+01 */
+        snprintf(buf, len, "%" PRId64, (int64_t)v);
+        return;
+    }
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, len, "%.*g", prec, v);
         if (strtod(buf, NULL) == v)

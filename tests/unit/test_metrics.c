@@ -63,9 +63,9 @@ Test(metrics, gauges_and_help_escaping)
 
 Test(metrics, histogram_buckets_are_cumulative)
 {
-    static const double bounds[] = {0.1, 1.0};
+    static const double bounds[] = {0.1, 1.0, 10.0};
     struct sg_metrics *m = sg_metrics_create();
-    struct sg_histogram *h = sg_metrics_histogram(m, "lat_seconds", "L.", NULL, bounds, 2);
+    struct sg_histogram *h = sg_metrics_histogram(m, "lat_seconds", "L.", NULL, bounds, 3);
     sg_histogram_observe(h, 0.05);
     sg_histogram_observe(h, 0.1); /* le is inclusive */
     sg_histogram_observe(h, 0.5);
@@ -74,6 +74,7 @@ Test(metrics, histogram_buckets_are_cumulative)
     cr_assert_str_eq(out, "# HELP lat_seconds L.\n# TYPE lat_seconds histogram\n"
                           "lat_seconds_bucket{le=\"0.1\"} 2\n"
                           "lat_seconds_bucket{le=\"1\"} 3\n"
+                          "lat_seconds_bucket{le=\"10\"} 4\n"
                           "lat_seconds_bucket{le=\"+Inf\"} 4\n"
                           "lat_seconds_sum 7.65\n"
                           "lat_seconds_count 4\n");
