@@ -226,15 +226,9 @@ static void sg_event__take_fields(const struct sg_event_decoder *dec, const cJSO
     }
 }
 
-int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
-                    struct sg_event *ev, enum sg_reject *why)
+/* Empties the decoder's part of the view (ingest's transport and arrival time stay). */
+static void event_clear(struct sg_event *ev)
 {
-    const char *start, *end, *parse_end = NULL;
-    const char *fallback_used = NULL;
-    const cJSON *item;
-    cJSON *root;
-
-    sg_event_decoder_free(dec);
     ev->raw = NULL;
     ev->raw_len = 0;
     ev->key = NULL;
@@ -244,6 +238,18 @@ int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, i
     ev->nfields = 0;
     ev->distinct = NULL;
     ev->distinct_len = 0;
+}
+
+int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
+                    struct sg_event *ev, enum sg_reject *why)
+{
+    const char *start, *end, *parse_end = NULL;
+    const char *fallback_used = NULL;
+    const cJSON *item;
+    cJSON *root;
+
+    sg_event_decoder_free(dec);
+    event_clear(ev);
 
     if (buf == NULL) {
         *why = SG_REJECT_INVALID_JSON;
@@ -306,13 +312,7 @@ reject:
     /* Nothing of a rejected event is used afterwards; free the tree now rather than hold it
      * until the next call. */
     sg_event_decoder_free(dec);
-    ev->raw = NULL;
-    ev->raw_len = 0;
-    ev->key = NULL;
-    ev->key_len = 0;
-    ev->nfields = 0;
-    ev->distinct = NULL;
-    ev->distinct_len = 0;
+    event_clear(ev);
     return -EINVAL;
 }
 

@@ -857,6 +857,23 @@ static const char *query_param(const char *url, size_t len, const char *name, si
 #define SG_HTTP_STREAMS_DEFAULT_LIMIT 100
 #define SG_HTTP_STREAMS_MAX_LIMIT     1000
 
+/* The `limit` query parameter: digits only, 1 to SG_HTTP_STREAMS_MAX_LIMIT. */
+static int parse_limit(const char *v, size_t len, size_t *limit)
+{
+    size_t n = 0;
+    if (len == 0 || len > 4)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -EINVAL;
+        n = n * 10 + (size_t)(v[i] - '0');
+    }
+    if (n < 1 || n > SG_HTTP_STREAMS_MAX_LIMIT)
+        return -EINVAL;
+    *limit = n;
+    return 0;
+}
+
 static void handle_streams(struct sg_http_conn *conn, bool close)
 {
     struct sg_http_server *srv = conn->srv;
@@ -865,24 +882,9 @@ static void handle_streams(struct sg_http_conn *conn, bool close)
     size_t vlen = 0, limit = SG_HTTP_STREAMS_DEFAULT_LIMIT;
     const char *v = query_param(url, req->url.len, "limit", &vlen);
 
-    if (v) {
-        char num[16];
-        char *end;
-        if (vlen == 0 || vlen >= sizeof(num)) {
-            conn_respond_error(conn, 400, "limit must be a whole number from 1 to 1000", NULL,
-                               close);
-            return;
-        }
-        memcpy(num, v, vlen);
-        num[vlen] = '\0';
-        unsigned long n = strtoul(num, &end, 10);
-        if (*end != '\0' || num[0] < '0' || num[0] > '9' || n < 1 ||
-            n > SG_HTTP_STREAMS_MAX_LIMIT) {
-            conn_respond_error(conn, 400, "limit must be a whole number from 1 to 1000", NULL,
-                               close);
-            return;
-        }
-        limit = n;
+    if (v && parse_limit(v, vlen, &limit) != 0) {
+        conn_respond_error(conn, 400, "limit must be a whole number from 1 to 1000", NULL, close);
+        return;
     }
     sg_buf_reset(&srv->resp);
     if (!srv->streams || sg_streams_render_list(srv->streams, limit, &srv->resp) < 0) {
