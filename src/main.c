@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
 #include "streamgate/http_server.h"
@@ -33,6 +34,7 @@ struct sg_app {
     struct sg_config cfg;
     struct sg_log log;
     struct sg_metrics *metrics;
+    struct sg_budget *budget;
     struct sg_ingest *ingest;
     struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
     size_t nsinks;
@@ -175,6 +177,7 @@ static void app_free(struct sg_app *app)
         app->sinks[i]->ops->destroy(app->sinks[i]);
     /* The producer is gone (with the sinks); now its in-process cluster may go. */
     sg_kafka_embedded_stop(app->kafka_embedded);
+    sg_budget_destroy(app->budget); /* after everything that charges it */
     sg_metrics_destroy(app->metrics);
     sg_config_free(&app->cfg);
 }
@@ -197,7 +200,13 @@ static int render_info(void *arg, struct sg_buf *out)
     if (rc == 0)
         rc = app->kafka ? sg_sink_kafka_info(app->kafka, out) : sg_buf_append_str(out, "null");
     if (rc == 0)
-        rc = sg_buf_printf(out, ",\"ready\":%s}", sg_ingest_ready(app->ingest) ? "true" : "false");
+        rc = sg_buf_append_str(out, ",\"budget\":");
+    if (rc == 0)
+        rc = sg_budget_render(app->budget, out);
+    if (rc == 0)
+        rc = sg_buf_printf(
+            out, ",\"ready\":%s}",
+            sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) ? "true" : "false");
     return rc;
 }
 
@@ -214,8 +223,8 @@ static int start_kafka(struct sg_app *app, char *err, size_t errlen)
         sg_info(&app->log, "kafka embedded cluster started", SG_F_STR("bootstrap", bootstrap),
                 SG_F_INT("partitions", app->cfg.kafka_partitions));
     }
-    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->metrics, &app->log,
-                                  &app->kafka, err, errlen);
+    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->budget, app->metrics,
+                                  &app->log, &app->kafka, err, errlen);
     if (rc)
         return rc;
     app->sinks[app->nsinks++] = app->kafka;
@@ -245,6 +254,13 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    app->budget =
+        sg_budget_create(app->cfg.limits_memory, (unsigned)app->cfg.limits_high_watermark,
+                         (unsigned)app->cfg.limits_low_watermark, app->metrics, &app->log);
+    if (!app->budget) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     app->ingest = sg_ingest_create(&app->cfg, app->metrics, &app->log);
     if (!app->ingest) {
         snprintf(err, errlen, "out of memory");
@@ -263,8 +279,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         if (!path[0])
             continue;
         struct sg_sink *file;
-        rc = sg_sink_file_create(&app->loop, path, files[i].kind, app->metrics, &app->log, &file,
-                                 err, errlen);
+        rc = sg_sink_file_create(&app->loop, path, files[i].kind, app->budget, app->metrics,
+                                 &app->log, &file, err, errlen);
         if (rc)
             return rc;
         app->sinks[app->nsinks++] = file;
@@ -289,6 +305,7 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                                 .cfg = &app->cfg,
                                 .ingest = app->ingest,
                                 .streams = app->streams,
+                                .budget = app->budget,
                                 .info = render_info,
                                 .info_arg = app,
                                 .metrics = app->metrics,

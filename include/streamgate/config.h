@@ -83,6 +83,12 @@ struct sg_config {
     uint64_t stream_key_idle_timeout_ms;
     int64_t stream_partitions;
 
+    /* limits.* */
+    uint64_t limits_memory;         /* bytes: the memory budget */
+    int64_t limits_high_watermark;  /* percent of limits_memory: ingest pauses at it */
+    int64_t limits_low_watermark;   /* percent of limits_memory: ingest resumes under it */
+    uint64_t limits_retry_after_ms; /* Retry-After sent with a pushback 503 */
+
     /* log.* */
     int log_level;                      /* enum sg_log_level */
     uint64_t log_bad_input_interval_ms; /* at most one bad-input line per interval and reason */

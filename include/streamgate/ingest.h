@@ -60,6 +60,8 @@ int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *b
 
 /* True when every sink is healthy. */
 bool sg_ingest_ready(struct sg_ingest *ing);
+/* True when every sink that takes raw events can still write (see sg_sink_ops.accepting). */
+bool sg_ingest_accepting(struct sg_ingest *ing);
 
 /* Drains every sink, then calls `cb` once. */
 void sg_ingest_drain(struct sg_ingest *ing, void (*cb)(void *arg), void *arg);

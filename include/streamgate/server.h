@@ -8,6 +8,7 @@
 #include <uv.h>
 
 struct sg_buf;
+struct sg_budget;
 struct sg_config;
 struct sg_ingest;
 struct sg_streams;
@@ -19,6 +20,7 @@ struct sg_server_env {
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
     struct sg_streams *streams; /* for the live query; NULL answers 404 */
+    struct sg_budget *budget;   /* pushback; NULL: never pauses */
     /* Renders GET /v1/info's JSON object into `out`; NULL answers 404. */
     int (*info)(void *arg, struct sg_buf *out);
     void *info_arg;

@@ -29,6 +29,10 @@ struct sg_sink_ops {
     int (*write_late)(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end);
     /* True while the sink can make progress (for /readyz). */
     bool (*healthy)(struct sg_sink *sink);
+    /* False once the sink can never write again (a producer that failed for good): ingest
+     * then refuses input (HTTP 503, TCP reads paused) instead of accepting events that could
+     * only fail. NULL: always accepting. */
+    bool (*accepting)(struct sg_sink *sink);
     /* Writes out everything held, then calls `cb` once, on the loop. No writes after this. */
     void (*drain)(struct sg_sink *sink, sg_sink_drained_cb cb, void *arg);
     /* The drain's deadline passed: stop waiting and release every loop handle now, without

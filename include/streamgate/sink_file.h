@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+struct sg_budget;
 struct sg_sink;
 struct sg_metrics;
 struct sg_log;
@@ -16,10 +17,11 @@ struct sg_log;
  * or late events (output.late_file). Also the metric label stream="raw"|"agg"|"late". */
 enum sg_file_kind { SG_FILE_RAW, SG_FILE_RESULTS, SG_FILE_LATE };
 
-/* Opens `path` for appending ("-" writes to stdout). Returns 0 and the sink, or a negative code
- * with a message in errstr. */
+/* Opens `path` for appending ("-" writes to stdout). Bytes not yet written are charged to
+ * `budget` (may be NULL). Returns 0 and the sink, or a negative code with a message in
+ * errstr. */
 int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kind,
-                        struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
-                        char *errstr, size_t errstr_size);
+                        struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
+                        struct sg_sink **out, char *errstr, size_t errstr_size);
 
 #endif

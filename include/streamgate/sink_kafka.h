@@ -1,9 +1,11 @@
 /* The Kafka writer: one librdkafka producer driven from the loop. Delivery reports come back
  * through the main queue's IO event (rd_kafka_queue_io_event_enable) on a non-blocking pipe
  * watched by a uv_poll_t, drained with rd_kafka_poll(rk, 0), plus a slow timer as a safety net.
- * Produce never blocks: a full local queue (RD_KAFKA_RESP_ERR__QUEUE_FULL) is reported to the
- * caller as -EAGAIN (backpressure), never dropped. A record counts as delivered only when its
- * delivery report says so. */
+ * Produce never blocks and never drops: when librdkafka's local queue is full
+ * (RD_KAFKA_RESP_ERR__QUEUE_FULL) the record waits, in order, in the writer's own backlog and
+ * is produced as delivery reports make room. Every byte held (librdkafka's queue and the
+ * backlog) is charged to the memory budget, whose high watermark is what pushes back on
+ * clients. A record counts as delivered only when its delivery report says so. */
 #ifndef STREAMGATE_SINK_KAFKA_H
 #define STREAMGATE_SINK_KAFKA_H
 
@@ -11,6 +13,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+struct sg_budget;
 struct sg_config;
 struct sg_log;
 struct sg_metrics;
@@ -18,14 +21,17 @@ struct sg_sink;
 
 /* Creates the producer for `bootstrap` (a broker list) with the topics and properties of
  * cfg->kafka_*. Producer defaults: enable.idempotence=true, acks=all, compression.type=lz4,
- * linger.ms=5, partitioner=murmur2_random; cfg->kafka_rdkafka overrides any of them. Returns 0
- * or a negative code with a message (naming the bad property, if any) in errstr. */
+ * linger.ms=5, partitioner=murmur2_random, and queue.buffering.max.kbytes/.messages derived
+ * from the budget's limit; cfg->kafka_rdkafka overrides any of them. `budget` may be NULL (no
+ * accounting). Returns 0 or a negative code with a message (naming the bad property, if any)
+ * in errstr. */
 int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
-                         struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
-                         char *errstr, size_t errstr_size);
+                         struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
+                         struct sg_sink **out, char *errstr, size_t errstr_size);
 
 /* Appends the writer's state as a JSON object for /v1/info:
- * {"bootstrap":..,"queue_messages":N,"queue_bytes":N,"delivered":N,"failed":N,"healthy":bool} */
+ * {"bootstrap":..,"queue_messages":N,"queue_bytes":N,"backlog":N,"delivered":N,"failed":N,
+ *  "healthy":bool} */
 struct sg_buf;
 int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out);
 

@@ -189,6 +189,18 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("stream.partitions", stream_partitions, "12", 1, 100000,
                "Number of partitions keys are spread over with Kafka's murmur2 (match the "
                "Kafka topics' partition count)."),
+    SG_OPT_SIZE("limits.memory", limits_memory, "256MiB", 1 << 20,
+                "Memory budget for connection buffers, request bodies being read and writer "
+                "queues; over its high watermark ingest pushes back (HTTP 503, TCP reads "
+                "paused)."),
+    SG_OPT_INT("limits.high_watermark", limits_high_watermark, "70", 2, 100,
+               "Percent of limits.memory at which ingest pauses."),
+    SG_OPT_INT("limits.low_watermark", limits_low_watermark, "50", 1, 99,
+               "Percent of limits.memory under which paused ingest resumes; below "
+               "limits.high_watermark."),
+    SG_OPT_DUR("limits.retry_after", limits_retry_after_ms, "1s", 1000,
+               "Retry-After sent with a 503 while ingest is paused (whole seconds, rounded "
+               "up)."),
     {
         .name = "log.level",
         .type = SG_CONFIG_ENUM,
@@ -1288,6 +1300,17 @@ static int validate_windows(const struct sg_config *cfg, char *errstr, size_t er
     return 0;
 }
 
+/* The budget's watermarks must leave a gap, or ingest would flap on every release. */
+static int validate_limits(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    if (cfg->limits_low_watermark >= cfg->limits_high_watermark)
+        return fail(errstr, errstr_size, NULL,
+                    "limits.low_watermark: must be below limits.high_watermark (%" PRId64
+                    " >= %" PRId64 ")",
+                    cfg->limits_low_watermark, cfg->limits_high_watermark);
+    return 0;
+}
+
 int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
@@ -1298,7 +1321,8 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
     if (cfg->http_listen[0] == '\0' && cfg->tcp_listen[0] == '\0')
         return fail(errstr, errstr_size, NULL,
                     "http.listen and tcp.listen are both empty: at least one listener is needed");
-    return validate_windows(cfg, errstr, errstr_size);
+    int rc = validate_limits(cfg, errstr, errstr_size);
+    return rc ? rc : validate_windows(cfg, errstr, errstr_size);
 }
 
 /* ---- --help and the README table ---- */

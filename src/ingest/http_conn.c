@@ -129,10 +129,25 @@ static void conn_read_stop(struct sg_http_conn *conn)
     conn->reading = false;
 }
 
+/* --- budget ------------------------------------------------------------------------------ */
+
+/* Brings the budget's account of this connection's body storage up to date. */
+static void conn_account_body(struct sg_http_conn *conn)
+{
+    if (conn->srv->budget)
+        sg_budget_set(conn->srv->budget, SG_BUDGET_BODIES, &conn->budget_body, conn->body.cap);
+}
+
 /* --- closing ----------------------------------------------------------------------------- */
 
 void sg_http__conn_free(struct sg_http_conn *conn)
 {
+    struct sg_budget *budget = conn->srv->budget;
+
+    if (budget) {
+        sg_budget_set(budget, SG_BUDGET_CONNECTIONS, &conn->budget_conn, 0);
+        sg_budget_set(budget, SG_BUDGET_BODIES, &conn->budget_body, 0);
+    }
     sg_buf_free(&conn->out[0]);
     sg_buf_free(&conn->out[1]);
     sg_buf_free(&conn->body);
@@ -337,8 +352,11 @@ static void conn_respond_error(struct sg_http_conn *conn, int status, const char
     conn_respond(conn, status, sg_http_json, b->data, b->len, extra, close);
 }
 
-static const char *http_error_extra(int status, enum sg_http_route route)
+static const char *http_error_extra(const struct sg_http_server *srv, int status,
+                                    enum sg_http_route route)
 {
+    if (status == 503)
+        return srv->retry_after;
     if (status == 401)
         return "WWW-Authenticate: Bearer\r\n";
     if (status == 405)
@@ -377,6 +395,7 @@ static void req_reset(struct sg_http_conn *conn)
         sg_buf_free(&conn->body);
     else
         sg_buf_reset(&conn->body);
+    conn_account_body(conn);
 }
 
 /* Counts request-line and header bytes; past the limit, answers 431 and stops the parser. */
@@ -675,17 +694,33 @@ static int on_headers_complete(llhttp_t *parser)
     }
     if (status == 0 && req->route == SG_HTTP_ROUTE_EVENTS)
         status = req_check_ingest(req, &msg);
+    /* Pushback comes before a single body byte is read: the client learns at once that
+     * nothing of this request will be ingested and when to try again. */
+    if (status == 0 && req->route == SG_HTTP_ROUTE_EVENTS && srv->budget &&
+        !sg_budget_admits(srv->budget, chunked ? 0 : parser->content_length)) {
+        sg_budget_count_pushback(srv->budget, SG_TRANSPORT_HTTP);
+        status = 503;
+        msg = "over the memory budget: nothing was ingested, retry later";
+    }
+    if (status == 0 && req->route == SG_HTTP_ROUTE_EVENTS && !sg_ingest_accepting(srv->ingest)) {
+        status = 503;
+        msg = "a writer has failed and cannot take events (see the log): nothing was ingested";
+    }
 
     if (status != 0) {
         conn_debug(conn, "http request rejected", status, msg);
-        if (!has_body) {
-            /* Nothing to skip: answer at message complete, keeping the connection. */
+        if (!has_body || (!chunked && !req->expect_continue &&
+                          parser->content_length <= SG_HTTP_KEEP_BODY_CAP)) {
+            /* Nothing or little to skip: drop the body unread into memory and answer at
+             * message complete, keeping the connection. */
             req->status = status;
             req->error = msg;
+            if (has_body)
+                conn_timer(conn, SG_HTTP_TIMER_BODY, cfg->http_body_timeout_ms);
             return 0;
         }
         /* Do not read (let alone keep) a body that is refused anyway. */
-        conn_respond_error(conn, status, msg, http_error_extra(status, req->route), true);
+        conn_respond_error(conn, status, msg, http_error_extra(srv, status, req->route), true);
         return HPE_PAUSED;
     }
 
@@ -715,8 +750,23 @@ static int on_body(llhttp_t *parser, const char *at, size_t len)
         conn_respond_error(conn, 413, "body exceeds http.max_body_size", NULL, true);
         return HPE_USER;
     }
-    if (req->buffer_body && sg_buf_append(&conn->body, at, len) < 0) {
+    if (!req->buffer_body)
+        return 0;
+    if (sg_buf_append(&conn->body, at, len) < 0) {
         conn_respond_error(conn, 500, "out of memory", NULL, true);
+        return HPE_USER;
+    }
+    conn_account_body(conn);
+    if (conn->srv->budget &&
+        sg_budget_used(conn->srv->budget) > sg_budget_limit(conn->srv->budget)) {
+        /* The budget is spent while this body is still arriving (a chunked body's size is
+         * unknown at the headers; other connections charge meanwhile). Nothing of it was
+         * ingested yet, so a 503 is still the whole truth. */
+        struct sg_http_server *srv = conn->srv;
+        sg_budget_count_pushback(srv->budget, SG_TRANSPORT_HTTP);
+        conn_debug(conn, "http request rejected", 503, "body outgrew the memory budget");
+        conn_respond_error(conn, 503, "over the memory budget: nothing was ingested, retry later",
+                           srv->retry_after, true);
         return HPE_USER;
     }
     return 0;
@@ -754,6 +804,8 @@ static void handle_events(struct sg_http_conn *conn, bool close)
         }
         data = srv->decoded.data;
         len = srv->decoded.len;
+        if (srv->budget)
+            sg_budget_set(srv->budget, SG_BUDGET_BODIES, &srv->budget_decoded, srv->decoded.cap);
     }
     if (len == 0) {
         conn_respond_error(conn, 400, "empty body", NULL, close);
@@ -764,6 +816,12 @@ static void handle_events(struct sg_http_conn *conn, bool close)
     res.errors = &srv->errors;
     res.max_errors = cfg->http_max_errors > 0 ? (size_t)cfg->http_max_errors : 0;
     rc = sg_ingest_body(srv->ingest, req->format, data, len, sg_now_ms(), &res);
+    if (srv->budget_decoded > 0) {
+        /* A large decoded body gives its storage back at once, like a large request body. */
+        if (srv->decoded.cap > SG_HTTP_KEEP_BODY_CAP)
+            sg_buf_free(&srv->decoded);
+        sg_budget_set(srv->budget, SG_BUDGET_BODIES, &srv->budget_decoded, srv->decoded.cap);
+    }
 
     sg_buf_reset(resp);
     if (rc == -EINVAL) {
@@ -932,7 +990,7 @@ static void handle_request(struct sg_http_conn *conn, bool close)
 
     if (req->status != 0) {
         conn_respond_error(conn, req->status, req->error ? req->error : "error",
-                           http_error_extra(req->status, req->route), close);
+                           http_error_extra(srv, req->status, req->route), close);
         return;
     }
     switch (req->route) {
@@ -951,7 +1009,8 @@ static void handle_request(struct sg_http_conn *conn, bool close)
         conn_respond(conn, 200, sg_http_json, ok, sizeof(ok) - 1, NULL, close);
         break;
     case SG_HTTP_ROUTE_READYZ:
-        if (!srv->shutting_down && sg_ingest_ready(srv->ingest))
+        if (!srv->shutting_down && sg_ingest_ready(srv->ingest) &&
+            !(srv->budget && sg_budget_paused(srv->budget)))
             conn_respond(conn, 200, sg_http_json, ready, sizeof(ready) - 1, NULL, close);
         else
             conn_respond(conn, 503, sg_http_json, not_ready, sizeof(not_ready) - 1, NULL, close);
@@ -1161,6 +1220,9 @@ int sg_http__conn_start(struct sg_http_conn *conn)
     conn->rbuf = malloc(SG_HTTP_READ_BUF_SIZE);
     if (!conn->rbuf)
         return -ENOMEM;
+    if (conn->srv->budget)
+        sg_budget_set(conn->srv->budget, SG_BUDGET_CONNECTIONS, &conn->budget_conn,
+                      SG_HTTP_READ_BUF_SIZE);
     sg_buf_init(&conn->out[0], SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->out[1], SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->body, cfg->http_max_body_size ? cfg->http_max_body_size : 1);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/http_server.h"
 #include "streamgate/ingest.h"
@@ -18,7 +19,9 @@
 
 /* Bytes read from a socket at a time: one buffer per connection, allocated once. */
 #define SG_HTTP_READ_BUF_SIZE (64 * 1024)
-/* Request body storage a connection keeps between requests; larger bodies are freed after use. */
+/* Request body storage a connection keeps between requests; larger bodies are freed after use.
+ * Also the largest body of a refused request that is read and dropped to keep the connection;
+ * a larger one is not read at all (the connection closes after the answer). */
 #define SG_HTTP_KEEP_BODY_CAP (64 * 1024)
 /* Pending response bytes past which a connection stops reading (and parsing pipelined
  * requests) until its write completes, so a client that does not read cannot grow memory. */
@@ -138,6 +141,8 @@ struct sg_http_conn {
 
     struct sg_http_req req;
     struct sg_buf body;
+    size_t budget_conn; /* charged to the budget for the read buffer */
+    size_t budget_body; /* charged for the body buffer's storage */
 };
 
 struct sg_http_code_counter {
@@ -153,6 +158,8 @@ struct sg_http_server {
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
     struct sg_streams *streams; /* the live query's source; NULL: 404 */
+    struct sg_budget *budget;   /* NULL: never pushes back */
+    char retry_after[40];       /* "Retry-After: N\r\n" for pushback answers */
     int (*info)(void *arg, struct sg_buf *out);
     void *info_arg;
     struct sg_metrics *metrics;
@@ -174,6 +181,7 @@ struct sg_http_server {
      * one set serves every connection. */
     struct sg_buf resp;    /* response body */
     struct sg_buf decoded; /* gunzipped request body */
+    size_t budget_decoded; /* charged for `decoded` while it holds a body */
     struct sg_buf errors;  /* ingest's per-event error list */
     struct sg_log_limiter bad_input;
 

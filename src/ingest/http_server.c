@@ -242,6 +242,9 @@ int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server
     srv->cfg = cfg;
     srv->ingest = env->ingest;
     srv->streams = env->streams;
+    srv->budget = env->budget;
+    snprintf(srv->retry_after, sizeof(srv->retry_after), "Retry-After: %llu\r\n",
+             (unsigned long long)((cfg->limits_retry_after_ms + 999) / 1000));
     srv->info = env->info;
     srv->info_arg = env->info_arg;
     srv->metrics = env->metrics;

@@ -354,6 +354,17 @@ bool sg_ingest_ready(struct sg_ingest *ing)
     return true;
 }
 
+bool sg_ingest_accepting(struct sg_ingest *ing)
+{
+    for (size_t i = 0; i < ing->nsinks; i++) {
+        struct sg_sink *sink = ing->sinks[i];
+
+        if (sink->ops->write_raw && sink->ops->accepting && !sink->ops->accepting(sink))
+            return false;
+    }
+    return true;
+}
+
 static void ingest_drain_step(struct sg_ingest *ing)
 {
     void (*cb)(void *arg);

@@ -4,6 +4,13 @@
  * ends a connection; only EOF, a read error, the idle timeout or shutdown do, and each of those
  * still ingests a last line that had no newline. Nothing is ever written back to the peer.
  *
+ * Pushback: while the memory budget is over its high watermark every connection stops reading
+ * (the kernel's receive buffer fills, then the peer's send buffer, and the peer's writes
+ * block), and its idle timer stops with it, since the silence is ours. Reading resumes under
+ * the low watermark. Nothing is reset or dropped. The same happens when a writer has failed for
+ * good (sg_ingest_accepting): reads stay paused, rechecked every second, so what the peers
+ * send waits with them instead of being read only to be refused.
+ *
  * Life cycle: every loop handle the server owns (the listener, each connection, each socket
  * refused over the connection limit) counts in `live` until its close callback has run; the
  * shutdown callback fires, and a deferred destroy frees the server, when that count is 0. */
@@ -15,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "streamgate/budget.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
 #include "streamgate/ingest.h"
@@ -24,6 +32,8 @@
 
 #define SG_TCP_READ_BUF_SIZE (64 * 1024)
 #define SG_TCP_BACKLOG       511
+/* While a writer cannot take events, how often to look whether it can again. */
+#define SG_TCP_WRITER_RECHECK_MS 1000
 
 struct sg_tcp_server;
 
@@ -34,7 +44,9 @@ struct sg_tcp_conn {
     uv_timer_t idle;
     unsigned open_handles; /* of tcp and idle, once closing */
     bool closing;
-    int64_t now_ms; /* arrival time of the bytes being framed */
+    bool reading;       /* uv_read_start is in effect */
+    size_t budget_held; /* read buffer and partial line, charged to the budget */
+    int64_t now_ms;     /* arrival time of the bytes being framed */
     struct sg_ndjson fr;
     char rbuf[SG_TCP_READ_BUF_SIZE]; /* every read lands here; lines are framed at once */
 };
@@ -50,6 +62,11 @@ struct sg_tcp_server {
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
     struct sg_log *log;
+    struct sg_budget *budget; /* NULL: never pauses */
+    bool paused;              /* over the budget's high watermark */
+    bool writer_down;         /* a writer failed for good: reads paused, rechecked */
+    uv_timer_t recheck;
+    bool recheck_open; /* initialised and not closed yet */
 
     uv_tcp_t listener;
     bool listening; /* the listener handle is initialised and not closed yet */
@@ -90,6 +107,22 @@ static void tcp_server_maybe_closed(struct sg_tcp_server *srv)
         cb(srv->closed_arg);
 }
 
+static void tcp_recheck_closed(uv_handle_t *handle)
+{
+    struct sg_tcp_server *srv = sg_container_of(handle, struct sg_tcp_server, recheck);
+
+    srv->live--;
+    tcp_server_maybe_closed(srv);
+}
+
+static void tcp_server_close_recheck(struct sg_tcp_server *srv)
+{
+    if (!srv->recheck_open)
+        return;
+    srv->recheck_open = false;
+    uv_close((uv_handle_t *)&srv->recheck, tcp_recheck_closed);
+}
+
 static void tcp_listener_closed(uv_handle_t *handle)
 {
     struct sg_tcp_server *srv = sg_container_of(handle, struct sg_tcp_server, listener);
@@ -107,6 +140,8 @@ static void tcp_conn_handle_closed(uv_handle_t *handle)
 
     if (--conn->open_handles > 0)
         return;
+    if (srv->budget)
+        sg_budget_set(srv->budget, SG_BUDGET_CONNECTIONS, &conn->budget_held, 0);
     sg_ndjson_free(&conn->fr);
     free(conn);
     srv->live--;
@@ -158,10 +193,22 @@ static void tcp_conn_end(struct sg_tcp_conn *conn)
     if (conn->closing)
         return;
     uv_read_stop((uv_stream_t *)&conn->tcp);
+    conn->reading = false;
     conn->now_ms = sg_now_ms();
     sg_ndjson_finish(&conn->fr, tcp_conn_line, conn);
     tcp_conn_close(conn);
 }
+
+static void tcp_conn_account(struct sg_tcp_conn *conn)
+{
+    if (conn->srv->budget)
+        sg_budget_set(conn->srv->budget, SG_BUDGET_CONNECTIONS, &conn->budget_held,
+                      sizeof(conn->rbuf) + conn->fr.partial.cap);
+}
+
+static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void tcp_conn_idle(uv_timer_t *timer);
+static void tcp_server_writer_down(struct sg_tcp_server *srv);
 
 static void tcp_conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
@@ -191,6 +238,10 @@ static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *bu
         uv_timer_again(&conn->idle);
     conn->now_ms = sg_now_ms();
     rc = sg_ndjson_feed(&conn->fr, buf->base, (size_t)nread, tcp_conn_line, conn);
+    if (!conn->closing)
+        tcp_conn_account(conn);
+    if (!sg_ingest_accepting(srv->ingest))
+        tcp_server_writer_down(srv);
     if (rc < 0) {
         /* Only -ENOMEM: the framer cannot hold a straddling line, so the stream is lost. */
         sg_error(srv->log, "tcp framing failed, closing the connection",
@@ -253,6 +304,88 @@ static void tcp_server_refuse(struct sg_tcp_server *srv, uv_stream_t *server)
     uv_close((uv_handle_t *)&ref->tcp, tcp_refused_closed);
 }
 
+/* Starts reading (and the idle timer), unless ingest is paused. */
+static int tcp_conn_resume(struct sg_tcp_conn *conn)
+{
+    struct sg_tcp_server *srv = conn->srv;
+    int rc;
+
+    if (conn->closing || conn->reading || srv->paused || srv->writer_down)
+        return 0;
+    rc = uv_read_start((uv_stream_t *)&conn->tcp, tcp_conn_alloc, tcp_conn_read);
+    if (rc != 0)
+        return rc;
+    conn->reading = true;
+    if (srv->cfg->tcp_idle_timeout_ms > 0)
+        uv_timer_start(&conn->idle, tcp_conn_idle, srv->cfg->tcp_idle_timeout_ms,
+                       srv->cfg->tcp_idle_timeout_ms);
+    return 0;
+}
+
+static void tcp_conn_pause(struct sg_tcp_conn *conn)
+{
+    if (conn->closing || !conn->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    uv_timer_stop(&conn->idle);
+    conn->reading = false;
+    if (conn->srv->budget)
+        sg_budget_count_pushback(conn->srv->budget, SG_TRANSPORT_TCP);
+}
+
+/* Pauses or resumes every connection after srv->paused or srv->writer_down changed. */
+static void tcp_server_apply(struct sg_tcp_server *srv)
+{
+    struct sg_tcp_conn *conn, *next;
+    bool hold = srv->paused || srv->writer_down;
+
+    for (conn = srv->conns; conn; conn = next) {
+        next = conn->next;
+        if (hold) {
+            tcp_conn_pause(conn);
+        } else if (tcp_conn_resume(conn) != 0) {
+            /* Cannot happen for an open stream; closing beats hanging forever unread. */
+            sg_warn(srv->log, "tcp read resume failed, closing the connection");
+            tcp_conn_end(conn);
+        }
+    }
+}
+
+/* The budget crossed a watermark. Only starts and stops reads: the budget calls this from
+ * inside a charge or release, possibly in the middle of this server's own read callback. */
+static void tcp_server_on_budget(void *arg, bool paused)
+{
+    struct sg_tcp_server *srv = arg;
+
+    srv->paused = paused;
+    tcp_server_apply(srv);
+}
+
+static void tcp_server_recheck(uv_timer_t *timer)
+{
+    struct sg_tcp_server *srv = sg_container_of(timer, struct sg_tcp_server, recheck);
+
+    if (!sg_ingest_accepting(srv->ingest))
+        return;
+    uv_timer_stop(&srv->recheck);
+    srv->writer_down = false;
+    sg_info(srv->log, "tcp reads resumed: the writers take events again");
+    tcp_server_apply(srv);
+}
+
+/* A writer failed for good while this connection's bytes were ingested: stop reading
+ * everywhere until it can take events again. */
+static void tcp_server_writer_down(struct sg_tcp_server *srv)
+{
+    if (srv->writer_down || !srv->recheck_open)
+        return;
+    srv->writer_down = true;
+    sg_error(srv->log, "tcp reads paused: a writer cannot take events");
+    uv_timer_start(&srv->recheck, tcp_server_recheck, SG_TCP_WRITER_RECHECK_MS,
+                   SG_TCP_WRITER_RECHECK_MS);
+    tcp_server_apply(srv);
+}
+
 static void tcp_server_connection(uv_stream_t *server, int status)
 {
     struct sg_tcp_server *srv = sg_container_of(server, struct sg_tcp_server, listener);
@@ -297,16 +430,18 @@ static void tcp_server_connection(uv_stream_t *server, int status)
     sg_gauge_set(srv->m_connections, (double)srv->nconns);
 
     rc = uv_accept(server, (uv_stream_t *)&conn->tcp);
+    if (!sg_ingest_accepting(srv->ingest))
+        tcp_server_writer_down(srv);
     if (rc == 0)
-        rc = uv_read_start((uv_stream_t *)&conn->tcp, tcp_conn_alloc, tcp_conn_read);
+        rc = tcp_conn_resume(conn); /* while paused, it starts reading on resume */
     if (rc != 0) {
         sg_warn(srv->log, "tcp accept failed", SG_F_STR("error", uv_strerror(rc)));
         tcp_conn_close(conn);
         return;
     }
-    if (cfg->tcp_idle_timeout_ms > 0)
-        uv_timer_start(&conn->idle, tcp_conn_idle, cfg->tcp_idle_timeout_ms,
-                       cfg->tcp_idle_timeout_ms);
+    if ((srv->paused || srv->writer_down) && srv->budget)
+        sg_budget_count_pushback(srv->budget, SG_TRANSPORT_TCP);
+    tcp_conn_account(conn);
 }
 
 static int tcp_server_register(struct sg_tcp_server *srv, struct sg_metrics *metrics)
@@ -352,9 +487,17 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
     srv->cfg = env->cfg;
     srv->ingest = env->ingest;
     srv->log = env->log;
+    srv->budget = env->budget;
     srv->refuse_limiter.interval_ms = (int64_t)env->cfg->log_bad_input_interval_ms;
+    uv_timer_init(srv->loop, &srv->recheck);
+    srv->recheck_open = true;
+    srv->live++;
 
     rc = tcp_server_register(srv, env->metrics);
+    if (rc == 0 && srv->budget) {
+        rc = sg_budget_watch(srv->budget, tcp_server_on_budget, srv);
+        srv->paused = rc == 0 && sg_budget_paused(srv->budget);
+    }
     if (rc < 0) {
         snprintf(errstr, errstr_size, "tcp server: %s", sg_strerror(rc));
         goto fail;
@@ -404,6 +547,7 @@ void sg_tcp_server_shutdown(struct sg_tcp_server *srv, sg_server_closed_cb cb, v
     srv->closed_cb = cb;
     srv->closed_arg = arg;
     tcp_server_close_listener(srv);
+    tcp_server_close_recheck(srv);
     while (srv->conns)
         tcp_conn_end(srv->conns);
     tcp_server_maybe_closed(srv);
@@ -416,6 +560,8 @@ void sg_tcp_server_destroy(struct sg_tcp_server *srv)
 {
     if (!srv)
         return;
+    if (srv->budget)
+        sg_budget_unwatch(srv->budget, tcp_server_on_budget, srv);
     if (srv->live == 0 && !srv->listening) {
         free(srv);
         return;
@@ -423,6 +569,7 @@ void sg_tcp_server_destroy(struct sg_tcp_server *srv)
     srv->destroy_requested = true;
     srv->closed_cb = NULL;
     tcp_server_close_listener(srv);
+    tcp_server_close_recheck(srv);
     while (srv->conns)
         tcp_conn_close(srv->conns);
 }

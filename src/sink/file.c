@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/event.h"
 #include "streamgate/log.h"
@@ -36,6 +37,8 @@ struct file_sink {
     void *drained_arg;
     struct sg_counter *written, *failed;
     struct sg_gauge *queue_bytes;
+    struct sg_budget *budget; /* NULL: no accounting */
+    size_t budget_held;
 };
 
 static void start_write(struct file_sink *fs);
@@ -43,6 +46,9 @@ static void start_write(struct file_sink *fs);
 static void update_gauge(struct file_sink *fs)
 {
     sg_gauge_set(fs->queue_bytes, (double)(fs->pending.len + fs->inflight.len - fs->inflight_done));
+    if (fs->budget)
+        sg_budget_set(fs->budget, SG_BUDGET_QUEUES, &fs->budget_held,
+                      fs->pending.len + fs->inflight.len);
 }
 
 static void maybe_drained(struct file_sink *fs)
@@ -173,6 +179,8 @@ static void file_destroy(struct sg_sink *sink)
     if (!sink)
         return;
     struct file_sink *fs = sg_container_of(sink, struct file_sink, sink);
+    if (fs->budget)
+        sg_budget_set(fs->budget, SG_BUDGET_QUEUES, &fs->budget_held, 0);
     if (fs->owns_fd && fs->fd >= 0)
         close(fs->fd);
     sg_buf_free(&fs->pending);
@@ -214,8 +222,8 @@ static const struct {
 };
 
 int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kind,
-                        struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
-                        char *errstr, size_t errstr_size)
+                        struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
+                        struct sg_sink **out, char *errstr, size_t errstr_size)
 {
     const char *option = file_kinds[kind].option, *stream = file_kinds[kind].stream;
     char labels[128];
@@ -229,6 +237,7 @@ int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kin
                                            : &file_raw_ops;
     fs->loop = loop;
     fs->log = log;
+    fs->budget = budget;
     fs->healthy = true;
     fs->fd = -1;
     sg_buf_init(&fs->pending, FILE_SINK_MAX_PENDING);

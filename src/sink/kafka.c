@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
 #include "streamgate/event.h"
@@ -30,6 +31,14 @@
 #define KAFKA_MAX_POLLS 16
 /* How long destroy waits for the reports of purged records (the loop has stopped by then). */
 #define KAFKA_PURGE_WAIT_MS 1000
+/* What librdkafka holds per record beyond key and value (its message struct, the headers, our
+ * context), charged to the budget with each record. Measured with the budget test's RSS
+ * samples; an overestimate only pauses ingest a little earlier. */
+#define KAFKA_MSG_OVERHEAD 640
+/* Records per queue.buffering.max.messages per byte of budget: the message cap derived from
+ * the budget is limit / this, clamped to librdkafka's range. */
+#define KAFKA_BUDGET_BYTES_PER_MSG 128
+#define KAFKA_MAX_MESSAGES_CAP     10000000
 
 enum kafka_stream { KAFKA_RAW = 0, KAFKA_AGG, KAFKA_LATE, KAFKA_NSTREAMS };
 
@@ -45,6 +54,17 @@ struct kafka_msg {
     uint64_t produced_ns; /* uv_hrtime() at produce */
     size_t bytes;         /* key + value, for the queue-bytes gauge */
     enum kafka_stream stream;
+};
+
+/* A record librdkafka's queue had no room for: it waits here, in arrival order, and every
+ * record after it waits behind it, so per-key order holds. */
+struct kafka_pending {
+    struct kafka_pending *next;
+    enum kafka_stream stream;
+    rd_kafka_headers_t *hdrs; /* ours until librdkafka takes the record */
+    size_t key_len, value_len;
+    bool has_key;
+    char data[]; /* key, then value */
 };
 
 struct kafka_sink {
@@ -71,7 +91,12 @@ struct kafka_sink {
     bool draining;
 
     struct kafka_msg *free_msgs, *all_msgs;
-    size_t queue_bytes;
+    size_t queue_bytes;   /* key + value of the records in librdkafka's queue */
+    size_t queue_records; /* produced and not reported yet */
+    struct kafka_pending *backlog, *backlog_tail;
+    size_t backlog_records, backlog_bytes;
+    struct sg_budget *budget; /* NULL: no accounting */
+    size_t budget_held;       /* what this writer has charged to it */
     uint64_t delivered, failed;
 
     struct sg_log_limiter produce_limiter, delivery_limiter, error_limiter;
@@ -113,8 +138,11 @@ static void msg_put(struct kafka_sink *ks, struct kafka_msg *m)
 
 static void update_gauges(struct kafka_sink *ks)
 {
-    sg_gauge_set(ks->m_queue_messages, ks->rk ? (double)rd_kafka_outq_len(ks->rk) : 0);
-    sg_gauge_set(ks->m_queue_bytes, (double)ks->queue_bytes);
+    sg_gauge_set(ks->m_queue_messages, (double)(ks->queue_records + ks->backlog_records));
+    sg_gauge_set(ks->m_queue_bytes, (double)(ks->queue_bytes + ks->backlog_bytes));
+    if (ks->budget)
+        sg_budget_set(ks->budget, SG_BUDGET_QUEUES, &ks->budget_held,
+                      ks->queue_bytes + ks->queue_records * KAFKA_MSG_OVERHEAD + ks->backlog_bytes);
 }
 
 static void on_handle_closed(uv_handle_t *handle)
@@ -136,7 +164,7 @@ static void close_handles(struct kafka_sink *ks)
 
 static void maybe_drained(struct kafka_sink *ks)
 {
-    if (!ks->drained_cb || rd_kafka_outq_len(ks->rk) > 0)
+    if (!ks->drained_cb || ks->backlog || rd_kafka_outq_len(ks->rk) > 0)
         return;
     sg_sink_drained_cb cb = ks->drained_cb;
     ks->drained_cb = NULL;
@@ -146,12 +174,16 @@ static void maybe_drained(struct kafka_sink *ks)
     cb(&ks->sink, ks->drained_arg);
 }
 
-/* Serves delivery reports, errors and log lines. */
+static void flush_backlog(struct kafka_sink *ks);
+
+/* Serves delivery reports, errors and log lines, then moves what the reports made room for
+ * from the backlog into librdkafka's queue. */
 static void serve(struct kafka_sink *ks)
 {
     for (int i = 0; i < KAFKA_MAX_POLLS; i++)
         if (rd_kafka_poll(ks->rk, 0) == 0)
             break;
+    flush_backlog(ks);
     update_gauges(ks);
     maybe_drained(ks);
 }
@@ -181,56 +213,156 @@ static void kafka_abandon(struct sg_sink *sink)
     struct kafka_sink *ks = kafka_sink_of(sink);
     if (!ks->drained_cb || ks->handles_closing)
         return;
-    sg_warn(ks->log, "kafka drain abandoned", SG_F_INT("queued", rd_kafka_outq_len(ks->rk)));
+    sg_warn(ks->log, "kafka drain abandoned", SG_F_INT("queued", rd_kafka_outq_len(ks->rk)),
+            SG_F_UINT("backlog", ks->backlog_records));
     ks->drained_cb = NULL;
     close_handles(ks);
 }
 
-/* Produces one record; `m` is its context (the caller's, filled in here). Returns 0, -EAGAIN
- * when librdkafka's local queue is full, or -EIO. Headers are given as name/value pairs. */
-static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key, size_t key_len,
-                   const char *value, size_t value_len, rd_kafka_headers_t *hdrs)
+static void count_failed(struct kafka_sink *ks, enum kafka_stream stream)
+{
+    sg_counter_inc(ks->m_failed[stream]);
+    ks->failed++;
+}
+
+/* `rc` is a negative errno code; `rderr` librdkafka's error, when it gave one. */
+static void log_produce_failed(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
+                               size_t key_len, int rc, rd_kafka_resp_err_t rderr)
+{
+    int64_t suppressed = sg_log_limiter_take(&ks->produce_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_error(ks->log, "kafka produce failed", SG_F_STR("stream", kafka_stream_names[stream]),
+                 SG_F_STRN("key", key ? key : "", key ? key_len : 0),
+                 SG_F_STR("error", rderr != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(rderr)
+                                                                       : sg_strerror(rc)),
+                 SG_F_INT("suppressed", suppressed));
+}
+
+/* Hands one record to librdkafka. Returns 0 (it took the record and the headers), -EAGAIN
+ * (queue full: nothing taken; try again later), -ENOMEM, or -EIO with librdkafka's error in
+ * `*rderr` (nothing taken). */
+static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
+                       size_t key_len, const char *value, size_t value_len,
+                       rd_kafka_headers_t *hdrs, rd_kafka_resp_err_t *rderr)
 {
     struct kafka_msg *m = msg_get(ks);
-    if (!m) {
-        if (hdrs)
-            rd_kafka_headers_destroy(hdrs);
-        sg_counter_inc(ks->m_failed[stream]);
-        ks->failed++;
+    *rderr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!m)
         return -ENOMEM;
-    }
     m->stream = stream;
     m->bytes = key_len + value_len;
     m->produced_ns = uv_hrtime();
-    /* F_COPY: the caller's bytes are a short-lived view. Never F_BLOCK: a full queue is the
-     * caller's backpressure, not a reason to stall the loop. */
+    /* F_COPY: the caller's bytes are a short-lived view. Never F_BLOCK: a full queue is
+     * handled by the backlog, not by stalling the loop. */
     rd_kafka_resp_err_t err = rd_kafka_producev(
         ks->rk, RD_KAFKA_V_RKT(ks->rkt[stream]), RD_KAFKA_V_KEY(key, key_len),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         ks->queue_bytes += m->bytes;
+        ks->queue_records++;
+        return 0;
+    }
+    msg_put(ks, m);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return -EAGAIN;
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        ks->fatal = true;
+    *rderr = err;
+    return -EIO;
+}
+
+/* Keeps a record librdkafka had no room for. Returns 0 or -ENOMEM. */
+static int backlog_push(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
+                        size_t key_len, const char *value, size_t value_len,
+                        rd_kafka_headers_t *hdrs)
+{
+    struct kafka_pending *p = malloc(sizeof(*p) + key_len + value_len);
+    if (!p)
+        return -ENOMEM;
+    p->next = NULL;
+    p->stream = stream;
+    p->hdrs = hdrs;
+    p->has_key = key != NULL;
+    p->key_len = key ? key_len : 0;
+    p->value_len = value_len;
+    if (p->key_len)
+        memcpy(p->data, key, p->key_len);
+    if (value_len)
+        memcpy(p->data + p->key_len, value, value_len);
+    if (ks->backlog_tail)
+        ks->backlog_tail->next = p;
+    else
+        ks->backlog = p;
+    ks->backlog_tail = p;
+    ks->backlog_records++;
+    ks->backlog_bytes += sizeof(*p) + key_len + value_len + KAFKA_MSG_OVERHEAD;
+    sg_counter_inc(ks->m_backpressure);
+    return 0;
+}
+
+static void backlog_pop(struct kafka_sink *ks)
+{
+    struct kafka_pending *p = ks->backlog;
+    ks->backlog = p->next;
+    if (!ks->backlog)
+        ks->backlog_tail = NULL;
+    ks->backlog_records--;
+    ks->backlog_bytes -= sizeof(*p) + p->key_len + p->value_len + KAFKA_MSG_OVERHEAD;
+    if (p->hdrs)
+        rd_kafka_headers_destroy(p->hdrs);
+    free(p);
+}
+
+/* Moves backlog records into librdkafka's queue, oldest first, until it is full again. */
+static void flush_backlog(struct kafka_sink *ks)
+{
+    while (ks->backlog) {
+        struct kafka_pending *p = ks->backlog;
+        const char *key = p->has_key ? p->data : NULL;
+        rd_kafka_resp_err_t rderr;
+        int rc = try_produce(ks, p->stream, key, p->key_len, p->data + p->key_len, p->value_len,
+                             p->hdrs, &rderr);
+        if (rc == -EAGAIN)
+            return;
+        if (rc == 0) {
+            p->hdrs = NULL; /* librdkafka owns them now */
+        } else {
+            count_failed(ks, p->stream);
+            log_produce_failed(ks, p->stream, key, p->key_len, rc, rderr);
+        }
+        backlog_pop(ks);
+    }
+}
+
+/* Produces one record, or keeps it in the backlog behind earlier ones. Takes the headers in
+ * every case. Returns 0, or -EIO (-ENOMEM) when the record cannot be written at all. */
+static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key, size_t key_len,
+                   const char *value, size_t value_len, rd_kafka_headers_t *hdrs)
+{
+    rd_kafka_resp_err_t rderr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    int rc;
+
+    if (ks->fatal) {
+        rc = -EIO;
+        rderr = RD_KAFKA_RESP_ERR__FATAL;
+    } else if (ks->backlog) {
+        rc = -EAGAIN; /* behind the records already waiting */
+    } else {
+        rc = try_produce(ks, stream, key, key_len, value, value_len, hdrs, &rderr);
+    }
+
+    if (rc == -EAGAIN)
+        rc = backlog_push(ks, stream, key, key_len, value, value_len, hdrs);
+    if (rc == 0) {
         update_gauges(ks);
         return 0;
     }
-    /* On failure the headers stay ours. */
     if (hdrs)
         rd_kafka_headers_destroy(hdrs);
-    msg_put(ks, m);
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        sg_counter_inc(ks->m_backpressure);
-        return -EAGAIN;
-    }
-    sg_counter_inc(ks->m_failed[stream]);
-    ks->failed++;
-    if (err == RD_KAFKA_RESP_ERR__FATAL)
-        ks->fatal = true;
-    int64_t suppressed = sg_log_limiter_take(&ks->produce_limiter, sg_now_ms());
-    if (suppressed >= 0)
-        sg_error(ks->log, "kafka produce failed", SG_F_STR("stream", kafka_stream_names[stream]),
-                 SG_F_STRN("key", key ? key : "", key ? key_len : 0),
-                 SG_F_STR("error", rd_kafka_err2str(err)), SG_F_INT("suppressed", suppressed));
-    return -EIO;
+    count_failed(ks, stream);
+    log_produce_failed(ks, stream, key, key_len, rc, rderr);
+    return rc == -ENOMEM ? rc : -EIO;
 }
 
 /* Headers of a raw or late record: content type, transport and arrival time. NULL when out of
@@ -320,6 +452,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, voi
         return;
     enum kafka_stream stream = m->stream;
     ks->queue_bytes -= SG_MIN(ks->queue_bytes, m->bytes);
+    if (ks->queue_records > 0)
+        ks->queue_records--;
     sg_histogram_observe(ks->m_delivery, (double)(uv_hrtime() - m->produced_ns) / 1e9);
     msg_put(ks, m);
     if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -328,8 +462,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, voi
         ks->all_brokers_down = false;
         return;
     }
-    sg_counter_inc(ks->m_failed[stream]);
-    ks->failed++;
+    count_failed(ks, stream);
     int64_t suppressed = sg_log_limiter_take(&ks->delivery_limiter, sg_now_ms());
     if (suppressed >= 0)
         sg_error(ks->log, "kafka delivery failed", SG_F_STR("stream", kafka_stream_names[stream]),
@@ -387,6 +520,13 @@ static bool kafka_healthy(struct sg_sink *sink)
     return !ks->fatal && !ks->all_brokers_down;
 }
 
+/* Brokers being down is not a reason to refuse records (they wait within the budget); a
+ * producer that failed for good is: it will never deliver anything again. */
+static bool kafka_accepting(struct sg_sink *sink)
+{
+    return !kafka_sink_of(sink)->fatal;
+}
+
 static void kafka_drain(struct sg_sink *sink, sg_sink_drained_cb cb, void *arg)
 {
     struct kafka_sink *ks = kafka_sink_of(sink);
@@ -435,6 +575,16 @@ static void kafka_destroy(struct sg_sink *sink)
                 rd_kafka_topic_destroy(ks->rkt[i]);
         rd_kafka_destroy(ks->rk);
     }
+    if (ks->backlog_records > 0) {
+        sg_error(ks->log, "kafka records left in the backlog at shutdown",
+                 SG_F_UINT("records", ks->backlog_records));
+        while (ks->backlog) {
+            count_failed(ks, ks->backlog->stream);
+            backlog_pop(ks);
+        }
+    }
+    if (ks->budget)
+        sg_budget_set(ks->budget, SG_BUDGET_QUEUES, &ks->budget_held, 0);
     for (int i = 0; i < 2; i++)
         if (ks->pipefd[i] >= 0)
             close(ks->pipefd[i]);
@@ -472,9 +622,10 @@ static int register_metrics(struct kafka_sink *ks, struct sg_metrics *metrics)
         if (!ks->m_delivered[i] || !ks->m_failed[i])
             return -ENOMEM;
     }
-    ks->m_backpressure = sg_metrics_counter(metrics, "streamgate_sink_backpressure_total",
-                                            "Records a writer refused because its queue was full.",
-                                            "sink=\"kafka\"");
+    ks->m_backpressure = sg_metrics_counter(
+        metrics, "streamgate_sink_backpressure_total",
+        "Records a writer held back in its own backlog because its queue was full.",
+        "sink=\"kafka\"");
     ks->m_queue_messages = sg_metrics_gauge(
         metrics, "streamgate_sink_queue_messages",
         "Records accepted by a writer and not yet acknowledged.", "sink=\"kafka\"");
@@ -493,6 +644,7 @@ static int register_metrics(struct kafka_sink *ks, struct sg_metrics *metrics)
 static rd_kafka_conf_t *build_conf(struct kafka_sink *ks, const struct sg_config *cfg,
                                    const char *bootstrap, char *errstr, size_t errstr_size)
 {
+    char kbytes[32], messages[32];
     static const char *const defaults[][2] = {
         {"enable.idempotence", "true"},    {"acks", "all"},
         {"compression.type", "lz4"},       {"linger.ms", "5"},
@@ -508,6 +660,17 @@ static rd_kafka_conf_t *build_conf(struct kafka_sink *ks, const struct sg_config
     for (size_t i = 0; i < SG_ARRAY_SIZE(defaults); i++)
         if (set_prop(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
             goto fail;
+    /* librdkafka's own queue caps follow the budget, so its queue alone never holds more than
+     * the budget allows; the budget's watermark normally pushes back long before. */
+    if (ks->budget) {
+        size_t limit = sg_budget_limit(ks->budget);
+        size_t msgs = SG_MIN(limit / KAFKA_BUDGET_BYTES_PER_MSG, (size_t)KAFKA_MAX_MESSAGES_CAP);
+        snprintf(kbytes, sizeof(kbytes), "%zu", SG_MAX(limit / 1024, (size_t)1));
+        snprintf(messages, sizeof(messages), "%zu", SG_MAX(msgs, (size_t)1000));
+        if (set_prop(conf, "queue.buffering.max.kbytes", kbytes, errstr, errstr_size) != 0 ||
+            set_prop(conf, "queue.buffering.max.messages", messages, errstr, errstr_size) != 0)
+            goto fail;
+    }
     for (size_t i = 0; i < cfg->kafka_rdkafka.count; i++) {
         const char *item = cfg->kafka_rdkafka.items[i];
         const char *eq = strchr(item, '=');
@@ -538,8 +701,8 @@ fail:
 }
 
 int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
-                         struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
-                         char *errstr, size_t errstr_size)
+                         struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
+                         struct sg_sink **out, char *errstr, size_t errstr_size)
 {
     const char *topics[KAFKA_NSTREAMS] = {cfg->kafka_raw_topic, cfg->kafka_agg_topic,
                                           cfg->kafka_late_topic};
@@ -553,12 +716,14 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
     ks->pipefd[0] = ks->pipefd[1] = -1;
     ks->loop = loop;
     ks->log = log;
+    ks->budget = budget;
     ks->ops = (struct sg_sink_ops){
         .name = "kafka",
         .write_raw = topics[KAFKA_RAW] && *topics[KAFKA_RAW] ? kafka_write_raw : NULL,
         .write_result = topics[KAFKA_AGG] && *topics[KAFKA_AGG] ? kafka_write_result : NULL,
         .write_late = topics[KAFKA_LATE] && *topics[KAFKA_LATE] ? kafka_write_late : NULL,
         .healthy = kafka_healthy,
+        .accepting = kafka_accepting,
         .drain = kafka_drain,
         .abandon = kafka_abandon,
         .destroy = kafka_destroy,
@@ -641,9 +806,9 @@ int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out)
         rc = sg_buf_append_json_string(out, ks->bootstrap, strlen(ks->bootstrap));
     if (rc == 0)
         rc = sg_buf_printf(out,
-                           ",\"queue_messages\":%d,\"queue_bytes\":%zu,\"delivered\":%" PRIu64
-                           ",\"failed\":%" PRIu64 ",\"healthy\":%s}",
-                           ks->rk ? rd_kafka_outq_len(ks->rk) : 0, ks->queue_bytes, ks->delivered,
+                           ",\"queue_messages\":%zu,\"queue_bytes\":%zu,\"backlog\":%zu,"
+                           "\"delivered\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"healthy\":%s}",
+                           ks->queue_records, ks->queue_bytes, ks->backlog_records, ks->delivered,
                            ks->failed, kafka_healthy(sink) ? "true" : "false");
     return rc;
 }

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "kafka_util.h"
 
-#define KCAT       "/usr/bin/kcat"
 #define PARTITIONS "12"
 #define T0         1700000000000LL /* a multiple of the window size used here */
 #define WAIT_MS    30000
@@ -28,207 +28,6 @@
     "streamgate_sink_records_total{sink=\"kafka\",stream=\"raw\",result=\"delivered\"}"
 #define TCP_ACCEPTED "streamgate_events_accepted_total{transport=\"tcp\"}"
 
-/* ---- the mock cluster process ---- */
-
-struct mock {
-    pid_t pid;
-    FILE *in;  /* its stdin: commands */
-    FILE *out; /* its stdout: bootstrap line, then answers */
-    char bootstrap[600];
-};
-
-static bool read_line_timeout(FILE *f, char *buf, size_t len, int timeout_ms)
-{
-    struct pollfd pfd = {.fd = fileno(f), .events = POLLIN};
-    int r = poll(&pfd, 1, timeout_ms);
-    if (r <= 0)
-        return false;
-    if (!fgets(buf, (int)len, f))
-        return false;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return true;
-}
-
-static void mock_start(struct mock *m)
-{
-    const char *bin = getenv("SG_MOCK_KAFKA");
-    cr_assert(bin && *bin, "SG_MOCK_KAFKA is not set");
-    int to_child[2], from_child[2];
-    cr_assert(pipe(to_child) == 0 && pipe(from_child) == 0, "pipe: %s", strerror(errno));
-    m->pid = fork();
-    cr_assert(m->pid >= 0, "fork: %s", strerror(errno));
-    if (m->pid == 0) {
-        /* A failed assertion exits the test without reaching mock_stop: the cluster must not
-         * outlive it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(to_child[0], 0);
-        dup2(from_child[1], 1);
-        close(to_child[0]);
-        close(to_child[1]);
-        close(from_child[0]);
-        close(from_child[1]);
-        execl(bin, bin, "--brokers", "3", "--partitions", PARTITIONS, "--topics",
-              "events,aggregates", (char *)NULL);
-        _exit(127);
-    }
-    close(to_child[0]);
-    close(from_child[1]);
-    m->in = fdopen(to_child[1], "w");
-    m->out = fdopen(from_child[0], "r");
-    cr_assert(m->in && m->out);
-    /* Unbuffered, so poll() on the descriptor sees every line not yet read. */
-    setvbuf(m->out, NULL, _IONBF, 0);
-    char line[600];
-    cr_assert(read_line_timeout(m->out, line, sizeof(line), 10000),
-              "mock_kafka printed no bootstrap line");
-    cr_assert(strncmp(line, "bootstrap=", 10) == 0, "unexpected first line: %s", line);
-    cr_assert(strlen(line + 10) < sizeof(m->bootstrap), "bootstrap too long: %s", line);
-    memcpy(m->bootstrap, line + 10, strlen(line + 10) + 1);
-    cr_assert(strchr(m->bootstrap, ':'), "bootstrap: %s", m->bootstrap);
-}
-
-/* Sends one command and asserts the answer is `ok`. */
-static void mock_cmd(struct mock *m, const char *cmd)
-{
-    fprintf(m->in, "%s\n", cmd);
-    fflush(m->in);
-    char line[600];
-    cr_assert(read_line_timeout(m->out, line, sizeof(line), 10000), "no answer to %s", cmd);
-    cr_assert_str_eq(line, "ok", "mock_kafka answered %s to %s", line, cmd);
-}
-
-static void mock_stop(struct mock *m)
-{
-    if (m->pid <= 0)
-        return;
-    kill(m->pid, SIGKILL);
-    waitpid(m->pid, NULL, 0);
-    m->pid = 0;
-    if (m->in)
-        fclose(m->in);
-    if (m->out)
-        fclose(m->out);
-    m->in = m->out = NULL;
-}
-
-/* ---- reading a topic back with kcat ---- */
-
-struct rec {
-    char *key;
-    int partition;
-    char *headers; /* "n=v,n=v" */
-    char *value;
-};
-
-struct recs {
-    struct rec *v;
-    size_t n;
-    char *text; /* kcat's output; the fields point into it */
-};
-
-static void recs_free(struct recs *r)
-{
-    free(r->v);
-    free(r->text);
-    memset(r, 0, sizeof(*r));
-}
-
-/* One pass of kcat over the whole topic: returns its stdout (malloc'd). */
-static char *kcat_once(const char *bootstrap, const char *topic)
-{
-    cr_assert(access(KCAT, X_OK) == 0, "kcat is required (Debian package kcat)");
-    char tmpl[] = "/tmp/sgt-kcat-XXXXXX";
-    int fd = mkstemp(tmpl);
-    cr_assert(fd >= 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        alarm(30); /* an unreachable cluster must not hang the test */
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(fd, 1);
-        execl(KCAT, KCAT, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f",
-              "%k\\t%p\\t%h\\t%s\\n", (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    close(fd);
-    char *text = sgt_read_file(tmpl, NULL);
-    unlink(tmpl);
-    cr_assert(text);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        cr_log_warn("kcat exited with status %d", status);
-    return text;
-}
-
-static void parse_recs(char *text, struct recs *out)
-{
-    size_t lines = 0;
-    for (const char *c = text; *c; c++)
-        lines += *c == '\n';
-    out->text = text;
-    out->v = calloc(lines + 1, sizeof(*out->v));
-    out->n = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *f[4];
-        int nf = 0;
-        char *p = line;
-        while (nf < 3) {
-            char *tab = strchr(p, '\t');
-            cr_assert(tab, "kcat line without 4 fields: %s", line);
-            *tab = '\0';
-            f[nf++] = p;
-            p = tab + 1;
-        }
-        f[3] = p;
-        struct rec *r = &out->v[out->n++];
-        r->key = f[0];
-        r->partition = atoi(f[1]);
-        r->headers = f[2];
-        r->value = f[3];
-    }
-}
-
-/* Reads the topic until it holds at least `want` records or timeout_ms passes. */
-static void kcat_read(const char *bootstrap, const char *topic, size_t want, int timeout_ms,
-                      struct recs *out)
-{
-    int64_t deadline = sgt_mono_ms() + timeout_ms;
-    for (;;) {
-        char *text = kcat_once(bootstrap, topic);
-        memset(out, 0, sizeof(*out));
-        parse_recs(text, out);
-        if (out->n >= want || sgt_mono_ms() >= deadline)
-            return;
-        recs_free(out);
-        sgt_sleep_ms(200);
-    }
-}
-
-/* The value of header `name` in kcat's "n=v,n=v" rendering, copied into buf; false if absent. */
-static bool header(const char *headers, const char *name, char *buf, size_t len)
-{
-    size_t nl = strlen(name);
-    const char *p = headers;
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t fl = end ? (size_t)(end - p) : strlen(p);
-        if (fl > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            size_t vl = fl - nl - 1;
-            if (vl >= len)
-                return false;
-            memcpy(buf, p + nl + 1, vl);
-            buf[vl] = '\0';
-            return true;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return false;
-}
-
 static int64_t wall_ms(void)
 {
     struct timeval tv;
@@ -236,7 +35,7 @@ static int64_t wall_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static int find_value(const struct recs *r, const char *value)
+static int find_value(const struct sgt_recs *r, const char *value)
 {
     for (size_t i = 0; i < r->n; i++)
         if (strcmp(r->v[i].value, value) == 0)
@@ -246,7 +45,7 @@ static int find_value(const struct recs *r, const char *value)
 
 /* Asserts the records with key `key`, in topic order, carry seq 0..n-1 in that order and all
  * sit on one partition; returns that partition. */
-static int check_key_order(const struct recs *r, const char *key, int n)
+static int check_key_order(const struct sgt_recs *r, const char *key, int n)
 {
     int next = 0, partition = -1;
     for (size_t i = 0; i < r->n; i++) {
@@ -287,8 +86,8 @@ static void start_gateway(struct sgt_proc *p, const char *bootstrap, const char 
 
 Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
 {
-    struct mock m = {0};
-    mock_start(&m);
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, NULL);
 
@@ -322,24 +121,27 @@ Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
     cr_assert_eq(delivered, 40, "delivered %g of 40 raw records", delivered);
     int64_t t_end = wall_ms();
 
-    struct recs rs;
-    kcat_read(m.bootstrap, "events", 40, 10000, &rs);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "events", 40, 10000, &rs);
     cr_assert_eq(rs.n, 40, "kcat read %zu records, 40 expected", rs.n);
 
     for (int i = 0; i < 40; i++) {
         int at = find_value(&rs, sent[i]);
         cr_assert(at >= 0, "event not found byte for byte in the topic: %s", sent[i]);
-        const struct rec *rec = &rs.v[at];
+        const struct sgt_rec *rec = &rs.v[at];
         char want_key[8];
         snprintf(want_key, sizeof(want_key), "%c%d", i < 20 ? 'h' : 't', i % 5);
         cr_assert_str_eq(rec->key, want_key, "key of %s", sent[i]);
 
         char v[64];
-        cr_assert(header(rec->headers, "content-type", v, sizeof(v)), "headers: %s", rec->headers);
+        cr_assert(sgt_kafka_header(rec->headers, "content-type", v, sizeof(v)), "headers: %s",
+                  rec->headers);
         cr_assert_str_eq(v, "application/json");
-        cr_assert(header(rec->headers, "transport", v, sizeof(v)), "headers: %s", rec->headers);
+        cr_assert(sgt_kafka_header(rec->headers, "transport", v, sizeof(v)), "headers: %s",
+                  rec->headers);
         cr_assert_str_eq(v, i < 20 ? "http" : "tcp", "transport of %s", sent[i]);
-        cr_assert(header(rec->headers, "received-at", v, sizeof(v)), "headers: %s", rec->headers);
+        cr_assert(sgt_kafka_header(rec->headers, "received-at", v, sizeof(v)), "headers: %s",
+                  rec->headers);
         char *end;
         long long at_ms = strtoll(v, &end, 10);
         cr_assert(*end == '\0' && at_ms >= t_begin - 1000 && at_ms <= t_end + 1000,
@@ -361,16 +163,16 @@ Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
     }
     cr_assert(spread, "all 10 keys landed on partition %d", first_partition);
 
-    recs_free(&rs);
+    sgt_recs_free(&rs);
     close(fd);
     sgt_stop_ok(&p);
-    mock_stop(&m);
+    sgt_mock_stop(&m);
 }
 
 Test(kafka, window_results_reach_the_aggregates_topic)
 {
-    struct mock m = {0};
-    mock_start(&m);
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
     const char *more[] = {"--window-size", "1s", "--window-idle-timeout", "200ms", NULL};
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, more);
@@ -389,12 +191,12 @@ Test(kafka, window_results_reach_the_aggregates_topic)
     sgt_send_str(fd, lines);
 
     /* Nothing else arrives: the idle advance moves the watermark past the window's end. */
-    struct recs rs;
-    kcat_read(m.bootstrap, "aggregates", 3, WAIT_MS, &rs);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "aggregates", 3, WAIT_MS, &rs);
     cr_assert_eq(rs.n, 3, "kcat read %zu results, 3 expected", rs.n);
     bool seen[3] = {false, false, false};
     for (size_t i = 0; i < rs.n; i++) {
-        const struct rec *rec = &rs.v[i];
+        const struct sgt_rec *rec = &rs.v[i];
         cr_assert(rec->key[0] == 'a' && rec->key[1] >= '0' && rec->key[1] <= '2' && !rec->key[2],
                   "unexpected key %s", rec->key);
         int k = rec->key[1] - '0';
@@ -412,21 +214,21 @@ Test(kafka, window_results_reach_the_aggregates_topic)
         cr_assert(cJSON_IsNumber(ws) && ws->valuedouble == (double)T0, "%s", rec->value);
         cJSON_Delete(j);
     }
-    recs_free(&rs);
+    sgt_recs_free(&rs);
     close(fd);
     sgt_stop_ok(&p);
-    mock_stop(&m);
+    sgt_mock_stop(&m);
 }
 
 Test(kafka, broker_outage_queues_records_and_delivers_them_after)
 {
-    struct mock m = {0};
-    mock_start(&m);
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, NULL);
     cr_assert_eq(sgt_metric(p.http, RAW_DELIVERED), 0);
 
-    mock_cmd(&m, "down-all");
+    sgt_mock_cmd(&m, "down-all");
     int fd = sgt_connect(p.tcp);
     char lines[8192] = "";
     for (int i = 0; i < 50; i++) {
@@ -444,12 +246,12 @@ Test(kafka, broker_outage_queues_records_and_delivers_them_after)
         p.http, "streamgate_sink_records_total{sink=\"kafka\",stream=\"raw\",result=\"failed\"}");
     cr_assert(failed <= 0, "%g records failed during a short outage", failed);
 
-    mock_cmd(&m, "up-all");
+    sgt_mock_cmd(&m, "up-all");
     double delivered = sgt_wait_metric(p.http, RAW_DELIVERED, 50, WAIT_MS);
     cr_assert_eq(delivered, 50, "delivered %g of 50 after the outage", delivered);
 
-    struct recs rs;
-    kcat_read(m.bootstrap, "events", 50, 10000, &rs);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "events", 50, 10000, &rs);
     cr_assert_eq(rs.n, 50, "kcat read %zu records, 50 expected (none lost, none doubled)", rs.n);
     bool seen[50] = {false};
     for (size_t i = 0; i < rs.n; i++) {
@@ -460,10 +262,10 @@ Test(kafka, broker_outage_queues_records_and_delivers_them_after)
         seen[seq] = true;
         cJSON_Delete(j);
     }
-    recs_free(&rs);
+    sgt_recs_free(&rs);
     close(fd);
     sgt_stop_ok(&p);
-    mock_stop(&m);
+    sgt_mock_stop(&m);
 }
 
 Test(kafka, embedded_cluster_is_readable_with_kcat)
@@ -507,8 +309,8 @@ Test(kafka, embedded_cluster_is_readable_with_kcat)
     }
     cr_assert_eq(sgt_wait_metric(p.http, RAW_DELIVERED, 3, WAIT_MS), 3);
 
-    struct recs rs;
-    kcat_read(bootstrap, "events", 3, 10000, &rs);
+    struct sgt_recs rs;
+    sgt_kcat_read(bootstrap, "events", 3, 10000, &rs);
     cr_assert_eq(rs.n, 3, "kcat read %zu records from %s, 3 expected", rs.n, bootstrap);
     for (int i = 0; i < 3; i++) {
         int at = find_value(&rs, events[i]);
@@ -517,20 +319,20 @@ Test(kafka, embedded_cluster_is_readable_with_kcat)
         snprintf(key, sizeof(key), "e%d", i + 1);
         cr_assert_str_eq(rs.v[at].key, key);
     }
-    recs_free(&rs);
+    sgt_recs_free(&rs);
     close(fd);
     sgt_stop_ok(&p);
 }
 
 Test(kafka, sigterm_drains_queued_records_before_exit)
 {
-    struct mock m = {0};
-    mock_start(&m);
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
     /* Slow brokers, so records are still in flight when the signal comes. */
     for (int b = 1; b <= 3; b++) {
         char cmd[32];
         snprintf(cmd, sizeof(cmd), "rtt %d 300", b);
-        mock_cmd(&m, cmd);
+        sgt_mock_cmd(&m, cmd);
     }
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, NULL);
@@ -551,8 +353,8 @@ Test(kafka, sigterm_drains_queued_records_before_exit)
     close(fd);
     sgt_stop_ok(&p);
 
-    struct recs rs;
-    kcat_read(m.bootstrap, "events", 100, 10000, &rs);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "events", 100, 10000, &rs);
     cr_assert_eq(rs.n, 100, "kcat read %zu records after the drain, 100 expected", rs.n);
     bool seen[100] = {false};
     for (size_t i = 0; i < rs.n; i++) {
@@ -563,8 +365,8 @@ Test(kafka, sigterm_drains_queued_records_before_exit)
         seen[seq] = true;
         cJSON_Delete(j);
     }
-    recs_free(&rs);
-    mock_stop(&m);
+    sgt_recs_free(&rs);
+    sgt_mock_stop(&m);
 }
 
 /* With no reachable broker, shutdown waits for delivery only until shutdown.timeout, then gives
@@ -594,4 +396,143 @@ Test(kafka, shutdown_deadline_bounds_the_drain_with_brokers_unreachable)
     free(log);
     p.pid = 0;
     sgt_stop(&p); /* removes the run's directory */
+}
+
+Test(kafka, permanent_failure_is_rerouted_to_the_late_topic_with_its_reason)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates,late");
+    /* The next Produce request fails with TOPIC_AUTHORIZATION_FAILED, which is not retried. */
+    sgt_mock_cmd(&m, "errors 0 1 29");
+    const char *more[] = {"--kafka-late-topic", "late", NULL};
+    struct sgt_proc p;
+    start_gateway(&p, m.bootstrap, more);
+
+    struct sgt_response r;
+    sgt_post(p.http, "application/json", "{\"key\":\"denied\",\"seq\":0,\"value\":1}", &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+    double failed = sgt_wait_metric(
+        p.http, "streamgate_sink_records_total{sink=\"kafka\",stream=\"raw\",result=\"failed\"}", 1,
+        WAIT_MS);
+    cr_assert_eq(failed, 1, "the refused record was not counted failed");
+    cr_assert_eq(
+        sgt_wait_metric(
+            p.http,
+            "streamgate_sink_records_total{sink=\"kafka\",stream=\"late\",result=\"delivered\"}", 1,
+            WAIT_MS),
+        1, "the refused record did not reach the late topic");
+
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "late", 1, 10000, &rs);
+    cr_assert_eq(rs.n, 1, "late topic holds %zu records", rs.n);
+    cr_assert_str_eq(rs.v[0].key, "denied");
+    cr_assert_str_eq(rs.v[0].value, "{\"key\":\"denied\",\"seq\":0,\"value\":1}");
+    char reason[64];
+    cr_assert(sgt_kafka_header(rs.v[0].headers, "reason", reason, sizeof(reason)), "%s",
+              rs.v[0].headers);
+    cr_assert_str_eq(reason, "TOPIC_AUTHORIZATION_FAILED");
+    char transport[16];
+    cr_assert(sgt_kafka_header(rs.v[0].headers, "transport", transport, sizeof(transport)));
+    cr_assert_str_eq(transport, "http");
+    sgt_recs_free(&rs);
+
+    /* The log names the key of the failed record. */
+    char *log = sgt_read_file(p.log_path, NULL);
+    cr_assert(log && strstr(log, "\"msg\":\"kafka delivery failed\",\"stream\":\"raw\",\"key\":"
+                                 "\"denied\""),
+              "no delivery-failure log line with the key");
+    free(log);
+    /* Nothing else is affected: the next record goes to the events topic. */
+    sgt_post(p.http, "application/json", "{\"key\":\"fine\",\"seq\":0}", &r);
+    cr_assert_eq(r.status, 202);
+    sgt_response_free(&r);
+    cr_assert_eq(sgt_wait_metric(p.http, RAW_DELIVERED, 1, WAIT_MS), 1);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
+
+Test(kafka, full_local_queue_keeps_records_in_order_until_there_is_room)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    /* A local queue of 20 records, so most of the 600 wait in the writer's backlog. */
+    const char *more[] = {"--kafka-rdkafka", "queue.buffering.max.messages=20", NULL};
+    struct sgt_proc p;
+    start_gateway(&p, m.bootstrap, more);
+    sgt_mock_cmd(&m, "down-all");
+
+    enum { N = 600, KEYS = 6 };
+    int fd = sgt_connect(p.tcp);
+    static char lines[N * 64];
+    size_t len = 0;
+    for (int i = 0; i < N; i++)
+        len +=
+            (size_t)snprintf(lines + len, sizeof(lines) - len,
+                             "{\"key\":\"q%d\",\"seq\":%d,\"value\":%d}\n", i % KEYS, i / KEYS, i);
+    sgt_send_all(fd, lines, len);
+    cr_assert_eq(sgt_wait_metric(p.http, TCP_ACCEPTED, N, 10000), N, "a full queue refused events");
+    double held = sgt_metric(p.http, "streamgate_sink_backpressure_total{sink=\"kafka\"}");
+    cr_assert(held >= N - 20, "only %g records waited in the backlog", held);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_sink_queue_messages{sink=\"kafka\"}"), N);
+
+    sgt_mock_cmd(&m, "up-all");
+    cr_assert_eq(sgt_wait_metric(p.http, RAW_DELIVERED, N, 60000), N);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "events", N, 10000, &rs);
+    cr_assert_eq(rs.n, N, "kcat read %zu records", rs.n);
+    for (int k = 0; k < KEYS; k++) {
+        char key[8];
+        snprintf(key, sizeof(key), "q%d", k);
+        check_key_order(&rs, key, N / KEYS);
+    }
+    sgt_recs_free(&rs);
+    close(fd);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
+
+Test(kafka, producer_failed_for_good_refuses_input_instead_of_losing_it)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    /* The idempotent producer cannot get its producer id: librdkafka raises a fatal error. */
+    sgt_mock_cmd(&m, "errors 22 50 31");
+    struct sgt_proc p;
+    start_gateway(&p, m.bootstrap, NULL);
+
+    struct sgt_response r;
+    int64_t deadline = sgt_mono_ms() + WAIT_MS;
+    for (;;) {
+        sgt_http(p.http, "GET", "/readyz", NULL, NULL, 0, &r);
+        int status = r.status;
+        sgt_response_free(&r);
+        if (status == 503)
+            break;
+        cr_assert(sgt_mono_ms() < deadline, "/readyz never reported the failed producer");
+        sgt_sleep_ms(100);
+    }
+    char *log = sgt_read_file(p.log_path, NULL);
+    cr_assert(log && strstr(log, "kafka producer failed for good"), "no fatal-error log line");
+    free(log);
+
+    /* HTTP: a 503 before the body is ingested, so the client keeps its events. */
+    sgt_post(p.http, "application/json", "{\"key\":\"k\",\"seq\":0}", &r);
+    cr_assert_eq(r.status, 503, "%d %s", r.status, r.body);
+    cr_assert(strstr(r.body, "nothing was ingested"), "%s", r.body);
+    char *ra = sgt_header(&r, "Retry-After");
+    cr_assert_not_null(ra);
+    free(ra);
+    sgt_response_free(&r);
+
+    /* TCP: the connection is kept but not read, so the lines wait with the sender. */
+    int fd = sgt_connect(p.tcp);
+    sgt_send_str(fd, "{\"key\":\"k\",\"seq\":1}\n");
+    sgt_sleep_ms(1500);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_events_received_total{transport=\"tcp\"}"), 0);
+    cr_assert(sgt_metric(p.http, "streamgate_pushback_total{transport=\"tcp\"}") >= 1);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_events_received_total{transport=\"http\"}"), 0);
+    close(fd);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
 }

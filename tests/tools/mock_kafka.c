@@ -5,7 +5,9 @@
  *   mock_kafka [--brokers N] [--partitions P] [--topics a,b,c]
  *
  * Prints `bootstrap=<servers>` on stdout, then reads one command per line and answers `ok` or
- * `error <msg>`: down <id>, up <id>, down-all, up-all, rtt <id> <ms>, quit. EOF also quits. */
+ * `error <msg>`: down <id>, up <id>, down-all, up-all, rtt <id> <ms>, errors <api-key> <count>
+ * <code> (the next <count> requests of that Kafka API fail with error <code>, e.g. `errors 0 5
+ * 29`: five Produce requests fail with TOPIC_AUTHORIZATION_FAILED), quit. EOF also quits. */
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -92,6 +94,7 @@ static int command(struct mock *m, char *line)
     char *cmd = strtok_r(line, " \t\r\n", &save);
     char *a1 = cmd ? strtok_r(NULL, " \t\r\n", &save) : NULL;
     char *a2 = a1 ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+    char *a3 = a2 ? strtok_r(NULL, " \t\r\n", &save) : NULL;
     if (!cmd) {
         printf("error empty command\n");
         fflush(stdout);
@@ -104,6 +107,28 @@ static int command(struct mock *m, char *line)
     }
     if (strcmp(cmd, "down-all") == 0 || strcmp(cmd, "up-all") == 0) {
         reply((rd_kafka_resp_err_t)set_all(m, cmd[0] == 'u'));
+        return 0;
+    }
+    if (strcmp(cmd, "errors") == 0) {
+        long api = a1 ? parse_int(a1, 0, 100) : -1;
+        long count = a2 ? parse_int(a2, 1, 100000) : -1;
+        long code = a3 ? parse_int(a3, 1, 1000) : -1;
+        if (api < 0 || count < 0 || code < 0) {
+            printf("error usage: errors <api-key> <count> <code>\n");
+            fflush(stdout);
+            return 0;
+        }
+        rd_kafka_resp_err_t *errs = malloc((size_t)count * sizeof(*errs));
+        if (!errs) {
+            printf("error out of memory\n");
+            fflush(stdout);
+            return 0;
+        }
+        for (long i = 0; i < count; i++)
+            errs[i] = (rd_kafka_resp_err_t)code;
+        rd_kafka_mock_push_request_errors_array(m->mc, (int16_t)api, (size_t)count, errs);
+        free(errs);
+        reply(RD_KAFKA_RESP_ERR_NO_ERROR);
         return 0;
     }
     if (strcmp(cmd, "down") == 0 || strcmp(cmd, "up") == 0 || strcmp(cmd, "rtt") == 0) {

@@ -305,6 +305,10 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.log_level, SG_LOG_INFO);
     cr_assert_eq(cfg.log_bad_input_interval_ms, 1000);
     cr_assert_eq(cfg.shutdown_timeout_ms, 10000);
+    cr_assert_eq(cfg.limits_memory, 256u << 20);
+    cr_assert_eq(cfg.limits_high_watermark, 70);
+    cr_assert_eq(cfg.limits_low_watermark, 50);
+    cr_assert_eq(cfg.limits_retry_after_ms, 1000);
     cr_assert_str_eq(cfg.output_results_file, "");
     cr_assert_str_eq(cfg.output_late_file, "");
     cr_assert_eq(cfg.window_type, SG_WINDOW_TUMBLING);
@@ -336,7 +340,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 47);
+    cr_assert_eq(n, 51);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -998,6 +1002,11 @@ Test(validate, failures)
         {"event.max_key_size", "0", "event.max_key_size: must be at least 1 bytes"},
         {"shutdown.timeout", "0", "shutdown.timeout: must be at least 1ms"},
         {"log.bad_input_interval", "8761h", "log.bad_input_interval: must be at most"},
+        {"limits.memory", "1KiB", "limits.memory: must be at least 1048576 bytes"},
+        {"limits.high_watermark", "101", "limits.high_watermark: must be from 2 to 100"},
+        {"limits.low_watermark", "70",
+         "limits.low_watermark: must be below limits.high_watermark (70 >= 70)"},
+        {"limits.retry_after", "500ms", "limits.retry_after: must be at least 1000ms"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sg_config cfg;
