@@ -732,6 +732,8 @@ void sg_config_free(struct sg_config *cfg)
             strlist_free(p);
         }
     }
+    /* The header promises a zeroed struct, numbers included. */
+    memset(cfg, 0, sizeof(*cfg));
 }
 
 /* ---- the JSON file ---- */
