@@ -13,6 +13,7 @@ struct sg_config;
 /* Why an event was rejected: enum name, metric label, human message. */
 #define SG_REJECT_MAP(X)                                                                           \
     X(INVALID_JSON, "invalid_json", "not valid JSON")                                              \
+    X(INVALID_UTF8, "invalid_utf8", "not valid UTF-8")                                             \
     X(NOT_OBJECT, "not_object", "an event must be a JSON object")                                  \
     X(MISSING_KEY, "missing_key", "the key field is missing or not a string or number")            \
     X(KEY_TOO_LONG, "key_too_long", "the key is longer than event.max_key_size")                   \

@@ -104,6 +104,64 @@ static bool sg_event__has_control_byte(const char *p, size_t n)
     return bad != 0;
 }
 
+/* True when any byte has the high bit set: the common all-ASCII event then skips the UTF-8
+ * check. Word-at-a-time, since it runs over every event's bytes. */
+static bool sg_event__has_high_byte(const char *p, size_t n)
+{
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    for (; i < n; i++)
+        acc |= (unsigned char)p[i];
+    return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. JSON text
+ * must be UTF-8, and downstream consumers (Kafka clients, Tablestore's STRING columns) reject
+ * or mangle anything else, so it is refused here rather than forwarded. */
+static bool sg_event__valid_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0; /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xF4)
+                hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return false;
+        }
+        if (n - i - 1 < need)
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+        i += need + 1;
+    }
+    return true;
+}
+
 static bool sg_event__name_is(const cJSON *item, const char *name)
 {
     return name && item->string && strcmp(item->string, name) == 0;
@@ -264,6 +322,11 @@ int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, i
     if (start == end || !sg_event__can_start_value(*start) ||
         sg_event__has_control_byte(start, (size_t)(end - start))) {
         *why = SG_REJECT_INVALID_JSON;
+        return -EINVAL;
+    }
+    if (sg_event__has_high_byte(start, (size_t)(end - start)) &&
+        !sg_event__valid_utf8((const unsigned char *)start, (size_t)(end - start))) {
+        *why = SG_REJECT_INVALID_UTF8;
         return -EINVAL;
     }
 

@@ -121,6 +121,7 @@ Test(event, reject_labels_and_messages)
     cr_assert_str_eq(sg_reject_label(SG_REJECT_KEY_TOO_LONG), "key_too_long");
     cr_assert_str_eq(sg_reject_label(SG_REJECT_BAD_TIMESTAMP), "bad_timestamp");
     cr_assert_str_eq(sg_reject_label(SG_REJECT_LINE_TOO_LONG), "line_too_long");
+    cr_assert_str_eq(sg_reject_label(SG_REJECT_INVALID_UTF8), "invalid_utf8");
     cr_assert_str_eq(sg_reject_label(SG_REJECT_SINK_FAILED), "sink_failed");
     cr_assert_str_eq(sg_reject_message(SG_REJECT_NOT_OBJECT), "an event must be a JSON object");
     cr_assert_str_eq(sg_reject_message(SG_REJECT_LINE_TOO_LONG),
@@ -703,12 +704,6 @@ Test(event, nul_and_control_bytes)
     assert_rejected("\xef\xbb\xbf{\"key\":\"a\"}", SG_REJECT_INVALID_JSON);
 }
 
-Test(event, invalid_utf8_in_strings_is_bytes)
-{
-    /* The decoder does not validate UTF-8; the key is the bytes that were sent. */
-    assert_key("{\"key\":\"\xff\xfe\"}", "\xff\xfe");
-}
-
 /* `{"key":"a","o":` + depth '[' + depth ']' + `}` */
 static size_t nested_event(char *json, size_t depth)
 {
@@ -844,4 +839,33 @@ Test(event, distinct_field_is_taken_when_configured)
     cr_assert_null(ev.distinct);
     assert_rejected("{\"user\":\"u-2\"}", SG_REJECT_MISSING_KEY);
     cr_assert_null(ev.distinct, "cleared on rejection");
+}
+
+Test(event, utf8_valid_multibyte_accepted)
+{
+    /* 2-, 3- and 4-byte sequences, at the edges of their ranges, in the key and a value. */
+    assert_key("{\"key\":\"caf\xc3\xa9\",\"v\":1}", "caf\xc3\xa9");
+    assert_key("{\"key\":\"\xe2\x82\xac\",\"s\":\"\xef\xbf\xbf\"}", "\xe2\x82\xac");
+    assert_key("{\"key\":\"\xf0\x9f\x98\x80\",\"s\":\"\xf4\x8f\xbf\xbf\"}", "\xf0\x9f\x98\x80");
+    assert_key("{\"key\":\"k\",\"s\":\"\xc2\x80\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\"}", "k");
+}
+
+Test(event, utf8_invalid_rejected)
+{
+    static const char *const bad[] = {
+        "{\"key\":\"\xff\",\"v\":1}",                 /* never valid */
+        "{\"key\":\"k\",\"s\":\"\xc0\xaf\"}",         /* overlong '/' */
+        "{\"key\":\"k\",\"s\":\"\xe0\x80\xaf\"}",     /* overlong, 3 bytes */
+        "{\"key\":\"k\",\"s\":\"\xf0\x80\x80\xaf\"}", /* overlong, 4 bytes */
+        "{\"key\":\"k\",\"s\":\"\xed\xa0\x80\"}",     /* a UTF-16 surrogate */
+        "{\"key\":\"k\",\"s\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
+        "{\"key\":\"k\",\"s\":\"\xe2\x82\"}",         /* cut short before the quote */
+        "{\"key\":\"k\",\"s\":\"\x80\"}",             /* a lone continuation byte */
+        "{\"key\":\"k\",\"s\":\"\xc3\x28\"}",         /* a lead byte without continuation */
+        "{\"key\":\"k\",\"\xfe\":1}",                 /* in a member name */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_rejected(bad[i], SG_REJECT_INVALID_UTF8);
+    /* A sequence cut by the end of the input. */
+    cr_assert_eq(decode_n("{\"key\":\"k\"}\xe2\x82", 13), -EINVAL);
 }
