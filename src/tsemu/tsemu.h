@@ -1,0 +1,220 @@
+/* streamgate-tablestore-emu: a local Tablestore-compatible HTTP server. Private declarations
+ * shared by its files:
+ *   store.c     tables and rows in memory, in primary-key order, with cell versions;
+ *   ops.c       the operations: protobuf request in, protobuf response (or Error) out;
+ *   snapshot.c  the store to and from a JSON-lines file;
+ *   server.c    listener, connections (llhttp), request checks, fault injection, signing;
+ *   main.c      the command line, signals and the loop.
+ * Nothing here is global: the server owns one store and passes it along. */
+#ifndef STREAMGATE_TSEMU_H
+#define STREAMGATE_TSEMU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "streamgate/buf.h"
+#include "streamgate/tablestore.h"
+
+#define TSEMU_MAX_TABLES       64   /* tables per instance (PROTOCOL.md section 5) */
+#define TSEMU_MAX_DEFINED_COLS 32   /* predefined columns per table */
+#define TSEMU_RANGE_MAX_ROWS   5000 /* GetRange rows per page */
+#define TSEMU_RANGE_MAX_BYTES  (4 * 1024 * 1024)
+#define TSEMU_DEFAULT_TTL      (-1)
+#define TSEMU_MAX_VERSIONS_CAP 1000 /* refuse absurd max_versions in CreateTable */
+
+/* ---- Store ----------------------------------------------------------------------------- */
+
+/* A stored value. STRING and BLOB bytes are owned (malloc'd) by the value. */
+struct tsemu_value {
+    enum sg_ts_type type;
+    int64_t i;
+    double d;
+    bool b;
+    uint8_t *bytes;
+    size_t len;
+};
+
+struct tsemu_version {
+    int64_t ts;
+    struct tsemu_value value;
+};
+
+/* One attribute column: its versions, newest first. */
+struct tsemu_cell {
+    char *name;
+    size_t name_len;
+    struct tsemu_version *versions;
+    size_t count;
+};
+
+/* A row: the primary key values in schema order, then the columns sorted by name. */
+struct tsemu_row {
+    struct tsemu_value pk[SG_TS_PK_MAX_COLUMNS];
+    struct tsemu_cell *cells;
+    size_t cell_count;
+    size_t cell_cap;
+};
+
+struct tsemu_pk_schema {
+    char *name;
+    enum sg_ts_type type; /* SG_TS_INTEGER, SG_TS_STRING or SG_TS_BLOB */
+    bool auto_increment;
+};
+
+struct tsemu_defined_col {
+    char *name;
+    int type; /* DefinedColumnType as sent */
+};
+
+struct tsemu_table {
+    char *name;
+    struct tsemu_pk_schema pk[SG_TS_PK_MAX_COLUMNS];
+    size_t pk_count;
+    struct tsemu_defined_col defined[TSEMU_MAX_DEFINED_COLS];
+    size_t defined_count;
+    int32_t max_versions;
+    int32_t ttl; /* seconds; -1 = never expire */
+    int32_t read_cu, write_cu;
+    int64_t created_ms;
+    int64_t next_auto;       /* the last AUTO_INCREMENT value handed out */
+    struct tsemu_row **rows; /* sorted by primary key */
+    size_t row_count;
+    size_t row_cap;
+};
+
+struct tsemu_store {
+    struct tsemu_table *tables[TSEMU_MAX_TABLES]; /* sorted by name */
+    size_t table_count;
+};
+
+void tsemu_store_init(struct tsemu_store *store);
+/* Frees every table. Safe on an initialized store and twice. */
+void tsemu_store_destroy(struct tsemu_store *store);
+
+/* Creates an empty table from `tpl` (name, pk schema, options; rows ignored), copying the
+ * strings. -EEXIST, -ENOSPC (too many tables) or -ENOMEM. */
+int tsemu_store_table_create(struct tsemu_store *store, const struct tsemu_table *tpl,
+                             struct tsemu_table **out);
+struct tsemu_table *tsemu_store_table_find(struct tsemu_store *store, const char *name,
+                                           size_t name_len);
+/* Removes and frees a table. -ENOENT when it does not exist. */
+int tsemu_store_table_delete(struct tsemu_store *store, const char *name, size_t name_len);
+
+/* Orders two primary keys of `table` column by column: INTEGER numerically, STRING and BLOB
+ * bytewise (a shorter prefix first); INF_MIN sorts before and INF_MAX after everything. */
+int tsemu_pk_cmp(const struct tsemu_table *table, const struct tsemu_value *a,
+                 const struct tsemu_value *b);
+
+/* Binary search: the index of the row with key `pk`, or -1 with *pos set to where it would go. */
+long tsemu_table_find(const struct tsemu_table *table, const struct tsemu_value *pk, size_t *pos);
+/* The index of the first row whose key is >= pk. */
+size_t tsemu_table_lower_bound(const struct tsemu_table *table, const struct tsemu_value *pk);
+
+/* Inserts a new row (empty, with a copy of `pk`) at `pos` as found by tsemu_table_find. */
+int tsemu_table_insert(struct tsemu_table *table, size_t pos, const struct tsemu_value *pk,
+                       struct tsemu_row **out);
+/* Removes and frees the row at index `idx`. */
+void tsemu_table_remove(struct tsemu_table *table, size_t idx);
+
+/* Adds a version of column `name` (creating the column), replacing a version with the same
+ * timestamp and keeping the newest `max_versions`. The value is copied. */
+int tsemu_row_put(struct tsemu_row *row, const char *name, size_t name_len, int64_t ts,
+                  const struct tsemu_value *value, int32_t max_versions);
+/* Removes the version at `ts` of a column; nothing when there is none. */
+void tsemu_row_delete_version(struct tsemu_row *row, const char *name, size_t name_len, int64_t ts);
+/* Removes a column with all its versions. */
+void tsemu_row_delete_column(struct tsemu_row *row, const char *name, size_t name_len);
+/* Removes every column. */
+void tsemu_row_clear(struct tsemu_row *row);
+struct tsemu_cell *tsemu_row_cell(struct tsemu_row *row, const char *name, size_t name_len);
+
+/* Copies a decoded value into an owned one (bytes duplicated). */
+int tsemu_value_copy(struct tsemu_value *dst, const struct sg_ts_value *src);
+void tsemu_value_free(struct tsemu_value *v);
+/* A view of a stored value for the encoder (no copy). */
+struct sg_ts_value tsemu_value_view(const struct tsemu_value *v);
+
+/* ---- Operations ------------------------------------------------------------------------ */
+
+/* What to answer: an HTTP status and a body (a response message, or an Error message for any
+ * status other than 200). */
+struct tsemu_reply {
+    int status;
+    const char *code; /* error code for non-200 answers, for the log */
+    struct sg_buf body;
+};
+
+/* Runs operation `op` (e.g. "PutRow") on `store` with the protobuf request (body, len), at
+ * wall-clock time `now_ms`; `busy_rows` (0 to 1) and `rng` make BatchWriteRow fail that
+ * fraction of rows with OTSServerBusy. Fills `reply` (its body is reset first). Returns 0, or
+ * -ENOMEM when not even an error answer could be built. Safe on any input bytes. */
+int tsemu_ops_handle(struct tsemu_store *store, const char *op, size_t op_len, const void *body,
+                     size_t len, int64_t now_ms, double busy_rows, uint64_t *rng,
+                     struct tsemu_reply *reply);
+
+/* True when `op` is one of the operations this emulator implements. */
+bool tsemu_ops_known(const char *op, size_t op_len);
+
+/* Fills reply with an Error body and status. Returns 0 or -ENOMEM. */
+int tsemu_reply_error(struct tsemu_reply *reply, int status, const char *code, const char *msg);
+
+/* ---- Snapshot -------------------------------------------------------------------------- */
+
+/* Loads `path` into an empty store. A missing file is not an error (returns 0, nothing loaded).
+ * -EINVAL with a message (file and line) on bad content, or a negative errno. */
+int tsemu_snapshot_load(struct tsemu_store *store, const char *path, char *errstr,
+                        size_t errstr_size);
+/* Writes the store to `path` through a temporary file that is renamed over it. */
+int tsemu_snapshot_save(const struct tsemu_store *store, const char *path, char *errstr,
+                        size_t errstr_size);
+
+/* ---- Server ---------------------------------------------------------------------------- */
+
+/* The command line, parsed once (main.c's option table fills it). */
+struct tsemu_config {
+    char *listen; /* "host:port"; port 0 picks a free one */
+    char *instance;
+    char *access_key_id;
+    char *access_key_secret;
+    char *snapshot;   /* NULL: nothing is loaded or saved */
+    double busy;      /* fraction of requests answered 503 OTSServerBusy */
+    double busy_rows; /* fraction of BatchWriteRow rows failed with OTSServerBusy */
+    double drop;      /* fraction of requests whose connection is closed unanswered */
+    uint64_t latency; /* ms added before every answer */
+    uint64_t seed;    /* for the fault draws */
+    bool verbose;     /* one line per request on stderr */
+};
+
+#define TSEMU_MAX_CONNECTIONS  1024
+#define TSEMU_READ_BUF_SIZE    (64 * 1024)
+#define TSEMU_MAX_HEADERS      64
+#define TSEMU_MAX_HEADER_BYTES (32 * 1024)
+#define TSEMU_MAX_URL_BYTES    1024
+#define TSEMU_IDLE_TIMEOUT_MS  120000
+#define TSEMU_DATE_SKEW_MS     (15 * 60 * 1000)
+
+struct tsemu_server;
+struct uv_loop_s;
+
+/* Creates the server on `loop`: loads the snapshot (if set), binds and listens. `cfg` must
+ * outlive the server. On failure returns a negative errno with a message; *out is still set
+ * (unless -ENOMEM) and is ended like a running server: close, run the loop, destroy. */
+int tsemu_server_create(struct tsemu_server **out, struct uv_loop_s *loop,
+                        const struct tsemu_config *cfg, char *errstr, size_t errstr_size);
+/* The bound "host:port". */
+const char *tsemu_server_address(const struct tsemu_server *srv);
+/* Stops listening and closes every connection; the loop ends once the handles are closed. */
+void tsemu_server_close(struct tsemu_server *srv);
+/* Writes the snapshot (if configured). Call after the loop has stopped. */
+int tsemu_server_save(struct tsemu_server *srv, char *errstr, size_t errstr_size);
+/* Frees the server after tsemu_server_close and the loop have finished. Safe on NULL. */
+void tsemu_server_destroy(struct tsemu_server *srv);
+
+/* ---- Randomness ------------------------------------------------------------------------ */
+
+/* A uniform double in [0, 1) from a splitmix64 state (reproducible from --seed). */
+double tsemu_rand(uint64_t *state);
+
+#endif
