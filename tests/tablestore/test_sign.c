@@ -141,6 +141,7 @@ Test(tablestore_sign, header_case_order_and_whitespace)
     h2[SG_ARRAY_SIZE(h)] = sg_ts_hdr("x-ots-ststoken", "tok");
     sg_buf_reset(&sts);
     cr_assert_eq(sg_ts_request_string_to_sign(&sts, "PutRow", h2, SG_ARRAY_SIZE(h2)), 0);
+    cr_assert_eq(sg_buf_append_char(&sts, '\0'), 0); /* the string-to-sign is not terminated */
     cr_assert(strstr(sts.data, "x-ots-instancename:myinst\nx-ots-ststoken:tok\n") != NULL);
     char sig2[SG_TS_SIGNATURE_SIZE];
     cr_assert_eq(sg_ts_sign_request(SECRET, strlen(SECRET), "PutRow", h2, SG_ARRAY_SIZE(h2), sig2),
