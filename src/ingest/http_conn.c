@@ -1,14 +1,17 @@
 /* One HTTP connection: llhttp parses whatever arrives (several pipelined requests per read,
  * or one request over many reads), each complete request is answered at once (ingest is
  * synchronous), and responses are appended in order to an output buffer that goes out with
- * one uv_write after each parse. While a write is in flight, new responses go to the second
+ * one write after each parse. While a write is in flight, new responses go to the second
  * buffer. Past SG_HTTP_OUT_HIGH pending bytes the parser pauses at a request boundary and
  * reading stops until the write completes.
  *
  * Life cycle: OPEN (parsing) -> FINISHING (last response queued, parser stopped) -> LINGER
  * (write side shut down, input dropped until the peer closes or a short timer fires) ->
- * CLOSING (both handles closing; the memory goes in the last close callback). Errors that end
- * a connection are answered first (with Connection: close) wherever the protocol allows. */
+ * CLOSING (transport and timer closing; the memory goes in the last close callback). Errors that
+ * end a connection are answered first (with Connection: close) wherever the protocol allows.
+ *
+ * Bytes move through conn->io: the TCP transport at the end of this file in production, an
+ * in-memory one in tests. Everything else here is the same for both. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,7 +30,6 @@ static const char sg_http_json[] = "application/json";
 static const char sg_http_prometheus[] = "text/plain; version=0.0.4; charset=utf-8";
 
 static void conn_flush(struct sg_http_conn *conn);
-static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static inline struct sg_http_conn *conn_of_parser(llhttp_t *parser)
 {
@@ -97,25 +99,13 @@ static void conn_timer(struct sg_http_conn *conn, enum sg_http_timer kind, uint6
 
 /* --- reading ----------------------------------------------------------------------------- */
 
-static void conn_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    struct sg_http_conn *conn = sg_container_of((uv_tcp_t *)handle, struct sg_http_conn, tcp);
-
-    /* The same buffer every time: all input is parsed before the next read, and reading is
-     * stopped while an unparsed tail waits in it. */
-    if (conn->rbuf)
-        *buf = uv_buf_init(conn->rbuf, SG_HTTP_READ_BUF_SIZE);
-    else
-        *buf = uv_buf_init(conn->scratch, sizeof(conn->scratch));
-}
-
 static int conn_read_start(struct sg_http_conn *conn)
 {
     int rc;
 
     if (conn->reading || conn->eof)
         return 0;
-    rc = uv_read_start((uv_stream_t *)&conn->tcp, conn_on_alloc, conn_on_read);
+    rc = conn->io->read_start(conn);
     if (rc == 0)
         conn->reading = true;
     return rc;
@@ -125,7 +115,7 @@ static void conn_read_stop(struct sg_http_conn *conn)
 {
     if (!conn->reading)
         return;
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    conn->io->read_stop(conn);
     conn->reading = false;
 }
 
@@ -158,12 +148,20 @@ void sg_http__conn_free(struct sg_http_conn *conn)
     free(conn);
 }
 
-static void conn_on_close(uv_handle_t *handle)
+static void conn_handle_closed(struct sg_http_conn *conn)
 {
-    struct sg_http_conn *conn = handle->data;
-
     if (--conn->open_handles == 0)
         sg_http__server_conn_gone(conn->srv, conn);
+}
+
+void sg_http__conn_on_closed(struct sg_http_conn *conn)
+{
+    conn_handle_closed(conn);
+}
+
+static void conn_on_timer_closed(uv_handle_t *handle)
+{
+    conn_handle_closed(sg_container_of((uv_timer_t *)handle, struct sg_http_conn, timer));
 }
 
 void sg_http__conn_close(struct sg_http_conn *conn)
@@ -172,16 +170,14 @@ void sg_http__conn_close(struct sg_http_conn *conn)
         return;
     conn->state = SG_HTTP_CLOSING;
     conn->reading = false;
-    conn->tcp.data = conn;
-    conn->timer.data = conn;
-    uv_close((uv_handle_t *)&conn->tcp, conn_on_close);
-    uv_close((uv_handle_t *)&conn->timer, conn_on_close);
+    /* The timer closes last, so its callback (never run before this returns) is the earliest
+     * point the connection can be freed, even when the transport reports at once. */
+    conn->io->close(conn);
+    uv_close((uv_handle_t *)&conn->timer, conn_on_timer_closed);
 }
 
-static void conn_on_shutdown(uv_shutdown_t *req, int status)
+void sg_http__conn_on_shutdown(struct sg_http_conn *conn, int status)
 {
-    struct sg_http_conn *conn = sg_container_of(req, struct sg_http_conn, shutdown_req);
-
     if (status < 0 && conn->state == SG_HTTP_LINGER)
         sg_http__conn_close(conn);
 }
@@ -195,8 +191,7 @@ static void conn_linger(struct sg_http_conn *conn)
         return;
     }
     conn->state = SG_HTTP_LINGER;
-    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, conn_on_shutdown) < 0 ||
-        conn_read_start(conn) < 0) {
+    if (conn->io->shutdown(conn) < 0 || conn_read_start(conn) < 0) {
         sg_http__conn_close(conn);
         return;
     }
@@ -232,12 +227,10 @@ static size_t conn_pending(const struct sg_http_conn *conn)
     return conn->out[0].len + conn->out[1].len;
 }
 
-static void conn_feed(struct sg_http_conn *conn, const char *data, size_t len);
+static void conn_parse(struct sg_http_conn *conn, const char *data, size_t len);
 
-static void conn_on_write(uv_write_t *req, int status)
+void sg_http__conn_on_write(struct sg_http_conn *conn, int status)
 {
-    struct sg_http_conn *conn = sg_container_of(req, struct sg_http_conn, write_req);
-
     conn->writing = false;
     sg_buf_reset(&conn->out[conn->fill ^ 1]);
     if (conn->state == SG_HTTP_CLOSING)
@@ -258,7 +251,7 @@ static void conn_on_write(uv_write_t *req, int status)
         /* The parser was paused at the end of the last request it answered. */
         llhttp_resume(&conn->parser);
         if (tail_len > 0)
-            conn_feed(conn, tail, tail_len); /* flushes, and may stall again */
+            conn_parse(conn, tail, tail_len); /* flushes, and may stall again */
         if (conn->state == SG_HTTP_OPEN && !conn->stalled && conn_read_start(conn) < 0) {
             sg_http__conn_close(conn);
             return;
@@ -272,7 +265,6 @@ static void conn_on_write(uv_write_t *req, int status)
 static void conn_flush(struct sg_http_conn *conn)
 {
     struct sg_buf *out;
-    uv_buf_t ub;
     int rc;
 
     if (conn->state == SG_HTTP_CLOSING || conn->state == SG_HTTP_LINGER)
@@ -283,8 +275,7 @@ static void conn_flush(struct sg_http_conn *conn)
     }
     out = &conn->out[conn->fill];
     if (!conn->writing && out->len > 0) {
-        ub = uv_buf_init(out->data, (unsigned int)out->len);
-        rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &ub, 1, conn_on_write);
+        rc = conn->io->write(conn, out->data, out->len);
         if (rc < 0) {
             conn_debug(conn, "http write failed", 0, uv_strerror(rc));
             sg_http__conn_close(conn);
@@ -306,7 +297,8 @@ static void conn_respond(struct sg_http_conn *conn, int status, const char *type
 {
     struct sg_buf *out = &conn->out[conn->fill];
     size_t saved = out->len;
-    bool head = conn->req.active && llhttp_get_method(&conn->parser) == HTTP_HEAD;
+    /* The method of a request cut short before it was parsed is unknown, not the last one's. */
+    bool head = conn->req.active && conn->req.head;
     const char *connection = "";
     int rc;
 
@@ -371,6 +363,7 @@ static void req_reset(struct sg_http_conn *conn)
     struct sg_http_req *req = &conn->req;
 
     req->active = true;
+    req->head = false;
     req->headers_done = false;
     req->keep_alive = false;
     req->expect_continue = false;
@@ -418,6 +411,12 @@ static int on_message_begin(llhttp_t *parser)
 
     req_reset(conn);
     conn_timer(conn, SG_HTTP_TIMER_HEADER, conn->srv->cfg->http_header_timeout_ms);
+    return 0;
+}
+
+static int on_method_complete(llhttp_t *parser)
+{
+    conn_of_parser(parser)->req.head = llhttp_get_method(parser) == HTTP_HEAD;
     return 0;
 }
 
@@ -1063,6 +1062,7 @@ void sg_http__settings_init(llhttp_settings_t *settings)
 {
     llhttp_settings_init(settings);
     settings->on_message_begin = on_message_begin;
+    settings->on_method_complete = on_method_complete;
     settings->on_url = on_url;
     settings->on_header_field = on_header_field;
     settings->on_header_field_complete = on_header_field_complete;
@@ -1076,7 +1076,7 @@ void sg_http__settings_init(llhttp_settings_t *settings)
 /* --- parsing ----------------------------------------------------------------------------- */
 
 /* Parses `data` and queues the answers; then writes them out. */
-static void conn_feed(struct sg_http_conn *conn, const char *data, size_t len)
+static void conn_parse(struct sg_http_conn *conn, const char *data, size_t len)
 {
     llhttp_errno_t err = llhttp_execute(&conn->parser, data, len);
     const char *pos = llhttp_get_error_pos(&conn->parser);
@@ -1126,25 +1126,35 @@ static void conn_feed(struct sg_http_conn *conn, const char *data, size_t len)
     conn_flush(conn);
 }
 
-static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* `len` > 0 bytes were read into the read buffer (or the scratch one). */
+static void conn_input(struct sg_http_conn *conn, const char *data, size_t len)
 {
-    struct sg_http_conn *conn = sg_container_of((uv_tcp_t *)stream, struct sg_http_conn, tcp);
+    sg_counter_add(conn->srv->bytes_received, len);
+    if (conn->state == SG_HTTP_OPEN && !conn->stalled)
+        conn_parse(conn, data, len);
+    /* LINGER: dropped. */
+}
 
-    if (nread > 0) {
-        sg_counter_add(conn->srv->bytes_received, (uint64_t)nread);
-        if (conn->state == SG_HTTP_OPEN && !conn->stalled)
-            conn_feed(conn, buf->base, (size_t)nread);
-        /* LINGER: dropped. */
-        return;
-    }
-    if (nread == 0)
-        return;
+size_t sg_http__conn_feed(struct sg_http_conn *conn, const char *data, size_t len)
+{
+    char *dst = conn->rbuf ? conn->rbuf : conn->scratch;
+    size_t n = conn->rbuf ? SG_HTTP_READ_BUF_SIZE : sizeof(conn->scratch);
 
+    if (!conn->reading || len == 0)
+        return 0;
+    n = SG_MIN(n, len);
+    memcpy(dst, data, n);
+    conn_input(conn, dst, n);
+    return n;
+}
+
+void sg_http__conn_feed_end(struct sg_http_conn *conn, int status)
+{
     conn->eof = true;
     conn_read_stop(conn);
-    if (nread != UV_EOF)
-        conn_debug(conn, "http read failed", 0, uv_strerror((int)nread));
-    if (nread == UV_EOF && conn->state == SG_HTTP_OPEN && !conn->req.active &&
+    if (status != UV_EOF)
+        conn_debug(conn, "http read failed", 0, uv_strerror(status));
+    if (status == UV_EOF && conn->state == SG_HTTP_OPEN && !conn->req.active &&
         (conn->writing || conn_pending(conn) > 0)) {
         /* The client half-closed after its requests: still deliver the answers. */
         conn_finish(conn);
@@ -1190,7 +1200,15 @@ static void conn_on_timer(uv_timer_t *timer)
 
 /* --- life cycle -------------------------------------------------------------------------- */
 
-static void conn_peer_name(struct sg_http_conn *conn)
+void sg_http__conn_expire(struct sg_http_conn *conn)
+{
+    if (!uv_is_active((uv_handle_t *)&conn->timer))
+        return;
+    uv_timer_stop(&conn->timer);
+    conn_on_timer(&conn->timer);
+}
+
+void sg_http__conn_peer_name(struct sg_http_conn *conn)
 {
     struct sockaddr_storage ss;
     int namelen = sizeof(ss);
@@ -1216,7 +1234,6 @@ int sg_http__conn_start(struct sg_http_conn *conn)
     const struct sg_config *cfg = conn->srv->cfg;
     size_t hdr_max = cfg->http_max_header_size ? cfg->http_max_header_size : 1;
 
-    conn_peer_name(conn);
     conn->rbuf = malloc(SG_HTTP_READ_BUF_SIZE);
     if (!conn->rbuf)
         return -ENOMEM;
@@ -1230,7 +1247,6 @@ int sg_http__conn_start(struct sg_http_conn *conn)
     for (int i = 0; i < SG_HTTP_HDR_COUNT; i++)
         sg_buf_init(&conn->req.hdr[i], hdr_max);
     llhttp_init(&conn->parser, HTTP_REQUEST, &conn->srv->settings);
-    uv_tcp_nodelay(&conn->tcp, 1);
     conn_timer(conn, SG_HTTP_TIMER_IDLE, cfg->http_idle_timeout_ms);
     return conn_read_start(conn);
 }
@@ -1239,7 +1255,6 @@ void sg_http__conn_reject(struct sg_http_conn *conn)
 {
     static const char body[] = "{\"error\":\"too many connections\"}";
 
-    conn_peer_name(conn);
     conn_debug(conn, "http connection refused", 503, "http.max_connections reached");
     /* The parser is never run; conn_respond only reads its (zeroed) version fields. */
     sg_buf_init(&conn->out[0], SG_HTTP_OUT_MAX);
@@ -1259,3 +1274,83 @@ void sg_http__conn_shutdown(struct sg_http_conn *conn)
     }
     sg_http__conn_close(conn);
 }
+
+/* --- the TCP transport ------------------------------------------------------------------- */
+
+static inline struct sg_http_conn *conn_of_tcp(uv_handle_t *handle)
+{
+    return sg_container_of((uv_tcp_t *)handle, struct sg_http_conn, tcp);
+}
+
+static void tcp_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sg_http_conn *conn = conn_of_tcp(handle);
+
+    /* The same buffer every time: all input is parsed before the next read, and reading is
+     * stopped while an unparsed tail waits in it. */
+    if (conn->rbuf)
+        *buf = uv_buf_init(conn->rbuf, SG_HTTP_READ_BUF_SIZE);
+    else
+        *buf = uv_buf_init(conn->scratch, sizeof(conn->scratch));
+}
+
+static void tcp_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sg_http_conn *conn = conn_of_tcp((uv_handle_t *)stream);
+
+    if (nread > 0)
+        conn_input(conn, buf->base, (size_t)nread);
+    else if (nread < 0)
+        sg_http__conn_feed_end(conn, (int)nread);
+}
+
+static int tcp_read_start(struct sg_http_conn *conn)
+{
+    return uv_read_start((uv_stream_t *)&conn->tcp, tcp_on_alloc, tcp_on_read);
+}
+
+static void tcp_read_stop(struct sg_http_conn *conn)
+{
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+}
+
+static void tcp_on_write(uv_write_t *req, int status)
+{
+    sg_http__conn_on_write(sg_container_of(req, struct sg_http_conn, write_req), status);
+}
+
+static int tcp_write(struct sg_http_conn *conn, const char *data, size_t len)
+{
+    /* uv_buf_t is not const-qualified; uv_write only reads it. */
+    uv_buf_t ub = uv_buf_init((char *)data, (unsigned int)len);
+
+    return uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &ub, 1, tcp_on_write);
+}
+
+static void tcp_on_shutdown(uv_shutdown_t *req, int status)
+{
+    sg_http__conn_on_shutdown(sg_container_of(req, struct sg_http_conn, shutdown_req), status);
+}
+
+static int tcp_shutdown(struct sg_http_conn *conn)
+{
+    return uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, tcp_on_shutdown);
+}
+
+static void tcp_on_close(uv_handle_t *handle)
+{
+    sg_http__conn_on_closed(conn_of_tcp(handle));
+}
+
+static void tcp_close(struct sg_http_conn *conn)
+{
+    uv_close((uv_handle_t *)&conn->tcp, tcp_on_close);
+}
+
+const struct sg_http_io sg_http__tcp_io = {
+    .read_start = tcp_read_start,
+    .read_stop = tcp_read_stop,
+    .write = tcp_write,
+    .shutdown = tcp_shutdown,
+    .close = tcp_close,
+};

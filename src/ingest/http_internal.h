@@ -1,6 +1,7 @@
 /* Shared between the HTTP listener (http_server.c: accept, connection limit, shutdown) and the
  * per-connection code (http_conn.c: parsing, timeouts, routing, responses). Nothing outside
- * these two files includes it. */
+ * these two files includes it, except the tests that drive a connection from memory (see
+ * struct sg_http_io). */
 #ifndef STREAMGATE_HTTP_INTERNAL_H
 #define STREAMGATE_HTTP_INTERNAL_H
 
@@ -88,9 +89,31 @@ enum sg_http_state {
     SG_HTTP_CLOSING,   /* handles are closing; freed in the last close callback */
 };
 
+struct sg_http_conn;
+
+/* How a connection moves bytes: over its TCP socket (sg_http__tcp_io), or, in tests, over an
+ * in-memory transport. The connection calls these; the transport reports what happens through
+ * the sg_http__conn_on_* functions and sg_http__conn_feed below, never from inside one of
+ * these calls unless said otherwise. */
+struct sg_http_io {
+    /* Starts delivering input (sg_http__conn_feed, sg_http__conn_feed_end). Returns 0 or a
+     * negative code. */
+    int (*read_start)(struct sg_http_conn *conn);
+    void (*read_stop)(struct sg_http_conn *conn);
+    /* Writes `len` bytes; `data` stays valid and unchanged until sg_http__conn_on_write. At
+     * most one write is in flight. Returns 0 or a negative code (nothing was queued). */
+    int (*write)(struct sg_http_conn *conn, const char *data, size_t len);
+    /* Ends the write side once the write in flight is out, then sg_http__conn_on_shutdown. */
+    int (*shutdown)(struct sg_http_conn *conn);
+    /* Closes the transport. A write or shutdown still pending completes first (with an error
+     * such as UV_ECANCELED); then sg_http__conn_on_closed, which may run before this returns. */
+    void (*close)(struct sg_http_conn *conn);
+};
+
 /* The request being parsed. Its buffers are reset, not freed, between requests. */
 struct sg_http_req {
     bool active; /* between message begin and message complete */
+    bool head;   /* the method is HEAD: responses carry no body */
     bool headers_done;
     bool keep_alive;
     bool expect_continue;
@@ -111,13 +134,15 @@ struct sg_http_req {
 };
 
 struct sg_http_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
+    const struct sg_http_io *io;
+    void *io_arg; /* the transport's own state; unused over TCP */
+    uv_tcp_t tcp; /* the socket, when io is sg_http__tcp_io */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
+    uv_timer_t timer;
     struct sg_http_server *srv;
     struct sg_http_conn *prev, *next; /* in srv->conns */
-    int open_handles;                 /* freed when the last handle's close callback runs */
+    int open_handles; /* transport and timer; freed when the last close callback runs */
     enum sg_http_state state;
     enum sg_http_timer timer_kind;
     bool rejected; /* over the connection limit: one 503, then gone */
@@ -195,6 +220,18 @@ struct sg_http_server {
 
 /* http_server.c */
 
+/* For tests: a server with no listener. Connections come only from sg_http__server_open;
+ * shutdown and destroy work as for a listening server. */
+int sg_http__server_create_test(const struct sg_server_env *env, struct sg_http_server **out,
+                                char *errstr, size_t errstr_size);
+/* Adds a connection over `io` as if a client had just connected from `peer`: counted against
+ * http.max_connections (an over-limit one is answered 503 and closed at once), then served.
+ * Returns 0 with *out set, or a negative code with *out NULL: -ENOMEM before the connection
+ * existed, or another code after `io->close` was called for it. A connection is gone once its
+ * transport reported sg_http__conn_on_closed; it is freed in a later loop iteration. */
+int sg_http__server_open(struct sg_http_server *srv, const struct sg_http_io *io, void *io_arg,
+                         const char *peer, struct sg_http_conn **out);
+
 /* Counts one response with status `code` (registering the series on first use). */
 void sg_http__count_status(struct sg_http_server *srv, int code);
 void sg_http__count_limit(struct sg_http_server *srv, enum sg_http_limit limit);
@@ -203,9 +240,14 @@ void sg_http__server_conn_gone(struct sg_http_server *srv, struct sg_http_conn *
 
 /* http_conn.c */
 
+/* The transport over `conn->tcp`, which the listener initialises and accepts. */
+extern const struct sg_http_io sg_http__tcp_io;
+
 /* Sets up the parser callbacks shared by every connection. */
 void sg_http__settings_init(llhttp_settings_t *settings);
-/* Starts serving an accepted connection (`conn->tcp` is initialised and accepted). */
+/* Names the peer of an accepted socket ("ip:port") for log lines. */
+void sg_http__conn_peer_name(struct sg_http_conn *conn);
+/* Starts serving a connection whose transport (conn->io) is ready. */
 int sg_http__conn_start(struct sg_http_conn *conn);
 /* Answers an over-limit connection with 503 and closes it. */
 void sg_http__conn_reject(struct sg_http_conn *conn);
@@ -215,5 +257,23 @@ void sg_http__conn_shutdown(struct sg_http_conn *conn);
 void sg_http__conn_close(struct sg_http_conn *conn);
 /* Frees a connection's memory (not its handles). */
 void sg_http__conn_free(struct sg_http_conn *conn);
+
+/* What a transport reports. */
+
+/* Input arrived: copies up to SG_HTTP_READ_BUF_SIZE bytes of `data` into the connection's read
+ * buffer, as one socket read would, and handles them. Returns the bytes taken: 0 when the
+ * connection is not reading (the rest waits, as in a socket's receive buffer, until it reads
+ * again; a finished connection reads and drops input while it lingers). */
+size_t sg_http__conn_feed(struct sg_http_conn *conn, const char *data, size_t len);
+/* The input ended: UV_EOF when the peer closed its side, another negative code for a read
+ * error. Only while the connection is reading. */
+void sg_http__conn_feed_end(struct sg_http_conn *conn, int status);
+/* The write in flight completed: 0, or a negative code when it failed or was cancelled. */
+void sg_http__conn_on_write(struct sg_http_conn *conn, int status);
+void sg_http__conn_on_shutdown(struct sg_http_conn *conn, int status);
+/* The transport is closed; the connection may be freed from here on (see io->close). */
+void sg_http__conn_on_closed(struct sg_http_conn *conn);
+/* For tests: does what the connection's timer does when it fires, now, if it is running. */
+void sg_http__conn_expire(struct sg_http_conn *conn);
 
 #endif

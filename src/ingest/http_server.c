@@ -145,11 +145,55 @@ void sg_http__server_conn_gone(struct sg_http_server *srv, struct sg_http_conn *
     http_maybe_done(srv);
 }
 
+/* Links a new connection (its transport set up, its timer initialised here) and counts it
+ * as served or rejected. Classified before anything can fail, so sg_http__server_conn_gone
+ * undoes the right count whatever happens next. */
+static void http_conn_add(struct sg_http_server *srv, struct sg_http_conn *conn)
+{
+    const struct sg_config *cfg = srv->cfg;
+
+    uv_timer_init(srv->loop, &conn->timer); /* cannot fail */
+    conn->open_handles = 2;
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+
+    if (cfg->http_max_connections > 0 && (int64_t)srv->nconns >= cfg->http_max_connections) {
+        conn->rejected = true;
+        srv->nrejecting++;
+        sg_counter_inc(srv->connections_rejected);
+        sg_http__count_limit(srv, SG_HTTP_LIMIT_CONNECTIONS);
+    } else {
+        srv->nconns++;
+        sg_gauge_set(srv->connections, (double)srv->nconns);
+    }
+}
+
+/* Answers and closes a rejected connection, or starts serving the others. */
+static int http_conn_serve(struct sg_http_server *srv, struct sg_http_conn *conn)
+{
+    int rc;
+
+    if (conn->rejected) {
+        if (srv->nrejecting > SG_HTTP_MAX_REJECTING)
+            sg_http__conn_close(conn);
+        else
+            sg_http__conn_reject(conn);
+        return 0;
+    }
+    rc = sg_http__conn_start(conn);
+    if (rc < 0) {
+        sg_debug(srv->log, "http connection dropped", SG_F_STR("error", uv_strerror(rc)));
+        sg_http__conn_close(conn);
+    }
+    return rc;
+}
+
 static void http_on_connection(uv_stream_t *listener, int status)
 {
     struct sg_http_server *srv =
         sg_container_of((uv_tcp_t *)listener, struct sg_http_server, listener);
-    const struct sg_config *cfg = srv->cfg;
     struct sg_http_conn *conn;
     int rc;
 
@@ -166,30 +210,14 @@ static void http_on_connection(uv_stream_t *listener, int status)
         return;
     }
     conn->srv = srv;
+    conn->io = &sg_http__tcp_io;
     rc = uv_tcp_init(srv->loop, &conn->tcp);
     if (rc < 0) {
         sg_warn(srv->log, "http connection dropped", SG_F_STR("error", uv_strerror(rc)));
         free(conn);
         return;
     }
-    uv_timer_init(srv->loop, &conn->timer); /* cannot fail */
-    conn->open_handles = 2;
-    conn->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = conn;
-    srv->conns = conn;
-
-    /* Classified before anything can fail, so sg_http__server_conn_gone undoes the right
-     * count whatever happens next. */
-    if (cfg->http_max_connections > 0 && (int64_t)srv->nconns >= cfg->http_max_connections) {
-        conn->rejected = true;
-        srv->nrejecting++;
-        sg_counter_inc(srv->connections_rejected);
-        sg_http__count_limit(srv, SG_HTTP_LIMIT_CONNECTIONS);
-    } else {
-        srv->nconns++;
-        sg_gauge_set(srv->connections, (double)srv->nconns);
-    }
+    http_conn_add(srv, conn);
 
     rc = uv_accept(listener, (uv_stream_t *)&conn->tcp);
     if (rc < 0) {
@@ -197,18 +225,33 @@ static void http_on_connection(uv_stream_t *listener, int status)
         sg_http__conn_close(conn);
         return;
     }
-    if (conn->rejected) {
-        if (srv->nrejecting > SG_HTTP_MAX_REJECTING)
-            sg_http__conn_close(conn);
-        else
-            sg_http__conn_reject(conn);
-        return;
-    }
-    rc = sg_http__conn_start(conn);
-    if (rc < 0) {
-        sg_debug(srv->log, "http connection dropped", SG_F_STR("error", uv_strerror(rc)));
-        sg_http__conn_close(conn);
-    }
+    sg_http__conn_peer_name(conn);
+    uv_tcp_nodelay(&conn->tcp, 1);
+    http_conn_serve(srv, conn);
+}
+
+int sg_http__server_open(struct sg_http_server *srv, const struct sg_http_io *io, void *io_arg,
+                         const char *peer, struct sg_http_conn **out)
+{
+    struct sg_http_conn *conn;
+    int rc;
+
+    *out = NULL;
+    if (srv->shutting_down)
+        return -ESHUTDOWN;
+    conn = calloc(1, sizeof(*conn));
+    if (!conn)
+        return -ENOMEM;
+    conn->srv = srv;
+    conn->io = io;
+    conn->io_arg = io_arg;
+    snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
+    http_conn_add(srv, conn);
+    rc = http_conn_serve(srv, conn);
+    if (rc < 0)
+        return rc;
+    *out = conn;
+    return 0;
 }
 
 /* Gives up on a server that create could not finish. A listener handle that was initialised
@@ -224,8 +267,9 @@ static void http_server_abort(struct sg_http_server *srv)
     http_server_free(srv);
 }
 
-int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server **out,
-                          char *errstr, size_t errstr_size)
+/* Everything but the listener. On failure the server is freed and *out is NULL. */
+static int http_server_init(const struct sg_server_env *env, struct sg_http_server **out,
+                            char *errstr, size_t errstr_size)
 {
     const struct sg_config *cfg = env->cfg;
     struct sg_http_server *srv;
@@ -261,10 +305,30 @@ int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server
     rc = http_register_metrics(srv);
     if (rc < 0) {
         snprintf(errstr, errstr_size, "http server: cannot register metrics");
-        goto fail;
+        http_server_free(srv);
+        return rc;
     }
+    *out = srv;
+    return 0;
+}
 
-    rc = sg_listen_tcp(env->loop, &srv->listener, cfg->http_listen, SG_HTTP_BACKLOG,
+int sg_http__server_create_test(const struct sg_server_env *env, struct sg_http_server **out,
+                                char *errstr, size_t errstr_size)
+{
+    return http_server_init(env, out, errstr, errstr_size);
+}
+
+int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server **out,
+                          char *errstr, size_t errstr_size)
+{
+    struct sg_http_server *srv;
+    int rc;
+
+    *out = NULL;
+    rc = http_server_init(env, &srv, errstr, errstr_size);
+    if (rc < 0)
+        return rc;
+    rc = sg_listen_tcp(env->loop, &srv->listener, env->cfg->http_listen, SG_HTTP_BACKLOG,
                        http_on_connection, errstr, errstr_size);
     /* sg_listen_tcp initialises the handle before anything that can fail; the handle's type
      * tells whether that happened. */
