@@ -34,6 +34,8 @@ struct sg_config {
     uint64_t http_body_timeout_ms;      /* end of headers to end of body */
     uint64_t http_idle_timeout_ms;      /* keep-alive wait for the next request */
     int64_t http_max_errors;            /* per-event errors listed in one response */
+    int64_t http_rate_limit;            /* ingest requests per second per client; 0: off */
+    int64_t http_rate_burst;            /* bucket size; 0: http_rate_limit */
     struct sg_strlist http_auth_tokens; /* empty: ingest needs no token */
     char *http_metrics_token;           /* empty: /metrics, /healthz, /readyz are open */
 

@@ -92,6 +92,13 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("http.max_errors", http_max_errors, "100", 1, 0,
                "Most per-event errors listed in one ingest response; the rest are only "
                "counted."),
+    SG_OPT_INT("http.rate_limit", http_rate_limit, "0", 0, 1000000000,
+               "Ingest requests per second allowed per client (its bearer token when "
+               "http.auth_tokens is set, else its address); over it: 429 with Retry-After. 0 "
+               "turns it off."),
+    SG_OPT_INT("http.rate_burst", http_rate_burst, "0", 0, 1000000000,
+               "Requests a client may send at once above http.rate_limit; 0 means one second's "
+               "worth (http.rate_limit)."),
     SG_OPT_LIST("http.auth_tokens", http_auth_tokens, "",
                 "Bearer tokens accepted on POST /v1/events; empty means ingest needs no "
                 "token."),

@@ -57,6 +57,8 @@ static const char *http_reason(int status)
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -349,6 +351,8 @@ static const char *http_error_extra(const struct sg_http_server *srv, int status
 {
     if (status == 503)
         return srv->retry_after;
+    if (status == 429) /* http.rate_limit is at least 1 per second */
+        return "Retry-After: 1\r\n";
     if (status == 401)
         return "WWW-Authenticate: Bearer\r\n";
     if (status == 405)
@@ -541,14 +545,16 @@ static bool secret_eq(const char *given, size_t given_len, const char *secret, s
 
 /* Does "Authorization: Bearer <token>" carry one of `tokens`? Every token is compared, so
  * the time taken does not tell which one (if any) came close. */
-static bool req_bearer_ok(const struct sg_http_req *req, const char *const *tokens, size_t count)
+/* The index of the token the request's bearer matches, or -1. Every token is compared in full
+ * (no early exit), so the time taken does not tell which one nearly matched. */
+static int req_bearer_index(const struct sg_http_req *req, const char *const *tokens, size_t count)
 {
     size_t len;
     const char *v = req_header(req, SG_HTTP_HDR_AUTHORIZATION, &len);
-    bool ok = false;
+    int found = -1;
 
     if (len < 7 || strncasecmp(v, "Bearer ", 7) != 0)
-        return false;
+        return -1;
     v += 7;
     len -= 7;
     while (len > 0 && (*v == ' ' || *v == '\t')) {
@@ -556,8 +562,38 @@ static bool req_bearer_ok(const struct sg_http_req *req, const char *const *toke
         len--;
     }
     for (size_t i = 0; i < count; i++)
-        ok |= secret_eq(v, len, tokens[i], strlen(tokens[i]));
-    return ok;
+        if (secret_eq(v, len, tokens[i], strlen(tokens[i])))
+            found = (int)i;
+    return found;
+}
+
+static bool req_bearer_ok(const struct sg_http_req *req, const char *const *tokens, size_t count)
+{
+    return req_bearer_index(req, tokens, count) >= 0;
+}
+
+/* http.rate_limit: one bucket per token when tokens are configured (so clients behind one
+ * address do not share), else per client address. Returns true when the request may go on. */
+static bool req_rate_ok(struct sg_http_conn *conn)
+{
+    struct sg_http_server *srv = conn->srv;
+    const struct sg_config *cfg = srv->cfg;
+    char key[80];
+    int n;
+
+    if (!srv->rate)
+        return true;
+    if (cfg->http_auth_tokens.count > 0) {
+        n = snprintf(key, sizeof(key), "token:%d",
+                     req_bearer_index(&conn->req, (const char *const *)cfg->http_auth_tokens.items,
+                                      cfg->http_auth_tokens.count));
+    } else {
+        /* The peer is "ip:port" or "[v6]:port": the address is what comes before the port. */
+        const char *colon = strrchr(conn->peer, ':');
+        size_t len = colon ? (size_t)(colon - conn->peer) : strlen(conn->peer);
+        n = snprintf(key, sizeof(key), "addr:%.*s", (int)len, conn->peer);
+    }
+    return sg_rate_take(srv->rate, key, (size_t)SG_MIN(n, (int)sizeof(key) - 1), sg_now_ms()) == 0;
 }
 
 static enum sg_http_route http_route(const char *url, size_t len)
@@ -693,6 +729,11 @@ static int on_headers_complete(llhttp_t *parser)
     }
     if (status == 0 && req->route == SG_HTTP_ROUTE_EVENTS)
         status = req_check_ingest(req, &msg);
+    if (status == 0 && req->route == SG_HTTP_ROUTE_EVENTS && !req_rate_ok(conn)) {
+        sg_http__count_limit(srv, SG_HTTP_LIMIT_RATE);
+        status = 429;
+        msg = "over http.rate_limit for this client: nothing was ingested, retry later";
+    }
     /* Pushback comes before a single body byte is read: the client learns at once that
      * nothing of this request will be ingested and when to try again. */
     if (status == 0 && req->route == SG_HTTP_ROUTE_EVENTS && srv->budget &&

@@ -17,6 +17,7 @@
 #include "streamgate/ingest.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
+#include "streamgate/rate.h"
 
 /* Bytes read from a socket at a time: one buffer per connection, allocated once. */
 #define SG_HTTP_READ_BUF_SIZE (64 * 1024)
@@ -36,6 +37,8 @@
 /* Over-limit connections that may be waiting for their 503 to go out at once; past this they
  * are closed without an answer, so a connection flood cannot pin memory either. */
 #define SG_HTTP_MAX_REJECTING 64
+/* Clients whose request rate is tracked at once (http.rate_limit); about 100 bytes each. */
+#define SG_HTTP_RATE_CLIENTS 16384
 /* Distinct status codes counted in streamgate_http_requests_total. */
 #define SG_HTTP_MAX_CODES 32
 
@@ -48,6 +51,7 @@ enum sg_http_limit {
     SG_HTTP_LIMIT_HEADER_TIMEOUT,
     SG_HTTP_LIMIT_BODY_TIMEOUT,
     SG_HTTP_LIMIT_IDLE_TIMEOUT,
+    SG_HTTP_LIMIT_RATE,
     SG_HTTP_LIMIT_COUNT
 };
 
@@ -182,9 +186,10 @@ struct sg_http_server {
     uv_loop_t *loop;
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
-    struct sg_streams *streams; /* the live query's source; NULL: 404 */
-    struct sg_budget *budget;   /* NULL: never pushes back */
-    char retry_after[40];       /* "Retry-After: N\r\n" for pushback answers */
+    struct sg_streams *streams;   /* the live query's source; NULL: 404 */
+    struct sg_budget *budget;     /* NULL: never pushes back */
+    struct sg_rate_limiter *rate; /* http.rate_limit; NULL: off */
+    char retry_after[40];         /* "Retry-After: N\r\n" for pushback answers */
     int (*info)(void *arg, struct sg_buf *out);
     void *info_arg;
     struct sg_metrics *metrics;

@@ -24,6 +24,7 @@ static const char *const sg_http_limit_names[SG_HTTP_LIMIT_COUNT] = {
     [SG_HTTP_LIMIT_HEADER_TIMEOUT] = "http_header_timeout",
     [SG_HTTP_LIMIT_BODY_TIMEOUT] = "http_body_timeout",
     [SG_HTTP_LIMIT_IDLE_TIMEOUT] = "http_idle_timeout",
+    [SG_HTTP_LIMIT_RATE] = "http_rate",
 };
 
 static struct sg_counter *http_code_counter(struct sg_http_server *srv, int code)
@@ -93,6 +94,7 @@ static void http_server_free(struct sg_http_server *srv)
     sg_buf_free(&srv->resp);
     sg_buf_free(&srv->decoded);
     sg_buf_free(&srv->errors);
+    sg_rate_destroy(srv->rate);
     free(srv);
 }
 
@@ -307,6 +309,16 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
         snprintf(errstr, errstr_size, "http server: cannot register metrics");
         http_server_free(srv);
         return rc;
+    }
+    if (cfg->http_rate_limit > 0) {
+        double rate = (double)cfg->http_rate_limit;
+        double burst = cfg->http_rate_burst > 0 ? (double)cfg->http_rate_burst : rate;
+        srv->rate = sg_rate_create(rate, burst, SG_HTTP_RATE_CLIENTS);
+        if (!srv->rate) {
+            snprintf(errstr, errstr_size, "http server: out of memory");
+            http_server_free(srv);
+            return -ENOMEM;
+        }
     }
     *out = srv;
     return 0;

@@ -356,3 +356,48 @@ Test(hostile, connections_over_the_limit_are_refused_and_counted)
                               1, 5000) >= 1);
     sgt_stop_ok(&p);
 }
+
+Test(hostile, rate_limit_answers_429_per_client_and_recovers)
+{
+    const char *args[] = {"--http-rate-limit", "5", "--http-auth-tokens", "alpha,beta", NULL};
+    struct sgt_proc p;
+    sgt_start(&p, args, NULL);
+    int fd = sgt_connect(p.http);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 10; i++) {
+        char body[64];
+        int n = snprintf(body, sizeof(body), "{\"key\":\"r\",\"seq\":%d}", i);
+        struct sgt_response r;
+        post_on(fd, "Authorization: Bearer alpha\r\n", body, (size_t)n, &r);
+        if (r.status == 202) {
+            ok++;
+        } else {
+            cr_assert_eq(r.status, 429, "%d %s", r.status, r.body);
+            cr_assert(strstr(r.body, "nothing was ingested"), "%s", r.body);
+            char *ra = sgt_header(&r, "Retry-After");
+            cr_assert(ra && atoi(ra) >= 1);
+            free(ra);
+            limited++;
+        }
+        sgt_response_free(&r);
+    }
+    /* A burst of one second's worth passes; the rest is refused, on the same connection. */
+    cr_assert(ok >= 5 && ok <= 6, "%d accepted", ok);
+    cr_assert_eq(ok + limited, 10);
+    /* Another token is another client. */
+    struct sgt_response r;
+    post_on(fd, "Authorization: Bearer beta\r\n", "{\"key\":\"r2\"}", 12, &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+    /* After the Retry-After, the first client is served again. */
+    sgt_sleep_ms(1100);
+    post_on(fd, "Authorization: Bearer alpha\r\n", "{\"key\":\"r3\"}", 12, &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+    close(fd);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"http_rate\"}"),
+                 (double)limited);
+    /* Only the accepted requests' events were ingested. */
+    cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)ok + 2, 5000), (size_t)ok + 2);
+    sgt_stop_ok(&p);
+}
