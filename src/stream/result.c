@@ -35,6 +35,20 @@ static int sg_result__member(struct sg_buf *out, const char *name, double v)
     return rc ? rc : sg_result__append_double(out, v);
 }
 
+/* The sketch answers with its bucket's representative value, which can lie just outside the
+ * values seen (p50 of {2, 4} came out as 1.9937). The true quantile is always within
+ * [min, max], so clamping keeps the 1% bound and never reports a value no event had room
+ * for. */
+static double sg_result__quantile(const struct sg_agg *a, double q)
+{
+    double v = sg_ddsketch_quantile(a->sketch, q);
+    if (v < a->min)
+        return a->min;
+    if (v > a->max)
+        return a->max;
+    return v;
+}
+
 static int sg_result__field(const struct sg_streams *st, const struct sg_wfield *f,
                             struct sg_buf *out)
 {
@@ -65,7 +79,7 @@ static int sg_result__field(const struct sg_streams *st, const struct sg_wfield 
         if (rc == 0)
             rc = sg_buf_append_char(out, ':');
         if (rc == 0)
-            rc = sg_result__append_double(out, sg_ddsketch_quantile(a->sketch, st->quantiles[i]));
+            rc = sg_result__append_double(out, sg_result__quantile(a, st->quantiles[i]));
     }
     return rc ? rc : sg_buf_append_char(out, '}');
 }

@@ -926,6 +926,30 @@ Test(aggregates, session_merge_keeps_quantiles_and_distinct)
     fx_stop(&f);
 }
 
+Test(aggregates, quantiles_stay_within_min_and_max)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "window.quantiles", "p1,p50,p99");
+    fx_start(&f);
+    static const char *const names[] = {"v"};
+    double a = 2, b = 4;
+    cr_assert_eq(add_fields(&f, "k", 0, 0, names, &a, 1, NULL), 0);
+    cr_assert_eq(add_fields(&f, "k", 1, 0, names, &b, 1, NULL), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cJSON *root = parse(f.res[0].json);
+    const cJSON *v = field_of(root, "v");
+    /* The sketch's bucket for 2 is represented by a value just under 2. */
+    for (int i = 0; i < 3; i++) {
+        const char *q = (const char *[]){"p1", "p50", "p99"}[i];
+        cr_assert(num(v, q) >= 2 && num(v, q) <= 4, "%s = %g outside [2, 4]", q, num(v, q));
+    }
+    cr_assert_eq(num(v, "p1"), 2);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
 /* ---- the result document ---- */
 
 static void check_order(const cJSON *obj, const char *const *names, size_t n)
