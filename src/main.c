@@ -11,6 +11,7 @@
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
+#include "streamgate/dead_letter.h"
 #include "streamgate/http_server.h"
 #include "streamgate/ingest.h"
 #include "streamgate/log.h"
@@ -19,6 +20,7 @@
 #include "streamgate/kafka_embedded.h"
 #include "streamgate/sink_file.h"
 #include "streamgate/sink_kafka.h"
+#include "streamgate/sink_tablestore.h"
 #include "streamgate/streams.h"
 #include "streamgate/tcp_server.h"
 
@@ -42,6 +44,8 @@ struct sg_app {
     uv_timer_t tick_timer;
     struct sg_kafka_embedded *kafka_embedded; /* kafka.brokers = "embedded" */
     struct sg_sink *kafka;                    /* also in sinks[]; NULL: no Kafka writer */
+    struct sg_sink *tablestore;               /* also in sinks[]; NULL: no Tablestore writer */
+    struct sg_dead_letter *dead_letter;       /* output.dead_letter_file; NULL: off */
     struct sg_http_server *http;
     struct sg_tcp_server *tcp;
     uv_signal_t sigint, sigterm;
@@ -177,7 +181,8 @@ static void app_free(struct sg_app *app)
         app->sinks[i]->ops->destroy(app->sinks[i]);
     /* The producer is gone (with the sinks); now its in-process cluster may go. */
     sg_kafka_embedded_stop(app->kafka_embedded);
-    sg_budget_destroy(app->budget); /* after everything that charges it */
+    sg_dead_letter_destroy(app->dead_letter); /* after the writers that write to it */
+    sg_budget_destroy(app->budget);           /* after everything that charges it */
     sg_metrics_destroy(app->metrics);
     sg_config_free(&app->cfg);
 }
@@ -199,6 +204,11 @@ static int render_info(void *arg, struct sg_buf *out)
         rc = sg_buf_append_str(out, "},\"kafka\":");
     if (rc == 0)
         rc = app->kafka ? sg_sink_kafka_info(app->kafka, out) : sg_buf_append_str(out, "null");
+    if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"tablestore\":");
+    if (rc == 0)
+        rc = app->tablestore ? sg_sink_tablestore_info(app->tablestore, out)
+                             : sg_buf_append_str(out, "null");
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"budget\":");
     if (rc == 0)
@@ -229,6 +239,19 @@ static int start_kafka(struct sg_app *app, char *err, size_t errlen)
         return rc;
     app->sinks[app->nsinks++] = app->kafka;
     sg_ingest_add_sink(app->ingest, app->kafka);
+    return 0;
+}
+
+static int start_tablestore(struct sg_app *app, char *err, size_t errlen)
+{
+    if (!app->cfg.tablestore_endpoint[0])
+        return 0;
+    int rc = sg_sink_tablestore_create(&app->loop, &app->cfg, app->budget, app->dead_letter,
+                                       app->metrics, &app->log, &app->tablestore, err, errlen);
+    if (rc)
+        return rc;
+    app->sinks[app->nsinks++] = app->tablestore;
+    sg_ingest_add_sink(app->ingest, app->tablestore);
     return 0;
 }
 
@@ -286,12 +309,22 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         app->sinks[app->nsinks++] = file;
         sg_ingest_add_sink(app->ingest, file);
     }
+    if (app->cfg.output_dead_letter_file[0]) {
+        rc = sg_dead_letter_create(&app->loop, app->cfg.output_dead_letter_file, app->budget,
+                                   app->metrics, &app->log, &app->dead_letter, err, errlen);
+        if (rc)
+            return rc;
+    }
     rc = start_kafka(app, err, errlen);
+    if (rc)
+        return rc;
+    rc = start_tablestore(app, err, errlen);
     if (rc)
         return rc;
     if (app->nsinks == 0)
         sg_warn(&app->log, "no writer configured: accepted events are counted, then discarded",
-                SG_F_STR("hint", "set kafka.brokers, output.file or output.results_file"));
+                SG_F_STR("hint", "set kafka.brokers, tablestore.endpoint, output.file or "
+                                 "output.results_file"));
 
     struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = app};
     app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, &cbs);

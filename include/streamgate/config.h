@@ -56,8 +56,9 @@ struct sg_config {
     /* output.* */
     char *output_file; /* path, "-" for stdout, empty: off */
 
-    char *output_results_file; /* window results; path, "-" for stdout, empty: off */
-    char *output_late_file;    /* late events as received; path, empty: off */
+    char *output_results_file;     /* window results; path, "-" for stdout, empty: off */
+    char *output_late_file;        /* late events as received; path, empty: off */
+    char *output_dead_letter_file; /* records a writer gave up on; path, empty: off */
 
     /* kafka.* */
     char *kafka_brokers;             /* bootstrap list, "embedded", or empty: off */
@@ -66,6 +67,23 @@ struct sg_config {
     char *kafka_late_topic;          /* empty: off */
     int64_t kafka_partitions;        /* embedded cluster's topics */
     struct sg_strlist kafka_rdkafka; /* "name=value" librdkafka properties */
+
+    /* tablestore.* */
+    char *tablestore_endpoint; /* empty: off */
+    char *tablestore_instance;
+    char *tablestore_access_key_id;
+    char *tablestore_access_key_secret; /* never logged */
+    char *tablestore_access_key_secret_file;
+    char *tablestore_sts_token;
+    char *tablestore_results_table; /* empty: results off */
+    char *tablestore_raw_table;     /* empty: raw off */
+    bool tablestore_create_tables;
+    int64_t tablestore_max_in_flight;
+    uint64_t tablestore_linger_ms;
+    uint64_t tablestore_request_timeout_ms;
+    int64_t tablestore_max_retries;
+    uint64_t tablestore_retry_backoff_ms;
+    uint64_t tablestore_retry_backoff_max_ms;
 
     /* window.* */
     int window_type; /* enum sg_window_type */

@@ -139,6 +139,9 @@ static const struct sg_config_option options[] = {
     SG_OPT_STR("output.late_file", output_late_file, "", 0,
                "File late events (later than window.allowed_lateness for a window that already "
                "fired) are appended to as received; empty turns it off."),
+    SG_OPT_STR("output.dead_letter_file", output_dead_letter_file, "", 0,
+               "File records a writer could not write for good are appended to, one JSON object "
+               "per line with sink, key, error, message and the record; empty turns it off."),
     SG_OPT_STR("kafka.brokers", kafka_brokers, "", 0,
                "Kafka bootstrap servers (host:port,...); \"embedded\" starts an in-process "
                "Kafka-protocol cluster; empty turns the Kafka writer off."),
@@ -156,6 +159,46 @@ static const struct sg_config_option options[] = {
            SG_CONFIG_F_PROPS,
            "librdkafka producer properties passed through: an object in the file, "
            "name=value,name=value elsewhere (e.g. linger.ms=20,compression.type=zstd)."),
+    SG_OPT_STR("tablestore.endpoint", tablestore_endpoint, "", 0,
+               "Tablestore endpoint (http[s]://host[:port]); empty turns the Tablestore writer "
+               "off."),
+    SG_OPT_STR("tablestore.instance", tablestore_instance, "", 0,
+               "Tablestore instance name (sent in x-ots-instancename)."),
+    SG_OPT_STR("tablestore.access_key_id", tablestore_access_key_id, "", 0,
+               "AccessKey ID the requests are signed with."),
+    SG_OPT_STR("tablestore.access_key_secret", tablestore_access_key_secret, "", 0,
+               "AccessKey secret; never logged or shown. Prefer tablestore.access_key_secret_file "
+               "or the environment to a flag."),
+    SG_OPT_STR("tablestore.access_key_secret_file", tablestore_access_key_secret_file, "", 0,
+               "File holding the AccessKey secret (one line); read at start, overrides "
+               "tablestore.access_key_secret."),
+    SG_OPT_STR("tablestore.sts_token", tablestore_sts_token, "", 0,
+               "STS security token sent with every request (x-ots-ststoken); empty: none."),
+    SG_OPT_STR("tablestore.results_table", tablestore_results_table, "streamgate_results", 0,
+               "Table window results are written to (primary key: key STRING, window_start "
+               "INTEGER); empty turns results off."),
+    SG_OPT_STR("tablestore.raw_table", tablestore_raw_table, "", 0,
+               "Table raw events are written to (primary key: key STRING, ts INTEGER, id "
+               "STRING); empty turns it off."),
+    SG_OPT("tablestore.create_tables", SG_CONFIG_BOOL, bool, tablestore_create_tables, "false", 0,
+           0, 0,
+           "Create missing tables with the schema at start; otherwise check them with "
+           "DescribeTable and fail clearly on a mismatch."),
+    SG_OPT_INT("tablestore.max_in_flight", tablestore_max_in_flight, "4", 1, 64,
+               "BatchWriteRow requests in flight at once."),
+    SG_OPT_DUR("tablestore.linger", tablestore_linger_ms, "20ms", 0,
+               "Longest time a row waits for its batch to fill (200 rows or 4 MB) before it is "
+               "sent."),
+    SG_OPT_DUR("tablestore.request_timeout", tablestore_request_timeout_ms, "30s", 1,
+               "Longest wait for one Tablestore request; past it the request is retried."),
+    SG_OPT_INT("tablestore.max_retries", tablestore_max_retries, "10", 0, 1000,
+               "Retries of a row that failed with a retriable error before it goes to the "
+               "dead-letter output."),
+    SG_OPT_DUR("tablestore.retry_backoff", tablestore_retry_backoff_ms, "100ms", 1,
+               "First retry delay; it doubles per attempt, with jitter, up to "
+               "tablestore.retry_backoff_max."),
+    SG_OPT_DUR("tablestore.retry_backoff_max", tablestore_retry_backoff_max_ms, "10s", 1,
+               "Longest retry delay."),
     SG_OPT_ENUM("window.type", window_type, "tumbling", window_types,
                 "Window kind: fixed non-overlapping windows, overlapping windows every "
                 "window.slide, or per-key sessions closed by window.gap of silence."),
@@ -1320,6 +1363,32 @@ static int validate_limits(const struct sg_config *cfg, char *errstr, size_t err
     return 0;
 }
 
+/* A Tablestore writer needs where and as whom; its backoff must make sense. */
+static int validate_tablestore(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    if (cfg->tablestore_endpoint[0] == '\0')
+        return 0;
+    if (strncmp(cfg->tablestore_endpoint, "http://", 7) != 0 &&
+        strncmp(cfg->tablestore_endpoint, "https://", 8) != 0)
+        return fail(errstr, errstr_size, NULL,
+                    "tablestore.endpoint: must start with http:// or https://");
+    if (cfg->tablestore_instance[0] == '\0')
+        return fail(errstr, errstr_size, NULL,
+                    "tablestore.instance: must be set when tablestore.endpoint is");
+    if (cfg->tablestore_access_key_id[0] == '\0')
+        return fail(errstr, errstr_size, NULL,
+                    "tablestore.access_key_id: must be set when tablestore.endpoint is");
+    if (cfg->tablestore_access_key_secret[0] == '\0' &&
+        cfg->tablestore_access_key_secret_file[0] == '\0')
+        return fail(errstr, errstr_size, NULL,
+                    "tablestore.access_key_secret: must be set (or "
+                    "tablestore.access_key_secret_file) when tablestore.endpoint is");
+    if (cfg->tablestore_retry_backoff_ms > cfg->tablestore_retry_backoff_max_ms)
+        return fail(errstr, errstr_size, NULL,
+                    "tablestore.retry_backoff: must be at most tablestore.retry_backoff_max");
+    return 0;
+}
+
 int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
@@ -1331,6 +1400,8 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
         return fail(errstr, errstr_size, NULL,
                     "http.listen and tcp.listen are both empty: at least one listener is needed");
     int rc = validate_limits(cfg, errstr, errstr_size);
+    if (rc == 0)
+        rc = validate_tablestore(cfg, errstr, errstr_size);
     return rc ? rc : validate_windows(cfg, errstr, errstr_size);
 }
 

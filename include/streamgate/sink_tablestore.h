@@ -1,0 +1,41 @@
+/* The Tablestore writer: window results (and optionally raw events) written as rows with
+ * BatchWriteRow over libcurl's multi interface, driven by the loop (one uv_poll_t per socket
+ * libcurl opens, one uv_timer_t for its timeouts). Rows are batched (200 rows or 4 MB, or
+ * tablestore.linger), at most tablestore.max_in_flight requests run at once, and failed rows
+ * are retried with exponential backoff and full jitter; rows that fail for good are counted,
+ * logged and handed to the dead-letter output. Every row held is charged to the memory budget,
+ * whose watermark pushes back on clients.
+ *
+ * Results rows: PK (key STRING, window_start INTEGER), columns window_end, count, per field
+ * <field>_count/_sum/_min/_max/_mean/_stddev/_first/_last and _<quantile>, distinct, final.
+ * Raw rows: PK (key STRING, ts INTEGER, id STRING), one column per top-level scalar field. */
+#ifndef STREAMGATE_SINK_TABLESTORE_H
+#define STREAMGATE_SINK_TABLESTORE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct sg_budget;
+struct sg_buf;
+struct sg_config;
+struct sg_dead_letter;
+struct sg_log;
+struct sg_metrics;
+struct sg_sink;
+
+/* Reads the secret (tablestore.access_key_secret_file wins over access_key_secret), checks the
+ * tables with DescribeTable (creating missing ones with CreateTable when
+ * tablestore.create_tables is set) and builds the writer. The table checks are blocking HTTP
+ * calls: call this before the loop runs. `budget` and `dead_letter` may be NULL. Returns 0 or a
+ * negative code with a message in errstr (never containing the secret). */
+int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
+                              struct sg_budget *budget, struct sg_dead_letter *dead_letter,
+                              struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                              char *errstr, size_t errstr_size);
+
+/* Appends the writer's state for /v1/info:
+ * {"endpoint":..,"instance":..,"rows_pending":N,"rows_waiting":N,"rows_in_flight":N,
+ *  "requests_in_flight":N,"written":N,"failed":N,"retried":N,"healthy":bool} */
+int sg_sink_tablestore_info(struct sg_sink *sink, struct sg_buf *out);
+
+#endif

@@ -1,0 +1,1962 @@
+/* The Tablestore writer.
+ *
+ * Rows live in one of four places: the pending list (waiting for a batch), the waiting list
+ * (failed, waiting out a retry backoff), a request in flight, or behind an in-flight row of the
+ * same primary key (`newer`). A hash map keyed by table and primary key finds the one row per
+ * key that is pending, waiting or in flight, so a newer version of a window replaces a pending
+ * one in place and waits behind one in flight: the table never sees versions out of order.
+ *
+ * libcurl's multi interface does the HTTP: CURLMOPT_SOCKETFUNCTION tells which sockets to
+ * watch (one uv_poll_t each), CURLMOPT_TIMERFUNCTION when to call back (one uv_timer_t), and
+ * curl_multi_socket_action is called from those handles' callbacks, so no call ever blocks
+ * the loop. Connections stay open between requests (the multi handle's connection cache), and
+ * each request slot keeps its easy handle for reuse. */
+#define _GNU_SOURCE /* asprintf */
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "ots.pb-c.h"
+#include "streamgate/budget.h"
+#include "streamgate/buf.h"
+#include "streamgate/config.h"
+#include "streamgate/dead_letter.h"
+#include "streamgate/event.h"
+#include "streamgate/hash.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/sink.h"
+#include "streamgate/sink_tablestore.h"
+#include "streamgate/streams.h"
+#include "streamgate/tablestore.h"
+
+/* Room left in a request for what sg_ts_pb_row_size does not count: the table names, the
+ * protobuf framing of every row and its condition. */
+#define TS_REQUEST_MARGIN (64 * 1024)
+#define TS_ROW_FRAMING    32
+/* What a held row costs beyond its own allocation (map slot, list links, request arrays);
+ * charged to the budget with it. */
+#define TS_ROW_OVERHEAD 96
+/* Consecutive failed requests after which the writer reports itself unhealthy. */
+#define TS_UNHEALTHY_AFTER 3
+/* Most response header bytes kept for the signature check. */
+#define TS_MAX_RESPONSE_HEADERS (64 * 1024)
+#define TS_MAX_RESPONSE_BODY    (16 * 1024 * 1024)
+/* Timeout of the start-up DescribeTable/CreateTable calls. */
+#define TS_SETUP_TIMEOUT_MS 10000
+#define TS_SETUP_ATTEMPTS   8
+
+enum ts_kind { TS_RAW = 0, TS_AGG = 1, TS_NKINDS };
+static const char *const ts_kind_names[TS_NKINDS] = {"raw", "agg"};
+
+enum ts_state { ROW_PENDING, ROW_WAITING, ROW_IN_FLIGHT, ROW_NEWER };
+
+/* Error codes given their own row_errors series; any other code counts as "other". */
+static const char *const ts_known_codes[] = {
+    "OTSServerBusy",
+    "OTSPartitionUnavailable",
+    "OTSQuotaExhausted",
+    "OTSTimeout",
+    "OTSServerUnavailable",
+    "OTSInternalServerError",
+    "OTSRowOperationConflict",
+    "OTSNotEnoughCapacityUnit",
+    "OTSTableNotReady",
+    "OTSParameterInvalid",
+    "OTSObjectNotExist",
+    "OTSOutOfRowSizeLimit",
+    "OTSOutOfColumnCountLimit",
+    "OTSConditionCheckFail",
+    "OTSAuthFailed",
+    "OTSRequestBodyTooLarge",
+    "OTSInvalidPK",
+};
+#define TS_NCODES (SG_ARRAY_SIZE(ts_known_codes) + 1) /* + "other" */
+
+struct ts_row {
+    struct ts_row *prev, *next; /* pending or waiting list */
+    struct ts_row *hnext;       /* hash chain */
+    struct ts_row *newer;       /* a newer version waiting for this in-flight row */
+    uint64_t hash;
+    enum ts_kind kind;
+    enum ts_state state;
+    int attempts;   /* retries so far */
+    int64_t due_ms; /* waiting: when to send again */
+    size_t bytes;   /* charged to the budget */
+    size_t wire;    /* encoded size, for batching */
+    struct sg_ts_row row;
+    const char *ident; /* table kind + primary key bytes: the map key */
+    size_t ident_len;
+    const char *key; /* for logs and the dead-letter output */
+    size_t key_len;
+    const char *record; /* the record's JSON, for the dead-letter output */
+    size_t record_len;
+    struct sg_ts_column *cols;
+};
+
+struct ts_list {
+    struct ts_row *head, *tail;
+    size_t count;
+};
+
+struct ts_sink;
+
+struct ts_poll {
+    uv_poll_t handle;
+    curl_socket_t fd;
+    struct ts_sink *ts;
+    struct ts_poll *prev, *next;
+};
+
+/* One request slot: its easy handle is reused, request after request. */
+struct ts_req {
+    struct ts_req *next; /* free list or in-flight list */
+    struct ts_sink *ts;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    struct ts_row **rows;
+    size_t nrows;
+    struct sg_buf body, resp, resp_hdrs;
+    uint64_t start_ns;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct ts_sink {
+    struct sg_sink sink;
+    struct sg_sink_ops ops;
+    uv_loop_t *loop;
+    struct sg_log *log;
+    struct sg_budget *budget;
+    size_t budget_held;
+    struct sg_dead_letter *dead_letter;
+
+    char *endpoint, *instance, *akid, *secret, *sts_token, *url;
+    char *tables[TS_NKINDS];
+    char *key_field, *time_field;
+    int64_t max_in_flight, max_retries;
+    uint64_t linger_ms, timeout_ms, backoff_ms, backoff_max_ms;
+
+    CURLM *multi;
+    uv_timer_t curl_timer, linger_timer, retry_timer;
+    bool timers_init, closing;
+    struct ts_poll *polls;
+    struct ts_req *free_reqs, *inflight_reqs;
+    int64_t requests_in_flight;
+
+    /* Row index: one entry per primary key held (pending, waiting or in flight). */
+    struct ts_row **buckets;
+    size_t nbuckets, nrows_indexed;
+    struct ts_list pending, waiting;
+    size_t pending_wire;
+    size_t rows_in_flight, rows_newer;
+    size_t held_bytes;
+    bool flush_now;         /* linger passed or retries are due: send what is pending */
+    size_t batch_cap;       /* rows per request; halved after a request was too large */
+    int64_t retry_armed_ms; /* due time the retry timer is set for; 0: not set */
+
+    uint64_t raw_seq, boot_id;
+    uint64_t rng;
+    int consecutive_failures;
+    bool draining;
+    sg_sink_drained_cb drained_cb;
+    void *drained_arg;
+    uint64_t written, failed, retried, superseded;
+
+    struct sg_log_limiter fail_limiter, request_limiter;
+    struct row_builder *rb;
+
+    struct sg_counter *m_written[TS_NKINDS], *m_failed[TS_NKINDS], *m_retried[TS_NKINDS];
+    struct sg_counter *m_superseded;
+    struct sg_counter *m_codes[TS_NCODES];
+    struct sg_counter *m_requests[4]; /* 2xx, 4xx, 5xx, error */
+    struct sg_histogram *m_latency;
+    struct sg_gauge *m_pending, *m_inflight, *m_queue_bytes;
+};
+
+static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+static struct ts_sink *ts_of(struct sg_sink *sink)
+{
+    return sg_container_of(sink, struct ts_sink, sink);
+}
+
+/* ---- Lists and the row index ------------------------------------------------------------ */
+
+static void list_append(struct ts_list *l, struct ts_row *r)
+{
+    r->next = NULL;
+    r->prev = l->tail;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    l->count++;
+}
+
+static void list_prepend(struct ts_list *l, struct ts_row *r)
+{
+    r->prev = NULL;
+    r->next = l->head;
+    if (l->head)
+        l->head->prev = r;
+    else
+        l->tail = r;
+    l->head = r;
+    l->count++;
+}
+
+static void list_remove(struct ts_list *l, struct ts_row *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        l->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        l->tail = r->prev;
+    r->prev = r->next = NULL;
+    l->count--;
+}
+
+/* Puts `r` where `old` stands in the list. */
+static void list_replace(struct ts_list *l, struct ts_row *old, struct ts_row *r)
+{
+    r->prev = old->prev;
+    r->next = old->next;
+    if (r->prev)
+        r->prev->next = r;
+    else
+        l->head = r;
+    if (r->next)
+        r->next->prev = r;
+    else
+        l->tail = r;
+    old->prev = old->next = NULL;
+}
+
+static struct ts_row **index_slot(struct ts_sink *ts, const struct ts_row *r)
+{
+    struct ts_row **slot = &ts->buckets[r->hash & (ts->nbuckets - 1)];
+    while (*slot && !((*slot)->hash == r->hash && (*slot)->ident_len == r->ident_len &&
+                      memcmp((*slot)->ident, r->ident, r->ident_len) == 0))
+        slot = &(*slot)->hnext;
+    return slot;
+}
+
+static int index_grow(struct ts_sink *ts)
+{
+    size_t n = ts->nbuckets ? ts->nbuckets * 2 : 1024;
+    struct ts_row **b = calloc(n, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    for (size_t i = 0; i < ts->nbuckets; i++) {
+        for (struct ts_row *r = ts->buckets[i], *next; r; r = next) {
+            next = r->hnext;
+            r->hnext = b[r->hash & (n - 1)];
+            b[r->hash & (n - 1)] = r;
+        }
+    }
+    free(ts->buckets);
+    ts->buckets = b;
+    ts->nbuckets = n;
+    return 0;
+}
+
+static struct ts_row *index_find(struct ts_sink *ts, const struct ts_row *r)
+{
+    return ts->nbuckets ? *index_slot(ts, r) : NULL;
+}
+
+/* The key must not be indexed yet; the table has room (index_reserve). */
+static void index_insert(struct ts_sink *ts, struct ts_row *r)
+{
+    struct ts_row **slot = &ts->buckets[r->hash & (ts->nbuckets - 1)];
+    r->hnext = *slot;
+    *slot = r;
+    ts->nrows_indexed++;
+}
+
+static int index_reserve(struct ts_sink *ts)
+{
+    if (ts->nrows_indexed + 1 > ts->nbuckets)
+        return index_grow(ts);
+    return 0;
+}
+
+static void index_remove(struct ts_sink *ts, struct ts_row *r)
+{
+    struct ts_row **slot = index_slot(ts, r);
+    if (*slot == r) {
+        *slot = r->hnext;
+        ts->nrows_indexed--;
+    }
+    r->hnext = NULL;
+}
+
+static void update_gauges(struct ts_sink *ts)
+{
+    sg_gauge_set(ts->m_pending, (double)(ts->pending.count + ts->waiting.count + ts->rows_newer));
+    sg_gauge_set(ts->m_inflight, (double)ts->requests_in_flight);
+    sg_gauge_set(ts->m_queue_bytes, (double)ts->held_bytes);
+    if (ts->budget)
+        sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, ts->held_bytes);
+}
+
+static void row_free(struct ts_sink *ts, struct ts_row *r)
+{
+    ts->held_bytes -= r->bytes;
+    free(r);
+}
+
+/* ---- Building rows ---------------------------------------------------------------------- */
+
+struct rb_col {
+    size_t name_off, name_len;
+    struct sg_ts_value v;
+    size_t str_off; /* STRING values: where the bytes are in the arena */
+};
+
+/* Scratch for one row: cells whose names and strings point into a growing arena are recorded
+ * by offset, then copied into one allocation. */
+struct row_builder {
+    struct rb_col cols[SG_TS_COLUMNS_PER_WRITE_MAX + SG_TS_PK_MAX_COLUMNS];
+    size_t n, npk;
+    bool too_many;
+    struct sg_buf arena;
+};
+
+static void rb_reset(struct row_builder *rb)
+{
+    rb->n = 0;
+    rb->npk = 0;
+    rb->too_many = false;
+    sg_buf_reset(&rb->arena);
+}
+
+/* Appends `name` with every character a column name may not hold replaced by '_', and a
+ * leading '_' when it would start with a digit. */
+static int rb_append_name(struct row_builder *rb, const char *prefix, size_t prefix_len,
+                          const char *name, size_t name_len, size_t *len)
+{
+    size_t start = rb->arena.len;
+    int rc = 0;
+    if (prefix_len && isdigit((unsigned char)prefix[0]))
+        rc = sg_buf_append_char(&rb->arena, '_');
+    else if (!prefix_len && name_len && isdigit((unsigned char)name[0]))
+        rc = sg_buf_append_char(&rb->arena, '_');
+    const char *parts[2] = {prefix, name};
+    size_t lens[2] = {prefix_len, name_len};
+    for (int p = 0; p < 2 && rc == 0; p++) {
+        if (p == 1 && prefix_len)
+            rc = sg_buf_append_char(&rb->arena, '_');
+        for (size_t i = 0; i < lens[p] && rc == 0; i++) {
+            char c = parts[p][i];
+            rc = sg_buf_append_char(&rb->arena, isalnum((unsigned char)c) ? c : '_');
+        }
+    }
+    *len = rb->arena.len - start;
+    return rc;
+}
+
+static int rb_add(struct row_builder *rb, const char *prefix, const char *name, size_t name_len,
+                  struct sg_ts_value v)
+{
+    if (rb->n >= SG_ARRAY_SIZE(rb->cols)) {
+        rb->too_many = true;
+        return 0;
+    }
+    struct rb_col *c = &rb->cols[rb->n];
+    c->name_off = rb->arena.len;
+    int rc = rb_append_name(rb, prefix, prefix ? strlen(prefix) : 0, name, name_len, &c->name_len);
+    if (rc)
+        return rc;
+    c->v = v;
+    if (v.type == SG_TS_STRING) {
+        c->str_off = rb->arena.len;
+        rc = sg_buf_append(&rb->arena, v.bytes.ptr, v.bytes.len);
+        if (rc)
+            return rc;
+    }
+    rb->n++;
+    return 0;
+}
+
+/* Copies the builder into one allocation with the identity, key and record. */
+static struct ts_row *rb_finish(struct ts_sink *ts, struct row_builder *rb, enum ts_kind kind,
+                                const char *key, size_t key_len, const char *record,
+                                size_t record_len)
+{
+    /* Identity: kind, then each PK value as length + bytes (integers as 8 raw bytes). */
+    size_t ident_len = 1;
+    for (size_t i = 0; i < rb->npk; i++)
+        ident_len += 8 + (rb->cols[i].v.type == SG_TS_STRING ? rb->cols[i].v.bytes.len : 8);
+    size_t size = sizeof(struct ts_row) + rb->n * sizeof(struct sg_ts_column) + rb->arena.len +
+                  ident_len + key_len + record_len + 1;
+    struct ts_row *r = calloc(1, size);
+    if (!r)
+        return NULL;
+    r->cols = (struct sg_ts_column *)(r + 1);
+    char *arena = (char *)(r->cols + rb->n);
+    if (rb->arena.len)
+        memcpy(arena, rb->arena.data, rb->arena.len);
+    for (size_t i = 0; i < rb->n; i++) {
+        const struct rb_col *c = &rb->cols[i];
+        struct sg_ts_column *col = &r->cols[i];
+        col->name = arena + c->name_off;
+        col->name_len = c->name_len;
+        col->has_value = true;
+        col->op = SG_TS_OP_PUT;
+        col->value = c->v;
+        if (c->v.type == SG_TS_STRING)
+            col->value.bytes.ptr = arena + c->str_off;
+    }
+    char *ident = arena + rb->arena.len, *p = ident;
+    *p++ = (char)kind;
+    for (size_t i = 0; i < rb->npk; i++) {
+        const struct sg_ts_value *v = &r->cols[i].value;
+        uint64_t len = v->type == SG_TS_STRING ? v->bytes.len : 8;
+        memcpy(p, &len, 8);
+        p += 8;
+        if (v->type == SG_TS_STRING)
+            memcpy(p, v->bytes.ptr, v->bytes.len);
+        else
+            memcpy(p, &v->i, 8);
+        p += len;
+    }
+    char *k = ident + ident_len;
+    if (key_len)
+        memcpy(k, key, key_len);
+    char *rec = k + key_len;
+    if (record_len)
+        memcpy(rec, record, record_len);
+    rec[record_len] = '\0';
+
+    r->kind = kind;
+    r->ident = ident;
+    r->ident_len = ident_len;
+    r->hash = sg_hash64(ident, ident_len, 0x5453u);
+    r->key = k;
+    r->key_len = key_len;
+    r->record = rec;
+    r->record_len = record_len;
+    r->row.pk = r->cols;
+    r->row.pk_count = rb->npk;
+    r->row.attrs = r->cols + rb->npk;
+    r->row.attr_count = rb->n - rb->npk;
+    r->bytes = size + TS_ROW_OVERHEAD;
+    return r;
+}
+
+/* Adds one window result's cells: PK (key, window_start), then window_end, count, per field
+ * its statistics, distinct, final. The values come from the result's JSON, parsed once. */
+static int build_result_row(struct ts_sink *ts, const struct sg_window_result *res)
+{
+    struct row_builder *rb = ts->rb;
+    cJSON *doc = cJSON_ParseWithLength(res->json, res->json_len);
+    if (!doc)
+        return -EINVAL;
+    int rc = rb_add(rb, NULL, "key", 3, sg_ts_string(res->key, res->key_len));
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "window_start", 12, sg_ts_int(res->window_start));
+    rb->npk = 2;
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "window_end", 10, sg_ts_int(res->window_end));
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(doc, "count");
+    if (rc == 0 && cJSON_IsNumber(count))
+        rc = rb_add(rb, NULL, "count", 5, sg_ts_int((int64_t)count->valuedouble));
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(doc, "fields");
+    const cJSON *field;
+    cJSON_ArrayForEach(field, fields)
+    {
+        const cJSON *stat;
+        cJSON_ArrayForEach(stat, field)
+        {
+            if (rc != 0)
+                break;
+            if (!cJSON_IsNumber(stat))
+                continue; /* null: no value (an empty window has no min) */
+            rc = rb_add(rb, field->string, stat->string, strlen(stat->string),
+                        sg_ts_double(stat->valuedouble));
+        }
+    }
+    const cJSON *distinct = cJSON_GetObjectItemCaseSensitive(doc, "distinct");
+    if (rc == 0 && cJSON_IsNumber(distinct))
+        rc = rb_add(rb, NULL, "distinct", 8, sg_ts_int((int64_t)distinct->valuedouble));
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "final", 5, sg_ts_bool(res->final));
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* Integral numbers that a double holds exactly are written as INTEGER. */
+static bool is_integral(double d)
+{
+    return isfinite(d) && d == floor(d) && fabs(d) <= 9007199254740992.0;
+}
+
+/* PK (key, ts, id) and one cell per top-level scalar field but the key and time fields. */
+static int build_raw_row(struct ts_sink *ts, const struct sg_event *ev, char *idbuf,
+                         size_t idbuf_size)
+{
+    struct row_builder *rb = ts->rb;
+    cJSON *doc = cJSON_ParseWithLength(ev->raw, ev->raw_len);
+    if (!doc)
+        return -EINVAL;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    const char *idp;
+    size_t idlen;
+    if (cJSON_IsString(id) && id->valuestring[0]) {
+        idp = id->valuestring;
+        idlen = strlen(idp);
+    } else {
+        /* Unique for this process and stable across retries of the row. */
+        snprintf(idbuf, idbuf_size, "%016" PRIx64 "-%" PRIu64, ts->boot_id, ++ts->raw_seq);
+        idp = idbuf;
+        idlen = strlen(idbuf);
+        id = NULL;
+    }
+    int rc = rb_add(rb, NULL, "key", 3, sg_ts_string(ev->key, ev->key_len));
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "ts", 2, sg_ts_int(ev->ts_ms));
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "id", 2, sg_ts_string(idp, idlen));
+    rb->npk = 3;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, doc)
+    {
+        if (rc != 0)
+            break;
+        const char *name = item->string;
+        if (!name || strcmp(name, ts->key_field) == 0 || strcmp(name, ts->time_field) == 0 ||
+            strcmp(name, "id") == 0 || strcmp(name, "key") == 0 || strcmp(name, "ts") == 0)
+            continue;
+        if (cJSON_IsNumber(item))
+            rc = rb_add(rb, NULL, name, strlen(name),
+                        is_integral(item->valuedouble) ? sg_ts_int((int64_t)item->valuedouble)
+                                                       : sg_ts_double(item->valuedouble));
+        else if (cJSON_IsString(item))
+            rc = rb_add(rb, NULL, name, strlen(name),
+                        sg_ts_string(item->valuestring, strlen(item->valuestring)));
+        else if (cJSON_IsBool(item))
+            rc = rb_add(rb, NULL, name, strlen(name), sg_ts_bool(cJSON_IsTrue(item)));
+        /* Nested values and nulls have no column type. */
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* ---- Outcomes --------------------------------------------------------------------------- */
+
+static void count_code(struct ts_sink *ts, const char *code)
+{
+    size_t i = 0;
+    for (; code && i < SG_ARRAY_SIZE(ts_known_codes); i++)
+        if (strcmp(code, ts_known_codes[i]) == 0)
+            break;
+    sg_counter_inc(ts->m_codes[code ? i : SG_ARRAY_SIZE(ts_known_codes)]);
+}
+
+static void arm_linger(struct ts_sink *ts);
+static void pump(struct ts_sink *ts);
+
+/* The row left its place (written, failed for good or superseded): its key is free, and a
+ * newer version that waited behind it becomes pending. */
+static void row_done(struct ts_sink *ts, struct ts_row *r)
+{
+    index_remove(ts, r);
+    struct ts_row *newer = r->newer;
+    if (newer) {
+        ts->rows_newer--;
+        newer->state = ROW_PENDING;
+        index_insert(ts, newer); /* the slot `r` held is free again */
+        list_append(&ts->pending, newer);
+        ts->pending_wire += newer->wire;
+        arm_linger(ts);
+    }
+    row_free(ts, r);
+}
+
+static void row_failed(struct ts_sink *ts, struct ts_row *r, const char *code, const char *message)
+{
+    ts->failed++;
+    sg_counter_inc(ts->m_failed[r->kind]);
+    int64_t suppressed = sg_log_limiter_take(&ts->fail_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_error(ts->log, "tablestore row failed", SG_F_STR("table", ts->tables[r->kind]),
+                 SG_F_STRN("key", r->key, r->key_len), SG_F_STR("error", code),
+                 SG_F_STR("message", message ? message : ""), SG_F_INT("attempts", r->attempts + 1),
+                 SG_F_INT("suppressed", suppressed));
+    if (ts->dead_letter)
+        sg_dead_letter_write(ts->dead_letter, "tablestore", r->key, r->key_len, code, message,
+                             r->record, r->record_len);
+}
+
+static uint64_t rng_next(struct ts_sink *ts)
+{
+    /* xorshift64*: only for retry jitter. */
+    uint64_t x = ts->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    ts->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempt)]. */
+static uint64_t backoff_ms(struct ts_sink *ts, int attempt)
+{
+    uint64_t d = ts->backoff_ms;
+    for (int i = 1; i < attempt && d < ts->backoff_max_ms; i++)
+        d *= 2;
+    d = SG_MIN(d, ts->backoff_max_ms);
+    return d ? rng_next(ts) % (d + 1) : 0;
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+static void arm_retry(struct ts_sink *ts)
+{
+    if (ts->closing || !ts->waiting.head)
+        return;
+    int64_t first = INT64_MAX;
+    for (struct ts_row *r = ts->waiting.head; r; r = r->next)
+        first = SG_MIN(first, r->due_ms);
+    if (ts->retry_armed_ms && ts->retry_armed_ms <= first)
+        return;
+    int64_t now = sg_now_ms();
+    ts->retry_armed_ms = first;
+    uv_timer_start(&ts->retry_timer, on_retry_timer, first > now ? (uint64_t)(first - now) : 0, 0);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct ts_sink *ts = sg_container_of(t, struct ts_sink, retry_timer);
+    int64_t now = sg_now_ms();
+    ts->retry_armed_ms = 0;
+    for (struct ts_row *r = ts->waiting.head, *next; r; r = next) {
+        next = r->next;
+        if (r->due_ms > now)
+            continue;
+        list_remove(&ts->waiting, r);
+        r->state = ROW_PENDING;
+        list_append(&ts->pending, r);
+        ts->pending_wire += r->wire;
+    }
+    if (ts->pending.head)
+        ts->flush_now = true; /* retries have waited long enough already */
+    arm_retry(ts);
+    pump(ts);
+}
+
+/* A retriable failure: the row waits out a backoff and goes again, unless a newer version
+ * replaces it or it is out of retries. */
+static void row_retry(struct ts_sink *ts, struct ts_row *r, const char *code, const char *message)
+{
+    if (r->newer) {
+        ts->superseded++;
+        sg_counter_inc(ts->m_superseded);
+        row_done(ts, r);
+        return;
+    }
+    if (r->attempts >= ts->max_retries || ts->closing) {
+        row_failed(ts, r, code, message);
+        row_done(ts, r);
+        return;
+    }
+    r->attempts++;
+    ts->retried++;
+    sg_counter_inc(ts->m_retried[r->kind]);
+    r->state = ROW_WAITING;
+    r->due_ms = sg_now_ms() + (int64_t)backoff_ms(ts, r->attempts);
+    list_append(&ts->waiting, r);
+    arm_retry(ts);
+}
+
+/* ---- Accepting rows --------------------------------------------------------------------- */
+
+static void on_linger(uv_timer_t *t)
+{
+    struct ts_sink *ts = sg_container_of(t, struct ts_sink, linger_timer);
+    ts->flush_now = true;
+    pump(ts);
+}
+
+static void arm_linger(struct ts_sink *ts)
+{
+    if (!ts->closing && ts->timers_init && !uv_is_active((uv_handle_t *)&ts->linger_timer))
+        uv_timer_start(&ts->linger_timer, on_linger, ts->linger_ms, 0);
+}
+
+/* Takes a built row: replaces a pending or waiting version of the same key, waits behind an
+ * in-flight one, or joins the pending list. */
+static int accept_row(struct ts_sink *ts, struct ts_row *r)
+{
+    if (index_reserve(ts) != 0) {
+        row_failed(ts, r, "OutOfMemory", "no room to index the row");
+        free(r);
+        return -ENOMEM;
+    }
+    r->wire =
+        sg_ts_pb_row_size(SG_TS_ROW_PUT, &r->row) + strlen(ts->tables[r->kind]) + TS_ROW_FRAMING;
+    ts->held_bytes += r->bytes;
+    struct ts_row *old = index_find(ts, r);
+    if (!old) {
+        r->state = ROW_PENDING;
+        index_insert(ts, r);
+        list_append(&ts->pending, r);
+        ts->pending_wire += r->wire;
+    } else if (old->state == ROW_PENDING || old->state == ROW_WAITING) {
+        /* Not sent yet: the newer version takes its place (and its retry count: the key has
+         * been failing). */
+        index_remove(ts, old);
+        index_insert(ts, r);
+        r->state = ROW_PENDING;
+        r->attempts = old->attempts;
+        if (old->state == ROW_PENDING) {
+            list_replace(&ts->pending, old, r);
+            ts->pending_wire -= old->wire;
+        } else {
+            list_remove(&ts->waiting, old);
+            list_append(&ts->pending, r);
+        }
+        ts->pending_wire += r->wire;
+        ts->superseded++;
+        sg_counter_inc(ts->m_superseded);
+        row_free(ts, old);
+    } else { /* in flight: wait for its answer, then go */
+        r->state = ROW_NEWER;
+        if (old->newer) {
+            ts->superseded++;
+            sg_counter_inc(ts->m_superseded);
+            row_free(ts, old->newer);
+        } else {
+            ts->rows_newer++;
+        }
+        old->newer = r;
+    }
+    arm_linger(ts);
+    pump(ts);
+    update_gauges(ts);
+    return 0;
+}
+
+/* Builds, validates and accepts one row. Rows the service would refuse (a key over 1 KB, too
+ * many columns) are never sent, since one bad row fails the whole BatchWriteRow request: they
+ * fail here with the code the service answers for them. */
+static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const char *key,
+                   size_t key_len, const char *record, size_t record_len)
+{
+    struct row_builder *rb = ts->rb;
+    char err[256] = "";
+    const char *code = "OTSParameterInvalid";
+    int rc = build_rc;
+    if (rc == 0 && rb->too_many) {
+        code = "OTSOutOfColumnCountLimit";
+        snprintf(err, sizeof(err), "more than %d columns", SG_TS_COLUMNS_PER_WRITE_MAX);
+        rc = -EINVAL;
+    } else if (rc == -EINVAL) {
+        snprintf(err, sizeof(err), "the record is not valid JSON");
+    } else if (rc != 0) {
+        code = "OutOfMemory";
+        snprintf(err, sizeof(err), "%s", sg_strerror(rc));
+    }
+    struct ts_row *r = NULL;
+    if (rc == 0) {
+        r = rb_finish(ts, rb, kind, key, key_len, record, record_len);
+        if (!r) {
+            rc = -ENOMEM;
+            code = "OutOfMemory";
+            snprintf(err, sizeof(err), "out of memory");
+        }
+    }
+    if (rc == 0 && sg_ts_row_validate(SG_TS_ROW_PUT, &r->row, err, sizeof(err)) != 0) {
+        rc = -EINVAL;
+        code = "OTSParameterInvalid";
+    }
+    if (rc == 0 && r->row.pk_count &&
+        sg_ts_pb_row_size(SG_TS_ROW_PUT, &r->row) > SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN) {
+        rc = -EINVAL;
+        code = "OTSRequestBodyTooLarge";
+        snprintf(err, sizeof(err), "the row alone exceeds the request size limit");
+    }
+    if (rc != 0) {
+        /* Reported as a row of the table it was meant for, not yet held. */
+        struct ts_row tmp = {.kind = kind,
+                             .key = key,
+                             .key_len = key_len,
+                             .record = record,
+                             .record_len = record_len};
+        row_failed(ts, &tmp, code, err);
+        free(r);
+        return rc == -ENOMEM ? rc : -EIO;
+    }
+    return accept_row(ts, r);
+}
+
+static int ts_write_result(struct sg_sink *sink, const struct sg_window_result *res)
+{
+    struct ts_sink *ts = ts_of(sink);
+    if (ts->closing)
+        return -ESHUTDOWN;
+    rb_reset(ts->rb);
+    int rc = build_result_row(ts, res);
+    return add_row(ts, TS_AGG, rc, res->key, res->key_len, res->json, res->json_len);
+}
+
+static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
+                        enum sg_transport transport, int64_t received_ms)
+{
+    struct ts_sink *ts = ts_of(sink);
+    char idbuf[48];
+    (void)transport;
+    (void)received_ms;
+    if (ts->closing)
+        return -ESHUTDOWN;
+    rb_reset(ts->rb);
+    int rc = build_raw_row(ts, ev, idbuf, sizeof(idbuf));
+    return add_row(ts, TS_RAW, rc, ev->key, ev->key_len, ev->raw, ev->raw_len);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------- */
+
+/* The signed x-ots-* headers of one request, as a curl header list. NULL when out of memory. */
+static struct curl_slist *signed_headers(const char *akid, const char *secret, const char *instance,
+                                         const char *sts_token, const char *operation,
+                                         const void *body, size_t len)
+{
+    char date[SG_TS_DATE_SIZE], md5[SG_TS_MD5_SIZE], sig[SG_TS_SIGNATURE_SIZE];
+    struct sg_ts_header h[6];
+    size_t n = 0;
+    if (sg_ts_format_date(sg_now_ms(), date) != 0 || sg_ts_content_md5(body, len, md5) != 0)
+        return NULL;
+    h[n++] = sg_ts_hdr("x-ots-date", date);
+    h[n++] = sg_ts_hdr("x-ots-apiversion", SG_TS_API_VERSION);
+    h[n++] = sg_ts_hdr("x-ots-accesskeyid", akid);
+    h[n++] = sg_ts_hdr("x-ots-instancename", instance);
+    h[n++] = sg_ts_hdr("x-ots-contentmd5", md5);
+    if (sts_token && *sts_token)
+        h[n++] = sg_ts_hdr("x-ots-ststoken", sts_token);
+    if (sg_ts_sign_request(secret, strlen(secret), operation, h, n, sig) != 0)
+        return NULL;
+    struct curl_slist *list = NULL;
+    char line[4096];
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n)
+            snprintf(line, sizeof(line), "%.*s: %.*s", (int)h[i].name_len, h[i].name,
+                     (int)h[i].value_len, h[i].value);
+        else
+            snprintf(line, sizeof(line), "x-ots-signature: %s", sig);
+        struct curl_slist *next = curl_slist_append(list, line);
+        if (!next) {
+            curl_slist_free_all(list);
+            return NULL;
+        }
+        list = next;
+    }
+    /* No "Expect: 100-continue" round trip for large bodies. */
+    struct curl_slist *next = curl_slist_append(list, "Expect:");
+    if (!next)
+        curl_slist_free_all(list);
+    return next ? next : NULL;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct sg_buf *b = userdata;
+    return sg_buf_append(b, ptr, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct sg_buf *b = userdata;
+    size_t n = size * nmemb;
+    /* A new status line starts a new header block (after a 1xx or a redirect). */
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0)
+        sg_buf_reset(b);
+    return sg_buf_append(b, ptr, n) == 0 ? n : 0;
+}
+
+/* Splits a raw header block into headers pointing into it. Returns the count. */
+static size_t parse_headers(const struct sg_buf *raw, struct sg_ts_header *out, size_t max)
+{
+    size_t n = 0;
+    const char *p = raw->data, *end = raw->data + raw->len;
+    while (p && p < end && n < max) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon) {
+            const char *v = colon + 1, *ve = line_end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            out[n].name = p;
+            out[n].name_len = (size_t)(colon - p);
+            out[n].value = v;
+            out[n].value_len = (size_t)(ve - v);
+            n++;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return n;
+}
+
+static int verify_response(struct ts_sink *ts, struct ts_req *req, const char *operation)
+{
+    struct sg_ts_header h[SG_TS_MAX_SIGNED_HEADERS + 16];
+    size_t n = parse_headers(&req->resp_hdrs, h, SG_ARRAY_SIZE(h));
+    return sg_ts_verify_response(ts->secret, strlen(ts->secret), ts->akid, operation, h, n,
+                                 req->resp.data, req->resp.len);
+}
+
+/* ---- libcurl on the loop ---------------------------------------------------------------- */
+
+static void check_multi_info(struct ts_sink *ts);
+
+static void on_poll_closed(uv_handle_t *handle)
+{
+    struct ts_poll *p = sg_container_of((uv_poll_t *)handle, struct ts_poll, handle);
+    struct ts_sink *ts = p->ts;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        ts->polls = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    free(p);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    struct ts_poll *p = sg_container_of(handle, struct ts_poll, handle);
+    struct ts_sink *ts = p->ts;
+    int flags = 0, running = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(ts->multi, p->fd, flags, &running);
+    check_multi_info(ts);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct ts_sink *ts = userp;
+    struct ts_poll *p = socketp;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (p) {
+            uv_poll_stop(&p->handle);
+            uv_close((uv_handle_t *)&p->handle, on_poll_closed);
+            curl_multi_assign(ts->multi, s, NULL);
+        }
+        return 0;
+    }
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p)
+            return -1;
+        if (uv_poll_init_socket(ts->loop, &p->handle, s) != 0) {
+            free(p);
+            return -1;
+        }
+        p->fd = s;
+        p->ts = ts;
+        p->next = ts->polls;
+        if (ts->polls)
+            ts->polls->prev = p;
+        ts->polls = p;
+        curl_multi_assign(ts->multi, s, p);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    return uv_poll_start(&p->handle, events, on_poll) == 0 ? 0 : -1;
+}
+
+static void on_curl_timer(uv_timer_t *t)
+{
+    struct ts_sink *ts = sg_container_of(t, struct ts_sink, curl_timer);
+    int running = 0;
+    curl_multi_socket_action(ts->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(ts);
+}
+
+static int on_curl_timeout(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct ts_sink *ts = userp;
+    (void)multi;
+    if (ts->closing)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&ts->curl_timer);
+    else /* 0 means now: the timer runs it on the next loop iteration, never from here */
+        uv_timer_start(&ts->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- Requests --------------------------------------------------------------------------- */
+
+static struct ts_req *req_get(struct ts_sink *ts)
+{
+    struct ts_req *req = ts->free_reqs;
+    if (req) {
+        ts->free_reqs = req->next;
+        return req;
+    }
+    req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->ts = ts;
+    req->rows = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->rows));
+    req->easy = curl_easy_init();
+    if (!req->rows || !req->easy) {
+        if (req->easy)
+            curl_easy_cleanup(req->easy);
+        free(req->rows);
+        free(req);
+        return NULL;
+    }
+    sg_buf_init(&req->body, SG_TS_REQUEST_MAX_BYTES);
+    sg_buf_init(&req->resp, TS_MAX_RESPONSE_BODY);
+    sg_buf_init(&req->resp_hdrs, TS_MAX_RESPONSE_HEADERS);
+    return req;
+}
+
+static void req_free(struct ts_req *req)
+{
+    if (req->easy)
+        curl_easy_cleanup(req->easy);
+    curl_slist_free_all(req->hdrs);
+    sg_buf_free(&req->body);
+    sg_buf_free(&req->resp);
+    sg_buf_free(&req->resp_hdrs);
+    free(req->rows);
+    free(req);
+}
+
+static void req_put(struct ts_sink *ts, struct ts_req *req)
+{
+    curl_slist_free_all(req->hdrs);
+    req->hdrs = NULL;
+    req->nrows = 0;
+    sg_buf_reset(&req->body);
+    sg_buf_reset(&req->resp);
+    sg_buf_reset(&req->resp_hdrs);
+    req->next = ts->free_reqs;
+    ts->free_reqs = req;
+}
+
+static void inflight_unlink(struct ts_sink *ts, struct ts_req *req)
+{
+    for (struct ts_req **pp = &ts->inflight_reqs; *pp; pp = &(*pp)->next)
+        if (*pp == req) {
+            *pp = req->next;
+            break;
+        }
+    req->next = NULL;
+    ts->requests_in_flight--;
+}
+
+/* Encodes the rows of `req` (raw table first, then results) into its body. */
+static int req_build(struct ts_sink *ts, struct ts_req *req, char *err, size_t errlen)
+{
+    struct sg_ts_write *writes = calloc(req->nrows, sizeof(*writes));
+    struct sg_ts_table_writes tables[TS_NKINDS];
+    size_t ntables = 0, w = 0;
+    if (!writes)
+        return -ENOMEM;
+    /* Result rows must come back in request order: order rows by table first. */
+    struct ts_row **sorted = calloc(req->nrows, sizeof(*sorted));
+    if (!sorted) {
+        free(writes);
+        return -ENOMEM;
+    }
+    for (int k = 0; k < TS_NKINDS; k++) {
+        size_t first = w;
+        for (size_t i = 0; i < req->nrows; i++) {
+            if (req->rows[i]->kind != (enum ts_kind)k)
+                continue;
+            sorted[w] = req->rows[i];
+            writes[w] = (struct sg_ts_write){.type = SG_TS_WRITE_PUT,
+                                             .row = &req->rows[i]->row,
+                                             .expect = SG_TS_EXPECT_IGNORE,
+                                             .return_type = SG_TS_RETURN_NONE};
+            w++;
+        }
+        if (w > first)
+            tables[ntables++] = (struct sg_ts_table_writes){
+                .table = ts->tables[k], .writes = writes + first, .write_count = w - first};
+    }
+    memcpy(req->rows, sorted, req->nrows * sizeof(*sorted));
+    free(sorted);
+    sg_buf_reset(&req->body);
+    int rc = sg_ts_bwr_build(&req->body, tables, ntables, err, errlen);
+    free(writes);
+    return rc;
+}
+
+/* Every row of a request failed the same way. */
+static void fail_request(struct ts_sink *ts, struct ts_req *req, bool retriable, const char *code,
+                         const char *message)
+{
+    for (size_t i = 0; i < req->nrows; i++) {
+        struct ts_row *r = req->rows[i];
+        ts->rows_in_flight--;
+        count_code(ts, code);
+        if (retriable) {
+            row_retry(ts, r, code, message);
+        } else {
+            row_failed(ts, r, code, message);
+            row_done(ts, r);
+        }
+    }
+    req->nrows = 0;
+}
+
+/* Sends rows back to the front of the pending list, in order, untouched. */
+static void requeue_rows(struct ts_sink *ts, struct ts_req *req)
+{
+    for (size_t i = req->nrows; i-- > 0;) {
+        struct ts_row *r = req->rows[i];
+        ts->rows_in_flight--;
+        r->state = ROW_PENDING;
+        list_prepend(&ts->pending, r);
+        ts->pending_wire += r->wire;
+    }
+    req->nrows = 0;
+    ts->flush_now = true;
+}
+
+static void log_request_failure(struct ts_sink *ts, long status, const char *code,
+                                const char *message, size_t rows)
+{
+    int64_t suppressed = sg_log_limiter_take(&ts->request_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_warn(ts->log, "tablestore request failed", SG_F_INT("status", status),
+                SG_F_STR("error", code), SG_F_STR("message", message), SG_F_UINT("rows", rows),
+                SG_F_INT("suppressed", suppressed));
+}
+
+static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
+{
+    long status = 0;
+    double secs = (double)(uv_hrtime() - req->start_ns) / 1e9;
+    sg_histogram_observe(ts->m_latency, secs);
+    if (result == CURLE_OK)
+        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    sg_counter_inc(ts->m_requests[result != CURLE_OK ? 3
+                                  : status >= 500    ? 2
+                                  : status >= 400    ? 1
+                                                     : 0]);
+    if (result != CURLE_OK) {
+        const char *msg = req->errbuf[0] ? req->errbuf : curl_easy_strerror(result);
+        log_request_failure(ts, 0, "connection", msg, req->nrows);
+        ts->consecutive_failures++;
+        fail_request(ts, req, true, result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "connection",
+                     msg);
+        return;
+    }
+    if (status == 200) {
+        struct sg_ts_bwr_result res = {0};
+        char err[256] = "";
+        if (verify_response(ts, req, "BatchWriteRow") != 0) {
+            log_request_failure(ts, status, "bad_signature",
+                                "the response failed signature verification", req->nrows);
+            ts->consecutive_failures++;
+            fail_request(ts, req, true, "bad_signature", "response signature check failed");
+            return;
+        }
+        if (sg_ts_bwr_parse(req->resp.data, req->resp.len, &res, err, sizeof(err)) != 0 ||
+            res.row_count != req->nrows) {
+            log_request_failure(ts, status, "bad_response", err, req->nrows);
+            sg_ts_bwr_result_free(&res);
+            ts->consecutive_failures++;
+            fail_request(ts, req, true, "bad_response", err[0] ? err : "row count mismatch");
+            return;
+        }
+        ts->consecutive_failures = 0;
+        ts->batch_cap = SG_TS_BATCH_MAX_ROWS;
+        for (size_t i = 0; i < req->nrows; i++) {
+            struct ts_row *r = req->rows[i];
+            const struct sg_ts_row_result *rr = &res.rows[i];
+            ts->rows_in_flight--;
+            if (rr->ok) {
+                ts->written++;
+                sg_counter_inc(ts->m_written[r->kind]);
+                row_done(ts, r);
+                continue;
+            }
+            count_code(ts, rr->error_code);
+            if (sg_ts_error_should_retry("BatchWriteRow", true, 0, rr->error_code,
+                                         rr->error_message)) {
+                row_retry(ts, r, rr->error_code, rr->error_message);
+            } else {
+                row_failed(ts, r, rr->error_code, rr->error_message);
+                row_done(ts, r);
+            }
+        }
+        req->nrows = 0;
+        sg_ts_bwr_result_free(&res);
+        return;
+    }
+    char code[128] = "", message[512] = "";
+    if (sg_ts_error_parse(req->resp.data, req->resp.len, code, sizeof(code), message,
+                          sizeof(message)) != 0) {
+        snprintf(code, sizeof(code), "http_%ld", status);
+        snprintf(message, sizeof(message), "HTTP %ld without an error body", status);
+    }
+    /* Error answers are signed too; only an authentication failure may come unsigned (the
+     * service cannot sign for a key it did not accept). A forged or garbled error must not
+     * make rows fail for good: treat it like a lost answer. */
+    if (strcmp(code, "OTSAuthFailed") != 0 && verify_response(ts, req, "BatchWriteRow") != 0) {
+        log_request_failure(ts, status, "bad_signature",
+                            "the error response failed signature verification", req->nrows);
+        ts->consecutive_failures++;
+        fail_request(ts, req, true, "bad_signature", "response signature check failed");
+        return;
+    }
+    log_request_failure(ts, status, code, message, req->nrows);
+    if ((status == 413 || strcmp(code, "OTSRequestBodyTooLarge") == 0) && req->nrows > 1) {
+        /* Too large: halve the batches until one fits. */
+        ts->batch_cap = SG_MAX(req->nrows / 2, (size_t)1);
+        count_code(ts, "OTSRequestBodyTooLarge");
+        requeue_rows(ts, req);
+        return;
+    }
+    bool retry = sg_ts_error_should_retry("BatchWriteRow", true, (int)status, code, message);
+    if (status >= 500 || retry)
+        ts->consecutive_failures++;
+    fail_request(ts, req, retry, code, message);
+}
+
+static void maybe_drained(struct ts_sink *ts);
+
+static void check_multi_info(struct ts_sink *ts)
+{
+    CURLMsg *msg;
+    int left;
+    bool any = false;
+    while ((msg = curl_multi_info_read(ts->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct ts_req *req = NULL;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
+        curl_multi_remove_handle(ts->multi, easy);
+        inflight_unlink(ts, req);
+        handle_done(ts, req, result);
+        req_put(ts, req);
+        any = true;
+    }
+    if (any) {
+        pump(ts);
+        update_gauges(ts);
+        maybe_drained(ts);
+    }
+}
+
+/* Moves up to a batch of pending rows into `req`. */
+static void take_batch(struct ts_sink *ts, struct ts_req *req)
+{
+    size_t wire = 0;
+    size_t limit = SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN;
+    while (ts->pending.head && req->nrows < ts->batch_cap) {
+        struct ts_row *r = ts->pending.head;
+        if (req->nrows > 0 && wire + r->wire > limit)
+            break;
+        list_remove(&ts->pending, r);
+        ts->pending_wire -= r->wire;
+        wire += r->wire;
+        r->state = ROW_IN_FLIGHT;
+        req->rows[req->nrows++] = r;
+        ts->rows_in_flight++;
+    }
+}
+
+static int send_request(struct ts_sink *ts, struct ts_req *req)
+{
+    char err[256] = "";
+    int rc = req_build(ts, req, err, sizeof(err));
+    while (rc == -E2BIG && req->nrows > 1) {
+        /* The estimate was short: give the second half back and try the first. */
+        size_t keep = req->nrows / 2;
+        struct ts_req tail = {.rows = req->rows + keep, .nrows = req->nrows - keep};
+        requeue_rows(ts, &tail);
+        req->nrows = keep;
+        rc = req_build(ts, req, err, sizeof(err));
+    }
+    if (rc != 0) {
+        fail_request(ts, req, false, rc == -ENOMEM ? "OutOfMemory" : "OTSParameterInvalid",
+                     err[0] ? err : sg_strerror(rc));
+        return rc;
+    }
+    req->hdrs = signed_headers(ts->akid, ts->secret, ts->instance, ts->sts_token, "BatchWriteRow",
+                               req->body.data, req->body.len);
+    if (!req->hdrs) {
+        fail_request(ts, req, true, "OutOfMemory", "cannot build the request headers");
+        return -ENOMEM;
+    }
+    CURL *e = req->easy;
+    curl_easy_reset(e);
+    req->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_URL, ts->url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->resp);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &req->resp_hdrs);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)req);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)ts->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+    req->start_ns = uv_hrtime();
+    CURLMcode mc = curl_multi_add_handle(ts->multi, e);
+    if (mc != CURLM_OK) {
+        fail_request(ts, req, true, "connection", curl_multi_strerror(mc));
+        return -EIO;
+    }
+    req->next = ts->inflight_reqs;
+    ts->inflight_reqs = req;
+    ts->requests_in_flight++;
+    return 0;
+}
+
+/* Sends what is ready: full batches always, partial ones once the linger passed (or while
+ * draining), as long as fewer than max_in_flight requests run. */
+static void pump(struct ts_sink *ts)
+{
+    while (!ts->closing && ts->pending.head && ts->requests_in_flight < ts->max_in_flight) {
+        bool full = ts->pending.count >= ts->batch_cap ||
+                    ts->pending_wire >= SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN;
+        if (!full && !ts->flush_now && !ts->draining)
+            break;
+        struct ts_req *req = req_get(ts);
+        if (!req)
+            break;
+        take_batch(ts, req);
+        if (send_request(ts, req) != 0)
+            req_put(ts, req);
+    }
+    if (!ts->pending.head) {
+        ts->flush_now = false;
+        if (ts->timers_init)
+            uv_timer_stop(&ts->linger_timer);
+    }
+    update_gauges(ts);
+}
+
+/* ---- Health, drain, shutdown ------------------------------------------------------------ */
+
+static bool ts_healthy(struct sg_sink *sink)
+{
+    return ts_of(sink)->consecutive_failures < TS_UNHEALTHY_AFTER;
+}
+
+/* Rows wait within the budget while Tablestore is slow or down. */
+static bool ts_accepting(struct sg_sink *sink)
+{
+    (void)sink;
+    return true;
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    /* The timers live inside the sink, which destroy frees once the loop has finished. */
+    (void)handle;
+}
+
+/* Releases every loop handle: libcurl's sockets (its REMOVE callbacks close their polls), then
+ * the timers. Requests still in flight are taken off the multi handle; their rows stay held and
+ * are counted as failed by destroy. */
+static void close_handles(struct ts_sink *ts)
+{
+    if (ts->closing)
+        return;
+    ts->closing = true;
+    if (ts->multi) {
+        for (struct ts_req *req = ts->inflight_reqs; req; req = req->next)
+            curl_multi_remove_handle(ts->multi, req->easy);
+        /* Closing the cached connections calls the socket callback for each of them. */
+        curl_multi_cleanup(ts->multi);
+        ts->multi = NULL;
+    }
+    for (struct ts_poll *p = ts->polls; p; p = p->next)
+        if (!uv_is_closing((uv_handle_t *)&p->handle))
+            uv_close((uv_handle_t *)&p->handle, on_poll_closed);
+    if (ts->timers_init) {
+        uv_close((uv_handle_t *)&ts->curl_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&ts->linger_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&ts->retry_timer, on_timer_closed);
+    }
+}
+
+static void maybe_drained(struct ts_sink *ts)
+{
+    if (!ts->drained_cb || ts->pending.head || ts->waiting.head || ts->requests_in_flight > 0 ||
+        ts->rows_newer > 0)
+        return;
+    sg_sink_drained_cb cb = ts->drained_cb;
+    ts->drained_cb = NULL;
+    close_handles(ts);
+    cb(&ts->sink, ts->drained_arg);
+}
+
+static void ts_drain(struct sg_sink *sink, sg_sink_drained_cb cb, void *arg)
+{
+    struct ts_sink *ts = ts_of(sink);
+    ts->draining = true;
+    ts->drained_cb = cb;
+    ts->drained_arg = arg;
+    /* Rows waiting out a backoff keep waiting: the caller's deadline bounds the drain. */
+    pump(ts);
+    maybe_drained(ts);
+}
+
+static void ts_abandon(struct sg_sink *sink)
+{
+    struct ts_sink *ts = ts_of(sink);
+    if (ts->closing)
+        return;
+    sg_warn(ts->log, "tablestore drain abandoned", SG_F_UINT("rows_pending", ts->pending.count),
+            SG_F_UINT("rows_waiting", ts->waiting.count),
+            SG_F_UINT("rows_in_flight", ts->rows_in_flight));
+    ts->drained_cb = NULL;
+    close_handles(ts);
+}
+
+static size_t fail_list(struct ts_sink *ts, struct ts_row *r)
+{
+    size_t n = 0;
+    for (struct ts_row *next; r; r = next) {
+        next = r->next;
+        if (r->newer) {
+            ts->failed++;
+            sg_counter_inc(ts->m_failed[r->newer->kind]);
+            row_free(ts, r->newer);
+            n++;
+        }
+        ts->failed++;
+        sg_counter_inc(ts->m_failed[r->kind]);
+        row_free(ts, r);
+        n++;
+    }
+    return n;
+}
+
+static void ts_destroy(struct sg_sink *sink)
+{
+    if (!sink)
+        return;
+    struct ts_sink *ts = ts_of(sink);
+    if (!ts->closing && (ts->timers_init || ts->polls || ts->multi)) {
+        close_handles(ts);
+        uv_run(ts->loop, UV_RUN_NOWAIT);
+    }
+    /* What is still held could not be written: count it, and say so. */
+    size_t left = fail_list(ts, ts->pending.head) + fail_list(ts, ts->waiting.head);
+    for (struct ts_req *req = ts->inflight_reqs, *next; req; req = next) {
+        next = req->next;
+        for (size_t i = 0; i < req->nrows; i++)
+            req->rows[i]->next = i + 1 < req->nrows ? req->rows[i + 1] : NULL;
+        if (req->nrows)
+            left += fail_list(ts, req->rows[0]);
+        req_free(req);
+    }
+    if (left)
+        sg_error(ts->log, "tablestore rows left unwritten at shutdown", SG_F_UINT("rows", left));
+    for (struct ts_req *req = ts->free_reqs, *next; req; req = next) {
+        next = req->next;
+        req_free(req);
+    }
+    if (ts->multi)
+        curl_multi_cleanup(ts->multi);
+    if (ts->budget)
+        sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, 0);
+    if (ts->rb)
+        sg_buf_free(&ts->rb->arena);
+    free(ts->rb);
+    free(ts->buckets);
+    if (ts->secret) /* do not leave the secret in freed memory */
+        memset(ts->secret, 0, strlen(ts->secret));
+    free(ts->endpoint);
+    free(ts->instance);
+    free(ts->akid);
+    free(ts->secret);
+    free(ts->sts_token);
+    free(ts->url);
+    for (int k = 0; k < TS_NKINDS; k++)
+        free(ts->tables[k]);
+    free(ts->key_field);
+    free(ts->time_field);
+    free(ts);
+}
+
+/* ---- Start-up: secret and tables -------------------------------------------------------- */
+
+static int read_secret(const char *path, char **out, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int err = -errno;
+        snprintf(errstr, errstr_size, "tablestore.access_key_secret_file: cannot open %s: %s", path,
+                 strerror(errno));
+        return err;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *nl = strpbrk(buf, "\r\n");
+    if (nl)
+        *nl = '\0';
+    if (!buf[0]) {
+        snprintf(errstr, errstr_size, "tablestore.access_key_secret_file: %s is empty", path);
+        return -EINVAL;
+    }
+    *out = strdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return *out ? 0 : -ENOMEM;
+}
+
+/* One blocking call (start-up only): POST <endpoint>/<operation> with a signed body. Fills
+ * `status` (0 on a transport error) and `resp`. */
+static int call_sync(struct ts_sink *ts, const char *operation, const void *body, size_t len,
+                     long *status, struct sg_buf *resp, char *errstr, size_t errstr_size)
+{
+    char url[1024], curlerr[CURL_ERROR_SIZE] = "";
+    struct sg_buf hdrs;
+    sg_buf_init(&hdrs, TS_MAX_RESPONSE_HEADERS);
+    snprintf(url, sizeof(url), "%s/%s", ts->endpoint, operation);
+    struct curl_slist *list =
+        signed_headers(ts->akid, ts->secret, ts->instance, ts->sts_token, operation, body, len);
+    CURL *e = curl_easy_init();
+    if (!list || !e) {
+        curl_slist_free_all(list);
+        if (e)
+            curl_easy_cleanup(e);
+        sg_buf_free(&hdrs);
+        snprintf(errstr, errstr_size, "tablestore: out of memory");
+        return -ENOMEM;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &hdrs);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)TS_SETUP_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, curlerr);
+    CURLcode cc = curl_easy_perform(e);
+    int rc = 0;
+    *status = 0;
+    if (cc != CURLE_OK) {
+        snprintf(errstr, errstr_size, "tablestore: %s %s: %s", operation, ts->endpoint,
+                 curlerr[0] ? curlerr : curl_easy_strerror(cc));
+        rc = -EIO;
+    } else {
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+        if (*status == 200) {
+            struct ts_req tmp = {.resp = *resp, .resp_hdrs = hdrs};
+            if (verify_response(ts, &tmp, operation) != 0) {
+                snprintf(errstr, errstr_size,
+                         "tablestore: %s: the response failed signature verification "
+                         "(check tablestore.access_key_id and the secret)",
+                         operation);
+                rc = -EACCES;
+            }
+        }
+    }
+    curl_easy_cleanup(e);
+    curl_slist_free_all(list);
+    sg_buf_free(&hdrs);
+    return rc;
+}
+
+static void describe_error(const struct sg_buf *resp, long status, char *code, size_t code_size,
+                           char *msg, size_t msg_size);
+
+/* call_sync, again after a transport error or a retriable answer (busy, throttled), a few
+ * times with a growing pause: the service throttles table operations too. */
+static int call_sync_retry(struct ts_sink *ts, const char *operation, const void *body, size_t len,
+                           long *status, struct sg_buf *resp, char *errstr, size_t errstr_size)
+{
+    unsigned pause_ms = 50;
+    for (int attempt = 0;; attempt++) {
+        sg_buf_reset(resp);
+        int rc = call_sync(ts, operation, body, len, status, resp, errstr, errstr_size);
+        bool again = rc == -EIO;
+        if (rc == 0 && *status != 200) {
+            char code[128], msg[512];
+            describe_error(resp, *status, code, sizeof(code), msg, sizeof(msg));
+            again = sg_ts_error_should_retry(operation, false, (int)*status, code, msg) ||
+                    (strcmp(operation, "CreateTable") == 0 && *status >= 500);
+        }
+        if (!again || attempt >= TS_SETUP_ATTEMPTS)
+            return rc;
+        sg_warn(ts->log, "tablestore start-up call failed; retrying",
+                SG_F_STR("operation", operation), SG_F_INT("status", *status),
+                SG_F_INT("attempt", attempt + 1));
+        usleep(pause_ms * 1000u);
+        pause_ms = SG_MIN(pause_ms * 2, 2000u);
+    }
+}
+
+static void describe_error(const struct sg_buf *resp, long status, char *code, size_t code_size,
+                           char *msg, size_t msg_size)
+{
+    if (sg_ts_error_parse(resp->data, resp->len, code, code_size, msg, msg_size) != 0) {
+        snprintf(code, code_size, "HTTP %ld", status);
+        msg[0] = '\0';
+    }
+}
+
+/* Checks (or creates) one table with the given primary key. */
+static int setup_table(struct ts_sink *ts, const char *table, const char *const *pk_names,
+                       const Ots__PrimaryKeyType *pk_types, size_t npk, bool create, char *errstr,
+                       size_t errstr_size)
+{
+    Ots__DescribeTableRequest dreq = OTS__DESCRIBE_TABLE_REQUEST__INIT;
+    dreq.table_name = (char *)table;
+    size_t len = ots__describe_table_request__get_packed_size(&dreq);
+    uint8_t *body = malloc(len ? len : 1);
+    struct sg_buf resp;
+    long status = 0;
+    char code[128], msg[512];
+    int rc;
+    if (!body)
+        return -ENOMEM;
+    ots__describe_table_request__pack(&dreq, body);
+    sg_buf_init(&resp, TS_MAX_RESPONSE_BODY);
+    rc = call_sync_retry(ts, "DescribeTable", body, len, &status, &resp, errstr, errstr_size);
+    free(body);
+    if (rc != 0)
+        goto out;
+    if (status == 200) {
+        Ots__DescribeTableResponse *d =
+            ots__describe_table_response__unpack(NULL, resp.len, (const uint8_t *)resp.data);
+        if (!d || !d->table_meta) {
+            snprintf(errstr, errstr_size, "tablestore: DescribeTable %s: unreadable answer", table);
+            rc = -EPROTO;
+        } else {
+            bool same = d->table_meta->n_primary_key == npk;
+            for (size_t i = 0; same && i < npk; i++)
+                same = strcmp(d->table_meta->primary_key[i]->name, pk_names[i]) == 0 &&
+                       d->table_meta->primary_key[i]->type == pk_types[i];
+            if (!same) {
+                snprintf(
+                    errstr, errstr_size,
+                    "tablestore: table %s exists with another primary key; expected (%s%s%s%s%s)",
+                    table, pk_names[0], npk > 1 ? ", " : "", npk > 1 ? pk_names[1] : "",
+                    npk > 2 ? ", " : "", npk > 2 ? pk_names[2] : "");
+                rc = -EINVAL;
+            }
+        }
+        if (d)
+            ots__describe_table_response__free_unpacked(d, NULL);
+        goto out;
+    }
+    describe_error(&resp, status, code, sizeof(code), msg, sizeof(msg));
+    if (strcmp(code, "OTSObjectNotExist") != 0) {
+        snprintf(errstr, errstr_size, "tablestore: DescribeTable %s: %s %s", table, code, msg);
+        rc = -EIO;
+        goto out;
+    }
+    if (!create) {
+        snprintf(errstr, errstr_size,
+                 "tablestore: table %s does not exist (create it, or set "
+                 "tablestore.create_tables=true)",
+                 table);
+        rc = -ENOENT;
+        goto out;
+    }
+    {
+        Ots__PrimaryKeySchema cols[SG_TS_PK_MAX_COLUMNS], *colp[SG_TS_PK_MAX_COLUMNS];
+        for (size_t i = 0; i < npk; i++) {
+            ots__primary_key_schema__init(&cols[i]);
+            cols[i].name = (char *)pk_names[i];
+            cols[i].type = pk_types[i];
+            colp[i] = &cols[i];
+        }
+        Ots__TableMeta meta = OTS__TABLE_META__INIT;
+        meta.table_name = (char *)table;
+        meta.n_primary_key = npk;
+        meta.primary_key = colp;
+        Ots__CapacityUnit cu = OTS__CAPACITY_UNIT__INIT;
+        cu.has_read = cu.has_write = true;
+        Ots__ReservedThroughput rt = OTS__RESERVED_THROUGHPUT__INIT;
+        rt.capacity_unit = &cu;
+        Ots__TableOptions opts = OTS__TABLE_OPTIONS__INIT;
+        opts.has_time_to_live = opts.has_max_versions = true;
+        opts.time_to_live = -1;
+        opts.max_versions = 1;
+        Ots__CreateTableRequest creq = OTS__CREATE_TABLE_REQUEST__INIT;
+        creq.table_meta = &meta;
+        creq.reserved_throughput = &rt;
+        creq.table_options = &opts;
+        len = ots__create_table_request__get_packed_size(&creq);
+        body = malloc(len);
+        if (!body) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        ots__create_table_request__pack(&creq, body);
+        sg_buf_reset(&resp);
+        rc = call_sync_retry(ts, "CreateTable", body, len, &status, &resp, errstr, errstr_size);
+        free(body);
+        if (rc == 0 && status != 200) {
+            describe_error(&resp, status, code, sizeof(code), msg, sizeof(msg));
+            /* Created meanwhile by another instance: fine, its schema is checked next time. */
+            if (strcmp(code, "OTSObjectAlreadyExist") != 0) {
+                snprintf(errstr, errstr_size, "tablestore: CreateTable %s: %s %s", table, code,
+                         msg);
+                rc = -EIO;
+            }
+        }
+        if (rc == 0)
+            sg_info(ts->log, "tablestore table created", SG_F_STR("table", table));
+    }
+out:
+    sg_buf_free(&resp);
+    return rc;
+}
+
+static int register_metrics(struct ts_sink *ts, struct sg_metrics *m)
+{
+    char labels[160];
+    static const char *const help = "Records handed to a writer, by outcome.";
+    for (int k = 0; k < TS_NKINDS; k++) {
+        snprintf(labels, sizeof(labels), "sink=\"tablestore\",stream=\"%s\",result=\"written\"",
+                 ts_kind_names[k]);
+        ts->m_written[k] = sg_metrics_counter(m, "streamgate_sink_records_total", help, labels);
+        snprintf(labels, sizeof(labels), "sink=\"tablestore\",stream=\"%s\",result=\"failed\"",
+                 ts_kind_names[k]);
+        ts->m_failed[k] = sg_metrics_counter(m, "streamgate_sink_records_total", help, labels);
+        snprintf(labels, sizeof(labels), "table_kind=\"%s\"", ts_kind_names[k]);
+        ts->m_retried[k] = sg_metrics_counter(m, "streamgate_tablestore_rows_retried_total",
+                                              "Rows sent again after a retriable error.", labels);
+        if (!ts->m_written[k] || !ts->m_failed[k] || !ts->m_retried[k])
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < TS_NCODES; i++) {
+        snprintf(labels, sizeof(labels), "code=\"%s\"",
+                 i < SG_ARRAY_SIZE(ts_known_codes) ? ts_known_codes[i] : "other");
+        ts->m_codes[i] = sg_metrics_counter(m, "streamgate_tablestore_row_errors_total",
+                                            "Rows that came back with an error, by code.", labels);
+        if (!ts->m_codes[i])
+            return -ENOMEM;
+    }
+    static const char *const statuses[4] = {"2xx", "4xx", "5xx", "error"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(labels, sizeof(labels), "status=\"%s\"", statuses[i]);
+        ts->m_requests[i] = sg_metrics_counter(
+            m, "streamgate_tablestore_requests_total",
+            "BatchWriteRow requests by outcome (error: no HTTP answer).", labels);
+        if (!ts->m_requests[i])
+            return -ENOMEM;
+    }
+    ts->m_superseded = sg_metrics_counter(
+        m, "streamgate_tablestore_rows_superseded_total",
+        "Row versions replaced by a newer version of the same row before being written.", NULL);
+    ts->m_latency = sg_metrics_histogram(m, "streamgate_tablestore_request_seconds",
+                                         "BatchWriteRow request latency.", NULL, latency_bounds,
+                                         SG_ARRAY_SIZE(latency_bounds));
+    ts->m_pending =
+        sg_metrics_gauge(m, "streamgate_tablestore_rows_pending",
+                         "Rows held and not in flight (batching or backing off).", NULL);
+    ts->m_inflight = sg_metrics_gauge(m, "streamgate_tablestore_requests_in_flight",
+                                      "BatchWriteRow requests in flight.", NULL);
+    ts->m_queue_bytes =
+        sg_metrics_gauge(m, "streamgate_sink_queue_bytes",
+                         "Bytes accepted by a writer and not yet written.", "sink=\"tablestore\"");
+    if (!ts->m_superseded || !ts->m_latency || !ts->m_pending || !ts->m_inflight ||
+        !ts->m_queue_bytes)
+        return -ENOMEM;
+    return 0;
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
+                              struct sg_budget *budget, struct sg_dead_letter *dead_letter,
+                              struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                              char *errstr, size_t errstr_size)
+{
+    int rc;
+    struct ts_sink *ts = calloc(1, sizeof(*ts));
+    if (!ts) {
+        snprintf(errstr, errstr_size, "tablestore: out of memory");
+        return -ENOMEM;
+    }
+    ts->loop = loop;
+    ts->log = log;
+    ts->budget = budget;
+    ts->dead_letter = dead_letter;
+    ts->max_in_flight = SG_MAX(cfg->tablestore_max_in_flight, (int64_t)1);
+    ts->max_retries = SG_MAX(cfg->tablestore_max_retries, (int64_t)0);
+    ts->linger_ms = cfg->tablestore_linger_ms;
+    ts->timeout_ms =
+        cfg->tablestore_request_timeout_ms ? cfg->tablestore_request_timeout_ms : 30000;
+    ts->backoff_ms = cfg->tablestore_retry_backoff_ms;
+    ts->backoff_max_ms = SG_MAX(cfg->tablestore_retry_backoff_max_ms, ts->backoff_ms);
+    ts->batch_cap = SG_TS_BATCH_MAX_ROWS;
+    ts->boot_id = (uint64_t)sg_now_ms();
+    ts->rng = uv_hrtime() | 1;
+    ts->fail_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    ts->request_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    const char *raw = cfg->tablestore_raw_table, *agg = cfg->tablestore_results_table;
+    ts->ops = (struct sg_sink_ops){
+        .name = "tablestore",
+        .write_raw = raw && *raw ? ts_write_raw : NULL,
+        .write_result = agg && *agg ? ts_write_result : NULL,
+        .healthy = ts_healthy,
+        .accepting = ts_accepting,
+        .drain = ts_drain,
+        .abandon = ts_abandon,
+        .destroy = ts_destroy,
+    };
+    ts->sink.ops = &ts->ops;
+    ts->endpoint = dup_or_empty(cfg->tablestore_endpoint);
+    ts->instance = dup_or_empty(cfg->tablestore_instance);
+    ts->akid = dup_or_empty(cfg->tablestore_access_key_id);
+    ts->sts_token = dup_or_empty(cfg->tablestore_sts_token);
+    ts->tables[TS_RAW] = dup_or_empty(raw);
+    ts->tables[TS_AGG] = dup_or_empty(agg);
+    ts->key_field = dup_or_empty(cfg->event_key_field);
+    ts->time_field = dup_or_empty(cfg->event_time_field);
+    ts->rb = calloc(1, sizeof(*ts->rb));
+    if (!ts->endpoint || !ts->instance || !ts->akid || !ts->sts_token || !ts->tables[TS_RAW] ||
+        !ts->tables[TS_AGG] || !ts->key_field || !ts->time_field || !ts->rb ||
+        register_metrics(ts, metrics) != 0) {
+        snprintf(errstr, errstr_size, "tablestore: out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    sg_buf_init(&ts->rb->arena, 0);
+    /* A trailing slash would make "//BatchWriteRow", which the service does not route. */
+    size_t elen = strlen(ts->endpoint);
+    while (elen > 0 && ts->endpoint[elen - 1] == '/')
+        ts->endpoint[--elen] = '\0';
+    if (strncmp(ts->endpoint, "http://", 7) != 0 && strncmp(ts->endpoint, "https://", 8) != 0) {
+        snprintf(errstr, errstr_size,
+                 "tablestore.endpoint: expected http://host[:port] or https://host[:port], got %s",
+                 ts->endpoint);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->tablestore_access_key_secret_file && cfg->tablestore_access_key_secret_file[0]) {
+        rc = read_secret(cfg->tablestore_access_key_secret_file, &ts->secret, errstr, errstr_size);
+        if (rc)
+            goto fail;
+    } else {
+        ts->secret = dup_or_empty(cfg->tablestore_access_key_secret);
+    }
+    if (!ts->secret || !ts->secret[0] || !ts->akid[0] || !ts->instance[0]) {
+        snprintf(errstr, errstr_size,
+                 "tablestore: tablestore.instance, tablestore.access_key_id and a secret "
+                 "(tablestore.access_key_secret or _file) are required with tablestore.endpoint");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (asprintf(&ts->url, "%s/BatchWriteRow", ts->endpoint) < 0) {
+        ts->url = NULL;
+        rc = -ENOMEM;
+        snprintf(errstr, errstr_size, "tablestore: out of memory");
+        goto fail;
+    }
+    static const char *const agg_pk[] = {"key", "window_start"};
+    static const Ots__PrimaryKeyType agg_types[] = {OTS__PRIMARY_KEY_TYPE__STRING,
+                                                    OTS__PRIMARY_KEY_TYPE__INTEGER};
+    static const char *const raw_pk[] = {"key", "ts", "id"};
+    static const Ots__PrimaryKeyType raw_types[] = {OTS__PRIMARY_KEY_TYPE__STRING,
+                                                    OTS__PRIMARY_KEY_TYPE__INTEGER,
+                                                    OTS__PRIMARY_KEY_TYPE__STRING};
+    if (ts->tables[TS_AGG][0]) {
+        rc = setup_table(ts, ts->tables[TS_AGG], agg_pk, agg_types, 2,
+                         cfg->tablestore_create_tables, errstr, errstr_size);
+        if (rc)
+            goto fail;
+    }
+    if (ts->tables[TS_RAW][0]) {
+        rc = setup_table(ts, ts->tables[TS_RAW], raw_pk, raw_types, 3,
+                         cfg->tablestore_create_tables, errstr, errstr_size);
+        if (rc)
+            goto fail;
+    }
+
+    ts->multi = curl_multi_init();
+    if (!ts->multi) {
+        snprintf(errstr, errstr_size, "tablestore: cannot create the HTTP client");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    curl_multi_setopt(ts->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(ts->multi, CURLMOPT_SOCKETDATA, ts);
+    curl_multi_setopt(ts->multi, CURLMOPT_TIMERFUNCTION, on_curl_timeout);
+    curl_multi_setopt(ts->multi, CURLMOPT_TIMERDATA, ts);
+    curl_multi_setopt(ts->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)ts->max_in_flight);
+    uv_timer_init(loop, &ts->curl_timer);
+    uv_timer_init(loop, &ts->linger_timer);
+    uv_timer_init(loop, &ts->retry_timer);
+    ts->timers_init = true;
+    sg_info(log, "tablestore writer ready", SG_F_STR("endpoint", ts->endpoint),
+            SG_F_STR("instance", ts->instance), SG_F_STR("results_table", ts->tables[TS_AGG]),
+            SG_F_STR("raw_table", ts->tables[TS_RAW]));
+    update_gauges(ts);
+    *out = &ts->sink;
+    return 0;
+fail:
+    ts_destroy(&ts->sink);
+    return rc;
+}
+
+int sg_sink_tablestore_info(struct sg_sink *sink, struct sg_buf *out)
+{
+    struct ts_sink *ts = ts_of(sink);
+    int rc = sg_buf_append_str(out, "{\"endpoint\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, ts->endpoint, strlen(ts->endpoint));
+    if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"instance\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, ts->instance, strlen(ts->instance));
+    if (rc == 0)
+        rc = sg_buf_printf(out,
+                           ",\"rows_pending\":%zu,\"rows_waiting\":%zu,\"rows_in_flight\":%zu,"
+                           "\"requests_in_flight\":%" PRId64 ",\"written\":%" PRIu64
+                           ",\"failed\":%" PRIu64 ",\"retried\":%" PRIu64 ",\"healthy\":%s}",
+                           ts->pending.count + ts->rows_newer, ts->waiting.count,
+                           ts->rows_in_flight, ts->requests_in_flight, ts->written, ts->failed,
+                           ts->retried, ts_healthy(sink) ? "true" : "false");
+    return rc;
+}

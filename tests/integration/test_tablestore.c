@@ -1,0 +1,798 @@
+/* The Tablestore writer end to end: the real emulator process (streamgate-tablestore-emu), the
+ * real streamgate writing to it, events sent over HTTP and TCP, and the tables read back with
+ * the official JS SDK (tests/sdk/readback.js). Every row read back is compared with aggregates
+ * computed here from the events sent, and every column with the result the server rendered in
+ * its results file. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define INSTANCE "itinst"
+#define AKID     "AKIDIT"
+#define SECRET   "SecretIT/123+="
+#define BASE_TS  INT64_C(1700000000000)
+#define WINDOW   1000
+
+/* ---- The emulator ------------------------------------------------------------------------ */
+
+struct emu {
+    pid_t pid;
+    char endpoint[96]; /* http://127.0.0.1:PORT */
+    char dir[256];     /* this test's scratch directory (also holds streamgate's files) */
+    char log[300];
+    char snapshot[300];
+};
+
+static void emu_start(struct emu *e, const char *const *extra)
+{
+    const char *bin = getenv("SG_TSEMU_BINARY");
+    cr_assert(bin && *bin, "SG_TSEMU_BINARY is not set (run the tests through meson test)");
+    const char *argv[32] = {bin,      "--listen",        "127.0.0.1:0", "--instance",
+                            INSTANCE, "--access-key-id", AKID,          "--access-key-secret",
+                            SECRET};
+    size_t argc = 9;
+    int out[2];
+    char line[256];
+    size_t len = 0;
+
+    if (!e->dir[0]) {
+        snprintf(e->dir, sizeof(e->dir), "/tmp/sg-tsit-XXXXXX");
+        cr_assert(mkdtemp(e->dir), "mkdtemp: %s", strerror(errno));
+        snprintf(e->log, sizeof(e->log), "%s/emu.log", e->dir);
+        snprintf(e->snapshot, sizeof(e->snapshot), "%s/snapshot.jsonl", e->dir);
+    }
+    argv[argc++] = "--snapshot";
+    argv[argc++] = e->snapshot;
+    for (; extra && *extra; extra++)
+        argv[argc++] = *extra;
+    argv[argc] = NULL;
+    cr_assert_eq(pipe(out), 0);
+    int errfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    cr_assert(errfd >= 0);
+    e->pid = fork();
+    cr_assert(e->pid >= 0);
+    if (e->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(out[1], 1);
+        dup2(errfd, 2);
+        close(out[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(errfd);
+    while (len < sizeof(line) - 1) {
+        struct pollfd p = {out[0], POLLIN, 0};
+        cr_assert_gt(poll(&p, 1, 10000), 0, "no 'listening' line within 10 s");
+        ssize_t n = read(out[0], line + len, sizeof(line) - 1 - len);
+        cr_assert_gt(n, 0, "the emulator exited before listening (see %s)", e->log);
+        len += (size_t)n;
+        line[len] = '\0';
+        if (strchr(line, '\n'))
+            break;
+    }
+    close(out[0]);
+    char addr[64];
+    cr_assert(sscanf(line, "listening http://%63s instance=", addr) == 1, "line: %s", line);
+    snprintf(e->endpoint, sizeof(e->endpoint), "http://%s", addr);
+}
+
+/* Stops the emulator (it saves its tables to the snapshot). */
+static void emu_halt(struct emu *e)
+{
+    int status = 0;
+    if (e->pid > 0) {
+        kill(e->pid, SIGTERM);
+        waitpid(e->pid, &status, 0);
+        e->pid = 0;
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "emulator exit status %d", status);
+    }
+}
+
+/* Restarts the emulator from its snapshot without any fault injection, for reading back. */
+static void emu_restart_clean(struct emu *e)
+{
+    emu_halt(e);
+    emu_start(e, NULL);
+}
+
+static void emu_stop(struct emu *e)
+{
+    emu_halt(e);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- Reading tables back with the official SDK ------------------------------------------- */
+
+/* Runs readback.js and returns the rows as a cJSON array. */
+static cJSON *read_table(const struct emu *e, const char *table, const char *pk)
+{
+    const char *node = getenv("SG_NODE"), *sdk = getenv("SG_SDK_DIR");
+    cr_assert(node && *node && sdk && *sdk, "SG_NODE / SG_SDK_DIR not set");
+    char script[512], out_path[320], err_path[320];
+    snprintf(script, sizeof(script), "%s/readback.js", sdk);
+    snprintf(out_path, sizeof(out_path), "%s/readback.out", e->dir);
+    snprintf(err_path, sizeof(err_path), "%s/readback.err", e->dir);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char ep[160];
+        snprintf(ep, sizeof(ep), "SG_TSEMU_ENDPOINT=%s", e->endpoint);
+        putenv(ep);
+        putenv("SG_TSEMU_INSTANCE=" INSTANCE);
+        putenv("SG_TSEMU_AK_ID=" AKID);
+        putenv("SG_TSEMU_AK_SECRET=" SECRET);
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int er = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(o, 1);
+        dup2(er, 2);
+        execl(node, node, script, table, pk, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    char *err = sgt_read_file(err_path, NULL);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "readback.js failed: %s",
+              err ? err : "");
+    free(err);
+    char *out = sgt_read_file(out_path, NULL);
+    cr_assert(out);
+    cJSON *rows = cJSON_CreateArray();
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *row = cJSON_Parse(line);
+        cr_assert(row, "bad readback line: %s", line);
+        cJSON_AddItemToArray(rows, row);
+    }
+    free(out);
+    return rows;
+}
+
+static bool sdk_available(void)
+{
+    const char *node = getenv("SG_NODE"), *sdk = getenv("SG_SDK_DIR");
+    char path[512];
+    if (!node || !*node || !sdk || !*sdk)
+        return false;
+    snprintf(path, sizeof(path), "%s/node_modules/tablestore", sdk);
+    return access(path, F_OK) == 0;
+}
+
+/* An INTEGER cell as readback.js prints it: {"int":"123"}. */
+static int64_t int_cell(const cJSON *row, const char *name)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(row, name);
+    const cJSON *i = cJSON_GetObjectItemCaseSensitive(c, "int");
+    cr_assert(cJSON_IsString(i), "column %s is not an INTEGER", name);
+    return strtoll(i->valuestring, NULL, 10);
+}
+
+static double dbl_cell(const cJSON *row, const char *name)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(row, name);
+    cr_assert(cJSON_IsNumber(c), "column %s is not a DOUBLE", name);
+    return c->valuedouble;
+}
+
+/* ---- Expected aggregates ----------------------------------------------------------------- */
+
+#define MAX_WINDOWS 4096
+
+struct agg {
+    char key[64];
+    int64_t start;
+    int64_t count;
+    double sum, min, max, first, last;
+};
+
+struct expect {
+    struct agg w[MAX_WINDOWS];
+    size_t n;
+};
+
+static void expect_add(struct expect *x, const char *key, int64_t ts, double v)
+{
+    int64_t start = ts - ts % WINDOW;
+    struct agg *a = NULL;
+    for (size_t i = 0; i < x->n && !a; i++)
+        if (x->w[i].start == start && strcmp(x->w[i].key, key) == 0)
+            a = &x->w[i];
+    if (!a) {
+        cr_assert_lt(x->n, MAX_WINDOWS);
+        a = &x->w[x->n++];
+        snprintf(a->key, sizeof(a->key), "%s", key);
+        a->start = start;
+        a->min = a->max = a->first = v;
+    }
+    a->count++;
+    a->sum += v;
+    a->min = fmin(a->min, v);
+    a->max = fmax(a->max, v);
+    a->last = v;
+}
+
+/* The server's rendered results, by key and window start (its results file). */
+static cJSON *find_result(cJSON *results, const char *key, int64_t start)
+{
+    cJSON *r;
+    cJSON_ArrayForEach(r, results)
+    {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(r, "key");
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(r, "window_start");
+        if (cJSON_IsString(k) && strcmp(k->valuestring, key) == 0 && cJSON_IsNumber(s) &&
+            (int64_t)s->valuedouble == start)
+            return r;
+    }
+    return NULL;
+}
+
+static cJSON *read_results_file(const char *path)
+{
+    char *text = sgt_read_file(path, NULL);
+    cr_assert(text, "no results file %s", path);
+    cJSON *arr = cJSON_CreateArray();
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *r = cJSON_Parse(line);
+        cr_assert(r, "bad results line: %s", line);
+        /* A later emission of the same window replaces the earlier one, as in the table. */
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(r, "key");
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(r, "window_start");
+        cJSON *old = find_result(arr, k->valuestring, (int64_t)s->valuedouble);
+        if (old)
+            cJSON_ReplaceItemViaPointer(arr, old, r);
+        else
+            cJSON_AddItemToArray(arr, r);
+    }
+    free(text);
+    return arr;
+}
+
+/* Every row of the results table equals the expected aggregate of its window, and every
+ * column equals what the server rendered for it; there is exactly one row per window. */
+static void check_results(const struct emu *e, const struct expect *x, const char *results_path)
+{
+    cJSON *rows = read_table(e, "streamgate_results", "key,window_start");
+    cJSON *rendered = read_results_file(results_path);
+    cr_assert_eq((size_t)cJSON_GetArraySize(rows), x->n, "rows read back: %d, windows: %zu",
+                 cJSON_GetArraySize(rows), x->n);
+    for (size_t i = 0; i < x->n; i++) {
+        const struct agg *a = &x->w[i];
+        const cJSON *row = NULL, *r;
+        cJSON_ArrayForEach(r, rows)
+        {
+            const cJSON *k = cJSON_GetObjectItemCaseSensitive(r, "key");
+            if (cJSON_IsString(k) && strcmp(k->valuestring, a->key) == 0 &&
+                int_cell(r, "window_start") == a->start)
+                row = r;
+        }
+        cr_assert(row, "no row for key %s window %" PRId64, a->key, a->start);
+        cr_expect_eq(int_cell(row, "window_end"), a->start + WINDOW);
+        cr_expect_eq(int_cell(row, "count"), a->count, "%s/%" PRId64 " count", a->key, a->start);
+        cr_expect_eq(dbl_cell(row, "value_count"), (double)a->count);
+        cr_expect_eq(dbl_cell(row, "value_sum"), a->sum, "%s sum %.17g != %.17g", a->key,
+                     dbl_cell(row, "value_sum"), a->sum);
+        cr_expect_eq(dbl_cell(row, "value_min"), a->min);
+        cr_expect_eq(dbl_cell(row, "value_max"), a->max);
+        cr_expect_eq(dbl_cell(row, "value_first"), a->first);
+        cr_expect_eq(dbl_cell(row, "value_last"), a->last);
+        /* The server keeps a running mean (its exact value is checked against its rendering
+         * below); here it only has to be the mean. */
+        double mean = a->sum / (double)a->count;
+        cr_expect(fabs(dbl_cell(row, "value_mean") - mean) <= 1e-9 * fmax(1, fabs(mean)),
+                  "%s mean %.17g != %.17g", a->key, dbl_cell(row, "value_mean"), mean);
+        const cJSON *fin = cJSON_GetObjectItemCaseSensitive(row, "final");
+        cr_expect(cJSON_IsTrue(fin), "%s/%" PRId64 " not final", a->key, a->start);
+
+        /* Column by column against the server's own rendering of the window. */
+        cJSON *res = find_result(rendered, a->key, a->start);
+        cr_assert(res, "no rendered result for %s/%" PRId64, a->key, a->start);
+        const cJSON *fields = cJSON_GetObjectItemCaseSensitive(res, "fields");
+        const cJSON *field;
+        size_t ncols = 5; /* key, window_start, window_end, count, final */
+        cJSON_ArrayForEach(field, fields)
+        {
+            const cJSON *stat;
+            cJSON_ArrayForEach(stat, field)
+            {
+                char col[128];
+                snprintf(col, sizeof(col), "%s_%s", field->string, stat->string);
+                for (char *p = col; *p; p++)
+                    if (*p == '.')
+                        *p = '_';
+                if (!cJSON_IsNumber(stat))
+                    continue;
+                cr_expect_eq(dbl_cell(row, col), stat->valuedouble, "%s %s: %.17g != %.17g", a->key,
+                             col, dbl_cell(row, col), stat->valuedouble);
+                ncols++;
+            }
+        }
+        cr_expect_eq((size_t)cJSON_GetArraySize((cJSON *)row), ncols, "columns of %s/%" PRId64,
+                     a->key, a->start);
+    }
+    cJSON_Delete(rows);
+    cJSON_Delete(rendered);
+}
+
+/* Stops streamgate like sgt_stop, but keeps its directory (and log) until remove_run_dir. */
+static int sgt_stop_keep(struct sgt_proc *p)
+{
+    int status = 0;
+    cr_assert_eq(kill(p->pid, SIGTERM), 0);
+    for (int i = 0; i < 3000; i++) {
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        sgt_sleep_ms(10);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    cr_assert_fail("streamgate did not exit within 30 s of SIGTERM");
+    return -1;
+}
+
+static void remove_run_dir(struct sgt_proc *p)
+{
+    p->pid = 0;
+    sgt_stop(p); /* with pid 0: only removes the directory */
+}
+
+/* ---- Sending ----------------------------------------------------------------------------- */
+
+/* Event i: key k<i % keys>, times spread over `windows` windows in order, a known value. */
+static void event_line(char *buf, size_t size, int i, int keys, int per_key, const char *extra)
+{
+    int k = i % keys, j = i / keys;
+    int64_t ts = BASE_TS + (int64_t)j * (WINDOW * 5) / per_key;
+    snprintf(buf, size, "{\"key\":\"k%02d\",\"ts\":%" PRId64 ",\"value\":%d%s}\n", k, ts,
+             (i * 37) % 101 - 20, extra ? extra : "");
+}
+
+static void expect_line(struct expect *x, const char *line)
+{
+    cJSON *ev = cJSON_Parse(line);
+    cr_assert(ev);
+    expect_add(x, cJSON_GetObjectItemCaseSensitive(ev, "key")->valuestring,
+               (int64_t)cJSON_GetObjectItemCaseSensitive(ev, "ts")->valuedouble,
+               cJSON_GetObjectItemCaseSensitive(ev, "value")->valuedouble);
+    cJSON_Delete(ev);
+}
+
+static const char *const common_args[] = {"--tablestore-instance",
+                                          INSTANCE,
+                                          "--tablestore-access-key-id",
+                                          AKID,
+                                          "--tablestore-create-tables",
+                                          "true",
+                                          "--window-size",
+                                          "1s",
+                                          "--window-allowed-lateness",
+                                          "1h",
+                                          "--window-idle-timeout",
+                                          "1h",
+                                          "--tablestore-retry-backoff",
+                                          "10ms",
+                                          "--tablestore-retry-backoff-max",
+                                          "200ms",
+                                          "--tablestore-max-retries",
+                                          "30"};
+
+/* Builds argv: the common flags, endpoint, secret file, results file, then `extra`. */
+static void build_args(const char **argv, const struct emu *e, char *secret_path,
+                       char *results_path, const char *const *extra)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(common_args) / sizeof(common_args[0]); i++)
+        argv[n++] = common_args[i];
+    argv[n++] = "--tablestore-endpoint";
+    argv[n++] = e->endpoint;
+    snprintf(secret_path, 320, "%s/secret", e->dir);
+    FILE *f = fopen(secret_path, "w");
+    cr_assert(f);
+    fputs(SECRET "\n", f);
+    fclose(f);
+    argv[n++] = "--tablestore-access-key-secret-file";
+    argv[n++] = secret_path;
+    snprintf(results_path, 320, "%s/results.ndjson", e->dir);
+    argv[n++] = "--output-results-file";
+    argv[n++] = results_path;
+    for (; extra && *extra; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+}
+
+/* Sends `total` events: even-numbered keys over HTTP (NDJSON bodies of 50), odd ones over one
+ * TCP connection; waits until the server has accepted them all. */
+static void send_mixed(struct sgt_proc *p, struct expect *x, int total, int keys)
+{
+    int per_key = total / keys;
+    struct sg_buf_lite {
+        char *data;
+        size_t len;
+    } body = {malloc(64 * 1024), 0};
+    int fd = sgt_connect(p->tcp);
+    int http_n = 0, tcp_n = 0;
+    char line[256];
+    for (int i = 0; i < total; i++) {
+        event_line(line, sizeof(line), i, keys, per_key, NULL);
+        expect_line(x, line);
+        if ((i % keys) % 2 == 0) {
+            memcpy(body.data + body.len, line, strlen(line));
+            body.len += strlen(line);
+            body.data[body.len] = '\0';
+            http_n++;
+            if (http_n % 50 == 0) {
+                struct sgt_response r;
+                sgt_post(p->http, "application/x-ndjson", body.data, &r);
+                cr_assert(r.status == 200 || r.status == 202, "status %d: %s", r.status, r.body);
+                sgt_response_free(&r);
+                body.len = 0;
+            }
+        } else {
+            sgt_send_str(fd, line);
+            tcp_n++;
+        }
+    }
+    if (body.len) {
+        struct sgt_response r;
+        sgt_post(p->http, "application/x-ndjson", body.data, &r);
+        cr_assert(r.status == 200 || r.status == 202, "status %d: %s", r.status, r.body);
+        sgt_response_free(&r);
+    }
+    free(body.data);
+    cr_assert_eq(sgt_wait_metric(p->tcp[0] ? p->http : p->http,
+                                 "streamgate_events_accepted_total{transport=\"tcp\"}", tcp_n,
+                                 20000),
+                 tcp_n);
+    cr_assert_eq(sgt_metric(p->http, "streamgate_events_accepted_total{transport=\"http\"}"),
+                 http_n);
+    close(fd);
+}
+
+static void check_clean_log(struct sgt_proc *p)
+{
+    char *log = sgt_read_file(p->log_path, NULL);
+    bool bad = log && (strstr(log, "runtime error:") || strstr(log, "Sanitizer") ||
+                       strstr(log, "tablestore row failed"));
+    if (bad)
+        cr_log_error("streamgate stderr:\n%s", log);
+    free(log);
+    cr_assert_not(bad, "streamgate logged a failed row or a sanitizer report");
+}
+
+/* True when the server's stderr holds `needle`. */
+static bool log_has(const struct sgt_proc *p, const char *needle)
+{
+    char *log = sgt_read_file(p->log_path, NULL);
+    bool found = log && strstr(log, needle);
+    free(log);
+    return found;
+}
+
+static void run_mixed(const char *const *emu_args, const char *const *server_args, int total)
+{
+    if (!sdk_available())
+        cr_skip_test("node or the tablestore SDK (tests/sdk/node_modules) is missing");
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    static struct expect x;
+    memset(&x, 0, sizeof(x));
+    emu_start(&e, emu_args);
+    build_args(argv, &e, secret, results, server_args);
+    sgt_start(&p, argv, NULL);
+    send_mixed(&p, &x, total, 12);
+    sgt_sleep_ms(100);
+    if (server_args) /* early firing: versions of a window replaced before being written */
+        cr_expect_gt(sgt_metric(p.http, "streamgate_tablestore_rows_superseded_total"), 0);
+    check_clean_log(&p);
+    int rc = sgt_stop_keep(&p);
+    bool request_faults = false;
+    for (const char *const *a = emu_args; a && *a; a++)
+        request_faults = request_faults || strcmp(*a, "--busy") == 0 || strcmp(*a, "--drop") == 0;
+    if (request_faults) /* the faults were hit, and survived */
+        cr_expect(log_has(&p, "tablestore request failed"), "no request failed under faults");
+    remove_run_dir(&p);
+    cr_assert_eq(rc, 0, "streamgate exit status %d", rc);
+    if (emu_args)
+        emu_restart_clean(&e);
+    check_results(&e, &x, results);
+    emu_stop(&e);
+}
+
+/* ---- Tests ------------------------------------------------------------------------------- */
+
+Test(tablestore, results_read_back_exactly, .timeout = 120)
+{
+    run_mixed(NULL, NULL, 1200);
+}
+
+Test(tablestore, busy_and_dropped_requests_still_exact, .timeout = 180)
+{
+    static const char *const faults[] = {"--busy", "0.3",    "--drop", "0.05", "--busy-rows",
+                                         "0.1",    "--seed", "7",      NULL};
+    run_mixed(faults, NULL, 1200);
+}
+
+/* Early firing emits each window many times while earlier versions are still in flight (slow
+ * answers, one request at a time): the table must end with the final version of every window,
+ * never an older one that arrived late. */
+Test(tablestore, early_emissions_end_with_the_final_version, .timeout = 180)
+{
+    static const char *const slow[] = {"--latency", "30", "--busy-rows", "0.2", NULL};
+    static const char *const early[] = {"--window-emit-interval",
+                                        "10ms",
+                                        "--tablestore-max-in-flight",
+                                        "2",
+                                        "--tablestore-linger",
+                                        "1ms",
+                                        NULL};
+    run_mixed(slow, early, 2400);
+}
+
+/* A row Tablestore would refuse (a key over its 1 KB primary-key limit, accepted by the
+ * gateway with a larger event.max_key_size) fails for good: it goes to the dead-letter file
+ * with its key and error code, and the other rows are written. */
+Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
+{
+    if (!sdk_available())
+        cr_skip_test("node or the tablestore SDK (tests/sdk/node_modules) is missing");
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320], dl[320];
+    const char *argv[64];
+    static struct expect x;
+    memset(&x, 0, sizeof(x));
+    emu_start(&e, NULL);
+    snprintf(dl, sizeof(dl), "%s/dead.ndjson", e.dir);
+    const char *extra[] = {"--event-max-key-size", "4096", "--output-dead-letter-file", dl, NULL};
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+
+    char longkey[1501];
+    memset(longkey, 'L', 1500);
+    longkey[1500] = '\0';
+    char *body = NULL;
+    cr_assert(asprintf(&body,
+                       "{\"key\":\"%s\",\"ts\":%" PRId64 ",\"value\":5}\n"
+                       "{\"key\":\"ok1\",\"ts\":%" PRId64 ",\"value\":7}\n"
+                       "{\"key\":\"ok1\",\"ts\":%" PRId64 ",\"value\":9}\n",
+                       longkey, BASE_TS, BASE_TS + 10, BASE_TS + 20) > 0);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    sgt_response_free(&r);
+    free(body);
+    expect_add(&x, "ok1", BASE_TS + 10, 7);
+    expect_add(&x, "ok1", BASE_TS + 20, 9);
+    int rc = sgt_stop_keep(&p);
+    cr_assert_eq(rc, 0, "streamgate exit status %d", rc);
+    cr_expect(log_has(&p, "tablestore row failed"));
+    remove_run_dir(&p);
+
+    size_t len = 0;
+    char *text = sgt_read_file(dl, &len);
+    cr_assert(text, "no dead-letter file");
+    cr_assert_eq(sgt_wait_lines(dl, 1, 0), 1, "dead-letter lines:\n%s", text);
+    cJSON *line = cJSON_Parse(text);
+    cr_assert(line, "dead-letter line is not JSON: %s", text);
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(line, "sink")->valuestring, "tablestore");
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(line, "key")->valuestring, longkey);
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(line, "error")->valuestring,
+                     "OTSParameterInvalid");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(line, "message");
+    cr_expect(cJSON_IsString(msg) && msg->valuestring[0]);
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(line, "record");
+    cr_assert(cJSON_IsObject(rec), "record is not the result object");
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(rec, "key")->valuestring, longkey);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rec, "count")->valuedouble, 1);
+    cJSON_Delete(line);
+    free(text);
+
+    /* The results file holds both windows; the table only the one that could be written. */
+    char *all = sgt_read_file(results, NULL);
+    cr_assert(all && strstr(all, longkey));
+    char filtered[4096] = "";
+    for (char *l = strtok(all, "\n"); l; l = strtok(NULL, "\n"))
+        if (!strstr(l, longkey)) {
+            strncat(filtered, l, sizeof(filtered) - strlen(filtered) - 2);
+            strcat(filtered, "\n");
+        }
+    free(all);
+    FILE *f = fopen(results, "w");
+    cr_assert(f);
+    fputs(filtered, f);
+    fclose(f);
+    check_results(&e, &x, results);
+    emu_stop(&e);
+}
+
+/* Tablestore answering slowly with a small memory budget: rows pile up, the budget's watermark
+ * makes ingest answer 503, the client resends, and every acknowledged event ends up in its
+ * window and in the raw table. */
+Test(tablestore, slow_tablestore_pushes_back, .timeout = 180)
+{
+    if (!sdk_available())
+        cr_skip_test("node or the tablestore SDK (tests/sdk/node_modules) is missing");
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    static struct expect x;
+    memset(&x, 0, sizeof(x));
+    const char *emu_args[] = {"--latency", "500", NULL};
+    emu_start(&e, emu_args);
+    const char *extra[] = {"--tablestore-raw-table",
+                           "raw_events",
+                           "--limits-memory",
+                           "1MiB",
+                           "--tablestore-max-in-flight",
+                           "1",
+                           "--tablestore-linger",
+                           "5ms",
+                           "--shutdown-timeout",
+                           "60s",
+                           NULL};
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+
+    const int total = 3000, keys = 12, batch = 100;
+    int acked = 0, pushbacks = 0;
+    char *body = malloc((size_t)batch * 128);
+    cr_assert(body);
+    for (int i = 0; i < total; i += batch) {
+        size_t len = 0;
+        for (int j = i; j < i + batch; j++) {
+            event_line(body + len, 128, j, keys, total / keys, NULL);
+            len += strlen(body + len);
+        }
+        for (;;) {
+            struct sgt_response r;
+            sgt_post(p.http, "application/x-ndjson", body, &r);
+            int status = r.status;
+            sgt_response_free(&r);
+            if (status == 503) {
+                pushbacks++;
+                sgt_sleep_ms(100);
+                continue;
+            }
+            cr_assert_eq(status, 202, "status %d", status);
+            break;
+        }
+        char *line = body;
+        for (int j = i; j < i + batch; j++) {
+            char *nl = strchr(line, '\n');
+            *nl = '\0';
+            expect_line(&x, line);
+            *nl = '\n';
+            line = nl + 1;
+        }
+        acked += batch;
+    }
+    free(body);
+    cr_assert_gt(pushbacks, 0, "no 503 from a 1 MiB budget with a slow Tablestore");
+    int rc = sgt_stop_keep(&p);
+    cr_assert_eq(rc, 0, "streamgate exit status %d", rc);
+    check_clean_log(&p);
+    remove_run_dir(&p);
+
+    check_results(&e, &x, results);
+    cJSON *raw = read_table(&e, "raw_events", "key,ts,id");
+    cr_expect_eq(cJSON_GetArraySize(raw), acked, "raw rows %d, acknowledged events %d",
+                 cJSON_GetArraySize(raw), acked);
+    /* Spot-check one raw row's cells. */
+    const cJSON *row = cJSON_GetArrayItem(raw, 0);
+    cr_assert(row);
+    cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(row, "id")));
+    cr_expect(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(row, "value")),
+              "integral values are INTEGER cells");
+    cJSON_Delete(raw);
+    emu_stop(&e);
+}
+
+/* Start-up checks: a missing table without tablestore.create_tables, and a table whose primary
+ * key differs, stop the server with a clear message. */
+Test(tablestore, startup_fails_on_missing_or_mismatched_table, .timeout = 60)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    const char *args[] = {"--http-listen",
+                          "127.0.0.1:0",
+                          "--tcp-listen",
+                          "",
+                          "--tablestore-endpoint",
+                          e.endpoint,
+                          "--tablestore-instance",
+                          INSTANCE,
+                          "--tablestore-access-key-id",
+                          AKID,
+                          "--tablestore-access-key-secret",
+                          SECRET,
+                          "--tablestore-results-table",
+                          "missing_table",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = sgt_run(args, NULL, &out, &err);
+    cr_expect_eq(rc, 1, "exit status %d", rc);
+    cr_expect(err && strstr(err, "table missing_table does not exist"), "stderr: %s", err);
+    cr_expect(err && !strstr(err, SECRET), "the secret was printed");
+    free(out);
+    free(err);
+
+    /* A raw-events table (key, ts, id) named as the results table (key, window_start). */
+    struct sgt_proc p;
+    const char *create[] = {"--tablestore-endpoint",
+                            e.endpoint,
+                            "--tablestore-instance",
+                            INSTANCE,
+                            "--tablestore-access-key-id",
+                            AKID,
+                            "--tablestore-access-key-secret",
+                            SECRET,
+                            "--tablestore-create-tables",
+                            "true",
+                            "--tablestore-raw-table",
+                            "other_schema",
+                            NULL};
+    sgt_start(&p, create, NULL);
+    sgt_stop_ok(&p);
+    const char *mismatch[] = {"--http-listen",
+                              "127.0.0.1:0",
+                              "--tcp-listen",
+                              "",
+                              "--tablestore-endpoint",
+                              e.endpoint,
+                              "--tablestore-instance",
+                              INSTANCE,
+                              "--tablestore-access-key-id",
+                              AKID,
+                              "--tablestore-access-key-secret",
+                              SECRET,
+                              "--tablestore-results-table",
+                              "other_schema",
+                              NULL};
+    rc = sgt_run(mismatch, NULL, &out, &err);
+    cr_expect_eq(rc, 1, "exit status %d", rc);
+    cr_expect(err && strstr(err, "exists with another primary key"), "stderr: %s", err);
+    free(out);
+    free(err);
+
+    /* A wrong secret: the first call is refused, and start-up says so. */
+    const char *badsecret[] = {"--http-listen",
+                               "127.0.0.1:0",
+                               "--tcp-listen",
+                               "",
+                               "--tablestore-endpoint",
+                               e.endpoint,
+                               "--tablestore-instance",
+                               INSTANCE,
+                               "--tablestore-access-key-id",
+                               AKID,
+                               "--tablestore-access-key-secret",
+                               "wrong-secret",
+                               NULL};
+    rc = sgt_run(badsecret, NULL, &out, &err);
+    cr_expect_eq(rc, 1, "exit status %d", rc);
+    cr_expect(err && strstr(err, "OTSAuthFailed"), "stderr: %s", err);
+    cr_expect(err && !strstr(err, "wrong-secret"), "the secret was printed");
+    free(out);
+    free(err);
+    emu_stop(&e);
+}
