@@ -242,6 +242,15 @@ static int start_kafka(struct sg_app *app, char *err, size_t errlen)
     return 0;
 }
 
+/* Records a writer gave up on also go to the Kafka late topic. */
+static void dead_letter_to_kafka(void *arg, const char *sink, const char *key, size_t key_len,
+                                 const char *code, const char *message, const char *record,
+                                 size_t record_len)
+{
+    struct sg_app *app = arg;
+    sg_sink_kafka_dead_letter(app->kafka, sink, key, key_len, code, message, record, record_len);
+}
+
 static int start_tablestore(struct sg_app *app, char *err, size_t errlen)
 {
     if (!app->cfg.tablestore_endpoint[0])
@@ -309,7 +318,10 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         app->sinks[app->nsinks++] = file;
         sg_ingest_add_sink(app->ingest, file);
     }
-    if (app->cfg.output_dead_letter_file[0]) {
+    /* The dead-letter output exists when it has somewhere to write: a file, or the Kafka late
+     * topic (wired once the Kafka writer exists). */
+    if (app->cfg.output_dead_letter_file[0] ||
+        (app->cfg.kafka_brokers[0] && app->cfg.kafka_late_topic[0])) {
         rc = sg_dead_letter_create(&app->loop, app->cfg.output_dead_letter_file, app->budget,
                                    app->metrics, &app->log, &app->dead_letter, err, errlen);
         if (rc)
@@ -318,6 +330,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
     rc = start_kafka(app, err, errlen);
     if (rc)
         return rc;
+    if (app->dead_letter && app->kafka)
+        sg_dead_letter_forward(app->dead_letter, dead_letter_to_kafka, app);
     rc = start_tablestore(app, err, errlen);
     if (rc)
         return rc;

@@ -19,8 +19,9 @@ struct sg_log;
 struct sg_metrics;
 struct sg_dead_letter;
 
-/* Opens `path` for appending ("-" is stdout). `budget` may be NULL. Returns 0 or a negative
- * code with a message in errstr. */
+/* Opens `path` for appending ("-" is stdout; NULL or "" writes no file, for a dead-letter
+ * output that only forwards, see sg_dead_letter_forward). `budget` may be NULL. Returns 0 or a
+ * negative code with a message in errstr. */
 int sg_dead_letter_create(uv_loop_t *loop, const char *path, struct sg_budget *budget,
                           struct sg_metrics *metrics, struct sg_log *log,
                           struct sg_dead_letter **out, char *errstr, size_t errstr_size);
@@ -31,6 +32,13 @@ int sg_dead_letter_create(uv_loop_t *loop, const char *path, struct sg_budget *b
 int sg_dead_letter_write(struct sg_dead_letter *dl, const char *sink, const char *key,
                          size_t key_len, const char *code, const char *message, const char *record,
                          size_t record_len);
+
+/* Also hands every record to `cb` (the Kafka writer's late topic, when it is on), before the
+ * file. One forward at most; `cb` must take its own copy. */
+typedef void (*sg_dead_letter_forward_cb)(void *arg, const char *sink, const char *key,
+                                          size_t key_len, const char *code, const char *message,
+                                          const char *record, size_t record_len);
+void sg_dead_letter_forward(struct sg_dead_letter *dl, sg_dead_letter_forward_cb cb, void *arg);
 
 /* Lines written so far, and lines lost (write errors, full buffer). */
 uint64_t sg_dead_letter_written(const struct sg_dead_letter *dl);

@@ -29,6 +29,13 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
                          struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
                          struct sg_sink **out, char *errstr, size_t errstr_size);
 
+/* Produces a record another writer gave up on to the late topic, with headers `reason`
+ * (`code`), `sink` (`source`), `message` and `content-type`. Returns 0, -ENOENT when the late
+ * topic is off, or the produce error. */
+int sg_sink_kafka_dead_letter(struct sg_sink *sink, const char *source, const char *key,
+                              size_t key_len, const char *code, const char *message,
+                              const char *record, size_t record_len);
+
 /* Appends the writer's state as a JSON object for /v1/info:
  * {"bootstrap":..,"queue_messages":N,"queue_bytes":N,"backlog":N,"delivered":N,"failed":N,
  *  "healthy":bool} */

@@ -34,7 +34,15 @@ struct sg_dead_letter {
     size_t budget_held;
     uint64_t written, lost;
     struct sg_counter *m_written, *m_lost;
+    sg_dead_letter_forward_cb forward;
+    void *forward_arg;
 };
+
+void sg_dead_letter_forward(struct sg_dead_letter *dl, sg_dead_letter_forward_cb cb, void *arg)
+{
+    dl->forward = cb;
+    dl->forward_arg = arg;
+}
 
 static void start_write(struct sg_dead_letter *dl);
 
@@ -108,6 +116,10 @@ int sg_dead_letter_write(struct sg_dead_letter *dl, const char *sink, const char
                          size_t key_len, const char *code, const char *message, const char *record,
                          size_t record_len)
 {
+    if (dl->forward)
+        dl->forward(dl->forward_arg, sink, key, key_len, code, message, record, record_len);
+    if (dl->fd < 0)
+        return 0; /* forwarding only */
     size_t mark = dl->pending.len;
     int rc = sg_buf_append_str(&dl->pending, "{\"sink\":");
     if (rc == 0)
@@ -235,7 +247,9 @@ int sg_dead_letter_create(uv_loop_t *loop, const char *path, struct sg_budget *b
         sg_dead_letter_destroy(dl);
         return -ENOMEM;
     }
-    if (strcmp(path, "-") == 0) {
+    if (!path || !path[0]) {
+        /* No file: the output only forwards. */
+    } else if (strcmp(path, "-") == 0) {
         dl->fd = STDOUT_FILENO;
     } else {
         /* Opened before the loop runs, so a plain open(2) blocks nothing. */

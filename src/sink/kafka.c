@@ -798,6 +798,27 @@ fail:
     return rc;
 }
 
+int sg_sink_kafka_dead_letter(struct sg_sink *sink, const char *source, const char *key,
+                              size_t key_len, const char *code, const char *message,
+                              const char *record, size_t record_len)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    if (!ks->rkt[KAFKA_LATE])
+        return -ENOENT;
+    /* After the drain has finished nothing would deliver it any more. */
+    if (ks->destroying || ks->handles_closing)
+        return -ESHUTDOWN;
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+    if (!hdrs)
+        return -ENOMEM;
+    rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+    rd_kafka_header_add(hdrs, "reason", -1, code ? code : "", -1);
+    rd_kafka_header_add(hdrs, "sink", -1, source ? source : "", -1);
+    if (message)
+        rd_kafka_header_add(hdrs, "message", -1, message, -1);
+    return produce(ks, KAFKA_LATE, key, key_len, record, record_len, hdrs);
+}
+
 int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out)
 {
     struct kafka_sink *ks = kafka_sink_of(sink);

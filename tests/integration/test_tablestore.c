@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "kafka_util.h"
 
 #define INSTANCE "itinst"
 #define AKID     "AKIDIT"
@@ -488,7 +489,7 @@ static bool log_has(const struct sgt_proc *p, const char *needle)
 static void run_mixed(const char *const *emu_args, const char *const *server_args, int total)
 {
     if (!sdk_available())
-        cr_skip_test("node or the tablestore SDK (tests/sdk/node_modules) is missing");
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
     struct emu e = {0};
     struct sgt_proc p;
     char secret[320], results[320];
@@ -553,7 +554,7 @@ Test(tablestore, early_emissions_end_with_the_final_version, .timeout = 180)
 Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
 {
     if (!sdk_available())
-        cr_skip_test("node or the tablestore SDK (tests/sdk/node_modules) is missing");
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
     struct emu e = {0};
     struct sgt_proc p;
     char secret[320], results[320], dl[320];
@@ -562,7 +563,22 @@ Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
     memset(&x, 0, sizeof(x));
     emu_start(&e, NULL);
     snprintf(dl, sizeof(dl), "%s/dead.ndjson", e.dir);
-    const char *extra[] = {"--event-max-key-size", "4096", "--output-dead-letter-file", dl, NULL};
+    /* With the Kafka writer on, records given up on also go to its late topic. */
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, "1", "late");
+    const char *extra[] = {"--event-max-key-size",
+                           "4096",
+                           "--output-dead-letter-file",
+                           dl,
+                           "--kafka-brokers",
+                           m.bootstrap,
+                           "--kafka-raw-topic",
+                           "",
+                           "--kafka-agg-topic",
+                           "",
+                           "--kafka-late-topic",
+                           "late",
+                           NULL};
     build_args(argv, &e, secret, results, extra);
     sgt_start(&p, argv, NULL);
 
@@ -606,6 +622,22 @@ Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
     cJSON_Delete(line);
     free(text);
 
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "late", 1, 20000, &rs);
+    cr_assert_eq(rs.n, 1, "late topic holds %zu records", rs.n);
+    cr_expect_str_eq(rs.v[0].key, longkey);
+    char hv[64];
+    cr_assert(sgt_kafka_header(rs.v[0].headers, "reason", hv, sizeof(hv)), "%s", rs.v[0].headers);
+    cr_expect_str_eq(hv, "OTSParameterInvalid");
+    cr_assert(sgt_kafka_header(rs.v[0].headers, "sink", hv, sizeof(hv)));
+    cr_expect_str_eq(hv, "tablestore");
+    cJSON *krec = cJSON_Parse(rs.v[0].value);
+    cr_assert(krec && cJSON_IsObject(krec), "%s", rs.v[0].value);
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(krec, "key")->valuestring, longkey);
+    cJSON_Delete(krec);
+    sgt_recs_free(&rs);
+    sgt_mock_stop(&m);
+
     /* The results file holds both windows; the table only the one that could be written. */
     char *all = sgt_read_file(results, NULL);
     cr_assert(all && strstr(all, longkey));
@@ -630,7 +662,7 @@ Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
 Test(tablestore, slow_tablestore_pushes_back, .timeout = 180)
 {
     if (!sdk_available())
-        cr_skip_test("node or the tablestore SDK (tests/sdk/node_modules) is missing");
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
     struct emu e = {0};
     struct sgt_proc p;
     char secret[320], results[320];
