@@ -43,6 +43,9 @@ static const struct opt opts[] = {
      "close the connection without answering for this fraction of requests"},
     {"latency", OPT_U64, offsetof(struct tsemu_config, latency), false, "MS",
      "delay every answer by MS milliseconds"},
+    {"max-request-bytes", OPT_U64, offsetof(struct tsemu_config, max_request_bytes), false, "N",
+     "answer a body larger than N bytes (read in full) with 413 OTSRequestBodyTooLarge, as "
+     "the service does above 4 MB; for testing how a client splits its batches"},
     {"seed", OPT_U64, offsetof(struct tsemu_config, seed), false, "N",
      "seed for the fault draws (default 1): same seed, same faults"},
     {"verbose", OPT_FLAG, offsetof(struct tsemu_config, verbose), false, NULL,

@@ -418,6 +418,9 @@ static int handle_checked(struct tsemu_conn *conn, const char *op, size_t op_len
         snprintf(msg, sizeof(msg), "Unsupported operation: '%.*s'.", (int)SG_MIN(op_len, 64), op);
         return tsemu_reply_error(reply, 400, "OTSParameterInvalid", msg);
     }
+    if (cfg->max_request_bytes > 0 && conn->body.len > cfg->max_request_bytes)
+        return tsemu_reply_error(reply, 413, "OTSRequestBodyTooLarge",
+                                 "The size of POST data is too large.");
     /* Busy is drawn only for requests that would otherwise run, like a real overload. */
     if (cfg->busy > 0 && tsemu_rand(&srv->rng) < cfg->busy)
         return tsemu_reply_error(reply, 503, "OTSServerBusy", "Server is busy.");

@@ -178,13 +178,14 @@ struct tsemu_config {
     char *instance;
     char *access_key_id;
     char *access_key_secret;
-    char *snapshot;   /* NULL: nothing is loaded or saved */
-    double busy;      /* fraction of requests answered 503 OTSServerBusy */
-    double busy_rows; /* fraction of BatchWriteRow rows failed with OTSServerBusy */
-    double drop;      /* fraction of requests whose connection is closed unanswered */
-    uint64_t latency; /* ms added before every answer */
-    uint64_t seed;    /* for the fault draws */
-    bool verbose;     /* one line per request on stderr */
+    char *snapshot;             /* NULL: nothing is loaded or saved */
+    double busy;                /* fraction of requests answered 503 OTSServerBusy */
+    double busy_rows;           /* fraction of BatchWriteRow rows failed with OTSServerBusy */
+    double drop;                /* fraction of requests whose connection is closed unanswered */
+    uint64_t latency;           /* ms added before every answer */
+    uint64_t max_request_bytes; /* bodies above it (read in full) get 413; 0: the 4 MB limit */
+    uint64_t seed;              /* for the fault draws */
+    bool verbose;               /* one line per request on stderr */
 };
 
 #define TSEMU_MAX_CONNECTIONS  1024

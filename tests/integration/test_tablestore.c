@@ -507,9 +507,13 @@ static void run_mixed(const char *const *emu_args, const char *const *server_arg
     int rc = sgt_stop_keep(&p);
     bool request_faults = false;
     for (const char *const *a = emu_args; a && *a; a++)
-        request_faults = request_faults || strcmp(*a, "--busy") == 0 || strcmp(*a, "--drop") == 0;
+        request_faults = request_faults || strcmp(*a, "--busy") == 0 || strcmp(*a, "--drop") == 0 ||
+                         strcmp(*a, "--max-request-bytes") == 0;
     if (request_faults) /* the faults were hit, and survived */
         cr_expect(log_has(&p, "tablestore request failed"), "no request failed under faults");
+    for (const char *const *a = emu_args; a && *a; a++)
+        if (strcmp(*a, "--max-request-bytes") == 0)
+            cr_expect(log_has(&p, "OTSRequestBodyTooLarge"), "no request was refused as too large");
     remove_run_dir(&p);
     cr_assert_eq(rc, 0, "streamgate exit status %d", rc);
     if (emu_args)
@@ -523,6 +527,14 @@ static void run_mixed(const char *const *emu_args, const char *const *server_arg
 Test(tablestore, results_read_back_exactly, .timeout = 120)
 {
     run_mixed(NULL, NULL, 1200);
+}
+
+/* Requests the service refuses as too large: the writer halves its batches until they fit, and
+ * every row still ends exactly right. */
+Test(tablestore, too_large_requests_are_split, .timeout = 180)
+{
+    static const char *const small[] = {"--max-request-bytes", "20000", NULL};
+    run_mixed(small, NULL, 1200);
 }
 
 Test(tablestore, busy_and_dropped_requests_still_exact, .timeout = 180)
