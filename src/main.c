@@ -340,7 +340,16 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                 SG_F_STR("hint", "set kafka.brokers, tablestore.endpoint, output.file or "
                                  "output.results_file"));
 
-    struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = app};
+    /* Only when some writer takes them: the engine then does not render results (or hand over
+     * late events) for nobody, which is most of the cost of firing windows. */
+    bool takes_results = false, takes_late = false;
+    for (size_t i = 0; i < app->nsinks; i++) {
+        takes_results |= app->sinks[i]->ops->write_result != NULL;
+        takes_late |= app->sinks[i]->ops->write_late != NULL;
+    }
+    struct sg_streams_callbacks cbs = {.result = takes_results ? on_result : NULL,
+                                       .late = takes_late ? on_late : NULL,
+                                       .arg = app};
     app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, &cbs);
     if (!app->streams) {
         snprintf(err, errlen, "out of memory");
