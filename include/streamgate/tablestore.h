@@ -147,6 +147,10 @@ enum sg_ts_row_kind {
     SG_TS_ROW_DELETE, /* DeleteRow, BatchWriteRow DELETE: PK, then the delete marker */
 };
 
+/* The service's name of a type ("INTEGER", "BINARY" for SG_TS_BLOB, "INF_MIN", ...), for
+ * messages and text formats; "unknown" for a value outside the enum. */
+const char *sg_ts_type_name(enum sg_ts_type t);
+
 /* CRC-8, polynomial 0x07, MSB first, no final XOR, continuing from `crc`. */
 uint8_t sg_ts_crc8(uint8_t crc, const void *buf, size_t len);
 

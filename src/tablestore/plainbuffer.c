@@ -103,7 +103,7 @@ static uint64_t get_u64(const uint8_t *p)
 
 /* ---- Validation -------------------------------------------------------------------------- */
 
-static const char *type_name(enum sg_ts_type t)
+const char *sg_ts_type_name(enum sg_ts_type t)
 {
     switch (t) {
     case SG_TS_INTEGER:
@@ -117,7 +117,7 @@ static const char *type_name(enum sg_ts_type t)
     case SG_TS_NULL:
         return "NULL";
     case SG_TS_BLOB:
-        return "BLOB";
+        return "BINARY";
     case SG_TS_INF_MIN:
         return "INF_MIN";
     case SG_TS_INF_MAX:
@@ -137,7 +137,7 @@ static int check_bytes(const struct sg_ts_column *c, size_t max, char *errstr, s
     if (c->value.bytes.len > max)
         return sg_ts__fail(errstr, errstr_size, -EINVAL,
                            "column " NAME_FMT ": %s value of %zu bytes exceeds %zu", NAME_ARG(c),
-                           type_name(c->value.type), c->value.bytes.len, max);
+                           sg_ts_type_name(c->value.type), c->value.bytes.len, max);
     if (c->value.bytes.len > 0 && c->value.bytes.ptr == NULL)
         return sg_ts__fail(errstr, errstr_size, -EINVAL, "column " NAME_FMT ": NULL value pointer",
                            NAME_ARG(c));
@@ -172,7 +172,7 @@ static int check_pk_column(enum sg_ts_row_kind kind, const struct sg_ts_column *
     }
     return sg_ts__fail(errstr, errstr_size, -EINVAL,
                        "primary key column " NAME_FMT ": type %s not allowed here", NAME_ARG(c),
-                       type_name(c->value.type));
+                       sg_ts_type_name(c->value.type));
 }
 
 static int check_attr_value(const struct sg_ts_column *c, char *errstr, size_t errstr_size)
@@ -188,7 +188,7 @@ static int check_attr_value(const struct sg_ts_column *c, char *errstr, size_t e
     default:
         return sg_ts__fail(errstr, errstr_size, -EINVAL,
                            "column " NAME_FMT ": type %s not allowed for an attribute", NAME_ARG(c),
-                           type_name(c->value.type));
+                           sg_ts_type_name(c->value.type));
     }
 }
 
@@ -517,7 +517,7 @@ static int read_value(struct pb_reader *r, bool is_pk, struct sg_ts_value *v, ui
     case SG_TS_BLOB:
         if (vlen < 5)
             return bad(r, at, "value length %u too short for %s", vlen,
-                       type_name((enum sg_ts_type)type));
+                       sg_ts_type_name((enum sg_ts_type)type));
         /* Compared this way round so a huge inner length cannot overflow. */
         want = get_u32(vp + 1) == vlen - 5 ? vlen : 0;
         break;
@@ -532,14 +532,14 @@ static int read_value(struct pb_reader *r, bool is_pk, struct sg_ts_value *v, ui
     }
     if (vlen != want)
         return bad(r, at, "value length %u does not match its %s payload", vlen,
-                   type_name((enum sg_ts_type)type));
+                   sg_ts_type_name((enum sg_ts_type)type));
     bool pk_type = type == SG_TS_INTEGER || type == SG_TS_STRING || type == SG_TS_BLOB ||
                    type == SG_TS_INF_MIN || type == SG_TS_INF_MAX || type == SG_TS_AUTO_INCREMENT;
     bool attr_type = type == SG_TS_INTEGER || type == SG_TS_DOUBLE || type == SG_TS_BOOLEAN ||
                      type == SG_TS_STRING || type == SG_TS_BLOB || type == SG_TS_NULL;
     if (is_pk ? !pk_type : !attr_type)
-        return bad(r, r->off, "type %s not allowed in a%s cell", type_name((enum sg_ts_type)type),
-                   is_pk ? " primary key" : "n attribute");
+        return bad(r, r->off, "type %s not allowed in a%s cell",
+                   sg_ts_type_name((enum sg_ts_type)type), is_pk ? " primary key" : "n attribute");
     if (type == SG_TS_BOOLEAN && vp[1] > 1)
         return bad(r, r->off + 1, "boolean byte 0x%02x is not 0 or 1", vp[1]);
 

@@ -114,30 +114,6 @@ static struct tsemu_table *table_or_fail(struct op_ctx *ctx, const char *name)
 
 /* ---- Keys ------------------------------------------------------------------------------ */
 
-static const char *type_name(enum sg_ts_type t)
-{
-    switch (t) {
-    case SG_TS_INTEGER:
-        return "INTEGER";
-    case SG_TS_DOUBLE:
-        return "DOUBLE";
-    case SG_TS_BOOLEAN:
-        return "BOOLEAN";
-    case SG_TS_STRING:
-        return "STRING";
-    case SG_TS_BLOB:
-        return "BINARY";
-    case SG_TS_INF_MIN:
-        return "INF_MIN";
-    case SG_TS_INF_MAX:
-        return "INF_MAX";
-    case SG_TS_AUTO_INCREMENT:
-        return "AUTO_INCREMENT";
-    default:
-        return "NULL";
-    }
-}
-
 /* Checks a decoded key against the table's schema and fills `key` with views of its values
  * (no copies). INF_MIN/INF_MAX are allowed in range keys; AUTO_INCREMENT in put keys, where it
  * must be declared and is replaced by the next value (only once the write is known to go
@@ -172,7 +148,7 @@ static int key_from_row(const struct tsemu_table *t, const struct sg_ts_row *row
         }
         if (vt != s->type)
             return werr(e, "OTSParameterInvalid", "Validate PK type fail. Input: %s, Meta: %s.",
-                        type_name(vt), type_name(s->type));
+                        sg_ts_type_name(vt), sg_ts_type_name(s->type));
         key[i].type = vt;
         key[i].i = c->value.i;
         if (vt == SG_TS_STRING || vt == SG_TS_BLOB) {
@@ -404,7 +380,7 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
                 rc = werr(e, "OTSParameterInvalid",
                           "Column %.*s: INCREMENT needs an INTEGER column, not %s.",
                           (int)SG_MIN(c->name_len, (size_t)64), c->name,
-                          type_name(cell->versions[0].value.type));
+                          sg_ts_type_name(cell->versions[0].value.type));
                 goto out;
             }
         }

@@ -33,31 +33,13 @@ __attribute__((format(printf, 3, 4))) static int snap_fail(char *errstr, size_t 
     return -EINVAL;
 }
 
-static const char *vtype_name(enum sg_ts_type t)
-{
-    switch (t) {
-    case SG_TS_INTEGER:
-        return "INTEGER";
-    case SG_TS_DOUBLE:
-        return "DOUBLE";
-    case SG_TS_BOOLEAN:
-        return "BOOLEAN";
-    case SG_TS_STRING:
-        return "STRING";
-    case SG_TS_BLOB:
-        return "BINARY";
-    default:
-        return NULL;
-    }
-}
-
 static int vtype_parse(const char *s, enum sg_ts_type *out)
 {
     static const enum sg_ts_type all[] = {SG_TS_INTEGER, SG_TS_DOUBLE, SG_TS_BOOLEAN, SG_TS_STRING,
                                           SG_TS_BLOB};
 
     for (size_t i = 0; s && i < sizeof(all) / sizeof(all[0]); i++) {
-        if (strcmp(s, vtype_name(all[i])) == 0) {
+        if (strcmp(s, sg_ts_type_name(all[i])) == 0) {
             *out = all[i];
             return 0;
         }
@@ -85,7 +67,7 @@ static int write_hex(struct sg_buf *b, const uint8_t *p, size_t len)
 
 static int write_value(struct sg_buf *b, const struct tsemu_value *v)
 {
-    int rc = sg_buf_printf(b, "{\"t\":\"%s\",\"v\":", vtype_name(v->type));
+    int rc = sg_buf_printf(b, "{\"t\":\"%s\",\"v\":", sg_ts_type_name(v->type));
 
     if (rc < 0)
         return rc;
@@ -120,7 +102,7 @@ static int write_table(struct sg_buf *b, const struct tsemu_table *t)
             rc = sg_buf_append_json_string(b, t->pk[i].name, strlen(t->pk[i].name));
         if (rc == 0)
             rc = sg_buf_printf(b, ",\"type\":\"%s\",\"auto_increment\":%s}",
-                               vtype_name(t->pk[i].type),
+                               sg_ts_type_name(t->pk[i].type),
                                t->pk[i].auto_increment ? "true" : "false");
     }
     if (rc == 0)
