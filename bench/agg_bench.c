@@ -99,8 +99,9 @@ int main(int argc, char **argv)
     ev.ts_from_event = true;
     ev.nfields = (size_t)fields;
     for (long f = 0; f < fields; f++) {
-        snprintf(names[f], sizeof(names[f]), "field%ld", f);
+        int n = snprintf(names[f], sizeof(names[f]), "field%ld", f);
         ev.fields[f].name = names[f];
+        ev.fields[f].name_len = (size_t)n;
     }
 
     /* The engine's fixed structures (made at create) are reported apart from what each key and

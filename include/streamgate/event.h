@@ -1,6 +1,12 @@
 /* Decoding one JSON event into a view: key, event time, numeric fields and the raw bytes.
  * The view borrows from the input buffer and from the decoder's last parse tree; it is valid
- * until the next sg_event_decode on the same decoder or sg_event_decoder_free. */
+ * until the next sg_event_decode on the same decoder or sg_event_decoder_free.
+ *
+ * Two decoders give the same view. Most events are flat objects (no escape sequence in any
+ * string, little nesting): a scanner reads those in one pass without building anything. Every
+ * other event, and every event to reject, goes through cJSON's tree, which is the reference
+ * the scanner is checked against (tests/fuzz/fuzz_event_diff.c: same answer, same reason, same
+ * key, time, fields and bytes on every input). */
 #ifndef STREAMGATE_EVENT_H
 #define STREAMGATE_EVENT_H
 
@@ -36,7 +42,8 @@ const char *sg_reject_message(enum sg_reject r);
 #define SG_EVENT_MAX_FIELDS 64 /* hard ceiling for event.max_fields */
 
 struct sg_event_field {
-    const char *name; /* NUL-terminated, borrowed */
+    const char *name; /* borrowed; not NUL-terminated */
+    size_t name_len;
     double value;
 };
 
@@ -49,9 +56,10 @@ struct sg_event {
     bool ts_from_event; /* false: arrival time was used */
     size_t nfields;
     struct sg_event_field fields[SG_EVENT_MAX_FIELDS];
+    bool flat;            /* decoded by the flat-event scanner, not the tree */
     int transport;        /* enum sg_transport; set by ingest, not by the decoder */
     int64_t received_ms;  /* arrival time; set by ingest */
-    const char *distinct; /* the distinct field's string value (NUL-terminated), or NULL */
+    const char *distinct; /* the distinct field's string value (not NUL-terminated), or NULL */
     size_t distinct_len;
     char keybuf[32]; /* storage for a numeric key's text */
 };
@@ -65,7 +73,14 @@ struct sg_event_decoder {
     size_t max_fields;
     size_t max_key_size;
     const char *distinct_field; /* NULL or "": none */
-    void *tree;                 /* the last parse tree (cJSON *), owned */
+    /* Lengths of the names above; SIZE_MAX for a name that is unset. */
+    size_t key_field_len, key_fallback_len, time_field_len, distinct_field_len;
+    /* For each first byte of those names (0 for the empty name), a bit per length (modulo 64):
+     * a member whose name has no bit set is none of them, without a compare. */
+    uint64_t name_filter[256];
+    bool flat; /* try the flat-event scanner first (on unless the locale's decimal point is not '.')
+                */
+    void *tree; /* the last parse tree (cJSON *), owned */
 };
 
 /* Sets the decoder up from the configuration; it borrows the config's strings. */
@@ -76,6 +91,9 @@ void sg_event_decoder_free(struct sg_event_decoder *dec);
  * Returns 0 and fills `ev`, or -EINVAL and sets `*why`. */
 int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
                     struct sg_event *ev, enum sg_reject *why);
+/* The same through cJSON's tree only: the reference decoder. */
+int sg_event_decode_tree(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
+                         struct sg_event *ev, enum sg_reject *why);
 
 /* Parses an RFC 3339 timestamp ("2024-11-24T15:33:20.5Z", "...+02:00"; 'T' may be 't' or a
  * space). Returns 0 and epoch milliseconds, or -EINVAL. */

@@ -4,12 +4,15 @@
 #include "streamgate/event.h"
 
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "event_internal.h"
 #include "streamgate/config.h"
 
 /* 9999-12-31T23:59:59.999Z: the last millisecond RFC 3339 can spell. Numeric and textual
@@ -46,6 +49,23 @@ const char *sg_reject_message(enum sg_reject r)
     return sg_reject_messages[r];
 }
 
+/* The length of a configured member name; SIZE_MAX when it is unset, which no member
+ * matches. `empty_is_unset`: an empty key fallback or distinct field means none, while an
+ * empty key or time field names the member "" (the tree decoder looks that up too). */
+static size_t sg_event__name_len(const char *name, bool empty_is_unset)
+{
+    if (!name || (empty_is_unset && name[0] == '\0'))
+        return SIZE_MAX;
+    return strlen(name);
+}
+
+static void sg_event__filter_name(struct sg_event_decoder *dec, const char *name, size_t len)
+{
+    if (len == SIZE_MAX)
+        return;
+    dec->name_filter[len ? (unsigned char)name[0] : 0] |= UINT64_C(1) << (len & 63);
+}
+
 void sg_event_decoder_init(struct sg_event_decoder *dec, const struct sg_config *cfg)
 {
     memset(dec, 0, sizeof(*dec));
@@ -64,6 +84,19 @@ void sg_event_decoder_init(struct sg_event_decoder *dec, const struct sg_config 
         dec->max_fields = (size_t)cfg->event_max_fields;
     dec->max_key_size = (size_t)cfg->event_max_key_size;
     dec->distinct_field = cfg->window_distinct_field;
+    dec->key_field_len = sg_event__name_len(dec->key_field, false);
+    dec->key_fallback_len = sg_event__name_len(dec->key_fallback, true);
+    dec->time_field_len = sg_event__name_len(dec->time_field, false);
+    dec->distinct_field_len = sg_event__name_len(dec->distinct_field, true);
+    sg_event__filter_name(dec, dec->key_field, dec->key_field_len);
+    sg_event__filter_name(dec, dec->key_fallback, dec->key_fallback_len);
+    sg_event__filter_name(dec, dec->time_field, dec->time_field_len);
+    sg_event__filter_name(dec, dec->distinct_field, dec->distinct_field_len);
+    /* cJSON hands numbers to strtod with '.' replaced by the locale's decimal point, and so
+     * does the scanner; it only assumes the point is '.', as it is in the C locale the gateway
+     * runs in. */
+    const struct lconv *lc = localeconv();
+    dec->flat = lc && lc->decimal_point && strcmp(lc->decimal_point, ".") == 0;
 }
 
 void sg_event_decoder_free(struct sg_event_decoder *dec)
@@ -92,31 +125,39 @@ static bool sg_event__can_start_value(char c)
  * cJSON is lenient here: it skips any byte <= 0x20 as whitespace and copies control bytes into
  * strings, where a NUL would silently cut a key, a member name or a timestamp short. Such
  * input is refused before parsing so the raw bytes forwarded for an accepted event are never
- * worse than what the decoder understood. One pass, no branches in the loop body. */
-static bool sg_event__has_control_byte(const char *p, size_t n)
+ * worse than what the decoder understood. */
+static inline bool sg_event__bad_control(unsigned char c)
 {
-    unsigned bad = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        bad |= (c < 0x20) & (c != '\t') & (c != '\n') & (c != '\r');
-    }
-    return bad != 0;
+    return c < 0x20 && c != '\t' && c != '\n' && c != '\r';
 }
 
-/* True when any byte has the high bit set: the common all-ASCII event then skips the UTF-8
- * check. Word-at-a-time, since it runs over every event's bytes. */
-static bool sg_event__has_high_byte(const char *p, size_t n)
+#define SG_EVENT_ONES  UINT64_C(0x0101010101010101)
+#define SG_EVENT_HIGHS UINT64_C(0x8080808080808080)
+
+/* One pass over every byte of every event, eight at a time: sets *control when a control
+ * byte other than tab, LF or CR occurs, and *high when a byte has its high bit set (only then
+ * is the UTF-8 check needed). A word with any byte below 0x20 (marked exactly by the
+ * subtraction: a borrow only starts at such a byte) is looked at byte by byte, which only
+ * happens for the whitespace of pretty-printed JSON. */
+static void sg_event__scan_bytes(const char *p, size_t n, bool *control, bool *high)
 {
     uint64_t acc = 0, w;
+    bool bad = false;
     size_t i = 0;
+
     for (; i + 8 <= n; i += 8) {
         memcpy(&w, p + i, 8);
         acc |= w;
+        if ((w - 0x20 * SG_EVENT_ONES) & ~w & SG_EVENT_HIGHS)
+            for (size_t k = 0; k < 8; k++)
+                bad |= sg_event__bad_control((unsigned char)p[i + k]);
     }
-    for (; i < n; i++)
+    for (; i < n; i++) {
         acc |= (unsigned char)p[i];
-    return (acc & UINT64_C(0x8080808080808080)) != 0;
+        bad |= sg_event__bad_control((unsigned char)p[i]);
+    }
+    *control = bad;
+    *high = (acc & SG_EVENT_HIGHS) != 0;
 }
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. JSON text
@@ -167,6 +208,34 @@ static bool sg_event__name_is(const cJSON *item, const char *name)
     return name && item->string && strcmp(item->string, name) == 0;
 }
 
+int sg_event__key_from_number(double v, struct sg_event *ev)
+{
+    int n;
+    if (!isfinite(v))
+        return -EINVAL;
+    if (fabs(v) < SG_EVENT_EXACT_INT_LIMIT && v == trunc(v))
+        n = snprintf(ev->keybuf, sizeof(ev->keybuf), "%lld", (long long)v);
+    else
+        n = snprintf(ev->keybuf, sizeof(ev->keybuf), "%.17g", v);
+    if (n < 0 || (size_t)n >= sizeof(ev->keybuf))
+        return -EINVAL;
+    ev->key = ev->keybuf;
+    ev->key_len = (size_t)n;
+    return 0;
+}
+
+int sg_event__time_from_number(double v, int64_t *ts_ms)
+{
+    double whole;
+    if (!isfinite(v))
+        return -EINVAL;
+    whole = trunc(v); /* fractions of a millisecond are dropped */
+    if (!(whole >= 0.0 && whole <= (double)SG_EVENT_MAX_TS_MS))
+        return -EINVAL;
+    *ts_ms = (int64_t)whole;
+    return 0;
+}
+
 /* Fills ev->key from a key member. Returns 0, or -EINVAL with *why set. */
 static int sg_event__take_key(const struct sg_event_decoder *dec, const cJSON *item,
                               struct sg_event *ev, enum sg_reject *why)
@@ -175,19 +244,11 @@ static int sg_event__take_key(const struct sg_event_decoder *dec, const cJSON *i
         /* cJSON does not keep a string's length; a "\u0000" inside the key ends it here. */
         ev->key = item->valuestring;
         ev->key_len = strlen(item->valuestring);
-    } else if (cJSON_IsNumber(item) && isfinite(item->valuedouble)) {
-        double v = item->valuedouble;
-        int n;
-        if (fabs(v) < SG_EVENT_EXACT_INT_LIMIT && v == trunc(v))
-            n = snprintf(ev->keybuf, sizeof(ev->keybuf), "%lld", (long long)v);
-        else
-            n = snprintf(ev->keybuf, sizeof(ev->keybuf), "%.17g", v);
-        if (n < 0 || (size_t)n >= sizeof(ev->keybuf)) {
+    } else if (cJSON_IsNumber(item)) {
+        if (sg_event__key_from_number(item->valuedouble, ev) != 0) {
             *why = SG_REJECT_MISSING_KEY;
             return -EINVAL;
         }
-        ev->key = ev->keybuf;
-        ev->key_len = (size_t)n;
     } else {
         *why = SG_REJECT_MISSING_KEY;
         return -EINVAL;
@@ -213,14 +274,8 @@ static int sg_event__take_time(const cJSON *item, int64_t now_ms, struct sg_even
         return 0;
     }
     if (cJSON_IsNumber(item)) {
-        double v = item->valuedouble;
-        double whole;
-        if (!isfinite(v))
+        if (sg_event__time_from_number(item->valuedouble, &ev->ts_ms) != 0)
             goto bad;
-        whole = trunc(v); /* fractions of a millisecond are dropped */
-        if (!(whole >= 0.0 && whole <= (double)SG_EVENT_MAX_TS_MS))
-            goto bad;
-        ev->ts_ms = (int64_t)whole;
         ev->ts_from_event = true;
         return 0;
     }
@@ -236,13 +291,14 @@ bad:
     return -EINVAL;
 }
 
-static bool sg_event__wanted(const struct sg_event_decoder *dec, const char *name)
+bool sg_event__wanted(const struct sg_event_decoder *dec, const char *name, size_t len)
 {
     size_t i;
     if (dec->nvalue_fields == 0)
         return true;
     for (i = 0; i < dec->nvalue_fields; i++) {
-        if (dec->value_fields[i] && strcmp(dec->value_fields[i], name) == 0)
+        const char *f = dec->value_fields[i];
+        if (f && strncmp(f, name, len) == 0 && f[len] == '\0')
             return true;
     }
     return false;
@@ -267,10 +323,12 @@ static void sg_event__take_fields(const struct sg_event_decoder *dec, const cJSO
         if (sg_event__name_is(item, dec->key_field) || sg_event__name_is(item, fallback_used) ||
             sg_event__name_is(item, dec->time_field))
             continue;
-        if (!sg_event__wanted(dec, item->string))
+        size_t len = strlen(item->string);
+        if (!sg_event__wanted(dec, item->string, len))
             continue;
         for (i = 0; i < ev->nfields; i++) {
-            if (strcmp(ev->fields[i].name, item->string) == 0) {
+            if (ev->fields[i].name_len == len &&
+                memcmp(ev->fields[i].name, item->string, len) == 0) {
                 dup = true;
                 break;
             }
@@ -278,6 +336,7 @@ static void sg_event__take_fields(const struct sg_event_decoder *dec, const cJSO
         if (dup)
             continue;
         ev->fields[ev->nfields].name = item->string;
+        ev->fields[ev->nfields].name_len = len;
         ev->fields[ev->nfields].value = item->valuedouble;
         if (++ev->nfields == dec->max_fields)
             break; /* extra fields are ignored, not a reason to reject */
@@ -296,18 +355,16 @@ static void event_clear(struct sg_event *ev)
     ev->nfields = 0;
     ev->distinct = NULL;
     ev->distinct_len = 0;
+    ev->flat = false;
 }
 
-int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
-                    struct sg_event *ev, enum sg_reject *why)
+/* What both decoders require of the bytes before parsing. Trims the whitespace around the
+ * event into [*start, *end). Returns 0, or -EINVAL with *why set. */
+static int sg_event__check_bytes(const char *buf, size_t len, const char **startp,
+                                 const char **endp, enum sg_reject *why)
 {
-    const char *start, *end, *parse_end = NULL;
-    const char *fallback_used = NULL;
-    const cJSON *item;
-    cJSON *root;
-
-    sg_event_decoder_free(dec);
-    event_clear(ev);
+    const char *start, *end;
+    bool control, high;
 
     if (buf == NULL) {
         *why = SG_REJECT_INVALID_JSON;
@@ -319,16 +376,32 @@ int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, i
         start++;
     while (end > start && sg_event__is_ws(end[-1]))
         end--;
-    if (start == end || !sg_event__can_start_value(*start) ||
-        sg_event__has_control_byte(start, (size_t)(end - start))) {
+    if (start == end || !sg_event__can_start_value(*start)) {
         *why = SG_REJECT_INVALID_JSON;
         return -EINVAL;
     }
-    if (sg_event__has_high_byte(start, (size_t)(end - start)) &&
-        !sg_event__valid_utf8((const unsigned char *)start, (size_t)(end - start))) {
+    sg_event__scan_bytes(start, (size_t)(end - start), &control, &high);
+    if (control) {
+        *why = SG_REJECT_INVALID_JSON;
+        return -EINVAL;
+    }
+    if (high && !sg_event__valid_utf8((const unsigned char *)start, (size_t)(end - start))) {
         *why = SG_REJECT_INVALID_UTF8;
         return -EINVAL;
     }
+    *startp = start;
+    *endp = end;
+    return 0;
+}
+
+/* The tree decoder on checked, trimmed bytes. */
+static int sg_event__decode_tree(struct sg_event_decoder *dec, const char *start, const char *end,
+                                 int64_t now_ms, struct sg_event *ev, enum sg_reject *why)
+{
+    const char *parse_end = NULL;
+    const char *fallback_used = NULL;
+    const cJSON *item;
+    cJSON *root;
 
     root = cJSON_ParseWithLengthOpts(start, (size_t)(end - start), &parse_end, 0);
     if (root == NULL || parse_end != end) {
@@ -377,6 +450,38 @@ reject:
     sg_event_decoder_free(dec);
     event_clear(ev);
     return -EINVAL;
+}
+
+/* Both entry points: the checks on the bytes, then the scanner when `flat`, then the tree. */
+static int sg_event__decode(struct sg_event_decoder *dec, const char *buf, size_t len,
+                            int64_t now_ms, struct sg_event *ev, enum sg_reject *why, bool flat)
+{
+    const char *start, *end;
+
+    sg_event_decoder_free(dec);
+    event_clear(ev);
+    if (sg_event__check_bytes(buf, len, &start, &end, why) != 0)
+        return -EINVAL;
+    if (flat && *start == '{') {
+        if (sg_event__decode_flat(dec, start, (size_t)(end - start), now_ms, ev) == 1) {
+            ev->flat = true;
+            return 0;
+        }
+        event_clear(ev); /* whatever the scanner filled before it gave up */
+    }
+    return sg_event__decode_tree(dec, start, end, now_ms, ev, why);
+}
+
+int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
+                    struct sg_event *ev, enum sg_reject *why)
+{
+    return sg_event__decode(dec, buf, len, now_ms, ev, why, dec->flat);
+}
+
+int sg_event_decode_tree(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
+                         struct sg_event *ev, enum sg_reject *why)
+{
+    return sg_event__decode(dec, buf, len, now_ms, ev, why, false);
 }
 
 /* Reads exactly `n` ASCII digits at s[*pos]. Returns -1 if one is not a digit. */

@@ -99,11 +99,16 @@ struct sg_streams {
     /* Streams without windows, oldest first. */
     struct sg_stream *idle_head, *idle_tail;
 
-    /* Field names: id -> name, and a hash table of ids + 1 (0: empty). */
+    /* Field names: id -> name (NUL-terminated copies) and length, and a hash table of ids + 1
+     * (0: empty). */
     char **names;
     uint32_t *name_hashes;
+    uint16_t *name_lens;
     uint16_t *name_slots;
     uint32_t nnames;
+    /* The id each field position had in the last event: events of one source repeat their
+     * names in the same order, so most lookups are one compare with no hashing. */
+    uint32_t last_ids[SG_EVENT_MAX_FIELDS];
 
     /* Quantiles reported per field. */
     double *quantiles;

@@ -172,18 +172,22 @@ static void sg_streams__evict(struct sg_streams *st)
 /* ---- field names ------------------------------------------------------------------- */
 
 /* The id of a field name, interning it when new; UINT32_MAX (counted) when the name is too
- * long or the table is full. */
-static uint32_t sg_streams__intern(struct sg_streams *st, const char *name)
+ * long or the table is full. `pos` is the field's position in its event: the id found there
+ * last time is tried first. */
+static uint32_t sg_streams__intern(struct sg_streams *st, size_t pos, const char *name, size_t len)
 {
-    size_t len = strnlen(name, SG_STREAMS_MAX_NAME_LEN + 1);
+    uint32_t id = st->last_ids[pos];
+    if (id < st->nnames && st->name_lens[id] == len && memcmp(st->names[id], name, len) == 0)
+        return id;
     if (len > SG_STREAMS_MAX_NAME_LEN)
         goto dropped;
     uint64_t h = sg_hash64(name, len, st->seed);
     size_t i = h & (SG_STREAMS_NAME_SLOTS - 1);
     for (; st->name_slots[i]; i = (i + 1) & (SG_STREAMS_NAME_SLOTS - 1)) {
-        uint32_t id = st->name_slots[i] - 1u;
-        if (st->name_hashes[id] == (uint32_t)h && strcmp(st->names[id], name) == 0)
-            return id;
+        id = st->name_slots[i] - 1u;
+        if (st->name_hashes[id] == (uint32_t)h && st->name_lens[id] == len &&
+            memcmp(st->names[id], name, len) == 0)
+            goto found;
     }
     if (st->nnames >= SG_STREAMS_MAX_NAMES)
         goto dropped;
@@ -192,12 +196,17 @@ static uint32_t sg_streams__intern(struct sg_streams *st, const char *name)
         sg_streams__oom(st, "field name");
         goto dropped;
     }
-    memcpy(copy, name, len + 1);
+    memcpy(copy, name, len);
+    copy[len] = '\0';
     st->mem_bytes += len + 1;
-    st->names[st->nnames] = copy;
-    st->name_hashes[st->nnames] = (uint32_t)h;
-    st->name_slots[i] = (uint16_t)(st->nnames + 1);
-    return st->nnames++;
+    id = st->nnames++;
+    st->names[id] = copy;
+    st->name_hashes[id] = (uint32_t)h;
+    st->name_lens[id] = (uint16_t)len;
+    st->name_slots[i] = (uint16_t)(id + 1);
+found:
+    st->last_ids[pos] = id;
+    return id;
 dropped:
     sg_counter_inc(st->names_dropped);
     return UINT32_MAX;
@@ -313,13 +322,14 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
     st->slots = calloc(SG_STREAMS_MIN_SLOTS, sizeof(*st->slots));
     st->names = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->names));
     st->name_hashes = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_hashes));
+    st->name_lens = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_lens));
     st->name_slots = calloc(SG_STREAMS_NAME_SLOTS, sizeof(*st->name_slots));
     size_t nq = cfg->window_quantiles.count;
     if (nq > 0) {
         st->quantiles = calloc(nq, sizeof(*st->quantiles));
         st->quantile_names = calloc(nq, sizeof(*st->quantile_names));
     }
-    if (!st->slots || !st->names || !st->name_hashes || !st->name_slots ||
+    if (!st->slots || !st->names || !st->name_hashes || !st->name_lens || !st->name_slots ||
         (nq > 0 && (!st->quantiles || !st->quantile_names)) ||
         sg_streams__register(st, metrics) != 0) {
         sg_streams_destroy(st);
@@ -357,6 +367,7 @@ void sg_streams_destroy(struct sg_streams *st)
             free(st->names[i]);
     free(st->names);
     free(st->name_hashes);
+    free(st->name_lens);
     free(st->name_slots);
     for (size_t i = 0; i < st->nquantiles; i++)
         free(st->quantile_names[i]);
@@ -416,7 +427,7 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
 
     size_t n = ev->nfields < SG_EVENT_MAX_FIELDS ? ev->nfields : SG_EVENT_MAX_FIELDS;
     for (size_t i = 0; i < n; i++)
-        ids[i] = sg_streams__intern(st, ev->fields[i].name);
+        ids[i] = sg_streams__intern(st, i, ev->fields[i].name, ev->fields[i].name_len);
     if (st->distinct && ev->distinct) {
         dhash = sg_hash64(ev->distinct, ev->distinct_len, 0);
         distinct_hash = &dhash;

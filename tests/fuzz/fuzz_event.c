@@ -123,12 +123,13 @@ static void check_decode(struct sg_event_decoder *dec, const char *buf, size_t l
         if (!ev->fields[i].name || !isfinite(ev->fields[i].value))
             fail("field without a name or with a non-finite value");
         for (size_t j = 0; j < i; j++) {
-            if (strcmp(ev->fields[i].name, ev->fields[j].name) == 0)
+            if (ev->fields[i].name_len == ev->fields[j].name_len &&
+                memcmp(ev->fields[i].name, ev->fields[j].name, ev->fields[i].name_len) == 0)
                 fail("a field name taken twice");
         }
     }
-    if (ev->distinct && strlen(ev->distinct) != ev->distinct_len)
-        fail("distinct length differs from its string");
+    if (ev->distinct && memchr(ev->distinct, '\0', ev->distinct_len) != NULL)
+        fail("distinct value holds a NUL within its length");
 }
 
 struct split_check {

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,10 @@ static struct sg_event_decoder dec;
 static struct sg_event ev;
 static enum sg_reject why;
 static char *input; /* the last input, in a buffer of exactly its length */
+/* The reference decoder (cJSON's tree only), run on every input beside the decoder under
+ * test; the two must give the same answer. */
+static struct sg_event_decoder ref_dec;
+static struct sg_event ref_ev;
 
 /* The event options set by hand, so the tests do not depend on the defaults' values. */
 static void config_event(struct sg_config *c)
@@ -36,6 +41,7 @@ static void setup(void)
 {
     config_event(&cfg);
     sg_event_decoder_init(&dec, &cfg);
+    sg_event_decoder_init(&ref_dec, &cfg);
     memset(&ev, 0, sizeof(ev));
     why = SG_REJECT_COUNT;
 }
@@ -43,8 +49,52 @@ static void setup(void)
 static void teardown(void)
 {
     sg_event_decoder_free(&dec);
+    sg_event_decoder_free(&ref_dec);
     free(input);
     input = NULL;
+}
+
+#define assert_field_name(i, want)                                                                 \
+    cr_assert(ev.fields[i].name_len == strlen(want) &&                                             \
+                  memcmp(ev.fields[i].name, want, ev.fields[i].name_len) == 0,                     \
+              "field %d is %.*s, want %s", (int)(i), (int)ev.fields[i].name_len,                   \
+              ev.fields[i].name, want)
+
+static bool same_bytes(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* The decoder under test and the reference agree on `input`: the same answer and reason, and
+ * for an accepted event the same bytes, key, time, fields (bit for bit) and distinct value. */
+static void assert_same_as_reference(int rc, size_t len)
+{
+    enum sg_reject ref_why = SG_REJECT_COUNT;
+    int ref_rc = sg_event_decode_tree(&ref_dec, input, len, NOW_MS, &ref_ev, &ref_why);
+    const char *what = "answer";
+
+    if (ref_rc != rc || (rc != 0 && ref_why != why))
+        goto differ;
+    if (rc != 0)
+        return;
+    what = "view";
+    if (ref_ev.raw != ev.raw || ref_ev.raw_len != ev.raw_len ||
+        !same_bytes(ref_ev.key, ref_ev.key_len, ev.key, ev.key_len) || ref_ev.ts_ms != ev.ts_ms ||
+        ref_ev.ts_from_event != ev.ts_from_event || ref_ev.nfields != ev.nfields ||
+        (ref_ev.distinct == NULL) != (ev.distinct == NULL) ||
+        (ev.distinct &&
+         !same_bytes(ref_ev.distinct, ref_ev.distinct_len, ev.distinct, ev.distinct_len)))
+        goto differ;
+    what = "fields";
+    for (size_t i = 0; i < ev.nfields; i++)
+        if (!same_bytes(ref_ev.fields[i].name, ref_ev.fields[i].name_len, ev.fields[i].name,
+                        ev.fields[i].name_len) ||
+            memcmp(&ref_ev.fields[i].value, &ev.fields[i].value, sizeof(double)) != 0)
+            goto differ;
+    return;
+differ:
+    cr_assert_fail("%.*s: the decoders differ in their %s (rc %d/%d, %s/%s)", (int)len, input, what,
+                   rc, ref_rc, sg_reject_label(why), sg_reject_label(ref_why));
 }
 
 TestSuite(event, .init = setup, .fini = teardown);
@@ -58,7 +108,9 @@ static int decode_n(const char *s, size_t len)
     cr_assert_not_null(input);
     memcpy(input, s, len);
     why = SG_REJECT_COUNT;
-    return sg_event_decode(&dec, input, len, NOW_MS, &ev, &why);
+    int rc = sg_event_decode(&dec, input, len, NOW_MS, &ev, &why);
+    assert_same_as_reference(rc, len);
+    return rc;
 }
 
 static int decode(const char *s)
@@ -70,6 +122,8 @@ static void reinit(void)
 {
     sg_event_decoder_free(&dec);
     sg_event_decoder_init(&dec, &cfg);
+    sg_event_decoder_free(&ref_dec);
+    sg_event_decoder_init(&ref_dec, &cfg);
 }
 
 #define assert_rejected(json, reason)                                                              \
@@ -191,25 +245,25 @@ Test(event, numeric_key_not_a_field)
 {
     cr_assert_eq(decode("{\"key\":42,\"v\":1.5,\"w\":2}"), 0);
     cr_assert_eq(ev.nfields, 2);
-    cr_assert_str_eq(ev.fields[0].name, "v");
-    cr_assert_str_eq(ev.fields[1].name, "w");
+    assert_field_name(0, "v");
+    assert_field_name(1, "w");
 }
 
 Test(event, fallback_key)
 {
     assert_key("{\"id\":\"abc\",\"v\":1}", "abc");
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "v");
+    assert_field_name(0, "v");
 
     /* A numeric fallback key is the key, not a field. */
     assert_key("{\"id\":77,\"v\":1}", "77");
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "v");
+    assert_field_name(0, "v");
 
     /* When the key field is there, `id` is an ordinary member. */
     assert_key("{\"key\":\"k\",\"id\":77,\"v\":1}", "k");
     cr_assert_eq(ev.nfields, 2);
-    cr_assert_str_eq(ev.fields[0].name, "id");
+    assert_field_name(0, "id");
     cr_assert_eq(ev.fields[0].value, 77.0);
 
     /* The fallback only stands in for an absent key field, not for a bad one. */
@@ -350,7 +404,7 @@ Test(event, ts_case_sensitive_and_first)
     cr_assert_eq(decode("{\"key\":\"a\",\"TS\":5}"), 0);
     cr_assert_not(ev.ts_from_event);
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "TS");
+    assert_field_name(0, "TS");
     assert_ts("{\"key\":\"a\",\"ts\":5,\"ts\":\"bad\"}", 5);
     assert_rejected("{\"key\":\"a\",\"ts\":\"bad\",\"ts\":5}", SG_REJECT_BAD_TIMESTAMP);
 }
@@ -362,7 +416,7 @@ Test(event, ts_field_configurable)
     reinit();
     assert_ts("{\"key\":\"a\",\"time\":42,\"ts\":7}", 42);
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "ts");
+    assert_field_name(0, "ts");
 }
 
 /* ---- RFC 3339 parser ---- */
@@ -530,11 +584,11 @@ Test(event, numeric_fields_collected)
                         "\"n\":null,\"o\":{\"z\":1},\"arr\":[1,2],\"neg\":-4e-3}"),
                  0);
     cr_assert_eq(ev.nfields, 3);
-    cr_assert_str_eq(ev.fields[0].name, "x");
+    assert_field_name(0, "x");
     cr_assert_eq(ev.fields[0].value, 1.0);
-    cr_assert_str_eq(ev.fields[1].name, "y");
+    assert_field_name(1, "y");
     cr_assert_eq(ev.fields[1].value, 2.5);
-    cr_assert_str_eq(ev.fields[2].name, "neg");
+    assert_field_name(2, "neg");
     cr_assert_eq(ev.fields[2].value, -4e-3);
 }
 
@@ -550,7 +604,7 @@ Test(event, nested_values_ignored)
                         "\"v\":3}"),
                  0);
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "v");
+    assert_field_name(0, "v");
     cr_assert_eq(ev.fields[0].value, 3.0);
 }
 
@@ -563,9 +617,9 @@ Test(event, value_fields_filter)
     reinit();
     cr_assert_eq(decode("{\"key\":\"a\",\"ts\":5,\"z\":9,\"x\":1,\"w\":0,\"y\":2}"), 0);
     cr_assert_eq(ev.nfields, 2, "only listed names, and never the time field");
-    cr_assert_str_eq(ev.fields[0].name, "x", "in the event's order");
+    assert_field_name(0, "x");
     cr_assert_eq(ev.fields[0].value, 1.0);
-    cr_assert_str_eq(ev.fields[1].name, "y");
+    assert_field_name(1, "y");
     cr_assert_eq(ev.fields[1].value, 2.0);
 
     /* A listed name that is not numeric is not a field. */
@@ -579,9 +633,9 @@ Test(event, max_fields_cut)
     reinit();
     cr_assert_eq(decode("{\"key\":\"a\",\"a\":1,\"b\":2,\"s\":\"x\",\"c\":3,\"d\":4,\"e\":5}"), 0);
     cr_assert_eq(ev.nfields, 3, "extra fields are ignored, the event is kept");
-    cr_assert_str_eq(ev.fields[0].name, "a");
-    cr_assert_str_eq(ev.fields[1].name, "b");
-    cr_assert_str_eq(ev.fields[2].name, "c");
+    assert_field_name(0, "a");
+    assert_field_name(1, "b");
+    assert_field_name(2, "c");
 
     cfg.event_max_fields = 0;
     reinit();
@@ -601,7 +655,7 @@ Test(event, max_fields_ceiling)
     snprintf(json + n, sizeof(json) - n, "}");
     cr_assert_eq(decode(json), 0);
     cr_assert_eq(ev.nfields, SG_EVENT_MAX_FIELDS);
-    cr_assert_str_eq(ev.fields[SG_EVENT_MAX_FIELDS - 1].name, "f63");
+    assert_field_name(SG_EVENT_MAX_FIELDS - 1, "f63");
     cr_assert_eq(ev.fields[SG_EVENT_MAX_FIELDS - 1].value, 63.0);
 }
 
@@ -609,9 +663,9 @@ Test(event, duplicate_field_first_wins)
 {
     cr_assert_eq(decode("{\"key\":\"a\",\"v\":1,\"w\":2,\"v\":3}"), 0);
     cr_assert_eq(ev.nfields, 2);
-    cr_assert_str_eq(ev.fields[0].name, "v");
+    assert_field_name(0, "v");
     cr_assert_eq(ev.fields[0].value, 1.0);
-    cr_assert_str_eq(ev.fields[1].name, "w");
+    assert_field_name(1, "w");
 }
 
 Test(event, key_and_time_excluded_by_name)
@@ -619,7 +673,7 @@ Test(event, key_and_time_excluded_by_name)
     /* Every member named like the key or time field is left out, duplicates included. */
     cr_assert_eq(decode("{\"key\":\"a\",\"key\":5,\"ts\":1,\"ts\":2,\"v\":3}"), 0);
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "v");
+    assert_field_name(0, "v");
 }
 
 Test(event, nan_like_inputs)
@@ -634,7 +688,7 @@ Test(event, nan_like_inputs)
     /* An overflowing literal parses to infinity; it is not kept as a field. */
     cr_assert_eq(decode("{\"key\":\"a\",\"big\":1e999,\"v\":1,\"small\":-1e999}"), 0);
     cr_assert_eq(ev.nfields, 1);
-    cr_assert_str_eq(ev.fields[0].name, "v");
+    assert_field_name(0, "v");
     /* The string "NaN" is a string, not a number. */
     cr_assert_eq(decode("{\"key\":\"a\",\"v\":\"NaN\"}"), 0);
     cr_assert_eq(ev.nfields, 0);
@@ -766,20 +820,27 @@ Test(event, rejected_view_is_empty)
 Test(event, decoder_reused)
 {
     /* Each decode frees the previous tree; the leak checker of the sanitizer build sees any
-     * tree left behind. */
+     * tree left behind. Flat events hold none; an escape sequence sends one to the tree. */
     for (int i = 0; i < 100; i++) {
         char json[64], key[16];
         snprintf(key, sizeof(key), "k%d", i);
-        snprintf(json, sizeof(json), "{\"key\":\"%s\",\"v\":%d}", key, i);
+        snprintf(json, sizeof(json), "{\"key\":\"%s\",\"v\":%d%s}", key, i,
+                 i % 2 ? ",\"s\":\"\\n\"" : "");
         assert_key(json, key);
         cr_assert_eq(ev.fields[0].value, (double)i);
-        cr_assert_not_null(dec.tree);
+        if (i % 2) {
+            cr_assert_not(ev.flat);
+            cr_assert_not_null(dec.tree);
+        } else {
+            cr_assert(ev.flat);
+            cr_assert_null(dec.tree);
+        }
     }
     cr_assert_eq(decode("{\"key\":\"first\",\"v\":1}"), 0);
     cr_assert_eq(decode("{\"key\":\"second\",\"w\":2}"), 0);
     cr_assert_eq(ev.key_len, 6);
     cr_assert(memcmp(ev.key, "second", 6) == 0);
-    cr_assert_str_eq(ev.fields[0].name, "w");
+    assert_field_name(0, "w");
     assert_rejected("nope", SG_REJECT_INVALID_JSON);
     cr_assert_null(dec.tree);
     sg_event_decoder_free(&dec);
@@ -814,7 +875,9 @@ Test(event, with_the_configuration_defaults)
     cr_assert(memcmp(dev.key, "dev-1", 5) == 0);
     cr_assert_eq(dev.ts_ms, INT64_C(1700000000000));
     cr_assert_eq(dev.nfields, 1);
-    cr_assert_str_eq(dev.fields[0].name, "temp");
+    cr_assert_eq(dev.fields[0].name_len, 4);
+    cr_assert(memcmp(dev.fields[0].name, "temp", 4) == 0);
+    cr_assert(dev.flat);
     sg_event_decoder_free(&ddec);
     sg_config_free(&dcfg);
 }
@@ -868,4 +931,143 @@ Test(event, utf8_invalid_rejected)
         assert_rejected(bad[i], SG_REJECT_INVALID_UTF8);
     /* A sequence cut by the end of the input. */
     cr_assert_eq(decode_n("{\"key\":\"k\"}\xe2\x82", 13), -EINVAL);
+}
+
+/* ---- the flat-event scanner ---- */
+
+/* Each decode is also checked against the reference decoder (decode_n); these tests add which
+ * of the two decoders answered. */
+static void assert_path(const char *json, bool flat)
+{
+    int rc = decode(json);
+    cr_assert_eq(rc, 0, "%s: rejected as %s", json, sg_reject_label(why));
+    cr_assert_eq(ev.flat, flat, "%s: decoded by the %s decoder", json, ev.flat ? "flat" : "tree");
+}
+
+Test(event, flat_events_take_the_scanner)
+{
+    static const char *const flat[] = {
+        "{\"key\":\"a\"}",
+        "{\"key\":\"a\",\"ts\":1732460000000,\"value\":21.5,\"temp\":-3e2,\"ok\":true}",
+        " {\"key\" : \"a\" ,\t\"v\" :\r\n1 } ",
+        "{\"id\":\"dev-1\",\"ts\":\"2024-11-24T15:33:20.123+02:00\",\"v\":0}",
+        "{\"key\":17,\"v\":null,\"w\":false}",
+        "{\"key\":\"a\",\"ts\":null}",
+        "{\"key\":\"a\",\"tags\":{\"site\":\"x\",\"rack\":[1,2,{\"u\":[]}]},\"v\":2}",
+        "{\"key\":\"a\",\"list\":[],\"obj\":{},\"n\":[-0.5e-3,1E+2,0]}",
+        "{\"key\":\"\xc3\xa9t\xc3\xa9\",\"\xe2\x82\xac\":1}",
+        "{\"key\":\"a\",\"key\":\"b\",\"v\":1,\"v\":2}",
+        "{\"key\":\"a\",\"big\":1e400,\"tiny\":-1e-400,\"v\":1}",
+    };
+    for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
+        assert_path(flat[i], true);
+}
+
+Test(event, everything_else_goes_to_the_tree)
+{
+    static const char *const tree[] = {
+        "{\"key\":\"a\\\"b\"}",              /* an escape in the key */
+        "{\"key\":\"a\",\"msg\":\"x\\ny\"}", /* an escape anywhere */
+        "{\"k\\u0065y\":\"a\"}",             /* an escape in a name */
+        "{\"key\":\"a\",\"v\":01}",          /* cJSON reads a leading zero, JSON does not */
+        "{\"key\":\"a\",\"v\":1.}",          /* nor a bare point */
+        "{\"key\":\"a\",\"v\":-01.5}",
+        "{\"key\":\"a\",\"deep\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+        "]]]}",
+        "{\"key\":\"a\",\"v\":1.00000000000000000000000000000000000000000000000000000000000000001}",
+    };
+    for (size_t i = 0; i < sizeof(tree) / sizeof(tree[0]); i++)
+        assert_path(tree[i], false);
+}
+
+Test(event, rejections_are_the_tree_decoders)
+{
+    /* The scanner never rejects: each of these is handed on, and the reason is the tree's. */
+    assert_rejected("{}", SG_REJECT_MISSING_KEY);
+    assert_rejected("{\"v\":1}", SG_REJECT_MISSING_KEY);
+    assert_rejected("{\"key\":true}", SG_REJECT_MISSING_KEY);
+    assert_rejected("{\"key\":\"\"}", SG_REJECT_MISSING_KEY);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":\"yesterday\"}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":{}}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\"}}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\",\"v\":[1,]}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\",\"v\":1e}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\",\"v\":-}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\",\"v\":tru}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\" \"v\":1}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\",\"v\":1", SG_REJECT_INVALID_JSON);
+}
+
+Test(event, numbers_read_as_strtod_reads_them)
+{
+    /* Exact shortcuts, round-to-even halfway cases, the edges of the double range and more
+     * digits than the shortcut takes: each value must be strtod's, bit for bit (decode_n
+     * compares with the reference, which reads numbers with strtod). */
+    static const char *const numbers[] = {
+        "0",
+        "-0",
+        "0.1",
+        "0.3",
+        "1e22",
+        "1e23",
+        "-1e-22",
+        "9007199254740992",
+        "9007199254740993",
+        "18446744073709551615",
+        "123456789012345678901234567890",
+        "2.2250738585072014e-308",
+        "2.2250738585072011e-308",
+        "4.9e-324",
+        "2.4e-324",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "0.000000000000000000000000000000000000001",
+        "3.14159265358979323846264338327950288",
+        "1234567890123456789e-10",
+        "45.77",
+        "1796414058559",
+        "1E2",
+        "1e+2",
+        "1e-2",
+        "5e-1",
+    };
+    for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+        char json[128];
+        snprintf(json, sizeof(json), "{\"key\":\"a\",\"v\":%s}", numbers[i]);
+        int rc = decode(json);
+        cr_assert_eq(rc, 0, "%s", json);
+        double want = strtod(numbers[i], NULL);
+        if (isfinite(want)) {
+            cr_assert_eq(ev.nfields, 1, "%s", json);
+            cr_assert(memcmp(&ev.fields[0].value, &want, sizeof(want)) == 0,
+                      "%s: %.17g, want %.17g", json, ev.fields[0].value, want);
+        } else {
+            cr_assert_eq(ev.nfields, 0, "%s: not finite, not a field", json);
+        }
+        cr_assert(ev.flat, "%s", json);
+    }
+}
+
+Test(event, flat_fields_follow_the_same_rules)
+{
+    /* The fallback's name is left out only when the fallback is the key, and the cap counts
+     * what is left. */
+    cfg.event_max_fields = 1;
+    reinit();
+    cr_assert_eq(decode("{\"id\":5,\"id\":6,\"v\":1}"), 0);
+    cr_assert(ev.flat);
+    cr_assert_eq(ev.nfields, 1);
+    assert_field_name(0, "v");
+    cr_assert_eq(decode("{\"key\":\"a\",\"id\":5,\"v\":1}"), 0);
+    cr_assert_eq(ev.nfields, 1);
+    assert_field_name(0, "id");
+    /* Names of the key and the time are never fields, whatever their type. */
+    cfg.event_max_fields = 8;
+    reinit();
+    cr_assert_eq(decode("{\"key\":\"a\",\"key\":2,\"ts\":3,\"ts\":4,\"v\":5}"), 0);
+    cr_assert_eq(ev.nfields, 1);
+    assert_field_name(0, "v");
+    cr_assert_eq(ev.ts_ms, 3);
 }

@@ -62,6 +62,7 @@ static int add(struct fx *f, const char *key, int64_t ts, int64_t now)
     ev->key_len = strlen(key);
     ev->ts_ms = ts;
     ev->fields[0].name = "v";
+    ev->fields[0].name_len = 1;
     ev->fields[0].value = 1;
     ev->nfields = 1;
     enum sg_reject why = SG_REJECT_COUNT;

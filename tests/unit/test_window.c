@@ -149,6 +149,7 @@ static int add_fields(struct fx *f, const char *key, int64_t ts, int64_t now,
     cr_assert_leq(n, SG_EVENT_MAX_FIELDS);
     for (size_t i = 0; i < n; i++) {
         ev->fields[i].name = names[i];
+        ev->fields[i].name_len = strlen(names[i]);
         ev->fields[i].value = values[i];
     }
     ev->nfields = n;
