@@ -66,6 +66,17 @@ int sg_buf_append_char(struct sg_buf *b, char c)
     return sg_buf_append(b, &c, 1);
 }
 
+int sg_buf_append_uint(struct sg_buf *b, unsigned long long v)
+{
+    char digits[20]; /* 2^64 - 1 has 20 */
+    size_t i = sizeof(digits);
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return sg_buf_append(b, digits + i, sizeof(digits) - i);
+}
+
 int sg_buf_vprintf(struct sg_buf *b, const char *fmt, va_list ap)
 {
     char small[256];

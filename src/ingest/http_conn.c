@@ -283,8 +283,12 @@ static void conn_flush(struct sg_http_conn *conn)
             sg_http__conn_close(conn);
             return;
         }
-        conn->writing = true;
-        conn->fill ^= 1;
+        if (rc == SG_HTTP_WRITTEN) {
+            sg_buf_reset(out); /* out already, as most responses are */
+        } else {
+            conn->writing = true;
+            conn->fill ^= 1;
+        }
     }
     if (!conn->writing && conn->state == SG_HTTP_FINISHING)
         conn_linger(conn);
@@ -311,12 +315,30 @@ static void conn_respond(struct sg_http_conn *conn, int status, const char *type
     else if (llhttp_get_http_major(&conn->parser) == 1 && llhttp_get_http_minor(&conn->parser) == 0)
         connection = "Connection: keep-alive\r\n";
 
-    rc = sg_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
-    if (rc == 0 && type)
-        rc = sg_buf_printf(out, "Content-Type: %s\r\n", type);
+    /* Appends, not printf: this runs once per request. */
+    rc = sg_buf_append_str(out, "HTTP/1.1 ");
     if (rc == 0)
-        rc = sg_buf_printf(out, "Content-Length: %zu\r\n%s%s\r\n", body_len, connection,
-                           extra ? extra : "");
+        rc = sg_buf_append_uint(out, (unsigned)status);
+    if (rc == 0)
+        rc = sg_buf_append_char(out, ' ');
+    if (rc == 0)
+        rc = sg_buf_append_str(out, http_reason(status));
+    if (rc == 0 && type)
+        rc = sg_buf_append_str(out, "\r\nContent-Type: ");
+    if (rc == 0 && type)
+        rc = sg_buf_append_str(out, type);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, "\r\nContent-Length: ");
+    if (rc == 0)
+        rc = sg_buf_append_uint(out, body_len);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, "\r\n");
+    if (rc == 0)
+        rc = sg_buf_append_str(out, connection);
+    if (rc == 0 && extra)
+        rc = sg_buf_append_str(out, extra);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, "\r\n");
     if (rc == 0 && !head)
         rc = sg_buf_append(out, body, body_len);
     if (rc < 0) {
@@ -882,8 +904,15 @@ static void handle_events(struct sg_http_conn *conn, bool close)
         return;
     } else {
         status = res.accepted > 0 ? 202 : 400;
-        rc = sg_buf_printf(resp, "{\"accepted\":%zu,\"rejected\":%zu,\"errors\":[", res.accepted,
-                           res.rejected);
+        rc = sg_buf_append_str(resp, "{\"accepted\":");
+        if (rc == 0)
+            rc = sg_buf_append_uint(resp, res.accepted);
+        if (rc == 0)
+            rc = sg_buf_append_str(resp, ",\"rejected\":");
+        if (rc == 0)
+            rc = sg_buf_append_uint(resp, res.rejected);
+        if (rc == 0)
+            rc = sg_buf_append_str(resp, ",\"errors\":[");
         if (rc == 0)
             rc = sg_buf_append(resp, srv->errors.data, srv->errors.len);
         if (rc == 0)
@@ -1360,11 +1389,24 @@ static void tcp_on_write(uv_write_t *req, int status)
     sg_http__conn_on_write(sg_container_of(req, struct sg_http_conn, write_req), status);
 }
 
+/* Tries the write at once: a response usually fits the socket's buffer, and a write that
+ * completes there costs no request, no completion callback and no change to what the loop
+ * polls for. What does not fit goes out through uv_write. A stalled connection always takes
+ * uv_write: its completion is what resumes the parser. */
 static int tcp_write(struct sg_http_conn *conn, const char *data, size_t len)
 {
-    /* uv_buf_t is not const-qualified; uv_write only reads it. */
+    /* uv_buf_t is not const-qualified; libuv only reads it. */
     uv_buf_t ub = uv_buf_init((char *)data, (unsigned int)len);
 
+    if (!conn->stalled) {
+        int n = uv_try_write((uv_stream_t *)&conn->tcp, &ub, 1);
+        if (n == (int)len)
+            return SG_HTTP_WRITTEN;
+        if (n > 0)
+            ub = uv_buf_init((char *)data + n, (unsigned int)(len - (size_t)n));
+        else if (n != UV_EAGAIN)
+            return n;
+    }
     return uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &ub, 1, tcp_on_write);
 }
 

@@ -99,13 +99,18 @@ struct sg_http_conn;
  * in-memory transport. The connection calls these; the transport reports what happens through
  * the sg_http__conn_on_* functions and sg_http__conn_feed below, never from inside one of
  * these calls unless said otherwise. */
+/* What sg_http_io.write returns when it wrote everything before returning. */
+#define SG_HTTP_WRITTEN 1
+
 struct sg_http_io {
     /* Starts delivering input (sg_http__conn_feed, sg_http__conn_feed_end). Returns 0 or a
      * negative code. */
     int (*read_start)(struct sg_http_conn *conn);
     void (*read_stop)(struct sg_http_conn *conn);
-    /* Writes `len` bytes; `data` stays valid and unchanged until sg_http__conn_on_write. At
-     * most one write is in flight. Returns 0 or a negative code (nothing was queued). */
+    /* Writes `len` bytes. Returns SG_HTTP_WRITTEN when every byte went out at once (no
+     * sg_http__conn_on_write follows); 0 when the write is in flight, with `data` left valid
+     * and unchanged until sg_http__conn_on_write; or a negative code (nothing was queued). At
+     * most one write is in flight. */
     int (*write)(struct sg_http_conn *conn, const char *data, size_t len);
     /* Ends the write side once the write in flight is out, then sg_http__conn_on_shutdown. */
     int (*shutdown)(struct sg_http_conn *conn);

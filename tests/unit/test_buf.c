@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "streamgate/buf.h"
@@ -75,4 +76,29 @@ Test(buf, json_string_all_or_nothing_at_cap)
     cr_assert_eq(sg_buf_append_json_string(&b, "\n\n", 2), -E2BIG);
     cr_assert_eq(b.len, 2);
     sg_buf_free(&b);
+}
+
+Test(buf, uint_matches_printf)
+{
+    static const unsigned long long values[] = {
+        0, 1, 9, 10, 99, 100, 202, 4096, 1234567890123ULL, 18446744073709551615ULL};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        struct sg_buf b;
+        char want[32];
+        sg_buf_init(&b, 0);
+        cr_assert_eq(sg_buf_append_uint(&b, values[i]), 0);
+        int n = snprintf(want, sizeof(want), "%llu", values[i]);
+        cr_assert_eq(b.len, (size_t)n);
+        cr_assert(memcmp(b.data, want, b.len) == 0, "%llu", values[i]);
+        sg_buf_free(&b);
+    }
+    /* All or nothing at the cap, like every append. */
+    struct sg_buf c;
+    sg_buf_init(&c, 4);
+    cr_assert_eq(sg_buf_append_str(&c, "ab"), 0);
+    cr_assert_eq(sg_buf_append_uint(&c, 123), -E2BIG);
+    cr_assert_eq(c.len, 2);
+    cr_assert_eq(sg_buf_append_uint(&c, 12), 0);
+    cr_assert_eq(c.len, 4);
+    sg_buf_free(&c);
 }
