@@ -31,6 +31,8 @@ struct sg_ingest {
     size_t nsinks;
     struct sg_streams *streams; /* NULL: no windowing */
 
+    /* Accepted events by the decoder that read them: the flat-event scanner, or the tree. */
+    struct sg_counter *decoded_flat, *decoded_tree;
     struct sg_counter *received[SG_TRANSPORT_COUNT];
     struct sg_counter *accepted[SG_TRANSPORT_COUNT];
     struct sg_counter *rejected[SG_TRANSPORT_COUNT][SG_REJECT_COUNT];
@@ -51,6 +53,15 @@ static int ingest_register(struct sg_ingest *ing, struct sg_metrics *metrics)
 {
     char labels[128];
 
+    static const char decoded_help[] =
+        "Accepted events by decoder: flat (the one-pass scanner) or tree (cJSON, for escapes, "
+        "deep nesting and lenient numbers).";
+    ing->decoded_flat = sg_metrics_counter(metrics, "streamgate_events_decoded_total", decoded_help,
+                                           "decoder=\"flat\"");
+    ing->decoded_tree = sg_metrics_counter(metrics, "streamgate_events_decoded_total", decoded_help,
+                                           "decoder=\"tree\"");
+    if (!ing->decoded_flat || !ing->decoded_tree)
+        return -ENOMEM;
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
         const char *tname = sg_transport_name((enum sg_transport)t);
 
@@ -187,6 +198,7 @@ int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const ch
         goto rejected;
     }
     sg_counter_inc(ing->accepted[transport]);
+    sg_counter_inc(ing->ev.flat ? ing->decoded_flat : ing->decoded_tree);
     return 0;
 
 rejected:

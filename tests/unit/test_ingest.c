@@ -268,6 +268,22 @@ Test(ingest, accepted_event_reaches_the_sink)
     fx_free(&fx);
 }
 
+Test(ingest, accepted_events_count_by_decoder)
+{
+    struct fx fx;
+    enum sg_reject why = SG_REJECT_COUNT;
+
+    fx_init(&fx, 1000);
+    cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_TCP, "{\"key\":\"a\",\"v\":1}", &why), 0);
+    cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_TCP, "{\"key\":\"b\",\"v\":2}", &why), 0);
+    /* An escape sequence takes the tree decoder; a rejection counts under neither. */
+    cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_HTTP, "{\"key\":\"c\\n\"}", &why), 0);
+    cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_HTTP, "{\"v\":1}", &why), -EINVAL);
+    cr_assert_eq(counter(&fx, "streamgate_events_decoded_total", "decoder=\"flat\""), 2);
+    cr_assert_eq(counter(&fx, "streamgate_events_decoded_total", "decoder=\"tree\""), 1);
+    fx_free(&fx);
+}
+
 Test(ingest, each_decode_reason_is_rejected_and_counted)
 {
     static const struct {
