@@ -51,6 +51,8 @@ static inline bool sg_flat__is_digit(char c)
  * left, so every byte up to the space is whitespace. */
 static inline const char *sg_flat__skip_ws(const char *p, const char *end)
 {
+    if (__builtin_expect(p < end && (unsigned char)*p > ' ', 1))
+        return p; /* compact JSON: nothing to skip */
     while (p < end && (unsigned char)*p <= ' ')
         p++;
     return p;
@@ -113,21 +115,51 @@ found:
     return true;
 }
 
+static const uint64_t sg_flat_pow10_int[] = {1,      10,      100,      1000,     10000,
+                                             100000, 1000000, 10000000, 100000000};
+
+/* Folds the digits at the start of the eight bytes at p (at most eight) into *m and returns
+ * how many there were. Each byte is xored with '0', so a digit becomes 0 to 9; a byte is no
+ * digit when adding 0x76 to its low seven bits reaches the high bit, or the high bit is set
+ * already (no carry crosses bytes). The digits are then moved to the top of the word, behind
+ * zeros, and summed by pairs: two-digit lanes, four-digit lanes, the whole. */
+static inline unsigned sg_flat__digits8(const char *p, uint64_t *m)
+{
+    uint64_t t = sg_flat__load8(p) ^ UINT64_C(0x3030303030303030);
+    uint64_t other =
+        (((t & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | t) & SG_FLAT_HIGHS;
+    unsigned n = other ? (unsigned)__builtin_ctzll(other) / 8 : 8;
+
+    if (n == 0)
+        return 0;
+    t <<= 8 * (8 - n);
+    t = (t * 10 + (t >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
+    t = (t * 100 + (t >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
+    t = (t * 10000 + (t >> 32)) & UINT64_C(0xFFFFFFFF);
+    *m = *m * sg_flat_pow10_int[n] + t;
+    return n;
+}
+
 /* Folds the run of digits at p into *mant (which wraps past 19 digits; the caller counts
- * them) and returns where the run ends. */
+ * them) and returns where the run ends: eight bytes at a time while eight are left, then one
+ * by one. */
 static inline const char *sg_flat__digits(const char *p, const char *end, uint64_t *mant)
 {
-    uint64_t m = *mant;
+    while (end - p >= 8) {
+        unsigned n = sg_flat__digits8(p, mant);
+        p += n;
+        if (n < 8)
+            return p;
+    }
     for (; p < end && sg_flat__is_digit(*p); p++)
-        m = m * 10 + (uint64_t)(*p - '0');
-    *mant = m;
+        *mant = *mant * 10 + (uint64_t)(*p - '0');
     return p;
 }
 
 /* A number at *pp in strict JSON syntax. With `out`, also its value: exact for up to 19
  * significant digits and a decimal exponent within +-22 (Clinger's fast path), from strtod on
  * a copy otherwise. Moves *pp past it; what follows is for the caller to check. */
-static bool sg_flat__number(const char **pp, const char *end, double *out)
+static inline bool sg_flat__number(const char **pp, const char *end, double *out)
 {
     const char *p = *pp, *start = p, *digits;
     bool neg = false;
@@ -266,7 +298,7 @@ static bool sg_flat__skip_value(const char **pp, const char *end, int depth)
 }
 
 /* Reads one top-level member value at *pp (not at the end). */
-static bool sg_flat__member_value(const char **pp, const char *end, struct sg_flat_value *v)
+static inline bool sg_flat__member_value(const char **pp, const char *end, struct sg_flat_value *v)
 {
     const char *p = *pp;
 
