@@ -223,6 +223,7 @@ struct gen_lane {
     unsigned attempts;
     uint64_t sent_at_ns;
     bool got_response;
+    bool keep_alive; /* the last answer allows another request on this connection */
     llhttp_t parser;
     int status;
     char hdr_field[32];

@@ -157,6 +157,9 @@ static int gen_http__on_message_complete(llhttp_t *p)
     struct gen_lane *lane = container_of(p, struct gen_lane, parser);
     struct gen_app *app = lane->app;
     int status = (int)p->status_code;
+    /* Asked here, while the parser still holds this answer's headers: once it is back in its
+     * initial state it no longer knows the body had a length, and says the connection ends. */
+    lane->keep_alive = llhttp_should_keep_alive(p);
     if (!lane->busy || lane->waiting_retry)
         return 0; /* an answer to nothing (a refused connection answers before the request) */
     lane->got_response = true;
@@ -224,7 +227,7 @@ static void gen_http__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     /* After an answer: close when the server said so, and otherwise send the next request. */
     if (!lane->busy || lane->waiting_retry) {
-        if (!llhttp_should_keep_alive(&lane->parser) || lane->waiting_retry)
+        if (!lane->keep_alive || lane->waiting_retry)
             gen_http__disconnect(lane);
         else
             gen_lane_settled(lane);

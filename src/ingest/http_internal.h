@@ -224,6 +224,7 @@ struct sg_http_server {
     size_t ncodes;
     struct sg_gauge *connections;
     struct sg_counter *connections_rejected;
+    struct sg_counter *connections_accepted;
     struct sg_counter *bytes_received;
     struct sg_counter *limit_hits[SG_HTTP_LIMIT_COUNT];
 };

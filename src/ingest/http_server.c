@@ -73,10 +73,14 @@ static int http_register_metrics(struct sg_http_server *srv)
         sg_metrics_counter(srv->metrics, "streamgate_connections_rejected_total",
                            "Connections refused because the transport was at its connection limit.",
                            "transport=\"http\"");
+    srv->connections_accepted =
+        sg_metrics_counter(srv->metrics, "streamgate_connections_accepted_total",
+                           "Client connections accepted and served.", "transport=\"http\"");
     srv->bytes_received =
         sg_metrics_counter(srv->metrics, "streamgate_bytes_received_total",
                            "Bytes read from client connections.", "transport=\"http\"");
-    if (!srv->connections || !srv->connections_rejected || !srv->bytes_received)
+    if (!srv->connections || !srv->connections_rejected || !srv->connections_accepted ||
+        !srv->bytes_received)
         return -ENOMEM;
     for (int i = 0; i < SG_HTTP_LIMIT_COUNT; i++) {
         snprintf(labels, sizeof(labels), "limit=\"%s\"", sg_http_limit_names[i]);
@@ -168,6 +172,7 @@ static void http_conn_add(struct sg_http_server *srv, struct sg_http_conn *conn)
         sg_http__count_limit(srv, SG_HTTP_LIMIT_CONNECTIONS);
     } else {
         srv->nconns++;
+        sg_counter_inc(srv->connections_accepted);
         sg_gauge_set(srv->connections, (double)srv->nconns);
     }
 }

@@ -81,6 +81,7 @@ struct sg_tcp_server {
 
     struct sg_gauge *m_connections;
     struct sg_counter *m_refused;
+    struct sg_counter *m_accepted;
     struct sg_counter *m_bytes;
     struct sg_counter *m_limit_line;
     struct sg_counter *m_limit_conns;
@@ -427,6 +428,7 @@ static void tcp_server_connection(uv_stream_t *server, int status)
         srv->conns->prev = conn;
     srv->conns = conn;
     srv->nconns++;
+    sg_counter_inc(srv->m_accepted);
     sg_gauge_set(srv->m_connections, (double)srv->nconns);
 
     rc = uv_accept(server, (uv_stream_t *)&conn->tcp);
@@ -453,8 +455,10 @@ static int tcp_server_register(struct sg_tcp_server *srv, struct sg_metrics *met
     srv->m_refused =
         sg_metrics_counter(metrics, "streamgate_connections_rejected_total",
                            "Connections closed at once over the connection limit.", tcp);
+    srv->m_accepted = sg_metrics_counter(metrics, "streamgate_connections_accepted_total",
+                                         "Client connections accepted and served.", tcp);
     srv->m_bytes = sg_metrics_counter(metrics, "streamgate_bytes_received_total",
-                                      "Bytes read from clients.", tcp);
+                                      "Bytes read from client connections.", tcp);
     srv->m_limit_line =
         sg_metrics_counter(metrics, "streamgate_limit_hits_total",
                            "Times a configured limit cut off input.", "limit=\"tcp_line_size\"");
@@ -464,8 +468,8 @@ static int tcp_server_register(struct sg_tcp_server *srv, struct sg_metrics *met
     srv->m_limit_idle =
         sg_metrics_counter(metrics, "streamgate_limit_hits_total",
                            "Times a configured limit cut off input.", "limit=\"tcp_idle_timeout\"");
-    if (!srv->m_connections || !srv->m_refused || !srv->m_bytes || !srv->m_limit_line ||
-        !srv->m_limit_conns || !srv->m_limit_idle)
+    if (!srv->m_connections || !srv->m_refused || !srv->m_accepted || !srv->m_bytes ||
+        !srv->m_limit_line || !srv->m_limit_conns || !srv->m_limit_idle)
         return -ENOMEM;
     return 0;
 }

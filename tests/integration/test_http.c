@@ -255,6 +255,9 @@ Test(http, keep_alive_serves_several_requests)
     close(fd);
 
     cr_assert_eq(out_lines(&p, 3), 3);
+    /* Every request came over the one connection; the second is this scrape's own. */
+    cr_assert_eq(
+        sgt_metric(p.http, "streamgate_connections_accepted_total{transport=\"http\"}"), 2.0);
     sgt_stop_ok(&p);
 }
 

@@ -238,6 +238,7 @@ Test(tcp, concurrent_connections_keep_their_own_order)
     }
     cr_assert_eq(total, NCONN * NLINES);
     cr_assert_eq(wait_tcp_metric(&p, "streamgate_connections", 0), 0);
+    cr_assert_eq(wait_tcp_metric(&p, "streamgate_connections_accepted_total", NCONN), NCONN);
     free(got);
     sgt_stop_ok(&p);
 }
