@@ -709,6 +709,11 @@ Test(gen_server, http_batch_1, .timeout = 120)
     cr_assert_geq(num(j, "max_ms"), num(j, "p99_ms"));
     cr_assert_geq(num(j, "p99_ms"), num(j, "p50_ms"));
     cr_assert_eq(sgt_metric(s.p.http, "streamgate_http_requests_total{code=\"202\"}"), 5000);
+    /* Keep-alive: the 5000 requests came over the generator's 4 connections; the rest of the
+     * connections accepted are the test's own scrapes of /metrics, one each, far fewer. */
+    double conns =
+        sgt_metric(s.p.http, "streamgate_connections_accepted_total{transport=\"http\"}");
+    cr_assert_lt(conns, 1000, "%.0f connections for 5000 requests", conns);
     cJSON_Delete(j);
     srv_stop(&s);
     check_raw(s.out, 5000, 30, true);
