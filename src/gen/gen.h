@@ -53,6 +53,7 @@ struct gen_opts {
     int64_t ts_step;
     uint64_t seed;
     char *expect_path;
+    char *check_results; /* compare this results file with expect_path instead of generating */
     int64_t window_size_ms;
     char *expect_fields;
     bool retry;
@@ -150,6 +151,13 @@ int gen_expect_write(const struct gen_expect *ex, enum gen_source_kind kind, con
 /* Appends the shortest text that reads back as `v` (integers without a fraction), as the server
  * writes its results. Returns the length written to `buf` (at least 40 bytes). */
 size_t gen_format_double(double v, char *buf);
+
+/* ---- checking results (check.c) ------------------------------------------------------ */
+
+/* Compares the window results in o->check_results with the expectation in o->expect_path.
+ * Returns the exit status: 0 equal, 1 different (the first differences on stderr), 2 an
+ * unreadable file or a broken expectation. */
+int gen_check_results(const struct gen_opts *o);
 
 /* ---- statistics (stats.c) ------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* streamgate-gen: makes keyed JSON events and sends them to streamgate over HTTP or TCP, or
  * writes them to a file, on one libuv loop; counts what was sent and acknowledged and can write
- * the exact window aggregates the server should produce from it. */
+ * the exact window aggregates the server should produce from it, or (--check-results) compares
+ * the results a server wrote with such an expectation. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -163,6 +164,12 @@ int main(int argc, char **argv)
             return 0;
         fprintf(stderr, "streamgate-gen: %s\n", errstr);
         return 2;
+    }
+    if (app->opts.check_results) {
+        rc = gen_check_results(&app->opts);
+        gen_opts_free(&app->opts);
+        free(app);
+        return rc;
     }
     signal(SIGPIPE, SIG_IGN);
     rc = gen_app_create(app, errstr, sizeof(errstr));

@@ -67,9 +67,14 @@ static const struct gen_opt gen_opt_table[] = {
     {"window-size", GEN_OPT_I64, O(window_size_ms), "10000", "MS",
      "The server's tumbling window.size, for --late and --expect."},
     {"expect", GEN_OPT_STR, O(expect_path), NULL, "PATH",
-     "Write the exact per-key, per-window aggregates of what was acknowledged to PATH."},
+     "Write the exact per-key, per-window aggregates of what was acknowledged to PATH (with "
+     "--check-results: read them from PATH)."},
     {"expect-fields", GEN_OPT_STR, O(expect_fields), NULL, "F1,F2",
      "Numeric fields in --expect (up to 4); default value (sensors) or latency_ms (logs)."},
+    {"check-results", GEN_OPT_STR, O(check_results), NULL, "PATH",
+     "Compare instead of generating: the window results in PATH (the server's "
+     "--output-results-file) against --expect PATH, exactly (count, sum, min, max of each "
+     "expected field); exit 0 when equal, 1 with the first differences on stderr."},
     {"seed", GEN_OPT_U64, O(seed), "1", "N", "Seed: the same seed makes the same events."},
     {"retry", GEN_OPT_FLAG, O(retry), NULL, NULL,
      "HTTP: send a request answered 503/429 again after its Retry-After."},
@@ -82,9 +87,12 @@ static const struct gen_opt gen_opt_table[] = {
 
 static void gen_opts__help(void)
 {
-    printf("Usage: streamgate-gen (--http URL | --tcp HOST:PORT | --file PATH) [OPTION]...\n\n"
+    printf("Usage: streamgate-gen (--http URL | --tcp HOST:PORT | --file PATH) [OPTION]...\n"
+           "       streamgate-gen --check-results RESULTS --expect EXPECT [--quiet] [--json]\n\n"
            "Generates keyed JSON events (key, ts, seq, id, fields) and sends them to streamgate;\n"
-           "counts what was sent and acknowledged; exits 0 only when every event was.\n\n"
+           "counts what was sent and acknowledged; exits 0 only when every event was.\n"
+           "With --check-results, compares a server's window results with an expectation\n"
+           "instead: exits 0 when they match, 1 when they differ, 2 on a usage or read error.\n\n"
            "Options:\n");
     for (size_t i = 0; i < GEN_NOPTS; i++) {
         const struct gen_opt *op = &gen_opt_table[i];
@@ -165,6 +173,15 @@ static int gen_opts__set(struct gen_opts *o, const struct gen_opt *op, const cha
 static int gen_opts__check(struct gen_opts *o, char *errstr, size_t errstr_size)
 {
     int targets = (o->http_url != NULL) + (o->tcp_addr != NULL) + (o->file_path != NULL);
+    if (o->check_results) {
+        if (targets != 0 || !o->expect_path) {
+            snprintf(errstr, errstr_size,
+                     "--check-results compares files: it needs --expect and no --http, --tcp "
+                     "or --file");
+            return -EINVAL;
+        }
+        return 0;
+    }
     if (targets != 1) {
         snprintf(errstr, errstr_size, "exactly one of --http, --tcp or --file is required");
         return -EINVAL;

@@ -173,63 +173,58 @@ static int cmp_result(const void *a, const void *b)
     return sx < sy ? -1 : sx > sy;
 }
 
-/* Every final window in the results file equals the generator's expectation exactly. */
-static void check_results(const char *results_path, const char *expect_path)
-{
-    char *rt = sgt_read_file(results_path, NULL), *et = sgt_read_file(expect_path, NULL);
-    cr_assert(rt && et);
-    char **rl, **el;
-    size_t rn = split_lines(rt, &rl), en = split_lines(et, &el);
-    cr_assert_gt(en, 0);
-    cr_assert_eq(rn, en, "results: %zu windows, expected %zu", rn, en);
-    cJSON **r = calloc(rn, sizeof(*r)), **e = calloc(en, sizeof(*e));
-    for (size_t i = 0; i < rn; i++) {
-        r[i] = cJSON_Parse(rl[i]);
-        e[i] = cJSON_Parse(el[i]);
-        cr_assert(r[i] && e[i]);
-        cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r[i], "final")), "%s", rl[i]);
-    }
-    qsort(r, rn, sizeof(*r), cmp_result);
-    for (size_t i = 1; i < en; i++)
-        cr_assert_lt(cmp_result(&e[i - 1], &e[i]), 0, "expectation not sorted at line %zu", i);
-    for (size_t i = 0; i < rn; i++) {
-        char *rs = cJSON_PrintUnformatted(r[i]), *es = cJSON_PrintUnformatted(e[i]);
-        cr_assert_str_eq(str(r[i], "key"), str(e[i], "key"), "%s vs %s", rs, es);
-        cr_assert_eq(num(r[i], "window_start"), num(e[i], "window_start"), "%s vs %s", rs, es);
-        cr_assert_eq(num(r[i], "window_end"), num(e[i], "window_end"), "%s vs %s", rs, es);
-        cr_assert_eq(num(r[i], "count"), num(e[i], "count"), "%s vs %s", rs, es);
-        const cJSON *rf = cJSON_GetObjectItemCaseSensitive(r[i], "fields");
-        const cJSON *ef = cJSON_GetObjectItemCaseSensitive(e[i], "fields");
-        const cJSON *f;
-        cJSON_ArrayForEach(f, ef)
-        {
-            const cJSON *g = cJSON_GetObjectItemCaseSensitive(rf, f->string);
-            cr_assert_not_null(g, "no field %s in %s", f->string, rs);
-            static const char *const stats[] = {"count", "sum", "min", "max"};
-            for (int s = 0; s < 4; s++)
-                cr_assert_eq(num(g, stats[s]), num(f, stats[s]), "%s.%s: %s vs %s", f->string,
-                             stats[s], rs, es);
-        }
-        free(rs);
-        free(es);
-    }
-    for (size_t i = 0; i < rn; i++) {
-        cJSON_Delete(r[i]);
-        cJSON_Delete(e[i]);
-    }
-    free(r);
-    free(e);
-    free(rl);
-    free(el);
-    free(rt);
-    free(et);
-}
-
 static cJSON *summary(const struct run *r)
 {
     cJSON *j = cJSON_Parse(r->out);
     cr_assert_not_null(j, "no JSON summary: %s / %s", r->out, r->err);
     return j;
+}
+
+/* Runs streamgate-gen --check-results RESULTS --expect EXPECT --json; returns its status and
+ * summary (NULL when it printed none: a usage or read error). */
+static int run_check(const char *results_path, const char *expect_path, struct run *r, cJSON **j)
+{
+    run_gen(
+        (const char *[]){"--check-results", results_path, "--expect", expect_path, "--json", NULL},
+        r);
+    *j = cJSON_Parse(r->out);
+    return r->status;
+}
+
+/* Every final window in the results file equals the generator's expectation exactly, as
+ * streamgate-gen --check-results compares them (its own tests below show it catches each kind
+ * of difference). The expectation must not be empty and must be sorted by (key,
+ * window_start), as --expect promises; the comparison itself does not need that. */
+static void check_results(const char *results_path, const char *expect_path)
+{
+    char *et = sgt_read_file(expect_path, NULL);
+    cr_assert_not_null(et);
+    char **el;
+    size_t en = split_lines(et, &el);
+    cr_assert_gt(en, 0);
+    cJSON *prev = NULL;
+    for (size_t i = 0; i < en; i++) {
+        cJSON *e = cJSON_Parse(el[i]);
+        cr_assert_not_null(e, "not JSON: %s", el[i]);
+        if (prev)
+            cr_assert_lt(cmp_result(&prev, &e), 0, "expectation not sorted at line %zu", i);
+        cJSON_Delete(prev);
+        prev = e;
+    }
+    cJSON_Delete(prev);
+    free(el);
+    free(et);
+
+    struct run r;
+    cJSON *j;
+    int status = run_check(results_path, expect_path, &r, &j);
+    cr_assert_eq(status, 0, "results differ from the expectation: %s", r.err);
+    cr_assert_not_null(j, "no JSON summary: %s / %s", r.out, r.err);
+    cr_assert_eq(num(j, "windows"), (double)en);
+    cr_assert_eq(num(j, "expected"), (double)en);
+    cr_assert_eq(num(j, "differences"), 0);
+    cJSON_Delete(j);
+    run_free(&r);
 }
 
 /* ---- without a server ---------------------------------------------------------------- */
@@ -240,12 +235,12 @@ Test(gen, help_lists_every_option)
     run_gen((const char *[]){"--help", NULL}, &r);
     cr_assert_eq(r.status, 0);
     static const char *const opts[] = {
-        "--http",     "--tcp",           "--file",        "--source",   "--count",
-        "--duration", "--rate",          "--keys",        "--dist",     "--zipf-s",
-        "--batch",    "--ndjson",        "--connections", "--start-ts", "--ts-step",
-        "--disorder", "--max-delay",     "--late",        "--lateness", "--window-size",
-        "--expect",   "--expect-fields", "--seed",        "--retry",    "--max-retries",
-        "--quiet",    "--json",          "--token"};
+        "--http",     "--tcp",           "--file",        "--source",       "--count",
+        "--duration", "--rate",          "--keys",        "--dist",         "--zipf-s",
+        "--batch",    "--ndjson",        "--connections", "--start-ts",     "--ts-step",
+        "--disorder", "--max-delay",     "--late",        "--lateness",     "--window-size",
+        "--expect",   "--expect-fields", "--seed",        "--retry",        "--max-retries",
+        "--quiet",    "--json",          "--token",       "--check-results"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         cr_assert_not_null(strstr(r.out, opts[i]), "--help misses %s", opts[i]);
     run_free(&r);
@@ -266,6 +261,9 @@ Test(gen, bad_options_fail)
         (const char *[]){"--http", "https://127.0.0.1:1/", NULL},
         (const char *[]){"--tcp", "127.0.0.1", NULL},
         (const char *[]){"--file", "/dev/null", "--count", NULL},
+        (const char *[]){"--check-results", "/dev/null", NULL}, /* no --expect */
+        (const char *[]){"--check-results", "/dev/null", "--expect", "/dev/null", "--file",
+                         "/dev/null", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct run r;
@@ -563,6 +561,166 @@ Test(gen, expectation_matches_replay)
     free(lines);
     free(text);
     free(path);
+    rm_dir(dir);
+}
+
+/* ---- --check-results ----------------------------------------------------------------- */
+
+enum change { SAME, CHANGED_SUM, MISSING_WINDOW, EXTRA_WINDOW, TWICE, NOT_FINAL, NOT_A_WINDOW };
+
+/* `s` with `from` replaced by `to` (every occurrence, or the first); a new string. */
+static char *subst(const char *s, const char *from, const char *to, bool all)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    for (const char *p = s; (p = strstr(p, from)); p += fl)
+        n++;
+    cr_assert_gt(n, 0, "no %s in %s", from, s);
+    char *out = malloc(strlen(s) + n * tl + 1), *o = out;
+    const char *p = s, *q;
+    while ((q = strstr(p, from))) {
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, to, tl);
+        o += tl;
+        p = q + fl;
+        if (!all)
+            break;
+    }
+    strcpy(o, p);
+    return out;
+}
+
+/* Writes `results` as a server would from the expectation `expect` (text edits, so every
+ * number keeps its digits): every window final, in reverse order, with a statistic and a
+ * field the expectation does not name; then makes one change at the window of line `at`. */
+static void write_results(const char *expect, const char *results, enum change change, size_t at)
+{
+    char *et = sgt_read_file(expect, NULL);
+    cr_assert_not_null(et);
+    char **el;
+    size_t en = split_lines(et, &el);
+    cr_assert_gt(en, at);
+    FILE *f = fopen(results, "w");
+    cr_assert_not_null(f);
+    for (size_t k = en; k-- > 0;) {
+        size_t len = strlen(el[k]);
+        cr_assert(len > 2 && strcmp(el[k] + len - 2, "}}") == 0, "%s", el[k]);
+        el[k][len - 2] = '\0';
+        bool final = !(change == NOT_FINAL && k == at);
+        char *tail = malloc(len + 64);
+        snprintf(tail, len + 64, "%s,\"extra\":{\"count\":1,\"sum\":7}},\"final\":%s}", el[k],
+                 final ? "true" : "false");
+        char *line = subst(tail, "\":{\"count\":", "\":{\"p50\":1.25,\"count\":", true);
+        free(tail);
+        cJSON *w = cJSON_Parse(line);
+        cr_assert_not_null(w, "%s", line);
+        if (k == at && change == CHANGED_SUM) { /* one ulp: equality must be exact */
+            double sum = num(cJSON_GetObjectItemCaseSensitive(
+                                 cJSON_GetObjectItemCaseSensitive(w, "fields"), "value"),
+                             "sum");
+            char from[64], to[64], *l2;
+            const char *v = strstr(line, "\"value\":{");
+            cr_assert_not_null(v);
+            const char *sp = strstr(v, "\"sum\":");
+            cr_assert_not_null(sp);
+            snprintf(from, sizeof(from), "%.*s", (int)strcspn(sp, ",}"), sp);
+            snprintf(to, sizeof(to), "\"sum\":%.17g", nextafter(sum, INFINITY));
+            l2 = subst(line, from, to, false);
+            free(line);
+            line = l2;
+        }
+        if (!(k == at && change == MISSING_WINDOW))
+            fprintf(f, "%s\n", line);
+        if (k == at && change == TWICE)
+            fprintf(f, "%s\n", line);
+        if (k == at && change == NOT_A_WINDOW)
+            fprintf(f, "{\"key\":\"sensor-0\",\"window_start\":\"soon\"}\n");
+        if (k == at && change == EXTRA_WINDOW) {
+            char from[96], to[96];
+            double start = num(w, "window_start"), end = num(w, "window_end");
+            snprintf(from, sizeof(from), "\"window_start\":%.0f,\"window_end\":%.0f", start, end);
+            snprintf(to, sizeof(to), "\"window_start\":%.0f,\"window_end\":%.0f", start + 3600000,
+                     end + 3600000);
+            char *moved = subst(line, from, to, false);
+            fprintf(f, "%s\n", moved);
+            free(moved);
+        }
+        free(line);
+        cJSON_Delete(w);
+    }
+    cr_assert_eq(fclose(f), 0);
+    free(el);
+    free(et);
+}
+
+Test(gen, check_results_finds_every_difference)
+{
+    char *dir = tmp_dir();
+    char exp[512], res[512];
+    snprintf(exp, sizeof(exp), "%s/expect", dir);
+    snprintf(res, sizeof(res), "%s/results", dir);
+    free(gen_file(dir, "events",
+                  (const char *[]){"--count", "3000", "--keys", "5", "--start-ts", "1700000000000",
+                                   "--window-size", "1000", "--disorder", "0.2", "--expect", exp,
+                                   "--expect-fields", "value,temp", NULL}));
+    static const struct {
+        enum change change;
+        int status;
+        const char *says;
+    } cases[] = {
+        {SAME, 0, "matches"},
+        {CHANGED_SUM, 1, "value.sum"},
+        {MISSING_WINDOW, 1, "is missing from"},
+        {EXTRA_WINDOW, 1, "is not expected"},
+        {TWICE, 1, "a second time"},
+        {NOT_FINAL, 1, "not final"},
+        {NOT_A_WINDOW, 1, "not a window result"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_results(exp, res, cases[i].change, 7);
+        struct run r;
+        cJSON *j;
+        int status = run_check(res, exp, &r, &j);
+        cr_assert_eq(status, cases[i].status, "case %zu: status %d: %s", i, status, r.err);
+        cr_assert_not_null(strstr(r.err, cases[i].says), "case %zu: %s", i, r.err);
+        cr_assert_not_null(j, "case %zu: no summary: %s", i, r.out);
+        cr_assert_eq(num(j, "differences"), status ? 1 : 0, "case %zu: %s", i, r.err);
+        cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "match")), status == 0);
+        if (status == 0)
+            cr_assert_eq(num(j, "windows"), num(j, "expected"));
+        cJSON_Delete(j);
+        run_free(&r);
+    }
+    rm_dir(dir);
+}
+
+Test(gen, check_results_unreadable_input_fails)
+{
+    char *dir = tmp_dir();
+    char exp[512], res[512], bad[512];
+    snprintf(exp, sizeof(exp), "%s/expect", dir);
+    snprintf(res, sizeof(res), "%s/results", dir);
+    snprintf(bad, sizeof(bad), "%s/bad", dir);
+    free(gen_file(dir, "events",
+                  (const char *[]){"--count", "500", "--keys", "3", "--start-ts", "1700000000000",
+                                   "--expect", exp, NULL}));
+    write_results(exp, res, SAME, 0);
+    FILE *f = fopen(bad, "w");
+    cr_assert_not_null(f);
+    fputs("{\"key\":\"sensor-0\",\"window_start\":0}\n", f); /* no window_end, count */
+    cr_assert_eq(fclose(f), 0);
+    /* A missing file on either side, or an expectation with a line that is not a window. */
+    const char *const pairs[][2] = {
+        {"/nonexistent/results", exp}, {res, "/nonexistent/expect"}, {res, bad}};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        struct run r;
+        cJSON *j;
+        int status = run_check(pairs[i][0], pairs[i][1], &r, &j);
+        cr_assert_eq(status, 2, "case %zu: status %d: %s", i, status, r.err);
+        cr_assert_null(j, "case %zu: a summary: %s", i, r.out);
+        cr_assert_not_null(strstr(r.err, "streamgate-gen: "), "case %zu: %s", i, r.err);
+        run_free(&r);
+    }
     rm_dir(dir);
 }
 

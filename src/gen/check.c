@@ -1,0 +1,351 @@
+/* --check-results RESULTS --expect EXPECT: compares the window results a server wrote (one JSON
+ * object per line, as --output-results-file writes them) with an expectation written by
+ * --expect, instead of generating. They match when both hold the same set of (key,
+ * window_start), each result is final, and each window has the same window_end and count and,
+ * for every field of the expectation, the same count, sum, min and max (exact double equality:
+ * the expectation adds in the server's order). Statistics and fields the expectation does not
+ * name are not compared. Exit status: 0 equal, 1 different (the first differences on stderr), 2
+ * an unreadable file or a line of the expectation that is not a window. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen.h"
+
+#define GEN_CHECK_SHOW  10 /* differences printed */
+#define GEN_CHECK_NAMES 64 /* distinct field names an expectation may have */
+#define GEN_CHECK_STATS 4
+
+static const char *const gen_check_stat_names[GEN_CHECK_STATS] = {"count", "sum", "min", "max"};
+
+struct gen_cfield {
+    int name;     /* index into gen_check.names */
+    bool present; /* results: the field is there */
+    bool valid;   /* every statistic is a number */
+    double v[GEN_CHECK_STATS];
+};
+
+struct gen_cwin {
+    char *key;
+    double start, end, count;
+    bool final;
+    size_t line;
+    int nf;
+    struct gen_cfield *f; /* expectation: its fields; results: one per name, by index */
+};
+
+struct gen_cfile {
+    const char *path;
+    struct gen_cwin *w;
+    size_t n;
+};
+
+struct gen_check {
+    char *names[GEN_CHECK_NAMES];
+    int nnames;
+    size_t ndiff;
+};
+
+static void gen_check__diff(struct gen_check *ck, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void gen_check__diff(struct gen_check *ck, const char *fmt, ...)
+{
+    if (ck->ndiff++ >= GEN_CHECK_SHOW)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("streamgate-gen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Reads a whole file into a NUL-terminated buffer. */
+static char *gen_check__read(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "streamgate-gen: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len - 1, f);
+        if (len < cap - 1)
+            break;
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    if (!buf || ferror(f)) {
+        fprintf(stderr, "streamgate-gen: cannot read %s: %s\n", path,
+                buf ? strerror(errno) : "out of memory");
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+static int gen_check__name(struct gen_check *ck, const char *name)
+{
+    for (int i = 0; i < ck->nnames; i++)
+        if (strcmp(ck->names[i], name) == 0)
+            return i;
+    if (ck->nnames == GEN_CHECK_NAMES)
+        return -1;
+    if (!(ck->names[ck->nnames] = strdup(name)))
+        return -1;
+    return ck->nnames++;
+}
+
+static void gen_check__field(const cJSON *stats, struct gen_cfield *f)
+{
+    f->present = cJSON_IsObject(stats);
+    f->valid = f->present;
+    for (int s = 0; s < GEN_CHECK_STATS && f->valid; s++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(stats, gen_check_stat_names[s]);
+        f->valid = cJSON_IsNumber(v);
+        f->v[s] = f->valid ? v->valuedouble : 0;
+    }
+}
+
+/* Fills `w` from one line. The expectation's fields add names; a result keeps one entry per
+ * name. Returns NULL, or what is wrong with the line. */
+static const char *gen_check__window(struct gen_check *ck, const char *line, bool expect,
+                                     struct gen_cwin *w)
+{
+    const char *why = NULL;
+    cJSON *o = cJSON_Parse(line);
+    if (!cJSON_IsObject(o)) {
+        why = "not a JSON object";
+        goto out;
+    }
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "key");
+    const cJSON *start = cJSON_GetObjectItemCaseSensitive(o, "window_start");
+    const cJSON *end = cJSON_GetObjectItemCaseSensitive(o, "window_end");
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(o, "count");
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(o, "fields");
+    if (!cJSON_IsString(key) || !cJSON_IsNumber(start) || !cJSON_IsNumber(end) ||
+        !cJSON_IsNumber(count)) {
+        why = "no string key or numeric window_start, window_end and count";
+        goto out;
+    }
+    if (fields && !cJSON_IsObject(fields)) {
+        why = "fields is not an object";
+        goto out;
+    }
+    w->start = start->valuedouble;
+    w->end = end->valuedouble;
+    w->count = count->valuedouble;
+    w->final = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "final"));
+    if (!(w->key = strdup(key->valuestring))) {
+        why = "out of memory";
+        goto out;
+    }
+    if (expect) {
+        w->nf = cJSON_GetArraySize(fields);
+        w->f = calloc((size_t)(w->nf ? w->nf : 1), sizeof(*w->f));
+        const cJSON *f;
+        int i = 0;
+        cJSON_ArrayForEach(f, fields)
+        {
+            if (!w->f || (w->f[i].name = gen_check__name(ck, f->string)) < 0) {
+                why = "too many field names, or out of memory";
+                goto out;
+            }
+            gen_check__field(f, &w->f[i]);
+            if (!w->f[i++].valid) {
+                why = "a field without numeric count, sum, min and max";
+                goto out;
+            }
+        }
+    } else {
+        w->nf = ck->nnames;
+        w->f = calloc((size_t)(w->nf ? w->nf : 1), sizeof(*w->f));
+        if (!w->f) {
+            why = "out of memory";
+            goto out;
+        }
+        for (int i = 0; i < w->nf; i++) {
+            w->f[i].name = i;
+            gen_check__field(cJSON_GetObjectItemCaseSensitive(fields, ck->names[i]), &w->f[i]);
+        }
+    }
+out:
+    cJSON_Delete(o);
+    return why;
+}
+
+/* Orders windows by (key, window_start). */
+static int gen_check__order(const struct gen_cwin *x, const struct gen_cwin *y)
+{
+    int c = strcmp(x->key, y->key);
+    if (c != 0)
+        return c;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The same, then by line: a window given twice keeps its order in the file. */
+static int gen_check__sort(const void *a, const void *b)
+{
+    const struct gen_cwin *x = a, *y = b;
+    int c = gen_check__order(x, y);
+    return c ? c : x->line < y->line ? -1 : x->line > y->line;
+}
+
+static void gen_check__free(struct gen_cfile *cf)
+{
+    for (size_t i = 0; i < cf->n; i++) {
+        free(cf->w[i].key);
+        free(cf->w[i].f);
+    }
+    free(cf->w);
+    cf->w = NULL;
+    cf->n = 0;
+}
+
+/* Loads and sorts one file. A line that is not a window is an error (-1) in the expectation and
+ * a difference in the results (it is left out). Returns 0 or -1. */
+static int gen_check__load(struct gen_check *ck, struct gen_cfile *cf, bool expect)
+{
+    char *text = gen_check__read(cf->path);
+    if (!text)
+        return -1;
+    size_t cap = 1024;
+    cf->w = malloc(cap * sizeof(*cf->w));
+    int rc = cf->w ? 0 : -1;
+    size_t lineno = 0;
+    for (char *line = text, *nl; rc == 0 && *line; line = nl ? nl + 1 : line + strlen(line)) {
+        lineno++;
+        if ((nl = strchr(line, '\n')))
+            *nl = '\0';
+        if (line[strspn(line, " \t\r")] == '\0')
+            continue;
+        if (cf->n == cap) {
+            struct gen_cwin *nw = realloc(cf->w, (cap *= 2) * sizeof(*cf->w));
+            if (!nw) {
+                fprintf(stderr, "streamgate-gen: out of memory reading %s\n", cf->path);
+                rc = -1;
+                break;
+            }
+            cf->w = nw;
+        }
+        struct gen_cwin *w = &cf->w[cf->n];
+        memset(w, 0, sizeof(*w));
+        w->line = lineno;
+        const char *why = gen_check__window(ck, line, expect, w);
+        if (!why) {
+            cf->n++;
+            continue;
+        }
+        free(w->key);
+        free(w->f);
+        if (expect) {
+            fprintf(stderr, "streamgate-gen: %s:%zu: not a window of an expectation: %s\n",
+                    cf->path, lineno, why);
+            rc = -1;
+        } else {
+            gen_check__diff(ck, "%s:%zu: not a window result: %s", cf->path, lineno, why);
+        }
+    }
+    if (!cf->w)
+        fprintf(stderr, "streamgate-gen: out of memory reading %s\n", cf->path);
+    free(text);
+    if (rc == 0)
+        qsort(cf->w, cf->n, sizeof(*cf->w), gen_check__sort);
+    return rc;
+}
+
+/* One differing number: the shortest text that reads back as each value. */
+static void gen_check__number(struct gen_check *ck, const char *at, const char *what, double got,
+                              double want)
+{
+    char g[64], w[64];
+    gen_format_double(got, g);
+    gen_format_double(want, w);
+    gen_check__diff(ck, "%s: %s %s, expected %s", at, what, g, w);
+}
+
+/* Compares one result with the expected window of the same key and start. */
+static void gen_check__compare(struct gen_check *ck, const struct gen_cfile *rf,
+                               const struct gen_cwin *r, const struct gen_cfile *ef,
+                               const struct gen_cwin *e)
+{
+    char at[512], what[128];
+    snprintf(at, sizeof(at), "%s:%zu vs %s:%zu: window %s @%.0f", rf->path, r->line, ef->path,
+             e->line, e->key, e->start);
+    if (!r->final)
+        gen_check__diff(ck, "%s: not final", at);
+    if (r->end != e->end)
+        gen_check__number(ck, at, "window_end", r->end, e->end);
+    if (r->count != e->count)
+        gen_check__number(ck, at, "count", r->count, e->count);
+    for (int i = 0; i < e->nf; i++) {
+        const struct gen_cfield *x = &e->f[i], *y = &r->f[x->name];
+        const char *name = ck->names[x->name];
+        if (!y->valid) {
+            gen_check__diff(ck, "%s: %s %s", at,
+                            y->present ? "no numeric statistics in field" : "no field", name);
+            continue;
+        }
+        for (int s = 0; s < GEN_CHECK_STATS; s++)
+            if (y->v[s] != x->v[s]) {
+                snprintf(what, sizeof(what), "%s.%s", name, gen_check_stat_names[s]);
+                gen_check__number(ck, at, what, y->v[s], x->v[s]);
+            }
+    }
+}
+
+int gen_check_results(const struct gen_opts *o)
+{
+    struct gen_check ck = {.nnames = 0};
+    struct gen_cfile ef = {.path = o->expect_path}, rf = {.path = o->check_results};
+    int code = 2;
+    /* The expectation first: it names the fields to look for in the results. */
+    if (gen_check__load(&ck, &ef, true) != 0 || gen_check__load(&ck, &rf, false) != 0)
+        goto out;
+    size_t i = 0, j = 0;
+    while (i < rf.n || j < ef.n) {
+        int c = i == rf.n ? 1 : j == ef.n ? -1 : gen_check__order(&rf.w[i], &ef.w[j]);
+        if (c < 0) {
+            bool again = i > 0 && gen_check__order(&rf.w[i - 1], &rf.w[i]) == 0;
+            gen_check__diff(&ck, "%s:%zu: window %s @%.0f %s", rf.path, rf.w[i].line, rf.w[i].key,
+                            rf.w[i].start, again ? "a second time" : "is not expected");
+            i++;
+        } else if (c > 0) {
+            gen_check__diff(&ck, "%s:%zu: window %s @%.0f (count %.0f) is missing from %s", ef.path,
+                            ef.w[j].line, ef.w[j].key, ef.w[j].start, ef.w[j].count, rf.path);
+            j++;
+        } else {
+            gen_check__compare(&ck, &rf, &rf.w[i++], &ef, &ef.w[j++]);
+        }
+    }
+    code = ck.ndiff ? 1 : 0;
+    if (ck.ndiff)
+        fprintf(stderr, "streamgate-gen: %zu difference%s between %s (%zu windows) and %s (%zu)\n",
+                ck.ndiff, ck.ndiff == 1 ? "" : "s", rf.path, rf.n, ef.path, ef.n);
+    else if (!o->quiet)
+        fprintf(stderr, "streamgate-gen: %s matches %s: %zu windows\n", rf.path, ef.path, rf.n);
+    if (o->json)
+        printf("{\"windows\":%zu,\"expected\":%zu,\"differences\":%zu,\"match\":%s}\n", rf.n, ef.n,
+               ck.ndiff, ck.ndiff ? "false" : "true");
+out:
+    gen_check__free(&rf);
+    gen_check__free(&ef);
+    for (int k = 0; k < ck.nnames; k++)
+        free(ck.names[k]);
+    return code;
+}
