@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 struct sg_buf {
     char *data;
@@ -19,10 +20,27 @@ void sg_buf_init(struct sg_buf *b, size_t max);
 void sg_buf_free(struct sg_buf *b);
 /* Makes room for `extra` more bytes. Returns 0, -ENOMEM, or -E2BIG past the cap. */
 int sg_buf_reserve(struct sg_buf *b, size_t extra);
-/* Appends bytes. Returns 0, -ENOMEM or -E2BIG (the buffer is unchanged on failure). */
-int sg_buf_append(struct sg_buf *b, const void *data, size_t len);
-int sg_buf_append_str(struct sg_buf *b, const char *s);
-int sg_buf_append_char(struct sg_buf *b, char c);
+int sg_buf__append_slow(struct sg_buf *b, const void *data, size_t len);
+/* Appends bytes. Returns 0, -ENOMEM or -E2BIG (the buffer is unchanged on failure). Inline for
+ * the common case of room already there: responses and results are many small appends. */
+static inline int sg_buf_append(struct sg_buf *b, const void *data, size_t len)
+{
+    if (len <= b->cap - b->len && len <= b->max - b->len) {
+        if (len > 0)
+            memcpy(b->data + b->len, data, len);
+        b->len += len;
+        return 0;
+    }
+    return sg_buf__append_slow(b, data, len);
+}
+static inline int sg_buf_append_str(struct sg_buf *b, const char *s)
+{
+    return sg_buf_append(b, s, strlen(s));
+}
+static inline int sg_buf_append_char(struct sg_buf *b, char c)
+{
+    return sg_buf_append(b, &c, 1);
+}
 /* Appends the decimal digits of `v`, as printf's %llu would, without printf. */
 int sg_buf_append_uint(struct sg_buf *b, unsigned long long v);
 int sg_buf_printf(struct sg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

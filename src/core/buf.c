@@ -44,7 +44,7 @@ int sg_buf_reserve(struct sg_buf *b, size_t extra)
     return 0;
 }
 
-int sg_buf_append(struct sg_buf *b, const void *data, size_t len)
+int sg_buf__append_slow(struct sg_buf *b, const void *data, size_t len)
 {
     if (len == 0)
         return 0;
@@ -54,16 +54,6 @@ int sg_buf_append(struct sg_buf *b, const void *data, size_t len)
     memcpy(b->data + b->len, data, len);
     b->len += len;
     return 0;
-}
-
-int sg_buf_append_str(struct sg_buf *b, const char *s)
-{
-    return sg_buf_append(b, s, strlen(s));
-}
-
-int sg_buf_append_char(struct sg_buf *b, char c)
-{
-    return sg_buf_append(b, &c, 1);
 }
 
 int sg_buf_append_uint(struct sg_buf *b, unsigned long long v)
