@@ -89,13 +89,22 @@ static void conn_debug(struct sg_http_conn *conn, const char *msg, int status, c
 
 static void conn_on_timer(uv_timer_t *timer);
 
+/* Sets the one deadline a connection has (idle, header, body, flush or linger). A request
+ * moves through three of them, and restarting a libuv timer costs two heap operations, so the
+ * timer is restarted only when the new deadline comes earlier than the one it is set for; a
+ * timer that fires early sets itself again for what is left. */
 static void conn_timer(struct sg_http_conn *conn, enum sg_http_timer kind, uint64_t ms)
 {
     conn->timer_kind = kind;
     if (kind == SG_HTTP_TIMER_NONE || ms == 0) {
-        uv_timer_stop(&conn->timer);
+        conn->timer_due = 0; /* a timer still set finds nothing due */
         return;
     }
+    uint64_t due = uv_now(conn->timer.loop) + ms;
+    conn->timer_due = due;
+    if (uv_is_active((uv_handle_t *)&conn->timer) && conn->timer_armed <= due)
+        return;
+    conn->timer_armed = due;
     uv_timer_start(&conn->timer, conn_on_timer, ms, 0);
 }
 
@@ -1234,11 +1243,12 @@ void sg_http__conn_feed_end(struct sg_http_conn *conn, int status)
     sg_http__conn_close(conn);
 }
 
-static void conn_on_timer(uv_timer_t *timer)
+/* The deadline has passed: the connection's timeout of its kind. */
+static void conn_timer_expired(struct sg_http_conn *conn)
 {
-    struct sg_http_conn *conn = sg_container_of(timer, struct sg_http_conn, timer);
     struct sg_http_server *srv = conn->srv;
 
+    conn->timer_due = 0;
     switch (conn->timer_kind) {
     case SG_HTTP_TIMER_IDLE:
         sg_http__count_limit(srv, SG_HTTP_LIMIT_IDLE_TIMEOUT);
@@ -1268,14 +1278,30 @@ static void conn_on_timer(uv_timer_t *timer)
     }
 }
 
+static void conn_on_timer(uv_timer_t *timer)
+{
+    struct sg_http_conn *conn = sg_container_of(timer, struct sg_http_conn, timer);
+    uint64_t now = uv_now(timer->loop);
+
+    if (conn->timer_due == 0)
+        return;
+    if (now < conn->timer_due) {
+        /* Set for an earlier deadline that has since moved later. */
+        conn->timer_armed = conn->timer_due;
+        uv_timer_start(timer, conn_on_timer, conn->timer_due - now, 0);
+        return;
+    }
+    conn_timer_expired(conn);
+}
+
 /* --- life cycle -------------------------------------------------------------------------- */
 
 void sg_http__conn_expire(struct sg_http_conn *conn)
 {
-    if (!uv_is_active((uv_handle_t *)&conn->timer))
+    if (conn->timer_due == 0)
         return;
     uv_timer_stop(&conn->timer);
-    conn_on_timer(&conn->timer);
+    conn_timer_expired(conn);
 }
 
 void sg_http__conn_peer_name(struct sg_http_conn *conn)

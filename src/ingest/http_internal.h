@@ -154,7 +154,9 @@ struct sg_http_conn {
     int open_handles; /* transport and timer; freed when the last close callback runs */
     enum sg_http_state state;
     enum sg_http_timer timer_kind;
-    bool rejected; /* over the connection limit: one 503, then gone */
+    uint64_t timer_due;   /* loop time (ms) timer_kind is due at; 0: nothing due */
+    uint64_t timer_armed; /* loop time the libuv timer is set to fire at */
+    bool rejected;        /* over the connection limit: one 503, then gone */
     bool reading;
     bool writing;
     bool eof;     /* the peer closed its side */
@@ -284,7 +286,7 @@ void sg_http__conn_on_write(struct sg_http_conn *conn, int status);
 void sg_http__conn_on_shutdown(struct sg_http_conn *conn, int status);
 /* The transport is closed; the connection may be freed from here on (see io->close). */
 void sg_http__conn_on_closed(struct sg_http_conn *conn);
-/* For tests: does what the connection's timer does when it fires, now, if it is running. */
+/* For tests: does what the connection's timer does at its deadline, now, if one is set. */
 void sg_http__conn_expire(struct sg_http_conn *conn);
 
 #endif

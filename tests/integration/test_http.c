@@ -256,8 +256,8 @@ Test(http, keep_alive_serves_several_requests)
 
     cr_assert_eq(out_lines(&p, 3), 3);
     /* Every request came over the one connection; the second is this scrape's own. */
-    cr_assert_eq(
-        sgt_metric(p.http, "streamgate_connections_accepted_total{transport=\"http\"}"), 2.0);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_connections_accepted_total{transport=\"http\"}"),
+                 2.0);
     sgt_stop_ok(&p);
 }
 
@@ -926,6 +926,54 @@ Test(http, body_timeout_is_408)
 
     cr_assert_eq(limit_hits(&p, "http_body_timeout"), 1);
     cr_assert_eq(out_lines(&p, 0), 0);
+    sgt_stop_ok(&p);
+}
+
+/* Each deadline is the one of the connection's current state: a longer one that follows a
+ * shorter one (body after headers, idle after a request) holds for its own length. */
+Test(http, later_deadlines_outlive_earlier_ones)
+{
+    struct sgt_proc p;
+    struct sgt_response r;
+    const char *args[] = {"--http-header-timeout",
+                          "200ms",
+                          "--http-body-timeout",
+                          "1500ms",
+                          "--http-idle-timeout",
+                          "1500ms",
+                          NULL};
+    sgt_start(&p, args, NULL);
+    int fd = sgt_connect(p.http);
+
+    sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"key\"");
+    sgt_sleep_ms(600); /* past the header deadline, well within the body's */
+    sgt_send_str(fd, ":\"a\"}");
+    read_resp(fd, &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+    sgt_sleep_ms(600); /* idle, past the header deadline again */
+    sgt_send_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_resp(fd, &r);
+    cr_assert_eq(r.status, 200);
+    sgt_response_free(&r);
+    close(fd);
+
+    cr_assert_eq(limit_hits(&p, "http_header_timeout"), 0);
+    cr_assert_eq(limit_hits(&p, "http_body_timeout"), 0);
+    cr_assert_eq(limit_hits(&p, "http_idle_timeout"), 0);
+    cr_assert_eq(out_lines(&p, 1), 1);
+
+    /* A body that never ends is cut at its own deadline, not the header's. */
+    fd = sgt_connect(p.http);
+    int64_t t0 = sgt_mono_ms();
+    sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{");
+    read_resp(fd, &r);
+    int64_t waited = sgt_mono_ms() - t0;
+    cr_assert_eq(r.status, 408, "%d %s", r.status, r.body);
+    cr_assert_geq(waited, 1300, "408 after %lld ms", (long long)waited);
+    sgt_response_free(&r);
+    close(fd);
+    cr_assert_eq(limit_hits(&p, "http_body_timeout"), 1);
     sgt_stop_ok(&p);
 }
 
