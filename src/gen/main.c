@@ -11,8 +11,10 @@
 
 #include "gen.h"
 
-#define GEN_EVENT_BUDGET 256 /* bytes reserved per queued event when sizing HTTP queues */
-#define GEN_FLUSH_MS     100
+#define GEN_EVENT_BUDGET        256 /* bytes reserved per queued event when sizing HTTP queues */
+#define GEN_HTTP_QUEUED_BATCHES 8   /* batches an HTTP connection can hold waiting */
+#define GEN_HTTP_QUEUE_TOTAL    (256u << 20) /* bytes all of them may hold, past two batches */
+#define GEN_FLUSH_MS            100
 
 int gen_resolve(uv_loop_t *loop, const char *host, const char *port, struct sockaddr_storage *ss,
                 char *errstr, size_t errstr_size)
@@ -119,8 +121,15 @@ static int gen_app_create(struct gen_app *app, char *errstr, size_t errstr_size)
         cap = cap > (1u << 20) ? (1u << 20) : cap < (64u << 10) ? (64u << 10) : cap;
         flight_cap = cap;
     } else {
-        /* Room for two batches, so one fills while the other is answered. */
-        cap = (2 * o->batch + 16) * GEN_EVENT_BUDGET + GEN_EVENT_MAX;
+        /* Room for several batches: keys are drawn in one sequence for all connections, so
+         * when the next key's connection has no room the whole generator waits for it, and
+         * the other connections starve. A few batches of slack keep them all busy; with many
+         * connections and large batches, fewer (at least two), to bound the memory. */
+        size_t batches = GEN_HTTP_QUEUED_BATCHES;
+        while (batches > 2 &&
+               app->nlanes * batches * o->batch * GEN_EVENT_BUDGET > GEN_HTTP_QUEUE_TOTAL)
+            batches--;
+        cap = (batches * o->batch + 16) * GEN_EVENT_BUDGET + GEN_EVENT_MAX;
         flight_cap = 64;
     }
     size_t rcap = app->keep_expect ? cap / 64 + 1 : 0;
