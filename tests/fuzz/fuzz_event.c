@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_configs.h"
 #include "streamgate/config.h"
 #include "streamgate/event.h"
 #include "streamgate/json_split.h"
@@ -30,11 +31,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/* Both configurations are built once and only read afterwards: the decoders borrow their
- * strings. */
+/* The first two configurations of event_configs.h (the defaults and "custom"), built once
+ * and only read afterwards: the decoders borrow their strings. */
 struct fuzz_state {
-    struct sg_config cfg_default;
-    struct sg_config cfg_custom;
+    struct sg_config cfg[EVENT_CONFIG_CUSTOM + 1];
     struct sg_event ev; /* large; one instance reused */
 };
 
@@ -50,33 +50,17 @@ static void free_state(void)
 {
     if (!state)
         return;
-    sg_config_free(&state->cfg_default);
-    sg_config_free(&state->cfg_custom);
+    event_configs_free(state->cfg, EVENT_CONFIG_CUSTOM + 1);
     free(state);
     state = NULL;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char err[256];
-    static const char *const custom[][2] = {
-        {"event.key_field", "user"},      {"event.key_fallback", "key"},
-        {"event.time_field", "time"},     {"event.value_fields", "v,w,x,value"},
-        {"event.max_fields", "2"},        {"event.max_key_size", "8"},
-        {"window.distinct_field", "uid"},
-    };
-
     state = calloc(1, sizeof(*state));
     if (!state)
         abort();
-    sg_config_defaults(&state->cfg_default);
-    sg_config_defaults(&state->cfg_custom);
-    for (size_t i = 0; i < sizeof(custom) / sizeof(custom[0]); i++) {
-        if (sg_config_set(&state->cfg_custom, custom[i][0], custom[i][1], err, sizeof(err)) != 0) {
-            fprintf(stderr, "fuzz_event: %s\n", err);
-            abort();
-        }
-    }
+    event_configs_build_or_abort(state->cfg, EVENT_CONFIG_CUSTOM + 1, "fuzz_event");
     atexit(free_state);
     return 0;
 }
@@ -199,8 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memcpy(buf, data, size);
 
-    sg_event_decoder_init(&dec_default, &state->cfg_default);
-    sg_event_decoder_init(&dec_custom, &state->cfg_custom);
+    sg_event_decoder_init(&dec_default, &state->cfg[EVENT_CONFIG_DEFAULT]);
+    sg_event_decoder_init(&dec_custom, &state->cfg[EVENT_CONFIG_CUSTOM]);
 
     check_decode(&dec_default, buf, size);
     check_decode(&dec_custom, buf, size);

@@ -1,11 +1,14 @@
 /* Event decoding: key, time, numeric fields, raw bytes, and every reason to reject. */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_configs.h"
 #include "streamgate/config.h"
 #include "streamgate/event.h"
 
@@ -25,6 +28,7 @@ static char *input; /* the last input, in a buffer of exactly its length */
  * test; the two must give the same answer. */
 static struct sg_event_decoder ref_dec;
 static struct sg_event ref_ev;
+static const char *context = ""; /* prefixed to a difference between the two */
 
 /* The event options set by hand, so the tests do not depend on the defaults' values. */
 static void config_event(struct sg_config *c)
@@ -93,8 +97,8 @@ static void assert_same_as_reference(int rc, size_t len)
             goto differ;
     return;
 differ:
-    cr_assert_fail("%.*s: the decoders differ in their %s (rc %d/%d, %s/%s)", (int)len, input, what,
-                   rc, ref_rc, sg_reject_label(why), sg_reject_label(ref_why));
+    cr_assert_fail("%s%.*s: the decoders differ in their %s (rc %d/%d, %s/%s)", context, (int)len,
+                   input, what, rc, ref_rc, sg_reject_label(why), sg_reject_label(ref_why));
 }
 
 TestSuite(event, .init = setup, .fini = teardown);
@@ -118,12 +122,17 @@ static int decode(const char *s)
     return decode_n(s, strlen(s));
 }
 
-static void reinit(void)
+static void init_decoders(const struct sg_config *c)
 {
     sg_event_decoder_free(&dec);
-    sg_event_decoder_init(&dec, &cfg);
+    sg_event_decoder_init(&dec, c);
     sg_event_decoder_free(&ref_dec);
-    sg_event_decoder_init(&ref_dec, &cfg);
+    sg_event_decoder_init(&ref_dec, c);
+}
+
+static void reinit(void)
+{
+    init_decoders(&cfg);
 }
 
 #define assert_rejected(json, reason)                                                              \
@@ -1070,4 +1079,69 @@ Test(event, flat_fields_follow_the_same_rules)
     cr_assert_eq(ev.nfields, 1);
     assert_field_name(0, "v");
     cr_assert_eq(ev.ts_ms, 3);
+}
+
+/* ---- the differential fuzzer's seeds ---- */
+
+/* The whole of a file, in a heap buffer; NULL when it cannot be read. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    long size;
+
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (data = malloc((size_t)size + 1)) != NULL) {
+        *len = fread(data, 1, (size_t)size, f);
+        if (*len != (size_t)size) {
+            free(data);
+            data = NULL;
+        }
+    }
+    fclose(f);
+    return data;
+}
+
+Test(event, fuzz_diff_corpus_under_every_configuration)
+{
+    /* Every seed of tests/fuzz/corpus/fuzz_event_diff, under each configuration the fuzzer
+     * uses (event_configs.h), through decode_n: the two decoders must agree. The scanner must
+     * also answer for some seeds under each configuration, or the comparison proves little. */
+    struct dirent **names;
+    int n = scandir(SG_EVENT_DIFF_CORPUS, &names, NULL, alphasort);
+    char err[256], where[512];
+
+    cr_assert(n > 2, "%s: no seeds (%s)", SG_EVENT_DIFF_CORPUS, strerror(errno));
+    for (size_t c = 0; c < EVENT_CONFIG_COUNT; c++) {
+        struct sg_config ccfg;
+        size_t nflat = 0;
+        cr_assert_eq(event_config_build(c, &ccfg, err, sizeof(err)), 0, "%s", err);
+        init_decoders(&ccfg);
+        for (int i = 0; i < n; i++) {
+            char path[1024];
+            size_t len = 0;
+            char *data;
+            if (names[i]->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", SG_EVENT_DIFF_CORPUS, names[i]->d_name);
+            data = read_file(path, &len);
+            cr_assert_not_null(data, "%s: cannot read", path);
+            snprintf(where, sizeof(where), "configuration %s, seed %s: ", event_configs[c].name,
+                     names[i]->d_name);
+            context = where;
+            if (decode_n(data, len) == 0 && ev.flat)
+                nflat++;
+            context = "";
+            free(data);
+        }
+        cr_assert_gt(nflat, 0, "configuration %s: the scanner answered for no seed",
+                     event_configs[c].name);
+        reinit();
+        sg_config_free(&ccfg);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }
