@@ -160,6 +160,61 @@ static void sg_event__scan_bytes(const char *p, size_t n, bool *control, bool *h
     *high = (acc & SG_EVENT_HIGHS) != 0;
 }
 
+static int sg_event__hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* cJSON is lenient with escapes, as with control bytes: it reads "\uZZZZ" (not hex) as U+0000, and
+ * U+0000, escaped or not, ends its copy of a string, so a key, a member name or a timestamp would
+ * be cut short there without a word ("key\u0000x" would even be read as the key field). Events with
+ * an escape JSON does not have, or an escaped NUL, are refused like raw control bytes. Escapes are
+ * read in pairs, so "\\u0000" (an escaped backslash, then text) is fine. */
+static bool sg_event__valid_escapes(const char *p, size_t n)
+{
+    const char *end = p + n;
+
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        if (++p == end)
+            return false;
+        switch (*p++) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            break;
+        case 'u': {
+            unsigned v = 0;
+            if (end - p < 4)
+                return false;
+            for (int k = 0; k < 4; k++) {
+                int h = sg_event__hex(p[k]);
+                if (h < 0)
+                    return false;
+                v = v * 16 + (unsigned)h;
+            }
+            if (v == 0)
+                return false;
+            p += 4;
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. JSON text
  * must be UTF-8, and downstream consumers (Kafka clients, Tablestore's STRING columns) reject
  * or mangle anything else, so it is refused here rather than forwarded. */
@@ -403,6 +458,12 @@ static int sg_event__decode_tree(struct sg_event_decoder *dec, const char *start
     const cJSON *item;
     cJSON *root;
 
+    /* Only this decoder sees escapes: the scanner hands on every event with a backslash. */
+    if (memchr(start, '\\', (size_t)(end - start)) &&
+        !sg_event__valid_escapes(start, (size_t)(end - start))) {
+        *why = SG_REJECT_INVALID_JSON;
+        return -EINVAL;
+    }
     root = cJSON_ParseWithLengthOpts(start, (size_t)(end - start), &parse_end, 0);
     if (root == NULL || parse_end != end) {
         /* parse_end != end: something other than whitespace follows the value. */

@@ -401,10 +401,24 @@ Test(event, ts_rfc3339_strings)
     assert_ts("{\"key\":\"a\",\"ts\":\"2023-11-14 22:13:20Z\"}", INT64_C(1700000000000));
     assert_rejected("{\"key\":\"a\",\"ts\":\"2023-13-14T22:13:20Z\"}", SG_REJECT_BAD_TIMESTAMP);
     assert_rejected("{\"key\":\"a\",\"ts\":\"2023-11-14T22:13:20Z \"}", SG_REJECT_BAD_TIMESTAMP);
-    /* A NUL written as an escape ends the decoded string early; what is left must still be a
-     * whole timestamp. */
-    assert_rejected("{\"key\":\"a\",\"ts\":\"2023-11-14T22:13\\u0000:20Z\"}",
-                    SG_REJECT_BAD_TIMESTAMP);
+    /* A NUL written as an escape would end the decoded string early: refused outright. */
+    assert_rejected("{\"key\":\"a\",\"ts\":\"2023-11-14T22:13:20Z\\u0000junk\"}",
+                    SG_REJECT_INVALID_JSON);
+}
+
+Test(event, escapes_json_does_not_have_are_refused)
+{
+    /* cJSON would read these: "\uZZZZ" as U+0000, and U+0000 as the end of the string. */
+    assert_rejected("{\"key\":\"ab\\uZZZZcd\"}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"ab\\u12\"}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"ab\\x41\"}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"ab\\u0000cd\"}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\\u0000x\":\"a\",\"key\":\"b\"}", SG_REJECT_INVALID_JSON);
+    assert_rejected("{\"key\":\"a\",\"msg\":\"tail\\\"}", SG_REJECT_INVALID_JSON);
+    /* Every escape JSON has is fine, and an escaped backslash before "u0000" is just text. */
+    assert_key("{\"key\":\"a\\\"\\\\\\/\\b\\f\\n\\r\\t\"}", "a\"\\/\b\f\n\r\t");
+    assert_key("{\"key\":\"\\u00e9\\uD83D\\uDE00\"}", "\xc3\xa9\xf0\x9f\x98\x80");
+    assert_key("{\"key\":\"a\\\\u0000\"}", "a\\u0000");
 }
 
 Test(event, ts_case_sensitive_and_first)
