@@ -5,9 +5,10 @@
  * array's own level the commas between elements. It does not look inside elements: whether
  * an element is valid JSON is for the event decoder to judge, one element at a time.
  *
- * The same scan runs twice. The first pass only checks the framing, so a body whose framing
- * is broken hands out no element at all; the second hands the elements out. Neither pass
- * allocates: the nesting stack is a fixed array on the C stack. */
+ * The framing is checked before anything is handed out, so a body whose framing is broken
+ * hands out no element at all: a first pass checks it and remembers where the first
+ * SG_JSON_SPLIT_REMEMBER elements lie, and a second hands those out and scans only past them.
+ * Neither pass allocates: the nesting stack and the marks are fixed arrays on the C stack. */
 #include "streamgate/json_split.h"
 
 #include <errno.h>
@@ -51,20 +52,41 @@ static int sg_json__fail(struct sg_json__scan *sc, size_t offset, const char *ms
     return -EINVAL;
 }
 
+#define SG_JSON_ONES  UINT64_C(0x0101010101010101)
+#define SG_JSON_HIGHS UINT64_C(0x8080808080808080)
+
+/* The offset of the first '"' at or after `i`, or SIZE_MAX. Most strings in events are a few
+ * bytes long, where a call to memchr costs more than the search: eight bytes at a time here
+ * (a word's lowest mark of a zero byte after the xor is exact), then memchr for long ones. */
+static inline size_t sg_json__find_quote(const char *body, size_t len, size_t i)
+{
+    for (size_t stop = len - i > 64 ? i + 64 : len; i + 8 <= stop; i += 8) {
+        uint64_t w;
+        memcpy(&w, body + i, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+#endif
+        uint64_t x = w ^ ('"' * SG_JSON_ONES);
+        uint64_t hit = (x - SG_JSON_ONES) & ~x & SG_JSON_HIGHS;
+        if (hit)
+            return i + (size_t)__builtin_ctzll(hit) / 8;
+    }
+    const char *q = memchr(body + i, '"', len - i);
+    return q ? (size_t)(q - body) : SIZE_MAX;
+}
+
 /* `open` is the offset of a string's opening quote. Returns the offset just past the closing
  * quote, or SIZE_MAX when the string does not end. A quote ends the string unless an odd
- * number of backslashes precedes it; looking for quotes with memchr and counting backslashes
- * backwards keeps the common case (few escapes) at memchr speed, and each backslash is
- * counted at most once because the runs between quotes do not overlap. */
+ * number of backslashes precedes it; looking for quotes and counting backslashes backwards
+ * keeps the common case (few escapes) fast, and each backslash is counted at most once
+ * because the runs between quotes do not overlap. */
 static size_t sg_json__string_end(const char *body, size_t len, size_t open)
 {
     size_t i = open + 1;
     while (i < len) {
-        const char *q = memchr(body + i, '"', len - i);
-        size_t at, bs = 0;
-        if (q == NULL)
+        size_t at = sg_json__find_quote(body, len, i), bs = 0;
+        if (at == SIZE_MAX)
             return SIZE_MAX;
-        at = (size_t)(q - body);
         while (at - bs > open + 1 && body[at - bs - 1] == '\\')
             bs++;
         if ((bs & 1) == 0)
@@ -117,16 +139,42 @@ static int sg_json__nested_end(struct sg_json__scan *sc, size_t i, size_t *out)
     }
 }
 
-/* Scans the array whose '[' is at `open`. With `cb` NULL it only checks the framing and
- * returns the element count or -EINVAL; with `cb` it hands the elements out (the framing
- * being known good) and returns the count or the callback's non-zero value. */
+/* Elements the first pass remembers, so the second hands them out without scanning again;
+ * the second pass scans only past them. */
+#define SG_JSON_SPLIT_REMEMBER 256
+
+struct sg_json__marks {
+    size_t n;                             /* elements remembered */
+    size_t start[SG_JSON_SPLIT_REMEMBER]; /* their offsets */
+    size_t end[SG_JSON_SPLIT_REMEMBER];   /* just past each */
+    size_t resume;                        /* where the element after the last one starts */
+    bool done;                            /* the array ends with the last one */
+};
+
+/* Scans the array whose '[' is at `open`. With `cb` NULL it only checks the framing,
+ * remembers the first elements in `m` and returns the element count or -EINVAL; with `cb` it
+ * hands the elements out (the framing being known good): those `m` remembers, then the rest
+ * as it scans them. Returns the count or the callback's non-zero value. */
 static int sg_json__scan_array(struct sg_json__scan *sc, size_t open, sg_json_element_cb cb,
-                               void *arg)
+                               void *arg, struct sg_json__marks *m)
 {
     const char *body = sc->body;
     size_t len = sc->len;
     size_t i = open + 1, count = 0;
     bool first = true;
+
+    if (cb) {
+        for (; count < m->n; count++) {
+            int rc = cb(arg, count, body + m->start[count], m->end[count] - m->start[count],
+                        m->start[count]);
+            if (rc != 0)
+                return rc;
+        }
+        if (m->n < SG_JSON_SPLIT_REMEMBER || m->done)
+            return (int)count; /* every element was remembered */
+        i = m->resume;
+        first = false;
+    }
 
     for (;;) {
         size_t start, end;
@@ -181,6 +229,11 @@ static int sg_json__scan_array(struct sg_json__scan *sc, size_t open, sg_json_el
             int rc = cb(arg, count, body + start, end - start, start);
             if (rc != 0)
                 return rc;
+        } else if (m->n < SG_JSON_SPLIT_REMEMBER) {
+            m->start[m->n] = start;
+            m->end[m->n++] = end;
+            m->resume = i + 1;
+            m->done = c == ']';
         }
         count++;
         i++;
@@ -221,9 +274,12 @@ int sg_json_split(const char *body, size_t len, sg_json_element_cb cb, void *arg
         goto out;
     }
 
-    rc = sg_json__scan_array(&sc, start, NULL, NULL);
+    struct sg_json__marks marks;
+    marks.n = 0;
+    marks.done = false;
+    rc = sg_json__scan_array(&sc, start, NULL, NULL, &marks);
     if (rc > 0)
-        rc = sg_json__scan_array(&sc, start, cb, arg);
+        rc = sg_json__scan_array(&sc, start, cb, arg, &marks);
 
 out:
     if (rc == -EINVAL && sc.err_msg) {

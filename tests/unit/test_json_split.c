@@ -9,7 +9,7 @@
 
 #include "streamgate/json_split.h"
 
-#define MAX_ELEMS 64
+#define MAX_ELEMS 1024
 
 struct collected {
     const char *body;
@@ -433,5 +433,40 @@ Test(json_split, every_truncation_is_safe)
             cr_assert_str_eq(c.text[3], "true");
         }
         collected_free(&c);
+    }
+}
+
+Test(json_split, counts_around_the_remembered_elements)
+{
+    /* The first pass remembers where the first elements lie and the second hands them out,
+     * then scans on: bodies with about that many elements, and many more, come out whole and
+     * in order, with a break after them still found before anything is handed out. */
+    static const int counts[] = {1, 255, 256, 257, 511, 512, 1000};
+    for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+        int n = counts[k];
+        size_t cap = (size_t)n * 32 + 16, len = 0;
+        char *body = malloc(cap);
+        cr_assert_not_null(body);
+        len += (size_t)snprintf(body + len, cap - len, "[");
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(body + len, cap - len, "%s {\"key\":\"k%d\",\"s\":\"]\"}",
+                                    i ? "," : "", i);
+        len += (size_t)snprintf(body + len, cap - len, " ]");
+        struct collected c = {0};
+        size_t off;
+        const char *msg;
+        cr_assert_eq(split_n(body, len, &c, &off, &msg), n, "%d elements", n);
+        cr_assert_eq(c.n, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            char want[32];
+            snprintf(want, sizeof(want), "{\"key\":\"k%d\",\"s\":\"]\"}", i);
+            cr_assert_eq(c.index[i], (size_t)i);
+            cr_assert_str_eq(c.text[i], want, "%d elements, element %d", n, i);
+        }
+        collected_free(&c);
+        body[len - 1] = ','; /* no closing bracket: broken framing, nothing handed out */
+        cr_assert_eq(split_n(body, len, &c, &off, &msg), -EINVAL, "%d elements", n);
+        cr_assert_eq(c.n, 0);
+        free(body);
     }
 }
