@@ -92,7 +92,8 @@ struct sg_streams {
 
     /* Key table: open addressing, linear probing, backward-shift deletion. */
     struct sg_stream **slots;
-    size_t mask; /* slots - 1 */
+    uint16_t *tags; /* per slot, the top bits of its stream's hash (same allocation as slots) */
+    size_t mask;    /* slots - 1 */
     size_t nkeys;
     uint64_t seed;
 

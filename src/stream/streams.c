@@ -64,39 +64,59 @@ static size_t sg_streams__stream_bytes(size_t key_len)
     return offsetof(struct sg_stream, key) + key_len;
 }
 
+/* The top 16 bits of a key's hash, kept beside its slot: a probe compares them before it
+ * reads the stream, which is a cache miss of its own with many keys. The slot index comes from
+ * the low bits, so the two are independent. */
+static inline uint16_t sg_streams__tag(uint64_t hash)
+{
+    return (uint16_t)(hash >> 48);
+}
+
+/* One allocation: nslots stream pointers, then their tags. */
+static size_t sg_streams__table_bytes(size_t nslots)
+{
+    return nslots * (sizeof(struct sg_stream *) + sizeof(uint16_t));
+}
+
 static struct sg_stream *sg_streams__find(const struct sg_streams *st, const char *key, size_t len,
                                           uint64_t hash)
 {
+    uint16_t tag = sg_streams__tag(hash);
     for (size_t i = hash & st->mask;; i = (i + 1) & st->mask) {
         struct sg_stream *s = st->slots[i];
         if (!s)
             return NULL;
-        if (s->hash == hash && s->key_len == len && memcmp(s->key, key, len) == 0)
+        if (st->tags[i] == tag && s->hash == hash && s->key_len == len &&
+            memcmp(s->key, key, len) == 0)
             return s;
     }
 }
 
-static void sg_streams__place(struct sg_stream **slots, size_t mask, struct sg_stream *s)
+static void sg_streams__place(struct sg_stream **slots, uint16_t *tags, size_t mask,
+                              struct sg_stream *s)
 {
     size_t i = s->hash & mask;
     while (slots[i])
         i = (i + 1) & mask;
     slots[i] = s;
+    tags[i] = sg_streams__tag(s->hash);
 }
 
 /* Rebuilds the table with `nslots` slots (a power of two above the key count). */
 static int sg_streams__resize(struct sg_streams *st, size_t nslots)
 {
-    struct sg_stream **slots = calloc(nslots, sizeof(*slots));
+    struct sg_stream **slots = calloc(1, sg_streams__table_bytes(nslots));
     if (!slots)
         return -ENOMEM;
+    uint16_t *tags = (uint16_t *)(void *)(slots + nslots);
     for (size_t i = 0; i <= st->mask; i++)
         if (st->slots[i])
-            sg_streams__place(slots, nslots - 1, st->slots[i]);
-    st->mem_bytes += nslots * sizeof(*slots);
-    st->mem_bytes -= (st->mask + 1) * sizeof(*slots);
+            sg_streams__place(slots, tags, nslots - 1, st->slots[i]);
+    st->mem_bytes += sg_streams__table_bytes(nslots);
+    st->mem_bytes -= sg_streams__table_bytes(st->mask + 1);
     free(st->slots);
     st->slots = slots;
+    st->tags = tags;
     st->mask = nslots - 1;
     return 0;
 }
@@ -107,7 +127,8 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
 {
     size_t nslots = st->mask + 1;
     if ((st->nkeys + 1) * 4 > nslots * 3) {
-        if (nslots > SIZE_MAX / 2 / sizeof(*st->slots) || sg_streams__resize(st, nslots * 2))
+        if (nslots > SIZE_MAX / 4 / sg_streams__table_bytes(1) ||
+            sg_streams__resize(st, nslots * 2))
             return NULL;
     }
     struct sg_stream *s = malloc(sg_streams__stream_bytes(len));
@@ -120,7 +141,7 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
     s->key_len = (uint32_t)len;
     s->is_idle = false;
     memcpy(s->key, key, len);
-    sg_streams__place(st->slots, st->mask, s);
+    sg_streams__place(st->slots, st->tags, st->mask, s);
     st->nkeys++;
     sg_gauge_set(st->keys_active, (double)st->nkeys);
     return s;
@@ -139,6 +160,7 @@ static void sg_streams__remove(struct sg_streams *st, struct sg_stream *s)
         /* The entry at j may fill the hole at i unless its home lies after i, up to j. */
         if (((j - home) & st->mask) >= ((j - i) & st->mask)) {
             st->slots[i] = st->slots[j];
+            st->tags[i] = st->tags[j];
             st->slots[j] = NULL;
             i = j;
         }
@@ -319,7 +341,9 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
     st->seed = sg_streams__random_seed(st);
     sg_buf_init(&st->out, SG_STREAMS_RESULT_MAX);
 
-    st->slots = calloc(SG_STREAMS_MIN_SLOTS, sizeof(*st->slots));
+    st->slots = calloc(1, sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS));
+    if (st->slots)
+        st->tags = (uint16_t *)(void *)(st->slots + SG_STREAMS_MIN_SLOTS);
     st->names = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->names));
     st->name_hashes = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_hashes));
     st->name_lens = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_lens));
@@ -336,7 +360,7 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         return NULL;
     }
     st->mask = SG_STREAMS_MIN_SLOTS - 1;
-    st->mem_bytes = SG_STREAMS_MIN_SLOTS * sizeof(*st->slots);
+    st->mem_bytes = sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS);
     for (size_t i = 0; i < nq; i++) {
         double q;
         /* Validation rejects bad names; one that slips through is left out, not guessed. */
