@@ -24,6 +24,18 @@ struct sg_ddsketch;
 /* Returns NULL when out of memory or when alpha is not in (0, 1) or max_bins < 16. */
 struct sg_ddsketch *sg_ddsketch_create(double alpha, uint32_t max_bins);
 void sg_ddsketch_destroy(struct sg_ddsketch *s);
+
+/* A sketch in memory its owner provides, e.g. next to the aggregate it belongs to, so that
+ * adding to both touches neighbouring cache lines: sg_ddsketch_size() bytes, 8-byte aligned.
+ * init returns 0, or -EINVAL when alpha is not in (0, 1) or max_bins < 16; fini frees what the
+ * sketch allocated and leaves it empty (init again before reuse is not needed). The memory
+ * itself stays the owner's. */
+size_t sg_ddsketch_size(void);
+int sg_ddsketch_init(struct sg_ddsketch *s, double alpha, uint32_t max_bins);
+void sg_ddsketch_fini(struct sg_ddsketch *s);
+/* The sketch's bytes were moved (memcpy, realloc) from `old`, which is no longer read, to
+ * `s`: fixes what pointed into the sketch itself. */
+void sg_ddsketch_moved(struct sg_ddsketch *s, const struct sg_ddsketch *old);
 /* Adds one value; NaN and infinities are ignored. Returns 0, or -ENOMEM with the sketch
  * unchanged. */
 int sg_ddsketch_add(struct sg_ddsketch *s, double v);

@@ -95,13 +95,15 @@ static void sg_ddsketch__store_init(struct sg_ddsketch_store *st)
     st->hi = 0;
 }
 
-struct sg_ddsketch *sg_ddsketch_create(double alpha, uint32_t max_bins)
+size_t sg_ddsketch_size(void)
+{
+    return sizeof(struct sg_ddsketch);
+}
+
+int sg_ddsketch_init(struct sg_ddsketch *s, double alpha, uint32_t max_bins)
 {
     if (!(alpha > 0.0 && alpha < 1.0) || max_bins < 16)
-        return NULL;
-    struct sg_ddsketch *s = malloc(sizeof(*s));
-    if (s == NULL)
-        return NULL;
+        return -EINVAL;
     s->alpha = alpha;
     /* The smallest whole mult >= 0.7 / ln(gamma), with a relative margin of 1e-9 so that
      * rounding in the index computation never widens a bucket past gamma. log1p keeps ln(gamma)
@@ -112,6 +114,17 @@ struct sg_ddsketch *sg_ddsketch_create(double alpha, uint32_t max_bins)
     s->zeros = 0;
     sg_ddsketch__store_init(&s->pos);
     sg_ddsketch__store_init(&s->neg);
+    return 0;
+}
+
+struct sg_ddsketch *sg_ddsketch_create(double alpha, uint32_t max_bins)
+{
+    if (!(alpha > 0.0 && alpha < 1.0) || max_bins < 16)
+        return NULL;
+    struct sg_ddsketch *s = malloc(sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    sg_ddsketch_init(s, alpha, max_bins);
     return s;
 }
 
@@ -120,7 +133,7 @@ static bool sg_ddsketch__is_inline(const struct sg_ddsketch *s, const struct sg_
     return st->counts == (const void *)s->inl;
 }
 
-void sg_ddsketch_destroy(struct sg_ddsketch *s)
+void sg_ddsketch_fini(struct sg_ddsketch *s)
 {
     if (s == NULL)
         return;
@@ -128,7 +141,27 @@ void sg_ddsketch_destroy(struct sg_ddsketch *s)
         free(s->pos.counts);
     if (!sg_ddsketch__is_inline(s, &s->neg))
         free(s->neg.counts);
+    sg_ddsketch__store_init(&s->pos);
+    sg_ddsketch__store_init(&s->neg);
+    s->zeros = 0;
+}
+
+void sg_ddsketch_destroy(struct sg_ddsketch *s)
+{
+    if (s == NULL)
+        return;
+    sg_ddsketch_fini(s);
     free(s);
+}
+
+void sg_ddsketch_moved(struct sg_ddsketch *s, const struct sg_ddsketch *old)
+{
+    /* Only the address of the old place is used: its memory is gone. */
+    uintptr_t old_inl = (uintptr_t)old + offsetof(struct sg_ddsketch, inl);
+    if ((uintptr_t)s->pos.counts == old_inl)
+        s->pos.counts = s->inl;
+    if ((uintptr_t)s->neg.counts == old_inl)
+        s->neg.counts = s->inl;
 }
 
 /* ---- the mapping ----------------------------------------------------------------------- */

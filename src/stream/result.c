@@ -96,16 +96,17 @@ int sg_result__render(const struct sg_streams *st, const struct sg_window *w, in
                            ",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64
                            ",\"count\":%" PRIu64 ",\"fields\":{",
                            w->start, w->end, w->count);
-    const struct sg_wfield *f = sg_window__fields(st, w);
+
     bool first = true;
     for (unsigned i = 0; rc == 0 && i < w->nfields; i++) {
-        if (f[i].agg.count == 0) /* only non-finite values: nothing to report */
+        const struct sg_wfield *f = sg_window__field_at(st, w, i);
+        if (f->agg.count == 0) /* only non-finite values: nothing to report */
             continue;
         if (!first)
             rc = sg_buf_append_char(out, ',');
         first = false;
         if (rc == 0)
-            rc = sg_result__field(st, &f[i], out);
+            rc = sg_result__field(st, f, out);
     }
     if (rc == 0)
         rc = sg_buf_append_char(out, '}');

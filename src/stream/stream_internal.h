@@ -34,16 +34,19 @@
  * stay far inside: year 9999 is 2.5e14 ms). */
 #define SG_STREAMS_MAX_TIME (INT64_C(1) << 61)
 
-/* One field's aggregate in one window. */
+/* One field's aggregate in one window. With quantiles, its sketch follows it in the window's
+ * memory (agg.sketch points there), so folding a value touches one stretch of memory per
+ * window instead of a separate allocation per field. */
 struct sg_wfield {
     uint32_t id; /* index into sg_streams.names */
     struct sg_agg agg;
 };
 
 /* One open window. It is one allocation: this header, then the distinct sketch when
- * window.distinct_field is set, then room for `cap` fields (st->field_off gives the offset).
- * Growing it may move it; every place that points at it (the stream's list, the heap, the
- * dirty list) is fixed up by sg_window__grow. */
+ * window.distinct_field is set, then room for `cap` fields of st->field_stride bytes each
+ * (the field and its quantile sketch; st->field_off gives the offset of the first). Growing it
+ * may move it; every place that points at it (the stream's list, the heap, the dirty list, its
+ * fields' sketch pointers) is fixed up by sg_window__grow. */
 struct sg_window {
     struct sg_stream *stream;
     struct sg_window *next; /* the stream's list (by start), or the free list */
@@ -116,8 +119,9 @@ struct sg_streams {
     char **quantile_names; /* "p50", as configured */
     size_t nquantiles;
 
-    /* Offsets inside a window allocation. */
-    size_t field_off;
+    /* Offsets inside a window allocation: of the first field, and from one field to the
+     * next (the field, then its sketch when quantiles are computed). */
+    size_t field_off, field_stride;
 
     /* Deadline heap: open windows, smallest (end, key, start) on top. */
     struct sg_window **heap;
@@ -142,8 +146,9 @@ struct sg_streams {
     /* Rendering. */
     struct sg_buf out;
 
-    /* Bytes requested from malloc for keys, windows and tables (not counting malloc's own
-     * overhead or sketches), for the memory figures. */
+    /* Bytes requested from malloc for keys, windows (their sketches included) and tables (not
+     * counting malloc's own overhead, or bucket arrays sketches allocate for wide ranges),
+     * for the memory figures. */
     size_t mem_bytes;
 
     /* Metrics, or the fallback series below when no registry was given. */
@@ -167,10 +172,17 @@ static inline struct sg_hll *sg_window__hll(const struct sg_window *w)
 {
     return (struct sg_hll *)(void *)((char *)w + sizeof(*w));
 }
-static inline struct sg_wfield *sg_window__fields(const struct sg_streams *st,
-                                                  const struct sg_window *w)
+static inline struct sg_wfield *sg_window__field_at(const struct sg_streams *st,
+                                                    const struct sg_window *w, size_t i)
 {
-    return (struct sg_wfield *)(void *)((char *)w + st->field_off);
+    return (struct sg_wfield *)(void *)((char *)w + st->field_off + i * st->field_stride);
+}
+/* Where field i's quantile sketch lives (when quantiles are computed). */
+static inline struct sg_ddsketch *sg_window__sketch_at(const struct sg_streams *st,
+                                                       const struct sg_window *w, size_t i)
+{
+    return (struct sg_ddsketch *)(void *)((char *)sg_window__field_at(st, w, i) +
+                                          sizeof(struct sg_wfield));
 }
 /* Moves time forward to the wall clock `now_ms`: processing time, idle advance. */
 void sg_window__advance(struct sg_streams *st, int64_t now_ms);

@@ -167,7 +167,16 @@ static void sg_window__heap_remove(struct sg_streams *st, struct sg_window *w)
 
 static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
 {
-    return st->field_off + (size_t)cap * sizeof(struct sg_wfield);
+    return st->field_off + (size_t)cap * st->field_stride;
+}
+
+/* Ends a field's aggregate: its sketch lives in the window's memory, so only what the sketch
+ * allocated is freed. */
+static void sg_window__field_free(struct sg_wfield *f)
+{
+    sg_ddsketch_fini(f->agg.sketch);
+    f->agg.sketch = NULL;
+    sg_agg_free(&f->agg);
 }
 
 /* Opens a window [start, end) for `s` with room for `cap` fields and links it in at `link`
@@ -230,9 +239,8 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
 /* Returns a window that is off the heap, the dirty list and its stream's list. */
 static void sg_window__release(struct sg_streams *st, struct sg_window *w)
 {
-    struct sg_wfield *f = sg_window__fields(st, w);
     for (unsigned i = 0; i < w->nfields; i++)
-        sg_agg_free(&f[i].agg);
+        sg_window__field_free(sg_window__field_at(st, w, i));
     w->nfields = 0;
     st->windows_open--;
     if (st->nfree < st->free_max) {
@@ -261,11 +269,23 @@ static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window
     if (cap <= w->cap)
         return NULL;
     size_t old = sg_window__bytes(st, w->cap);
+    uintptr_t was = (uintptr_t)w; /* only for the arithmetic below once w is gone */
     struct sg_window *nw = realloc(w, sg_window__bytes(st, cap));
     if (!nw)
         return NULL;
     st->mem_bytes += sg_window__bytes(st, cap) - old;
     nw->cap = (uint8_t)cap;
+    if ((uintptr_t)nw != was && st->nquantiles > 0) {
+        /* The fields' sketches moved with the window. */
+        for (unsigned i = 0; i < nw->nfields; i++) {
+            struct sg_wfield *f = sg_window__field_at(st, nw, i);
+            f->agg.sketch = sg_window__sketch_at(st, nw, i);
+            sg_ddsketch_moved(
+                f->agg.sketch,
+                (const struct sg_ddsketch *)(uintptr_t)(was + ((uintptr_t)f->agg.sketch -
+                                                               (uintptr_t)nw)));
+        }
+    }
     *link = nw;
     st->heap[nw->heap_idx] = nw;
     if (nw->dirty_idx != SG_STREAMS_NO_INDEX)
@@ -292,18 +312,20 @@ static void sg_window__mark_dirty(struct sg_streams *st, struct sg_window *w)
     w->dirty_idx = st->ndirty++;
 }
 
-/* The new aggregate of a field first seen in a window, with its quantile sketch when
- * quantiles are configured (none when the sketch cannot be allocated). */
-static void sg_window__field_init(struct sg_streams *st, struct sg_wfield *f, uint32_t id)
+/* The new aggregate of field slot i, first seen in the window, with its quantile sketch (in
+ * the slot, after the field) when quantiles are configured. */
+static struct sg_wfield *sg_window__field_init(struct sg_streams *st, struct sg_window *w,
+                                               unsigned i, uint32_t id)
 {
+    struct sg_wfield *f = sg_window__field_at(st, w, i);
     struct sg_ddsketch *sk = NULL;
     if (st->nquantiles > 0) {
-        sk = sg_ddsketch_create(SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
-        if (!sk)
-            sg_streams__oom(st, "quantile sketch");
+        sk = sg_window__sketch_at(st, w, i);
+        (void)sg_ddsketch_init(sk, SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
     }
     f->id = id;
     sg_agg_init(&f->agg, sk);
+    return f;
 }
 
 /* The field `id` of *link's window, added when new and room is left (the window may move).
@@ -312,12 +334,12 @@ static struct sg_wfield *sg_window__field(struct sg_streams *st, struct sg_windo
                                           uint32_t id, size_t hint)
 {
     struct sg_window *w = *link;
-    struct sg_wfield *f = sg_window__fields(st, w);
-    if (hint < w->nfields && f[hint].id == id)
-        return &f[hint];
+    struct sg_wfield *f;
+    if (hint < w->nfields && (f = sg_window__field_at(st, w, hint))->id == id)
+        return f;
     for (unsigned i = 0; i < w->nfields; i++)
-        if (f[i].id == id)
-            return &f[i];
+        if ((f = sg_window__field_at(st, w, i))->id == id)
+            return f;
     if (w->nfields >= st->max_fields)
         return NULL;
     if (w->nfields == w->cap) {
@@ -326,10 +348,8 @@ static struct sg_wfield *sg_window__field(struct sg_streams *st, struct sg_windo
             sg_streams__oom(st, "window fields");
             return NULL;
         }
-        f = sg_window__fields(st, w);
     }
-    sg_window__field_init(st, &f[w->nfields], id);
-    return &f[w->nfields++];
+    return sg_window__field_init(st, w, w->nfields++, id);
 }
 
 static void sg_window__fold(struct sg_streams *st, struct sg_window **link,
@@ -409,7 +429,6 @@ static int sg_window__add_fixed(struct sg_streams *st, struct sg_stream *s,
 static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **link)
 {
     struct sg_window *b = (*link)->next;
-    struct sg_wfield *bf = sg_window__fields(st, b);
 
     (*link)->next = b->next;
     sg_window__heap_remove(st, b);
@@ -417,18 +436,14 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
         st->dirty[b->dirty_idx] = NULL;
 
     for (unsigned i = 0; i < b->nfields; i++) {
-        struct sg_wfield *f = sg_window__field(st, link, bf[i].id, i);
+        struct sg_wfield *bf = sg_window__field_at(st, b, i);
+        struct sg_wfield *f = sg_window__field(st, link, bf->id, i);
         if (!f)
             continue;
-        struct sg_agg *dst = &f->agg, *src = &bf[i].agg;
-        if ((dst->sketch == NULL) != (src->sketch == NULL)) {
-            /* One side lost its sketch to an allocation failure: keep whichever exists. */
-            struct sg_ddsketch *keep = dst->sketch ? dst->sketch : src->sketch;
-            dst->sketch = src->sketch = NULL;
-            sg_agg_merge(dst, src);
-            dst->sketch = keep;
-        } else if (sg_agg_merge(dst, src) != 0) {
-            /* The sketch could not grow: merge the rest without it. */
+        struct sg_agg *dst = &f->agg, *src = &bf->agg;
+        if (sg_agg_merge(dst, src) != 0) {
+            /* The sketch could not grow: merge the rest without it. Each sketch stays where
+             * it lives, in its own window. */
             struct sg_ddsketch *keep = dst->sketch, *other = src->sketch;
             dst->sketch = src->sketch = NULL;
             sg_agg_merge(dst, src);
@@ -598,9 +613,8 @@ void sg_window__free_all(struct sg_streams *st)
 {
     for (uint32_t i = 0; i < st->heap_len; i++) {
         struct sg_window *w = st->heap[i];
-        struct sg_wfield *f = sg_window__fields(st, w);
         for (unsigned j = 0; j < w->nfields; j++)
-            sg_agg_free(&f[j].agg);
+            sg_window__field_free(sg_window__field_at(st, w, j));
         if (st->distinct)
             sg_hll_free(sg_window__hll(w));
         free(w);

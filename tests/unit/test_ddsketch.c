@@ -1234,3 +1234,52 @@ Test(ddsketch, enomem_leaves_the_sketch_unchanged)
     sg_ddsketch_destroy(ref);
 #endif
 }
+
+/* A sketch in the caller's memory answers like one of its own; copied elsewhere and told so, it
+ * goes on from there (narrow sketches point into their own bytes, wide ones to an array they
+ * allocated); fini frees that array (the leak checker sees it otherwise) and leaves an empty,
+ * usable sketch. */
+Test(ddsketch, in_place_moved_and_finished)
+{
+    size_t size = sg_ddsketch_size();
+    cr_assert_geq(size, 64);
+    struct sg_ddsketch *bad = aligned_alloc(8, (size + 7) & ~(size_t)7);
+    cr_assert_eq(sg_ddsketch_init(bad, 2.0, 2048), -EINVAL);
+    cr_assert_eq(sg_ddsketch_init(bad, 0.01, 8), -EINVAL);
+    free(bad);
+    for (int wide = 0; wide <= 1; wide++) {
+        struct sg_ddsketch *ref = sg_ddsketch_create(0.01, 2048);
+        void *a = aligned_alloc(8, (size + 7) & ~(size_t)7);
+        void *b = aligned_alloc(8, (size + 7) & ~(size_t)7);
+        cr_assert(ref && a && b);
+        struct sg_ddsketch *s = a;
+        cr_assert_eq(sg_ddsketch_init(s, 0.01, 2048), 0);
+        for (int i = 0; i < 1000; i++) {
+            double v = wide ? (double)(i + 1) * 1.7 : 20.0 + (i % 3) - (i % 7 == 0 ? 41.0 : 0.0);
+            cr_assert_eq(sg_ddsketch_add(s, v), 0);
+            cr_assert_eq(sg_ddsketch_add(ref, v), 0);
+        }
+        memcpy(b, a, size);
+        memset(a, 0xa5, size); /* the old place is gone */
+        s = b;
+        sg_ddsketch_moved(s, a);
+        for (int i = 0; i < 100; i++) {
+            cr_assert_eq(sg_ddsketch_add(s, (double)i), 0);
+            cr_assert_eq(sg_ddsketch_add(ref, (double)i), 0);
+        }
+        cr_assert_eq(sg_ddsketch_count(s), sg_ddsketch_count(ref));
+        for (size_t q = 0; q < sizeof(quantiles) / sizeof(quantiles[0]); q++)
+            cr_assert_eq(sg_ddsketch_quantile(s, quantiles[q]),
+                         sg_ddsketch_quantile(ref, quantiles[q]), "wide %d q %g", wide,
+                         quantiles[q]);
+        sg_ddsketch_fini(s);
+        cr_assert_eq(sg_ddsketch_count(s), 0);
+        cr_assert(isnan(sg_ddsketch_quantile(s, 0.5)));
+        cr_assert_eq(sg_ddsketch_add(s, 3.0), 0);
+        cr_assert_eq(sg_ddsketch_count(s), 1);
+        sg_ddsketch_fini(s);
+        sg_ddsketch_destroy(ref);
+        free(a);
+        free(b);
+    }
+}

@@ -903,6 +903,39 @@ Test(aggregates, distinct_within_three_standard_errors)
     fx_stop(&f);
 }
 
+/* A field's sketch lives in its window's memory: when new fields make the window grow (and
+ * move), every sketch moves with it, those still in their own few bytes and those that spilled
+ * into an array of their own alike. */
+Test(aggregates, quantiles_survive_a_growing_window)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000000);
+    set_opt(&f, "window.quantiles", "p50,p100");
+    fx_start(&f);
+    static const char *const names[] = {"narrow", "wide", "c", "d", "e", "f", "g", "h", "i"};
+    double v[SG_ARRAY_SIZE(names)];
+    enum { N = 900 };
+    for (int i = 0; i < N; i++) {
+        v[0] = 20.0 + (i % 3);         /* three buckets: stays in the sketch itself */
+        v[1] = (double)(i + 1) * 37.0; /* four decades: needs an array of its own */
+        for (size_t k = 2; k < SG_ARRAY_SIZE(v); k++)
+            v[k] = (double)k;
+        /* One more field every 100 events: the window grows from 1 field to 9. */
+        size_t n = 1 + (size_t)(i / 100);
+        cr_assert_eq(add_fields(&f, "k", i, 0, names, v, n, NULL), 0);
+    }
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cJSON *root = parse(f.res[0].json);
+    cr_assert(close_rel(num(field_of(root, "narrow"), "p50"), 21.0, 0.01));
+    cr_assert(close_rel(num(field_of(root, "narrow"), "p100"), 22.0, 0.01));
+    cr_assert_eq(num(field_of(root, "wide"), "count"), N - 100);
+    cr_assert(close_rel(num(field_of(root, "wide"), "p100"), (double)N * 37.0, 0.01));
+    cr_assert(close_rel(num(field_of(root, "i"), "p50"), 8.0, 0.01));
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
 Test(aggregates, session_merge_keeps_quantiles_and_distinct)
 {
     struct fx f;
@@ -1075,7 +1108,7 @@ Test(memory, bytes_per_open_key_window)
     /* The arithmetic: one window (header + one field), one stream (header + key), one key
      * slot (a pointer and a tag) at the table's load, one heap entry. */
     double slots = (double)(f.st->mask + 1) / KEYS;
-    double arithmetic = (double)(f.st->field_off + sizeof(struct sg_wfield)) +
+    double arithmetic = (double)(f.st->field_off + f.st->field_stride) +
                         (double)(offsetof(struct sg_stream, key) + 13) +
                         slots * (sizeof(void *) + sizeof(uint16_t)) +
                         (double)f.st->heap_cap / KEYS * sizeof(void *);
@@ -1083,8 +1116,8 @@ Test(memory, bytes_per_open_key_window)
               arithmetic);
     cr_log_info("per open key-window: %.1f bytes requested (window %zu, stream %zu + key, "
                 "%.2f slots, heap %.2f entries)",
-                requested, f.st->field_off + sizeof(struct sg_wfield),
-                offsetof(struct sg_stream, key), slots, (double)f.st->heap_cap / KEYS);
+                requested, f.st->field_off + f.st->field_stride, offsetof(struct sg_stream, key),
+                slots, (double)f.st->heap_cap / KEYS);
     cr_assert_leq(requested, 256.0, "%.1f bytes per key-window", requested);
 #if MEASURE_MALLOC
     struct mallinfo2 mi1 = mallinfo2();
