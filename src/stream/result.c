@@ -10,16 +10,70 @@
 #include "stream_internal.h"
 #include "streamgate/ddsketch.h"
 
+/* Powers of ten a double holds exactly. */
+static const double sg_result__pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                          1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                          1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Values with a short decimal form, as most data values and their sums are, without printf:
+ * v = m / 10^k for the smallest k, where m is an integer of at most 2^53. Both are exact
+ * doubles, so the division is rounded once, as strtod rounds the text m.e-k: when it gives v
+ * back, that text reads back as v, and the smallest k is the shortest such text. Written in the
+ * fixed notation %g uses for these magnitudes (1e-4 <= |v| < 1e15, not integral). Returns the
+ * length written to `out` (at least 24 bytes), or 0 when v is not such a value. */
+static size_t sg_result__short_decimal(double v, char *out)
+{
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 1; k <= 19; k++) {
+        double m = nearbyint(a * sg_result__pow10[k]);
+        if (m > 9007199254740992.0)
+            return 0;
+        if (m / sg_result__pow10[k] != a)
+            continue;
+        char digits[20];
+        size_t nd = 0, n = 0;
+        for (uint64_t u = (uint64_t)m; u > 0; u /= 10)
+            digits[nd++] = (char)('0' + u % 10); /* lowest first */
+        if (v < 0)
+            out[n++] = '-';
+        if (nd <= (size_t)k) { /* 0.000ddd */
+            out[n++] = '0';
+            out[n++] = '.';
+            for (size_t z = nd; z < (size_t)k; z++)
+                out[n++] = '0';
+            while (nd > 0)
+                out[n++] = digits[--nd];
+        } else {
+            while (nd > (size_t)k)
+                out[n++] = digits[--nd];
+            out[n++] = '.';
+            while (nd > 0)
+                out[n++] = digits[--nd];
+        }
+        return n;
+    }
+    return 0;
+}
+
 int sg_result__append_double(struct sg_buf *out, double v)
 {
+    char num[40];
+    size_t n;
+
     if (!isfinite(v)) /* JSON has no NaN or infinity; a sum can overflow to infinity */
         return sg_buf_append_str(out, "null");
-    if (v == trunc(v) && fabs(v) < 1e15 && !(v == 0 && signbit(v)))
-        return sg_buf_printf(out, "%" PRId64, (int64_t)v);
+    if (v == trunc(v) && fabs(v) < 1e15 && !(v == 0 && signbit(v))) {
+        int rc = v < 0 ? sg_buf_append_char(out, '-') : 0;
+        return rc ? rc : sg_buf_append_uint(out, (unsigned long long)fabs(v));
+    }
+    n = sg_result__short_decimal(v, num);
+    if (n > 0)
+        return sg_buf_append(out, num, n);
     /* When the shortest exact text has at most 15 digits, %.15g finds it (a double is within
      * half a unit of the 17th digit of it, far less than the 15th digit's half unit), so at
      * most three attempts are needed instead of seventeen. */
-    char num[40];
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(num, sizeof(num), "%.*g", prec, v);
         if (strtod(num, NULL) == v)
@@ -28,11 +82,40 @@ int sg_result__append_double(struct sg_buf *out, double v)
     return sg_buf_append_str(out, num);
 }
 
+static int sg_result__append_int(struct sg_buf *out, int64_t v)
+{
+    int rc = v < 0 ? sg_buf_append_char(out, '-') : 0;
+    return rc ? rc : sg_buf_append_uint(out, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+}
+
 /* "name":value, with a comma before. */
 static int sg_result__member(struct sg_buf *out, const char *name, double v)
 {
-    int rc = sg_buf_printf(out, ",\"%s\":", name);
+    int rc = sg_buf_append_str(out, ",\"");
+    if (rc == 0)
+        rc = sg_buf_append_str(out, name);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, "\":");
     return rc ? rc : sg_result__append_double(out, v);
+}
+
+/* Significant digits of a quantile estimate as written: it is within 1% of the truth, so
+ * more would only be noise (and cost the slow path of sg_result__append_double). */
+#define SG_RESULT_QUANTILE_DIGITS 7
+
+/* v rounded to SG_RESULT_QUANTILE_DIGITS significant digits (by an exact power of ten, so the
+ * result reads back from that many digits). */
+static double sg_result__round_estimate(double v)
+{
+    if (v == 0 || !isfinite(v))
+        return v;
+    int e = (int)floor(log10(fabs(v)));
+    int k = SG_RESULT_QUANTILE_DIGITS - 1 - e;
+    if (k >= 0 && k <= 22)
+        return nearbyint(v * sg_result__pow10[k]) / sg_result__pow10[k];
+    if (k < 0 && -k <= 22)
+        return nearbyint(v / sg_result__pow10[-k]) * sg_result__pow10[-k];
+    return v;
 }
 
 /* The sketch answers with its bucket's representative value, which can lie just outside the
@@ -41,7 +124,7 @@ static int sg_result__member(struct sg_buf *out, const char *name, double v)
  * for. */
 static double sg_result__quantile(const struct sg_agg *a, double q)
 {
-    double v = sg_ddsketch_quantile(a->sketch, q);
+    double v = sg_result__round_estimate(sg_ddsketch_quantile(a->sketch, q));
     if (v < a->min)
         return a->min;
     if (v > a->max)
@@ -55,7 +138,9 @@ static int sg_result__field(const struct sg_streams *st, const struct sg_wfield 
     const struct sg_agg *a = &f->agg;
     int rc = sg_buf_append_json_string(out, st->names[f->id], strlen(st->names[f->id]));
     if (rc == 0)
-        rc = sg_buf_printf(out, ":{\"count\":%" PRIu64, a->count);
+        rc = sg_buf_append_str(out, ":{\"count\":");
+    if (rc == 0)
+        rc = sg_buf_append_uint(out, a->count);
     if (rc == 0)
         rc = sg_result__member(out, "sum", a->sum);
     if (rc == 0)
@@ -92,10 +177,19 @@ int sg_result__render(const struct sg_streams *st, const struct sg_window *w, in
     if (rc == 0)
         rc = sg_buf_append_json_string(out, s->key, s->key_len);
     if (rc == 0)
-        rc = sg_buf_printf(out,
-                           ",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64
-                           ",\"count\":%" PRIu64 ",\"fields\":{",
-                           w->start, w->end, w->count);
+        rc = sg_buf_append_str(out, ",\"window_start\":");
+    if (rc == 0)
+        rc = sg_result__append_int(out, w->start);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"window_end\":");
+    if (rc == 0)
+        rc = sg_result__append_int(out, w->end);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"count\":");
+    if (rc == 0)
+        rc = sg_buf_append_uint(out, w->count);
+    if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"fields\":{");
 
     bool first = true;
     for (unsigned i = 0; rc == 0 && i < w->nfields; i++) {

@@ -1056,6 +1056,80 @@ Test(result, shortest_round_trip_numbers)
     sg_buf_free(&b);
 }
 
+/* printf and strtod, from `prec` digits on until the text reads back: from 1, the shortest
+ * text; from 15, what results were written with before the fast path. */
+static void shortest_by_printf(double v, int prec, char *out, size_t size)
+{
+    for (; prec <= 17; prec++) {
+        snprintf(out, size, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+Test(result, short_decimals_are_written_as_printf_would)
+{
+    /* Data values and their sums, small and negative ones, the edges of the fixed notation:
+     * the same text as printf's shortest, and it reads back exactly. */
+    static const double vals[] = {45.77,
+                                  23.26,
+                                  0.05,
+                                  -0.05,
+                                  1388.78,
+                                  14126.750000000004,
+                                  0.0001,
+                                  0.00012,
+                                  -0.0001234,
+                                  1e-5,
+                                  999999999999999.9,
+                                  123456789012.5,
+                                  69.93440594059403,
+                                  0.1 + 0.2,
+                                  2.5,
+                                  -17.125};
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    for (size_t i = 0; i < SG_ARRAY_SIZE(vals); i++) {
+        char want[40];
+        shortest_by_printf(vals[i], 1, want, sizeof(want));
+        sg_buf_reset(&b);
+        cr_assert_eq(sg_result__append_double(&b, vals[i]), 0);
+        cr_assert_eq(sg_buf_append_char(&b, '\0'), 0);
+        cr_assert_str_eq(b.data, want, "%.17g", vals[i]);
+    }
+    /* Random values of every shape: each reads back exactly, and is no longer than before. */
+    uint64_t seed = 7;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t r = lcg_next(&seed);
+        double v;
+        switch (i % 4) {
+        case 0: /* two decimals */
+            v = (double)(int64_t)(r % 2000000000) / 100.0 - 1e7;
+            break;
+        case 1: /* sums of them */
+            v = (double)(r % 100000) * 0.01 + (double)(lcg_next(&seed) % 1000) * 0.37;
+            break;
+        case 2: /* anything in [1e-5, 1e16) */
+            v = ldexp((double)(r >> 11), -53) * pow(10.0, (double)(lcg_next(&seed) % 21) - 5);
+            break;
+        default: { /* any finite bit pattern */
+            memcpy(&v, &r, sizeof(v));
+            if (!isfinite(v))
+                v = 1.5;
+            break;
+        }
+        }
+        char want[40];
+        shortest_by_printf(v, 15, want, sizeof(want));
+        sg_buf_reset(&b);
+        cr_assert_eq(sg_result__append_double(&b, v), 0);
+        cr_assert_eq(sg_buf_append_char(&b, '\0'), 0);
+        cr_assert_eq(strtod(b.data, NULL), v, "%s for %.17g", b.data, v);
+        cr_assert_leq(strlen(b.data), strlen(want), "%s for %.17g (before: %s)", b.data, v, want);
+    }
+    sg_buf_free(&b);
+}
+
 Test(result, overflowing_sum_is_null_not_inf)
 {
     struct fx f;
