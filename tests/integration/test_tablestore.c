@@ -420,7 +420,10 @@ static void build_args(const char **argv, const struct emu *e, char *secret_path
 
 /* Sends `total` events: even-numbered keys over HTTP (NDJSON bodies of 50), odd ones over one
  * TCP connection; waits until the server has accepted them all. */
-static void send_mixed(struct sgt_proc *p, struct expect *x, int total, int keys)
+/* Sends `total` events over `keys` keys, half over HTTP (NDJSON bodies of 50) and half over
+ * TCP. With `pace_ms`, pauses that long after every 100 events, so that early emissions come in
+ * many rounds while the events still arrive. */
+static void send_mixed(struct sgt_proc *p, struct expect *x, int total, int keys, int pace_ms)
 {
     int per_key = total / keys;
     struct sg_buf_lite {
@@ -431,6 +434,8 @@ static void send_mixed(struct sgt_proc *p, struct expect *x, int total, int keys
     int http_n = 0, tcp_n = 0;
     char line[256];
     for (int i = 0; i < total; i++) {
+        if (pace_ms > 0 && i > 0 && i % 100 == 0)
+            sgt_sleep_ms(pace_ms);
         event_line(line, sizeof(line), i, keys, per_key, NULL);
         expect_line(x, line);
         if ((i % keys) % 2 == 0) {
@@ -499,7 +504,9 @@ static void run_mixed(const char *const *emu_args, const char *const *server_arg
     emu_start(&e, emu_args);
     build_args(argv, &e, secret, results, server_args);
     sgt_start(&p, argv, NULL);
-    send_mixed(&p, &x, total, 12);
+    /* With early firing, newer versions of a window must find older ones still waiting to be
+     * written, which needs emissions while events arrive: the sending is paced. */
+    send_mixed(&p, &x, total, 12, server_args ? 5 : 0);
     sgt_sleep_ms(100);
     if (server_args) /* early firing: versions of a window replaced before being written */
         cr_expect_gt(sgt_metric(p.http, "streamgate_tablestore_rows_superseded_total"), 0);
