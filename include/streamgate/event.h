@@ -91,6 +91,11 @@ void sg_event_decoder_free(struct sg_event_decoder *dec);
  * Returns 0 and fills `ev`, or -EINVAL and sets `*why`. */
 int sg_event_decode(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
                     struct sg_event *ev, enum sg_reject *why);
+/* A quick look at an event before it is decoded, for cache hints: its key when the key field
+ * is the object's first member and a string without escapes. Returns false otherwise, which
+ * only means no hint. */
+bool sg_event_peek_key(const struct sg_event_decoder *dec, const char *buf, size_t len,
+                       const char **key, size_t *key_len);
 /* The same through cJSON's tree only: the reference decoder. */
 int sg_event_decode_tree(struct sg_event_decoder *dec, const char *buf, size_t len, int64_t now_ms,
                          struct sg_event *ev, enum sg_reject *why);

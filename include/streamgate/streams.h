@@ -76,6 +76,15 @@ void sg_streams_destroy(struct sg_streams *st);
 int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
                    enum sg_reject *why);
 
+/* Cache hints for an event sg_streams_add will see soon, for callers that know the next
+ * events' keys (a batch of lines): with many keys, a key's stream record and its window are
+ * cache misses, one behind the other. sg_streams_prefetch_key asks for the stream record and
+ * returns the key's hash; sg_streams_prefetch_window, called later (an event or so), once the
+ * record has arrived, asks for its open window. Neither changes anything. */
+uint64_t sg_streams_prefetch_key(const struct sg_streams *st, const char *key, size_t key_len);
+void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, size_t key_len,
+                                uint64_t hash);
+
 /* Advances time without an event: recomputes the watermark (idle advance, processing time),
  * fires due windows, emits early updates when due, evicts idle keys. Returns the number of
  * milliseconds until something may next be due (at least 1, at most 1000), for a timer. */

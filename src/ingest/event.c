@@ -513,6 +513,26 @@ reject:
     return -EINVAL;
 }
 
+bool sg_event_peek_key(const struct sg_event_decoder *dec, const char *buf, size_t len,
+                       const char **key, size_t *key_len)
+{
+    const char *p = buf, *end = buf + len;
+    size_t n = dec->key_field_len;
+
+    while (p < end && sg_event__is_ws(*p))
+        p++;
+    if (n == SIZE_MAX || (size_t)(end - p) < n + 6 || p[0] != '{' || p[1] != '"' ||
+        memcmp(p + 2, dec->key_field, n) != 0 || p[2 + n] != '"' || p[3 + n] != ':' ||
+        p[4 + n] != '"')
+        return false; /* compact JSON only: this is a hint, not a parse */
+    const char *k = p + 5 + n, *q = memchr(k, '"', (size_t)(end - k));
+    if (!q || memchr(k, '\\', (size_t)(q - k)))
+        return false;
+    *key = k;
+    *key_len = (size_t)(q - k);
+    return true;
+}
+
 /* Both entry points: the checks on the bytes, then the scanner when `flat`, then the tree. */
 static int sg_event__decode(struct sg_event_decoder *dec, const char *buf, size_t len,
                             int64_t now_ms, struct sg_event *ev, enum sg_reject *why, bool flat)

@@ -207,11 +207,28 @@ rejected:
     return -EINVAL;
 }
 
+void sg_ingest_peek(struct sg_ingest *ing, const char *buf, size_t len, struct sg_ingest_hint *h)
+{
+    h->valid = ing->streams && sg_event_peek_key(&ing->dec, buf, len, &h->key, &h->key_len);
+    if (h->valid)
+        h->hash = sg_streams_prefetch_key(ing->streams, h->key, h->key_len);
+}
+
+void sg_ingest_prefetch(struct sg_ingest *ing, const struct sg_ingest_hint *h)
+{
+    if (h->valid)
+        sg_streams_prefetch_window(ing->streams, h->key, h->key_len, h->hash);
+}
+
 void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why)
 {
     sg_counter_inc(ing->received[transport]);
     ingest_rejected(ing, transport, why, NULL, 0, NULL, 0);
 }
+
+/* Events of a body held back before they are ingested, so that cache hints for them can be
+ * given ahead (as the TCP server does with the lines of a read). */
+#define SG_INGEST_AHEAD 3
 
 /* State shared by the per-element callbacks of one sg_ingest_body call. */
 struct sg_body_ctx {
@@ -224,6 +241,13 @@ struct sg_body_ctx {
     size_t index;
     size_t scanned;
     size_t newlines;
+    /* Events not ingested yet, oldest first; they lie in the body. */
+    struct {
+        const char *elem;
+        size_t len, index, line, offset;
+        struct sg_ingest_hint hint;
+    } ahead[SG_INGEST_AHEAD];
+    unsigned nahead;
 };
 
 /* Appends one entry to res->errors, or nothing at all when it does not fit (the buffer has a
@@ -263,8 +287,8 @@ static void body_add_error(struct sg_body_ctx *ctx, size_t index, size_t line, s
     res->nerrors++;
 }
 
-static void body_event(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
-                       const char *elem, size_t len)
+static void body_ingest(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
+                        const char *elem, size_t len)
 {
     enum sg_reject why = SG_REJECT_INVALID_JSON;
 
@@ -274,6 +298,37 @@ static void body_event(struct sg_body_ctx *ctx, size_t index, size_t line, size_
     }
     ctx->res->rejected++;
     body_add_error(ctx, index, line, offset, why);
+}
+
+/* Ingests the events held back, in order. */
+static void body_flush(struct sg_body_ctx *ctx)
+{
+    for (unsigned i = 0; i < ctx->nahead; i++)
+        body_ingest(ctx, ctx->ahead[i].index, ctx->ahead[i].line, ctx->ahead[i].offset,
+                    ctx->ahead[i].elem, ctx->ahead[i].len);
+    ctx->nahead = 0;
+}
+
+/* Events inside the body are ingested SG_INGEST_AHEAD events late, the newest peeked at and
+ * the one before it prefetched for; results and errors come out in the body's order. */
+static void body_event(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
+                       const char *elem, size_t len)
+{
+    if (ctx->nahead > 0)
+        sg_ingest_prefetch(ctx->ing, &ctx->ahead[ctx->nahead - 1].hint);
+    if (ctx->nahead == SG_INGEST_AHEAD) {
+        body_ingest(ctx, ctx->ahead[0].index, ctx->ahead[0].line, ctx->ahead[0].offset,
+                    ctx->ahead[0].elem, ctx->ahead[0].len);
+        memmove(&ctx->ahead[0], &ctx->ahead[1], (SG_INGEST_AHEAD - 1) * sizeof(ctx->ahead[0]));
+        ctx->nahead--;
+    }
+    ctx->ahead[ctx->nahead].elem = elem;
+    ctx->ahead[ctx->nahead].len = len;
+    ctx->ahead[ctx->nahead].index = index;
+    ctx->ahead[ctx->nahead].line = line;
+    ctx->ahead[ctx->nahead].offset = offset;
+    sg_ingest_peek(ctx->ing, elem, len, &ctx->ahead[ctx->nahead].hint);
+    ctx->nahead++;
 }
 
 static int body_json_element(void *arg, size_t index, const char *elem, size_t len, size_t offset)
@@ -318,9 +373,17 @@ static int body_ndjson_line(void *arg, const char *line, size_t len, bool too_lo
     if (too_long) {
         /* Cannot happen with the framer's limit above the body's length; kept so the framer's
          * whole contract is handled. */
+        body_flush(ctx);
         sg_ingest_reject(ctx->ing, SG_TRANSPORT_HTTP, SG_REJECT_LINE_TOO_LONG);
         ctx->res->rejected++;
         body_add_error(ctx, index, ctx->newlines + 1, offset, SG_REJECT_LINE_TOO_LONG);
+        return 0;
+    }
+    if ((uintptr_t)line < (uintptr_t)ctx->body ||
+        (uintptr_t)line + len > (uintptr_t)ctx->body + ctx->len) {
+        /* The framer's copy of a last line without a newline: valid only now. */
+        body_flush(ctx);
+        body_ingest(ctx, index, ctx->newlines + 1, offset, line, len);
         return 0;
     }
     body_event(ctx, index, ctx->newlines + 1, offset, line, len);
@@ -330,7 +393,8 @@ static int body_ndjson_line(void *arg, const char *line, size_t len, bool too_lo
 int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *body, size_t len,
                    int64_t now_ms, struct sg_ingest_result *res)
 {
-    struct sg_body_ctx ctx = {.ing = ing, .res = res, .body = body, .len = len, .now_ms = now_ms};
+    struct sg_body_ctx ctx = {
+        .ing = ing, .res = res, .body = body, .len = len, .now_ms = now_ms, .nahead = 0};
     struct sg_ndjson fr;
     int rc;
 
@@ -342,6 +406,7 @@ int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *b
 
     if (fmt == SG_BODY_JSON) {
         rc = sg_json_split(body, len, body_json_element, &ctx, &res->bad_offset, &res->bad_msg);
+        body_flush(&ctx);
         return rc < 0 ? -EINVAL : 0;
     }
 
@@ -351,6 +416,7 @@ int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *b
     rc = sg_ndjson_feed(&fr, body, len, body_ndjson_line, &ctx);
     if (rc == 0)
         rc = sg_ndjson_finish(&fr, body_ndjson_line, &ctx);
+    body_flush(&ctx);
     sg_ndjson_free(&fr);
     return rc < 0 ? rc : 0;
 }

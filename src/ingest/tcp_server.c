@@ -31,7 +31,10 @@
 #include "streamgate/ndjson.h"
 
 #define SG_TCP_READ_BUF_SIZE (64 * 1024)
-#define SG_TCP_BACKLOG       511
+/* Lines of a read held back before they are ingested, so that cache hints for them can be
+ * given ahead (sg_ingest_peek, sg_ingest_prefetch). */
+#define SG_TCP_AHEAD   2
+#define SG_TCP_BACKLOG 511
 /* While a writer cannot take events, how often to look whether it can again. */
 #define SG_TCP_WRITER_RECHECK_MS 1000
 
@@ -48,6 +51,13 @@ struct sg_tcp_conn {
     size_t budget_held; /* read buffer and partial line, charged to the budget */
     int64_t now_ms;     /* arrival time of the bytes being framed */
     struct sg_ndjson fr;
+    /* Lines of the current read not ingested yet, oldest first (they lie in rbuf). */
+    struct {
+        const char *line;
+        size_t len;
+        struct sg_ingest_hint hint;
+    } ahead[SG_TCP_AHEAD];
+    unsigned nahead;
     char rbuf[SG_TCP_READ_BUF_SIZE]; /* every read lands here; lines are framed at once */
 };
 
@@ -171,19 +181,52 @@ static void tcp_conn_close(struct sg_tcp_conn *conn)
     uv_close((uv_handle_t *)&conn->idle, tcp_conn_handle_closed);
 }
 
+/* A bad event is counted and logged by ingest; the connection goes on either way. */
+static void tcp_conn_ingest(struct sg_tcp_conn *conn, const char *line, size_t len)
+{
+    enum sg_reject why;
+    sg_ingest_event(conn->srv->ingest, SG_TRANSPORT_TCP, line, len, conn->now_ms, &why);
+}
+
+/* Ingests the lines held back, in order. Before anything else of the connection is ingested,
+ * and before its read buffer is read into again. */
+static void tcp_conn_flush_ahead(struct sg_tcp_conn *conn)
+{
+    for (unsigned i = 0; i < conn->nahead; i++)
+        tcp_conn_ingest(conn, conn->ahead[i].line, conn->ahead[i].len);
+    conn->nahead = 0;
+}
+
+/* Lines inside the read buffer are ingested SG_TCP_AHEAD lines late: the newest is peeked at,
+ * the one before it prefetched for, the oldest ingested. A line the framer copied (one that
+ * straddled two reads) is only valid now, so it goes at once, after the ones held back. */
 static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
 {
     struct sg_tcp_conn *conn = arg;
     struct sg_tcp_server *srv = conn->srv;
-    enum sg_reject why;
 
     if (too_long) {
+        tcp_conn_flush_ahead(conn);
         sg_counter_inc(srv->m_limit_line);
         sg_ingest_reject(srv->ingest, SG_TRANSPORT_TCP, SG_REJECT_LINE_TOO_LONG);
         return 0;
     }
-    /* A bad event is counted and logged by ingest; the connection goes on either way. */
-    sg_ingest_event(srv->ingest, SG_TRANSPORT_TCP, line, len, conn->now_ms, &why);
+    if (line < conn->rbuf || line + len > conn->rbuf + sizeof(conn->rbuf)) {
+        tcp_conn_flush_ahead(conn);
+        tcp_conn_ingest(conn, line, len);
+        return 0;
+    }
+    if (conn->nahead > 0)
+        sg_ingest_prefetch(srv->ingest, &conn->ahead[conn->nahead - 1].hint);
+    if (conn->nahead == SG_TCP_AHEAD) {
+        tcp_conn_ingest(conn, conn->ahead[0].line, conn->ahead[0].len);
+        memmove(&conn->ahead[0], &conn->ahead[1], (SG_TCP_AHEAD - 1) * sizeof(conn->ahead[0]));
+        conn->nahead--;
+    }
+    conn->ahead[conn->nahead].line = line;
+    conn->ahead[conn->nahead].len = len;
+    sg_ingest_peek(srv->ingest, line, len, &conn->ahead[conn->nahead].hint);
+    conn->nahead++;
     return 0;
 }
 
@@ -196,7 +239,9 @@ static void tcp_conn_end(struct sg_tcp_conn *conn)
     uv_read_stop((uv_stream_t *)&conn->tcp);
     conn->reading = false;
     conn->now_ms = sg_now_ms();
+    tcp_conn_flush_ahead(conn);
     sg_ndjson_finish(&conn->fr, tcp_conn_line, conn);
+    tcp_conn_flush_ahead(conn);
     tcp_conn_close(conn);
 }
 
@@ -239,6 +284,7 @@ static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *bu
         uv_timer_again(&conn->idle);
     conn->now_ms = sg_now_ms();
     rc = sg_ndjson_feed(&conn->fr, buf->base, (size_t)nread, tcp_conn_line, conn);
+    tcp_conn_flush_ahead(conn); /* the buffer is read into again next time */
     if (!conn->closing)
         tcp_conn_account(conn);
     if (!sg_ingest_accepting(srv->ingest))

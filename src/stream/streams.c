@@ -483,6 +483,33 @@ out:
     return rc;
 }
 
+uint64_t sg_streams_prefetch_key(const struct sg_streams *st, const char *key, size_t key_len)
+{
+    uint64_t hash = sg_hash64(key, key_len, st->seed);
+    uint16_t tag = sg_streams__tag(hash);
+    /* The slots and tags are small enough to stay cached; the record is what misses. */
+    for (size_t i = hash & st->mask, n = 0; st->slots[i] && n < 4; i = (i + 1) & st->mask, n++) {
+        if (st->tags[i] == tag) {
+            __builtin_prefetch(st->slots[i]);
+            break;
+        }
+    }
+    return hash;
+}
+
+void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, size_t key_len,
+                                uint64_t hash)
+{
+    const struct sg_stream *s = sg_streams__find(st, key, key_len, hash);
+    if (!s || s->is_idle || !s->u.windows)
+        return;
+    /* The window's header and the first fields, with their sketches. */
+    const char *w = (const char *)s->u.windows;
+    size_t bytes = st->field_off + 4 * st->field_stride;
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(w + off, 1);
+}
+
 int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
 {
     sg_window__advance(st, now_ms);
