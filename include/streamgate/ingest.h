@@ -50,17 +50,19 @@ int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink);
 int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
                     int64_t now_ms, enum sg_reject *why);
 /* A cache hint for an event that sg_ingest_event will see soon. With many keys, what an event
- * updates is several cache misses, one behind the other; a caller holding a batch of events
- * (the lines of one read) peeks at an event two ahead of the one it ingests, and prefetches for
- * the one next in line, so those misses overlap the work in between. Hints change nothing. */
+ * updates is several cache misses, each found through the one before; a caller holding a batch
+ * of events (the lines of one read) ingests them a few events late: sg_ingest_peek on the
+ * newest, then sg_ingest_prefetch once on each event held back each time a new one arrives,
+ * which takes its hint one step further, so the misses overlap the work in between. Hints
+ * change nothing. */
 struct sg_ingest_hint {
     const char *key;
     size_t key_len;
     uint64_t hash;
-    bool valid;
+    unsigned step; /* 0: no hint (the key could not be peeked at) */
 };
 void sg_ingest_peek(struct sg_ingest *ing, const char *buf, size_t len, struct sg_ingest_hint *h);
-void sg_ingest_prefetch(struct sg_ingest *ing, const struct sg_ingest_hint *h);
+void sg_ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_hint *h);
 
 /* Counts (and logs at a rate limit) an event rejected before decoding, e.g. a too-long line. */
 void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why);

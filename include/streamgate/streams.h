@@ -77,11 +77,13 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
                    enum sg_reject *why);
 
 /* Cache hints for an event sg_streams_add will see soon, for callers that know the next
- * events' keys (a batch of lines): with many keys, a key's stream record and its window are
- * cache misses, one behind the other. sg_streams_prefetch_key asks for the stream record and
- * returns the key's hash; sg_streams_prefetch_window, called later (an event or so), once the
- * record has arrived, asks for its open window. Neither changes anything. */
-uint64_t sg_streams_prefetch_key(const struct sg_streams *st, const char *key, size_t key_len);
+ * events' keys (a batch of lines): with many keys, the key's slot, its stream record and its
+ * window are cache misses, each found through the one before. Each step asks for one of them,
+ * the next step reading what the step before brought in, so the steps go an event or so apart:
+ * sg_streams_prefetch_slot (returns the key's hash), then _stream, then _window. None changes
+ * anything. */
+uint64_t sg_streams_prefetch_slot(const struct sg_streams *st, const char *key, size_t key_len);
+void sg_streams_prefetch_stream(const struct sg_streams *st, uint64_t hash);
 void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, size_t key_len,
                                 uint64_t hash);
 

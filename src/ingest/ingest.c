@@ -209,15 +209,27 @@ rejected:
 
 void sg_ingest_peek(struct sg_ingest *ing, const char *buf, size_t len, struct sg_ingest_hint *h)
 {
-    h->valid = ing->streams && sg_event_peek_key(&ing->dec, buf, len, &h->key, &h->key_len);
-    if (h->valid)
-        h->hash = sg_streams_prefetch_key(ing->streams, h->key, h->key_len);
+    h->step = 0;
+    if (!ing->streams || !sg_event_peek_key(&ing->dec, buf, len, &h->key, &h->key_len))
+        return;
+    h->hash = sg_streams_prefetch_slot(ing->streams, h->key, h->key_len);
+    h->step = 1;
 }
 
-void sg_ingest_prefetch(struct sg_ingest *ing, const struct sg_ingest_hint *h)
+void sg_ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_hint *h)
 {
-    if (h->valid)
+    switch (h->step) {
+    case 1:
+        sg_streams_prefetch_stream(ing->streams, h->hash);
+        h->step = 2;
+        break;
+    case 2:
         sg_streams_prefetch_window(ing->streams, h->key, h->key_len, h->hash);
+        h->step = 3;
+        break;
+    default: /* no hint, or every step taken */
+        break;
+    }
 }
 
 void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why)
@@ -309,13 +321,13 @@ static void body_flush(struct sg_body_ctx *ctx)
     ctx->nahead = 0;
 }
 
-/* Events inside the body are ingested SG_INGEST_AHEAD events late, the newest peeked at and
- * the one before it prefetched for; results and errors come out in the body's order. */
+/* Events inside the body are ingested SG_INGEST_AHEAD events late, each hint taken a step
+ * further with every event that arrives; results and errors come out in the body's order. */
 static void body_event(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
                        const char *elem, size_t len)
 {
-    if (ctx->nahead > 0)
-        sg_ingest_prefetch(ctx->ing, &ctx->ahead[ctx->nahead - 1].hint);
+    for (unsigned i = 0; i < ctx->nahead; i++)
+        sg_ingest_prefetch(ctx->ing, &ctx->ahead[i].hint);
     if (ctx->nahead == SG_INGEST_AHEAD) {
         body_ingest(ctx, ctx->ahead[0].index, ctx->ahead[0].line, ctx->ahead[0].offset,
                     ctx->ahead[0].elem, ctx->ahead[0].len);

@@ -33,7 +33,7 @@
 #define SG_TCP_READ_BUF_SIZE (64 * 1024)
 /* Lines of a read held back before they are ingested, so that cache hints for them can be
  * given ahead (sg_ingest_peek, sg_ingest_prefetch). */
-#define SG_TCP_AHEAD   2
+#define SG_TCP_AHEAD   3
 #define SG_TCP_BACKLOG 511
 /* While a writer cannot take events, how often to look whether it can again. */
 #define SG_TCP_WRITER_RECHECK_MS 1000
@@ -198,8 +198,9 @@ static void tcp_conn_flush_ahead(struct sg_tcp_conn *conn)
 }
 
 /* Lines inside the read buffer are ingested SG_TCP_AHEAD lines late: the newest is peeked at,
- * the one before it prefetched for, the oldest ingested. A line the framer copied (one that
- * straddled two reads) is only valid now, so it goes at once, after the ones held back. */
+ * each one held back has its hint taken a step further, the oldest is ingested. A line the framer
+ * copied (one that straddled two reads) is only valid now, so it goes at once, after the ones held
+ * back. */
 static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
 {
     struct sg_tcp_conn *conn = arg;
@@ -216,8 +217,8 @@ static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
         tcp_conn_ingest(conn, line, len);
         return 0;
     }
-    if (conn->nahead > 0)
-        sg_ingest_prefetch(srv->ingest, &conn->ahead[conn->nahead - 1].hint);
+    for (unsigned i = 0; i < conn->nahead; i++)
+        sg_ingest_prefetch(srv->ingest, &conn->ahead[i].hint);
     if (conn->nahead == SG_TCP_AHEAD) {
         tcp_conn_ingest(conn, conn->ahead[0].line, conn->ahead[0].len);
         memmove(&conn->ahead[0], &conn->ahead[1], (SG_TCP_AHEAD - 1) * sizeof(conn->ahead[0]));

@@ -483,18 +483,23 @@ out:
     return rc;
 }
 
-uint64_t sg_streams_prefetch_key(const struct sg_streams *st, const char *key, size_t key_len)
+uint64_t sg_streams_prefetch_slot(const struct sg_streams *st, const char *key, size_t key_len)
 {
     uint64_t hash = sg_hash64(key, key_len, st->seed);
+    __builtin_prefetch(&st->tags[hash & st->mask]);
+    __builtin_prefetch(&st->slots[hash & st->mask]);
+    return hash;
+}
+
+void sg_streams_prefetch_stream(const struct sg_streams *st, uint64_t hash)
+{
     uint16_t tag = sg_streams__tag(hash);
-    /* The slots and tags are small enough to stay cached; the record is what misses. */
     for (size_t i = hash & st->mask, n = 0; st->slots[i] && n < 4; i = (i + 1) & st->mask, n++) {
         if (st->tags[i] == tag) {
             __builtin_prefetch(st->slots[i]);
-            break;
+            return;
         }
     }
-    return hash;
 }
 
 void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, size_t key_len,
