@@ -4,8 +4,10 @@
 #ifndef STREAMGATE_COMMON_H
 #define STREAMGATE_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -15,6 +17,19 @@
 
 #define SG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SG_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Whether n bytes are the same. Keys and member names are a few bytes long, where a call to
+ * memcmp costs more than the comparison; longer ones still go to memcmp. */
+static inline bool sg_bytes_equal(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return false;
+    return true;
+}
 
 /* The transports events arrive on; also a metric label. */
 enum sg_transport { SG_TRANSPORT_HTTP = 0, SG_TRANSPORT_TCP = 1, SG_TRANSPORT_COUNT };

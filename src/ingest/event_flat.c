@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "event_internal.h"
+#include "streamgate/common.h"
 
 /* Deepest nesting of member values the scanner skips; deeper events go to the tree. */
 #define SG_FLAT_MAX_DEPTH 32
@@ -58,11 +59,9 @@ static inline const char *sg_flat__skip_ws(const char *p, const char *end)
     return p;
 }
 
-/* Member names are short and rarely share a first byte with a configured name, so that byte
- * is compared before any call. */
 static inline bool sg_flat__name_is(const char *name, size_t len, const char *want, size_t want_len)
 {
-    return len == want_len && (len == 0 || (name[0] == want[0] && memcmp(name, want, len) == 0));
+    return len == want_len && sg_bytes_equal(name, want, len);
 }
 
 /* Loads eight bytes with the first one lowest, whatever the machine's byte order. */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "stream_internal.h"
+#include "streamgate/common.h"
 #include "streamgate/config.h"
 #include "streamgate/ddsketch.h"
 #include "streamgate/hash.h"
@@ -88,7 +89,7 @@ static struct sg_stream *sg_streams__find(const struct sg_streams *st, const cha
         if (!s)
             return NULL;
         if (st->tags[i] == tag && s->hash == hash && s->key_len == len &&
-            memcmp(s->key, key, len) == 0)
+            sg_bytes_equal(s->key, key, len))
             return s;
     }
 }
@@ -200,7 +201,7 @@ static void sg_streams__evict(struct sg_streams *st)
 static uint32_t sg_streams__intern(struct sg_streams *st, size_t pos, const char *name, size_t len)
 {
     uint32_t id = st->last_ids[pos];
-    if (id < st->nnames && st->name_lens[id] == len && memcmp(st->names[id], name, len) == 0)
+    if (id < st->nnames && st->name_lens[id] == len && sg_bytes_equal(st->names[id], name, len))
         return id;
     if (len > SG_STREAMS_MAX_NAME_LEN)
         goto dropped;
@@ -209,7 +210,7 @@ static uint32_t sg_streams__intern(struct sg_streams *st, size_t pos, const char
     for (; st->name_slots[i]; i = (i + 1) & (SG_STREAMS_NAME_SLOTS - 1)) {
         id = st->name_slots[i] - 1u;
         if (st->name_hashes[id] == (uint32_t)h && st->name_lens[id] == len &&
-            memcmp(st->names[id], name, len) == 0)
+            sg_bytes_equal(st->names[id], name, len))
             goto found;
     }
     if (st->nnames >= SG_STREAMS_MAX_NAMES)
