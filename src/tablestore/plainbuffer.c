@@ -494,7 +494,7 @@ static int read_u32(struct pb_reader *r, uint32_t *v, const char *what)
 static int read_value(struct pb_reader *r, bool is_pk, struct sg_ts_value *v, uint8_t *crc)
 {
     size_t at = r->off;
-    uint32_t vlen;
+    uint32_t vlen = 0; /* set by read_u32; for compilers that cannot see it */
     int rc = read_u32(r, &vlen, "value");
     if (rc)
         return rc;
@@ -579,7 +579,7 @@ static int read_cell(struct pb_reader *r, bool is_pk, uint8_t *cell_crc)
     if (rc)
         return rc;
     size_t at = r->off;
-    uint32_t name_len;
+    uint32_t name_len = 0; /* likewise */
     if ((rc = read_u32(r, &name_len, "name")))
         return rc;
     if (!has(r, name_len))

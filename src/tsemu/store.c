@@ -431,7 +431,7 @@ int tsemu_store_table_create(struct tsemu_store *store, const struct tsemu_table
                              struct tsemu_table **out)
 {
     struct tsemu_table *table;
-    size_t pos;
+    size_t pos = 0; /* set by table_index; for compilers that cannot see it */
 
     if (table_index(store, tpl->name, strlen(tpl->name), &pos) >= 0)
         return -EEXIST;
