@@ -31,6 +31,18 @@ static inline bool sg_bytes_equal(const void *a, const void *b, size_t n)
     return true;
 }
 
+/* The value of a hexadecimal digit (either case), or -1 for any other character. */
+static inline int sg_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* The transports events arrive on; also a metric label. */
 enum sg_transport { SG_TRANSPORT_HTTP = 0, SG_TRANSPORT_TCP = 1, SG_TRANSPORT_COUNT };
 

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "event_internal.h"
+#include "streamgate/common.h"
 #include "streamgate/config.h"
 
 /* 9999-12-31T23:59:59.999Z: the last millisecond RFC 3339 can spell. Numeric and textual
@@ -160,17 +161,6 @@ static void sg_event__scan_bytes(const char *p, size_t n, bool *control, bool *h
     *high = (acc & SG_EVENT_HIGHS) != 0;
 }
 
-static int sg_event__hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* cJSON is lenient with escapes, as with control bytes: it reads "\uZZZZ" (not hex) as U+0000, and
  * U+0000, escaped or not, ends its copy of a string, so a key, a member name or a timestamp would
  * be cut short there without a word ("key\u0000x" would even be read as the key field). Events with
@@ -198,7 +188,7 @@ static bool sg_event__valid_escapes(const char *p, size_t n)
             if (end - p < 4)
                 return false;
             for (int k = 0; k < 4; k++) {
-                int h = sg_event__hex(p[k]);
+                int h = sg_hex_digit(p[k]);
                 if (h < 0)
                     return false;
                 v = v * 16 + (unsigned)h;

@@ -938,17 +938,6 @@ static void handle_events(struct sg_http_conn *conn, bool close)
     conn_respond(conn, status, sg_http_json, resp->data, resp->len, NULL, close);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX escapes of a URL path segment in place. Returns the new length, or -1 for a
  * malformed escape. */
 static ssize_t percent_decode(char *s, size_t len)
@@ -961,7 +950,7 @@ static ssize_t percent_decode(char *s, size_t len)
         }
         if (i + 2 >= len)
             return -1;
-        int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+        int hi = sg_hex_digit(s[i + 1]), lo = sg_hex_digit(s[i + 2]);
         if (hi < 0 || lo < 0)
             return -1;
         s[o++] = (char)(hi * 16 + lo);

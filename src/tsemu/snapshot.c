@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "streamgate/common.h"
 #include "tsemu.h"
 
 #define SNAPSHOT_MAX_LINE (16 * 1024 * 1024)
@@ -226,17 +227,6 @@ out:
 
 /* ---- Reading --------------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int parse_i64(const cJSON *j, int64_t *out)
 {
     char *end;
@@ -290,7 +280,8 @@ static int parse_value(const cJSON *j, struct tsemu_value *v)
         if (!v->bytes)
             return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-            int hi = hexval(val->valuestring[2 * i]), lo = hexval(val->valuestring[2 * i + 1]);
+            int hi = sg_hex_digit(val->valuestring[2 * i]),
+                lo = sg_hex_digit(val->valuestring[2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 tsemu_value_free(v);
                 return -EINVAL;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "streamgate/common.h"
+
 cJSON *tv_load(const char *name)
 {
     const char *dir = getenv("SG_TS_VECTORS");
@@ -29,17 +31,6 @@ cJSON *tv_load(const char *name)
     return doc;
 }
 
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 uint8_t *tv_hex(const char *hex, size_t *len)
 {
     size_t n = strlen(hex);
@@ -47,7 +38,7 @@ uint8_t *tv_hex(const char *hex, size_t *len)
     uint8_t *out = malloc(n / 2 ? n / 2 : 1);
     cr_assert_not_null(out);
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        int hi = sg_hex_digit(hex[2 * i]), lo = sg_hex_digit(hex[2 * i + 1]);
         cr_assert(hi >= 0 && lo >= 0, "bad hex digit");
         out[i] = (uint8_t)(hi << 4 | lo);
     }
