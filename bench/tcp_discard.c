@@ -14,18 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int fail(const char *what)
-{
-    fprintf(stderr, "tcp_discard: %s: %s\n", what, strerror(errno));
-    return 1;
-}
+#include "tool.h"
 
 int main(void)
 {
@@ -35,41 +24,39 @@ int main(void)
     socklen_t sl = sizeof(sa);
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     if (ls < 0)
-        return fail("socket");
+        return tool_fail("tcp_discard", "socket");
     if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(ls, 1) != 0 ||
         getsockname(ls, (struct sockaddr *)&sa, &sl) != 0)
-        return fail("listen");
+        return tool_fail("tcp_discard", "listen");
     printf("%u\n", ntohs(sa.sin_port));
     fflush(stdout);
 
     int c;
     while ((c = accept(ls, NULL, NULL)) < 0)
         if (errno != EINTR)
-            return fail("accept");
+            return tool_fail("tcp_discard", "accept");
     close(ls);
-    double t0 = now_s();
+    double t0 = tool_now_s();
     uint64_t bytes = 0, lines = 0;
     for (;;) {
         ssize_t n = read(c, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return fail("read");
+            return tool_fail("tcp_discard", "read");
         if (n == 0)
             break;
         bytes += (uint64_t)n;
         for (ssize_t i = 0; i < n; i++)
             lines += buf[i] == '\n';
     }
-    double secs = now_s() - t0;
+    double secs = tool_now_s() - t0;
     close(c);
 
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    long peak_rss_kb;
+    double cpu = tool_cpu_s(&peak_rss_kb);
     printf("{\"bytes\":%llu,\"lines\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.3f,"
            "\"peak_rss_kb\":%ld}\n",
-           (unsigned long long)bytes, (unsigned long long)lines, secs, cpu, ru.ru_maxrss);
+           (unsigned long long)bytes, (unsigned long long)lines, secs, cpu, peak_rss_kb);
     return 0;
 }

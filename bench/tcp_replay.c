@@ -19,18 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int fail(const char *what)
-{
-    fprintf(stderr, "tcp_replay: %s: %s\n", what, strerror(errno));
-    return 1;
-}
+#include "tool.h"
 
 int main(int argc, char **argv)
 {
@@ -55,35 +44,33 @@ int main(int argc, char **argv)
     int fd = open(argv[1], O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0)
-        return fail(argv[1]);
+        return tool_fail("tcp_replay", argv[1]);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0)
-        return fail("socket");
-    double t0 = now_s();
+        return tool_fail("tcp_replay", "socket");
+    double t0 = tool_now_s();
     if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        return fail("connect");
+        return tool_fail("tcp_replay", "connect");
     off_t off = 0;
     while (off < st.st_size) {
         ssize_t n = sendfile(s, fd, &off, (size_t)(st.st_size - off));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return fail("sendfile");
+            return tool_fail("tcp_replay", "sendfile");
     }
-    double secs = now_s() - t0;
+    double secs = tool_now_s() - t0;
     /* The server sends nothing; its end of stream says it read everything and closed. */
     if (shutdown(s, SHUT_WR) != 0)
-        return fail("shutdown");
+        return tool_fail("tcp_replay", "shutdown");
     char c;
     while (recv(s, &c, 1, 0) > 0)
         ;
     close(s);
     close(fd);
 
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    long peak_rss_kb;
+    double cpu = tool_cpu_s(&peak_rss_kb);
     printf("{\"bytes\":%lld,\"seconds\":%.6f,\"cpu_seconds\":%.3f}\n", (long long)off, secs, cpu);
     return 0;
 }
