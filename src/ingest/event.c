@@ -15,6 +15,7 @@
 #include "event_internal.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
+#include "word.h"
 
 /* 9999-12-31T23:59:59.999Z: the last millisecond RFC 3339 can spell. Numeric and textual
  * timestamps share this range so both forms mean the same thing. */
@@ -132,9 +133,6 @@ static inline bool sg_event__bad_control(unsigned char c)
     return c < 0x20 && c != '\t' && c != '\n' && c != '\r';
 }
 
-#define SG_EVENT_ONES  UINT64_C(0x0101010101010101)
-#define SG_EVENT_HIGHS UINT64_C(0x8080808080808080)
-
 /* One pass over every byte of every event, eight at a time: sets *control when a control
  * byte other than tab, LF or CR occurs, and *high when a byte has its high bit set (only then
  * is the UTF-8 check needed). A word with any byte below 0x20 (marked exactly by the
@@ -147,9 +145,9 @@ static void sg_event__scan_bytes(const char *p, size_t n, bool *control, bool *h
     size_t i = 0;
 
     for (; i + 8 <= n; i += 8) {
-        memcpy(&w, p + i, 8);
+        w = sg_word_load(p + i);
         acc |= w;
-        if ((w - 0x20 * SG_EVENT_ONES) & ~w & SG_EVENT_HIGHS)
+        if ((w - 0x20 * SG_WORD_ONES) & ~w & SG_WORD_HIGHS)
             for (size_t k = 0; k < 8; k++)
                 bad |= sg_event__bad_control((unsigned char)p[i + k]);
     }
@@ -158,7 +156,7 @@ static void sg_event__scan_bytes(const char *p, size_t n, bool *control, bool *h
         bad |= sg_event__bad_control((unsigned char)p[i]);
     }
     *control = bad;
-    *high = (acc & SG_EVENT_HIGHS) != 0;
+    *high = (acc & SG_WORD_HIGHS) != 0;
 }
 
 /* cJSON is lenient with escapes, as with control bytes: it reads "\uZZZZ" (not hex) as U+0000, and

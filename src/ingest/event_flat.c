@@ -16,6 +16,7 @@
 
 #include "event_internal.h"
 #include "streamgate/common.h"
+#include "word.h"
 
 /* Deepest nesting of member values the scanner skips; deeper events go to the tree. */
 #define SG_FLAT_MAX_DEPTH 32
@@ -64,28 +65,6 @@ static inline bool sg_flat__name_is(const char *name, size_t len, const char *wa
     return len == want_len && sg_bytes_equal(name, want, len);
 }
 
-/* Loads eight bytes with the first one lowest, whatever the machine's byte order. */
-static inline uint64_t sg_flat__load8(const char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
-#define SG_FLAT_ONES  UINT64_C(0x0101010101010101)
-#define SG_FLAT_HIGHS UINT64_C(0x8080808080808080)
-
-/* Marks (high bit of the byte) where the word holds the byte `c` times SG_FLAT_ONES. Only the
- * lowest mark is exact (a borrow may set marks above it), which is the one used. */
-static inline uint64_t sg_flat__bytes_eq(uint64_t w, uint64_t c)
-{
-    uint64_t x = w ^ c;
-    return (x - SG_FLAT_ONES) & ~x & SG_FLAT_HIGHS;
-}
-
 /* A string at *pp (its opening quote) with no escape sequence. Sets its bytes and moves *pp
  * past the closing quote. Eight bytes at a time, looking for a quote or a backslash. */
 static inline bool sg_flat__string(const char **pp, const char *end, const char **s, size_t *n)
@@ -93,9 +72,8 @@ static inline bool sg_flat__string(const char **pp, const char *end, const char 
     const char *start = *pp + 1, *q = start;
 
     for (; end - q >= 8; q += 8) {
-        uint64_t w = sg_flat__load8(q); /* the first byte lowest, as the marks need */
-        uint64_t hit =
-            sg_flat__bytes_eq(w, '"' * SG_FLAT_ONES) | sg_flat__bytes_eq(w, '\\' * SG_FLAT_ONES);
+        uint64_t w = sg_word_load(q);
+        uint64_t hit = sg_word_match(w, '"') | sg_word_match(w, '\\');
         if (hit) {
             q += (size_t)__builtin_ctzll(hit) / 8; /* the first quote or backslash */
             goto found;
@@ -124,9 +102,9 @@ static const uint64_t sg_flat_pow10_int[] = {1,      10,      100,      1000,   
  * zeros, and summed by pairs: two-digit lanes, four-digit lanes, the whole. */
 static inline unsigned sg_flat__digits8(const char *p, uint64_t *m)
 {
-    uint64_t t = sg_flat__load8(p) ^ UINT64_C(0x3030303030303030);
+    uint64_t t = sg_word_load(p) ^ UINT64_C(0x3030303030303030);
     uint64_t other =
-        (((t & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | t) & SG_FLAT_HIGHS;
+        (((t & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | t) & SG_WORD_HIGHS;
     unsigned n = other ? (unsigned)__builtin_ctzll(other) / 8 : 8;
 
     if (n == 0)

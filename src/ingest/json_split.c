@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "word.h"
+
 /* Depth of {} and [] nesting, the outer array included. Deeper bodies are refused rather
  * than scanned, which also keeps the decoder's recursion bounded later. */
 #define SG_JSON_SPLIT_MAX_DEPTH 512
@@ -52,22 +54,13 @@ static int sg_json__fail(struct sg_json__scan *sc, size_t offset, const char *ms
     return -EINVAL;
 }
 
-#define SG_JSON_ONES  UINT64_C(0x0101010101010101)
-#define SG_JSON_HIGHS UINT64_C(0x8080808080808080)
-
 /* The offset of the first '"' at or after `i`, or SIZE_MAX. Most strings in events are a few
  * bytes long, where a call to memchr costs more than the search: eight bytes at a time here
  * (a word's lowest mark of a zero byte after the xor is exact), then memchr for long ones. */
 static inline size_t sg_json__find_quote(const char *body, size_t len, size_t i)
 {
     for (size_t stop = len - i > 64 ? i + 64 : len; i + 8 <= stop; i += 8) {
-        uint64_t w;
-        memcpy(&w, body + i, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        w = __builtin_bswap64(w);
-#endif
-        uint64_t x = w ^ ('"' * SG_JSON_ONES);
-        uint64_t hit = (x - SG_JSON_ONES) & ~x & SG_JSON_HIGHS;
+        uint64_t hit = sg_word_match(sg_word_load(body + i), '"');
         if (hit)
             return i + (size_t)__builtin_ctzll(hit) / 8;
     }
