@@ -43,6 +43,11 @@ static inline int sg_hex_digit(char c)
     return -1;
 }
 
+/* The powers of ten a double holds exactly, 10^0 to 10^SG_EXACT_POW10_MAX: a mantissa of at
+ * most 2^53 multiplied or divided by one of them is rounded once, as strtod rounds. */
+#define SG_EXACT_POW10_MAX 22
+extern const double sg_exact_pow10[SG_EXACT_POW10_MAX + 1];
+
 /* The transports events arrive on; also a metric label. */
 enum sg_transport { SG_TRANSPORT_HTTP = 0, SG_TRANSPORT_TCP = 1, SG_TRANSPORT_COUNT };
 

@@ -37,13 +37,6 @@ struct sg_flat_value {
     double num;
 };
 
-/* Powers of ten a double holds exactly: a mantissa of at most 2^53 multiplied or divided by
- * one of them is rounded once, so the result is the correctly rounded value strtod gives. */
-static const double sg_flat_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-#define SG_FLAT_MAX_POW10 22
-
 static inline bool sg_flat__is_digit(char c)
 {
     return (unsigned char)(c - '0') < 10;
@@ -178,10 +171,10 @@ static inline bool sg_flat__number(const char **pp, const char *end, double *out
         return true;
 
     exp10 -= (int64_t)nfrac;
-    if (nint + nfrac <= 19 && mant <= SG_FLAT_EXACT_MANTISSA && exp10 >= -SG_FLAT_MAX_POW10 &&
-        exp10 <= SG_FLAT_MAX_POW10) {
+    if (nint + nfrac <= 19 && mant <= SG_FLAT_EXACT_MANTISSA && exp10 >= -SG_EXACT_POW10_MAX &&
+        exp10 <= SG_EXACT_POW10_MAX) {
         double d = (double)mant;
-        d = exp10 < 0 ? d / sg_flat_pow10[-exp10] : d * sg_flat_pow10[exp10];
+        d = exp10 < 0 ? d / sg_exact_pow10[-exp10] : d * sg_exact_pow10[exp10];
         *out = neg ? -d : d;
         return true;
     }

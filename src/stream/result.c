@@ -8,12 +8,8 @@
 #include <string.h>
 
 #include "stream_internal.h"
+#include "streamgate/common.h"
 #include "streamgate/ddsketch.h"
-
-/* Powers of ten a double holds exactly. */
-static const double sg_result__pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                          1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                          1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* Values with a short decimal form, as most data values and their sums are, without printf:
  * v = m / 10^k for the smallest k, where m is an integer of at most 2^53. Both are exact
@@ -27,10 +23,10 @@ static size_t sg_result__short_decimal(double v, char *out)
     if (!(a >= 1e-4 && a < 1e15))
         return 0;
     for (int k = 1; k <= 19; k++) {
-        double m = nearbyint(a * sg_result__pow10[k]);
+        double m = nearbyint(a * sg_exact_pow10[k]);
         if (m > 9007199254740992.0)
             return 0;
-        if (m / sg_result__pow10[k] != a)
+        if (m / sg_exact_pow10[k] != a)
             continue;
         char digits[20];
         size_t nd = 0, n = 0;
@@ -111,10 +107,10 @@ static double sg_result__round_estimate(double v)
         return v;
     int e = (int)floor(log10(fabs(v)));
     int k = SG_RESULT_QUANTILE_DIGITS - 1 - e;
-    if (k >= 0 && k <= 22)
-        return nearbyint(v * sg_result__pow10[k]) / sg_result__pow10[k];
-    if (k < 0 && -k <= 22)
-        return nearbyint(v / sg_result__pow10[-k]) * sg_result__pow10[-k];
+    if (k >= 0 && k <= SG_EXACT_POW10_MAX)
+        return nearbyint(v * sg_exact_pow10[k]) / sg_exact_pow10[k];
+    if (k < 0 && -k <= SG_EXACT_POW10_MAX)
+        return nearbyint(v / sg_exact_pow10[-k]) * sg_exact_pow10[-k];
     return v;
 }
 
