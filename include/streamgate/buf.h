@@ -43,6 +43,8 @@ static inline int sg_buf_append_char(struct sg_buf *b, char c)
 }
 /* Appends the decimal digits of `v`, as printf's %llu would, without printf. */
 int sg_buf_append_uint(struct sg_buf *b, unsigned long long v);
+/* Appends `v` as printf's %lld would, without printf. */
+int sg_buf_append_int(struct sg_buf *b, long long v);
 int sg_buf_printf(struct sg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sg_buf_vprintf(struct sg_buf *b, const char *fmt, va_list ap);
 /* Appends `s` as a JSON string literal, quotes included, escaping as RFC 8259 requires. */

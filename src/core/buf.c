@@ -1,6 +1,7 @@
 #include "streamgate/buf.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,15 +57,33 @@ int sg_buf__append_slow(struct sg_buf *b, const void *data, size_t len)
     return 0;
 }
 
-int sg_buf_append_uint(struct sg_buf *b, unsigned long long v)
+/* Writes the digits of v, and a minus sign when `negative`, to the end of text[21] (2^64 - 1
+ * has 20 digits) and returns where they start. */
+static size_t sg_buf__digits(char *text, unsigned long long v, bool negative)
 {
-    char digits[20]; /* 2^64 - 1 has 20 */
-    size_t i = sizeof(digits);
+    size_t i = 21;
     do {
-        digits[--i] = (char)('0' + v % 10);
+        text[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v > 0);
-    return sg_buf_append(b, digits + i, sizeof(digits) - i);
+    if (negative)
+        text[--i] = '-';
+    return i;
+}
+
+int sg_buf_append_uint(struct sg_buf *b, unsigned long long v)
+{
+    char text[21];
+    size_t i = sg_buf__digits(text, v, false);
+    return sg_buf_append(b, text + i, sizeof(text) - i);
+}
+
+int sg_buf_append_int(struct sg_buf *b, long long v)
+{
+    char text[21];
+    size_t i =
+        sg_buf__digits(text, v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v, v < 0);
+    return sg_buf_append(b, text + i, sizeof(text) - i);
 }
 
 int sg_buf_vprintf(struct sg_buf *b, const char *fmt, va_list ap)

@@ -61,8 +61,7 @@ int sg_result__append_double(struct sg_buf *out, double v)
     if (!isfinite(v)) /* JSON has no NaN or infinity; a sum can overflow to infinity */
         return sg_buf_append_str(out, "null");
     if (v == trunc(v) && fabs(v) < 1e15 && !(v == 0 && signbit(v))) {
-        int rc = v < 0 ? sg_buf_append_char(out, '-') : 0;
-        return rc ? rc : sg_buf_append_uint(out, (unsigned long long)fabs(v));
+        return sg_buf_append_int(out, (long long)v);
     }
     n = sg_result__short_decimal(v, num);
     if (n > 0)
@@ -76,12 +75,6 @@ int sg_result__append_double(struct sg_buf *out, double v)
             break;
     }
     return sg_buf_append_str(out, num);
-}
-
-static int sg_result__append_int(struct sg_buf *out, int64_t v)
-{
-    int rc = v < 0 ? sg_buf_append_char(out, '-') : 0;
-    return rc ? rc : sg_buf_append_uint(out, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
 /* "name":value, with a comma before. */
@@ -175,11 +168,11 @@ int sg_result__render(const struct sg_streams *st, const struct sg_window *w, in
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"window_start\":");
     if (rc == 0)
-        rc = sg_result__append_int(out, w->start);
+        rc = sg_buf_append_int(out, w->start);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"window_end\":");
     if (rc == 0)
-        rc = sg_result__append_int(out, w->end);
+        rc = sg_buf_append_int(out, w->end);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"count\":");
     if (rc == 0)

@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -99,6 +100,31 @@ Test(buf, uint_matches_printf)
     cr_assert_eq(sg_buf_append_uint(&c, 123), -E2BIG);
     cr_assert_eq(c.len, 2);
     cr_assert_eq(sg_buf_append_uint(&c, 12), 0);
+    cr_assert_eq(c.len, 4);
+    sg_buf_free(&c);
+}
+
+Test(buf, int_matches_printf)
+{
+    static const long long values[] = {
+        0, 1, -1, 9, -10, 4096, -1234567890123LL, LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        struct sg_buf b;
+        char want[32];
+        sg_buf_init(&b, 0);
+        cr_assert_eq(sg_buf_append_int(&b, values[i]), 0);
+        int n = snprintf(want, sizeof(want), "%lld", values[i]);
+        cr_assert_eq(b.len, (size_t)n);
+        cr_assert(memcmp(b.data, want, b.len) == 0, "%lld", values[i]);
+        sg_buf_free(&b);
+    }
+    /* The sign and the digits land together or not at all. */
+    struct sg_buf c;
+    sg_buf_init(&c, 4);
+    cr_assert_eq(sg_buf_append_str(&c, "ab"), 0);
+    cr_assert_eq(sg_buf_append_int(&c, -12), -E2BIG);
+    cr_assert_eq(c.len, 2);
+    cr_assert_eq(sg_buf_append_int(&c, -1), 0);
     cr_assert_eq(c.len, 4);
     sg_buf_free(&c);
 }
