@@ -207,17 +207,24 @@ rejected:
     return -EINVAL;
 }
 
-void sg_ingest_peek(struct sg_ingest *ing, const char *buf, size_t len, struct sg_ingest_hint *h)
+/* The first step of the hint of an event pushed into a queue: its key, and the slot of the key
+ * table it hashes to. */
+static void ingest_peek(struct sg_ingest *ing, struct sg_ingest_held *ev)
 {
+    struct sg_ingest_hint *h = &ev->hint;
+
     h->step = 0;
-    if (!ing->streams || !sg_event_peek_key(&ing->dec, buf, len, &h->key, &h->key_len))
+    if (!ing->streams || !sg_event_peek_key(&ing->dec, ev->buf, ev->len, &h->key, &h->key_len))
         return;
     h->hash = sg_streams_prefetch_slot(ing->streams, h->key, h->key_len);
     h->step = 1;
 }
 
-void sg_ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_hint *h)
+/* One more step of an event's hint: the stream the slot leads to, then its current window. */
+static void ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_held *ev)
 {
+    struct sg_ingest_hint *h = &ev->hint;
+
     switch (h->step) {
     case 1:
         sg_streams_prefetch_stream(ing->streams, h->hash);
@@ -232,15 +239,37 @@ void sg_ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_hint *h)
     }
 }
 
+bool sg_ingest_ahead_push(struct sg_ingest *ing, struct sg_ingest_ahead *a,
+                          const struct sg_ingest_held *ev, struct sg_ingest_held *due)
+{
+    bool full = a->n == SG_INGEST_AHEAD;
+
+    for (unsigned i = 0, at = a->head; i < a->n; i++, at = (at + 1) % SG_INGEST_AHEAD)
+        ingest_prefetch(ing, &a->q[at]);
+    if (full)
+        sg_ingest_ahead_pop(a, due);
+    struct sg_ingest_held *slot = &a->q[(a->head + a->n) % SG_INGEST_AHEAD];
+    *slot = *ev;
+    ingest_peek(ing, slot);
+    a->n++;
+    return full;
+}
+
+bool sg_ingest_ahead_pop(struct sg_ingest_ahead *a, struct sg_ingest_held *ev)
+{
+    if (a->n == 0)
+        return false;
+    *ev = a->q[a->head];
+    a->head = (a->head + 1) % SG_INGEST_AHEAD;
+    a->n--;
+    return true;
+}
+
 void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why)
 {
     sg_counter_inc(ing->received[transport]);
     ingest_rejected(ing, transport, why, NULL, 0, NULL, 0);
 }
-
-/* Events of a body held back before they are ingested, so that cache hints for them can be
- * given ahead (as the TCP server does with the lines of a read). */
-#define SG_INGEST_AHEAD 3
 
 /* State shared by the per-element callbacks of one sg_ingest_body call. */
 struct sg_body_ctx {
@@ -253,13 +282,7 @@ struct sg_body_ctx {
     size_t index;
     size_t scanned;
     size_t newlines;
-    /* Events not ingested yet, oldest first; they lie in the body. */
-    struct {
-        const char *elem;
-        size_t len, index, line, offset;
-        struct sg_ingest_hint hint;
-    } ahead[SG_INGEST_AHEAD];
-    unsigned nahead;
+    struct sg_ingest_ahead ahead; /* events not ingested yet; they lie in the body */
 };
 
 /* Appends one entry to res->errors, or nothing at all when it does not fit (the buffer has a
@@ -299,53 +322,41 @@ static void body_add_error(struct sg_body_ctx *ctx, size_t index, size_t line, s
     res->nerrors++;
 }
 
-static void body_ingest(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
-                        const char *elem, size_t len)
+static void body_ingest(struct sg_body_ctx *ctx, const struct sg_ingest_held *ev)
 {
     enum sg_reject why = SG_REJECT_INVALID_JSON;
 
-    if (sg_ingest_event(ctx->ing, SG_TRANSPORT_HTTP, elem, len, ctx->now_ms, &why) == 0) {
+    if (sg_ingest_event(ctx->ing, SG_TRANSPORT_HTTP, ev->buf, ev->len, ctx->now_ms, &why) == 0) {
         ctx->res->accepted++;
         return;
     }
     ctx->res->rejected++;
-    body_add_error(ctx, index, line, offset, why);
+    body_add_error(ctx, ev->index, ev->line, ev->offset, why);
 }
 
 /* Ingests the events held back, in order. */
 static void body_flush(struct sg_body_ctx *ctx)
 {
-    for (unsigned i = 0; i < ctx->nahead; i++)
-        body_ingest(ctx, ctx->ahead[i].index, ctx->ahead[i].line, ctx->ahead[i].offset,
-                    ctx->ahead[i].elem, ctx->ahead[i].len);
-    ctx->nahead = 0;
+    struct sg_ingest_held ev;
+
+    while (sg_ingest_ahead_pop(&ctx->ahead, &ev))
+        body_ingest(ctx, &ev);
 }
 
-/* Events inside the body are ingested SG_INGEST_AHEAD events late, each hint taken a step
- * further with every event that arrives; results and errors come out in the body's order. */
-static void body_event(struct sg_body_ctx *ctx, size_t index, size_t line, size_t offset,
-                       const char *elem, size_t len)
+/* Events inside the body are ingested SG_INGEST_AHEAD events late, through the queue; results
+ * and errors come out in the body's order. */
+static void body_event(struct sg_body_ctx *ctx, const struct sg_ingest_held *ev)
 {
-    for (unsigned i = 0; i < ctx->nahead; i++)
-        sg_ingest_prefetch(ctx->ing, &ctx->ahead[i].hint);
-    if (ctx->nahead == SG_INGEST_AHEAD) {
-        body_ingest(ctx, ctx->ahead[0].index, ctx->ahead[0].line, ctx->ahead[0].offset,
-                    ctx->ahead[0].elem, ctx->ahead[0].len);
-        memmove(&ctx->ahead[0], &ctx->ahead[1], (SG_INGEST_AHEAD - 1) * sizeof(ctx->ahead[0]));
-        ctx->nahead--;
-    }
-    ctx->ahead[ctx->nahead].elem = elem;
-    ctx->ahead[ctx->nahead].len = len;
-    ctx->ahead[ctx->nahead].index = index;
-    ctx->ahead[ctx->nahead].line = line;
-    ctx->ahead[ctx->nahead].offset = offset;
-    sg_ingest_peek(ctx->ing, elem, len, &ctx->ahead[ctx->nahead].hint);
-    ctx->nahead++;
+    struct sg_ingest_held due;
+
+    if (sg_ingest_ahead_push(ctx->ing, &ctx->ahead, ev, &due))
+        body_ingest(ctx, &due);
 }
 
 static int body_json_element(void *arg, size_t index, const char *elem, size_t len, size_t offset)
 {
-    body_event(arg, index, 0, offset, elem, len);
+    body_event(arg, &(struct sg_ingest_held){
+                        .buf = elem, .len = len, .index = index, .line = 0, .offset = offset});
     return 0;
 }
 
@@ -391,22 +402,23 @@ static int body_ndjson_line(void *arg, const char *line, size_t len, bool too_lo
         body_add_error(ctx, index, ctx->newlines + 1, offset, SG_REJECT_LINE_TOO_LONG);
         return 0;
     }
+    struct sg_ingest_held ev = {
+        .buf = line, .len = len, .index = index, .line = ctx->newlines + 1, .offset = offset};
     if ((uintptr_t)line < (uintptr_t)ctx->body ||
         (uintptr_t)line + len > (uintptr_t)ctx->body + ctx->len) {
         /* The framer's copy of a last line without a newline: valid only now. */
         body_flush(ctx);
-        body_ingest(ctx, index, ctx->newlines + 1, offset, line, len);
+        body_ingest(ctx, &ev);
         return 0;
     }
-    body_event(ctx, index, ctx->newlines + 1, offset, line, len);
+    body_event(ctx, &ev);
     return 0;
 }
 
 int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *body, size_t len,
                    int64_t now_ms, struct sg_ingest_result *res)
 {
-    struct sg_body_ctx ctx = {
-        .ing = ing, .res = res, .body = body, .len = len, .now_ms = now_ms, .nahead = 0};
+    struct sg_body_ctx ctx = {.ing = ing, .res = res, .body = body, .len = len, .now_ms = now_ms};
     struct sg_ndjson fr;
     int rc;
 

@@ -31,10 +31,7 @@
 #include "streamgate/ndjson.h"
 
 #define SG_TCP_READ_BUF_SIZE (64 * 1024)
-/* Lines of a read held back before they are ingested, so that cache hints for them can be
- * given ahead (sg_ingest_peek, sg_ingest_prefetch). */
-#define SG_TCP_AHEAD   3
-#define SG_TCP_BACKLOG 511
+#define SG_TCP_BACKLOG       511
 /* While a writer cannot take events, how often to look whether it can again. */
 #define SG_TCP_WRITER_RECHECK_MS 1000
 
@@ -51,13 +48,7 @@ struct sg_tcp_conn {
     size_t budget_held; /* read buffer and partial line, charged to the budget */
     int64_t now_ms;     /* arrival time of the bytes being framed */
     struct sg_ndjson fr;
-    /* Lines of the current read not ingested yet, oldest first (they lie in rbuf). */
-    struct {
-        const char *line;
-        size_t len;
-        struct sg_ingest_hint hint;
-    } ahead[SG_TCP_AHEAD];
-    unsigned nahead;
+    struct sg_ingest_ahead ahead;    /* lines of the current read not ingested yet, in rbuf */
     char rbuf[SG_TCP_READ_BUF_SIZE]; /* every read lands here; lines are framed at once */
 };
 
@@ -192,15 +183,15 @@ static void tcp_conn_ingest(struct sg_tcp_conn *conn, const char *line, size_t l
  * and before its read buffer is read into again. */
 static void tcp_conn_flush_ahead(struct sg_tcp_conn *conn)
 {
-    for (unsigned i = 0; i < conn->nahead; i++)
-        tcp_conn_ingest(conn, conn->ahead[i].line, conn->ahead[i].len);
-    conn->nahead = 0;
+    struct sg_ingest_held ev;
+
+    while (sg_ingest_ahead_pop(&conn->ahead, &ev))
+        tcp_conn_ingest(conn, ev.buf, ev.len);
 }
 
-/* Lines inside the read buffer are ingested SG_TCP_AHEAD lines late: the newest is peeked at,
- * each one held back has its hint taken a step further, the oldest is ingested. A line the framer
- * copied (one that straddled two reads) is only valid now, so it goes at once, after the ones held
- * back. */
+/* Lines inside the read buffer are ingested SG_INGEST_AHEAD lines late, through the queue. A
+ * line the framer copied (one that straddled two reads) is only valid now, so it goes at once,
+ * after the ones held back. */
 static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
 {
     struct sg_tcp_conn *conn = arg;
@@ -217,17 +208,10 @@ static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
         tcp_conn_ingest(conn, line, len);
         return 0;
     }
-    for (unsigned i = 0; i < conn->nahead; i++)
-        sg_ingest_prefetch(srv->ingest, &conn->ahead[i].hint);
-    if (conn->nahead == SG_TCP_AHEAD) {
-        tcp_conn_ingest(conn, conn->ahead[0].line, conn->ahead[0].len);
-        memmove(&conn->ahead[0], &conn->ahead[1], (SG_TCP_AHEAD - 1) * sizeof(conn->ahead[0]));
-        conn->nahead--;
-    }
-    conn->ahead[conn->nahead].line = line;
-    conn->ahead[conn->nahead].len = len;
-    sg_ingest_peek(srv->ingest, line, len, &conn->ahead[conn->nahead].hint);
-    conn->nahead++;
+    struct sg_ingest_held due;
+    if (sg_ingest_ahead_push(srv->ingest, &conn->ahead,
+                             &(struct sg_ingest_held){.buf = line, .len = len}, &due))
+        tcp_conn_ingest(conn, due.buf, due.len);
     return 0;
 }
 

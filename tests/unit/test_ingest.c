@@ -268,6 +268,44 @@ Test(ingest, accepted_event_reaches_the_sink)
     fx_free(&fx);
 }
 
+/* The look-ahead queue hands events back oldest first, at most SG_INGEST_AHEAD held, and
+ * keeps each one's place in its input. */
+Test(ingest, ahead_queue_keeps_order)
+{
+    struct fx fx;
+    struct sg_ingest_ahead a;
+    struct sg_ingest_held ev, due;
+    const char *text = "0123456789";
+    size_t next = 0;
+
+    fx_init(&fx, 1000);
+    memset(&a, 0, sizeof(a));
+    cr_assert_not(sg_ingest_ahead_pop(&a, &ev), "a zeroed queue is empty");
+    for (size_t i = 0; i < 10; i++) {
+        bool full = sg_ingest_ahead_push(
+            fx.ing, &a,
+            &(struct sg_ingest_held){
+                .buf = text + i, .len = 1, .index = i, .line = i + 1, .offset = 2 * i},
+            &due);
+        cr_assert_eq(full, i >= SG_INGEST_AHEAD, "push %zu", i);
+        if (full) {
+            cr_assert_eq(due.buf, text + next);
+            cr_assert_eq(due.index, next);
+            cr_assert_eq(due.line, next + 1);
+            cr_assert_eq(due.offset, 2 * next);
+            next++;
+        }
+    }
+    while (sg_ingest_ahead_pop(&a, &ev)) {
+        cr_assert_eq(ev.buf, text + next);
+        cr_assert_eq(ev.index, next);
+        next++;
+    }
+    cr_assert_eq(next, 10);
+    cr_assert_eq(fx.sink.n, 0, "the queue ingests nothing itself");
+    fx_free(&fx);
+}
+
 Test(ingest, accepted_events_count_by_decoder)
 {
     struct fx fx;
