@@ -100,11 +100,9 @@ static void conn_timer(struct sg_http_conn *conn, enum sg_http_timer kind, uint6
         conn->timer_due = 0; /* a timer still set finds nothing due */
         return;
     }
-    uint64_t due = uv_now(conn->timer.loop) + ms;
-    conn->timer_due = due;
-    if (uv_is_active((uv_handle_t *)&conn->timer) && conn->timer_armed <= due)
+    conn->timer_due = uv_now(conn->timer.loop) + ms;
+    if (uv_is_active((uv_handle_t *)&conn->timer) && uv_timer_get_due_in(&conn->timer) <= ms)
         return;
-    conn->timer_armed = due;
     uv_timer_start(&conn->timer, conn_on_timer, ms, 0);
 }
 
@@ -1276,7 +1274,6 @@ static void conn_on_timer(uv_timer_t *timer)
         return;
     if (now < conn->timer_due) {
         /* Set for an earlier deadline that has since moved later. */
-        conn->timer_armed = conn->timer_due;
         uv_timer_start(timer, conn_on_timer, conn->timer_due - now, 0);
         return;
     }

@@ -154,9 +154,8 @@ struct sg_http_conn {
     int open_handles; /* transport and timer; freed when the last close callback runs */
     enum sg_http_state state;
     enum sg_http_timer timer_kind;
-    uint64_t timer_due;   /* loop time (ms) timer_kind is due at; 0: nothing due */
-    uint64_t timer_armed; /* loop time the libuv timer is set to fire at */
-    bool rejected;        /* over the connection limit: one 503, then gone */
+    uint64_t timer_due; /* loop time (ms) timer_kind is due at; 0: nothing due */
+    bool rejected;      /* over the connection limit: one 503, then gone */
     bool reading;
     bool writing;
     bool eof;     /* the peer closed its side */
