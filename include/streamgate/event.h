@@ -78,8 +78,8 @@ struct sg_event_decoder {
     /* For each first byte of those names (0 for the empty name), a bit per length (modulo 64):
      * a member whose name has no bit set is none of them, without a compare. */
     uint64_t name_filter[256];
-    bool flat; /* try the flat-event scanner first (on unless the locale's decimal point is not '.')
-                */
+    /* Try the flat-event scanner first (on unless the locale's decimal point is not '.'). */
+    bool flat;
     void *tree; /* the last parse tree (cJSON *), owned */
 };
 

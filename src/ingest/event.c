@@ -447,8 +447,7 @@ static int sg_event__decode_tree(struct sg_event_decoder *dec, const char *start
     cJSON *root;
 
     /* Only this decoder sees escapes: the scanner hands on every event with a backslash. */
-    if (memchr(start, '\\', (size_t)(end - start)) &&
-        !sg_event__valid_escapes(start, (size_t)(end - start))) {
+    if (!sg_event__valid_escapes(start, (size_t)(end - start))) {
         *why = SG_REJECT_INVALID_JSON;
         return -EINVAL;
     }

@@ -20,6 +20,10 @@
 #include "streamgate/ddsketch.h"
 #include "streamgate/hash.h"
 
+/* Fields of a window that sg_streams_prefetch_window brings in, whatever the event carries
+ * (it is not decoded yet): the first few. */
+#define SG_STREAMS_PREFETCH_FIELDS 4
+
 /* ---- idle keys --------------------------------------------------------------------- */
 
 void sg_streams__make_idle(struct sg_streams *st, struct sg_stream *s)
@@ -509,9 +513,10 @@ void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, si
     const struct sg_stream *s = sg_streams__find(st, key, key_len, hash);
     if (!s || s->is_idle || !s->u.windows)
         return;
-    /* The window's header and the first fields, with their sketches. */
+    /* The window's header and its first fields, with their sketches. */
     const char *w = (const char *)s->u.windows;
-    size_t bytes = st->field_off + 4 * st->field_stride;
+    size_t bytes =
+        st->field_off + SG_MIN(SG_STREAMS_PREFETCH_FIELDS, st->max_fields) * st->field_stride;
     for (size_t off = 0; off < bytes; off += 64)
         __builtin_prefetch(w + off, 1);
 }
