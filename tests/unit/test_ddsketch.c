@@ -745,6 +745,11 @@ Test(ddsketch, buckets_follow_the_mapping)
     }
     cr_expect_eq(bad, 0, "%d powers of two are not bucket bounds, the first 2^%d", bad, first_bad);
     cr_expect(fabs(estimate_of(0.01, 1.0) - 0.99) < 0.01);
+    /* ...and exactly the estimate the mapping's definition gives for its bucket. */
+    uint32_t mult = ref_mult(0.01);
+    double one = ref_estimate(mult, ref_index(mult, 1.0));
+    cr_expect(fabs(estimate_of(0.01, 1.0) - one) <= ROUNDING * one, "got %.17g, want %.17g",
+              estimate_of(0.01, 1.0), one);
 
     /* Each factor of two holds the same whole number of buckets: the smallest at least
      * 0.7 / ln(gamma), about 1% more than the ln(2) / ln(gamma) of exact logarithmic buckets
