@@ -119,12 +119,11 @@ int sg_ddsketch_init(struct sg_ddsketch *s, double alpha, uint32_t max_bins)
 
 struct sg_ddsketch *sg_ddsketch_create(double alpha, uint32_t max_bins)
 {
-    if (!(alpha > 0.0 && alpha < 1.0) || max_bins < 16)
-        return NULL;
     struct sg_ddsketch *s = malloc(sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    sg_ddsketch_init(s, alpha, max_bins);
+    if (s != NULL && sg_ddsketch_init(s, alpha, max_bins) != 0) {
+        free(s);
+        s = NULL;
+    }
     return s;
 }
 
