@@ -14,8 +14,8 @@
  *
  * Values: `uniform` (the default) draws every value uniformly from [0, 16777), so each window's
  * values spread over four decades. `sensor` makes them the way streamgate-gen's sensor source
- * does (src/gen/source.c): fields cycle through its value, temp, humidity and seq shapes, each a
- * per-key level plus a slow sine plus small noise (value also has a spike about one event in
+ * does (src/tools/gen/source.c): fields cycle through its value, temp, humidity and seq shapes,
+ * each a per-key level plus a slow sine plus small noise (value also has a spike about one event in
  * 200), and seq counts the key's events from 1,000,000 on (a generator that has been running
  * for a while, not its first window); so each window's values span a narrow range, as in
  * production. */

@@ -14,6 +14,9 @@
 
 #include "streamgate/log.h"
 
+/* The hard ceiling of event.max_fields: how many numeric fields one event can carry. */
+#define SG_EVENT_MAX_FIELDS 64
+
 enum sg_window_type { SG_WINDOW_TUMBLING = 0, SG_WINDOW_HOPPING = 1, SG_WINDOW_SESSION = 2 };
 enum sg_time_mode { SG_TIME_EVENT = 0, SG_TIME_PROCESSING = 1 };
 

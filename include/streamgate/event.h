@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamgate/config.h"
+
 struct sg_config;
 
 /* Why an event was rejected: enum name, metric label, human message. */
@@ -38,8 +40,6 @@ enum sg_reject {
 
 const char *sg_reject_label(enum sg_reject r);
 const char *sg_reject_message(enum sg_reject r);
-
-#define SG_EVENT_MAX_FIELDS 64 /* hard ceiling for event.max_fields */
 
 struct sg_event_field {
     const char *name; /* borrowed; not NUL-terminated */

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "streamgate/server.h"
+#include "streamgate/ingest.h"
 
 struct sg_http_server;
 

@@ -6,17 +6,37 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "streamgate/buf.h"
 #include "streamgate/common.h"
 #include "streamgate/event.h"
 
+struct sg_budget;
 struct sg_config;
 struct sg_metrics;
 struct sg_log;
 struct sg_sink;
 struct sg_ingest;
 struct sg_streams;
+
+/* What the wiring gives each server (HTTP and TCP), and their common life cycle: create (bind
+ * and listen) -> shutdown (stop accepting, finish what is in flight, close every connection,
+ * then call back) -> destroy. */
+struct sg_server_env {
+    uv_loop_t *loop;
+    const struct sg_config *cfg;
+    struct sg_ingest *ingest;
+    struct sg_streams *streams; /* for the live query; NULL answers 404 */
+    struct sg_budget *budget;   /* pushback; NULL: never pauses */
+    /* Renders GET /v1/info's JSON object into `out`; NULL answers 404. */
+    int (*info)(void *arg, struct sg_buf *out);
+    void *info_arg;
+    struct sg_metrics *metrics;
+    struct sg_log *log;
+};
+
+typedef void (*sg_server_closed_cb)(void *arg);
 
 #define SG_INGEST_MAX_SINKS 8
 
@@ -49,44 +69,6 @@ int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink);
  * limit. */
 int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
                     int64_t now_ms, enum sg_reject *why);
-
-/* Events held back a few at a time before they are ingested. With many keys, what an event
- * updates is several cache misses, each found through the one before; a caller holding a batch
- * of events (the lines of one read, the elements of one body) pushes each one into a queue
- * instead of ingesting it at once. The queue peeks at the key of the newest and takes the cache
- * hint of each event held back one step further, so the misses overlap the work in between,
- * and hands the oldest back once SG_INGEST_AHEAD are held. Hints change nothing: events come
- * out in the order they went in, and their bytes must stay valid while they are held. */
-#define SG_INGEST_AHEAD 3
-
-/* The queue's own: how far the cache hint of an event held has got. */
-struct sg_ingest_hint {
-    const char *key;
-    size_t key_len;
-    uint64_t hash;
-    unsigned step; /* 0: no hint (the key could not be peeked at) */
-};
-
-struct sg_ingest_held {
-    const char *buf;
-    size_t len;
-    size_t index, line, offset; /* where it lies in the caller's input, for error reports */
-    struct sg_ingest_hint hint;
-};
-
-/* Zeroed, a queue is empty. */
-struct sg_ingest_ahead {
-    struct sg_ingest_held q[SG_INGEST_AHEAD];
-    unsigned head, n; /* the oldest held, and how many */
-};
-
-/* Holds `ev` back. Returns true when the queue was full: its oldest event is then moved to
- * *due, for the caller to ingest now. */
-bool sg_ingest_ahead_push(struct sg_ingest *ing, struct sg_ingest_ahead *a,
-                          const struct sg_ingest_held *ev, struct sg_ingest_held *due);
-/* Moves the oldest event held to *ev, or returns false when none is. A caller empties the
- * queue before it ingests anything else and before the events' bytes are reused. */
-bool sg_ingest_ahead_pop(struct sg_ingest_ahead *a, struct sg_ingest_held *ev);
 
 /* Counts (and logs at a rate limit) an event rejected before decoding, e.g. a too-long line. */
 void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why);

@@ -8,7 +8,8 @@
  * `char *errstr, size_t errstr_size` (either may be NULL/0).
  *
  * The facts behind this code (byte layouts, signing rules, error codes) are in
- * shared/tablestore/PROTOCOL.md; the conformance vectors are in shared/tablestore/vectors. */
+ * src/tablestore/PROTOCOL.md; the conformance vectors the official SDKs made are in
+ * tests/tablestore/vectors. */
 #ifndef STREAMGATE_TABLESTORE_H
 #define STREAMGATE_TABLESTORE_H
 

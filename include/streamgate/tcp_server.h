@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "streamgate/server.h"
+#include "streamgate/ingest.h"
 
 struct sg_tcp_server;
 

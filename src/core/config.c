@@ -13,7 +13,6 @@
 
 #include "config_internal.h"
 #include "streamgate/common.h"
-#include "streamgate/event.h"
 
 #define SG_CONFIG_STR_(x) #x
 #define SG_CONFIG_STR(x)  SG_CONFIG_STR_(x)

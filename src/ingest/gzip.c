@@ -7,7 +7,7 @@
 #include <zlib.h>
 
 #include "streamgate/common.h"
-#include "streamgate/gzip.h"
+#include "gzip.h"
 
 /* How much output room is reserved per inflate call. Large enough to keep the number of calls
  * low, small enough that the buffer never overshoots the cap by much. */

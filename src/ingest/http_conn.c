@@ -22,7 +22,7 @@
 #include "http_internal.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
-#include "streamgate/gzip.h"
+#include "gzip.h"
 #include "streamgate/ingest.h"
 #include "streamgate/streams.h"
 

@@ -17,7 +17,7 @@
 #include "streamgate/ingest.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
-#include "streamgate/rate.h"
+#include "rate.h"
 
 /* Bytes read from a socket at a time: one buffer per connection, allocated once. */
 #define SG_HTTP_READ_BUF_SIZE (64 * 1024)

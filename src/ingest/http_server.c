@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http_internal.h"
+#include "server.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
 

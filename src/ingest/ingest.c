@@ -6,6 +6,7 @@
  * as 0 before the first event, and the hot path is a decode plus a few increments through the
  * kept pointers. */
 #include "streamgate/ingest.h"
+#include "ahead.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,10 +14,10 @@
 #include <string.h>
 
 #include "streamgate/config.h"
-#include "streamgate/json_split.h"
+#include "json_split.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
-#include "streamgate/ndjson.h"
+#include "ndjson.h"
 #include "streamgate/sink.h"
 #include "streamgate/streams.h"
 

@@ -9,7 +9,7 @@
  * hands out no element at all: a first pass checks it and remembers where the first
  * SG_JSON_SPLIT_REMEMBER elements lie, and a second hands those out and scans only past them.
  * Neither pass allocates: the nesting stack and the marks are fixed arrays on the C stack. */
-#include "streamgate/json_split.h"
+#include "json_split.h"
 
 #include <errno.h>
 #include <limits.h>

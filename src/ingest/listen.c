@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "streamgate/config.h"
-#include "streamgate/server.h"
+#include "server.h"
 
 int sg_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, int backlog,
                   uv_connection_cb cb, char *errstr, size_t errstr_size)

@@ -11,7 +11,7 @@
  * When the callback returns non-zero, feeding stops at once and the value is returned; the
  * rest of that chunk is not consumed and the framer's state is unspecified. Callers treat it
  * as the end of the stream (they close the connection) and do not feed again. */
-#include "streamgate/ndjson.h"
+#include "ndjson.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Token buckets in an open-addressed table: a client hashes to a slot and the next few slots are
  * probed; a client not found takes a free probed slot or, failing that, the one seen longest
  * ago. Keys are stored by hash and a short copy, enough to tell clients apart. */
-#include "streamgate/rate.h"
+#include "rate.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

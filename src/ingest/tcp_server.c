@@ -28,7 +28,9 @@
 #include "streamgate/ingest.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
-#include "streamgate/ndjson.h"
+#include "ndjson.h"
+#include "ahead.h"
+#include "server.h"
 
 #define SG_TCP_READ_BUF_SIZE (64 * 1024)
 #define SG_TCP_BACKLOG       511

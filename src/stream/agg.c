@@ -1,11 +1,11 @@
 /* Aggregate state of one numeric field: Welford's update for one value, Chan et al.'s formula
  * for merging two partial states, and first/last by event time. */
-#include "streamgate/agg.h"
+#include "agg.h"
 
 #include <errno.h>
 #include <math.h>
 
-#include "streamgate/ddsketch.h"
+#include "ddsketch.h"
 
 void sg_agg_init(struct sg_agg *a, struct sg_ddsketch *sketch)
 {

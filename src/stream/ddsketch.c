@@ -28,7 +28,7 @@
  * ends up in bucket max(i, highest index - max_bins + 1)), so merging is exact and independent
  * of order even after collapsing. Every operation that allocates does so before it changes
  * anything, so -ENOMEM leaves the sketch as it was. */
-#include "streamgate/ddsketch.h"
+#include "ddsketch.h"
 
 #include <errno.h>
 #include <float.h>

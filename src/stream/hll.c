@@ -1,7 +1,7 @@
 /* HyperLogLog with one byte per register. The register index is the top `precision` bits of a
  * 64-bit hash and the rank is one plus the number of leading zeros of the remaining bits, so with
  * a 64-bit hash no large-range correction is needed; small cardinalities use linear counting. */
-#include "streamgate/hll.h"
+#include "hll.h"
 
 #include <errno.h>
 #include <math.h>

@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "streamgate/agg.h"
+#include "agg.h"
 #include "streamgate/buf.h"
-#include "streamgate/hll.h"
+#include "hll.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/streams.h"

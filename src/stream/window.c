@@ -11,7 +11,7 @@
 
 #include "stream_internal.h"
 #include "streamgate/config.h"
-#include "streamgate/ddsketch.h"
+#include "ddsketch.h"
 #include "streamgate/event.h"
 
 /* floor(a / b) for b > 0, also for negative a. */

@@ -23,7 +23,7 @@
 #include "event_configs.h"
 #include "streamgate/config.h"
 #include "streamgate/event.h"
-#include "streamgate/json_split.h"
+#include "json_split.h"
 
 #define NOW_MS    INT64_C(1700000000123)
 #define MAX_TS_MS INT64_C(253402300799999)

@@ -23,7 +23,7 @@
 #include <zlib.h>
 
 #include "streamgate/buf.h"
-#include "streamgate/gzip.h"
+#include "gzip.h"
 
 #define PREFIX     "prefix:"
 #define PREFIX_LEN (sizeof(PREFIX) - 1)

@@ -24,7 +24,7 @@
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
 #include "streamgate/ingest.h"
-#include "streamgate/json_split.h"
+#include "json_split.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "streamgate/ndjson.h"
+#include "ndjson.h"
 
 #define STOP_RC 7 /* what the callback returns to stop; any non-zero value */
 

@@ -1,4 +1,4 @@
-/* Loading the Tablestore conformance vectors (shared/tablestore/vectors) for the unit tests.
+/* Loading the Tablestore conformance vectors (tests/tablestore/vectors) for the unit tests.
  * Every helper fails the running test on bad input, so tests stay short. */
 #ifndef SG_TEST_TS_VECTORS_H
 #define SG_TEST_TS_VECTORS_H

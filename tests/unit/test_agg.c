@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "streamgate/agg.h"
-#include "streamgate/ddsketch.h"
+#include "../../src/stream/agg.h"
+#include "../../src/stream/ddsketch.h"
 
 struct rng {
     uint64_t s;

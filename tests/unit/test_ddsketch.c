@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "streamgate/ddsketch.h"
+#include "../../src/stream/ddsketch.h"
 
 static const double quantiles[] = {0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1};
 #define NQ (sizeof(quantiles) / sizeof(quantiles[0]))

@@ -7,7 +7,7 @@
 #include <zlib.h>
 
 #include "streamgate/buf.h"
-#include "streamgate/gzip.h"
+#include "../../src/ingest/gzip.h"
 
 /* Compresses `len` bytes of `in` (or `len` zero bytes when `in` is NULL, fed in slices so no
  * large input buffer is needed) as one gzip member appended to `out`. */

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "streamgate/hash.h"
-#include "streamgate/hll.h"
+#include "../../src/stream/hll.h"
 
 static void add_keys(struct sg_hll *h, const char *prefix, uint64_t from, uint64_t to)
 {

@@ -13,6 +13,7 @@
 #include "streamgate/config.h"
 #include "streamgate/event.h"
 #include "streamgate/ingest.h"
+#include "../../src/ingest/ahead.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"

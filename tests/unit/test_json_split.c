@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "streamgate/json_split.h"
+#include "../../src/ingest/json_split.h"
 
 #define MAX_ELEMS 1024
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "streamgate/ndjson.h"
+#include "../../src/ingest/ndjson.h"
 
 /* Every callback is written down as "L<len>:<bytes>|" or "T<len>:<bytes>|" (too long). */
 struct seen {

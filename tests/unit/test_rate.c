@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "streamgate/rate.h"
+#include "../../src/ingest/rate.h"
 
 static int64_t take(struct sg_rate_limiter *rl, const char *key, int64_t now)
 {
