@@ -267,10 +267,8 @@ static int start_tablestore(struct sg_app *app, char *err, size_t errlen)
 static int register_static_metrics(struct sg_app *app)
 {
     struct sg_gauge *build =
-        sg_metrics_gauge(app->metrics, "streamgate_build_info",
-                         "Build information; the value is always 1.", "version=\"" SG_VERSION "\"");
-    app->lag = sg_metrics_histogram(app->metrics, "streamgate_loop_lag_seconds",
-                                    "How late the event loop ran a 100 ms timer.", NULL, lag_bounds,
+        sg_metrics_gauge(app->metrics, SG_METRIC_BUILD_INFO, "version=\"" SG_VERSION "\"");
+    app->lag = sg_metrics_histogram(app->metrics, SG_METRIC_LOOP_LAG_SECONDS, NULL, lag_bounds,
                                     SG_ARRAY_SIZE(lag_bounds));
     if (!build || !app->lag)
         return -ENOMEM;

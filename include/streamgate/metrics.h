@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct sg_buf;
 struct sg_metrics;
@@ -27,19 +28,119 @@ struct sg_histogram {
     double sum;
 };
 
+/* The catalogue: every metric family streamgate exposes, with its name, type, the names of
+ * the labels its series may carry (comma-separated, empty for none) and its one help text.
+ * Registration names a family by its id (SG_METRIC_ and the name without "streamgate_", in
+ * capitals), so a name or a help text is written once, here. README.md's metric table is the
+ * output of `streamgate --metrics-markdown`, made from this list. */
+#define SG_METRIC_MAP(X)                                                                           \
+    X(EVENTS_RECEIVED_TOTAL, "streamgate_events_received_total", COUNTER, "transport",             \
+      "Events seen, accepted or rejected.")                                                        \
+    X(EVENTS_ACCEPTED_TOTAL, "streamgate_events_accepted_total", COUNTER, "transport",             \
+      "Events decoded and handed to every writer.")                                                \
+    X(EVENTS_REJECTED_TOTAL, "streamgate_events_rejected_total", COUNTER, "transport,reason",      \
+      "Events rejected, by reason.")                                                               \
+    X(EVENTS_DECODED_TOTAL, "streamgate_events_decoded_total", COUNTER, "decoder",                 \
+      "Accepted events by decoder: flat (the one-pass scanner) or tree (cJSON, for escapes, "      \
+      "deep nesting and lenient numbers).")                                                        \
+    X(HTTP_REQUESTS_TOTAL, "streamgate_http_requests_total", COUNTER, "code",                      \
+      "HTTP responses sent, by status code.")                                                      \
+    X(CONNECTIONS, "streamgate_connections", GAUGE, "transport", "Open client connections.")       \
+    X(CONNECTIONS_ACCEPTED_TOTAL, "streamgate_connections_accepted_total", COUNTER, "transport",   \
+      "Client connections accepted and served.")                                                   \
+    X(CONNECTIONS_REJECTED_TOTAL, "streamgate_connections_rejected_total", COUNTER, "transport",   \
+      "Connections refused because the transport was at its connection limit.")                    \
+    X(BYTES_RECEIVED_TOTAL, "streamgate_bytes_received_total", COUNTER, "transport",               \
+      "Bytes read from client connections.")                                                       \
+    X(LIMIT_HITS_TOTAL, "streamgate_limit_hits_total", COUNTER, "limit",                           \
+      "Requests, connections or events cut off by a limit.")                                       \
+    X(LOOP_LAG_SECONDS, "streamgate_loop_lag_seconds", HISTOGRAM, "",                              \
+      "How late the event loop ran a 100 ms timer.")                                               \
+    X(SINK_RECORDS_TOTAL, "streamgate_sink_records_total", COUNTER, "sink,stream,result",          \
+      "Records handed to a writer, by outcome.")                                                   \
+    X(SINK_QUEUE_BYTES, "streamgate_sink_queue_bytes", GAUGE, "sink,stream",                       \
+      "Bytes accepted by a writer and not yet written.")                                           \
+    X(SINK_QUEUE_MESSAGES, "streamgate_sink_queue_messages", GAUGE, "sink",                        \
+      "Records accepted by a writer and not yet acknowledged.")                                    \
+    X(SINK_DELIVERY_SECONDS, "streamgate_sink_delivery_seconds", HISTOGRAM, "sink",                \
+      "Time from handing a record to the writer to its delivery report.")                          \
+    X(SINK_BACKPRESSURE_TOTAL, "streamgate_sink_backpressure_total", COUNTER, "sink",              \
+      "Records a writer held back in its own backlog because its queue was full.")                 \
+    X(KEYS_ACTIVE, "streamgate_keys_active", GAUGE, "", "Keys with a stream (open or idle).")      \
+    X(WINDOWS_OPEN, "streamgate_windows_open", GAUGE, "", "Windows open, not yet fired.")          \
+    X(WINDOWS_FIRED_TOTAL, "streamgate_windows_fired_total", COUNTER, "",                          \
+      "Final window results emitted.")                                                             \
+    X(WINDOW_UPDATES_TOTAL, "streamgate_window_updates_total", COUNTER, "",                        \
+      "Early (non-final) window results emitted.")                                                 \
+    X(LATE_EVENTS_TOTAL, "streamgate_late_events_total", COUNTER, "",                              \
+      "Events that arrived after a window they belong to had fired.")                              \
+    X(WATERMARK_LAG_SECONDS, "streamgate_watermark_lag_seconds", GAUGE, "",                        \
+      "Wall clock minus the event-time watermark (0 before the first event).")                     \
+    X(KEYS_EVICTED_TOTAL, "streamgate_keys_evicted_total", COUNTER, "",                            \
+      "Idle keys whose stream was dropped.")                                                       \
+    X(FIELD_NAMES_DROPPED_TOTAL, "streamgate_field_names_dropped_total", COUNTER, "",              \
+      "Event fields ignored because the field-name table was full or the name too long.")          \
+    X(BUDGET_BYTES, "streamgate_budget_bytes", GAUGE, "", "Bytes held against the memory budget.") \
+    X(BUDGET_LIMIT_BYTES, "streamgate_budget_limit_bytes", GAUGE, "",                              \
+      "The memory budget (limits.memory).")                                                        \
+    X(INGEST_PAUSED, "streamgate_ingest_paused", GAUGE, "",                                        \
+      "1 while ingest is paused over the budget's high watermark.")                                \
+    X(INGEST_PAUSES_TOTAL, "streamgate_ingest_pauses_total", COUNTER, "",                          \
+      "Times ingest paused over the budget's high watermark.")                                     \
+    X(PUSHBACK_TOTAL, "streamgate_pushback_total", COUNTER, "transport",                           \
+      "Requests answered 503 and connections whose reads were paused because of the memory "       \
+      "budget.")                                                                                   \
+    X(TABLESTORE_ROWS_RETRIED_TOTAL, "streamgate_tablestore_rows_retried_total", COUNTER,          \
+      "table_kind", "Rows sent again after a retriable error.")                                    \
+    X(TABLESTORE_ROW_ERRORS_TOTAL, "streamgate_tablestore_row_errors_total", COUNTER, "code",      \
+      "Rows that came back with an error, by code.")                                               \
+    X(TABLESTORE_REQUESTS_TOTAL, "streamgate_tablestore_requests_total", COUNTER, "status",        \
+      "BatchWriteRow requests by outcome (error: no HTTP answer).")                                \
+    X(TABLESTORE_REQUEST_SECONDS, "streamgate_tablestore_request_seconds", HISTOGRAM, "",          \
+      "BatchWriteRow request latency.")                                                            \
+    X(TABLESTORE_ROWS_PENDING, "streamgate_tablestore_rows_pending", GAUGE, "",                    \
+      "Rows held and not in flight (batching or backing off).")                                    \
+    X(TABLESTORE_REQUESTS_IN_FLIGHT, "streamgate_tablestore_requests_in_flight", GAUGE, "",        \
+      "BatchWriteRow requests in flight.")                                                         \
+    X(TABLESTORE_ROWS_SUPERSEDED_TOTAL, "streamgate_tablestore_rows_superseded_total", COUNTER,    \
+      "", "Row versions replaced by a newer version of the same row before being written.")        \
+    X(DEAD_LETTER_RECORDS_TOTAL, "streamgate_dead_letter_records_total", COUNTER, "result",        \
+      "Records written to (or lost by) the dead-letter output.")                                   \
+    X(BUILD_INFO, "streamgate_build_info", GAUGE, "version",                                       \
+      "Build information; the value is always 1.")
+
+enum sg_metric {
+#define SG_X(id, name, type, labels, help) SG_METRIC_##id,
+    SG_METRIC_MAP(SG_X)
+#undef SG_X
+        SG_METRIC_COUNT
+};
+
+enum sg_metric_type { SG_METRIC_TYPE_COUNTER, SG_METRIC_TYPE_GAUGE, SG_METRIC_TYPE_HISTOGRAM };
+
+/* A family's name, help text, type and label names as the catalogue gives them. `id` must be
+ * below SG_METRIC_COUNT. */
+const char *sg_metrics_name(enum sg_metric id);
+const char *sg_metrics_help(enum sg_metric id);
+enum sg_metric_type sg_metrics_type(enum sg_metric id);
+const char *sg_metrics_labels(enum sg_metric id);
+
+/* Prints the catalogue as the Markdown table README.md holds: one row per family, its series
+ * with label names, its type and its help text. */
+void sg_metrics_print_markdown(FILE *out);
+
 struct sg_metrics *sg_metrics_create(void);
 void sg_metrics_destroy(struct sg_metrics *m);
 
-/* Registers (or finds) the series `name{labels}`. `labels` is the inside of the braces, e.g.
- * `transport="http",reason="invalid_json"`, or NULL/"" for none. A family's help text and type
- * come from its first registration. Returns NULL only when out of memory or when `name` is
- * already registered with another type. */
-struct sg_counter *sg_metrics_counter(struct sg_metrics *m, const char *name, const char *help,
-                                      const char *labels);
-struct sg_gauge *sg_metrics_gauge(struct sg_metrics *m, const char *name, const char *help,
-                                  const char *labels);
+/* Registers (or finds) a series of family `id`. `labels` is the inside of the braces, e.g.
+ * `transport="http",reason="invalid_json"`, or NULL/"" for none; every label name in it must be
+ * one the catalogue lists for the family. Returns NULL when out of memory, when the family is
+ * of another type than the function's, or when `labels` is malformed or names a label the
+ * family does not have. */
+struct sg_counter *sg_metrics_counter(struct sg_metrics *m, enum sg_metric id, const char *labels);
+struct sg_gauge *sg_metrics_gauge(struct sg_metrics *m, enum sg_metric id, const char *labels);
 /* `bounds` must outlive the registry (a static array). */
-struct sg_histogram *sg_metrics_histogram(struct sg_metrics *m, const char *name, const char *help,
+struct sg_histogram *sg_metrics_histogram(struct sg_metrics *m, enum sg_metric id,
                                           const char *labels, const double *bounds, size_t nbounds);
 
 static inline void sg_counter_inc(struct sg_counter *c)
@@ -60,8 +161,8 @@ static inline void sg_gauge_add(struct sg_gauge *g, double v)
 }
 void sg_histogram_observe(struct sg_histogram *h, double v);
 
-/* Finds a registered series; NULL when absent. For tests and for gauges owned elsewhere. */
-uint64_t sg_metrics_counter_value(struct sg_metrics *m, const char *name, const char *labels);
+/* The value of a registered counter series; 0 when it is absent. For tests. */
+uint64_t sg_metrics_counter_value(struct sg_metrics *m, enum sg_metric id, const char *labels);
 
 /* Appends the whole registry in Prometheus text format 0.0.4. Returns 0 or a negative code. */
 int sg_metrics_render(struct sg_metrics *m, struct sg_buf *out);

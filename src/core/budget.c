@@ -47,23 +47,14 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
     b->high = (size_t)((double)limit * high_pct / 100.0);
     b->low = (size_t)((double)limit * low_pct / 100.0);
     b->log = log;
-    b->m_used = sg_metrics_gauge(metrics, "streamgate_budget_bytes",
-                                 "Bytes held against the memory budget.", NULL);
-    b->m_limit = sg_metrics_gauge(metrics, "streamgate_budget_limit_bytes",
-                                  "The memory budget (limits.memory).", NULL);
-    b->m_paused =
-        sg_metrics_gauge(metrics, "streamgate_ingest_paused",
-                         "1 while ingest is paused over the budget's high watermark.", NULL);
-    b->m_pauses = sg_metrics_counter(metrics, "streamgate_ingest_pauses_total",
-                                     "Times ingest paused over the budget's high watermark.", NULL);
+    b->m_used = sg_metrics_gauge(metrics, SG_METRIC_BUDGET_BYTES, NULL);
+    b->m_limit = sg_metrics_gauge(metrics, SG_METRIC_BUDGET_LIMIT_BYTES, NULL);
+    b->m_paused = sg_metrics_gauge(metrics, SG_METRIC_INGEST_PAUSED, NULL);
+    b->m_pauses = sg_metrics_counter(metrics, SG_METRIC_INGEST_PAUSES_TOTAL, NULL);
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
         snprintf(labels, sizeof(labels), "transport=\"%s\"",
                  sg_transport_name((enum sg_transport)t));
-        b->m_pushback[t] =
-            sg_metrics_counter(metrics, "streamgate_pushback_total",
-                               "Requests answered 503 and connections whose reads were paused "
-                               "because of the memory budget.",
-                               labels);
+        b->m_pushback[t] = sg_metrics_counter(metrics, SG_METRIC_PUSHBACK_TOTAL, labels);
         if (!b->m_pushback[t]) {
             free(b);
             return NULL;

@@ -10,7 +10,49 @@
 
 #include "streamgate/buf.h"
 
-enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+static const struct {
+    const char *name;
+    enum sg_metric_type type;
+    const char *labels;
+    const char *help;
+} metric_catalogue[SG_METRIC_COUNT] = {
+#define SG_X(id, name, type, labels, help) {name, SG_METRIC_TYPE_##type, labels, help},
+    SG_METRIC_MAP(SG_X)
+#undef SG_X
+};
+
+static const char *const metric_type_names[] = {"counter", "gauge", "histogram"};
+
+const char *sg_metrics_name(enum sg_metric id)
+{
+    return metric_catalogue[id].name;
+}
+
+const char *sg_metrics_help(enum sg_metric id)
+{
+    return metric_catalogue[id].help;
+}
+
+enum sg_metric_type sg_metrics_type(enum sg_metric id)
+{
+    return metric_catalogue[id].type;
+}
+
+const char *sg_metrics_labels(enum sg_metric id)
+{
+    return metric_catalogue[id].labels;
+}
+
+void sg_metrics_print_markdown(FILE *out)
+{
+    fputs("| series | type | description |\n| --- | --- | --- |\n", out);
+    for (int id = 0; id < SG_METRIC_COUNT; id++) {
+        const char *labels = metric_catalogue[id].labels;
+        fprintf(out, "| `%s%s%s%s` | %s | %s |\n", metric_catalogue[id].name, *labels ? "{" : "",
+                labels, *labels ? "}" : "", metric_type_names[metric_catalogue[id].type],
+                metric_catalogue[id].help);
+    }
+}
 
 /* Series are allocated one by one so the pointers handed out stay valid for the registry's
  * life; families keep them in registration order, which is also the exposition order. */
@@ -26,14 +68,13 @@ struct series {
 
 struct family {
     struct family *next;
-    char *name;
-    char *help;
-    enum metric_type type;
+    enum sg_metric id;
     struct series *first, **tail;
 };
 
 struct sg_metrics {
-    struct family *first, **tail;
+    struct family *first, **tail; /* registration order */
+    struct family *by_id[SG_METRIC_COUNT];
 };
 
 struct sg_metrics *sg_metrics_create(void)
@@ -44,9 +85,9 @@ struct sg_metrics *sg_metrics_create(void)
     return m;
 }
 
-static void series_free(struct series *s, enum metric_type type)
+static void series_free(struct series *s, enum sg_metric_type type)
 {
-    if (type == METRIC_HISTOGRAM)
+    if (type == SG_METRIC_TYPE_HISTOGRAM)
         free(s->u.histogram.buckets);
     free(s->labels);
     free(s);
@@ -62,23 +103,13 @@ void sg_metrics_destroy(struct sg_metrics *m)
         struct series *s = f->first;
         while (s) {
             struct series *snext = s->next;
-            series_free(s, f->type);
+            series_free(s, metric_catalogue[f->id].type);
             s = snext;
         }
-        free(f->name);
-        free(f->help);
         free(f);
         f = fnext;
     }
     free(m);
-}
-
-static struct family *family_find(struct sg_metrics *m, const char *name)
-{
-    for (struct family *f = m->first; f; f = f->next)
-        if (strcmp(f->name, name) == 0)
-            return f;
-    return NULL;
 }
 
 static struct series *series_find(struct family *f, const char *labels)
@@ -89,36 +120,72 @@ static struct series *series_find(struct family *f, const char *labels)
     return NULL;
 }
 
+/* Whether `name` (not NUL-terminated) is one of the comma-separated names in `declared`. */
+static bool label_declared(const char *declared, const char *name, size_t len)
+{
+    for (const char *p = declared; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == len && memcmp(p, name, len) == 0)
+            return true;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/* Whether `labels` is a well-formed list of name="value" pairs whose names the family
+ * declares. Values may hold backslash escapes (\\, \", \n), as the exposition format allows. */
+static bool labels_valid(const char *declared, const char *labels)
+{
+    const char *p = labels;
+    while (*p) {
+        const char *name = p;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+               (p > name && *p >= '0' && *p <= '9'))
+            p++;
+        if (p == name || !label_declared(declared, name, (size_t)(p - name)))
+            return false;
+        if (p[0] != '=' || p[1] != '"')
+            return false;
+        for (p += 2; *p != '"'; p++) {
+            if (*p == '\0' || (*p == '\\' && *++p == '\0'))
+                return false;
+        }
+        p++;
+        if (*p == ',' && p[1] != '\0')
+            p++;
+        else if (*p != '\0')
+            return false;
+    }
+    return true;
+}
+
 /* Finds or creates the series; *created tells the caller to initialise a new one. */
-static struct series *series_get(struct sg_metrics *m, const char *name, const char *help,
-                                 const char *labels, enum metric_type type, bool *created)
+static struct series *series_get(struct sg_metrics *m, enum sg_metric id, const char *labels,
+                                 enum sg_metric_type type, bool *created)
 {
     *created = false;
     if (!labels)
         labels = "";
-    struct family *f = family_find(m, name);
-    if (f && f->type != type)
+    if ((unsigned)id >= SG_METRIC_COUNT || metric_catalogue[id].type != type)
+        return NULL;
+    struct family *f = m->by_id[id];
+    struct series *s = f ? series_find(f, labels) : NULL;
+    if (s)
+        return s;
+    if (!labels_valid(metric_catalogue[id].labels, labels))
         return NULL;
     if (!f) {
         f = calloc(1, sizeof(*f));
         if (!f)
             return NULL;
-        f->name = strdup(name);
-        f->help = strdup(help ? help : "");
-        f->type = type;
+        f->id = id;
         f->tail = &f->first;
-        if (!f->name || !f->help) {
-            free(f->name);
-            free(f->help);
-            free(f);
-            return NULL;
-        }
         *m->tail = f;
         m->tail = &f->next;
+        m->by_id[id] = f;
     }
-    struct series *s = series_find(f, labels);
-    if (s)
-        return s;
     s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
@@ -133,27 +200,25 @@ static struct series *series_get(struct sg_metrics *m, const char *name, const c
     return s;
 }
 
-struct sg_counter *sg_metrics_counter(struct sg_metrics *m, const char *name, const char *help,
-                                      const char *labels)
+struct sg_counter *sg_metrics_counter(struct sg_metrics *m, enum sg_metric id, const char *labels)
 {
     bool created;
-    struct series *s = series_get(m, name, help, labels, METRIC_COUNTER, &created);
+    struct series *s = series_get(m, id, labels, SG_METRIC_TYPE_COUNTER, &created);
     return s ? &s->u.counter : NULL;
 }
 
-struct sg_gauge *sg_metrics_gauge(struct sg_metrics *m, const char *name, const char *help,
-                                  const char *labels)
+struct sg_gauge *sg_metrics_gauge(struct sg_metrics *m, enum sg_metric id, const char *labels)
 {
     bool created;
-    struct series *s = series_get(m, name, help, labels, METRIC_GAUGE, &created);
+    struct series *s = series_get(m, id, labels, SG_METRIC_TYPE_GAUGE, &created);
     return s ? &s->u.gauge : NULL;
 }
 
-struct sg_histogram *sg_metrics_histogram(struct sg_metrics *m, const char *name, const char *help,
+struct sg_histogram *sg_metrics_histogram(struct sg_metrics *m, enum sg_metric id,
                                           const char *labels, const double *bounds, size_t nbounds)
 {
     bool created;
-    struct series *s = series_get(m, name, help, labels, METRIC_HISTOGRAM, &created);
+    struct series *s = series_get(m, id, labels, SG_METRIC_TYPE_HISTOGRAM, &created);
     if (!s)
         return NULL;
     struct sg_histogram *h = &s->u.histogram;
@@ -179,10 +244,12 @@ void sg_histogram_observe(struct sg_histogram *h, double v)
     h->sum += v;
 }
 
-uint64_t sg_metrics_counter_value(struct sg_metrics *m, const char *name, const char *labels)
+uint64_t sg_metrics_counter_value(struct sg_metrics *m, enum sg_metric id, const char *labels)
 {
-    struct family *f = family_find(m, name);
-    if (!f || f->type != METRIC_COUNTER)
+    if ((unsigned)id >= SG_METRIC_COUNT || metric_catalogue[id].type != SG_METRIC_TYPE_COUNTER)
+        return 0;
+    struct family *f = m->by_id[id];
+    if (!f)
         return 0;
     struct series *s = series_find(f, labels ? labels : "");
     return s ? s->u.counter.value : 0;
@@ -242,7 +309,7 @@ static int append_series_name(struct sg_buf *out, const char *name, const char *
     return rc ? rc : sg_buf_append_char(out, ' ');
 }
 
-static int render_histogram(struct sg_buf *out, const struct family *f, const struct series *s)
+static int render_histogram(struct sg_buf *out, const char *name, const struct series *s)
 {
     const struct sg_histogram *h = &s->u.histogram;
     uint64_t cumulative = 0;
@@ -256,18 +323,18 @@ static int render_histogram(struct sg_buf *out, const struct family *f, const st
             snprintf(le, sizeof(le), "le=\"%s\"", num);
         } else
             snprintf(le, sizeof(le), "le=\"+Inf\"");
-        rc = append_series_name(out, f->name, "_bucket", s->labels, le);
+        rc = append_series_name(out, name, "_bucket", s->labels, le);
         if (rc == 0)
             rc = sg_buf_printf(out, "%" PRIu64 "\n", cumulative);
     }
     if (rc == 0)
-        rc = append_series_name(out, f->name, "_sum", s->labels, NULL);
+        rc = append_series_name(out, name, "_sum", s->labels, NULL);
     if (rc == 0)
         rc = append_double(out, h->sum);
     if (rc == 0)
         rc = sg_buf_append_char(out, '\n');
     if (rc == 0)
-        rc = append_series_name(out, f->name, "_count", s->labels, NULL);
+        rc = append_series_name(out, name, "_count", s->labels, NULL);
     if (rc == 0)
         rc = sg_buf_printf(out, "%" PRIu64 "\n", h->count);
     return rc;
@@ -275,31 +342,32 @@ static int render_histogram(struct sg_buf *out, const struct family *f, const st
 
 int sg_metrics_render(struct sg_metrics *m, struct sg_buf *out)
 {
-    static const char *const type_names[] = {"counter", "gauge", "histogram"};
     int rc = 0;
     for (struct family *f = m->first; f && rc == 0; f = f->next) {
-        rc = sg_buf_printf(out, "# HELP %s ", f->name);
+        const char *name = metric_catalogue[f->id].name;
+        enum sg_metric_type type = metric_catalogue[f->id].type;
+        rc = sg_buf_printf(out, "# HELP %s ", name);
         if (rc == 0)
-            rc = append_help(out, f->help);
+            rc = append_help(out, metric_catalogue[f->id].help);
         if (rc == 0)
-            rc = sg_buf_printf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+            rc = sg_buf_printf(out, "\n# TYPE %s %s\n", name, metric_type_names[type]);
         for (struct series *s = f->first; s && rc == 0; s = s->next) {
-            switch (f->type) {
-            case METRIC_COUNTER:
-                rc = append_series_name(out, f->name, "", s->labels, NULL);
+            switch (type) {
+            case SG_METRIC_TYPE_COUNTER:
+                rc = append_series_name(out, name, "", s->labels, NULL);
                 if (rc == 0)
                     rc = sg_buf_printf(out, "%" PRIu64 "\n", s->u.counter.value);
                 break;
-            case METRIC_GAUGE:
-                rc = append_series_name(out, f->name, "", s->labels, NULL);
+            case SG_METRIC_TYPE_GAUGE:
+                rc = append_series_name(out, name, "", s->labels, NULL);
                 if (rc == 0)
                     rc = append_double(out, s->u.gauge.value);
                 if (rc == 0)
                     rc = sg_buf_append_char(out, '\n');
                 break;
-            case METRIC_HISTOGRAM:
+            case SG_METRIC_TYPE_HISTOGRAM:
                 if (s->u.histogram.buckets)
-                    rc = render_histogram(out, f, s);
+                    rc = render_histogram(out, name, s);
                 break;
             }
         }

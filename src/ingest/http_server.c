@@ -38,8 +38,7 @@ static struct sg_counter *http_code_counter(struct sg_http_server *srv, int code
     if (srv->ncodes == SG_HTTP_MAX_CODES)
         return NULL;
     snprintf(labels, sizeof(labels), "code=\"%d\"", code);
-    struct sg_counter *c = sg_metrics_counter(srv->metrics, "streamgate_http_requests_total",
-                                              "HTTP responses sent, by status code.", labels);
+    struct sg_counter *c = sg_metrics_counter(srv->metrics, SG_METRIC_HTTP_REQUESTS_TOTAL, labels);
     if (!c)
         return NULL;
     srv->codes[srv->ncodes].code = code;
@@ -68,26 +67,19 @@ static int http_register_metrics(struct sg_http_server *srv)
     for (size_t i = 0; i < SG_ARRAY_SIZE(sg_http_common_codes); i++)
         if (!http_code_counter(srv, sg_http_common_codes[i]))
             return -ENOMEM;
-    srv->connections = sg_metrics_gauge(srv->metrics, "streamgate_connections",
-                                        "Open client connections.", "transport=\"http\"");
-    srv->connections_rejected =
-        sg_metrics_counter(srv->metrics, "streamgate_connections_rejected_total",
-                           "Connections refused because the transport was at its connection limit.",
-                           "transport=\"http\"");
-    srv->connections_accepted =
-        sg_metrics_counter(srv->metrics, "streamgate_connections_accepted_total",
-                           "Client connections accepted and served.", "transport=\"http\"");
+    srv->connections = sg_metrics_gauge(srv->metrics, SG_METRIC_CONNECTIONS, "transport=\"http\"");
+    srv->connections_rejected = sg_metrics_counter(
+        srv->metrics, SG_METRIC_CONNECTIONS_REJECTED_TOTAL, "transport=\"http\"");
+    srv->connections_accepted = sg_metrics_counter(
+        srv->metrics, SG_METRIC_CONNECTIONS_ACCEPTED_TOTAL, "transport=\"http\"");
     srv->bytes_received =
-        sg_metrics_counter(srv->metrics, "streamgate_bytes_received_total",
-                           "Bytes read from client connections.", "transport=\"http\"");
+        sg_metrics_counter(srv->metrics, SG_METRIC_BYTES_RECEIVED_TOTAL, "transport=\"http\"");
     if (!srv->connections || !srv->connections_rejected || !srv->connections_accepted ||
         !srv->bytes_received)
         return -ENOMEM;
     for (int i = 0; i < SG_HTTP_LIMIT_COUNT; i++) {
         snprintf(labels, sizeof(labels), "limit=\"%s\"", sg_http_limit_names[i]);
-        srv->limit_hits[i] =
-            sg_metrics_counter(srv->metrics, "streamgate_limit_hits_total",
-                               "Requests, connections or events cut off by a limit.", labels);
+        srv->limit_hits[i] = sg_metrics_counter(srv->metrics, SG_METRIC_LIMIT_HITS_TOTAL, labels);
         if (!srv->limit_hits[i])
             return -ENOMEM;
     }

@@ -54,30 +54,25 @@ static int ingest_register(struct sg_ingest *ing, struct sg_metrics *metrics)
 {
     char labels[128];
 
-    static const char decoded_help[] =
-        "Accepted events by decoder: flat (the one-pass scanner) or tree (cJSON, for escapes, "
-        "deep nesting and lenient numbers).";
-    ing->decoded_flat = sg_metrics_counter(metrics, "streamgate_events_decoded_total", decoded_help,
-                                           "decoder=\"flat\"");
-    ing->decoded_tree = sg_metrics_counter(metrics, "streamgate_events_decoded_total", decoded_help,
-                                           "decoder=\"tree\"");
+    ing->decoded_flat =
+        sg_metrics_counter(metrics, SG_METRIC_EVENTS_DECODED_TOTAL, "decoder=\"flat\"");
+    ing->decoded_tree =
+        sg_metrics_counter(metrics, SG_METRIC_EVENTS_DECODED_TOTAL, "decoder=\"tree\"");
     if (!ing->decoded_flat || !ing->decoded_tree)
         return -ENOMEM;
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
         const char *tname = sg_transport_name((enum sg_transport)t);
 
         snprintf(labels, sizeof(labels), "transport=\"%s\"", tname);
-        ing->received[t] = sg_metrics_counter(metrics, "streamgate_events_received_total",
-                                              "Events seen, accepted or rejected.", labels);
-        ing->accepted[t] = sg_metrics_counter(metrics, "streamgate_events_accepted_total",
-                                              "Events decoded and handed to every writer.", labels);
+        ing->received[t] = sg_metrics_counter(metrics, SG_METRIC_EVENTS_RECEIVED_TOTAL, labels);
+        ing->accepted[t] = sg_metrics_counter(metrics, SG_METRIC_EVENTS_ACCEPTED_TOTAL, labels);
         if (!ing->received[t] || !ing->accepted[t])
             return -ENOMEM;
         for (int r = 0; r < SG_REJECT_COUNT; r++) {
             snprintf(labels, sizeof(labels), "transport=\"%s\",reason=\"%s\"", tname,
                      sg_reject_label((enum sg_reject)r));
-            ing->rejected[t][r] = sg_metrics_counter(metrics, "streamgate_events_rejected_total",
-                                                     "Events rejected, by reason.", labels);
+            ing->rejected[t][r] =
+                sg_metrics_counter(metrics, SG_METRIC_EVENTS_REJECTED_TOTAL, labels);
             if (!ing->rejected[t][r])
                 return -ENOMEM;
         }

@@ -483,24 +483,16 @@ static int tcp_server_register(struct sg_tcp_server *srv, struct sg_metrics *met
 {
     const char *tcp = "transport=\"tcp\"";
 
-    srv->m_connections =
-        sg_metrics_gauge(metrics, "streamgate_connections", "Open client connections.", tcp);
-    srv->m_refused =
-        sg_metrics_counter(metrics, "streamgate_connections_rejected_total",
-                           "Connections closed at once over the connection limit.", tcp);
-    srv->m_accepted = sg_metrics_counter(metrics, "streamgate_connections_accepted_total",
-                                         "Client connections accepted and served.", tcp);
-    srv->m_bytes = sg_metrics_counter(metrics, "streamgate_bytes_received_total",
-                                      "Bytes read from client connections.", tcp);
+    srv->m_connections = sg_metrics_gauge(metrics, SG_METRIC_CONNECTIONS, tcp);
+    srv->m_refused = sg_metrics_counter(metrics, SG_METRIC_CONNECTIONS_REJECTED_TOTAL, tcp);
+    srv->m_accepted = sg_metrics_counter(metrics, SG_METRIC_CONNECTIONS_ACCEPTED_TOTAL, tcp);
+    srv->m_bytes = sg_metrics_counter(metrics, SG_METRIC_BYTES_RECEIVED_TOTAL, tcp);
     srv->m_limit_line =
-        sg_metrics_counter(metrics, "streamgate_limit_hits_total",
-                           "Times a configured limit cut off input.", "limit=\"tcp_line_size\"");
+        sg_metrics_counter(metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"tcp_line_size\"");
     srv->m_limit_conns =
-        sg_metrics_counter(metrics, "streamgate_limit_hits_total",
-                           "Times a configured limit cut off input.", "limit=\"tcp_connections\"");
+        sg_metrics_counter(metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"tcp_connections\"");
     srv->m_limit_idle =
-        sg_metrics_counter(metrics, "streamgate_limit_hits_total",
-                           "Times a configured limit cut off input.", "limit=\"tcp_idle_timeout\"");
+        sg_metrics_counter(metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"tcp_idle_timeout\"");
     if (!srv->m_connections || !srv->m_refused || !srv->m_accepted || !srv->m_bytes ||
         !srv->m_limit_line || !srv->m_limit_conns || !srv->m_limit_idle)
         return -ENOMEM;

@@ -236,12 +236,10 @@ int sg_dead_letter_create(uv_loop_t *loop, const char *path, struct sg_budget *b
     dl->fd = -1;
     sg_buf_init(&dl->pending, DEAD_LETTER_MAX_PENDING);
     sg_buf_init(&dl->inflight, DEAD_LETTER_MAX_PENDING);
-    dl->m_written = sg_metrics_counter(metrics, "streamgate_dead_letter_records_total",
-                                       "Records written to (or lost by) the dead-letter output.",
-                                       "result=\"written\"");
-    dl->m_lost = sg_metrics_counter(metrics, "streamgate_dead_letter_records_total",
-                                    "Records written to (or lost by) the dead-letter output.",
-                                    "result=\"lost\"");
+    dl->m_written =
+        sg_metrics_counter(metrics, SG_METRIC_DEAD_LETTER_RECORDS_TOTAL, "result=\"written\"");
+    dl->m_lost =
+        sg_metrics_counter(metrics, SG_METRIC_DEAD_LETTER_RECORDS_TOTAL, "result=\"lost\"");
     if (!dl->m_written || !dl->m_lost) {
         snprintf(errstr, errstr_size, "output.dead_letter_file: out of memory");
         sg_dead_letter_destroy(dl);

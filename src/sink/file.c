@@ -243,14 +243,11 @@ int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kin
     sg_buf_init(&fs->pending, FILE_SINK_MAX_PENDING);
     sg_buf_init(&fs->inflight, FILE_SINK_MAX_PENDING);
     snprintf(labels, sizeof(labels), "sink=\"file\",stream=\"%s\",result=\"written\"", stream);
-    fs->written = sg_metrics_counter(metrics, "streamgate_sink_records_total",
-                                     "Records handed to a writer, by outcome.", labels);
+    fs->written = sg_metrics_counter(metrics, SG_METRIC_SINK_RECORDS_TOTAL, labels);
     snprintf(labels, sizeof(labels), "sink=\"file\",stream=\"%s\",result=\"failed\"", stream);
-    fs->failed = sg_metrics_counter(metrics, "streamgate_sink_records_total",
-                                    "Records handed to a writer, by outcome.", labels);
+    fs->failed = sg_metrics_counter(metrics, SG_METRIC_SINK_RECORDS_TOTAL, labels);
     snprintf(labels, sizeof(labels), "sink=\"file\",stream=\"%s\"", stream);
-    fs->queue_bytes = sg_metrics_gauge(metrics, "streamgate_sink_queue_bytes",
-                                       "Bytes accepted by a writer and not yet written.", labels);
+    fs->queue_bytes = sg_metrics_gauge(metrics, SG_METRIC_SINK_QUEUE_BYTES, labels);
     if (!fs->written || !fs->failed || !fs->queue_bytes) {
         snprintf(errstr, errstr_size, "%s: out of memory", option);
         file_destroy(&fs->sink);

@@ -613,29 +613,21 @@ static int register_metrics(struct kafka_sink *ks, struct sg_metrics *metrics)
     for (int i = 0; i < KAFKA_NSTREAMS; i++) {
         snprintf(labels, sizeof(labels), "sink=\"kafka\",stream=\"%s\",result=\"delivered\"",
                  kafka_stream_names[i]);
-        ks->m_delivered[i] = sg_metrics_counter(metrics, "streamgate_sink_records_total",
-                                                "Records handed to a writer, by outcome.", labels);
+        ks->m_delivered[i] = sg_metrics_counter(metrics, SG_METRIC_SINK_RECORDS_TOTAL, labels);
         snprintf(labels, sizeof(labels), "sink=\"kafka\",stream=\"%s\",result=\"failed\"",
                  kafka_stream_names[i]);
-        ks->m_failed[i] = sg_metrics_counter(metrics, "streamgate_sink_records_total",
-                                             "Records handed to a writer, by outcome.", labels);
+        ks->m_failed[i] = sg_metrics_counter(metrics, SG_METRIC_SINK_RECORDS_TOTAL, labels);
         if (!ks->m_delivered[i] || !ks->m_failed[i])
             return -ENOMEM;
     }
-    ks->m_backpressure = sg_metrics_counter(
-        metrics, "streamgate_sink_backpressure_total",
-        "Records a writer held back in its own backlog because its queue was full.",
-        "sink=\"kafka\"");
-    ks->m_queue_messages = sg_metrics_gauge(
-        metrics, "streamgate_sink_queue_messages",
-        "Records accepted by a writer and not yet acknowledged.", "sink=\"kafka\"");
-    ks->m_queue_bytes =
-        sg_metrics_gauge(metrics, "streamgate_sink_queue_bytes",
-                         "Bytes accepted by a writer and not yet written.", "sink=\"kafka\"");
+    ks->m_backpressure =
+        sg_metrics_counter(metrics, SG_METRIC_SINK_BACKPRESSURE_TOTAL, "sink=\"kafka\"");
+    ks->m_queue_messages =
+        sg_metrics_gauge(metrics, SG_METRIC_SINK_QUEUE_MESSAGES, "sink=\"kafka\"");
+    ks->m_queue_bytes = sg_metrics_gauge(metrics, SG_METRIC_SINK_QUEUE_BYTES, "sink=\"kafka\"");
     ks->m_delivery =
-        sg_metrics_histogram(metrics, "streamgate_sink_delivery_seconds",
-                             "Time from handing a record to the writer to its delivery report.",
-                             "sink=\"kafka\"", delivery_bounds, SG_ARRAY_SIZE(delivery_bounds));
+        sg_metrics_histogram(metrics, SG_METRIC_SINK_DELIVERY_SECONDS, "sink=\"kafka\"",
+                             delivery_bounds, SG_ARRAY_SIZE(delivery_bounds));
     if (!ks->m_backpressure || !ks->m_queue_messages || !ks->m_queue_bytes || !ks->m_delivery)
         return -ENOMEM;
     return 0;

@@ -1751,51 +1751,38 @@ out:
 static int register_metrics(struct ts_sink *ts, struct sg_metrics *m)
 {
     char labels[160];
-    static const char *const help = "Records handed to a writer, by outcome.";
     for (int k = 0; k < TS_NKINDS; k++) {
         snprintf(labels, sizeof(labels), "sink=\"tablestore\",stream=\"%s\",result=\"written\"",
                  ts_kind_names[k]);
-        ts->m_written[k] = sg_metrics_counter(m, "streamgate_sink_records_total", help, labels);
+        ts->m_written[k] = sg_metrics_counter(m, SG_METRIC_SINK_RECORDS_TOTAL, labels);
         snprintf(labels, sizeof(labels), "sink=\"tablestore\",stream=\"%s\",result=\"failed\"",
                  ts_kind_names[k]);
-        ts->m_failed[k] = sg_metrics_counter(m, "streamgate_sink_records_total", help, labels);
+        ts->m_failed[k] = sg_metrics_counter(m, SG_METRIC_SINK_RECORDS_TOTAL, labels);
         snprintf(labels, sizeof(labels), "table_kind=\"%s\"", ts_kind_names[k]);
-        ts->m_retried[k] = sg_metrics_counter(m, "streamgate_tablestore_rows_retried_total",
-                                              "Rows sent again after a retriable error.", labels);
+        ts->m_retried[k] = sg_metrics_counter(m, SG_METRIC_TABLESTORE_ROWS_RETRIED_TOTAL, labels);
         if (!ts->m_written[k] || !ts->m_failed[k] || !ts->m_retried[k])
             return -ENOMEM;
     }
     for (size_t i = 0; i < TS_NCODES; i++) {
         snprintf(labels, sizeof(labels), "code=\"%s\"",
                  i < SG_ARRAY_SIZE(ts_known_codes) ? ts_known_codes[i] : "other");
-        ts->m_codes[i] = sg_metrics_counter(m, "streamgate_tablestore_row_errors_total",
-                                            "Rows that came back with an error, by code.", labels);
+        ts->m_codes[i] = sg_metrics_counter(m, SG_METRIC_TABLESTORE_ROW_ERRORS_TOTAL, labels);
         if (!ts->m_codes[i])
             return -ENOMEM;
     }
     static const char *const statuses[4] = {"2xx", "4xx", "5xx", "error"};
     for (int i = 0; i < 4; i++) {
         snprintf(labels, sizeof(labels), "status=\"%s\"", statuses[i]);
-        ts->m_requests[i] = sg_metrics_counter(
-            m, "streamgate_tablestore_requests_total",
-            "BatchWriteRow requests by outcome (error: no HTTP answer).", labels);
+        ts->m_requests[i] = sg_metrics_counter(m, SG_METRIC_TABLESTORE_REQUESTS_TOTAL, labels);
         if (!ts->m_requests[i])
             return -ENOMEM;
     }
-    ts->m_superseded = sg_metrics_counter(
-        m, "streamgate_tablestore_rows_superseded_total",
-        "Row versions replaced by a newer version of the same row before being written.", NULL);
-    ts->m_latency = sg_metrics_histogram(m, "streamgate_tablestore_request_seconds",
-                                         "BatchWriteRow request latency.", NULL, latency_bounds,
-                                         SG_ARRAY_SIZE(latency_bounds));
-    ts->m_pending =
-        sg_metrics_gauge(m, "streamgate_tablestore_rows_pending",
-                         "Rows held and not in flight (batching or backing off).", NULL);
-    ts->m_inflight = sg_metrics_gauge(m, "streamgate_tablestore_requests_in_flight",
-                                      "BatchWriteRow requests in flight.", NULL);
-    ts->m_queue_bytes =
-        sg_metrics_gauge(m, "streamgate_sink_queue_bytes",
-                         "Bytes accepted by a writer and not yet written.", "sink=\"tablestore\"");
+    ts->m_superseded = sg_metrics_counter(m, SG_METRIC_TABLESTORE_ROWS_SUPERSEDED_TOTAL, NULL);
+    ts->m_latency = sg_metrics_histogram(m, SG_METRIC_TABLESTORE_REQUEST_SECONDS, NULL,
+                                         latency_bounds, SG_ARRAY_SIZE(latency_bounds));
+    ts->m_pending = sg_metrics_gauge(m, SG_METRIC_TABLESTORE_ROWS_PENDING, NULL);
+    ts->m_inflight = sg_metrics_gauge(m, SG_METRIC_TABLESTORE_REQUESTS_IN_FLIGHT, NULL);
+    ts->m_queue_bytes = sg_metrics_gauge(m, SG_METRIC_SINK_QUEUE_BYTES, "sink=\"tablestore\"");
     if (!ts->m_superseded || !ts->m_latency || !ts->m_pending || !ts->m_inflight ||
         !ts->m_queue_bytes)
         return -ENOMEM;

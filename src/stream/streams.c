@@ -268,25 +268,14 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
         st->names_dropped = &st->own_counters[4];
         return 0;
     }
-    st->keys_active =
-        sg_metrics_gauge(m, "streamgate_keys_active", "Keys with a stream (open or idle).", NULL);
-    st->windows_open_gauge =
-        sg_metrics_gauge(m, "streamgate_windows_open", "Windows open, not yet fired.", NULL);
-    st->watermark_lag = sg_metrics_gauge(
-        m, "streamgate_watermark_lag_seconds",
-        "Wall clock minus the event-time watermark (0 before the first event).", NULL);
-    st->windows_fired = sg_metrics_counter(m, "streamgate_windows_fired_total",
-                                           "Final window results emitted.", NULL);
-    st->window_updates = sg_metrics_counter(m, "streamgate_window_updates_total",
-                                            "Early (non-final) window results emitted.", NULL);
-    st->late_events =
-        sg_metrics_counter(m, "streamgate_late_events_total",
-                           "Events that arrived after a window they belong to had fired.", NULL);
-    st->keys_evicted = sg_metrics_counter(m, "streamgate_keys_evicted_total",
-                                          "Idle keys whose stream was dropped.", NULL);
-    st->names_dropped = sg_metrics_counter(
-        m, "streamgate_field_names_dropped_total",
-        "Event fields ignored because the field-name table was full or the name too long.", NULL);
+    st->keys_active = sg_metrics_gauge(m, SG_METRIC_KEYS_ACTIVE, NULL);
+    st->windows_open_gauge = sg_metrics_gauge(m, SG_METRIC_WINDOWS_OPEN, NULL);
+    st->watermark_lag = sg_metrics_gauge(m, SG_METRIC_WATERMARK_LAG_SECONDS, NULL);
+    st->windows_fired = sg_metrics_counter(m, SG_METRIC_WINDOWS_FIRED_TOTAL, NULL);
+    st->window_updates = sg_metrics_counter(m, SG_METRIC_WINDOW_UPDATES_TOTAL, NULL);
+    st->late_events = sg_metrics_counter(m, SG_METRIC_LATE_EVENTS_TOTAL, NULL);
+    st->keys_evicted = sg_metrics_counter(m, SG_METRIC_KEYS_EVICTED_TOTAL, NULL);
+    st->names_dropped = sg_metrics_counter(m, SG_METRIC_FIELD_NAMES_DROPPED_TOTAL, NULL);
     if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
         !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped)
         return -ENOMEM;

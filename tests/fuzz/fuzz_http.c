@@ -664,7 +664,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_output(&check, io.out.data ? io.out.data : "", io.out.len);
 
     received =
-        sg_metrics_counter_value(metrics, "streamgate_events_received_total", "transport=\"http\"");
+        sg_metrics_counter_value(metrics, SG_METRIC_EVENTS_RECEIVED_TOTAL, "transport=\"http\"");
     if (io.lost ? check.events > received : check.events != received) {
         fprintf(stderr, "fuzz_http: answers count %llu events, metrics %llu\n",
                 (unsigned long long)check.events, (unsigned long long)received);

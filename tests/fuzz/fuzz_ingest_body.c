@@ -181,10 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (res.nerrors > res.max_errors || res.nerrors > res.rejected)
         fail("more errors listed than allowed or than rejected");
     check_errors_json(&errors, res.nerrors);
-    if (sg_metrics_counter_value(metrics, "streamgate_events_received_total",
-                                 "transport=\"http\"") != res.accepted + res.rejected ||
-        sg_metrics_counter_value(metrics, "streamgate_events_accepted_total",
-                                 "transport=\"http\"") != res.accepted)
+    if (sg_metrics_counter_value(metrics, SG_METRIC_EVENTS_RECEIVED_TOTAL, "transport=\"http\"") !=
+            res.accepted + res.rejected ||
+        sg_metrics_counter_value(metrics, SG_METRIC_EVENTS_ACCEPTED_TOTAL, "transport=\"http\"") !=
+            res.accepted)
         fail("metrics disagree with the result");
 
     sg_ingest_destroy(ing);

@@ -56,8 +56,7 @@ Test(dead_letter, writes_one_object_per_record)
     cr_expect_eq(sg_dead_letter_written(dl), 3);
     cr_expect_eq(sg_dead_letter_lost(dl), 0);
     cr_expect_eq(
-        sg_metrics_counter_value(m, "streamgate_dead_letter_records_total", "result=\"written\""),
-        3);
+        sg_metrics_counter_value(m, SG_METRIC_DEAD_LETTER_RECORDS_TOTAL, "result=\"written\""), 3);
     sg_dead_letter_destroy(dl);
     cr_expect_eq(uv_loop_close(&loop), 0);
 

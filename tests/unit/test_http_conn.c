@@ -208,7 +208,7 @@ Test(http_conn, pipelined_pair_answered_in_order_in_one_write)
     cr_expect(rec.reading, "keep-alive: still reading");
     cr_expect(!rec.shut && !rec.close_called);
     cr_expect_eq(
-        sg_metrics_counter_value(metrics, "streamgate_events_accepted_total", "transport=\"http\""),
+        sg_metrics_counter_value(metrics, SG_METRIC_EVENTS_ACCEPTED_TOTAL, "transport=\"http\""),
         1);
     close_server();
 }
@@ -248,9 +248,9 @@ Test(http_conn, oversized_body_gets_413_and_the_connection_closes)
     cr_expect_eq(rec.writes, 1);
     sg_http__conn_feed_end(rec.conn, UV_EOF);
     cr_expect(rec.close_called, "closed once the peer closed");
-    cr_expect_eq(sg_metrics_counter_value(metrics, "streamgate_limit_hits_total",
-                                          "limit=\"http_body_size\""),
-                 1);
+    cr_expect_eq(
+        sg_metrics_counter_value(metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"http_body_size\""),
+        1);
     close_server();
 }
 
@@ -283,8 +283,8 @@ Test(http_conn, paused_budget_gets_503_and_keeps_the_connection)
                   "Content-Length: 22\r\n\r\n{\"status\":\"not ready\"}");
     cr_expect(rec.reading && !rec.shut, "the connection stays open");
     cr_expect_eq(
-        sg_metrics_counter_value(metrics, "streamgate_events_received_total", "transport=\"http\""),
-        0, "nothing was ingested");
+        sg_metrics_counter_value(metrics, SG_METRIC_EVENTS_RECEIVED_TOTAL, "transport=\"http\""), 0,
+        "nothing was ingested");
     sg_budget_release(budget, SG_BUDGET_QUEUES, 1 << 20);
     close_server();
 }

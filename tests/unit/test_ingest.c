@@ -172,9 +172,9 @@ static size_t count_substr(const char *s, const char *sub)
     return n;
 }
 
-static uint64_t counter(struct fx *fx, const char *name, const char *labels)
+static uint64_t counter(struct fx *fx, enum sg_metric id, const char *labels)
 {
-    return sg_metrics_counter_value(fx->metrics, name, labels);
+    return sg_metrics_counter_value(fx->metrics, id, labels);
 }
 
 static uint64_t received(struct fx *fx, const char *transport)
@@ -182,7 +182,7 @@ static uint64_t received(struct fx *fx, const char *transport)
     char labels[64];
 
     snprintf(labels, sizeof(labels), "transport=\"%s\"", transport);
-    return counter(fx, "streamgate_events_received_total", labels);
+    return counter(fx, SG_METRIC_EVENTS_RECEIVED_TOTAL, labels);
 }
 
 static uint64_t accepted(struct fx *fx, const char *transport)
@@ -190,7 +190,7 @@ static uint64_t accepted(struct fx *fx, const char *transport)
     char labels[64];
 
     snprintf(labels, sizeof(labels), "transport=\"%s\"", transport);
-    return counter(fx, "streamgate_events_accepted_total", labels);
+    return counter(fx, SG_METRIC_EVENTS_ACCEPTED_TOTAL, labels);
 }
 
 static uint64_t rejected(struct fx *fx, const char *transport, const char *reason)
@@ -198,7 +198,7 @@ static uint64_t rejected(struct fx *fx, const char *transport, const char *reaso
     char labels[128];
 
     snprintf(labels, sizeof(labels), "transport=\"%s\",reason=\"%s\"", transport, reason);
-    return counter(fx, "streamgate_events_rejected_total", labels);
+    return counter(fx, SG_METRIC_EVENTS_REJECTED_TOTAL, labels);
 }
 
 static int ingest_str(struct fx *fx, enum sg_transport t, const char *s, enum sg_reject *why)
@@ -318,8 +318,8 @@ Test(ingest, accepted_events_count_by_decoder)
     /* An escape sequence takes the tree decoder; a rejection counts under neither. */
     cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_HTTP, "{\"key\":\"c\\n\"}", &why), 0);
     cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_HTTP, "{\"v\":1}", &why), -EINVAL);
-    cr_assert_eq(counter(&fx, "streamgate_events_decoded_total", "decoder=\"flat\""), 2);
-    cr_assert_eq(counter(&fx, "streamgate_events_decoded_total", "decoder=\"tree\""), 1);
+    cr_assert_eq(counter(&fx, SG_METRIC_EVENTS_DECODED_TOTAL, "decoder=\"flat\""), 2);
+    cr_assert_eq(counter(&fx, SG_METRIC_EVENTS_DECODED_TOTAL, "decoder=\"tree\""), 1);
     fx_free(&fx);
 }
 

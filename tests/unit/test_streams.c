@@ -129,7 +129,7 @@ Test(table, grows_through_many_resizes)
         cr_assert_eq(add(&f, key, 1000, 0), 0);
     }
     cr_assert_eq(f.st->nkeys, KEYS);
-    struct sg_gauge *g = sg_metrics_gauge(f.metrics, "streamgate_keys_active", "", NULL);
+    struct sg_gauge *g = sg_metrics_gauge(f.metrics, SG_METRIC_KEYS_ACTIVE, NULL);
     cr_assert_eq(g->value, (double)KEYS);
     fx_stop(&f);
 }
@@ -172,7 +172,7 @@ Test(table, backward_shift_under_churn)
         cr_assert(has_key(&f, key), "lost %s", key);
     }
     cr_assert_eq(f.st->nkeys, 3 * PER_ROUND + KEEP);
-    uint64_t evicted = sg_metrics_counter_value(f.metrics, "streamgate_keys_evicted_total", NULL);
+    uint64_t evicted = sg_metrics_counter_value(f.metrics, SG_METRIC_KEYS_EVICTED_TOTAL, NULL);
     cr_assert_eq(evicted, (uint64_t)(ROUNDS - 3) * PER_ROUND);
 
     /* Evict everything: the table shrinks back and stays consistent. */

@@ -169,9 +169,9 @@ static int add(struct fx *f, const char *key, int64_t ts, int64_t now, double v)
     return add_fields(f, key, ts, now, names, &v, 1, NULL);
 }
 
-static uint64_t counter(struct fx *f, const char *name)
+static uint64_t counter(struct fx *f, enum sg_metric id)
 {
-    return sg_metrics_counter_value(f->metrics, name, NULL);
+    return sg_metrics_counter_value(f->metrics, id, NULL);
 }
 
 /* The result whose key and start match, or NULL. */
@@ -420,7 +420,7 @@ Test(session, fires_after_gap_and_late_when_its_session_fired)
     cr_assert_eq(add(&f, "k", 2000, 0, 1), 0);
     cr_assert_eq(f.nlate, 1);
     cr_assert_eq(f.late[0].window_end, 7000);
-    cr_assert_eq(counter(&f, "streamgate_late_events_total"), 1);
+    cr_assert_eq(counter(&f, SG_METRIC_LATE_EVENTS_TOTAL), 1);
     sg_streams_flush(f.st);
     cr_assert_eq(f.nres, 2);
     check_result(&f.res[1], "x", 7999, 13000, 2, true);
@@ -453,7 +453,7 @@ Test(watermark, lateness_counts_out_of_order_and_rejects_late)
     cr_assert_str_eq(f.late[0].key, "k");
     cr_assert_eq(f.late[0].ts, 9000);
     cr_assert_eq(f.late[0].window_end, 10000);
-    cr_assert_eq(counter(&f, "streamgate_late_events_total"), 1);
+    cr_assert_eq(counter(&f, SG_METRIC_LATE_EVENTS_TOTAL), 1);
     cr_assert_eq(f.nres, 1);
     sg_streams_flush(f.st);
     cr_assert_eq(f.nres, 2);
@@ -461,7 +461,7 @@ Test(watermark, lateness_counts_out_of_order_and_rejects_late)
     root = parse(f.res[1].json);
     cr_assert_eq(num(field_of(root, "v"), "sum"), 10);
     cJSON_Delete(root);
-    cr_assert_eq(counter(&f, "streamgate_windows_fired_total"), 2);
+    cr_assert_eq(counter(&f, SG_METRIC_WINDOWS_FIRED_TOTAL), 2);
     fx_stop(&f);
 }
 
@@ -473,8 +473,7 @@ Test(watermark, nothing_fires_before_the_first_event)
     for (int64_t now = 0; now < 100000; now += 5000)
         cr_assert_geq(sg_streams_tick(f.st, now), 1);
     cr_assert_eq(f.nres, 0);
-    struct sg_gauge *lag =
-        sg_metrics_gauge(f.metrics, "streamgate_watermark_lag_seconds", "", NULL);
+    struct sg_gauge *lag = sg_metrics_gauge(f.metrics, SG_METRIC_WATERMARK_LAG_SECONDS, NULL);
     cr_assert_eq(lag->value, 0.0);
     /* An old event is not late: there is no watermark yet. */
     cr_assert_eq(add(&f, "k", 5, 100000, 1), 0);
@@ -550,7 +549,7 @@ Test(watermark, hopping_late_event_still_feeds_open_windows)
     cr_assert_eq(add(&f, "k", 4000, 0, 4), 0);
     cr_assert_eq(f.nlate, 1);
     cr_assert_eq(f.late[0].window_end, 5000);
-    cr_assert_eq(counter(&f, "streamgate_late_events_total"), 1);
+    cr_assert_eq(counter(&f, SG_METRIC_LATE_EVENTS_TOTAL), 1);
     sg_streams_flush(f.st);
     cr_assert_eq(f.nres, 3);
     check_result(&f.res[1], "k", 0, 10000, 3, true);
@@ -596,7 +595,7 @@ Test(early, updates_changed_windows_only_then_final)
     cr_assert_eq(f.nres, 2);
     check_result(&f.res[0], "a", 0, 10000, 2, false); /* in order of first change */
     check_result(&f.res[1], "b", 0, 10000, 1, false);
-    cr_assert_eq(counter(&f, "streamgate_window_updates_total"), 2);
+    cr_assert_eq(counter(&f, SG_METRIC_WINDOW_UPDATES_TOTAL), 2);
 
     sg_streams_tick(f.st, now + 2000); /* nothing changed */
     cr_assert_eq(f.nres, 2);
@@ -614,8 +613,8 @@ Test(early, updates_changed_windows_only_then_final)
     sg_streams_tick(f.st, now + 4000);
     cr_assert_eq(f.nres, 6);
     check_result(&f.res[5], "c", 10000, 20000, 1, false);
-    cr_assert_eq(counter(&f, "streamgate_window_updates_total"), 4);
-    cr_assert_eq(counter(&f, "streamgate_windows_fired_total"), 2);
+    cr_assert_eq(counter(&f, SG_METRIC_WINDOW_UPDATES_TOTAL), 4);
+    cr_assert_eq(counter(&f, SG_METRIC_WINDOWS_FIRED_TOTAL), 2);
     fx_stop(&f);
 }
 
@@ -639,7 +638,7 @@ Test(flush, emits_every_open_window_final_in_end_order)
     check_result(&f.res[3], "ab", 2000, 3000, 1, true);
     check_result(&f.res[4], "b", 2000, 3000, 1, true);
     cr_assert_eq(f.st->windows_open, 0);
-    struct sg_gauge *open = sg_metrics_gauge(f.metrics, "streamgate_windows_open", "", NULL);
+    struct sg_gauge *open = sg_metrics_gauge(f.metrics, SG_METRIC_WINDOWS_OPEN, NULL);
     cr_assert_eq(open->value, 0.0);
     sg_streams_flush(f.st); /* nothing left */
     cr_assert_eq(f.nres, 5);
@@ -688,8 +687,8 @@ Test(limits, idle_keys_are_evicted_and_can_come_back)
     cr_assert_eq(add(&f, "other", 0, 5600, 1), -EINVAL); /* k still holds the only slot */
     sg_streams_tick(f.st, 6000);
     cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &out), -ENOENT);
-    cr_assert_eq(counter(&f, "streamgate_keys_evicted_total"), 1);
-    struct sg_gauge *keys = sg_metrics_gauge(f.metrics, "streamgate_keys_active", "", NULL);
+    cr_assert_eq(counter(&f, SG_METRIC_KEYS_EVICTED_TOTAL), 1);
+    struct sg_gauge *keys = sg_metrics_gauge(f.metrics, SG_METRIC_KEYS_ACTIVE, NULL);
     cr_assert_eq(keys->value, 0.0);
 
     cr_assert_eq(add(&f, "k", 0, 6100, 7), 0); /* back, as a fresh stream */
@@ -704,7 +703,7 @@ Test(limits, idle_keys_are_evicted_and_can_come_back)
     cr_assert_eq(add(&f, "k", 0, 11500, 1), 0);
     sg_streams_tick(f.st, 12100);
     sg_streams_tick(f.st, 13000);
-    cr_assert_eq(counter(&f, "streamgate_keys_evicted_total"), 1);
+    cr_assert_eq(counter(&f, SG_METRIC_KEYS_EVICTED_TOTAL), 1);
     sg_buf_free(&out);
     fx_stop(&f);
 }
@@ -718,7 +717,7 @@ Test(limits, zero_idle_timeout_evicts_at_once)
     cr_assert_eq(add(&f, "k", 100, 0, 1), 0);
     cr_assert_eq(add(&f, "x", 1000, 0, 1), 0); /* k's window fires */
     sg_streams_tick(f.st, 0);
-    cr_assert_eq(counter(&f, "streamgate_keys_evicted_total"), 1);
+    cr_assert_eq(counter(&f, SG_METRIC_KEYS_EVICTED_TOTAL), 1);
     cr_assert_eq(f.st->nkeys, 1);
     fx_stop(&f);
 }
@@ -740,7 +739,7 @@ Test(limits, fields_past_max_fields_and_name_table_are_ignored)
     longname[sizeof(longname) - 1] = '\0';
     const char *ln[] = {longname};
     cr_assert_eq(add_fields(&f, "j", 1, 0, ln, v, 1, NULL), 0);
-    cr_assert_eq(counter(&f, "streamgate_field_names_dropped_total"), 1);
+    cr_assert_eq(counter(&f, SG_METRIC_FIELD_NAMES_DROPPED_TOTAL), 1);
     sg_streams_flush(f.st);
     cr_assert_eq(f.nres, 2);
     cJSON *root = parse(find_result(&f, "k", 0)->json);
@@ -774,7 +773,7 @@ Test(limits, name_table_is_bounded)
         cr_assert_eq(add_fields(&f, "k", 1, 0, ptr, v, SG_EVENT_MAX_FIELDS, NULL), 0);
     }
     cr_assert_eq(f.st->nnames, SG_STREAMS_MAX_NAMES);
-    cr_assert_eq(counter(&f, "streamgate_field_names_dropped_total"), 64);
+    cr_assert_eq(counter(&f, SG_METRIC_FIELD_NAMES_DROPPED_TOTAL), 64);
     fx_stop(&f);
 }
 
