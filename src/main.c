@@ -448,6 +448,11 @@ int main(int argc, char **argv)
         sg_config_free(&app.cfg);
         return 0;
     }
+    if (cli.metrics_markdown) {
+        sg_metrics_print_markdown(stdout);
+        sg_config_free(&app.cfg);
+        return 0;
+    }
     if (cli.check_config) {
         printf("configuration ok\n");
         sg_config_free(&app.cfg);

@@ -127,6 +127,7 @@ struct sg_cli {
     bool version;            /* --version */
     bool help;               /* --help */
     bool options_markdown;   /* --options-markdown: print the README's option table */
+    bool metrics_markdown;   /* --metrics-markdown: print the README's metric table */
 };
 
 /* Sets every option to its default, overwriting `cfg` without freeing what it held (call
@@ -137,10 +138,10 @@ void sg_config_free(struct sg_config *cfg);
 
 /* Builds the configuration from defaults, the file named by --config, `envp` (NULL-terminated
  * "NAME=value" strings) and `argv`, then validates it. `cfg` and `cli` are outputs (their old
- * contents are not freed). When --help, --version or --options-markdown is given, returns 0
- * right after reading argv (defaults only; no file, env or validation). Returns 0, or -EINVAL
- * with a message naming the bad option, its source and why in `errstr`; on failure `cfg` is
- * left freed and zeroed. */
+ * contents are not freed). When --help, --version, --options-markdown or --metrics-markdown is
+ * given, returns 0 right after reading argv (defaults only; no file, env or validation).
+ * Returns 0, or -EINVAL with a message naming the bad option, its source and why in `errstr`;
+ * on failure `cfg` is left freed and zeroed. */
 int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, char **envp,
                    char *errstr, size_t errstr_size);
 

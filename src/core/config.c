@@ -1150,6 +1150,8 @@ static int parse_argv(struct sg_config *cfg, struct sg_cli *cli, int argc, char 
             sw = &cli->help;
         else if (flag_is(arg, len, "--options-markdown"))
             sw = &cli->options_markdown;
+        else if (flag_is(arg, len, "--metrics-markdown"))
+            sw = &cli->metrics_markdown;
         if (sw != NULL) {
             if (eq != NULL)
                 return fail(errstr, errstr_size, NULL, "option %.*s takes no value", shown, arg);
@@ -1201,7 +1203,7 @@ int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **a
     if (rc != 0)
         goto out;
     /* These print fixed text and exit; a broken config file must not stand in their way. */
-    if (cli->help || cli->version || cli->options_markdown)
+    if (cli->help || cli->version || cli->options_markdown || cli->metrics_markdown)
         goto out;
 
     if (cli->config_file != NULL) {
@@ -1454,6 +1456,7 @@ void sg_config_print_help(FILE *out, const char *argv0)
             "  --version            print the version and exit\n"
             "  --help, -h           print this help and exit\n"
             "  --options-markdown   print the option table in Markdown and exit\n"
+            "  --metrics-markdown   print the metric table in Markdown and exit\n"
             "\n"
             "Options:\n",
             prog);

@@ -1,6 +1,6 @@
 /* The binary's command-line contract: --version, --help, --options-markdown, --check-config,
  * configuration errors (exit 1, the option and its source named on stderr), and the README's
- * option table matching --options-markdown. */
+ * option and metric tables matching --options-markdown and --metrics-markdown. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -73,20 +73,11 @@ Test(cli, help)
     struct run r = run(args, NULL);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     static const char *const want[] = {
-        "Usage: ",
-        "--config FILE",
-        "--check-config",
-        "--version",
-        "--options-markdown",
-        "STREAMGATE_",
-        "--http-listen",
-        "--http-max-body-size",
-        "--tcp-listen",
-        "--event-key-field",
-        "--output-file",
-        "--log-level",
-        "--shutdown-timeout",
-        "(default: 4MiB)",
+        "Usage: ",      "--config FILE",      "--check-config",
+        "--version",    "--options-markdown", "--metrics-markdown",
+        "STREAMGATE_",  "--http-listen",      "--http-max-body-size",
+        "--tcp-listen", "--event-key-field",  "--output-file",
+        "--log-level",  "--shutdown-timeout", "(default: 4MiB)",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         assert_contains(r.out, want[i]);
@@ -232,12 +223,15 @@ Test(cli, config_error_at_normal_start)
     expect_config_error(args, NULL, want);
 }
 
-/* Compares the README's table with the program's output; returns NULL when they match, or
- * writes what is wrong into `why`. Frees nothing it did not allocate. */
-static const char *readme_mismatch(char *readme, const char *table, char *why, size_t why_len)
+/* Compares the README's table between `<!-- what:begin -->` and `<!-- what:end -->` with the
+ * output of `flag`; returns NULL when they match, or writes what is wrong into `why`. Frees
+ * nothing it did not allocate. */
+static const char *readme_mismatch(char *readme, const char *what, const char *flag,
+                                   const char *table, char *why, size_t why_len)
 {
-    static const char begin_mark[] = "<!-- options:begin -->";
-    static const char end_mark[] = "<!-- options:end -->";
+    char begin_mark[64], end_mark[64];
+    snprintf(begin_mark, sizeof(begin_mark), "<!-- %s:begin -->", what);
+    snprintf(end_mark, sizeof(end_mark), "<!-- %s:end -->", what);
     char *begin = strstr(readme, begin_mark);
     if (begin == NULL) {
         snprintf(why, why_len, "README.md has no %s marker", begin_mark);
@@ -269,33 +263,45 @@ static const char *readme_mismatch(char *readme, const char *table, char *why, s
     while (tl > table && tl[-1] != '\n')
         tl--;
     snprintf(why, why_len,
-             "README.md's option table is stale (regenerate it with `streamgate "
-             "--options-markdown` between the markers); first difference in table line %zu:\n"
+             "README.md's %s table is stale (regenerate it with `streamgate %s` between the "
+             "markers); first difference in table line %zu:\n"
              "README:  %.*s\nprogram: %.*s",
-             line, (int)strcspn(bl, "\n"), bl, (int)strcspn(tl, "\n"), tl);
+             what, flag, line, (int)strcspn(bl, "\n"), bl, (int)strcspn(tl, "\n"), tl);
     return why;
 }
 
-Test(cli, readme_matches_options_markdown)
+/* Fails when README.md's table `what` is not the output of `flag`. */
+static void check_readme_table(const char *what, const char *flag)
 {
     const char *root = getenv("SG_SOURCE_ROOT");
     cr_assert_not_null(root, "SG_SOURCE_ROOT is not set");
     char path[1024];
     snprintf(path, sizeof(path), "%s/README.md", root);
 
-    const char *args[] = {"--options-markdown", NULL};
+    const char *args[] = {flag, NULL};
     struct run r = run(args, NULL);
     int status = r.status;
     size_t readme_len = 0;
     char *readme = sgt_read_file(path, &readme_len);
     char why[1024];
     const char *problem = readme == NULL ? "cannot read README.md"
-                          : status != 0  ? "--options-markdown failed"
-                                         : readme_mismatch(readme, r.out, why, sizeof(why));
+                          : status != 0
+                              ? "the flag failed"
+                              : readme_mismatch(readme, what, flag, r.out, why, sizeof(why));
     /* Free before asserting: a failed assertion does not return. */
     free(readme);
     run_free(&r);
-    cr_assert_null(problem, "%s", problem);
+    cr_assert_null(problem, "%s: %s", flag, problem);
+}
+
+Test(cli, readme_matches_options_markdown)
+{
+    check_readme_table("options", "--options-markdown");
+}
+
+Test(cli, readme_matches_metrics_markdown)
+{
+    check_readme_table("metrics", "--metrics-markdown");
 }
 
 /* The example configuration shipped in deploy/ must stay valid as options change. */

@@ -732,7 +732,8 @@ Test(load, defaults_only)
     cr_assert_eq(load(&cfg, &cli, NULL, NULL), 0, "%s", errbuf);
     cr_assert_str_eq(cfg.http_listen, "127.0.0.1:8080");
     cr_assert_null(cli.config_file);
-    cr_assert(!cli.check_config && !cli.help && !cli.version && !cli.options_markdown);
+    cr_assert(!cli.check_config && !cli.help && !cli.version && !cli.options_markdown &&
+              !cli.metrics_markdown);
     sg_config_free(&cfg);
 }
 
@@ -789,7 +790,7 @@ Test(load, special_flags)
     cr_assert_null(cfg.http_listen, "a failed load leaves nothing allocated");
     sg_config_free(&cfg);
 
-    /* --help, --version and --options-markdown skip the file, env and validation. */
+    /* --help, --version and the Markdown tables skip the file, env and validation. */
     const char *help[] = {"--config", "/nonexistent/x.json", "--help", NULL};
     const char *bad_env[] = {"STREAMGATE_NOPE=1", NULL};
     cr_assert_eq(load(&cfg, &cli, help, bad_env), 0, "%s", errbuf);
@@ -801,7 +802,11 @@ Test(load, special_flags)
     sg_config_free(&cfg);
     const char *md[] = {"--options-markdown", NULL};
     cr_assert_eq(load(&cfg, &cli, md, bad_env), 0, "%s", errbuf);
-    cr_assert(cli.options_markdown);
+    cr_assert(cli.options_markdown && !cli.metrics_markdown);
+    sg_config_free(&cfg);
+    const char *metrics_md[] = {"--config", "/nonexistent/x.json", "--metrics-markdown", NULL};
+    cr_assert_eq(load(&cfg, &cli, metrics_md, bad_env), 0, "%s", errbuf);
+    cr_assert(cli.metrics_markdown && !cli.options_markdown);
     sg_config_free(&cfg);
     const char *h[] = {"-h", NULL};
     cr_assert_eq(load(&cfg, &cli, h, NULL), 0, "%s", errbuf);
@@ -1101,6 +1106,7 @@ Test(help, lists_every_option)
     assert_contains(text, "--check-config");
     assert_contains(text, "--version");
     assert_contains(text, "--options-markdown");
+    assert_contains(text, "--metrics-markdown");
     assert_contains(text, "STREAMGATE_");
     assert_contains(text, "KiB");
     assert_contains(text, "powers of 1000");
