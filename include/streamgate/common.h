@@ -59,6 +59,10 @@ static inline const char *sg_transport_name(enum sg_transport t)
 /* Returns a static message for a negative errno-style code. */
 const char *sg_strerror(int err);
 
+/* The reason phrase of an HTTP status code, as RFC 9110 (and RFC 6585 for 428, 429, 431 and
+ * 511) names it, for a status line; "Unknown" for a code neither lists. */
+const char *sg_http_reason(int status);
+
 /* Wall-clock time in milliseconds since the Unix epoch. */
 int64_t sg_now_ms(void);
 

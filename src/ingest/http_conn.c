@@ -36,40 +36,6 @@ static inline struct sg_http_conn *conn_of_parser(llhttp_t *parser)
     return sg_container_of(parser, struct sg_http_conn, parser);
 }
 
-static const char *http_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 202:
-        return "Accepted";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
-
 /* Bad input and connection trouble, at debug level and at most one line per interval. */
 static void conn_debug(struct sg_http_conn *conn, const char *msg, int status, const char *detail)
 {
@@ -329,7 +295,7 @@ static void conn_respond(struct sg_http_conn *conn, int status, const char *type
     if (rc == 0)
         rc = sg_buf_append_char(out, ' ');
     if (rc == 0)
-        rc = sg_buf_append_str(out, http_reason(status));
+        rc = sg_buf_append_str(out, sg_http_reason(status));
     if (rc == 0 && type)
         rc = sg_buf_append_str(out, "\r\nContent-Type: ");
     if (rc == 0 && type)

@@ -77,34 +77,6 @@ static inline struct tsemu_conn *conn_of_parser(llhttp_t *parser)
     return sg_container_of(parser, struct tsemu_conn, parser);
 }
 
-static const char *http_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Request Entity Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Error";
-    }
-}
-
 /* ---- Closing --------------------------------------------------------------------------- */
 
 static void conn_free(struct tsemu_conn *conn)
@@ -451,8 +423,8 @@ static int build_response(struct tsemu_conn *conn, const char *op, int64_t now_m
                        "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nx-ots-contentmd5: %s\r\n"
                        "x-ots-requestid: %s\r\nx-ots-date: %s\r\n"
                        "x-ots-contenttype: protocol buffer\r\n%s",
-                       reply->status, http_reason(reply->status), reply->body.len, md5, reqid, date,
-                       conn->close_after ? "Connection: close\r\n" : "");
+                       reply->status, sg_http_reason(reply->status), reply->body.len, md5, reqid,
+                       date, conn->close_after ? "Connection: close\r\n" : "");
     /* The signature covers "/" + operation: a request without one gets an unsigned answer. */
     if (rc == 0 && op[0]) {
         rc = sg_ts_sign_response(cfg->access_key_secret, strlen(cfg->access_key_secret), op, h, 4,
