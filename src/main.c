@@ -420,6 +420,22 @@ static int run(struct sg_app *app)
     return exit_code;
 }
 
+/* STREAMGATE_* variables no option has (see struct sg_config): one warning each. */
+static void warn_unknown_env(struct sg_app *app, bool plain)
+{
+    for (size_t i = 0; i < app->cfg.unknown_env.count; i++) {
+        const char *name = app->cfg.unknown_env.items[i];
+        if (plain)
+            fprintf(stderr,
+                    "streamgate: warning: ignoring environment variable %s (no option "
+                    "has that name)\n",
+                    name);
+        else
+            sg_warn(&app->log, "ignoring environment variable", SG_F_STR("variable", name),
+                    SG_F_STR("reason", "no option has that name"));
+    }
+}
+
 int main(int argc, char **argv)
 {
     static struct sg_app app; /* static only for its size; reached through pointers */
@@ -454,10 +470,12 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cli.check_config) {
+        warn_unknown_env(&app, true);
         printf("configuration ok\n");
         sg_config_free(&app.cfg);
         return 0;
     }
     app.log.level = app.cfg.log_level;
+    warn_unknown_env(&app, false);
     return run(&app);
 }

@@ -118,6 +118,13 @@ struct sg_config {
 
     /* shutdown.* */
     uint64_t shutdown_timeout_ms; /* drain deadline after SIGTERM */
+
+    /* Not an option: filled by sg_config_load. The names of the STREAMGATE_* environment
+     * variables that no option has, in environment order. They are not errors (Kubernetes sets
+     * STREAMGATE_SERVICE_HOST, STREAMGATE_PORT_8080_TCP, ... in every pod of a Service named
+     * streamgate); the caller warns about each once its log is set up. Only names are kept: a
+     * value might be a misspelt option's secret. */
+    struct sg_strlist unknown_env;
 };
 
 /* What the command line asked for besides options. */
@@ -139,9 +146,10 @@ void sg_config_free(struct sg_config *cfg);
 /* Builds the configuration from defaults, the file named by --config, `envp` (NULL-terminated
  * "NAME=value" strings) and `argv`, then validates it. `cfg` and `cli` are outputs (their old
  * contents are not freed). When --help, --version, --options-markdown or --metrics-markdown is
- * given, returns 0 right after reading argv (defaults only; no file, env or validation).
- * Returns 0, or -EINVAL with a message naming the bad option, its source and why in `errstr`;
- * on failure `cfg` is left freed and zeroed. */
+ * given, returns 0 right after reading argv (defaults only; no file, env or validation). A
+ * STREAMGATE_* variable that no option has is not an error: its name goes to cfg->unknown_env.
+ * Returns 0, -ENOMEM, or -EINVAL with a message naming the bad option, its source and why in
+ * `errstr`; on failure `cfg` is left freed and zeroed. */
 int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, char **envp,
                    char *errstr, size_t errstr_size);
 

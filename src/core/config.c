@@ -781,6 +781,7 @@ void sg_config_free(struct sg_config *cfg)
             strlist_free(p);
         }
     }
+    strlist_free(&cfg->unknown_env);
     /* The header promises a zeroed struct, numbers included. */
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -1089,10 +1090,15 @@ static int apply_env(struct sg_config *cfg, char **envp, char *errstr, size_t er
                 break;
             }
         }
-        if (opt == NULL)
-            return fail(errstr, errstr_size, NULL,
-                        "unknown environment variable %.*s (no option has that name)",
-                        (int)SG_MIN(namelen, 128), *e);
+        if (opt == NULL) {
+            /* Others set variables with this prefix too (Kubernetes, for a Service named
+             * streamgate): noted for a warning, never fatal. */
+            if (strlist_push(&cfg->unknown_env, *e, namelen) != 0) {
+                fail(errstr, errstr_size, NULL, "out of memory");
+                return -ENOMEM;
+            }
+            continue;
+        }
         char from[160];
         snprintf(from, sizeof(from), "env %s", env);
         int rc = opt_set_text(cfg, opt, eq + 1, from, errstr, errstr_size);

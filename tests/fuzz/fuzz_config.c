@@ -168,6 +168,7 @@ static bool is_freed(const struct sg_config *cfg)
         &cfg->event_value_fields,
         &cfg->kafka_rdkafka,
         &cfg->window_quantiles,
+        &cfg->unknown_env,
     };
 
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {

@@ -1,6 +1,7 @@
 /* The binary's command-line contract: --version, --help, --options-markdown, --check-config,
  * configuration errors (exit 1, the option and its source named on stderr), and the README's
  * option and metric tables matching --options-markdown and --metrics-markdown. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -166,12 +167,56 @@ Test(cli, missing_value)
     expect_config_error(args, NULL, want);
 }
 
-Test(cli, unknown_env)
+/* A STREAMGATE_* variable no option has is a warning, not an error: --check-config passes and
+ * names it, so a typo is still seen. */
+Test(cli, unknown_env_is_a_warning)
 {
     const char *args[] = {"--check-config", NULL};
     const char *env[] = {"STREAMGATE_HTTP_LISEN=127.0.0.1:1", NULL};
-    const char *want[] = {"STREAMGATE_HTTP_LISEN", NULL};
-    expect_config_error(args, env, want);
+    struct run r = run(args, env);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    cr_assert_str_eq(r.err, "streamgate: warning: ignoring environment variable "
+                            "STREAMGATE_HTTP_LISEN (no option has that name)\n");
+    run_free(&r);
+}
+
+/* Kubernetes gives every pod of a Service named streamgate variables such as these: the
+ * gateway serves, and logs one JSON warning per variable, naming it and not its value. */
+Test(cli, kubernetes_service_variables_do_not_stop_it)
+{
+    const char *env[] = {"STREAMGATE_SERVICE_HOST=10.0.0.1",
+                         "STREAMGATE_PORT_8080_TCP=tcp://10.0.0.1:8080", NULL};
+    struct sgt_proc p;
+    sgt_start(&p, NULL, env);
+    struct sgt_response r;
+    sgt_post(p.http, "application/json", "{\"key\":\"a\",\"v\":1}", &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+
+    char *log = sgt_read_file(p.log_path, NULL);
+    cr_assert_not_null(log);
+    static const char *const names[] = {"STREAMGATE_SERVICE_HOST", "STREAMGATE_PORT_8080_TCP"};
+    int seen[2] = {0, 0}, warnings = 0;
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert(cJSON_IsObject(j), "not a JSON object: %s", line);
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "msg");
+        if (cJSON_IsString(msg) && strcmp(msg->valuestring, "ignoring environment variable") == 0) {
+            warnings++;
+            cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "level")->valuestring, "warn");
+            const cJSON *var = cJSON_GetObjectItemCaseSensitive(j, "variable");
+            cr_assert(cJSON_IsString(var), "%s", line);
+            for (int i = 0; i < 2; i++)
+                seen[i] += strcmp(var->valuestring, names[i]) == 0;
+        }
+        cr_assert_null(strstr(line, "10.0.0.1"), "a value was logged: %s", line);
+        cJSON_Delete(j);
+    }
+    free(log);
+    cr_assert_eq(warnings, 2, "one warning per variable");
+    cr_assert(seen[0] == 1 && seen[1] == 1, "each variable named once");
+    sgt_stop_ok(&p);
 }
 
 Test(cli, validation_error)

@@ -880,16 +880,48 @@ Test(load, env)
                              "512B, 64KiB, 16MiB, 1GiB or 10MB) (from env "
                              "STREAMGATE_HTTP_MAX_BODY_SIZE)");
     sg_config_free(&cfg);
+}
 
-    const char *unknown[] = {"STREAMGATE_HTTP_LISEN=1", NULL};
-    cr_assert_eq(load(&cfg, &cli, NULL, unknown), -EINVAL);
-    cr_assert_str_eq(
-        errbuf, "unknown environment variable STREAMGATE_HTTP_LISEN (no option has that name)");
+/* Variables with the prefix that no option has are noted by name for a warning, never fatal:
+ * Kubernetes sets STREAMGATE_SERVICE_HOST, STREAMGATE_PORT_8080_TCP, ... for a Service named
+ * streamgate. */
+Test(load, unknown_env_is_noted_not_fatal)
+{
+    struct sg_config cfg;
+    struct sg_cli cli;
+    const char *env[] = {"STREAMGATE_SERVICE_HOST=10.0.0.1",
+                         "STREAMGATE_HTTP_MAX_BODY_SIZE=8MiB",
+                         "STREAMGATE_PORT_8080_TCP=tcp://10.0.0.1:8080",
+                         "STREAMGATE_TABLESTORE_ACCES_KEY_SECRET=s3cret",
+                         "STREAMGATE_=1",
+                         "STREAMGATE_LOG_LEVEL=warn",
+                         NULL};
+    cr_assert_eq(load(&cfg, &cli, NULL, env), 0, "%s", errbuf);
+    cr_assert_eq(cfg.http_max_body_size, 8u << 20, "the known ones still apply");
+    cr_assert_eq(cfg.log_level, SG_LOG_WARN);
+    static const char *const want[] = {"STREAMGATE_SERVICE_HOST", "STREAMGATE_PORT_8080_TCP",
+                                       "STREAMGATE_TABLESTORE_ACCES_KEY_SECRET", "STREAMGATE_"};
+    cr_assert_eq(cfg.unknown_env.count, SG_ARRAY_SIZE(want));
+    for (size_t i = 0; i < SG_ARRAY_SIZE(want); i++)
+        cr_assert_str_eq(cfg.unknown_env.items[i], want[i], "only the name is kept");
+    sg_config_free(&cfg);
+    cr_assert_null(cfg.unknown_env.items, "freed with the configuration");
+    cr_assert_eq(cfg.unknown_env.count, 0);
+
+    /* None: an empty list. A bad value of a known variable is still an error. */
+    cr_assert_eq(load(&cfg, &cli, NULL, NULL), 0, "%s", errbuf);
+    cr_assert_eq(cfg.unknown_env.count, 0);
+    sg_config_free(&cfg);
+    const char *bad[] = {"STREAMGATE_SERVICE_HOST=10.0.0.1", "STREAMGATE_LOG_LEVEL=loud", NULL};
+    cr_assert_eq(load(&cfg, &cli, NULL, bad), -EINVAL);
+    assert_contains(errbuf, "(from env STREAMGATE_LOG_LEVEL)");
+    cr_assert_null(cfg.unknown_env.items, "a failed load leaves nothing allocated");
     sg_config_free(&cfg);
 
-    const char *bare[] = {"STREAMGATE_=1", NULL};
-    cr_assert_eq(load(&cfg, &cli, NULL, bare), -EINVAL);
-    assert_contains(errbuf, "STREAMGATE_ ");
+    /* Unknown keys in the file and unknown flags stay errors. */
+    const char *flag[] = {"--service-host", "10.0.0.1", NULL};
+    cr_assert_eq(load(&cfg, &cli, flag, env), -EINVAL);
+    cr_assert_str_eq(errbuf, "unknown option --service-host (see --help)");
     sg_config_free(&cfg);
 }
 
