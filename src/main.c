@@ -382,7 +382,9 @@ static int run(struct sg_app *app)
     char err[512] = "";
     int rc = uv_loop_init(&app->loop);
     if (rc) {
-        fprintf(stderr, "streamgate: cannot start the event loop: %s\n", uv_strerror(rc));
+        snprintf(err, sizeof(err), "cannot start the event loop: %s", uv_strerror(rc));
+        sg_error(&app->log, "start-up failed", SG_F_STR("error", err));
+        sg_config_free(&app->cfg);
         return 1;
     }
     uv_signal_init(&app->loop, &app->sigint);
@@ -396,7 +398,6 @@ static int run(struct sg_app *app)
     rc = app_start(app, err, sizeof(err));
     if (rc) {
         sg_error(&app->log, "start-up failed", SG_F_STR("error", err));
-        fprintf(stderr, "streamgate: %s\n", err);
         exit_code = 1;
         /* Close whatever was built; servers that exist have listeners to close. */
         begin_shutdown(app, "start-up failure");
@@ -445,7 +446,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sg_log_init(&app.log, SG_LOG_INFO, stderr);
     if (sg_config_load(&app.cfg, &cli, argc, argv, environ, err, sizeof(err)) != 0) {
-        fprintf(stderr, "streamgate: %s\n", err);
+        /* A command line that does not parse, and --check-config's verdict, are for the person
+         * who typed them; a gateway that cannot start says so in its log, as JSON. */
+        if (cli.bad_usage || cli.check_config)
+            fprintf(stderr, "streamgate: %s\n", err);
+        else
+            sg_error(&app.log, "start-up failed", SG_F_STR("error", err));
         sg_config_free(&app.cfg);
         return 1;
     }

@@ -135,6 +135,9 @@ struct sg_cli {
     bool help;               /* --help */
     bool options_markdown;   /* --options-markdown: print the README's option table */
     bool metrics_markdown;   /* --metrics-markdown: print the README's metric table */
+    /* Set by a failed sg_config_load when argv itself did not parse (an unknown flag, a flag
+     * without its value, a stray argument): a mistake of whoever typed the command line. */
+    bool bad_usage;
 };
 
 /* Sets every option to its default, overwriting `cfg` without freeing what it held (call
@@ -149,7 +152,8 @@ void sg_config_free(struct sg_config *cfg);
  * given, returns 0 right after reading argv (defaults only; no file, env or validation). A
  * STREAMGATE_* variable that no option has is not an error: its name goes to cfg->unknown_env.
  * Returns 0, -ENOMEM, or -EINVAL with a message naming the bad option, its source and why in
- * `errstr`; on failure `cfg` is left freed and zeroed. */
+ * `errstr` (cli->bad_usage tells when argv itself did not parse); on failure `cfg` is left freed
+ * and zeroed. */
 int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, char **envp,
                    char *errstr, size_t errstr_size);
 

@@ -1206,8 +1206,10 @@ int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **a
     if (rc != 0)
         goto out;
     rc = parse_argv(cfg, cli, argc, argv, false, errstr, errstr_size);
-    if (rc != 0)
+    if (rc != 0) {
+        cli->bad_usage = true; /* this pass only checks the shape of argv */
         goto out;
+    }
     /* These print fixed text and exit; a broken config file must not stand in their way. */
     if (cli->help || cli->version || cli->options_markdown || cli->metrics_markdown)
         goto out;

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -260,12 +263,113 @@ Test(cli, bad_config_files)
     rmdir(dir);
 }
 
+/* Counts the occurrences of `needle` in `hay`. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A gateway that cannot start: exit 1, nothing on stdout, and stderr made of JSON objects, one
+ * per line, of which exactly one is the error ("start-up failed"), whose text contains every
+ * string in `want`, each of which appears nowhere else. */
+static void expect_startup_failure(const char *const *args, const char *const *env,
+                                   const char *const *want)
+{
+    struct run r = run(args, env);
+    cr_assert_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
+    cr_assert_str_eq(r.out, "");
+    size_t len = strlen(r.err);
+    cr_assert(len > 0 && r.err[len - 1] == '\n', "stderr does not end a line: %s", r.err);
+    char *copy = strdup(r.err), *error = NULL;
+    int failures = 0;
+    for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert(cJSON_IsObject(j), "a stderr line is not a JSON object: %s\nstderr:\n%s", line,
+                  r.err);
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "msg");
+        cr_assert(cJSON_IsString(msg), "%s", line);
+        if (strcmp(msg->valuestring, "start-up failed") == 0) {
+            failures++;
+            cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "level")->valuestring, "error");
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+            cr_assert(cJSON_IsString(e), "%s", line);
+            free(error);
+            error = strdup(e->valuestring);
+        }
+        cJSON_Delete(j);
+    }
+    free(copy);
+    cr_assert_eq(failures, 1, "the failure is logged %d times:\n%s", failures, r.err);
+    /* Each part of the message is in the error, and nowhere else: not repeated in another
+     * form. */
+    for (size_t i = 0; want[i] != NULL; i++) {
+        assert_contains(error, want[i]);
+        cr_assert_eq(count_of(r.err, want[i]), 1, "\"%s\" appears more than once:\n%s", want[i],
+                     r.err);
+    }
+    free(error);
+    run_free(&r);
+}
+
 Test(cli, config_error_at_normal_start)
 {
-    /* Without --check-config the same error stops the server before it listens. */
+    /* Without --check-config the same error stops the server before it listens, and says so
+     * in its log. */
     const char *args[] = {"--http-listen", "127.0.0.1:0", "--log-level", "loud", NULL};
     const char *want[] = {"log.level", "loud", "(from --log-level)", NULL};
-    expect_config_error(args, NULL, want);
+    expect_startup_failure(args, NULL, want);
+
+    const char *env[] = {"STREAMGATE_HTTP_MAX_BODY_SIZE=12 parsecs", NULL};
+    const char *want_env[] = {"http.max_body_size", "(from env STREAMGATE_HTTP_MAX_BODY_SIZE)",
+                              NULL};
+    const char *no_args[] = {NULL};
+    expect_startup_failure(no_args, env, want_env);
+}
+
+Test(cli, bad_config_file_at_normal_start)
+{
+    char dir[] = "/tmp/sg_cli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/streamgate.json", dir);
+    write_file(path, "{\"http\": {\"listen\": \"127.0.0.1:0\", \"max_body_size\": \"huge\"}}");
+    const char *args[] = {"--config", path, NULL};
+    const char *want[] = {"http.max_body_size", "huge", path, NULL};
+    expect_startup_failure(args, NULL, want);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A failure once the configuration is read (the port is taken) comes once, as JSON, among the
+ * other JSON lines of a stopping gateway. */
+Test(cli, port_in_use_at_start)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(fd, 1), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *args[] = {"--http-listen", addr, "--tcp-listen", "", NULL};
+    const char *want[] = {"cannot listen on", addr, NULL};
+    expect_startup_failure(args, NULL, want);
+    close(fd);
+}
+
+/* A command line that does not parse is for the person who typed it: one plain line. */
+Test(cli, bad_usage_at_normal_start_is_plain_text)
+{
+    const char *args[] = {"--http-lisen", "127.0.0.1:0", NULL};
+    struct run r = run(args, NULL);
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert_str_eq(r.err, "streamgate: unknown option --http-lisen (see --help)\n");
+    run_free(&r);
 }
 
 /* Compares the README's table between `<!-- what:begin -->` and `<!-- what:end -->` with the

@@ -787,6 +787,7 @@ Test(load, special_flags)
     cr_assert_str_eq(cli.config_file, "/nonexistent/x.json");
     cr_assert_str_eq(errbuf,
                      "cannot open config file /nonexistent/x.json: No such file or directory");
+    cr_assert(!cli.bad_usage, "argv itself parsed");
     cr_assert_null(cfg.http_listen, "a failed load leaves nothing allocated");
     sg_config_free(&cfg);
 
@@ -821,6 +822,7 @@ Test(load, special_flags)
 
 Test(load, argv_errors)
 {
+    /* All but the last two are a command line that does not parse (bad_usage). */
     static const struct {
         const char *args[4];
         const char *msg;
@@ -850,6 +852,7 @@ Test(load, argv_errors)
         struct sg_cli cli;
         cr_assert_eq(load(&cfg, &cli, cases[i].args, NULL), -EINVAL, "%s", cases[i].msg);
         cr_assert_str_eq(errbuf, cases[i].msg);
+        cr_assert_eq(cli.bad_usage, i + 2 < sizeof(cases) / sizeof(cases[0]), "%s", cases[i].msg);
         cr_assert_null(cfg.http_listen);
         sg_config_free(&cfg);
     }
