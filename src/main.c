@@ -28,6 +28,15 @@ extern char **environ;
 
 #define LAG_INTERVAL_MS 100
 
+/* The process's exit statuses, as the README's "Operating it" lists them. */
+enum sg_exit_status {
+    SG_EXIT_OK = 0,      /* stopped cleanly: the writers finished within shutdown.timeout */
+    SG_EXIT_FAILURE = 1, /* could not start (or a second signal cut the shutdown short) */
+    /* Stopped, but shutdown.timeout passed while a writer still held records: Kafka records
+     * not delivered, Tablestore rows not written. They are counted as failed and logged. */
+    SG_EXIT_RECORDS_LEFT = 3,
+};
+
 static const double lag_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
 
@@ -56,6 +65,7 @@ struct sg_app {
     int servers_open;
     bool stopping;
     bool drained;
+    bool records_left; /* the drain deadline passed with writers still holding records */
 };
 
 static void on_lag_timer(uv_timer_t *t)
@@ -117,6 +127,7 @@ static void on_drain_timeout(uv_timer_t *t)
     struct sg_app *app = sg_container_of(t, struct sg_app, drain_timer);
     sg_error(&app->log, "drain deadline passed; writers still held data",
              SG_F_UINT("shutdown_timeout_ms", app->cfg.shutdown_timeout_ms));
+    app->records_left = true;
     for (size_t i = 0; i < app->nsinks; i++)
         if (app->sinks[i]->ops->abandon)
             app->sinks[i]->ops->abandon(app->sinks[i]);
@@ -166,7 +177,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     if (app->stopping) {
         /* A second signal means the operator does not want to wait for the drain. */
         sg_warn(&app->log, "second signal, exiting now", SG_F_INT("signal", signum));
-        _exit(1);
+        _exit(SG_EXIT_FAILURE);
     }
     begin_shutdown(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
@@ -385,7 +396,7 @@ static int run(struct sg_app *app)
         snprintf(err, sizeof(err), "cannot start the event loop: %s", uv_strerror(rc));
         sg_error(&app->log, "start-up failed", SG_F_STR("error", err));
         sg_config_free(&app->cfg);
-        return 1;
+        return SG_EXIT_FAILURE;
     }
     uv_signal_init(&app->loop, &app->sigint);
     uv_signal_init(&app->loop, &app->sigterm);
@@ -394,11 +405,11 @@ static int run(struct sg_app *app)
     uv_timer_init(&app->loop, &app->tick_timer);
     app->sigint.data = app->sigterm.data = app;
 
-    int exit_code = 0;
+    int exit_code = SG_EXIT_OK;
     rc = app_start(app, err, sizeof(err));
     if (rc) {
         sg_error(&app->log, "start-up failed", SG_F_STR("error", err));
-        exit_code = 1;
+        exit_code = SG_EXIT_FAILURE;
         /* Close whatever was built; servers that exist have listeners to close. */
         begin_shutdown(app, "start-up failure");
     } else {
@@ -417,7 +428,10 @@ static int run(struct sg_app *app)
     rc = uv_loop_close(&app->loop);
     if (rc)
         sg_error(&app->log, "handles left open at exit", SG_F_STR("error", uv_strerror(rc)));
+    /* The writers' destroy counts and logs what they still held. */
     app_free(app);
+    if (exit_code == SG_EXIT_OK && app->records_left)
+        exit_code = SG_EXIT_RECORDS_LEFT;
     return exit_code;
 }
 
@@ -453,7 +467,7 @@ int main(int argc, char **argv)
         else
             sg_error(&app.log, "start-up failed", SG_F_STR("error", err));
         sg_config_free(&app.cfg);
-        return 1;
+        return SG_EXIT_FAILURE;
     }
     if (cli.help) {
         sg_config_print_help(stdout, argv[0]);

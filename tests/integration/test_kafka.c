@@ -370,7 +370,7 @@ Test(kafka, sigterm_drains_queued_records_before_exit)
 }
 
 /* With no reachable broker, shutdown waits for delivery only until shutdown.timeout, then gives
- * up, counts and logs what was left, and exits 0. */
+ * up, counts and logs what was left, and exits with status 3, which says records were left. */
 Test(kafka, shutdown_deadline_bounds_the_drain_with_brokers_unreachable)
 {
     const char *args[] = {"--kafka-brokers", "127.0.0.1:1", "--shutdown-timeout", "1s", NULL};
@@ -389,7 +389,7 @@ Test(kafka, shutdown_deadline_bounds_the_drain_with_brokers_unreachable)
         sgt_sleep_ms(10);
     }
     int64_t took = sgt_mono_ms() - start;
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 3, "exit status %d", status);
     cr_assert_lt(took, 5000, "the drain took %lld ms despite a 1 s deadline", (long long)took);
     char *log = sgt_read_file(p.log_path, NULL);
     cr_assert_not_null(strstr(log, "kafka records left undelivered at shutdown"), "%s", log);
@@ -534,5 +534,53 @@ Test(kafka, producer_failed_for_good_refuses_input_instead_of_losing_it)
     cr_assert_eq(sgt_metric(p.http, "streamgate_events_received_total{transport=\"http\"}"), 0);
     close(fd);
     sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
+
+/* Stops the gateway with SIGTERM; returns its exit status (the run's directory stays). */
+static int sigterm_status(struct sgt_proc *p)
+{
+    int status = 0;
+    kill(p->pid, SIGTERM);
+    cr_assert_eq(waitpid(p->pid, &status, 0), p->pid);
+    p->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The exit status tells an operator whether a stop lost anything: 0 when every record was
+ * delivered, 3 when the brokers went down and shutdown.timeout passed with records still
+ * queued (they are counted as failed and logged). */
+Test(kafka, exit_status_says_whether_records_were_left)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    const char *args[] = {"--shutdown-timeout", "1s", NULL};
+    struct sgt_proc p;
+    struct sgt_response r;
+
+    /* Everything delivered: a clean stop. */
+    start_gateway(&p, m.bootstrap, args);
+    sgt_post(p.http, "application/json", "{\"key\":\"a\",\"v\":1}", &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    cr_assert_eq(sgt_wait_metric(p.http, RAW_DELIVERED, 1, WAIT_MS), 1);
+    int code = sigterm_status(&p);
+    char *log = sgt_read_file(p.log_path, NULL);
+    cr_assert_eq(code, 0, "exit status %d after a clean stop:\n%s", code, log);
+    free(log);
+    sgt_stop(&p); /* removes the run's directory */
+
+    /* The brokers go down with a record queued: it cannot be delivered before the deadline. */
+    start_gateway(&p, m.bootstrap, args);
+    sgt_mock_cmd(&m, "down-all");
+    sgt_post(p.http, "application/json", "{\"key\":\"b\",\"v\":2}", &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    code = sigterm_status(&p);
+    log = sgt_read_file(p.log_path, NULL);
+    cr_assert_eq(code, 3, "exit status %d with records left:\n%s", code, log);
+    cr_assert_not_null(strstr(log, "kafka records left undelivered at shutdown"), "%s", log);
+    free(log);
+    sgt_stop(&p);
     sgt_mock_stop(&m);
 }

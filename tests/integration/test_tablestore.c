@@ -847,3 +847,42 @@ Test(tablestore, startup_fails_on_missing_or_mismatched_table, .timeout = 60)
     free(err);
     emu_stop(&e);
 }
+
+/* The exit status tells an operator whether a stop lost anything: 0 when every row was
+ * written, 3 when Tablestore went away and shutdown.timeout passed with rows still unwritten
+ * (they are counted as failed and logged). */
+Test(tablestore, exit_status_says_whether_rows_were_left, .timeout = 60)
+{
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    const char *extra[] = {"--shutdown-timeout", "1s", "--tablestore-max-retries", "1000", NULL};
+    const char *event = "{\"key\":\"x\",\"ts\":1700000000000,\"value\":1}";
+    struct sgt_response r;
+    emu_start(&e, NULL);
+    build_args(argv, &e, secret, results, extra);
+
+    /* Written: a clean stop. */
+    sgt_start(&p, argv, NULL);
+    sgt_post(p.http, "application/json", event, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    int rc = sgt_stop_keep(&p);
+    cr_expect_not(log_has(&p, "left unwritten"));
+    remove_run_dir(&p);
+    cr_assert_eq(rc, 0, "exit status %d after a clean stop", rc);
+
+    /* The service is gone when the window fires at shutdown: its row cannot be written. */
+    sgt_start(&p, argv, NULL);
+    sgt_post(p.http, "application/json", event, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    emu_halt(&e);
+    rc = sgt_stop_keep(&p);
+    bool logged = log_has(&p, "tablestore rows left unwritten at shutdown");
+    remove_run_dir(&p);
+    cr_assert_eq(rc, 3, "exit status %d with rows left", rc);
+    cr_assert(logged, "the rows left were not logged");
+    emu_stop(&e);
+}
