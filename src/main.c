@@ -459,7 +459,12 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     sg_log_init(&app.log, SG_LOG_INFO, stderr);
-    if (sg_config_load(&app.cfg, &cli, argc, argv, environ, err, sizeof(err)) != 0) {
+    int rc = sg_config_load(&app.cfg, &cli, argc, argv, environ, err, sizeof(err));
+    /* librdkafka's properties are options too: checked by librdkafka, whether or not Kafka is
+     * on, so --check-config answers as the start would. */
+    if (rc == 0 && !cli.help && !cli.version && !cli.options_markdown)
+        rc = sg_sink_kafka_check_config(&app.cfg, err, sizeof(err));
+    if (rc != 0) {
         /* A command line that does not parse, and --check-config's verdict, are for the person
          * who typed them; a gateway that cannot start says so in its log, as JSON. */
         if (cli.bad_usage || cli.check_config)

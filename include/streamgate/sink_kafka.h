@@ -29,6 +29,14 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
                          struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
                          struct sg_sink **out, char *errstr, size_t errstr_size);
 
+/* Checks the producer's configuration as sg_sink_kafka_create would build it (defaults, the
+ * queue caps derived from limits.memory, cfg->kafka_rdkafka) with librdkafka itself: each
+ * property is set with rd_kafka_conf_set, then a producer without brokers is created and
+ * destroyed, which checks them against each other and connects to nothing. For --check-config
+ * and start-up, whether or not Kafka is on. Returns 0, or -EINVAL with librdkafka's message,
+ * naming the property, in errstr. */
+int sg_sink_kafka_check_config(const struct sg_config *cfg, char *errstr, size_t errstr_size);
+
 /* Produces a record another writer gave up on to the late topic, with headers `reason`
  * (`code`), `sink` (`source`), `message` and `content-type`. Returns 0, -ENOENT when the late
  * topic is off, or the produce error. */

@@ -633,8 +633,13 @@ static int register_metrics(struct kafka_sink *ks, struct sg_metrics *metrics)
     return 0;
 }
 
-static rd_kafka_conf_t *build_conf(struct kafka_sink *ks, const struct sg_config *cfg,
-                                   const char *bootstrap, char *errstr, size_t errstr_size)
+/* The producer's configuration: bootstrap.servers (unless `bootstrap` is NULL), the defaults,
+ * queue caps derived from the budget's `limit` (0: none), then cfg->kafka_rdkafka. Every property
+ * goes through rd_kafka_conf_set, so a bad name or value is refused with librdkafka's own message.
+ * This is the one place the writer's properties are set: sg_sink_kafka_check_config checks
+ * exactly what sg_sink_kafka_create would use. */
+static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *bootstrap, size_t limit,
+                                   char *errstr, size_t errstr_size)
 {
     char kbytes[32], messages[32];
     static const char *const defaults[][2] = {
@@ -647,15 +652,14 @@ static rd_kafka_conf_t *build_conf(struct kafka_sink *ks, const struct sg_config
         snprintf(errstr, errstr_size, "kafka: out of memory");
         return NULL;
     }
-    if (set_prop(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
+    if (bootstrap && set_prop(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
         goto fail;
     for (size_t i = 0; i < SG_ARRAY_SIZE(defaults); i++)
         if (set_prop(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
             goto fail;
     /* librdkafka's own queue caps follow the budget, so its queue alone never holds more than
      * the budget allows; the budget's watermark normally pushes back long before. */
-    if (ks->budget) {
-        size_t limit = sg_budget_limit(ks->budget);
+    if (limit) {
         size_t msgs = SG_MIN(limit / KAFKA_BUDGET_BYTES_PER_MSG, (size_t)KAFKA_MAX_MESSAGES_CAP);
         snprintf(kbytes, sizeof(kbytes), "%zu", SG_MAX(limit / 1024, (size_t)1));
         snprintf(messages, sizeof(messages), "%zu", SG_MAX(msgs, (size_t)1000));
@@ -682,14 +686,44 @@ static rd_kafka_conf_t *build_conf(struct kafka_sink *ks, const struct sg_config
         if (set_prop(conf, name, eq + 1, errstr, errstr_size) != 0)
             goto fail;
     }
-    rd_kafka_conf_set_opaque(conf, ks);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
     return NULL;
+}
+
+static void on_check_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    /* The check's producer has no brokers on purpose; librdkafka's warning about that (and
+     * anything else it says) is not for the operator. */
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
+}
+
+int sg_sink_kafka_check_config(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = build_conf(cfg, NULL, (size_t)cfg->limits_memory, errstr, errstr_size);
+    if (!conf)
+        return -EINVAL;
+    /* Without bootstrap servers (even one named in kafka.rdkafka) the producer connects to
+     * nothing, but creating it checks the properties against each other, as the real start
+     * would (acks=1 with the default enable.idempotence=true). */
+    if (set_prop(conf, "bootstrap.servers", "", errstr, errstr_size) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return -EINVAL;
+    }
+    rd_kafka_conf_set_log_cb(conf, on_check_log);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf); /* rd_kafka_new owns it only on success */
+        snprintf(errstr, errstr_size, "kafka.rdkafka: %s", err);
+        return -EINVAL;
+    }
+    rd_kafka_destroy(rk);
+    return 0;
 }
 
 int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
@@ -732,11 +766,16 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
         goto fail;
     }
 
-    rd_kafka_conf_t *conf = build_conf(ks, cfg, ks->bootstrap, errstr, errstr_size);
+    rd_kafka_conf_t *conf = build_conf(
+        cfg, ks->bootstrap, ks->budget ? sg_budget_limit(ks->budget) : 0, errstr, errstr_size);
     if (!conf) {
         rc = -EINVAL;
         goto fail;
     }
+    rd_kafka_conf_set_opaque(conf, ks);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!ks->rk) {
         rd_kafka_conf_destroy(conf); /* rd_kafka_new owns it only on success */

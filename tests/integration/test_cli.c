@@ -9,6 +9,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -359,6 +360,75 @@ Test(cli, port_in_use_at_start)
     const char *args[] = {"--http-listen", addr, "--tcp-listen", "", NULL};
     const char *want[] = {"cannot listen on", addr, NULL};
     expect_startup_failure(args, NULL, want);
+    close(fd);
+}
+
+/* kafka.rdkafka is checked by librdkafka itself, as the real start would: a property it does
+ * not know, or one that contradicts another, fails --check-config and names it. */
+Test(cli, check_config_checks_kafka_properties)
+{
+    const char *typo[] = {"--check-config", "--kafka-rdkafka", "linger.mss=20", NULL};
+    const char *want_typo[] = {"kafka.rdkafka", "linger.mss", NULL};
+    expect_config_error(typo, NULL, want_typo);
+
+    const char *value[] = {"--check-config", "--kafka-rdkafka", "compression.type=zip", NULL};
+    const char *want_value[] = {"kafka.rdkafka", "\"zip\"", NULL};
+    expect_config_error(value, NULL, want_value);
+
+    /* Each is valid alone; together with the default enable.idempotence=true they are not. */
+    const char *conflict[] = {"--check-config", "--kafka-rdkafka", "acks=1", NULL};
+    const char *want_conflict[] = {"kafka.rdkafka", "acks", "enable.idempotence", NULL};
+    expect_config_error(conflict, NULL, want_conflict);
+
+    /* The same at a real start, as a JSON log line. */
+    const char *start[] = {"--http-listen", "127.0.0.1:0", "--kafka-rdkafka", "linger.mss=20",
+                           NULL};
+    expect_startup_failure(start, NULL, want_typo);
+
+    /* Valid ones pass, as a flag and as an object in the file. */
+    const char *good[] = {"--check-config", "--kafka-rdkafka", "linger.ms=20", NULL};
+    struct run r = run(good, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    cr_assert_str_eq(r.err, "");
+    run_free(&r);
+    char dir[] = "/tmp/sg_cli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/streamgate.json", dir);
+    write_file(path, "{\"kafka\": {\"rdkafka\": {\"linger.ms\": 20, \"compression.type\": "
+                     "\"zstd\"}}}");
+    const char *file[] = {"--check-config", "--config", path, NULL};
+    r = run(file, NULL);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    run_free(&r);
+}
+
+/* The check connects to nothing, not even to brokers it is told about. */
+Test(cli, check_config_does_not_connect_to_kafka)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
+    char broker[64], props[128];
+    snprintf(broker, sizeof(broker), "127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(props, sizeof(props), "bootstrap.servers=%s,linger.ms=20", broker);
+    const char *args[] = {
+        "--check-config", "--kafka-brokers", broker, "--kafka-rdkafka", props, NULL};
+    struct run r = run(args, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    run_free(&r);
+    /* The process has exited: a connection it made would be queued on the listener by now. */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 0), 0, "--check-config connected to the broker");
     close(fd);
 }
 
