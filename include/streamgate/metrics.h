@@ -104,6 +104,9 @@ struct sg_histogram {
       "BatchWriteRow requests in flight.")                                                         \
     X(TABLESTORE_ROWS_SUPERSEDED_TOTAL, "streamgate_tablestore_rows_superseded_total", COUNTER,    \
       "", "Row versions replaced by a newer version of the same row before being written.")        \
+    X(TABLESTORE_READY, "streamgate_tablestore_ready", GAUGE, "",                                  \
+      "1 once the start-up checks of the tables (DescribeTable, CreateTable) have passed; 0 "      \
+      "while they are retried, or after one failed for good.")                                     \
     X(DEAD_LETTER_RECORDS_TOTAL, "streamgate_dead_letter_records_total", COUNTER, "result",        \
       "Records written to (or lost by) the dead-letter output.")                                   \
     X(BUILD_INFO, "streamgate_build_info", GAUGE, "version",                                       \

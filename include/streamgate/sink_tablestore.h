@@ -23,11 +23,15 @@ struct sg_log;
 struct sg_metrics;
 struct sg_sink;
 
-/* Reads the secret (tablestore.access_key_secret_file wins over access_key_secret), checks the
- * tables with DescribeTable (creating missing ones with CreateTable when
- * tablestore.create_tables is set) and builds the writer. The table checks are blocking HTTP
- * calls: call this before the loop runs. `budget` and `dead_letter` may be NULL. Returns 0 or a
- * negative code with a message in errstr (never containing the secret). */
+/* Reads the secret (tablestore.access_key_secret_file wins over access_key_secret), builds the
+ * writer and checks the tables with DescribeTable (creating missing ones with CreateTable when
+ * tablestore.create_tables is set). The first round of checks is blocking HTTP calls (at most
+ * 10 s): call this before the loop runs. When Tablestore cannot be reached or is busy, the
+ * writer is created anyway, unhealthy: it holds rows and repeats the checks on the loop with
+ * backoff until they pass. Only a definite configuration error (a missing table, another
+ * primary key, a refused AccessKey) fails here; found later, it fails the writer for good (not
+ * accepting, every row failed). `budget` and `dead_letter` may be NULL. Returns 0 or a negative
+ * code with a message in errstr (never containing the secret). */
 int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
                               struct sg_budget *budget, struct sg_dead_letter *dead_letter,
                               struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
@@ -35,7 +39,8 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
 
 /* Appends the writer's state for /v1/info:
  * {"endpoint":..,"instance":..,"rows_pending":N,"rows_waiting":N,"rows_in_flight":N,
- *  "requests_in_flight":N,"written":N,"failed":N,"retried":N,"healthy":bool} */
+ *  "requests_in_flight":N,"written":N,"failed":N,"retried":N,
+ *  "state":"checking|ready|failed","healthy":bool} */
 int sg_sink_tablestore_info(struct sg_sink *sink, struct sg_buf *out);
 
 #endif

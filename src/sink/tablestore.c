@@ -51,14 +51,20 @@
 /* Most response header bytes kept for the signature check. */
 #define TS_MAX_RESPONSE_HEADERS (64 * 1024)
 #define TS_MAX_RESPONSE_BODY    (16 * 1024 * 1024)
-/* Timeout of the start-up DescribeTable/CreateTable calls. */
-#define TS_SETUP_TIMEOUT_MS 10000
-#define TS_SETUP_ATTEMPTS   8
+/* Timeouts of one start-up check call (DescribeTable, CreateTable): to connect, and in all.
+ * The first round blocks start-up, so a service that does not answer must not hold it long. */
+#define TS_CHECK_CONNECT_TIMEOUT_MS 3000
+#define TS_CHECK_TIMEOUT_MS         10000
 
 enum ts_kind { TS_RAW = 0, TS_AGG = 1, TS_NKINDS };
 static const char *const ts_kind_names[TS_NKINDS] = {"raw", "agg"};
 
 enum ts_state { ROW_PENDING, ROW_WAITING, ROW_IN_FLIGHT, ROW_NEWER };
+
+/* The writer's life: its start-up checks are being retried (rows are held, none is sent), they
+ * passed, or one found a definite configuration error (every row fails). */
+enum ts_phase { TS_CHECKING, TS_READY, TS_FAILED };
+static const char *const ts_phase_names[] = {"checking", "ready", "failed"};
 
 /* Error codes given their own row_errors series; any other code counts as "other". */
 static const char *const ts_known_codes[] = {
@@ -144,6 +150,7 @@ struct ts_sink {
     char *key_field, *time_field;
     int64_t max_in_flight, max_retries;
     uint64_t linger_ms, timeout_ms, backoff_ms, backoff_max_ms;
+    bool create_tables;
 
     CURLM *multi;
     uv_timer_t curl_timer, linger_timer, retry_timer;
@@ -163,6 +170,16 @@ struct ts_sink {
     size_t batch_cap;       /* rows per request; halved after a request was too large */
     int64_t retry_armed_ms; /* due time the retry timer is set for; 0: not set */
 
+    /* Start-up checks (see that section below). */
+    enum ts_phase phase;
+    size_t check_at;          /* index into ts_check_order of the table being checked */
+    bool check_create;        /* that table is missing: the next call is CreateTable */
+    int check_failures;       /* failed check calls in a row, for the backoff */
+    struct ts_req *check_req; /* the check call in flight, or NULL */
+    uv_timer_t check_timer;
+    char fatal_code[128]; /* TS_FAILED: the error every row fails with */
+    char fatal_message[1024];
+
     uint64_t raw_seq, boot_id;
     uint64_t rng;
     int consecutive_failures;
@@ -171,7 +188,7 @@ struct ts_sink {
     void *drained_arg;
     uint64_t written, failed, retried, superseded;
 
-    struct sg_log_limiter fail_limiter, request_limiter;
+    struct sg_log_limiter fail_limiter, request_limiter, check_limiter;
     struct row_builder *rb;
 
     struct sg_counter *m_written[TS_NKINDS], *m_failed[TS_NKINDS], *m_retried[TS_NKINDS];
@@ -179,7 +196,7 @@ struct ts_sink {
     struct sg_counter *m_codes[TS_NCODES];
     struct sg_counter *m_requests[4]; /* 2xx, 4xx, 5xx, error */
     struct sg_histogram *m_latency;
-    struct sg_gauge *m_pending, *m_inflight, *m_queue_bytes;
+    struct sg_gauge *m_pending, *m_inflight, *m_queue_bytes, *m_ready;
 };
 
 static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -310,6 +327,7 @@ static void update_gauges(struct ts_sink *ts)
     sg_gauge_set(ts->m_pending, (double)(ts->pending.count + ts->waiting.count + ts->rows_newer));
     sg_gauge_set(ts->m_inflight, (double)ts->requests_in_flight);
     sg_gauge_set(ts->m_queue_bytes, (double)ts->held_bytes);
+    sg_gauge_set(ts->m_ready, ts->phase == TS_READY ? 1 : 0);
     if (ts->budget)
         sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, ts->held_bytes);
 }
@@ -785,6 +803,12 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
         rc = -EINVAL;
         code = "OTSParameterInvalid";
     }
+    const char *message = err;
+    if (rc == 0 && ts->phase == TS_FAILED) {
+        rc = -EIO;
+        code = ts->fatal_code;
+        message = ts->fatal_message;
+    }
     if (rc == 0 && r->row.pk_count &&
         sg_ts_pb_row_size(SG_TS_ROW_PUT, &r->row) > SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN) {
         rc = -EINVAL;
@@ -798,7 +822,7 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
                              .key_len = key_len,
                              .record = record,
                              .record_len = record_len};
-        row_failed(ts, &tmp, code, err);
+        row_failed(ts, &tmp, code, message);
         free(r);
         return rc == -ENOMEM ? rc : -EIO;
     }
@@ -1250,6 +1274,7 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
 }
 
 static void maybe_drained(struct ts_sink *ts);
+static void check_done(struct ts_sink *ts, struct ts_req *req, CURLcode result);
 
 static void check_multi_info(struct ts_sink *ts)
 {
@@ -1264,10 +1289,15 @@ static void check_multi_info(struct ts_sink *ts)
         CURLcode result = msg->data.result;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
         curl_multi_remove_handle(ts->multi, easy);
+        any = true;
+        if (req == ts->check_req) {
+            check_done(ts, req, result);
+            req_put(ts, req);
+            continue;
+        }
         inflight_unlink(ts, req);
         handle_done(ts, req, result);
         req_put(ts, req);
-        any = true;
     }
     if (any) {
         pump(ts);
@@ -1349,7 +1379,8 @@ static int send_request(struct ts_sink *ts, struct ts_req *req)
  * draining), as long as fewer than max_in_flight requests run. */
 static void pump(struct ts_sink *ts)
 {
-    while (!ts->closing && ts->pending.head && ts->requests_in_flight < ts->max_in_flight) {
+    while (!ts->closing && ts->phase == TS_READY && ts->pending.head &&
+           ts->requests_in_flight < ts->max_in_flight) {
         bool full = ts->pending.count >= ts->batch_cap ||
                     ts->pending_wire >= SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN;
         if (!full && !ts->flush_now && !ts->draining)
@@ -1373,14 +1404,15 @@ static void pump(struct ts_sink *ts)
 
 static bool ts_healthy(struct sg_sink *sink)
 {
-    return ts_of(sink)->consecutive_failures < TS_UNHEALTHY_AFTER;
+    struct ts_sink *ts = ts_of(sink);
+    return ts->phase == TS_READY && ts->consecutive_failures < TS_UNHEALTHY_AFTER;
 }
 
-/* Rows wait within the budget while Tablestore is slow or down. */
+/* Rows wait within the budget while Tablestore is slow or down, or not checked yet; after a
+ * definite configuration error they could only fail. */
 static bool ts_accepting(struct sg_sink *sink)
 {
-    (void)sink;
-    return true;
+    return ts_of(sink)->phase != TS_FAILED;
 }
 
 static void on_timer_closed(uv_handle_t *handle)
@@ -1400,6 +1432,8 @@ static void close_handles(struct ts_sink *ts)
     if (ts->multi) {
         for (struct ts_req *req = ts->inflight_reqs; req; req = req->next)
             curl_multi_remove_handle(ts->multi, req->easy);
+        if (ts->check_req)
+            curl_multi_remove_handle(ts->multi, ts->check_req->easy);
         /* Closing the cached connections calls the socket callback for each of them. */
         curl_multi_cleanup(ts->multi);
         ts->multi = NULL;
@@ -1411,6 +1445,7 @@ static void close_handles(struct ts_sink *ts)
         uv_close((uv_handle_t *)&ts->curl_timer, on_timer_closed);
         uv_close((uv_handle_t *)&ts->linger_timer, on_timer_closed);
         uv_close((uv_handle_t *)&ts->retry_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&ts->check_timer, on_timer_closed);
     }
 }
 
@@ -1488,6 +1523,8 @@ static void ts_destroy(struct sg_sink *sink)
     }
     if (left)
         sg_error(ts->log, "tablestore rows left unwritten at shutdown", SG_F_UINT("rows", left));
+    if (ts->check_req)
+        req_free(ts->check_req);
     for (struct ts_req *req = ts->free_reqs, *next; req; req = next) {
         next = req->next;
         req_free(req);
@@ -1542,210 +1579,360 @@ static int read_secret(const char *path, char **out, char *errstr, size_t errstr
     return *out ? 0 : -ENOMEM;
 }
 
-/* One blocking call (start-up only): POST <endpoint>/<operation> with a signed body. Fills
- * `status` (0 on a transport error) and `resp`. */
-static int call_sync(struct ts_sink *ts, const char *operation, const void *body, size_t len,
-                     long *status, struct sg_buf *resp, char *errstr, size_t errstr_size)
+/* ---- Start-up checks -------------------------------------------------------------------- */
+
+/* Every table the writer writes to is checked before any row is sent: DescribeTable, then
+ * CreateTable when it is missing and tablestore.create_tables is set. The first round runs in
+ * sg_sink_tablestore_create, blocking, one call after the other, so that a definite
+ * configuration error (a missing table, another primary key, a refused AccessKey) stops
+ * start-up. When Tablestore cannot be reached, is busy, or gives an answer that cannot be
+ * trusted, the writer starts anyway: it holds rows (charged to the budget, as when Tablestore
+ * goes down later), reports itself unhealthy, and repeats the calls on the loop with the rows'
+ * retry backoff until they pass; then it sends what it holds. A definite error found by a later
+ * round fails the writer for good. */
+
+struct ts_schema {
+    const char *const *pk_names;
+    const Ots__PrimaryKeyType *pk_types;
+    size_t npk;
+};
+
+static const char *const ts_agg_pk[] = {"key", "window_start"};
+static const Ots__PrimaryKeyType ts_agg_types[] = {OTS__PRIMARY_KEY_TYPE__STRING,
+                                                   OTS__PRIMARY_KEY_TYPE__INTEGER};
+static const char *const ts_raw_pk[] = {"key", "ts", "id"};
+static const Ots__PrimaryKeyType ts_raw_types[] = {
+    OTS__PRIMARY_KEY_TYPE__STRING, OTS__PRIMARY_KEY_TYPE__INTEGER, OTS__PRIMARY_KEY_TYPE__STRING};
+static const struct ts_schema ts_schemas[TS_NKINDS] = {
+    [TS_RAW] = {ts_raw_pk, ts_raw_types, 3},
+    [TS_AGG] = {ts_agg_pk, ts_agg_types, 2},
+};
+/* The order the tables are checked in. */
+static const enum ts_kind ts_check_order[TS_NKINDS] = {TS_AGG, TS_RAW};
+
+enum ts_check_result {
+    TS_CHECK_NEXT,  /* the call did its part: on to the next one */
+    TS_CHECK_RETRY, /* unreachable, busy, or an answer that cannot be trusted: again later */
+    TS_CHECK_FATAL, /* a definite configuration error */
+};
+
+/* The table being checked, skipping the kinds that are off; TS_NKINDS once all passed. */
+static enum ts_kind check_kind(struct ts_sink *ts)
 {
-    char url[1024], curlerr[CURL_ERROR_SIZE] = "";
-    struct sg_buf hdrs;
-    sg_buf_init(&hdrs, TS_MAX_RESPONSE_HEADERS);
+    while (ts->check_at < TS_NKINDS && !ts->tables[ts_check_order[ts->check_at]][0])
+        ts->check_at++;
+    return ts->check_at < TS_NKINDS ? ts_check_order[ts->check_at] : TS_NKINDS;
+}
+
+/* Packs the next check call of table `kind` into `body`. Returns its operation, or NULL when
+ * out of memory. */
+static const char *check_pack(struct ts_sink *ts, enum ts_kind kind, struct sg_buf *body)
+{
+    const struct ts_schema *schema = &ts_schemas[kind];
+    char *table = ts->tables[kind];
+    sg_buf_reset(body);
+    if (!ts->check_create) {
+        Ots__DescribeTableRequest dreq = OTS__DESCRIBE_TABLE_REQUEST__INIT;
+        dreq.table_name = table;
+        size_t len = ots__describe_table_request__get_packed_size(&dreq);
+        if (sg_buf_reserve(body, len + 1) != 0)
+            return NULL;
+        body->len = ots__describe_table_request__pack(&dreq, (uint8_t *)body->data);
+        return "DescribeTable";
+    }
+    Ots__PrimaryKeySchema cols[SG_TS_PK_MAX_COLUMNS], *colp[SG_TS_PK_MAX_COLUMNS];
+    for (size_t i = 0; i < schema->npk; i++) {
+        ots__primary_key_schema__init(&cols[i]);
+        cols[i].name = (char *)schema->pk_names[i];
+        cols[i].type = schema->pk_types[i];
+        colp[i] = &cols[i];
+    }
+    Ots__TableMeta meta = OTS__TABLE_META__INIT;
+    meta.table_name = table;
+    meta.n_primary_key = schema->npk;
+    meta.primary_key = colp;
+    Ots__CapacityUnit cu = OTS__CAPACITY_UNIT__INIT;
+    cu.has_read = cu.has_write = true;
+    Ots__ReservedThroughput rt = OTS__RESERVED_THROUGHPUT__INIT;
+    rt.capacity_unit = &cu;
+    Ots__TableOptions opts = OTS__TABLE_OPTIONS__INIT;
+    opts.has_time_to_live = opts.has_max_versions = true;
+    opts.time_to_live = -1;
+    opts.max_versions = 1;
+    Ots__CreateTableRequest creq = OTS__CREATE_TABLE_REQUEST__INIT;
+    creq.table_meta = &meta;
+    creq.reserved_throughput = &rt;
+    creq.table_options = &opts;
+    size_t len = ots__create_table_request__get_packed_size(&creq);
+    if (sg_buf_reserve(body, len + 1) != 0)
+        return NULL;
+    body->len = ots__create_table_request__pack(&creq, (uint8_t *)body->data);
+    return "CreateTable";
+}
+
+/* Signs a check call of `operation` with the body already in `req` and sets up its easy handle.
+ * Returns 0 or -ENOMEM. */
+static int check_request(struct ts_sink *ts, struct ts_req *req, const char *operation)
+{
+    char url[1024];
+    curl_slist_free_all(req->hdrs);
+    req->hdrs = signed_headers(ts->akid, ts->secret, ts->instance, ts->sts_token, operation,
+                               req->body.data, req->body.len);
+    if (!req->hdrs)
+        return -ENOMEM;
+    sg_buf_reset(&req->resp);
+    sg_buf_reset(&req->resp_hdrs);
     snprintf(url, sizeof(url), "%s/%s", ts->endpoint, operation);
-    struct curl_slist *list =
-        signed_headers(ts->akid, ts->secret, ts->instance, ts->sts_token, operation, body, len);
-    CURL *e = curl_easy_init();
-    if (!list || !e) {
-        curl_slist_free_all(list);
-        if (e)
-            curl_easy_cleanup(e);
-        sg_buf_free(&hdrs);
+    CURL *e = req->easy;
+    curl_easy_reset(e);
+    req->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_URL, url); /* libcurl keeps its own copy */
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->resp);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &req->resp_hdrs);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)req);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)TS_CHECK_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)TS_CHECK_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+    return 0;
+}
+
+/* Judges the answer to check call `operation` of table `kind` (`result`: the transfer's
+ * outcome) and moves the check on when it did its part. For RETRY and FATAL, says why in
+ * errstr; FATAL also sets ts->fatal_code. */
+static enum ts_check_result check_answer(struct ts_sink *ts, enum ts_kind kind,
+                                         const char *operation, struct ts_req *req, CURLcode result,
+                                         char *errstr, size_t errstr_size)
+{
+    const struct ts_schema *schema = &ts_schemas[kind];
+    const char *table = ts->tables[kind];
+    char code[128] = "", msg[512] = "";
+    long status = 0;
+    if (result != CURLE_OK) {
+        snprintf(errstr, errstr_size, "tablestore: %s %s: %s", operation, ts->endpoint,
+                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+        return TS_CHECK_RETRY;
+    }
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) {
+        if (sg_ts_error_parse(req->resp.data, req->resp.len, code, sizeof(code), msg,
+                              sizeof(msg)) != 0) {
+            snprintf(code, sizeof(code), "HTTP %ld", status);
+            msg[0] = '\0';
+        }
+    }
+    /* Answers are signed; only an authentication failure may come unsigned (the service cannot
+     * sign for a key it did not accept). Anything else that fails the check (a proxy's error
+     * page, a garbled answer) says nothing about the table: ask again. */
+    bool auth_failed = status != 200 && strcmp(code, "OTSAuthFailed") == 0;
+    if (!auth_failed && verify_response(ts, req, operation) != 0) {
+        snprintf(errstr, errstr_size,
+                 "tablestore: %s %s: HTTP %ld, the answer failed signature verification", operation,
+                 table, status);
+        return TS_CHECK_RETRY;
+    }
+    if (status == 200 && strcmp(operation, "CreateTable") == 0) {
+        sg_info(ts->log, "tablestore table created", SG_F_STR("table", table));
+        goto next_table;
+    }
+    if (status == 200) {
+        Ots__DescribeTableResponse *d = ots__describe_table_response__unpack(
+            NULL, req->resp.len, (const uint8_t *)req->resp.data);
+        if (!d || !d->table_meta) {
+            if (d)
+                ots__describe_table_response__free_unpacked(d, NULL);
+            snprintf(errstr, errstr_size, "tablestore: DescribeTable %s: unreadable answer", table);
+            return TS_CHECK_RETRY;
+        }
+        bool same = d->table_meta->n_primary_key == schema->npk;
+        for (size_t i = 0; same && i < schema->npk; i++)
+            same = strcmp(d->table_meta->primary_key[i]->name, schema->pk_names[i]) == 0 &&
+                   d->table_meta->primary_key[i]->type == schema->pk_types[i];
+        ots__describe_table_response__free_unpacked(d, NULL);
+        if (!same) {
+            const char *const *pk = schema->pk_names;
+            size_t npk = schema->npk;
+            snprintf(errstr, errstr_size,
+                     "tablestore: table %s exists with another primary key; expected (%s%s%s%s%s)",
+                     table, pk[0], npk > 1 ? ", " : "", npk > 1 ? pk[1] : "", npk > 2 ? ", " : "",
+                     npk > 2 ? pk[2] : "");
+            snprintf(ts->fatal_code, sizeof(ts->fatal_code), "table_schema");
+            return TS_CHECK_FATAL;
+        }
+        goto next_table;
+    }
+    if (strcmp(operation, "DescribeTable") == 0 && strcmp(code, "OTSObjectNotExist") == 0) {
+        if (!ts->create_tables) {
+            snprintf(errstr, errstr_size,
+                     "tablestore: table %s does not exist (create it, or set "
+                     "tablestore.create_tables=true)",
+                     table);
+            snprintf(ts->fatal_code, sizeof(ts->fatal_code), "%s", code);
+            return TS_CHECK_FATAL;
+        }
+        ts->check_create = true;
+        return TS_CHECK_NEXT;
+    }
+    /* Created meanwhile by another instance: fine, its schema is checked at the next start. */
+    if (strcmp(operation, "CreateTable") == 0 && strcmp(code, "OTSObjectAlreadyExist") == 0)
+        goto next_table;
+    snprintf(errstr, errstr_size, "tablestore: %s %s: %s %s", operation, table, code, msg);
+    /* Table operations are throttled too; and a CreateTable that failed on the server's side
+     * may be asked again (it either created the table or not). */
+    if (!auth_failed && (sg_ts_error_should_retry(operation, false, (int)status, code, msg) ||
+                         (strcmp(operation, "CreateTable") == 0 && status >= 500)))
+        return TS_CHECK_RETRY;
+    snprintf(ts->fatal_code, sizeof(ts->fatal_code), "%s", code);
+    return TS_CHECK_FATAL;
+next_table:
+    ts->check_create = false;
+    ts->check_at++;
+    return TS_CHECK_NEXT;
+}
+
+/* The first round, blocking (before the loop runs). Returns 0 when every table passed,
+ * -EAGAIN when Tablestore could not tell yet (the loop carries on), -EINVAL on a definite
+ * configuration error, or -ENOMEM; errstr says why. */
+static int check_blocking(struct ts_sink *ts, char *errstr, size_t errstr_size)
+{
+    struct ts_req *req = req_get(ts);
+    enum ts_kind kind;
+    int rc = 0;
+    if (!req) {
         snprintf(errstr, errstr_size, "tablestore: out of memory");
         return -ENOMEM;
     }
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &hdrs);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)TS_SETUP_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, curlerr);
-    CURLcode cc = curl_easy_perform(e);
-    int rc = 0;
-    *status = 0;
-    if (cc != CURLE_OK) {
-        snprintf(errstr, errstr_size, "tablestore: %s %s: %s", operation, ts->endpoint,
-                 curlerr[0] ? curlerr : curl_easy_strerror(cc));
-        rc = -EIO;
-    } else {
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-        if (*status == 200) {
-            struct ts_req tmp = {.resp = *resp, .resp_hdrs = hdrs};
-            if (verify_response(ts, &tmp, operation) != 0) {
-                snprintf(errstr, errstr_size,
-                         "tablestore: %s: the response failed signature verification "
-                         "(check tablestore.access_key_id and the secret)",
-                         operation);
-                rc = -EACCES;
-            }
-        }
-    }
-    curl_easy_cleanup(e);
-    curl_slist_free_all(list);
-    sg_buf_free(&hdrs);
-    return rc;
-}
-
-static void describe_error(const struct sg_buf *resp, long status, char *code, size_t code_size,
-                           char *msg, size_t msg_size);
-
-/* call_sync, again after a transport error or a retriable answer (busy, throttled), a few
- * times with a growing pause: the service throttles table operations too. */
-static int call_sync_retry(struct ts_sink *ts, const char *operation, const void *body, size_t len,
-                           long *status, struct sg_buf *resp, char *errstr, size_t errstr_size)
-{
-    unsigned pause_ms = 50;
-    for (int attempt = 0;; attempt++) {
-        sg_buf_reset(resp);
-        int rc = call_sync(ts, operation, body, len, status, resp, errstr, errstr_size);
-        bool again = rc == -EIO;
-        if (rc == 0 && *status != 200) {
-            char code[128], msg[512];
-            describe_error(resp, *status, code, sizeof(code), msg, sizeof(msg));
-            again = sg_ts_error_should_retry(operation, false, (int)*status, code, msg) ||
-                    (strcmp(operation, "CreateTable") == 0 && *status >= 500);
-        }
-        if (!again || attempt >= TS_SETUP_ATTEMPTS)
-            return rc;
-        sg_warn(ts->log, "tablestore start-up call failed; retrying",
-                SG_F_STR("operation", operation), SG_F_INT("status", *status),
-                SG_F_INT("attempt", attempt + 1));
-        usleep(pause_ms * 1000u);
-        pause_ms = SG_MIN(pause_ms * 2, 2000u);
-    }
-}
-
-static void describe_error(const struct sg_buf *resp, long status, char *code, size_t code_size,
-                           char *msg, size_t msg_size)
-{
-    if (sg_ts_error_parse(resp->data, resp->len, code, code_size, msg, msg_size) != 0) {
-        snprintf(code, code_size, "HTTP %ld", status);
-        msg[0] = '\0';
-    }
-}
-
-/* Checks (or creates) one table with the given primary key. */
-static int setup_table(struct ts_sink *ts, const char *table, const char *const *pk_names,
-                       const Ots__PrimaryKeyType *pk_types, size_t npk, bool create, char *errstr,
-                       size_t errstr_size)
-{
-    Ots__DescribeTableRequest dreq = OTS__DESCRIBE_TABLE_REQUEST__INIT;
-    dreq.table_name = (char *)table;
-    size_t len = ots__describe_table_request__get_packed_size(&dreq);
-    uint8_t *body = malloc(len ? len : 1);
-    struct sg_buf resp;
-    long status = 0;
-    char code[128], msg[512];
-    int rc;
-    if (!body)
-        return -ENOMEM;
-    ots__describe_table_request__pack(&dreq, body);
-    sg_buf_init(&resp, TS_MAX_RESPONSE_BODY);
-    rc = call_sync_retry(ts, "DescribeTable", body, len, &status, &resp, errstr, errstr_size);
-    free(body);
-    if (rc != 0)
-        goto out;
-    if (status == 200) {
-        Ots__DescribeTableResponse *d =
-            ots__describe_table_response__unpack(NULL, resp.len, (const uint8_t *)resp.data);
-        if (!d || !d->table_meta) {
-            snprintf(errstr, errstr_size, "tablestore: DescribeTable %s: unreadable answer", table);
-            rc = -EPROTO;
-        } else {
-            bool same = d->table_meta->n_primary_key == npk;
-            for (size_t i = 0; same && i < npk; i++)
-                same = strcmp(d->table_meta->primary_key[i]->name, pk_names[i]) == 0 &&
-                       d->table_meta->primary_key[i]->type == pk_types[i];
-            if (!same) {
-                snprintf(
-                    errstr, errstr_size,
-                    "tablestore: table %s exists with another primary key; expected (%s%s%s%s%s)",
-                    table, pk_names[0], npk > 1 ? ", " : "", npk > 1 ? pk_names[1] : "",
-                    npk > 2 ? ", " : "", npk > 2 ? pk_names[2] : "");
-                rc = -EINVAL;
-            }
-        }
-        if (d)
-            ots__describe_table_response__free_unpacked(d, NULL);
-        goto out;
-    }
-    describe_error(&resp, status, code, sizeof(code), msg, sizeof(msg));
-    if (strcmp(code, "OTSObjectNotExist") != 0) {
-        snprintf(errstr, errstr_size, "tablestore: DescribeTable %s: %s %s", table, code, msg);
-        rc = -EIO;
-        goto out;
-    }
-    if (!create) {
-        snprintf(errstr, errstr_size,
-                 "tablestore: table %s does not exist (create it, or set "
-                 "tablestore.create_tables=true)",
-                 table);
-        rc = -ENOENT;
-        goto out;
-    }
-    {
-        Ots__PrimaryKeySchema cols[SG_TS_PK_MAX_COLUMNS], *colp[SG_TS_PK_MAX_COLUMNS];
-        for (size_t i = 0; i < npk; i++) {
-            ots__primary_key_schema__init(&cols[i]);
-            cols[i].name = (char *)pk_names[i];
-            cols[i].type = pk_types[i];
-            colp[i] = &cols[i];
-        }
-        Ots__TableMeta meta = OTS__TABLE_META__INIT;
-        meta.table_name = (char *)table;
-        meta.n_primary_key = npk;
-        meta.primary_key = colp;
-        Ots__CapacityUnit cu = OTS__CAPACITY_UNIT__INIT;
-        cu.has_read = cu.has_write = true;
-        Ots__ReservedThroughput rt = OTS__RESERVED_THROUGHPUT__INIT;
-        rt.capacity_unit = &cu;
-        Ots__TableOptions opts = OTS__TABLE_OPTIONS__INIT;
-        opts.has_time_to_live = opts.has_max_versions = true;
-        opts.time_to_live = -1;
-        opts.max_versions = 1;
-        Ots__CreateTableRequest creq = OTS__CREATE_TABLE_REQUEST__INIT;
-        creq.table_meta = &meta;
-        creq.reserved_throughput = &rt;
-        creq.table_options = &opts;
-        len = ots__create_table_request__get_packed_size(&creq);
-        body = malloc(len);
-        if (!body) {
+    while (rc == 0 && (kind = check_kind(ts)) != TS_NKINDS) {
+        const char *operation = check_pack(ts, kind, &req->body);
+        if (!operation || check_request(ts, req, operation) != 0) {
+            snprintf(errstr, errstr_size, "tablestore: out of memory");
             rc = -ENOMEM;
-            goto out;
+            break;
         }
-        ots__create_table_request__pack(&creq, body);
-        sg_buf_reset(&resp);
-        rc = call_sync_retry(ts, "CreateTable", body, len, &status, &resp, errstr, errstr_size);
-        free(body);
-        if (rc == 0 && status != 200) {
-            describe_error(&resp, status, code, sizeof(code), msg, sizeof(msg));
-            /* Created meanwhile by another instance: fine, its schema is checked next time. */
-            if (strcmp(code, "OTSObjectAlreadyExist") != 0) {
-                snprintf(errstr, errstr_size, "tablestore: CreateTable %s: %s %s", table, code,
-                         msg);
-                rc = -EIO;
-            }
+        CURLcode result = curl_easy_perform(req->easy);
+        switch (check_answer(ts, kind, operation, req, result, errstr, errstr_size)) {
+        case TS_CHECK_NEXT:
+            break;
+        case TS_CHECK_RETRY:
+            rc = -EAGAIN;
+            break;
+        case TS_CHECK_FATAL:
+            rc = -EINVAL;
+            break;
         }
-        if (rc == 0)
-            sg_info(ts->log, "tablestore table created", SG_F_STR("table", table));
     }
-out:
-    sg_buf_free(&resp);
+    req_put(ts, req);
     return rc;
+}
+
+static void on_check_timer(uv_timer_t *t);
+
+/* Asks again after the rows' retry backoff. */
+static void check_later(struct ts_sink *ts)
+{
+    ts->check_failures++;
+    if (!ts->closing)
+        uv_timer_start(&ts->check_timer, on_check_timer, backoff_ms(ts, ts->check_failures), 0);
+}
+
+static void check_log_retry(struct ts_sink *ts, const char *why)
+{
+    int64_t suppressed = sg_log_limiter_take(&ts->check_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_warn(ts->log, "tablestore start-up check failed; retrying", SG_F_STR("error", why),
+                SG_F_INT("attempt", ts->check_failures), SG_F_INT("suppressed", suppressed));
+}
+
+/* The checks passed: send what was held meanwhile. */
+static void become_ready(struct ts_sink *ts)
+{
+    ts->phase = TS_READY;
+    sg_info(ts->log, "tablestore writer ready", SG_F_STR("endpoint", ts->endpoint),
+            SG_F_STR("instance", ts->instance), SG_F_STR("results_table", ts->tables[TS_AGG]),
+            SG_F_STR("raw_table", ts->tables[TS_RAW]));
+    ts->flush_now = true;
+    pump(ts);
+}
+
+static void fail_all_held(struct ts_sink *ts, struct ts_list *l)
+{
+    while (l->head) {
+        struct ts_row *r = l->head;
+        list_remove(l, r);
+        if (r->state == ROW_PENDING)
+            ts->pending_wire -= r->wire;
+        row_failed(ts, r, ts->fatal_code, ts->fatal_message);
+        row_done(ts, r); /* a newer version cannot wait behind a row that was never sent */
+    }
+}
+
+/* A later round found a definite configuration error: nothing can be written, ever. What is
+ * held fails now (to the dead-letter output), and so does every row from now on. */
+static void become_failed(struct ts_sink *ts, const char *why)
+{
+    ts->phase = TS_FAILED;
+    snprintf(ts->fatal_message, sizeof(ts->fatal_message), "%s", why);
+    sg_error(ts->log, "tablestore writer failed for good", SG_F_STR("error", why));
+    fail_all_held(ts, &ts->pending);
+    fail_all_held(ts, &ts->waiting);
+    update_gauges(ts);
+}
+
+/* The next check call, on the loop. */
+static void check_start(struct ts_sink *ts)
+{
+    enum ts_kind kind = check_kind(ts);
+    if (ts->closing || ts->check_req)
+        return;
+    if (kind == TS_NKINDS) {
+        become_ready(ts);
+        return;
+    }
+    struct ts_req *req = req_get(ts);
+    const char *operation = req ? check_pack(ts, kind, &req->body) : NULL;
+    if (!operation || check_request(ts, req, operation) != 0 ||
+        curl_multi_add_handle(ts->multi, req->easy) != CURLM_OK) {
+        if (req)
+            req_put(ts, req);
+        check_log_retry(ts, "tablestore: cannot start a check call (out of memory)");
+        check_later(ts);
+        return;
+    }
+    ts->check_req = req;
+}
+
+static void on_check_timer(uv_timer_t *t)
+{
+    check_start(sg_container_of(t, struct ts_sink, check_timer));
+}
+
+/* A check call on the loop has finished (check_multi_info took it off the multi handle). */
+static void check_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
+{
+    char why[1024];
+    enum ts_kind kind = check_kind(ts);
+    const char *operation = ts->check_create ? "CreateTable" : "DescribeTable";
+    ts->check_req = NULL;
+    switch (check_answer(ts, kind, operation, req, result, why, sizeof(why))) {
+    case TS_CHECK_NEXT: /* the next call (or becoming ready) from the loop, not from here */
+        ts->check_failures = 0;
+        if (!ts->closing)
+            uv_timer_start(&ts->check_timer, on_check_timer, 0, 0);
+        break;
+    case TS_CHECK_RETRY:
+        check_later(ts);
+        check_log_retry(ts, why);
+        break;
+    case TS_CHECK_FATAL:
+        become_failed(ts, why);
+        break;
+    }
 }
 
 static int register_metrics(struct ts_sink *ts, struct sg_metrics *m)
@@ -1783,8 +1970,9 @@ static int register_metrics(struct ts_sink *ts, struct sg_metrics *m)
     ts->m_pending = sg_metrics_gauge(m, SG_METRIC_TABLESTORE_ROWS_PENDING, NULL);
     ts->m_inflight = sg_metrics_gauge(m, SG_METRIC_TABLESTORE_REQUESTS_IN_FLIGHT, NULL);
     ts->m_queue_bytes = sg_metrics_gauge(m, SG_METRIC_SINK_QUEUE_BYTES, "sink=\"tablestore\"");
+    ts->m_ready = sg_metrics_gauge(m, SG_METRIC_TABLESTORE_READY, NULL);
     if (!ts->m_superseded || !ts->m_latency || !ts->m_pending || !ts->m_inflight ||
-        !ts->m_queue_bytes)
+        !ts->m_queue_bytes || !ts->m_ready)
         return -ENOMEM;
     return 0;
 }
@@ -1816,11 +2004,14 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
         cfg->tablestore_request_timeout_ms ? cfg->tablestore_request_timeout_ms : 30000;
     ts->backoff_ms = cfg->tablestore_retry_backoff_ms;
     ts->backoff_max_ms = SG_MAX(cfg->tablestore_retry_backoff_max_ms, ts->backoff_ms);
+    ts->create_tables = cfg->tablestore_create_tables;
+    ts->phase = TS_CHECKING;
     ts->batch_cap = SG_TS_BATCH_MAX_ROWS;
     ts->boot_id = (uint64_t)sg_now_ms();
     ts->rng = uv_hrtime() | 1;
     ts->fail_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
     ts->request_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    ts->check_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
     const char *raw = cfg->tablestore_raw_table, *agg = cfg->tablestore_results_table;
     ts->ops = (struct sg_sink_ops){
         .name = "tablestore",
@@ -1881,24 +2072,13 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
         snprintf(errstr, errstr_size, "tablestore: out of memory");
         goto fail;
     }
-    static const char *const agg_pk[] = {"key", "window_start"};
-    static const Ots__PrimaryKeyType agg_types[] = {OTS__PRIMARY_KEY_TYPE__STRING,
-                                                    OTS__PRIMARY_KEY_TYPE__INTEGER};
-    static const char *const raw_pk[] = {"key", "ts", "id"};
-    static const Ots__PrimaryKeyType raw_types[] = {OTS__PRIMARY_KEY_TYPE__STRING,
-                                                    OTS__PRIMARY_KEY_TYPE__INTEGER,
-                                                    OTS__PRIMARY_KEY_TYPE__STRING};
-    if (ts->tables[TS_AGG][0]) {
-        rc = setup_table(ts, ts->tables[TS_AGG], agg_pk, agg_types, 2,
-                         cfg->tablestore_create_tables, errstr, errstr_size);
-        if (rc)
-            goto fail;
-    }
-    if (ts->tables[TS_RAW][0]) {
-        rc = setup_table(ts, ts->tables[TS_RAW], raw_pk, raw_types, 3,
-                         cfg->tablestore_create_tables, errstr, errstr_size);
-        if (rc)
-            goto fail;
+    /* A definite configuration error stops start-up here. */
+    char why[1024] = "";
+    int check_rc = check_blocking(ts, why, sizeof(why));
+    if (check_rc != 0 && check_rc != -EAGAIN) {
+        snprintf(errstr, errstr_size, "%s", why);
+        rc = check_rc;
+        goto fail;
     }
 
     ts->multi = curl_multi_init();
@@ -1915,10 +2095,16 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
     uv_timer_init(loop, &ts->curl_timer);
     uv_timer_init(loop, &ts->linger_timer);
     uv_timer_init(loop, &ts->retry_timer);
+    uv_timer_init(loop, &ts->check_timer);
     ts->timers_init = true;
-    sg_info(log, "tablestore writer ready", SG_F_STR("endpoint", ts->endpoint),
-            SG_F_STR("instance", ts->instance), SG_F_STR("results_table", ts->tables[TS_AGG]),
-            SG_F_STR("raw_table", ts->tables[TS_RAW]));
+    if (check_rc == 0) {
+        become_ready(ts);
+    } else {
+        /* Unreachable or busy: serve anyway, hold rows, and keep asking. */
+        sg_warn(log, "tablestore not ready at start; holding rows and retrying its checks",
+                SG_F_STR("error", why), SG_F_STR("endpoint", ts->endpoint));
+        check_later(ts);
+    }
     update_gauges(ts);
     *out = &ts->sink;
     return 0;
@@ -1938,12 +2124,13 @@ int sg_sink_tablestore_info(struct sg_sink *sink, struct sg_buf *out)
     if (rc == 0)
         rc = sg_buf_append_json_string(out, ts->instance, strlen(ts->instance));
     if (rc == 0)
-        rc = sg_buf_printf(out,
-                           ",\"rows_pending\":%zu,\"rows_waiting\":%zu,\"rows_in_flight\":%zu,"
-                           "\"requests_in_flight\":%" PRId64 ",\"written\":%" PRIu64
-                           ",\"failed\":%" PRIu64 ",\"retried\":%" PRIu64 ",\"healthy\":%s}",
-                           ts->pending.count + ts->rows_newer, ts->waiting.count,
-                           ts->rows_in_flight, ts->requests_in_flight, ts->written, ts->failed,
-                           ts->retried, ts_healthy(sink) ? "true" : "false");
+        rc = sg_buf_printf(
+            out,
+            ",\"rows_pending\":%zu,\"rows_waiting\":%zu,\"rows_in_flight\":%zu,"
+            "\"requests_in_flight\":%" PRId64 ",\"written\":%" PRIu64 ",\"failed\":%" PRIu64
+            ",\"retried\":%" PRIu64 ",\"state\":\"%s\",\"healthy\":%s}",
+            ts->pending.count + ts->rows_newer, ts->waiting.count, ts->rows_in_flight,
+            ts->requests_in_flight, ts->written, ts->failed, ts->retried, ts_phase_names[ts->phase],
+            ts_healthy(sink) ? "true" : "false");
     return rc;
 }

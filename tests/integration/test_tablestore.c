@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,30 +35,43 @@
 
 struct emu {
     pid_t pid;
+    char listen[64];   /* the address to listen on; empty: 127.0.0.1:0 */
     char endpoint[96]; /* http://127.0.0.1:PORT */
     char dir[256];     /* this test's scratch directory (also holds streamgate's files) */
     char log[300];
     char snapshot[300];
 };
 
-static void emu_start(struct emu *e, const char *const *extra)
+/* Makes the test's scratch directory, once. */
+static void emu_dir(struct emu *e)
 {
-    const char *bin = getenv("SG_TSEMU_BINARY");
-    cr_assert(bin && *bin, "SG_TSEMU_BINARY is not set (run the tests through meson test)");
-    const char *argv[32] = {bin,      "--listen",        "127.0.0.1:0", "--instance",
-                            INSTANCE, "--access-key-id", AKID,          "--access-key-secret",
-                            SECRET};
-    size_t argc = 9;
-    int out[2];
-    char line[256];
-    size_t len = 0;
-
     if (!e->dir[0]) {
         snprintf(e->dir, sizeof(e->dir), "/tmp/sg-tsit-XXXXXX");
         cr_assert(mkdtemp(e->dir), "mkdtemp: %s", strerror(errno));
         snprintf(e->log, sizeof(e->log), "%s/emu.log", e->dir);
         snprintf(e->snapshot, sizeof(e->snapshot), "%s/snapshot.jsonl", e->dir);
     }
+}
+
+static void emu_start(struct emu *e, const char *const *extra)
+{
+    const char *bin = getenv("SG_TSEMU_BINARY");
+    cr_assert(bin && *bin, "SG_TSEMU_BINARY is not set (run the tests through meson test)");
+    const char *argv[32] = {bin,
+                            "--listen",
+                            e->listen[0] ? e->listen : "127.0.0.1:0",
+                            "--instance",
+                            INSTANCE,
+                            "--access-key-id",
+                            AKID,
+                            "--access-key-secret",
+                            SECRET};
+    size_t argc = 9;
+    int out[2];
+    char line[256];
+    size_t len = 0;
+
+    emu_dir(e);
     argv[argc++] = "--snapshot";
     argv[argc++] = e->snapshot;
     for (; extra && *extra; extra++)
@@ -884,5 +900,264 @@ Test(tablestore, exit_status_says_whether_rows_were_left, .timeout = 60)
     remove_run_dir(&p);
     cr_assert_eq(rc, 3, "exit status %d with rows left", rc);
     cr_assert(logged, "the rows left were not logged");
+    emu_stop(&e);
+}
+
+/* ---- Tablestore unreachable at start ------------------------------------------------------ */
+
+/* A loopback port nothing listens on (yet): bound, read, released. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Points `e` at a free port where its emulator is not started yet. */
+static void emu_not_yet(struct emu *e)
+{
+    int port = free_port();
+    emu_dir(e);
+    snprintf(e->listen, sizeof(e->listen), "127.0.0.1:%d", port);
+    snprintf(e->endpoint, sizeof(e->endpoint), "http://127.0.0.1:%d", port);
+}
+
+static int get_status(const char *http, const char *path, char **body)
+{
+    struct sgt_response r;
+    sgt_http(http, "GET", path, NULL, NULL, 0, &r);
+    int status = r.status;
+    if (body)
+        *body = strdup(r.body);
+    sgt_response_free(&r);
+    return status;
+}
+
+/* Polls until GET `path` answers `want`; returns the last status. */
+static int wait_status(const char *http, const char *path, int want, int timeout_ms)
+{
+    int64_t deadline = sgt_mono_ms() + timeout_ms;
+    int status;
+    while ((status = get_status(http, path, NULL)) != want && sgt_mono_ms() < deadline)
+        sgt_sleep_ms(20);
+    return status;
+}
+
+/* The writer's "state" in /v1/info. */
+static char *writer_state(const char *http)
+{
+    char *body = NULL;
+    cr_assert_eq(get_status(http, "/v1/info", &body), 200);
+    cJSON *info = cJSON_Parse(body);
+    cr_assert(info, "%s", body);
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(info, "tablestore");
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(ts, "state");
+    const cJSON *healthy = cJSON_GetObjectItemCaseSensitive(ts, "healthy");
+    cr_assert(cJSON_IsString(state) && cJSON_IsBool(healthy), "%s", body);
+    cr_assert_eq(cJSON_IsTrue(healthy), strcmp(state->valuestring, "ready") == 0, "%s", body);
+    char *out = strdup(state->valuestring);
+    cJSON_Delete(info);
+    free(body);
+    return out;
+}
+
+#define RAW_WRITTEN                                                                                \
+    "streamgate_sink_records_total{sink=\"tablestore\",stream=\"raw\",result=\"written\"}"
+
+/* Tablestore cannot be reached when the gateway starts: it serves anyway, not ready, holding
+ * rows within its memory budget (which pushes back as usual), and keeps retrying its table
+ * checks. Once the service listens, the tables are created, the writer becomes ready, and every
+ * acknowledged event ends up exactly in its window and in the raw table. */
+Test(tablestore, unreachable_at_start_serves_and_catches_up, .timeout = 180)
+{
+    if (!sdk_available())
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    static struct expect x;
+    memset(&x, 0, sizeof(x));
+    emu_not_yet(&e);
+    const char *extra[] = {"--tablestore-raw-table", "raw_events", "--limits-memory", "1MiB", NULL};
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+
+    /* Serving, but not ready: the writer says why. */
+    cr_assert_eq(get_status(p.http, "/healthz", NULL), 200);
+    cr_assert_eq(get_status(p.http, "/readyz", NULL), 503);
+    char *state = writer_state(p.http);
+    cr_assert_str_eq(state, "checking");
+    free(state);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_tablestore_ready"), 0);
+    cr_assert(log_has(&p, "tablestore not ready at start"));
+
+    const int total = 3000, keys = 12, batch = 100;
+    int acked = 0, pushbacks = 0;
+    char *body = malloc((size_t)batch * 128);
+    cr_assert(body);
+    for (int i = 0; i < total; i += batch) {
+        size_t len = 0;
+        for (int j = i; j < i + batch; j++) {
+            event_line(body + len, 128, j, keys, total / keys, NULL);
+            len += strlen(body + len);
+        }
+        for (;;) {
+            struct sgt_response r;
+            sgt_post(p.http, "application/x-ndjson", body, &r);
+            int status = r.status;
+            sgt_response_free(&r);
+            if (status == 202)
+                break;
+            cr_assert_eq(status, 503, "status %d", status);
+            if (pushbacks++ == 0) {
+                /* The budget is full of rows held for a service that is not there: nothing
+                 * was written, nothing was dropped. Now it comes up. */
+                cr_assert_eq(sgt_metric(p.http, RAW_WRITTEN), 0);
+                cr_assert_eq(sgt_metric(p.http, "streamgate_tablestore_rows_pending"), acked);
+                cr_assert_eq(get_status(p.http, "/readyz", NULL), 503);
+                emu_start(&e, NULL);
+            }
+            sgt_sleep_ms(50);
+        }
+        char *line = body;
+        for (int j = i; j < i + batch; j++) {
+            char *nl = strchr(line, '\n');
+            *nl = '\0';
+            expect_line(&x, line);
+            *nl = '\n';
+            line = nl + 1;
+        }
+        acked += batch;
+    }
+    free(body);
+    cr_assert_gt(pushbacks, 0, "no 503 from a 1 MiB budget while Tablestore was unreachable");
+
+    cr_assert_eq(wait_status(p.http, "/readyz", 200, 30000), 200, "never became ready");
+    state = writer_state(p.http);
+    cr_assert_str_eq(state, "ready");
+    free(state);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_tablestore_ready"), 1);
+    cr_assert_eq(sgt_wait_metric(p.http, RAW_WRITTEN, acked, 30000), acked);
+    check_clean_log(&p);
+    int rc = sgt_stop_keep(&p);
+    bool ready_logged = log_has(&p, "tablestore writer ready");
+    remove_run_dir(&p);
+    cr_assert_eq(rc, 0, "streamgate exit status %d", rc);
+    cr_assert(ready_logged);
+
+    check_results(&e, &x, results);
+    cJSON *raw = read_table(&e, "raw_events", "key,ts,id");
+    cr_expect_eq(cJSON_GetArraySize(raw), acked, "raw rows %d, acknowledged events %d",
+                 cJSON_GetArraySize(raw), acked);
+    cJSON_Delete(raw);
+    emu_stop(&e);
+}
+
+/* A refused AccessKey is a definite configuration error: start-up stops before anything
+ * listens, with one JSON log line that says why (and never the secret), and exit status 1. */
+Test(tablestore, wrong_secret_stops_startup, .timeout = 60)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    const char *args[] = {"--http-listen",
+                          "127.0.0.1:0",
+                          "--tcp-listen",
+                          "",
+                          "--tablestore-endpoint",
+                          e.endpoint,
+                          "--tablestore-instance",
+                          INSTANCE,
+                          "--tablestore-access-key-id",
+                          AKID,
+                          "--tablestore-access-key-secret",
+                          "not-the-secret",
+                          "--tablestore-create-tables",
+                          "true",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = sgt_run(args, NULL, &out, &err);
+    cr_assert_eq(rc, 1, "exit status %d: %s", rc, err);
+    int failures = 0;
+    char *copy = strdup(err);
+    for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert(cJSON_IsObject(j), "not a JSON line: %s", line);
+        const char *msg = cJSON_GetObjectItemCaseSensitive(j, "msg")->valuestring;
+        cr_assert_str_neq(msg, "listening", "it listened: %s", err);
+        if (strcmp(msg, "start-up failed") == 0) {
+            failures++;
+            const cJSON *e2 = cJSON_GetObjectItemCaseSensitive(j, "error");
+            cr_assert(cJSON_IsString(e2) && strstr(e2->valuestring, "OTSAuthFailed"), "%s", line);
+        }
+        cJSON_Delete(j);
+    }
+    free(copy);
+    cr_assert_eq(failures, 1, "stderr: %s", err);
+    cr_assert_null(strstr(err, "not-the-secret"), "the secret was printed");
+    free(out);
+    free(err);
+    emu_stop(&e);
+}
+
+/* A definite error that only shows once the service is reachable (here a missing table without
+ * tablestore.create_tables) fails the writer for good: not ready, ingest refused, and what it
+ * held goes to the dead-letter output with the service's error. */
+Test(tablestore, definite_error_found_later_fails_the_writer, .timeout = 60)
+{
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320], dl[320];
+    const char *argv[64];
+    emu_not_yet(&e);
+    snprintf(dl, sizeof(dl), "%s/dead.ndjson", e.dir);
+    const char *extra[] = {"--tablestore-raw-table",
+                           "raw_events",
+                           "--tablestore-create-tables",
+                           "false",
+                           "--output-dead-letter-file",
+                           dl,
+                           NULL};
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+    cr_assert_eq(get_status(p.http, "/readyz", NULL), 503);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson",
+             "{\"key\":\"a\",\"ts\":1700000000000,\"value\":1}\n"
+             "{\"key\":\"b\",\"ts\":1700000000001,\"value\":2}\n",
+             &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+
+    emu_start(&e, NULL);
+    int64_t deadline = sgt_mono_ms() + 30000;
+    char *state;
+    while (strcmp(state = writer_state(p.http), "failed") != 0 && sgt_mono_ms() < deadline) {
+        free(state);
+        sgt_sleep_ms(20);
+    }
+    cr_assert_str_eq(state, "failed");
+    free(state);
+    cr_assert_eq(get_status(p.http, "/readyz", NULL), 503);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_tablestore_ready"), 0);
+    sgt_post(p.http, "application/json", "{\"key\":\"c\",\"v\":3}", &r);
+    cr_assert_eq(r.status, 503, "ingest goes on for a writer that failed for good: %s", r.body);
+    sgt_response_free(&r);
+    cr_assert(log_has(&p, "tablestore writer failed for good"));
+    cr_assert(log_has(&p, "table raw_events does not exist") ||
+                  log_has(&p, "table streamgate_results does not exist"),
+              "the log does not say which table");
+    cr_assert_eq(sgt_wait_lines(dl, 2, 10000), 2, "the rows held are not dead letters");
+    char *text = sgt_read_file(dl, NULL);
+    cr_assert(text && strstr(text, "\"error\":\"OTSObjectNotExist\""), "%s", text);
+    free(text);
+    int rc = sgt_stop_keep(&p);
+    remove_run_dir(&p);
+    cr_assert_eq(rc, 0, "exit status %d: nothing was left, the rows failed", rc);
     emu_stop(&e);
 }
