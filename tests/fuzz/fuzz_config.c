@@ -164,11 +164,8 @@ static bool is_freed(const struct sg_config *cfg)
         cfg->kafka_late_topic, cfg->window_distinct_field,
     };
     const struct sg_strlist *const lists[] = {
-        &cfg->http_auth_tokens,
-        &cfg->event_value_fields,
-        &cfg->kafka_rdkafka,
-        &cfg->window_quantiles,
-        &cfg->unknown_env,
+        &cfg->http_auth_tokens, &cfg->event_value_fields, &cfg->kafka_rdkafka,
+        &cfg->window_quantiles, &cfg->unknown_env,
     };
 
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
