@@ -19,6 +19,13 @@
 
 enum sg_window_type { SG_WINDOW_TUMBLING = 0, SG_WINDOW_HOPPING = 1, SG_WINDOW_SESSION = 2 };
 enum sg_time_mode { SG_TIME_EVENT = 0, SG_TIME_PROCESSING = 1 };
+/* The unit of an event's numeric time (event.time_unit). */
+enum sg_time_unit {
+    SG_TIME_UNIT_MS = 0,
+    SG_TIME_UNIT_S = 1,
+    SG_TIME_UNIT_US = 2,
+    SG_TIME_UNIT_NS = 3
+};
 
 /* A list of strings (from a JSON array, or a comma-separated string in env and flags). */
 struct sg_strlist {
@@ -52,6 +59,7 @@ struct sg_config {
     char *event_key_field;
     char *event_key_fallback; /* empty: no fallback */
     char *event_time_field;
+    int event_time_unit;                  /* enum sg_time_unit of numeric times */
     struct sg_strlist event_value_fields; /* empty: every numeric top-level field */
     int64_t event_max_fields;             /* numeric fields kept per event */
     uint64_t event_max_key_size;          /* bytes */

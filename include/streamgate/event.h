@@ -26,7 +26,7 @@ struct sg_config;
     X(MISSING_KEY, "missing_key", "the key field is missing or not a string or number")            \
     X(KEY_TOO_LONG, "key_too_long", "the key is longer than event.max_key_size")                   \
     X(BAD_TIMESTAMP, "bad_timestamp",                                                              \
-      "the time field is not epoch milliseconds or an RFC 3339 string")                            \
+      "the time field is not an epoch number in event.time_unit or an RFC 3339 string")            \
     X(LINE_TOO_LONG, "line_too_long", "the line is longer than tcp.max_line_size")                 \
     X(SINK_FAILED, "sink_failed", "the event could not be handed to a writer")                     \
     X(KEY_LIMIT, "key_limit", "stream.max_keys keys are active; events for new keys are refused")
@@ -68,6 +68,7 @@ struct sg_event_decoder {
     const char *key_field;
     const char *key_fallback; /* NULL or "": none */
     const char *time_field;
+    int time_unit;                   /* enum sg_time_unit of numeric times */
     const char *const *value_fields; /* NULL: all numeric fields */
     size_t nvalue_fields;
     size_t max_fields;

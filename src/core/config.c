@@ -61,6 +61,10 @@ _Static_assert(SG_WINDOW_TUMBLING == 0 && SG_WINDOW_HOPPING == 1 && SG_WINDOW_SE
 static const char *const window_times[] = {"event", "processing", NULL};
 _Static_assert(SG_TIME_EVENT == 0 && SG_TIME_PROCESSING == 1,
                "window_times[] must follow enum sg_time_mode");
+static const char *const time_units[] = {"ms", "s", "us", "ns", NULL};
+_Static_assert(SG_TIME_UNIT_MS == 0 && SG_TIME_UNIT_S == 1 && SG_TIME_UNIT_US == 2 &&
+                   SG_TIME_UNIT_NS == 3,
+               "time_units[] must follow enum sg_time_unit");
 
 #define SG_OPT_ENUM(n, field, d, values, h)                                                        \
     {                                                                                              \
@@ -119,8 +123,12 @@ static const struct sg_config_option options[] = {
                "Field used as the key when the key field is missing; empty means no "
                "fallback."),
     SG_OPT_STR("event.time_field", event_time_field, "ts", 1,
-               "Top-level field holding the event time (epoch milliseconds or RFC 3339); "
-               "events without it get their arrival time."),
+               "Top-level field holding the event time (an epoch number in event.time_unit, or "
+               "RFC 3339); events without it get their arrival time."),
+    SG_OPT_ENUM("event.time_unit", event_time_unit, "ms", time_units,
+                "Unit of epoch numbers in the time field: milliseconds, seconds, microseconds "
+                "or nanoseconds (fractions below a millisecond are dropped); RFC 3339 strings "
+                "are not affected."),
     SG_OPT_LIST("event.value_fields", event_value_fields, "",
                 "Numeric top-level fields kept per event; empty keeps every numeric top-level "
                 "field."),

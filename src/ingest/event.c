@@ -21,6 +21,10 @@
  * timestamps share this range so both forms mean the same thing. */
 #define SG_EVENT_MAX_TS_MS INT64_C(253402300799999)
 
+/* Below this magnitude a numeric time converts to int64 exactly (its fraction dropped); in
+ * microseconds, anything above it is past year 9999. */
+#define SG_EVENT_TIME_LIMIT_INT 9e18
+
 /* 2^53: above it a double no longer holds every integer, so printing it as one would invent
  * digits the producer never sent. */
 #define SG_EVENT_EXACT_INT_LIMIT 9007199254740992.0
@@ -74,6 +78,7 @@ void sg_event_decoder_init(struct sg_event_decoder *dec, const struct sg_config 
     dec->key_field = cfg->event_key_field;
     dec->key_fallback = cfg->event_key_fallback;
     dec->time_field = cfg->event_time_field;
+    dec->time_unit = cfg->event_time_unit;
     if (cfg->event_value_fields.count > 0) {
         dec->value_fields = (const char *const *)cfg->event_value_fields.items;
         dec->nvalue_fields = cfg->event_value_fields.count;
@@ -267,12 +272,42 @@ int sg_event__key_from_number(double v, struct sg_event *ev)
     return 0;
 }
 
-int sg_event__time_from_number(double v, int64_t *ts_ms)
+int sg_event__time_from_number(int unit, double v, int64_t *ts_ms)
 {
-    double whole;
+    double whole, p, r;
+
     if (!isfinite(v))
         return -EINVAL;
-    whole = trunc(v); /* fractions of a millisecond are dropped */
+    switch (unit) {
+    case SG_TIME_UNIT_S:
+        /* A decimal fraction of a second is seldom exact in binary: 1732460000.123 is
+         * 1732460000.1229999065... as a double, and times 1000 falls short of its millisecond.
+         * A product within two units in its last place of a whole millisecond is read as that
+         * millisecond; any other fraction is dropped. */
+        p = v * 1000.0;
+        r = round(p);
+        whole = fabs(p - r) <= 2.0 * (nextafter(fabs(p), INFINITY) - fabs(p)) ? r : trunc(p);
+        break;
+    case SG_TIME_UNIT_US:
+        /* As an integer, exactly; past the limit (year 287,000) the time is out of range
+         * anyway. */
+        if (!(fabs(v) < SG_EVENT_TIME_LIMIT_INT))
+            return -EINVAL;
+        whole = (double)((int64_t)v / 1000);
+        break;
+    case SG_TIME_UNIT_NS:
+        /* Nanoseconds up to year 9999 go past int64: integers where they fit, a division of
+         * doubles beyond (from year 2255, where a double is no finer than 1 us anyway). */
+        if (fabs(v) < SG_EVENT_TIME_LIMIT_INT)
+            whole = (double)((int64_t)v / 1000000);
+        else
+            whole = trunc(v / 1e6);
+        break;
+    default:
+        whole = trunc(v);
+        break;
+    }
+    /* Fractions of a millisecond are dropped toward zero, so (-1 ms, 0] is 0. */
     if (!(whole >= 0.0 && whole <= (double)SG_EVENT_MAX_TS_MS))
         return -EINVAL;
     *ts_ms = (int64_t)whole;
@@ -308,7 +343,7 @@ static int sg_event__take_key(const struct sg_event_decoder *dec, const cJSON *i
 }
 
 /* Fills ev->ts_ms from the time member (NULL when absent). Returns 0 or -EINVAL. */
-static int sg_event__take_time(const cJSON *item, int64_t now_ms, struct sg_event *ev,
+static int sg_event__take_time(const cJSON *item, int unit, int64_t now_ms, struct sg_event *ev,
                                enum sg_reject *why)
 {
     if (item == NULL || cJSON_IsNull(item)) {
@@ -317,7 +352,7 @@ static int sg_event__take_time(const cJSON *item, int64_t now_ms, struct sg_even
         return 0;
     }
     if (cJSON_IsNumber(item)) {
-        if (sg_event__time_from_number(item->valuedouble, &ev->ts_ms) != 0)
+        if (sg_event__time_from_number(unit, item->valuedouble, &ev->ts_ms) != 0)
             goto bad;
         ev->ts_from_event = true;
         return 0;
@@ -479,7 +514,7 @@ static int sg_event__decode_tree(struct sg_event_decoder *dec, const char *start
         goto reject;
 
     item = dec->time_field ? cJSON_GetObjectItemCaseSensitive(root, dec->time_field) : NULL;
-    if (sg_event__take_time(item, now_ms, ev, why) != 0)
+    if (sg_event__take_time(item, dec->time_unit, now_ms, ev, why) != 0)
         goto reject;
 
     sg_event__take_fields(dec, root, fallback_used, ev);

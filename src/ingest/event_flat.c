@@ -393,7 +393,7 @@ int sg_event__decode_flat(const struct sg_event_decoder *dec, const char *buf, s
         ev->ts_ms = now_ms;
         ev->ts_from_event = false;
     } else if (time.type == SG_FLAT_NUMBER) {
-        if (sg_event__time_from_number(time.num, &ev->ts_ms) != 0)
+        if (sg_event__time_from_number(dec->time_unit, time.num, &ev->ts_ms) != 0)
             return 0;
         ev->ts_from_event = true;
     } else if (time.type == SG_FLAT_STRING) {

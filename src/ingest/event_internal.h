@@ -16,9 +16,13 @@
  * or -EINVAL when the value is not finite. */
 int sg_event__key_from_number(double v, struct sg_event *ev);
 
-/* Epoch milliseconds from a numeric time member: fractions of a millisecond are dropped, and
- * the value must lie in [0, 9999-12-31T23:59:59.999Z]. Returns 0 or -EINVAL. */
-int sg_event__time_from_number(double v, int64_t *ts_ms);
+/* Epoch milliseconds from a numeric time member `v` in `unit` (enum sg_time_unit): fractions of
+ * a millisecond are dropped (toward zero), and the result must lie in
+ * [0, 9999-12-31T23:59:59.999Z]. In seconds, a value within the double's own precision of a
+ * whole millisecond is that millisecond, so a decimal fraction the double cannot hold exactly
+ * (1732460000.123) stays on its millisecond. Both decoders call this with the same double, so
+ * they agree on every unit. Returns 0 or -EINVAL. */
+int sg_event__time_from_number(int unit, double v, int64_t *ts_ms);
 
 /* True when a numeric member of this name is kept as a field (event.value_fields). */
 bool sg_event__wanted(const struct sg_event_decoder *dec, const char *name, size_t len);

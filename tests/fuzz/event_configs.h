@@ -72,6 +72,29 @@ static const char *const event_config_no_fallback[] = {
 static const char *const event_config_wide[] = {
     "event.max_fields", "64", "event.key_fallback", "seq", "event.max_key_size", "20", NULL};
 
+/* Numeric times in seconds: decimal fractions that binary cannot hold, converted to the
+ * millisecond the same way by both decoders. */
+static const char *const event_config_seconds[] = {"event.time_unit", "s", NULL};
+/* Numeric times in microseconds, with a value-field list and a distinct field. */
+static const char *const event_config_micros[] = {"event.time_unit",
+                                                  "us",
+                                                  "event.value_fields",
+                                                  "v,value,ts",
+                                                  "window.distinct_field",
+                                                  "uid",
+                                                  NULL};
+/* Numeric times in nanoseconds (past int64 from year 2262), where the key is the time member:
+ * the key keeps the number as written while the time is converted. */
+static const char *const event_config_nanos_is_key[] = {"event.time_unit",
+                                                        "ns",
+                                                        "event.key_field",
+                                                        "t",
+                                                        "event.time_field",
+                                                        "t",
+                                                        "event.max_key_size",
+                                                        "32",
+                                                        NULL};
+
 static const struct event_config event_configs[] = {
     {"default", event_config_default},
     {"custom", event_config_custom},
@@ -80,6 +103,9 @@ static const struct event_config event_configs[] = {
     {"fallback_is_time", event_config_fallback_is_time},
     {"no_fallback", event_config_no_fallback},
     {"wide", event_config_wide},
+    {"seconds", event_config_seconds},
+    {"micros", event_config_micros},
+    {"nanos_is_key", event_config_nanos_is_key},
 };
 #define EVENT_CONFIG_COUNT (sizeof(event_configs) / sizeof(event_configs[0]))
 

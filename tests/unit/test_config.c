@@ -298,6 +298,7 @@ Test(defaults, every_field)
     cr_assert_str_eq(cfg.event_key_field, "key");
     cr_assert_str_eq(cfg.event_key_fallback, "id");
     cr_assert_str_eq(cfg.event_time_field, "ts");
+    cr_assert_eq(cfg.event_time_unit, SG_TIME_UNIT_MS);
     cr_assert_eq(cfg.event_value_fields.count, 0);
     cr_assert_eq(cfg.event_max_fields, 32);
     cr_assert_eq(cfg.event_max_key_size, 256);
@@ -340,7 +341,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 69);
+    cr_assert_eq(n, 70);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -535,6 +536,31 @@ Test(set, level)
         assert_contains(errbuf, "debug, info, warn or error");
     }
     cr_assert_eq(cfg.log_level, SG_LOG_ERROR);
+    sg_config_free(&cfg);
+}
+
+Test(set, time_unit)
+{
+    static const struct {
+        const char *in;
+        enum sg_time_unit want;
+    } cases[] = {{"ms", SG_TIME_UNIT_MS},
+                 {"s", SG_TIME_UNIT_S},
+                 {"us", SG_TIME_UNIT_US},
+                 {"ns", SG_TIME_UNIT_NS}};
+    struct sg_config cfg;
+    cfg_init(&cfg);
+    for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
+        cr_assert_eq(set(&cfg, "event.time_unit", cases[i].in), 0, "%s", errbuf);
+        cr_assert_eq(cfg.event_time_unit, cases[i].want);
+    }
+    static const char *const bad[] = {"", "MS", "sec", "seconds", "µs", "1000"};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(bad); i++) {
+        cr_assert_eq(set(&cfg, "event.time_unit", bad[i]), -EINVAL, "\"%s\" accepted", bad[i]);
+        assert_contains(errbuf, "event.time_unit: invalid value");
+        assert_contains(errbuf, "ms, s, us or ns");
+    }
+    cr_assert_eq(cfg.event_time_unit, SG_TIME_UNIT_NS, "a failed set leaves the unit alone");
     sg_config_free(&cfg);
 }
 

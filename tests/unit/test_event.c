@@ -442,6 +442,154 @@ Test(event, ts_field_configurable)
     assert_field_name(0, "ts");
 }
 
+/* ---- event.time_unit ---- */
+
+static void set_time_unit(int unit)
+{
+    cfg.event_time_unit = unit;
+    reinit();
+}
+
+Test(event, ts_unit_defaults_to_milliseconds)
+{
+    cr_assert_eq(cfg.event_time_unit, SG_TIME_UNIT_MS);
+    /* Epoch seconds read as milliseconds land in January 1970: what the option is for. */
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000}", INT64_C(1732460000));
+}
+
+Test(event, ts_unit_seconds)
+{
+    set_time_unit(SG_TIME_UNIT_S);
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000}", INT64_C(1732460000000));
+    cr_assert(ev.flat, "a flat event in seconds takes the scanner");
+    assert_ts("{\"key\":\"a\",\"ts\":0}", 0);
+    assert_ts("{\"key\":\"a\",\"ts\":1}", 1000);
+    assert_ts("{\"key\":\"a\",\"ts\":1.7e9}", INT64_C(1700000000000));
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000.5}", INT64_C(1732460000500));
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000.25}", INT64_C(1732460000250));
+    /* Below a millisecond, fractions are dropped. */
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000.1239}", INT64_C(1732460000123));
+    assert_ts("{\"key\":\"a\",\"ts\":0.0009}", 0);
+    assert_ts("{\"key\":\"a\",\"ts\":0.001}", 1);
+    /* The last millisecond of year 9999, and a fraction below the first of 1970. */
+    assert_ts("{\"key\":\"a\",\"ts\":253402300799.999}", INT64_C(253402300799999));
+    assert_ts("{\"key\":\"a\",\"ts\":253402300799}", INT64_C(253402300799000));
+    assert_ts("{\"key\":\"a\",\"ts\":-0.0005}", 0);
+    /* Numbers that are not times are untouched: fields keep their value, numeric keys their
+     * text. */
+    cr_assert_eq(decode("{\"key\":12,\"ts\":3,\"v\":1.5}"), 0);
+    cr_assert_eq(ev.ts_ms, 3000);
+    cr_assert_eq(ev.key_len, 2);
+    cr_assert_eq(memcmp(ev.key, "12", 2), 0);
+    cr_assert_eq(ev.nfields, 1);
+    cr_assert_eq(ev.fields[0].value, 1.5);
+}
+
+Test(event, ts_unit_seconds_keeps_every_millisecond_of_a_decimal_fraction)
+{
+    /* Decimal fractions are seldom exact in binary (1732460000.123 is a hair below it as a
+     * double), yet each must land on its own millisecond, over the whole range of years. */
+    static const long long seconds[] = {0,
+                                        1,
+                                        946684799,
+                                        1732460000,
+                                        2147483647,
+                                        4294967296,
+                                        32503680000LL,
+                                        99999999999LL,
+                                        253402300799LL};
+    set_time_unit(SG_TIME_UNIT_S);
+    for (size_t i = 0; i < sizeof(seconds) / sizeof(seconds[0]); i++) {
+        for (int ms = 0; ms < 1000; ms++) {
+            char json[96];
+            snprintf(json, sizeof(json), "{\"key\":\"a\",\"ts\":%lld.%03d}", seconds[i], ms);
+            assert_ts(json, seconds[i] * 1000 + ms);
+        }
+    }
+}
+
+Test(event, ts_unit_seconds_out_of_range)
+{
+    set_time_unit(SG_TIME_UNIT_S);
+    assert_rejected("{\"key\":\"a\",\"ts\":253402300800}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-0.001}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1}", SG_REJECT_BAD_TIMESTAMP);
+    /* Milliseconds sent while seconds are configured are past year 9999: refused, not
+     * misplaced. */
+    assert_rejected("{\"key\":\"a\",\"ts\":1732460000000}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":9223372036854775807}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":1e300}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1e300}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":1.7976931348623157e308}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":1e999}", SG_REJECT_BAD_TIMESTAMP);
+}
+
+Test(event, ts_unit_microseconds)
+{
+    set_time_unit(SG_TIME_UNIT_US);
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000123456}", INT64_C(1732460000123));
+    cr_assert(ev.flat);
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000123999.75}", INT64_C(1732460000123));
+    assert_ts("{\"key\":\"a\",\"ts\":1.732460000123e15}", INT64_C(1732460000123));
+    assert_ts("{\"key\":\"a\",\"ts\":999}", 0);
+    assert_ts("{\"key\":\"a\",\"ts\":1000}", 1);
+    assert_ts("{\"key\":\"a\",\"ts\":-999}", 0);
+    /* The last millisecond of year 9999 (a double this large is a multiple of 32 us). */
+    assert_ts("{\"key\":\"a\",\"ts\":253402300799999520}", INT64_C(253402300799999));
+    assert_rejected("{\"key\":\"a\",\"ts\":253402300800000000}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1000}", SG_REJECT_BAD_TIMESTAMP);
+    /* Around and past the edge of int64. */
+    assert_rejected("{\"key\":\"a\",\"ts\":8999999999999999000}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":9223372036854775807}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-9223372036854775809}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":1e300}", SG_REJECT_BAD_TIMESTAMP);
+}
+
+Test(event, ts_unit_nanoseconds)
+{
+    set_time_unit(SG_TIME_UNIT_NS);
+    /* The double nearest to this is ...123456768 ns: still millisecond 123. */
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000123456789}", INT64_C(1732460000123));
+    cr_assert(ev.flat);
+    assert_ts("{\"key\":\"a\",\"ts\":999999}", 0);
+    assert_ts("{\"key\":\"a\",\"ts\":1000000}", 1);
+    assert_ts("{\"key\":\"a\",\"ts\":-999999}", 0);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1000000}", SG_REJECT_BAD_TIMESTAMP);
+    /* Past int64 (year 2262 and later) nanoseconds are still times, up to year 9999. */
+    assert_ts("{\"key\":\"a\",\"ts\":8999999999999999999}", INT64_C(9000000000000));
+    assert_ts("{\"key\":\"a\",\"ts\":9223372036854775807}", INT64_C(9223372036854));
+    assert_ts("{\"key\":\"a\",\"ts\":1e19}", INT64_C(10000000000000));
+    assert_ts("{\"key\":\"a\",\"ts\":253402300799999500000}", INT64_C(253402300799999));
+    assert_rejected("{\"key\":\"a\",\"ts\":253402300800000000000}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1e19}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":1e300}", SG_REJECT_BAD_TIMESTAMP);
+    assert_rejected("{\"key\":\"a\",\"ts\":-1e999}", SG_REJECT_BAD_TIMESTAMP);
+}
+
+Test(event, ts_unit_leaves_rfc3339_strings_alone)
+{
+    static const int units[] = {SG_TIME_UNIT_MS, SG_TIME_UNIT_S, SG_TIME_UNIT_US, SG_TIME_UNIT_NS};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        set_time_unit(units[i]);
+        assert_ts("{\"key\":\"a\",\"ts\":\"2024-11-24T15:33:20.123Z\"}", INT64_C(1732462400123));
+        assert_rejected("{\"key\":\"a\",\"ts\":\"1732460000\"}", SG_REJECT_BAD_TIMESTAMP);
+        cr_assert_eq(decode("{\"key\":\"a\"}"), 0);
+        cr_assert_eq(ev.ts_ms, NOW_MS, "arrival time is never converted");
+    }
+}
+
+Test(event, ts_unit_from_the_configuration)
+{
+    struct sg_config c;
+    char err[256];
+    sg_config_defaults(&c);
+    cr_assert_eq(sg_config_set(&c, "event.time_unit", "s", err, sizeof(err)), 0, "%s", err);
+    init_decoders(&c);
+    assert_ts("{\"key\":\"a\",\"ts\":1732460000}", INT64_C(1732460000000));
+    reinit();
+    sg_config_free(&c);
+}
+
 /* ---- RFC 3339 parser ---- */
 
 Test(event, rfc3339_basic)
