@@ -630,3 +630,62 @@ Test(windows, session_windows_with_distinct_counts)
     unlink(results);
     unlink(late);
 }
+
+Test(windows, epoch_seconds_with_event_time_unit_s)
+{
+    char results[256], late[256];
+    temp_paths(results, late, sizeof(results));
+    const char *args[] = {NULL,
+                          NULL,
+                          NULL,
+                          NULL,
+                          "--event-time-unit",
+                          "s",
+                          "--window-size",
+                          "10s",
+                          "--window-idle-timeout",
+                          "1h",
+                          NULL};
+    struct sgt_proc p;
+    results_args(args, results, late);
+    sgt_start(&p, args, NULL);
+    /* Epoch seconds, as many producers send them; 1732460000 s is a multiple of 10 s. The last
+     * millisecond of the first window, written as a fraction, must stay in it; the event 25 s
+     * on moves the watermark past the ends of the first two windows. */
+    const long long s0 = 1732460000;
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"key\":\"sec\",\"ts\":%lld,\"value\":1}\n"
+             "{\"key\":\"sec\",\"ts\":%lld.5,\"value\":2}\n"
+             "{\"key\":\"sec\",\"ts\":%lld.999,\"value\":3}\n"
+             "{\"key\":\"sec\",\"ts\":%lld,\"value\":4}\n"
+             "{\"key\":\"sec\",\"ts\":%lld,\"value\":5}\n",
+             s0, s0 + 4, s0 + 9, s0 + 10, s0 + 25);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"accepted\":5,\"rejected\":0,\"errors\":[]}");
+    sgt_response_free(&r);
+    cr_assert_eq(sgt_wait_lines(results, 2, WAIT_MS), 2, "the first two windows fired");
+    cr_assert_eq(sgt_metric(p.http, "streamgate_late_events_total"), 0);
+
+    char *text = sgt_read_file(results, NULL);
+    char *second = strchr(text, '\n') + 1;
+    second[-1] = '\0';
+    cJSON *a = cJSON_Parse(text), *b = cJSON_Parse(second);
+    cr_assert(a && b, "%s", text);
+    cr_assert_eq(num(a, "window_start"), (double)s0 * 1000, "%s", text);
+    cr_assert_eq(num(a, "window_end"), (double)(s0 + 10) * 1000);
+    cr_assert_eq(num(a, "count"), 3);
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(a, "fields"), "value");
+    cr_assert_eq(num(v, "first"), 1);
+    cr_assert_eq(num(v, "last"), 3, "9.999 s is the first window's last millisecond");
+    cr_assert_eq(num(b, "window_start"), (double)(s0 + 10) * 1000, "%s", second);
+    cr_assert_eq(num(b, "count"), 1);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(text);
+    sgt_stop_ok(&p);
+    unlink(results);
+    unlink(late);
+}
