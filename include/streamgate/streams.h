@@ -10,7 +10,9 @@
  * an event's time is its arrival time and the watermark is the wall clock. A window fires (is
  * emitted with "final":true and freed) once the watermark reaches its end; windows wait in a
  * min-heap ordered by end, so firing never scans keys. An event whose window has already fired
- * is late: it is counted, handed to the late callback, and changes no result.
+ * is late: it is counted, handed to the late callback, logged (at most once per
+ * log.bad_input_interval, with a hint when its time looks like it is in the wrong unit), and
+ * changes no result.
  *
  * With window.emit_interval set, windows that changed since their last emission are emitted
  * every interval with "final":false (a list of changed windows; no scan). Results carry the key
@@ -61,7 +63,8 @@ struct sg_streams_callbacks {
     void *arg;
 };
 
-/* Builds the engine from the configuration (window.*, stream.*). Returns NULL when out of
+/* Builds the engine from the configuration (window.*, stream.*, log.bad_input_interval). `log`
+ * (may be NULL) receives allocation failures and late events. Returns NULL when out of
  * memory. */
 struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
                                      struct sg_log *log, const struct sg_streams_callbacks *cbs);

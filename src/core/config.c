@@ -267,8 +267,8 @@ static const struct sg_config_option options[] = {
         .allowed = log_levels,
     },
     SG_OPT_DUR("log.bad_input_interval", log_bad_input_interval_ms, "1s", 0,
-               "At most one log line per interval for each kind of bad input, with a count of "
-               "those held back; 0 logs every one."),
+               "At most one log line per interval for each kind of bad input and for late "
+               "events, with a count of those held back; 0 logs every one."),
     SG_OPT_DUR("shutdown.timeout", shutdown_timeout_ms, "10s", 1,
                "After SIGTERM or SIGINT, how long requests in flight and writers get to finish "
                "before the process exits."),

@@ -91,6 +91,7 @@ struct sg_streams {
 
     struct sg_log *log;
     struct sg_log_limiter oom_limiter;
+    struct sg_log_limiter late_limiter; /* log.bad_input_interval */
     struct sg_streams_callbacks cbs;
 
     /* Key table: open addressing, linear probing, backward-shift deletion. */
@@ -191,7 +192,7 @@ void sg_window__observe(struct sg_streams *st, int64_t t, int64_t now_ms);
 /* True when every window an event at `t` belongs to has already passed the watermark, for a
  * key with no open window; *end is the end of the latest one. */
 bool sg_window__all_late(const struct sg_streams *st, int64_t t, int64_t *end);
-/* Counts a late event and hands it to the late callback. */
+/* Counts a late event, logs it (rate-limited) and hands it to the late callback. */
 void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t window_end);
 /* Folds an event at time `t` into the stream's windows, opening windows as needed; counts a
  * late event and hands it to the late callback. `ids` are the interned ids of ev->fields

@@ -335,6 +335,7 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
 
     st->log = log;
     st->oom_limiter.interval_ms = 10000;
+    st->late_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
     if (cbs)
         st->cbs = *cbs;
     st->seed = sg_streams__random_seed(st);

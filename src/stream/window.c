@@ -14,6 +14,13 @@
 #include "ddsketch.h"
 #include "streamgate/event.h"
 
+/* 2001-01-01T00:00:00Z in epoch ms: a late event before it, against a watermark after it, was
+ * likely sent in a larger unit than event.time_unit (seconds read as milliseconds). */
+#define SG_WINDOW_RECENT_MS INT64_C(978307200000)
+/* A watermark this far ahead of the wall clock (a year) likely came from a time sent in a
+ * smaller unit than event.time_unit (microseconds read as milliseconds). */
+#define SG_WINDOW_FAR_AHEAD_MS (INT64_C(366) * 24 * 3600 * 1000)
+
 /* floor(a / b) for b > 0, also for negative a. */
 static int64_t sg_window__floor_div(int64_t a, int64_t b)
 {
@@ -69,11 +76,48 @@ bool sg_window__all_late(const struct sg_streams *st, int64_t t, int64_t *end)
     return st->has_watermark && *end <= st->watermark;
 }
 
+/* Why a late event's time may be in the wrong unit, or NULL. Epoch seconds read as
+ * milliseconds land in January 1970, and so do milliseconds read as microseconds; microseconds
+ * read as milliseconds lie tens of thousands of years ahead and drag the watermark there, after
+ * which every correct event is late. */
+static const char *sg_window__unit_hint(const struct sg_streams *st, const struct sg_event *ev)
+{
+    if (ev->ts_from_event && ev->ts_ms < SG_WINDOW_RECENT_MS &&
+        st->watermark >= SG_WINDOW_RECENT_MS)
+        return "the event time is before 2001 while the watermark is recent: is event.time_unit "
+               "right?";
+    if (st->watermark > st->now_ms && st->watermark - st->now_ms > SG_WINDOW_FAR_AHEAD_MS)
+        return "the watermark is more than a year ahead of the clock, pushed there by an event "
+               "time: is event.time_unit right?";
+    return NULL;
+}
+
 void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t window_end)
 {
+    struct sg_log_field fields[7];
+    size_t n = 0;
+    int64_t suppressed;
+    const char *hint;
+
     sg_counter_inc(st->late_events);
     if (st->cbs.late)
         st->cbs.late(st->cbs.arg, ev, window_end);
+
+    if (!st->log || SG_LOG_WARN < st->log->level)
+        return;
+    suppressed = sg_log_limiter_take(&st->late_limiter, st->now_ms);
+    if (suppressed < 0)
+        return;
+    fields[n++] = (struct sg_log_field)SG_F_STRN("key", ev->key, ev->key_len);
+    fields[n++] = (struct sg_log_field)SG_F_INT("event_time", ev->ts_ms);
+    fields[n++] = (struct sg_log_field)SG_F_INT("window_end", window_end);
+    fields[n++] = (struct sg_log_field)SG_F_INT("watermark", st->watermark);
+    if (suppressed > 0)
+        fields[n++] = (struct sg_log_field)SG_F_INT("suppressed", suppressed);
+    if ((hint = sg_window__unit_hint(st, ev)) != NULL)
+        fields[n++] = (struct sg_log_field)SG_F_STR("hint", hint);
+    fields[n].key = NULL;
+    sg_log_emit(st->log, SG_LOG_WARN, "late event", fields);
 }
 
 /* ---- the deadline heap ------------------------------------------------------------- */

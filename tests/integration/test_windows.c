@@ -689,3 +689,116 @@ Test(windows, epoch_seconds_with_event_time_unit_s)
     unlink(results);
     unlink(late);
 }
+
+/* The server's log lines whose "msg" is `msg`, parsed, in order; returns how many (at most
+ * max). */
+static size_t log_lines(const struct sgt_proc *p, const char *msg, cJSON **out, size_t max)
+{
+    char *text = sgt_read_file(p->log_path, NULL);
+    size_t n = 0;
+    cr_assert_not_null(text);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "msg");
+        if (cJSON_IsString(m) && strcmp(m->valuestring, msg) == 0 && n < max)
+            out[n++] = j;
+        else
+            cJSON_Delete(j);
+    }
+    free(text);
+    return n;
+}
+
+static void free_lines_json(cJSON **lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cJSON_Delete(lines[i]);
+}
+
+Test(windows, late_events_are_logged_at_the_bad_input_rate)
+{
+    const char *args[] = {"--window-size",
+                          "1s",
+                          "--window-idle-timeout",
+                          "1h",
+                          "--log-bad-input-interval",
+                          "1h",
+                          NULL};
+    struct sgt_proc p;
+    sgt_start(&p, args, NULL);
+    struct sgt_response r;
+    char body[512];
+    /* On time: window 0 holds the first event; the second moves the watermark to T0 + 1700,
+     * past window 0's end. */
+    snprintf(body, sizeof(body),
+             "{\"key\":\"on-time\",\"ts\":%lld,\"value\":1}\n"
+             "{\"key\":\"on-time\",\"ts\":%lld,\"value\":2}\n",
+             (long long)T0 + 100, (long long)T0 + 1700);
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    cJSON *lines[4];
+    cr_assert_eq(log_lines(&p, "late event", lines, 4), 0, "nothing is late yet");
+
+    snprintf(body, sizeof(body), "{\"key\":\"sensor-9\",\"ts\":%lld,\"value\":3}",
+             (long long)T0 + 500);
+    sgt_post(p.http, "application/json", body, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    cr_assert_eq(sgt_wait_metric(p.http, "streamgate_late_events_total", 1, WAIT_MS), 1);
+    cr_assert_eq(log_lines(&p, "late event", lines, 4), 1);
+    cJSON *j = lines[0];
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "level")->valuestring, "warn");
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "key")->valuestring, "sensor-9");
+    cr_assert_eq(num(j, "event_time"), (double)T0 + 500);
+    cr_assert_eq(num(j, "window_end"), (double)T0 + 1000, "the window it missed");
+    cr_assert_eq(num(j, "watermark"), (double)T0 + 1700);
+    cr_assert_null(cJSON_GetObjectItem(j, "hint"), "an ordinary late event: no unit hint");
+    cJSON_Delete(j);
+
+    /* A burst of late events within log.bad_input_interval: counted, not logged again. */
+    char *burst = malloc(64 * 1024);
+    size_t off = 0;
+    for (int i = 0; i < 200; i++)
+        off += (size_t)snprintf(burst + off, 64 * 1024 - off,
+                                "{\"key\":\"burst-%d\",\"ts\":%lld,\"value\":1}\n", i % 7,
+                                (long long)T0 + i);
+    sgt_post(p.http, "application/x-ndjson", burst, &r);
+    free(burst);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    cr_assert_eq(sgt_wait_metric(p.http, "streamgate_late_events_total", 201, WAIT_MS), 201);
+    size_t n = log_lines(&p, "late event", lines, 4);
+    cr_assert_eq(n, 1, "%zu late-event lines within one interval", n);
+    free_lines_json(lines, n);
+    sgt_stop_ok(&p);
+}
+
+Test(windows, late_event_in_the_wrong_time_unit_is_logged_with_a_hint)
+{
+    const char *args[] = {"--window-size", "1s", "--window-idle-timeout", "1h", NULL};
+    struct sgt_proc p;
+    sgt_start(&p, args, NULL);
+    struct sgt_response r;
+    char body[512];
+    /* One producer sends milliseconds, another epoch seconds while the unit is ms. */
+    snprintf(body, sizeof(body),
+             "{\"key\":\"ms\",\"ts\":%lld,\"value\":1}\n"
+             "{\"key\":\"seconds\",\"ts\":%lld,\"value\":2}\n",
+             (long long)T0, (long long)T0 / 1000);
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    sgt_response_free(&r);
+    cr_assert_eq(sgt_wait_metric(p.http, "streamgate_late_events_total", 1, WAIT_MS), 1);
+    cJSON *lines[4];
+    size_t n = log_lines(&p, "late event", lines, 4);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(cJSON_GetObjectItem(lines[0], "key")->valuestring, "seconds");
+    cr_assert_eq(num(lines[0], "event_time"), (double)(T0 / 1000));
+    const cJSON *hint = cJSON_GetObjectItem(lines[0], "hint");
+    cr_assert(cJSON_IsString(hint), "no hint in the late-event line");
+    cr_assert_not_null(strstr(hint->valuestring, "is event.time_unit right?"), "%s",
+                       hint->valuestring);
+    free_lines_json(lines, n);
+    sgt_stop_ok(&p);
+}

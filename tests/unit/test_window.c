@@ -45,6 +45,7 @@ struct fx {
     struct rec_late late[64];
     size_t nlate;
     struct sg_event ev;
+    struct sg_log *log; /* NULL: the engine logs nothing */
 };
 
 /* A NUL-terminated copy of a slice that is not terminated (strndup may read past it). */
@@ -110,7 +111,7 @@ static void fx_start(struct fx *f)
     f->metrics = sg_metrics_create();
     cr_assert_not_null(f->metrics);
     struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = f};
-    f->st = sg_streams_create(&f->cfg, f->metrics, NULL, &cbs);
+    f->st = sg_streams_create(&f->cfg, f->metrics, f->log, &cbs);
     cr_assert_not_null(f->st);
 }
 
@@ -574,6 +575,187 @@ Test(watermark, late_event_for_new_key_makes_no_stream)
     sg_buf_free(&out);
     cr_assert_eq(f.st->nkeys, 1);
     fx_stop(&f);
+}
+
+/* ---- the late-event log ---- */
+
+/* A log written to memory, for reading back what the engine logged. */
+struct memlog {
+    struct sg_log log;
+    FILE *f;
+    char *data;
+    size_t len;
+};
+
+static void memlog_open(struct memlog *m, enum sg_log_level level)
+{
+    m->data = NULL;
+    m->len = 0;
+    m->f = open_memstream(&m->data, &m->len);
+    cr_assert_not_null(m->f);
+    sg_log_init(&m->log, level, m->f);
+}
+
+static void memlog_close(struct memlog *m)
+{
+    fclose(m->f);
+    free(m->data);
+}
+
+/* The log's lines whose "msg" is `msg`, parsed, in order; returns how many (at most max). */
+static size_t memlog_lines(struct memlog *m, const char *msg, cJSON **out, size_t max)
+{
+    size_t n = 0;
+    fflush(m->f);
+    char *text = copy_slice(m->data ? m->data : "", m->len);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = parse(line);
+        const cJSON *jm = cJSON_GetObjectItemCaseSensitive(j, "msg");
+        if (cJSON_IsString(jm) && strcmp(jm->valuestring, msg) == 0 && n < max)
+            out[n++] = j;
+        else
+            cJSON_Delete(j);
+    }
+    free(text);
+    return n;
+}
+
+static void free_lines(cJSON **lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cJSON_Delete(lines[i]);
+}
+
+Test(late_log, names_the_key_the_times_and_the_window_missed)
+{
+    struct fx f;
+    struct memlog m;
+    cJSON *lines[8];
+    memlog_open(&m, SG_LOG_DEBUG);
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.log = &m.log;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 5000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 21000, 0, 2), 0); /* [0, 10000) fires; the watermark is 21000 */
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 0, "nothing late yet");
+    cr_assert_eq(add(&f, "k", 9000, 0, 3), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 1);
+    cJSON *j = lines[0];
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "level")->valuestring, "warn");
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "key")->valuestring, "k");
+    cr_assert_eq(num(j, "event_time"), 9000);
+    cr_assert_eq(num(j, "window_end"), 10000);
+    cr_assert_eq(num(j, "watermark"), 21000);
+    cr_assert_null(cJSON_GetObjectItem(j, "suppressed"));
+    cr_assert_null(cJSON_GetObjectItem(j, "hint"), "times in 1970 throughout: no unit hint");
+    free_lines(lines, 1);
+    fx_stop(&f);
+    memlog_close(&m);
+}
+
+Test(late_log, at_most_one_line_per_interval_with_the_count_held_back)
+{
+    struct fx f;
+    struct memlog m;
+    cJSON *lines[8];
+    memlog_open(&m, SG_LOG_DEBUG);
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.log_bad_input_interval_ms = 5000;
+    f.log = &m.log;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 10000, 0, 1), 0);
+    /* A burst of late events (one for a key with no stream) within one interval: one line. */
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(add(&f, i % 2 ? "k" : "other", 100 + i, 100 * i, 1), 0);
+    cr_assert_eq(f.nlate, 20);
+    cr_assert_eq(counter(&f, SG_METRIC_LATE_EVENTS_TOTAL), 20, "every one is counted");
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 1);
+    cr_assert_eq(num(lines[0], "event_time"), 100);
+    free_lines(lines, 1);
+    /* The next interval's first line says how many were held back. */
+    cr_assert_eq(add(&f, "k", 500, 5000, 1), 0);
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 2);
+    cr_assert_eq(num(lines[1], "suppressed"), 19);
+    cr_assert_eq(num(lines[1], "event_time"), 500);
+    free_lines(lines, 2);
+    fx_stop(&f);
+    memlog_close(&m);
+}
+
+Test(late_log, hints_at_the_time_unit_for_1970_against_a_recent_watermark)
+{
+    struct fx f;
+    struct memlog m;
+    cJSON *lines[8];
+    const int64_t now = INT64_C(1732460000000);
+    memlog_open(&m, SG_LOG_DEBUG);
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.log = &m.log;
+    f.cfg.log_bad_input_interval_ms = 0;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "ms", now, now, 1), 0);
+    /* Late by a minute in the present: an ordinary late event, no hint. */
+    cr_assert_eq(add(&f, "ms", now - 60000, now, 1), 0);
+    /* Epoch seconds read as milliseconds: January 1970. */
+    cr_assert_eq(add(&f, "s", now / 1000, now, 1), 0);
+    cr_assert_eq(f.nlate, 2);
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 2);
+    cr_assert_null(cJSON_GetObjectItem(lines[0], "hint"));
+    const cJSON *hint = cJSON_GetObjectItem(lines[1], "hint");
+    cr_assert(cJSON_IsString(hint), "no hint for a 1970 event time");
+    cr_assert_not_null(strstr(hint->valuestring, "is event.time_unit right?"), "%s",
+                       hint->valuestring);
+    cr_assert_not_null(strstr(hint->valuestring, "before 2001"), "%s", hint->valuestring);
+    cr_assert_eq(num(lines[1], "event_time"), (double)(now / 1000));
+    free_lines(lines, 2);
+    fx_stop(&f);
+    memlog_close(&m);
+}
+
+Test(late_log, hints_at_the_time_unit_for_a_watermark_years_ahead)
+{
+    struct fx f;
+    struct memlog m;
+    cJSON *lines[8];
+    const int64_t now = INT64_C(1732460000000);
+    memlog_open(&m, SG_LOG_DEBUG);
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.log = &m.log;
+    f.cfg.log_bad_input_interval_ms = 0;
+    fx_start(&f);
+    /* Microseconds read as milliseconds: tens of thousands of years ahead. The watermark
+     * follows, and the next correct event is late. */
+    cr_assert_eq(add(&f, "us", now * 1000, now, 1), 0);
+    cr_assert_eq(add(&f, "ms", now + 5000, now + 10, 1), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 1);
+    const cJSON *hint = cJSON_GetObjectItem(lines[0], "hint");
+    cr_assert(cJSON_IsString(hint), "no hint for a watermark years ahead");
+    cr_assert_not_null(strstr(hint->valuestring, "is event.time_unit right?"), "%s",
+                       hint->valuestring);
+    cr_assert_eq(num(lines[0], "watermark"), (double)(now * 1000));
+    free_lines(lines, 1);
+    fx_stop(&f);
+    memlog_close(&m);
+}
+
+Test(late_log, quiet_below_warn_yet_counted)
+{
+    struct fx f;
+    struct memlog m;
+    cJSON *lines[8];
+    memlog_open(&m, SG_LOG_ERROR);
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.log = &m.log;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 10000, 0, 1), 0);
+    cr_assert_eq(add(&f, "k", 100, 0, 1), 0);
+    cr_assert_eq(f.nlate, 1);
+    cr_assert_eq(counter(&f, SG_METRIC_LATE_EVENTS_TOTAL), 1);
+    cr_assert_eq(memlog_lines(&m, "late event", lines, 8), 0);
+    fx_stop(&f);
+    memlog_close(&m);
 }
 
 /* ---- early firing, flush, key limit, eviction ---- */
