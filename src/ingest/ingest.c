@@ -23,6 +23,10 @@
 
 /* Bytes of a rejected event quoted in its log line: enough to recognise it, never a flood. */
 #define SG_INGEST_EXCERPT_MAX 64
+/* Added to the invalid_json error of a JSON body that holds one object per line. */
+#define SG_INGEST_NDJSON_HINT                                                                      \
+    "; the body looks like NDJSON (one JSON object per line): send it with Content-Type: "         \
+    "application/x-ndjson"
 
 struct sg_ingest {
     struct sg_log *log;
@@ -271,6 +275,7 @@ void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum s
 struct sg_body_ctx {
     struct sg_ingest *ing;
     struct sg_ingest_result *res;
+    enum sg_body_format fmt;
     const char *body;
     size_t len;
     int64_t now_ms;
@@ -305,8 +310,15 @@ static void body_add_error(struct sg_body_ctx *ctx, size_t index, size_t line, s
     if (rc == 0)
         rc = sg_buf_printf(b, ",\"offset\":%zu,\"error\":", offset);
     if (rc == 0) {
-        int n =
-            snprintf(text, sizeof(text), "%s: %s", sg_reject_label(why), sg_reject_message(why));
+        /* A JSON body that is invalid because it holds NDJSON says how to send it. Such a body
+         * starts with '{', so it is one event, index 0: only that error is looked at, once per
+         * body whatever the number of errors. */
+        const char *hint = why == SG_REJECT_INVALID_JSON && ctx->fmt == SG_BODY_JSON &&
+                                   index == 0 && sg_json_looks_like_ndjson(ctx->body, ctx->len)
+                               ? SG_INGEST_NDJSON_HINT
+                               : "";
+        int n = snprintf(text, sizeof(text), "%s: %s%s", sg_reject_label(why),
+                         sg_reject_message(why), hint);
         rc = sg_buf_append_json_string(b, text, SG_MIN((size_t)n, sizeof(text) - 1));
     }
     if (rc == 0)
@@ -414,7 +426,8 @@ static int body_ndjson_line(void *arg, const char *line, size_t len, bool too_lo
 int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *body, size_t len,
                    int64_t now_ms, struct sg_ingest_result *res)
 {
-    struct sg_body_ctx ctx = {.ing = ing, .res = res, .body = body, .len = len, .now_ms = now_ms};
+    struct sg_body_ctx ctx = {
+        .ing = ing, .res = res, .fmt = fmt, .body = body, .len = len, .now_ms = now_ms};
     struct sg_ndjson fr;
     int rc;
 

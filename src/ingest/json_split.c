@@ -283,3 +283,21 @@ out:
     }
     return rc;
 }
+
+bool sg_json_looks_like_ndjson(const char *body, size_t len)
+{
+    struct sg_json__scan sc = {.body = body, .len = len, .err_offset = 0, .err_msg = NULL};
+    size_t start = 0, end, i;
+    bool newline = false;
+
+    if (body == NULL)
+        return false;
+    while (start < len && sg_json__is_ws((unsigned char)body[start]))
+        start++;
+    if (start == len || body[start] != '{' || sg_json__nested_end(&sc, start, &end) != 0 ||
+        memchr(body + start, '\n', end - start) != NULL)
+        return false;
+    for (i = end; i < len && sg_json__is_ws((unsigned char)body[i]); i++)
+        newline |= body[i] == '\n';
+    return newline && i < len && body[i] == '{';
+}

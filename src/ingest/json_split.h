@@ -5,6 +5,7 @@
 #ifndef STREAMGATE_JSON_SPLIT_H
 #define STREAMGATE_JSON_SPLIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Called per element with its byte range inside the body. Return 0 to go on; a non-zero value
@@ -23,5 +24,11 @@ typedef int (*sg_json_element_cb)(void *arg, size_t index, const char *elem, siz
  * be NULL. */
 int sg_json_split(const char *body, size_t len, sg_json_element_cb cb, void *arg,
                   size_t *err_offset, const char **err_msg);
+
+/* True when the body (after leading whitespace) is a complete JSON object written on one line,
+ * then a newline, then another object's '{': NDJSON, most likely sent as application/json. Only
+ * the framing is looked at (strings, escapes, nesting), as sg_json_split does; a body that
+ * starts with an array, or a pretty-printed object spread over lines, is not NDJSON. */
+bool sg_json_looks_like_ndjson(const char *body, size_t len);
 
 #endif

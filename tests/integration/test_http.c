@@ -180,6 +180,52 @@ Test(http, ndjson_errors_name_the_line)
     sgt_stop_ok(&p);
 }
 
+Test(http, ndjson_sent_as_json_gets_a_hint)
+{
+    static const char ndjson[] = "{\"key\":\"a\",\"v\":1}\n{\"key\":\"b\",\"v\":2}\n";
+    struct sgt_proc p;
+    struct sgt_response r;
+    sgt_start(&p, NULL, NULL);
+
+    /* The usual mistake: an NDJSON file posted as application/json. The answer keeps its shape
+     * and reason; the message says what to send instead. */
+    sgt_post(p.http, "application/json", ndjson, &r);
+    cr_assert_eq(r.status, 400, "status %d: %s", r.status, r.body);
+    cr_assert_str_eq(r.body, "{\"accepted\":0,\"rejected\":1,\"errors\":[{\"index\":0,\"offset\":0,"
+                             "\"error\":\"invalid_json: not valid JSON; the body looks like NDJSON "
+                             "(one JSON object per line): send it with Content-Type: "
+                             "application/x-ndjson\"}]}");
+    sgt_response_free(&r);
+
+    /* No Content-Type means JSON too; gzip is decoded first. */
+    post_with(p.http, NULL, ndjson, sizeof(ndjson) - 1, &r);
+    cr_assert_eq(r.status, 400, "status %d: %s", r.status, r.body);
+    assert_body_has(&r, "Content-Type: application/x-ndjson");
+    sgt_response_free(&r);
+    size_t zlen;
+    void *z = sgt_gzip(ndjson, sizeof(ndjson) - 1, &zlen);
+    post_with(p.http, "Content-Type: application/json\r\nContent-Encoding: gzip\r\n", z, zlen, &r);
+    free(z);
+    cr_assert_eq(r.status, 400, "status %d: %s", r.status, r.body);
+    assert_body_has(&r, "Content-Type: application/x-ndjson");
+    sgt_response_free(&r);
+
+    /* Invalid JSON that is not NDJSON keeps the plain message. */
+    sgt_post(p.http, "application/json", "{\"key\":\"a\",}", &r);
+    cr_assert_eq(r.status, 400, "status %d: %s", r.status, r.body);
+    cr_assert_str_eq(r.body, "{\"accepted\":0,\"rejected\":1,\"errors\":[{\"index\":0,\"offset\":0,"
+                             "\"error\":\"invalid_json: not valid JSON\"}]}");
+    sgt_response_free(&r);
+
+    /* Sent as NDJSON, the same body is two events. */
+    sgt_post(p.http, "application/x-ndjson", ndjson, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    assert_body_has(&r, "\"accepted\":2,\"rejected\":0,");
+    sgt_response_free(&r);
+    cr_assert_eq(out_lines(&p, 2), 2);
+    sgt_stop_ok(&p);
+}
+
 Test(http, content_type_variants)
 {
     struct sgt_proc p;

@@ -573,6 +573,56 @@ Test(ingest, json_body_single_invalid_object)
     fx_free(&fx);
 }
 
+Test(ingest, json_body_holding_ndjson_says_so)
+{
+    struct fx fx;
+    struct body_run br;
+
+    fx_init(&fx, 1000);
+    body_run(&fx, &br, SG_BODY_JSON, "{\"key\":\"a\",\"v\":1}\n{\"key\":\"b\",\"v\":2}\n", 10);
+    cr_assert_eq(br.rc, 0);
+    cr_assert_eq(br.res.accepted, 0);
+    cr_assert_eq(br.res.rejected, 1);
+    /* The same entry and reason as any invalid body; only the message says more. */
+    cr_assert_str_eq(br.errors.data,
+                     "{\"index\":0,\"offset\":0,\"error\":\"invalid_json: not valid JSON; the "
+                     "body looks like NDJSON (one JSON object per line): send it with "
+                     "Content-Type: application/x-ndjson\"}");
+    cr_assert_eq(rejected(&fx, "http", "invalid_json"), 1);
+    body_free(&br);
+
+    /* Sent as NDJSON, the same body is two events. */
+    body_run(&fx, &br, SG_BODY_NDJSON, "{\"key\":\"a\",\"v\":1}\n{\"key\":\"b\",\"v\":2}\n", 10);
+    cr_assert_eq(br.res.accepted, 2);
+    body_free(&br);
+    fx_free(&fx);
+}
+
+Test(ingest, json_body_hint_only_for_ndjson)
+{
+    static const char *const bodies[] = {
+        "{\"key\":\"a\",}",                             /* invalid, one line */
+        "{\"key\":\"a\"} {\"key\":\"b\"}",              /* two objects, no newline */
+        "{\n \"key\": \"a\"\n}\n{\n \"key\": \"b\"\n}", /* pretty-printed, one after another */
+        "[{\"key\":\"a\"},{\"key\":\"a\",}]",           /* an invalid element of an array */
+        "[{\"key\":\"a\"},\n{\"key\":\"a\",}\n,{\"key\":\"b\"}]", /* the same over lines */
+    };
+    struct fx fx;
+    struct body_run br;
+
+    fx_init(&fx, 1000);
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        body_run(&fx, &br, SG_BODY_JSON, bodies[i], 10);
+        cr_assert_eq(br.rc, 0, "%s", bodies[i]);
+        cr_assert_geq(br.res.rejected, 1, "%s", bodies[i]);
+        cr_assert_not_null(strstr(br.errors.data, "invalid_json: not valid JSON\""), "%s: %s",
+                           bodies[i], br.errors.data);
+        cr_assert_null(strstr(br.errors.data, "NDJSON"), "%s: %s", bodies[i], br.errors.data);
+        body_free(&br);
+    }
+    fx_free(&fx);
+}
+
 Test(ingest, json_body_array_with_mixed_elements)
 {
     struct fx fx;

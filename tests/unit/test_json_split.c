@@ -470,3 +470,71 @@ Test(json_split, counts_around_the_remembered_elements)
         free(body);
     }
 }
+
+/* sg_json_looks_like_ndjson on a heap copy of exactly the text's length. */
+static bool looks_like_ndjson(const char *s)
+{
+    size_t len = strlen(s);
+    free(heap_copy);
+    heap_copy = malloc(len ? len : 1);
+    cr_assert_not_null(heap_copy);
+    memcpy(heap_copy, s, len);
+    return sg_json_looks_like_ndjson(heap_copy, len);
+}
+
+Test(json_split, ndjson_is_one_object_per_line)
+{
+    static const char *const yes[] = {
+        "{\"key\":\"a\",\"v\":1}\n{\"key\":\"b\",\"v\":2}\n",
+        "{\"key\":\"a\"}\r\n{\"key\":\"b\"}\r\n",
+        "  \n{\"key\":\"a\"}\n\n\n{\"key\":\"b\"}",
+        "{\"key\":\"a\"} \t\n {\"key\":\"b\"}",
+        /* Only the start of the second object is looked at. */
+        "{\"key\":\"a\"}\n{\"key\":",
+        /* Framing only: what is inside the first object is for the decoder to judge. */
+        "{\"key\":\"a\",}\n{\"key\":\"b\"}",
+        /* Brackets, quotes and escaped newlines inside strings are not structure. */
+        "{\"key\":\"}\\n{\\\"\",\"n\":{\"a\":[1,{}]}}\n{\"key\":\"b\"}",
+    };
+    static const char *const no[] = {
+        "",
+        "   \n ",
+        "{\"key\":\"a\"}",
+        "{\"key\":\"a\"}\n",
+        "{\"key\":\"a\"} {\"key\":\"b\"}",
+        "{\"key\":\"a\"}{\"key\":\"b\"}",
+        "{\"key\":\"a\"}\nxyz",
+        "{\"key\":\"a\"}\n[1]",
+        "[{\"key\":\"a\"}]\n[{\"key\":\"b\"}]",
+        "[{\"key\":\"a\"},\n{\"key\":\"b\"}]",
+        "\"text\"\n{\"key\":\"b\"}",
+        "12\n{\"key\":\"b\"}",
+        /* Pretty-printed objects one after another are not NDJSON. */
+        "{\n  \"key\": \"a\"\n}\n{\n  \"key\": \"b\"\n}",
+        /* The first object never ends, or ends too early. */
+        "{\"key\":\"a\"\n{\"key\":\"b\"}",
+        "{\"key\":\"a}\n{\"key\":\"b\"}",
+        "{\"key\":[\"a\"}\n{\"key\":\"b\"}",
+        "}\n{\"key\":\"b\"}",
+    };
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        cr_assert(looks_like_ndjson(yes[i]), "not taken for NDJSON: %s", yes[i]);
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        cr_assert_not(looks_like_ndjson(no[i]), "taken for NDJSON: %s", no[i]);
+    cr_assert_not(sg_json_looks_like_ndjson(NULL, 0));
+}
+
+Test(json_split, ndjson_check_stays_inside_the_body)
+{
+    /* Every prefix of an NDJSON body, each in a buffer of exactly its length. */
+    const char *body = "{\"key\":\"a\",\"s\":\"x\\\"}\"}\n{\"key\":\"b\"}";
+    size_t len = strlen(body);
+    for (size_t n = 0; n <= len; n++) {
+        free(heap_copy);
+        heap_copy = malloc(n ? n : 1);
+        cr_assert_not_null(heap_copy);
+        memcpy(heap_copy, body, n);
+        bool want = n > strlen("{\"key\":\"a\",\"s\":\"x\\\"}\"}\n");
+        cr_assert_eq(sg_json_looks_like_ndjson(heap_copy, n), want, "prefix of %zu bytes", n);
+    }
+}
