@@ -35,7 +35,33 @@ struct sg_log;
 struct sg_metrics;
 struct sg_streams;
 
-/* One window result, rendered. Valid only during the callback. */
+/* A statistic of a result. `has_value` is false where the JSON has null: the value is not
+ * finite (a sum that overflowed, say); `value` is then what was computed. */
+struct sg_result_stat {
+    double value;
+    bool has_value;
+};
+
+/* A quantile of a field, under its name as configured in window.quantiles ("p50", "p99.9"). */
+struct sg_result_quantile {
+    const char *name; /* NUL-terminated */
+    struct sg_result_stat value;
+};
+
+/* One field's statistics, the numbers its JSON member holds. */
+struct sg_result_field {
+    const char *name; /* as the events spell it, NUL-terminated */
+    size_t name_len;
+    uint64_t count; /* finite values folded in; at least 1 */
+    struct sg_result_stat sum, min, max, mean, stddev, first, last;
+    /* window.quantiles in their order; none when the field's sketch could not be allocated
+     * (the JSON leaves them out too). */
+    const struct sg_result_quantile *quantiles;
+    size_t nquantiles;
+};
+
+/* One window result: its numbers, and the same rendered as JSON. Everything it points to is
+ * borrowed from the engine and valid only during the callback. */
 struct sg_window_result {
     const char *key;
     size_t key_len;
@@ -43,10 +69,17 @@ struct sg_window_result {
     int64_t window_start; /* epoch ms, inclusive */
     int64_t window_end;   /* epoch ms, exclusive */
     bool final;
+    uint64_t count;    /* events in the window */
+    bool has_distinct; /* window.distinct_field is set */
+    uint64_t distinct; /* the distinct estimate, rounded as the JSON writes it */
+    /* The fields in the JSON's order; a field that saw no finite value is left out of both. */
+    const struct sg_result_field *fields;
+    size_t nfields;
     /* The result as one JSON object, no trailing newline:
      * {"key":..,"window_start":..,"window_end":..,"count":..,"fields":{"<name>":{"count":..,
      *  "sum":..,"min":..,"max":..,"mean":..,"stddev":..,"first":..,"last":..,"p50":..}},
-     *  "distinct":..,"final":..} ("distinct" only when window.distinct_field is set). */
+     *  "distinct":..,"final":..} ("distinct" only when window.distinct_field is set). The
+     * numbers above are the ones written here, so a writer never needs to parse it back. */
     const char *json;
     size_t json_len;
 };

@@ -1,6 +1,8 @@
-/* Window results as JSON: key, window bounds, count, per-field statistics and quantiles, the
- * distinct count and the final flag, in that order. Numbers use the shortest text that reads
- * back as the same double, so results are exact and compact. */
+/* Window results: their numbers (the view a result callback gets beside the JSON), and the JSON
+ * written from those numbers: key, window bounds, count, per-field statistics and quantiles,
+ * the distinct count and the final flag, in that order. Numbers use the shortest text that
+ * reads back as the same double, so results are exact and compact. */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -77,15 +79,17 @@ int sg_result__append_double(struct sg_buf *out, double v)
     return sg_buf_append_str(out, num);
 }
 
-/* "name":value, with a comma before. */
-static int sg_result__member(struct sg_buf *out, const char *name, double v)
+/* "name":value, with a comma before; null for a statistic without a value. */
+static int sg_result__member(struct sg_buf *out, const char *name, struct sg_result_stat v)
 {
     int rc = sg_buf_append_str(out, ",\"");
     if (rc == 0)
         rc = sg_buf_append_str(out, name);
     if (rc == 0)
         rc = sg_buf_append_str(out, "\":");
-    return rc ? rc : sg_result__append_double(out, v);
+    if (rc != 0)
+        return rc;
+    return v.has_value ? sg_result__append_double(out, v.value) : sg_buf_append_str(out, "null");
 }
 
 /* Significant digits of a quantile estimate as written: it is within 1% of the truth, so
@@ -121,85 +125,160 @@ static double sg_result__quantile(const struct sg_agg *a, double q)
     return v;
 }
 
-static int sg_result__field(const struct sg_streams *st, const struct sg_wfield *f,
-                            struct sg_buf *out)
+static struct sg_result_stat sg_result__stat(double v)
+{
+    struct sg_result_stat s = {.value = v, .has_value = isfinite(v)};
+    return s;
+}
+
+/* One field's numbers; its quantiles go to `q` (room for st->nquantiles). */
+static void sg_result__fill_field(const struct sg_streams *st, const struct sg_wfield *f,
+                                  struct sg_result_field *rf, struct sg_result_quantile *q)
 {
     const struct sg_agg *a = &f->agg;
-    int rc = sg_buf_append_json_string(out, st->names[f->id], strlen(st->names[f->id]));
+    rf->name = st->names[f->id];
+    rf->name_len = strlen(rf->name);
+    rf->count = a->count;
+    rf->sum = sg_result__stat(a->sum);
+    rf->min = sg_result__stat(a->min);
+    rf->max = sg_result__stat(a->max);
+    rf->mean = sg_result__stat(a->mean);
+    rf->stddev = sg_result__stat(sg_agg_stddev(a));
+    rf->first = sg_result__stat(a->first);
+    rf->last = sg_result__stat(a->last);
+    /* No sketch: it could not be allocated; the quantiles are left out rather than guessed. */
+    rf->quantiles = a->sketch ? q : NULL;
+    rf->nquantiles = a->sketch ? st->nquantiles : 0;
+    for (size_t i = 0; i < rf->nquantiles; i++) {
+        q[i].name = st->quantile_names[i];
+        q[i].value = sg_result__stat(sg_result__quantile(a, st->quantiles[i]));
+    }
+}
+
+/* Room in the engine's view for `nfields` fields and their quantiles. The view is made at the
+ * first result for event.max_fields fields and then reused: a result allocates nothing. */
+static int sg_result__view_reserve(struct sg_streams *st, size_t nfields)
+{
+    if (nfields <= st->view_cap)
+        return 0;
+    size_t cap = nfields > st->max_fields ? nfields : st->max_fields;
+    size_t fields_bytes = cap * sizeof(struct sg_result_field);
+    void *p = malloc(fields_bytes + cap * st->nquantiles * sizeof(struct sg_result_quantile));
+    if (!p)
+        return -ENOMEM;
+    free(st->view_fields);
+    st->view_fields = p;
+    st->view_quantiles = (struct sg_result_quantile *)(void *)((char *)p + fields_bytes);
+    st->view_cap = cap;
+    return 0;
+}
+
+/* Fills `res` with window w's numbers, in the engine's view (valid until the next result). */
+static int sg_result__view(struct sg_streams *st, const struct sg_window *w, bool final,
+                           struct sg_window_result *res)
+{
+    if (sg_result__view_reserve(st, w->nfields) != 0)
+        return -ENOMEM;
+    size_t n = 0;
+    for (unsigned i = 0; i < w->nfields; i++) {
+        const struct sg_wfield *f = sg_window__field_at(st, w, i);
+        if (f->agg.count == 0) /* only non-finite values: nothing to report */
+            continue;
+        sg_result__fill_field(st, f, &st->view_fields[n], st->view_quantiles + n * st->nquantiles);
+        n++;
+    }
+    *res = (struct sg_window_result){
+        .key = w->stream->key,
+        .key_len = w->stream->key_len,
+        .partition = w->stream->partition,
+        .window_start = w->start,
+        .window_end = w->end,
+        .final = final,
+        .count = w->count,
+        .has_distinct = st->distinct,
+        .distinct = st->distinct ? (uint64_t)llround(sg_hll_estimate(sg_window__hll(w))) : 0,
+        .fields = n ? st->view_fields : NULL,
+        .nfields = n,
+    };
+    return 0;
+}
+
+static int sg_result__field_json(const struct sg_result_field *rf, struct sg_buf *out)
+{
+    int rc = sg_buf_append_json_string(out, rf->name, rf->name_len);
     if (rc == 0)
         rc = sg_buf_append_str(out, ":{\"count\":");
     if (rc == 0)
-        rc = sg_buf_append_uint(out, a->count);
+        rc = sg_buf_append_uint(out, rf->count);
     if (rc == 0)
-        rc = sg_result__member(out, "sum", a->sum);
+        rc = sg_result__member(out, "sum", rf->sum);
     if (rc == 0)
-        rc = sg_result__member(out, "min", a->min);
+        rc = sg_result__member(out, "min", rf->min);
     if (rc == 0)
-        rc = sg_result__member(out, "max", a->max);
+        rc = sg_result__member(out, "max", rf->max);
     if (rc == 0)
-        rc = sg_result__member(out, "mean", a->mean);
+        rc = sg_result__member(out, "mean", rf->mean);
     if (rc == 0)
-        rc = sg_result__member(out, "stddev", sg_agg_stddev(a));
+        rc = sg_result__member(out, "stddev", rf->stddev);
     if (rc == 0)
-        rc = sg_result__member(out, "first", a->first);
+        rc = sg_result__member(out, "first", rf->first);
     if (rc == 0)
-        rc = sg_result__member(out, "last", a->last);
-    /* No sketch: it could not be allocated; the quantiles are left out rather than guessed. */
-    for (size_t i = 0; rc == 0 && a->sketch && i < st->nquantiles; i++) {
+        rc = sg_result__member(out, "last", rf->last);
+    for (size_t i = 0; rc == 0 && i < rf->nquantiles; i++) {
+        const struct sg_result_quantile *q = &rf->quantiles[i];
         rc = sg_buf_append_char(out, ',');
         if (rc == 0)
-            rc = sg_buf_append_json_string(out, st->quantile_names[i],
-                                           strlen(st->quantile_names[i]));
+            rc = sg_buf_append_json_string(out, q->name, strlen(q->name));
         if (rc == 0)
             rc = sg_buf_append_char(out, ':');
         if (rc == 0)
-            rc = sg_result__append_double(out, sg_result__quantile(a, st->quantiles[i]));
+            rc = q->value.has_value ? sg_result__append_double(out, q->value.value)
+                                    : sg_buf_append_str(out, "null");
     }
     return rc ? rc : sg_buf_append_char(out, '}');
 }
 
-int sg_result__render(const struct sg_streams *st, const struct sg_window *w, int final,
-                      struct sg_buf *out)
+/* The JSON of a filled view: written from its numbers, so the two always agree. */
+static int sg_result__json(const struct sg_window_result *res, int final, struct sg_buf *out)
 {
-    const struct sg_stream *s = w->stream;
     int rc = sg_buf_append_str(out, "{\"key\":");
     if (rc == 0)
-        rc = sg_buf_append_json_string(out, s->key, s->key_len);
+        rc = sg_buf_append_json_string(out, res->key, res->key_len);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"window_start\":");
     if (rc == 0)
-        rc = sg_buf_append_int(out, w->start);
+        rc = sg_buf_append_int(out, res->window_start);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"window_end\":");
     if (rc == 0)
-        rc = sg_buf_append_int(out, w->end);
+        rc = sg_buf_append_int(out, res->window_end);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"count\":");
     if (rc == 0)
-        rc = sg_buf_append_uint(out, w->count);
+        rc = sg_buf_append_uint(out, res->count);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"fields\":{");
-
-    bool first = true;
-    for (unsigned i = 0; rc == 0 && i < w->nfields; i++) {
-        const struct sg_wfield *f = sg_window__field_at(st, w, i);
-        if (f->agg.count == 0) /* only non-finite values: nothing to report */
-            continue;
-        if (!first)
+    for (size_t i = 0; rc == 0 && i < res->nfields; i++) {
+        if (i > 0)
             rc = sg_buf_append_char(out, ',');
-        first = false;
         if (rc == 0)
-            rc = sg_result__field(st, f, out);
+            rc = sg_result__field_json(&res->fields[i], out);
     }
     if (rc == 0)
         rc = sg_buf_append_char(out, '}');
-    if (rc == 0 && st->distinct) {
-        double d = sg_hll_estimate(sg_window__hll(w));
-        rc = sg_buf_printf(out, ",\"distinct\":%" PRIu64, (uint64_t)llround(d));
-    }
+    if (rc == 0 && res->has_distinct)
+        rc = sg_buf_printf(out, ",\"distinct\":%" PRIu64, res->distinct);
     if (rc == 0 && final >= 0)
         rc = sg_buf_append_str(out, final ? ",\"final\":true" : ",\"final\":false");
     return rc ? rc : sg_buf_append_char(out, '}');
+}
+
+int sg_result__render(struct sg_streams *st, const struct sg_window *w, int final,
+                      struct sg_buf *out)
+{
+    struct sg_window_result res;
+    int rc = sg_result__view(st, w, final > 0, &res);
+    return rc ? rc : sg_result__json(&res, final, out);
 }
 
 void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool final)
@@ -207,21 +286,16 @@ void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool fina
     if (!st->cbs.result)
         return;
     sg_buf_reset(&st->out);
-    int rc = sg_result__render(st, w, final, &st->out);
+    struct sg_window_result res;
+    int rc = sg_result__view(st, w, final, &res);
+    if (rc == 0)
+        rc = sg_result__json(&res, final, &st->out);
     if (rc != 0) {
         /* Out of memory, or a result past SG_STREAMS_RESULT_MAX: this one is lost. */
         sg_streams__oom(st, "window result");
         return;
     }
-    struct sg_window_result res = {
-        .key = w->stream->key,
-        .key_len = w->stream->key_len,
-        .partition = w->stream->partition,
-        .window_start = w->start,
-        .window_end = w->end,
-        .final = final,
-        .json = st->out.data,
-        .json_len = st->out.len,
-    };
+    res.json = st->out.data;
+    res.json_len = st->out.len;
     st->cbs.result(st->cbs.arg, &res);
 }

@@ -144,8 +144,12 @@ struct sg_streams {
     bool emit_armed;
     int64_t next_emit_ms;
 
-    /* Rendering. */
+    /* Rendering: the JSON, and the view of the same numbers (result.c; one allocation, fields
+     * then their quantiles, made at the first result and reused). */
     struct sg_buf out;
+    struct sg_result_field *view_fields;
+    struct sg_result_quantile *view_quantiles;
+    size_t view_cap;
 
     /* Bytes requested from malloc for keys, windows (their sketches included) and tables (not
      * counting malloc's own overhead, or bucket arrays sketches allocate for wide ranges),
@@ -212,10 +216,12 @@ void sg_window__free_all(struct sg_streams *st);
 int64_t sg_window__next_due(const struct sg_streams *st);
 
 /* result.c */
-/* Appends the JSON object of one window. `final` < 0 leaves the "final" member out. */
-int sg_result__render(const struct sg_streams *st, const struct sg_window *w, int final,
+/* Appends the JSON object of one window. `final` < 0 leaves the "final" member out. Uses the
+ * engine's view, so it may not run while a result callback holds one. */
+int sg_result__render(struct sg_streams *st, const struct sg_window *w, int final,
                       struct sg_buf *out);
-/* Renders a window into the engine's buffer and hands it to the result callback. */
+/* Fills the view of a window and renders its JSON into the engine's buffer, then hands both to
+ * the result callback. */
 void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool final);
 /* Appends the shortest decimal text that reads back as exactly `v`; null when not finite. */
 int sg_result__append_double(struct sg_buf *out, double v);

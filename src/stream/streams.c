@@ -398,6 +398,7 @@ void sg_streams_destroy(struct sg_streams *st)
     free(st->quantiles);
     free(st->quantile_names);
     sg_buf_free(&st->out);
+    free(st->view_fields);
     free(st);
 }
 

@@ -46,6 +46,7 @@ struct fx {
     size_t nlate;
     struct sg_event ev;
     struct sg_log *log; /* NULL: the engine logs nothing */
+    size_t views_checked;
 };
 
 /* A NUL-terminated copy of a slice that is not terminated (strndup may read past it). */
@@ -58,9 +59,84 @@ static char *copy_slice(const char *p, size_t len)
     return c;
 }
 
+static bool same_double(double a, double b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/* One statistic of the view against its JSON member: null exactly when it has no value, else
+ * the same double, bit for bit. */
+static void check_stat(const cJSON *field, const cJSON *member, const char *name,
+                       struct sg_result_stat s, const char *json)
+{
+    cr_assert_not_null(member, "%s: no member %s: %s", field->string, name, json);
+    cr_assert_str_eq(member->string, name, "%s: member %s where %s was expected: %s", field->string,
+                     member->string, name, json);
+    if (!s.has_value) {
+        cr_assert(cJSON_IsNull(member), "%s.%s: the view has no value, the JSON %g: %s",
+                  field->string, name, member->valuedouble, json);
+        cr_assert(!isfinite(s.value), "%s.%s: a finite value %g without has_value", field->string,
+                  name, s.value);
+        return;
+    }
+    cr_assert(cJSON_IsNumber(member), "%s.%s: the view has %.17g, the JSON none: %s", field->string,
+              name, s.value, json);
+    cr_assert(same_double(member->valuedouble, s.value), "%s.%s: view %.17g, JSON %.17g",
+              field->string, name, s.value, member->valuedouble);
+}
+
+/* The result's view holds the numbers its JSON holds: the same members in the same order, the
+ * same doubles, no value exactly where the JSON has null. Runs on every result of every test
+ * here, while the view is still valid. */
+static void check_view(const struct sg_window_result *r)
+{
+    cJSON *root = cJSON_ParseWithLength(r->json, r->json_len);
+    cr_assert_not_null(root, "not JSON: %.*s", (int)r->json_len, r->json);
+    const char *json = cJSON_PrintUnformatted(root);
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "count");
+    cr_assert(cJSON_IsNumber(count) && count->valuedouble == (double)r->count,
+              "count %" PRIu64 ": %s", r->count, json);
+    const cJSON *distinct = cJSON_GetObjectItemCaseSensitive(root, "distinct");
+    cr_assert_eq(r->has_distinct, distinct != NULL, "%s", json);
+    if (distinct)
+        cr_assert(cJSON_IsNumber(distinct) && distinct->valuedouble == (double)r->distinct,
+                  "distinct %" PRIu64 ": %s", r->distinct, json);
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(root, "fields");
+    cr_assert(cJSON_IsObject(fields), "%s", json);
+    const cJSON *fld = fields->child;
+    for (size_t i = 0; i < r->nfields; i++, fld = fld->next) {
+        const struct sg_result_field *rf = &r->fields[i];
+        cr_assert_not_null(fld, "the view has field %zu (%s), the JSON not: %s", i, rf->name, json);
+        cr_assert_eq(strlen(rf->name), rf->name_len);
+        cr_assert_str_eq(fld->string, rf->name, "%s", json);
+        const cJSON *m = fld->child;
+        cr_assert(cJSON_IsNumber(m) && strcmp(m->string, "count") == 0 &&
+                      m->valuedouble == (double)rf->count,
+                  "%s.count %" PRIu64 ": %s", rf->name, rf->count, json);
+        cr_assert_geq(rf->count, 1);
+        const struct sg_result_stat stats[] = {rf->sum,    rf->min,   rf->max, rf->mean,
+                                               rf->stddev, rf->first, rf->last};
+        static const char *const names[] = {"sum", "min", "max", "mean", "stddev", "first", "last"};
+        for (size_t k = 0; k < SG_ARRAY_SIZE(stats); k++) {
+            m = m->next;
+            check_stat(fld, m, names[k], stats[k], json);
+        }
+        for (size_t q = 0; q < rf->nquantiles; q++) {
+            m = m->next;
+            check_stat(fld, m, rf->quantiles[q].name, rf->quantiles[q].value, json);
+        }
+        cr_assert_null(m->next, "%s: the JSON has more members than the view: %s", rf->name, json);
+    }
+    cr_assert_null(fld, "the JSON has more fields than the view: %s", json);
+    cJSON_free((void *)json);
+    cJSON_Delete(root);
+}
+
 static void on_result(void *arg, const struct sg_window_result *r)
 {
     struct fx *f = arg;
+    check_view(r);
+    f->views_checked++;
     if (f->nres == f->capres) {
         f->capres = f->capres ? f->capres * 2 : 16;
         f->res = realloc(f->res, f->capres * sizeof(*f->res));
@@ -1324,6 +1400,58 @@ Test(result, overflowing_sum_is_null_not_inf)
     const cJSON *sum = cJSON_GetObjectItemCaseSensitive(field_of(root, "v"), "sum");
     cr_assert(cJSON_IsNull(sum));
     cr_assert_eq(num(field_of(root, "v"), "max"), 1.5e308);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+/* The view a result callback gets holds what the JSON says, in several shapes of result:
+ * quantiles and a distinct count, a field that saw only non-finite values (left out of both),
+ * a sum that overflowed (no value, null), several keys and windows, and no quantiles at all.
+ * check_view, run on every result, compares each one. */
+Test(result, view_holds_the_numbers_of_the_json)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "window.quantiles", "p50,p90,p99.9");
+    set_opt(&f, "window.distinct_field", "user");
+    f.cfg.window_allowed_lateness_ms = 100000;
+    fx_start(&f);
+    static const char *const names[] = {"temp", "empty", "big", "sp ace"};
+    double v1[] = {21.5, NAN, 1.5e308, 0.1};
+    double v2[] = {-3.25, INFINITY, 1.5e308, 0.2};
+    cr_assert_eq(add_fields(&f, "a", 10, 0, names, v1, 4, "alice"), 0);
+    cr_assert_eq(add_fields(&f, "a", 20, 0, names, v2, 4, "bob"), 0);
+    cr_assert_eq(add_fields(&f, "b", 30, 0, names, v1, 1, NULL), 0);
+    cr_assert_eq(add_fields(&f, "b", 1500, 0, names + 3, v2 + 3, 1, "carol"), 0);
+    for (int i = 0; i < 50; i++) {
+        double v = i * 1.25;
+        cr_assert_eq(add_fields(&f, "c", 2000 + i, 0, names, &v, 1, i % 2 ? "x" : "y"), 0);
+    }
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 4);
+    cr_assert_eq(f.views_checked, 4);
+
+    struct rec_result *a = find_result(&f, "a", 0);
+    cr_assert_not_null(a);
+    cJSON *root = parse(a->json);
+    cr_assert_null(field_of(root, "empty"), "%s", a->json);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(field_of(root, "big"), "sum")));
+    cr_assert_eq(num(field_of(root, "big"), "p99.9"), 1.5e308);
+    cr_assert_eq(num(root, "distinct"), 2);
+    cJSON_Delete(root);
+    fx_stop(&f);
+
+    /* No quantiles, no distinct count. */
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    fx_start(&f);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(add(&f, "k", i * 300, 0, i - 2.5), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    cr_assert_eq(f.views_checked, 2);
+    root = parse(f.res[0].json);
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(root, "distinct"));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(field_of(root, "v"), "p50"));
     cJSON_Delete(root);
     fx_stop(&f);
 }
