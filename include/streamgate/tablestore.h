@@ -307,6 +307,32 @@ struct sg_ts_table_writes {
 int sg_ts_bwr_build(struct sg_buf *out, const struct sg_ts_table_writes *tables, size_t table_count,
                     char *errstr, size_t errstr_size);
 
+/* One row of a BatchWriteRow already encoded: `row` holds the row_change bytes exactly as
+ * sg_ts_pb_encode wrote them for the write's kind (SG_TS_ROW_PUT for PUT, SG_TS_ROW_UPDATE for
+ * UPDATE, SG_TS_ROW_DELETE with the primary key alone for DELETE), header included. A writer
+ * that holds rows for a while keeps them so: the encoding is a fraction of the size of the
+ * row's columns, and nothing is encoded twice when a row is sent again. */
+struct sg_ts_encoded_write {
+    enum sg_ts_write_type type;
+    const void *row;
+    size_t row_len;
+    enum sg_ts_expect expect;
+    enum sg_ts_return return_type;
+};
+
+struct sg_ts_encoded_table_writes {
+    const char *table; /* NUL-terminated */
+    const struct sg_ts_encoded_write *writes;
+    size_t write_count;
+};
+
+/* Appends the serialized BatchWriteRowRequest of rows given encoded: the same bytes
+ * sg_ts_bwr_build gives for the rows they encode. The rows are taken as they are: only their
+ * header is checked (-EINVAL), so they must come from sg_ts_pb_encode. Limits and errors are
+ * otherwise those of sg_ts_bwr_build. */
+int sg_ts_bwr_build_encoded(struct sg_buf *out, const struct sg_ts_encoded_table_writes *tables,
+                            size_t table_count, char *errstr, size_t errstr_size);
+
 /* The outcome of one row, in request order. Strings are NUL-terminated and owned by the result. */
 struct sg_ts_row_result {
     bool ok;

@@ -22,7 +22,8 @@
  * - a parsed error body leaves NUL-terminated strings within their buffers, and an error body
  *   built from them parses back to the same strings when they were not cut short;
  * - a request row whose decoded row is valid for its write type is rebuilt by sg_ts_bwr_build
- *   into a request that unpacks to the same tables, types and rows. */
+ *   into a request that unpacks to the same tables, types and rows, and the same rows encoded
+ *   one by one (sg_ts_pb_encode) and assembled by sg_ts_bwr_build_encoded give the same bytes. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -311,6 +312,58 @@ static int kind_of_write_type(Ots__OperationType type)
                : SG_TS_WRITE_DELETE;
 }
 
+/* The request of `tables` assembled from its rows encoded one by one must be `want`. */
+static void check_encoded_build(const struct sg_ts_table_writes *tables, size_t ntables,
+                                size_t nwrites, const struct sg_buf *want)
+{
+    struct sg_ts_encoded_table_writes *et = calloc(ntables, sizeof(*et));
+    struct sg_ts_encoded_write *ew = calloc(nwrites, sizeof(*ew));
+    size_t *end = calloc(nwrites, sizeof(*end));
+    struct sg_buf rows, out;
+    size_t w = 0;
+
+    if (!et || !ew || !end)
+        abort();
+    sg_buf_init(&rows, 0);
+    sg_buf_init(&out, 0);
+    for (size_t t = 0; t < ntables; t++) {
+        for (size_t r = 0; r < tables[t].write_count; r++, w++) {
+            const struct sg_ts_write *wr = &tables[t].writes[r];
+            struct sg_ts_row row = *wr->row;
+            if (wr->type == SG_TS_WRITE_DELETE) {
+                row.attrs = NULL;
+                row.attr_count = 0;
+            }
+            if (sg_ts_pb_encode(&rows, kind_of_write((Ots__OperationType)wr->type), &row, NULL,
+                                0) != 0)
+                fail("a row sg_ts_bwr_build encoded does not encode alone");
+            end[w] = rows.len;
+        }
+    }
+    w = 0;
+    for (size_t t = 0; t < ntables; t++) {
+        et[t].table = tables[t].table;
+        et[t].writes = &ew[w];
+        et[t].write_count = tables[t].write_count;
+        for (size_t r = 0; r < tables[t].write_count; r++, w++) {
+            size_t start = w ? end[w - 1] : 0;
+            ew[w].type = tables[t].writes[r].type;
+            ew[w].row = rows.data + start;
+            ew[w].row_len = end[w] - start;
+            ew[w].expect = tables[t].writes[r].expect;
+            ew[w].return_type = tables[t].writes[r].return_type;
+        }
+    }
+    if (sg_ts_bwr_build_encoded(&out, et, ntables, NULL, 0) != 0 || out.len != want->len ||
+        memcmp(out.data, want->data, out.len) != 0)
+        fail("a request assembled from encoded rows differs from the one built from the rows");
+    sg_buf_free(&out);
+    sg_buf_free(&rows);
+    free(end);
+    free(ew);
+    free(et);
+}
+
 /* A BatchWriteRowRequest: decode every row; rebuild the valid ones and compare. */
 static void fuzz_bwr_request(const uint8_t *buf, size_t len)
 {
@@ -390,6 +443,7 @@ static void fuzz_bwr_request(const uint8_t *buf, size_t len)
                 }
             }
             ots__batch_write_row_request__free_unpacked(again, NULL);
+            check_encoded_build(tables, ntables, nwrites, &out);
         } else if (rc != -EINVAL && rc != -E2BIG) {
             fail("sg_ts_bwr_build failed with an unexpected code");
         }
