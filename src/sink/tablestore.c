@@ -477,44 +477,51 @@ static struct ts_row *rb_finish(struct ts_sink *ts, struct row_builder *rb, enum
     return r;
 }
 
+/* Adds a field's statistic when it has a value (the JSON's null writes no column). */
+static int rb_add_stat(struct row_builder *rb, const char *field, const char *name,
+                       struct sg_result_stat v)
+{
+    return v.has_value ? rb_add(rb, field, name, strlen(name), sg_ts_double(v.value)) : 0;
+}
+
 /* Adds one window result's cells: PK (key, window_start), then window_end, count, per field
- * its statistics, distinct, final. The values come from the result's JSON, parsed once. */
+ * its statistics, distinct, final. The values are the result's own numbers, the ones its JSON
+ * holds. */
 static int build_result_row(struct ts_sink *ts, const struct sg_window_result *res)
 {
     struct row_builder *rb = ts->rb;
-    cJSON *doc = cJSON_ParseWithLength(res->json, res->json_len);
-    if (!doc)
-        return -EINVAL;
     int rc = rb_add(rb, NULL, "key", 3, sg_ts_string(res->key, res->key_len));
     if (rc == 0)
         rc = rb_add(rb, NULL, "window_start", 12, sg_ts_int(res->window_start));
     rb->npk = 2;
     if (rc == 0)
         rc = rb_add(rb, NULL, "window_end", 10, sg_ts_int(res->window_end));
-    const cJSON *count = cJSON_GetObjectItemCaseSensitive(doc, "count");
-    if (rc == 0 && cJSON_IsNumber(count))
-        rc = rb_add(rb, NULL, "count", 5, sg_ts_int((int64_t)count->valuedouble));
-    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(doc, "fields");
-    const cJSON *field;
-    cJSON_ArrayForEach(field, fields)
-    {
-        const cJSON *stat;
-        cJSON_ArrayForEach(stat, field)
-        {
-            if (rc != 0)
-                break;
-            if (!cJSON_IsNumber(stat))
-                continue; /* null: no value (an empty window has no min) */
-            rc = rb_add(rb, field->string, stat->string, strlen(stat->string),
-                        sg_ts_double(stat->valuedouble));
-        }
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "count", 5, sg_ts_int((int64_t)res->count));
+    for (size_t i = 0; rc == 0 && i < res->nfields; i++) {
+        const struct sg_result_field *f = &res->fields[i];
+        rc = rb_add(rb, f->name, "count", 5, sg_ts_double((double)f->count));
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "sum", f->sum);
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "min", f->min);
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "max", f->max);
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "mean", f->mean);
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "stddev", f->stddev);
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "first", f->first);
+        if (rc == 0)
+            rc = rb_add_stat(rb, f->name, "last", f->last);
+        for (size_t q = 0; rc == 0 && q < f->nquantiles; q++)
+            rc = rb_add_stat(rb, f->name, f->quantiles[q].name, f->quantiles[q].value);
     }
-    const cJSON *distinct = cJSON_GetObjectItemCaseSensitive(doc, "distinct");
-    if (rc == 0 && cJSON_IsNumber(distinct))
-        rc = rb_add(rb, NULL, "distinct", 8, sg_ts_int((int64_t)distinct->valuedouble));
+    if (rc == 0 && res->has_distinct)
+        rc = rb_add(rb, NULL, "distinct", 8, sg_ts_int((int64_t)res->distinct));
     if (rc == 0)
         rc = rb_add(rb, NULL, "final", 5, sg_ts_bool(res->final));
-    cJSON_Delete(doc);
     return rc;
 }
 
