@@ -43,9 +43,9 @@
  * protobuf framing of every row and its condition. */
 #define TS_REQUEST_MARGIN (64 * 1024)
 #define TS_ROW_FRAMING    32
-/* What a held row costs beyond its own allocation (map slot, list links, request arrays);
- * charged to the budget with it. */
-#define TS_ROW_OVERHEAD 96
+/* What a held row costs beyond its own allocation, charged to the budget with it: its one to
+ * two slots in the index's bucket array (8 bytes each) and malloc's header and rounding. */
+#define TS_ROW_OVERHEAD 32
 /* Consecutive failed requests after which the writer reports itself unhealthy. */
 #define TS_UNHEALTHY_AFTER 3
 /* Most response header bytes kept for the signature check. */
@@ -88,26 +88,51 @@ static const char *const ts_known_codes[] = {
 };
 #define TS_NCODES (SG_ARRAY_SIZE(ts_known_codes) + 1) /* + "other" */
 
+/* A row held until it is written: what it weighs on the wire, and little else. One
+ * allocation: this header, then the row's identity (the index key: its table kind, then each
+ * primary key value as a 32-bit length and its bytes, integers as 8 bytes), then the row
+ * encoded exactly as it is sent (PlainBuffer, header included), then for a raw event the event
+ * as received (its dead-letter record; a result's is decoded from the encoding when needed).
+ * The key for logs is the first primary key value, inside the identity. */
 struct ts_row {
     struct ts_row *prev, *next; /* pending or waiting list */
     struct ts_row *hnext;       /* hash chain */
     struct ts_row *newer;       /* a newer version waiting for this in-flight row */
     uint64_t hash;
-    enum ts_kind kind;
-    enum ts_state state;
-    int attempts;   /* retries so far */
-    int64_t due_ms; /* waiting: when to send again */
-    size_t bytes;   /* charged to the budget */
-    size_t wire;    /* encoded size, for batching */
-    struct sg_ts_row row;
-    const char *ident; /* table kind + primary key bytes: the map key */
-    size_t ident_len;
-    const char *key; /* for logs and the dead-letter output */
-    size_t key_len;
-    const char *record; /* the record's JSON, for the dead-letter output */
-    size_t record_len;
-    struct sg_ts_column *cols;
+    int64_t due_ms;    /* waiting: when to send again */
+    size_t bytes;      /* charged to the budget */
+    size_t record_len; /* raw rows: the event's bytes */
+    uint32_t wire;     /* encoded size, for batching */
+    uint32_t ident_len;
+    uint32_t enc_len;
+    int32_t attempts; /* retries so far */
+    uint16_t key_len;
+    uint8_t kind;  /* enum ts_kind */
+    uint8_t state; /* enum ts_state */
+    char data[];
 };
+
+#define TS_IDENT_KEY_OFF 5 /* the first primary key value in the identity: after kind, length */
+
+static const char *row_ident(const struct ts_row *r)
+{
+    return r->data;
+}
+
+static const char *row_key(const struct ts_row *r)
+{
+    return r->data + TS_IDENT_KEY_OFF;
+}
+
+static const void *row_encoded(const struct ts_row *r)
+{
+    return r->data + r->ident_len;
+}
+
+static const char *row_record(const struct ts_row *r)
+{
+    return r->data + r->ident_len + r->enc_len;
+}
 
 struct ts_list {
     struct ts_row *head, *tail;
@@ -131,6 +156,10 @@ struct ts_req {
     struct curl_slist *hdrs;
     struct ts_row **rows;
     size_t nrows;
+    /* Room for req_build, SG_TS_BATCH_MAX_ROWS each: the rows ordered by table, and the
+     * request's writes, pointing at the rows' encodings. */
+    struct ts_row **sorted;
+    struct sg_ts_encoded_write *writes;
     struct sg_buf body, resp, resp_hdrs;
     uint64_t start_ns;
     char errbuf[CURL_ERROR_SIZE];
@@ -267,7 +296,7 @@ static struct ts_row **index_slot(struct ts_sink *ts, const struct ts_row *r)
 {
     struct ts_row **slot = &ts->buckets[r->hash & (ts->nbuckets - 1)];
     while (*slot && !((*slot)->hash == r->hash && (*slot)->ident_len == r->ident_len &&
-                      memcmp((*slot)->ident, r->ident, r->ident_len) == 0))
+                      memcmp(row_ident(*slot), row_ident(r), r->ident_len) == 0))
         slot = &(*slot)->hnext;
     return slot;
 }
@@ -346,21 +375,49 @@ struct rb_col {
     size_t str_off; /* STRING values: where the bytes are in the arena */
 };
 
-/* Scratch for one row: cells whose names and strings point into a growing arena are recorded
- * by offset, then copied into one allocation. */
+/* Columns a row may have: more are refused (OTSOutOfColumnCountLimit) before sending. */
+#define TS_MAX_COLUMNS (SG_TS_COLUMNS_PER_WRITE_MAX + SG_TS_PK_MAX_COLUMNS)
+
+/* Scratch for the row being built, kept from row to row so that building allocates nothing
+ * once it has grown: cells whose names and strings go into a growing arena are recorded by
+ * offset; once the row is complete they become its columns (`row`), which are encoded into
+ * `enc`, and a held row copies that encoding. Nothing here outlives the row's add_row, but
+ * `record`, which holds a dead-letter record while it is written. */
 struct row_builder {
-    struct rb_col cols[SG_TS_COLUMNS_PER_WRITE_MAX + SG_TS_PK_MAX_COLUMNS];
-    size_t n, npk;
-    bool too_many;
+    struct rb_col *cols;
+    size_t n, cap, npk;
+    size_t max;    /* columns kept; past them the row only counts as too many */
+    bool too_many; /* more than TS_MAX_COLUMNS */
     struct sg_buf arena;
+    struct sg_ts_column *tscols;
+    size_t tscap;
+    struct sg_ts_row row;
+    struct sg_buf enc, record;
 };
 
-static void rb_reset(struct row_builder *rb)
+/* `max`: columns to keep. A raw event's record is its own bytes, so its row may stop at one
+ * past the limit; a result's record is rendered from its columns, so it keeps them all (a
+ * result has at most a few thousand). */
+static void rb_reset(struct row_builder *rb, size_t max)
 {
     rb->n = 0;
     rb->npk = 0;
+    rb->max = max;
     rb->too_many = false;
     sg_buf_reset(&rb->arena);
+    sg_buf_reset(&rb->enc);
+}
+
+static void rb_free(struct row_builder *rb)
+{
+    if (!rb)
+        return;
+    free(rb->cols);
+    free(rb->tscols);
+    sg_buf_free(&rb->arena);
+    sg_buf_free(&rb->enc);
+    sg_buf_free(&rb->record);
+    free(rb);
 }
 
 /* Appends `name` with every character a column name may not hold replaced by '_', and a
@@ -391,9 +448,17 @@ static int rb_append_name(struct row_builder *rb, const char *prefix, size_t pre
 static int rb_add(struct row_builder *rb, const char *prefix, const char *name, size_t name_len,
                   struct sg_ts_value v)
 {
-    if (rb->n >= SG_ARRAY_SIZE(rb->cols)) {
+    if (rb->n >= TS_MAX_COLUMNS)
         rb->too_many = true;
+    if (rb->n >= rb->max)
         return 0;
+    if (rb->n == rb->cap) {
+        size_t cap = rb->cap ? rb->cap * 2 : 64;
+        struct rb_col *cols = realloc(rb->cols, cap * sizeof(*cols));
+        if (!cols)
+            return -ENOMEM;
+        rb->cols = cols;
+        rb->cap = cap;
     }
     struct rb_col *c = &rb->cols[rb->n];
     c->name_off = rb->arena.len;
@@ -411,68 +476,123 @@ static int rb_add(struct row_builder *rb, const char *prefix, const char *name, 
     return 0;
 }
 
-/* Copies the builder into one allocation with the identity, key and record. */
-static struct ts_row *rb_finish(struct ts_sink *ts, struct row_builder *rb, enum ts_kind kind,
-                                const char *key, size_t key_len, const char *record,
-                                size_t record_len)
+/* Makes rb->row of the cells added, now that the arena has stopped moving. */
+static int rb_finish(struct row_builder *rb)
 {
-    /* Identity: kind, then each PK value as length + bytes (integers as 8 raw bytes). */
-    size_t ident_len = 1;
-    for (size_t i = 0; i < rb->npk; i++)
-        ident_len += 8 + (rb->cols[i].v.type == SG_TS_STRING ? rb->cols[i].v.bytes.len : 8);
-    size_t size = sizeof(struct ts_row) + rb->n * sizeof(struct sg_ts_column) + rb->arena.len +
-                  ident_len + key_len + record_len + 1;
-    struct ts_row *r = calloc(1, size);
-    if (!r)
-        return NULL;
-    r->cols = (struct sg_ts_column *)(r + 1);
-    char *arena = (char *)(r->cols + rb->n);
-    if (rb->arena.len)
-        memcpy(arena, rb->arena.data, rb->arena.len);
+    if (rb->n > rb->tscap) {
+        size_t cap = rb->cap; /* at least n */
+        struct sg_ts_column *cols = realloc(rb->tscols, cap * sizeof(*cols));
+        if (!cols)
+            return -ENOMEM;
+        rb->tscols = cols;
+        rb->tscap = cap;
+    }
     for (size_t i = 0; i < rb->n; i++) {
         const struct rb_col *c = &rb->cols[i];
-        struct sg_ts_column *col = &r->cols[i];
-        col->name = arena + c->name_off;
-        col->name_len = c->name_len;
-        col->has_value = true;
-        col->op = SG_TS_OP_PUT;
-        col->value = c->v;
+        struct sg_ts_column *col = &rb->tscols[i];
+        *col = (struct sg_ts_column){.name = rb->arena.data + c->name_off,
+                                     .name_len = c->name_len,
+                                     .has_value = true,
+                                     .value = c->v,
+                                     .op = SG_TS_OP_PUT};
         if (c->v.type == SG_TS_STRING)
-            col->value.bytes.ptr = arena + c->str_off;
+            col->value.bytes.ptr = rb->arena.data + c->str_off;
     }
-    char *ident = arena + rb->arena.len, *p = ident;
+    rb->row = (struct sg_ts_row){.pk = rb->tscols,
+                                 .pk_count = rb->npk,
+                                 .attrs = rb->tscols + rb->npk,
+                                 .attr_count = rb->n - rb->npk};
+    return 0;
+}
+
+/* Appends `v` as the shortest text that reads back as the same double; null when it is not
+ * finite (JSON has no infinity). */
+static int append_double(struct sg_buf *out, double v)
+{
+    char num[40];
+    if (!isfinite(v))
+        return sg_buf_append_str(out, "null");
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(num, sizeof(num), "%.*g", prec, v);
+        if (strtod(num, NULL) == v)
+            break;
+    }
+    return sg_buf_append_str(out, num);
+}
+
+/* Appends a row's columns as one JSON object, {"<column>":<value>,...}, primary key first:
+ * INTEGER and DOUBLE as numbers, BOOLEAN as true or false, STRING as a string, anything else
+ * (which the writer never makes) as null. A result row's dead-letter record. */
+static int append_columns_json(struct sg_buf *out, const struct sg_ts_row *row)
+{
+    int rc = sg_buf_append_char(out, '{');
+    for (size_t i = 0; rc == 0 && i < row->pk_count + row->attr_count; i++) {
+        const struct sg_ts_column *c =
+            i < row->pk_count ? &row->pk[i] : &row->attrs[i - row->pk_count];
+        if (i > 0)
+            rc = sg_buf_append_char(out, ',');
+        if (rc == 0)
+            rc = sg_buf_append_json_string(out, c->name, c->name_len);
+        if (rc == 0)
+            rc = sg_buf_append_char(out, ':');
+        if (rc != 0)
+            break;
+        switch (c->has_value ? c->value.type : SG_TS_NULL) {
+        case SG_TS_INTEGER:
+            rc = sg_buf_append_int(out, c->value.i);
+            break;
+        case SG_TS_DOUBLE:
+            rc = append_double(out, c->value.d);
+            break;
+        case SG_TS_BOOLEAN:
+            rc = sg_buf_append_str(out, c->value.b ? "true" : "false");
+            break;
+        case SG_TS_STRING:
+            rc = sg_buf_append_json_string(out, c->value.bytes.ptr, c->value.bytes.len);
+            break;
+        default:
+            rc = sg_buf_append_str(out, "null");
+            break;
+        }
+    }
+    return rc ? rc : sg_buf_append_char(out, '}');
+}
+
+/* The row to hold: identity, then rb->enc (the encoded row), then `record` (raw rows). Its
+ * primary key is valid: rb->enc encodes it. NULL when out of memory. */
+static struct ts_row *row_make(struct row_builder *rb, enum ts_kind kind, const char *record,
+                               size_t record_len)
+{
+    size_t ident_len = 1;
+    for (size_t i = 0; i < rb->row.pk_count; i++) {
+        const struct sg_ts_value *v = &rb->row.pk[i].value;
+        ident_len += 4 + (v->type == SG_TS_STRING ? v->bytes.len : 8);
+    }
+    size_t size = sizeof(struct ts_row) + ident_len + rb->enc.len + record_len;
+    struct ts_row *r = malloc(size);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    char *p = r->data;
     *p++ = (char)kind;
-    for (size_t i = 0; i < rb->npk; i++) {
-        const struct sg_ts_value *v = &r->cols[i].value;
-        uint64_t len = v->type == SG_TS_STRING ? v->bytes.len : 8;
-        memcpy(p, &len, 8);
-        p += 8;
-        if (v->type == SG_TS_STRING)
-            memcpy(p, v->bytes.ptr, v->bytes.len);
-        else
-            memcpy(p, &v->i, 8);
+    for (size_t i = 0; i < rb->row.pk_count; i++) {
+        const struct sg_ts_value *v = &rb->row.pk[i].value;
+        uint32_t len = v->type == SG_TS_STRING ? (uint32_t)v->bytes.len : 8;
+        memcpy(p, &len, 4);
+        p += 4;
+        memcpy(p, v->type == SG_TS_STRING ? v->bytes.ptr : (const void *)&v->i, len);
         p += len;
     }
-    char *k = ident + ident_len;
-    if (key_len)
-        memcpy(k, key, key_len);
-    char *rec = k + key_len;
+    memcpy(p, rb->enc.data, rb->enc.len);
+    p += rb->enc.len;
     if (record_len)
-        memcpy(rec, record, record_len);
-    rec[record_len] = '\0';
-
-    r->kind = kind;
-    r->ident = ident;
-    r->ident_len = ident_len;
-    r->hash = sg_hash64(ident, ident_len, 0x5453u);
-    r->key = k;
-    r->key_len = key_len;
-    r->record = rec;
+        memcpy(p, record, record_len);
+    r->kind = (uint8_t)kind;
+    r->ident_len = (uint32_t)ident_len;
+    r->enc_len = (uint32_t)rb->enc.len;
     r->record_len = record_len;
-    r->row.pk = r->cols;
-    r->row.pk_count = rb->npk;
-    r->row.attrs = r->cols + rb->npk;
-    r->row.attr_count = rb->n - rb->npk;
+    r->key_len = (uint16_t)rb->row.pk[0].value.bytes.len; /* at most 1 KB: a valid PK string */
+    r->hash = sg_hash64(r->data, ident_len, 0x5453u);
     r->bytes = size + TS_ROW_OVERHEAD;
     return r;
 }
@@ -613,19 +733,48 @@ static void row_done(struct ts_sink *ts, struct ts_row *r)
     row_free(ts, r);
 }
 
-static void row_failed(struct ts_sink *ts, struct ts_row *r, const char *code, const char *message)
+/* Counts a row given up on, logs it (rate-limited) and hands its record to the dead-letter
+ * output. `attempts` is how often it was sent (0: never). */
+static void fail_record(struct ts_sink *ts, enum ts_kind kind, const char *key, size_t key_len,
+                        int attempts, const char *code, const char *message, const char *record,
+                        size_t record_len)
 {
     ts->failed++;
-    sg_counter_inc(ts->m_failed[r->kind]);
+    sg_counter_inc(ts->m_failed[kind]);
     int64_t suppressed = sg_log_limiter_take(&ts->fail_limiter, sg_now_ms());
     if (suppressed >= 0)
-        sg_error(ts->log, "tablestore row failed", SG_F_STR("table", ts->tables[r->kind]),
-                 SG_F_STRN("key", r->key, r->key_len), SG_F_STR("error", code),
-                 SG_F_STR("message", message ? message : ""), SG_F_INT("attempts", r->attempts + 1),
+        sg_error(ts->log, "tablestore row failed", SG_F_STR("table", ts->tables[kind]),
+                 SG_F_STRN("key", key, key_len), SG_F_STR("error", code),
+                 SG_F_STR("message", message ? message : ""), SG_F_INT("attempts", attempts + 1),
                  SG_F_INT("suppressed", suppressed));
     if (ts->dead_letter)
-        sg_dead_letter_write(ts->dead_letter, "tablestore", r->key, r->key_len, code, message,
-                             r->record, r->record_len);
+        sg_dead_letter_write(ts->dead_letter, "tablestore", key, key_len, code, message, record,
+                             record_len);
+}
+
+/* A held row given up on. A raw event's record is the event as received, which the row keeps;
+ * a result's is the object of its columns, decoded from its encoding (into rb->record), since
+ * the row keeps nothing else of it. */
+static void row_failed(struct ts_sink *ts, struct ts_row *r, const char *code, const char *message)
+{
+    const char *record = row_record(r);
+    size_t record_len = r->record_len;
+    if (ts->dead_letter && r->kind == TS_AGG) {
+        struct sg_ts_rows rows;
+        struct sg_buf *out = &ts->rb->record;
+        sg_buf_reset(out);
+        record = NULL;
+        record_len = 0;
+        if (sg_ts_pb_decode(row_encoded(r), r->enc_len, SG_TS_DECODE_SINGLE, &rows, NULL, 0) == 0) {
+            if (append_columns_json(out, &rows.rows[0]) == 0) {
+                record = out->data;
+                record_len = out->len;
+            }
+            sg_ts_rows_free(&rows);
+        }
+    }
+    fail_record(ts, r->kind, row_key(r), r->key_len, r->attempts, code, message, record,
+                record_len);
 }
 
 static uint64_t rng_next(struct ts_sink *ts)
@@ -733,8 +882,8 @@ static int accept_row(struct ts_sink *ts, struct ts_row *r)
         free(r);
         return -ENOMEM;
     }
-    r->wire =
-        sg_ts_pb_row_size(SG_TS_ROW_PUT, &r->row) + strlen(ts->tables[r->kind]) + TS_ROW_FRAMING;
+    /* The row without its PlainBuffer header, as sg_ts_pb_row_size counts it. */
+    r->wire = (uint32_t)(r->enc_len - 4 + strlen(ts->tables[r->kind]) + TS_ROW_FRAMING);
     ts->held_bytes += r->bytes;
     struct ts_row *old = index_find(ts, r);
     if (!old) {
@@ -777,9 +926,11 @@ static int accept_row(struct ts_sink *ts, struct ts_row *r)
     return 0;
 }
 
-/* Builds, validates and accepts one row. Rows the service would refuse (a key over 1 KB, too
- * many columns) are never sent, since one bad row fails the whole BatchWriteRow request: they
- * fail here with the code the service answers for them. */
+/* Validates, encodes and accepts the row built in ts->rb. Rows the service would refuse (a key
+ * over 1 KB, too many columns) are never sent, since one bad row fails the whole BatchWriteRow
+ * request: they fail here with the code the service answers for them. `record` is a raw
+ * event's bytes (kept with its row as its dead-letter record); a result's record is rendered
+ * from its columns when needed. */
 static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const char *key,
                    size_t key_len, const char *record, size_t record_len)
 {
@@ -787,6 +938,7 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
     char err[256] = "";
     const char *code = "OTSParameterInvalid";
     int rc = build_rc;
+    bool built = false;
     if (rc == 0 && rb->too_many) {
         code = "OTSOutOfColumnCountLimit";
         snprintf(err, sizeof(err), "more than %d columns", SG_TS_COLUMNS_PER_WRITE_MAX);
@@ -797,18 +949,19 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
         code = "OutOfMemory";
         snprintf(err, sizeof(err), "%s", sg_strerror(rc));
     }
-    struct ts_row *r = NULL;
-    if (rc == 0) {
-        r = rb_finish(ts, rb, kind, key, key_len, record, record_len);
-        if (!r) {
-            rc = -ENOMEM;
+    if (rc == 0 || rb->too_many) { /* a row too wide is still a result's record */
+        int frc = rb_finish(rb);
+        built = frc == 0;
+        if (rc == 0 && frc != 0) {
+            rc = frc;
             code = "OutOfMemory";
             snprintf(err, sizeof(err), "out of memory");
         }
     }
-    if (rc == 0 && sg_ts_row_validate(SG_TS_ROW_PUT, &r->row, err, sizeof(err)) != 0) {
-        rc = -EINVAL;
-        code = "OTSParameterInvalid";
+    if (rc == 0) {
+        /* Validates it: a row the service would refuse as invalid is not encoded. */
+        rc = sg_ts_pb_encode(&rb->enc, SG_TS_ROW_PUT, &rb->row, err, sizeof(err));
+        code = rc == -EINVAL ? "OTSParameterInvalid" : "OutOfMemory";
     }
     const char *message = err;
     if (rc == 0 && ts->phase == TS_FAILED) {
@@ -816,21 +969,32 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
         code = ts->fatal_code;
         message = ts->fatal_message;
     }
-    if (rc == 0 && r->row.pk_count &&
-        sg_ts_pb_row_size(SG_TS_ROW_PUT, &r->row) > SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN) {
+    if (rc == 0 && rb->enc.len - 4 > SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN) {
         rc = -EINVAL;
         code = "OTSRequestBodyTooLarge";
         snprintf(err, sizeof(err), "the row alone exceeds the request size limit");
     }
+    struct ts_row *r = NULL;
+    if (rc == 0) {
+        r = row_make(rb, kind, kind == TS_RAW ? record : NULL, kind == TS_RAW ? record_len : 0);
+        if (!r) {
+            rc = -ENOMEM;
+            code = "OutOfMemory";
+            snprintf(err, sizeof(err), "out of memory");
+        }
+    }
     if (rc != 0) {
         /* Reported as a row of the table it was meant for, not yet held. */
-        struct ts_row tmp = {.kind = kind,
-                             .key = key,
-                             .key_len = key_len,
-                             .record = record,
-                             .record_len = record_len};
-        row_failed(ts, &tmp, code, message);
-        free(r);
+        if (kind == TS_AGG) {
+            record = NULL;
+            record_len = 0;
+            sg_buf_reset(&rb->record);
+            if (ts->dead_letter && built && append_columns_json(&rb->record, &rb->row) == 0) {
+                record = rb->record.data;
+                record_len = rb->record.len;
+            }
+        }
+        fail_record(ts, kind, key, key_len, 0, code, message, record, record_len);
         return rc == -ENOMEM ? rc : -EIO;
     }
     return accept_row(ts, r);
@@ -841,9 +1005,9 @@ static int ts_write_result(struct sg_sink *sink, const struct sg_window_result *
     struct ts_sink *ts = ts_of(sink);
     if (ts->closing)
         return -ESHUTDOWN;
-    rb_reset(ts->rb);
+    rb_reset(ts->rb, SIZE_MAX);
     int rc = build_result_row(ts, res);
-    return add_row(ts, TS_AGG, rc, res->key, res->key_len, res->json, res->json_len);
+    return add_row(ts, TS_AGG, rc, res->key, res->key_len, NULL, 0);
 }
 
 static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
@@ -855,7 +1019,7 @@ static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
     (void)received_ms;
     if (ts->closing)
         return -ESHUTDOWN;
-    rb_reset(ts->rb);
+    rb_reset(ts->rb, TS_MAX_COLUMNS);
     int rc = build_raw_row(ts, ev, idbuf, sizeof(idbuf));
     return add_row(ts, TS_RAW, rc, ev->key, ev->key_len, ev->raw, ev->raw_len);
 }
@@ -1059,10 +1223,14 @@ static struct ts_req *req_get(struct ts_sink *ts)
         return NULL;
     req->ts = ts;
     req->rows = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->rows));
+    req->sorted = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->sorted));
+    req->writes = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->writes));
     req->easy = curl_easy_init();
-    if (!req->rows || !req->easy) {
+    if (!req->rows || !req->sorted || !req->writes || !req->easy) {
         if (req->easy)
             curl_easy_cleanup(req->easy);
+        free(req->writes);
+        free(req->sorted);
         free(req->rows);
         free(req);
         return NULL;
@@ -1081,6 +1249,8 @@ static void req_free(struct ts_req *req)
     sg_buf_free(&req->body);
     sg_buf_free(&req->resp);
     sg_buf_free(&req->resp_hdrs);
+    free(req->writes);
+    free(req->sorted);
     free(req->rows);
     free(req);
 }
@@ -1108,42 +1278,33 @@ static void inflight_unlink(struct ts_sink *ts, struct ts_req *req)
     ts->requests_in_flight--;
 }
 
-/* Encodes the rows of `req` (raw table first, then results) into its body. */
+/* Assembles the body of `req` from its rows' encodings (raw table first, then results). */
 static int req_build(struct ts_sink *ts, struct ts_req *req, char *err, size_t errlen)
 {
-    struct sg_ts_write *writes = calloc(req->nrows, sizeof(*writes));
-    struct sg_ts_table_writes tables[TS_NKINDS];
+    struct sg_ts_encoded_table_writes tables[TS_NKINDS];
     size_t ntables = 0, w = 0;
-    if (!writes)
-        return -ENOMEM;
     /* Result rows must come back in request order: order rows by table first. */
-    struct ts_row **sorted = calloc(req->nrows, sizeof(*sorted));
-    if (!sorted) {
-        free(writes);
-        return -ENOMEM;
-    }
     for (int k = 0; k < TS_NKINDS; k++) {
         size_t first = w;
         for (size_t i = 0; i < req->nrows; i++) {
-            if (req->rows[i]->kind != (enum ts_kind)k)
+            const struct ts_row *r = req->rows[i];
+            if (r->kind != k)
                 continue;
-            sorted[w] = req->rows[i];
-            writes[w] = (struct sg_ts_write){.type = SG_TS_WRITE_PUT,
-                                             .row = &req->rows[i]->row,
-                                             .expect = SG_TS_EXPECT_IGNORE,
-                                             .return_type = SG_TS_RETURN_NONE};
+            req->sorted[w] = req->rows[i];
+            req->writes[w] = (struct sg_ts_encoded_write){.type = SG_TS_WRITE_PUT,
+                                                          .row = row_encoded(r),
+                                                          .row_len = r->enc_len,
+                                                          .expect = SG_TS_EXPECT_IGNORE,
+                                                          .return_type = SG_TS_RETURN_NONE};
             w++;
         }
         if (w > first)
-            tables[ntables++] = (struct sg_ts_table_writes){
-                .table = ts->tables[k], .writes = writes + first, .write_count = w - first};
+            tables[ntables++] = (struct sg_ts_encoded_table_writes){
+                .table = ts->tables[k], .writes = req->writes + first, .write_count = w - first};
     }
-    memcpy(req->rows, sorted, req->nrows * sizeof(*sorted));
-    free(sorted);
+    memcpy(req->rows, req->sorted, req->nrows * sizeof(*req->sorted));
     sg_buf_reset(&req->body);
-    int rc = sg_ts_bwr_build(&req->body, tables, ntables, err, errlen);
-    free(writes);
-    return rc;
+    return sg_ts_bwr_build_encoded(&req->body, tables, ntables, err, errlen);
 }
 
 /* Every row of a request failed the same way. */
@@ -1540,9 +1701,7 @@ static void ts_destroy(struct sg_sink *sink)
         curl_multi_cleanup(ts->multi);
     if (ts->budget)
         sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, 0);
-    if (ts->rb)
-        sg_buf_free(&ts->rb->arena);
-    free(ts->rb);
+    rb_free(ts->rb);
     free(ts->buckets);
     if (ts->secret) /* do not leave the secret in freed memory */
         memset(ts->secret, 0, strlen(ts->secret));
@@ -2048,6 +2207,8 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
         goto fail;
     }
     sg_buf_init(&ts->rb->arena, 0);
+    sg_buf_init(&ts->rb->enc, 0);
+    sg_buf_init(&ts->rb->record, 0);
     /* A trailing slash would make "//BatchWriteRow", which the service does not route. */
     size_t elen = strlen(ts->endpoint);
     while (elen > 0 && ts->endpoint[elen - 1] == '/')

@@ -650,10 +650,17 @@ Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
                      "OTSParameterInvalid");
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(line, "message");
     cr_expect(cJSON_IsString(msg) && msg->valuestring[0]);
+    /* The record is the row's columns, as they would have been written. */
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(line, "record");
-    cr_assert(cJSON_IsObject(rec), "record is not the result object");
+    cr_assert(cJSON_IsObject(rec), "record is not the row's columns");
     cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(rec, "key")->valuestring, longkey);
-    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rec, "count")->valuedouble, 1);
+    static const char *const cols[] = {"window_start", "count", "value_count", "value_sum"};
+    const double want[] = {(double)BASE_TS, 1, 1, 5};
+    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, cols[i]);
+        cr_expect(cJSON_IsNumber(c) && c->valuedouble == want[i], "record column %s", cols[i]);
+    }
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "final")));
     cJSON_Delete(line);
     free(text);
 
@@ -688,6 +695,117 @@ Test(tablestore, refused_row_goes_to_dead_letter, .timeout = 120)
     fputs(filtered, f);
     fclose(f);
     check_results(&e, &x, results);
+    emu_stop(&e);
+}
+
+/* Rows given up on after they were queued (every row answered OTSServerBusy, no retries allowed)
+ * go to the dead-letter file: a raw event's record is the event exactly as it was received, a
+ * result's is the object of the row's columns, decoded from the row as it was sent, holding
+ * the numbers of the result the server rendered. */
+Test(tablestore, queued_rows_given_up_go_to_dead_letter, .timeout = 120)
+{
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320], dl[320];
+    const char *argv[64];
+    static const char *const busy[] = {"--busy-rows", "1", NULL};
+    emu_start(&e, busy);
+    snprintf(dl, sizeof(dl), "%s/dead.ndjson", e.dir);
+    const char *extra[] = {"--tablestore-raw-table",
+                           "raw_events",
+                           "--tablestore-max-retries",
+                           "0",
+                           "--window-quantiles",
+                           "p50,p99.9",
+                           "--window-distinct-field",
+                           "user",
+                           "--output-dead-letter-file",
+                           dl,
+                           NULL};
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+    char ev1[128], ev2[128], body[300];
+    snprintf(ev1, sizeof(ev1), "{\"key\":\"dl\", \"ts\":%" PRId64 ", \"value\":5, \"user\":\"u1\"}",
+             BASE_TS + 1);
+    snprintf(ev2, sizeof(ev2),
+             "{\"key\":\"dl\",\"ts\":%" PRId64 ",\"value\":7.25,\"user\":\"u2\",\"note\":\"x\"}",
+             BASE_TS + 2);
+    snprintf(body, sizeof(body), "%s\n%s\n", ev1, ev2);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    sgt_response_free(&r);
+    int rc = sgt_stop_keep(&p);
+    cr_assert_eq(rc, 0, "streamgate exit status %d: the rows failed, none was left", rc);
+    cr_expect(log_has(&p, "tablestore row failed"));
+    remove_run_dir(&p);
+
+    char *text = sgt_read_file(dl, NULL);
+    cr_assert(text, "no dead-letter file");
+    cr_assert_eq(sgt_wait_lines(dl, 3, 0), 3, "dead-letter lines:\n%s", text);
+    for (const char *ev = ev1; ev; ev = ev == ev1 ? ev2 : NULL) {
+        char want[160];
+        snprintf(want, sizeof(want), "\"record\":%s}", ev);
+        cr_expect(strstr(text, want), "no raw record as received, %s, in:\n%s", ev, text);
+    }
+    cJSON *rendered = read_results_file(results);
+    const cJSON *res = find_result(rendered, "dl", BASE_TS);
+    cr_assert(res, "no result rendered");
+    cJSON *rec = NULL;
+    int lines = 0;
+    for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
+        cJSON *line = cJSON_Parse(l);
+        cr_assert(line, "dead-letter line is not JSON: %s", l);
+        cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(line, "sink")->valuestring, "tablestore");
+        cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(line, "key")->valuestring, "dl");
+        cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(line, "error")->valuestring,
+                         "OTSServerBusy");
+        cJSON *record = cJSON_GetObjectItemCaseSensitive(line, "record");
+        if (cJSON_HasObjectItem(record, "window_start")) {
+            cr_assert_null(rec, "two result records");
+            rec = cJSON_DetachItemViaPointer(line, record);
+        }
+        cJSON_Delete(line);
+        lines++;
+    }
+    cr_assert_eq(lines, 3);
+    cr_assert(cJSON_IsObject(rec), "no result record");
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(rec, "fields"),
+                   "the rendered JSON, not the row");
+    size_t ncols = 0;
+    for (const cJSON *c = rec->child; c; c = c->next)
+        ncols++;
+    static const char *const top[] = {"window_start", "window_end", "count", "distinct"};
+    for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rec, top[i])->valuedouble,
+                     cJSON_GetObjectItemCaseSensitive(res, top[i])->valuedouble, "%s", top[i]);
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(rec, "key")->valuestring, "dl");
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "final")));
+    size_t want_cols = 6; /* key, window_start, window_end, count, distinct, final */
+    const cJSON *field, *stat;
+    cJSON_ArrayForEach(field, cJSON_GetObjectItemCaseSensitive(res, "fields"))
+    {
+        cJSON_ArrayForEach(stat, field)
+        {
+            char col[128];
+            snprintf(col, sizeof(col), "%s_%s", field->string, stat->string);
+            for (char *c = col; *c; c++)
+                if (*c == '.')
+                    *c = '_';
+            if (!cJSON_IsNumber(stat))
+                continue;
+            const cJSON *got = cJSON_GetObjectItemCaseSensitive(rec, col);
+            cr_expect(cJSON_IsNumber(got) && got->valuedouble == stat->valuedouble,
+                      "%s: %.17g, rendered %.17g", col, cJSON_IsNumber(got) ? got->valuedouble : 0,
+                      stat->valuedouble);
+            want_cols++;
+        }
+    }
+    cr_expect_eq(ncols, want_cols, "the record's columns");
+    cr_expect(cJSON_HasObjectItem(rec, "value_p99_9"));
+    cJSON_Delete(rec);
+    cJSON_Delete(rendered);
+    free(text);
     emu_stop(&e);
 }
 
