@@ -1,8 +1,9 @@
 /* The memory budget: one account of the bytes the gateway holds on behalf of clients and
- * writers (connection buffers, request bodies being read, writer queues), with a high and a low
- * watermark. Crossing the high watermark pauses ingest: HTTP answers 503 before reading a body,
- * TCP connections stop reading. Falling under the low watermark resumes it. The gap between the
- * two keeps ingest from flapping on every delivery report.
+ * writers (connection buffers, request bodies being read, the streams engine's keys and open
+ * windows, writer queues), with a high and a low watermark. Crossing the high watermark pauses
+ * ingest: HTTP answers 503 before reading a body, TCP connections stop reading. Falling under the
+ * low watermark resumes it. The gap between the two keeps ingest from flapping on every delivery
+ * report.
  *
  * Single-threaded: only the loop thread charges and releases. Watchers are called on every
  * transition, from inside the charge or release that caused it, so they must only start or
@@ -23,6 +24,7 @@ struct sg_buf;
 enum sg_budget_use {
     SG_BUDGET_CONNECTIONS, /* per-connection read buffers and partial lines */
     SG_BUDGET_BODIES,      /* HTTP request bodies being read */
+    SG_BUDGET_STREAMS,     /* the streams engine: keys, open windows with their sketches, tables */
     SG_BUDGET_QUEUES,      /* records accepted by a writer and not yet written */
     SG_BUDGET_USE_COUNT
 };
@@ -56,12 +58,15 @@ bool sg_budget_paused(const struct sg_budget *b);
 bool sg_budget_admits(const struct sg_budget *b, size_t bytes);
 
 size_t sg_budget_used(const struct sg_budget *b);
+/* What one use holds now. */
+size_t sg_budget_used_by(const struct sg_budget *b, enum sg_budget_use use);
 size_t sg_budget_limit(const struct sg_budget *b);
 
 /* Counts one pushback (a 503 answered, a connection's reads paused). */
 void sg_budget_count_pushback(struct sg_budget *b, enum sg_transport transport);
 
-/* Appends {"limit":..,"used":..,"paused":..,"connections":..,"bodies":..,"queues":..}. */
+/* Appends {"limit":..,"used":..,"paused":..,"connections":..,"bodies":..,"streams":..,
+ * "queues":..}. */
 int sg_budget_render(const struct sg_budget *b, struct sg_buf *out);
 
 #endif

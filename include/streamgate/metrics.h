@@ -80,7 +80,11 @@ struct sg_histogram {
       "Idle keys whose stream was dropped.")                                                       \
     X(FIELD_NAMES_DROPPED_TOTAL, "streamgate_field_names_dropped_total", COUNTER, "",              \
       "Event fields ignored because the field-name table was full or the name too long.")          \
-    X(BUDGET_BYTES, "streamgate_budget_bytes", GAUGE, "", "Bytes held against the memory budget.") \
+    X(BUDGET_BYTES, "streamgate_budget_bytes", GAUGE, "",                                          \
+      "Bytes held against the memory budget, in total.")                                           \
+    X(BUDGET_USE_BYTES, "streamgate_budget_use_bytes", GAUGE, "use",                               \
+      "Bytes held against the memory budget, by use: connections (read buffers), bodies (HTTP "    \
+      "bodies being read), streams (keys and open windows), queues (writers' records).")           \
     X(BUDGET_LIMIT_BYTES, "streamgate_budget_limit_bytes", GAUGE, "",                              \
       "The memory budget (limits.memory).")                                                        \
     X(INGEST_PAUSED, "streamgate_ingest_paused", GAUGE, "",                                        \

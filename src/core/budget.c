@@ -25,11 +25,13 @@ struct sg_budget {
     struct sg_log *log;
 
     struct sg_gauge *m_used, *m_limit, *m_paused;
+    struct sg_gauge *m_by_use[SG_BUDGET_USE_COUNT];
     struct sg_counter *m_pauses;
     struct sg_counter *m_pushback[SG_TRANSPORT_COUNT];
 };
 
-static const char *const use_names[SG_BUDGET_USE_COUNT] = {"connections", "bodies", "queues"};
+static const char *const use_names[SG_BUDGET_USE_COUNT] = {"connections", "bodies", "streams",
+                                                           "queues"};
 
 struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low_pct,
                                    struct sg_metrics *metrics, struct sg_log *log)
@@ -56,6 +58,14 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
                  sg_transport_name((enum sg_transport)t));
         b->m_pushback[t] = sg_metrics_counter(metrics, SG_METRIC_PUSHBACK_TOTAL, labels);
         if (!b->m_pushback[t]) {
+            free(b);
+            return NULL;
+        }
+    }
+    for (int u = 0; u < SG_BUDGET_USE_COUNT; u++) {
+        snprintf(labels, sizeof(labels), "use=\"%s\"", use_names[u]);
+        b->m_by_use[u] = sg_metrics_gauge(metrics, SG_METRIC_BUDGET_USE_BYTES, labels);
+        if (!b->m_by_use[u]) {
             free(b);
             return NULL;
         }
@@ -99,6 +109,7 @@ static void budget_transition(struct sg_budget *b, bool paused)
         sg_counter_inc(b->m_pauses);
         sg_warn(b->log, "ingest paused: memory budget high watermark reached",
                 SG_F_UINT("used", b->used), SG_F_UINT("limit", b->limit),
+                SG_F_UINT("streams", b->by_use[SG_BUDGET_STREAMS]),
                 SG_F_UINT("queues", b->by_use[SG_BUDGET_QUEUES]));
     } else {
         sg_info(b->log, "ingest resumed: under the memory budget's low watermark",
@@ -113,6 +124,7 @@ void sg_budget_charge(struct sg_budget *b, enum sg_budget_use use, size_t bytes)
     b->used += bytes;
     b->by_use[use] += bytes;
     sg_gauge_set(b->m_used, (double)b->used);
+    sg_gauge_set(b->m_by_use[use], (double)b->by_use[use]);
     if (!b->paused && b->used >= b->high)
         budget_transition(b, true);
 }
@@ -125,6 +137,7 @@ void sg_budget_release(struct sg_budget *b, enum sg_budget_use use, size_t bytes
     b->used -= bytes;
     b->by_use[use] -= bytes;
     sg_gauge_set(b->m_used, (double)b->used);
+    sg_gauge_set(b->m_by_use[use], (double)b->by_use[use]);
     if (b->paused && b->used <= b->low)
         budget_transition(b, false);
 }
@@ -151,6 +164,11 @@ bool sg_budget_admits(const struct sg_budget *b, size_t bytes)
 size_t sg_budget_used(const struct sg_budget *b)
 {
     return b->used;
+}
+
+size_t sg_budget_used_by(const struct sg_budget *b, enum sg_budget_use use)
+{
+    return b->by_use[use];
 }
 
 size_t sg_budget_limit(const struct sg_budget *b)

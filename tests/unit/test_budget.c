@@ -146,8 +146,41 @@ Test(budget, metrics_and_render_show_the_state)
     cr_assert_eq(sg_budget_render(f.b, &out), 0);
     cr_assert_eq(sg_buf_append_char(&out, '\0'), 0);
     cr_assert_str_eq(out.data, "{\"limit\":1000,\"used\":900,\"paused\":true,\"connections\":50,"
-                               "\"bodies\":0,\"queues\":850}");
+                               "\"bodies\":0,\"streams\":0,\"queues\":850}");
     sg_buf_free(&out);
+    teardown(&f);
+}
+
+/* Each use has its own account and gauge; stream state counts toward the watermarks like
+ * any other use. */
+Test(budget, uses_are_shown_apart_and_all_count_toward_the_total)
+{
+    struct fixture f;
+    setup(&f, 1000, 80, 50);
+    for (int u = 0; u < SG_BUDGET_USE_COUNT; u++)
+        cr_assert_eq(sg_budget_used_by(f.b, (enum sg_budget_use)u), 0);
+    cr_assert_eq(gauge(&f, "streamgate_budget_use_bytes{use=\"streams\"}"), 0);
+    size_t streams = 0;
+    sg_budget_set(f.b, SG_BUDGET_STREAMS, &streams, 600);
+    sg_budget_charge(f.b, SG_BUDGET_QUEUES, 150);
+    sg_budget_charge(f.b, SG_BUDGET_CONNECTIONS, 20);
+    sg_budget_charge(f.b, SG_BUDGET_BODIES, 10);
+    cr_assert_eq(sg_budget_used_by(f.b, SG_BUDGET_STREAMS), 600);
+    cr_assert_eq(sg_budget_used_by(f.b, SG_BUDGET_QUEUES), 150);
+    cr_assert_eq(sg_budget_used(f.b), 780);
+    cr_assert(!sg_budget_paused(f.b));
+    cr_assert_eq(gauge(&f, "streamgate_budget_use_bytes{use=\"connections\"}"), 20);
+    cr_assert_eq(gauge(&f, "streamgate_budget_use_bytes{use=\"bodies\"}"), 10);
+    cr_assert_eq(gauge(&f, "streamgate_budget_use_bytes{use=\"streams\"}"), 600);
+    cr_assert_eq(gauge(&f, "streamgate_budget_use_bytes{use=\"queues\"}"), 150);
+    cr_assert_eq(gauge(&f, "streamgate_budget_bytes"), 780);
+
+    sg_budget_set(f.b, SG_BUDGET_STREAMS, &streams, 650); /* 830: over the high watermark */
+    cr_assert(sg_budget_paused(f.b));
+    sg_budget_set(f.b, SG_BUDGET_STREAMS, &streams, 300); /* 480: under the low one */
+    cr_assert(!sg_budget_paused(f.b));
+    cr_assert_eq(gauge(&f, "streamgate_budget_use_bytes{use=\"streams\"}"), 300);
+    cr_assert_eq(sg_budget_used_by(f.b, SG_BUDGET_QUEUES), 150);
     teardown(&f);
 }
 
