@@ -30,6 +30,11 @@ void sg_agg_free(struct sg_agg *a)
 
 void sg_agg_add(struct sg_agg *a, double v, int64_t ts)
 {
+    sg_agg_add_counted(a, v, ts, NULL);
+}
+
+void sg_agg_add_counted(struct sg_agg *a, double v, int64_t ts, size_t *held)
+{
     /* One infinity would turn mean and m2 into NaN for the rest of the window. */
     if (!isfinite(v))
         return;
@@ -60,7 +65,7 @@ void sg_agg_add(struct sg_agg *a, double v, int64_t ts)
     /* The only failure is -ENOMEM when the sketch widens its range; the quantiles then miss
      * this value while every other statistic still counts it. */
     if (a->sketch != NULL)
-        (void)sg_ddsketch_add(a->sketch, v);
+        (void)sg_ddsketch_add_counted(a->sketch, v, held);
 }
 
 int sg_agg_merge(struct sg_agg *dst, const struct sg_agg *src)

@@ -5,6 +5,7 @@
 #ifndef STREAMGATE_AGG_H
 #define STREAMGATE_AGG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct sg_ddsketch;
@@ -27,6 +28,9 @@ void sg_agg_free(struct sg_agg *a);
  * arrival, `last` takes the later one. NaN and infinities are ignored (one would poison mean and
  * variance for the rest of the window). */
 void sg_agg_add(struct sg_agg *a, double v, int64_t ts);
+/* The same, adding any change in the bytes the sketch allocated to *held (see
+ * sg_ddsketch_add_counted). */
+void sg_agg_add_counted(struct sg_agg *a, double v, int64_t ts, size_t *held);
 /* dst := dst ∪ src. `src` is taken as the later-arriving part for first/last ties. Both
  * sketches must exist or both be NULL. Returns 0 or -EINVAL (mismatched sketches). */
 int sg_agg_merge(struct sg_agg *dst, const struct sg_agg *src);

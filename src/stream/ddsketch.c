@@ -413,6 +413,15 @@ static void sg_ddsketch__apply(struct sg_ddsketch *s, struct sg_ddsketch_store *
         sg_ddsketch__put(st, floor_idx, sg_ddsketch__get(st, floor_idx) + carry);
 }
 
+/* Bytes of a store's heap array (none while it is empty or uses the inline array). */
+static size_t sg_ddsketch__store_memory(const struct sg_ddsketch *s,
+                                        const struct sg_ddsketch_store *st)
+{
+    if (st->counts == NULL || sg_ddsketch__is_inline(s, st))
+        return 0;
+    return (size_t)st->len * sg_ddsketch__width(st->wlog);
+}
+
 /* The lowest bucket kept when a store spans [nlo, nhi]. */
 static int64_t sg_ddsketch__floor(const struct sg_ddsketch *s, int64_t nlo, int64_t nhi)
 {
@@ -420,9 +429,11 @@ static int64_t sg_ddsketch__floor(const struct sg_ddsketch *s, int64_t nlo, int6
 }
 
 /* Everything sg_ddsketch_add does not do inline: a bucket outside the store's span (widening
- * it, collapsing if needed), a bucket at its width's maximum, and uint64_t counts. */
-static __attribute__((noinline)) int
-sg_ddsketch__add_slow(struct sg_ddsketch *s, struct sg_ddsketch_store *st, int64_t idx)
+ * it, collapsing if needed), a bucket at its width's maximum, and uint64_t counts. A change in
+ * the store's heap bytes is added to *held when it is not NULL. */
+static __attribute__((noinline)) int sg_ddsketch__add_slow(struct sg_ddsketch *s,
+                                                           struct sg_ddsketch_store *st,
+                                                           int64_t idx, size_t *held)
 {
     int64_t nlo = idx, nhi = idx;
     if (st->counts != NULL) {
@@ -448,12 +459,15 @@ sg_ddsketch__add_slow(struct sg_ddsketch *s, struct sg_ddsketch_store *st, int64
     int err = sg_ddsketch__plan(s, st, floor_idx, nhi, wlog, !sg_ddsketch__is_inline(s, other), &p);
     if (err)
         return err;
+    size_t before = held ? sg_ddsketch__store_memory(s, st) : 0;
     sg_ddsketch__apply(s, st, &p, floor_idx, nhi);
     sg_ddsketch__put(st, target, sg_ddsketch__get(st, target) + 1);
+    if (held)
+        *held += sg_ddsketch__store_memory(s, st) - before;
     return 0;
 }
 
-int sg_ddsketch_add(struct sg_ddsketch *s, double v)
+static inline int sg_ddsketch__add(struct sg_ddsketch *s, double v, size_t *held)
 {
     uint64_t bits;
     memcpy(&bits, &v, sizeof(bits));
@@ -487,7 +501,17 @@ int sg_ddsketch_add(struct sg_ddsketch *s, double v)
             }
         }
     }
-    return sg_ddsketch__add_slow(s, st, idx);
+    return sg_ddsketch__add_slow(s, st, idx, held);
+}
+
+int sg_ddsketch_add(struct sg_ddsketch *s, double v)
+{
+    return sg_ddsketch__add(s, v, NULL);
+}
+
+int sg_ddsketch_add_counted(struct sg_ddsketch *s, double v, size_t *held)
+{
+    return sg_ddsketch__add(s, v, held);
 }
 
 /* ---- merge ----------------------------------------------------------------------------- */
@@ -623,14 +647,6 @@ uint64_t sg_ddsketch_count(const struct sg_ddsketch *s)
 double sg_ddsketch_alpha(const struct sg_ddsketch *s)
 {
     return s->alpha;
-}
-
-static size_t sg_ddsketch__store_memory(const struct sg_ddsketch *s,
-                                        const struct sg_ddsketch_store *st)
-{
-    if (st->counts == NULL || sg_ddsketch__is_inline(s, st))
-        return 0;
-    return (size_t)st->len * sg_ddsketch__width(st->wlog);
 }
 
 size_t sg_ddsketch_memory(const struct sg_ddsketch *s)

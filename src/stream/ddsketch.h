@@ -39,6 +39,10 @@ void sg_ddsketch_moved(struct sg_ddsketch *s, const struct sg_ddsketch *old);
 /* Adds one value; NaN and infinities are ignored. Returns 0, or -ENOMEM with the sketch
  * unchanged. */
 int sg_ddsketch_add(struct sg_ddsketch *s, double v);
+/* The same, for an owner that keeps an account of its bytes: when the value makes the sketch
+ * change its bucket arrays (a wider range, wider counts), the change in the bytes they take is
+ * added to *held (which may wrap around for a decrease, as size_t arithmetic does). */
+int sg_ddsketch_add_counted(struct sg_ddsketch *s, double v, size_t *held);
 /* dst := dst ∪ src (dst == src doubles every count). Returns 0, -EINVAL when the alphas differ,
  * or -ENOMEM with dst unchanged. */
 int sg_ddsketch_merge(struct sg_ddsketch *dst, const struct sg_ddsketch *src);

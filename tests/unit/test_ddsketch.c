@@ -1288,3 +1288,31 @@ Test(ddsketch, in_place_moved_and_finished)
         free(b);
     }
 }
+
+/* An owner's account follows the sketch's bucket arrays exactly: as the range widens in both
+ * signs, as counts widen past 16 bits, as the lowest buckets collapse, and as a store moves from
+ * the inline array to one of its own; the answers are those of the uncounted add. */
+Test(ddsketch, counted_add_keeps_the_owners_account)
+{
+    struct sg_ddsketch *s = sg_ddsketch_create(0.01, 128);
+    struct sg_ddsketch *ref = sg_ddsketch_create(0.01, 128);
+    cr_assert(s && ref);
+    size_t held = 0, changes = 0;
+    for (int i = 0; i < 200000; i++) {
+        double v = i < 70000 ? 21.5                              /* one bucket past 65535 */
+                   : i % 2   ? ldexp(1.0, (i / 2) % 50 - 25)     /* 50 octaves: collapses */
+                             : -(double)((i * 7919) % 100000 + 1); /* the negative store */
+        size_t before = held;
+        cr_assert_eq(sg_ddsketch_add_counted(s, v, &held), 0);
+        cr_assert_eq(sg_ddsketch_add(ref, v), 0);
+        changes += held != before;
+        cr_assert_eq(held, sg_ddsketch_memory(s) - sg_ddsketch_size(), "after value %d", i);
+    }
+    cr_assert_gt(changes, 3, "the arrays changed only %zu times", changes);
+    cr_assert_eq(sg_ddsketch_count(s), sg_ddsketch_count(ref));
+    for (size_t q = 0; q < sizeof(quantiles) / sizeof(quantiles[0]); q++)
+        cr_assert_eq(sg_ddsketch_quantile(s, quantiles[q]),
+                     sg_ddsketch_quantile(ref, quantiles[q]));
+    sg_ddsketch_destroy(s);
+    sg_ddsketch_destroy(ref);
+}
