@@ -259,7 +259,7 @@ int main(int argc, char **argv)
     /* The engine's fixed structures (made at create) are reported apart from what each key and
      * window costs. */
     size_t heap_before = heap_in_use();
-    struct sg_streams *st = sg_streams_create(&cfg, metrics, &log, &cbs);
+    struct sg_streams *st = sg_streams_create(&cfg, metrics, &log, NULL, &cbs);
     if (!st) {
         fprintf(stderr, "agg_bench: cannot create the engine\n");
         return 1;

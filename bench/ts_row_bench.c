@@ -109,7 +109,7 @@ int main(int argc, char **argv)
         return 1;
     }
     struct sg_streams_callbacks cbs = {.result = on_result, .arg = &b};
-    struct sg_streams *st = sg_streams_create(&cfg, metrics, &log, &cbs);
+    struct sg_streams *st = sg_streams_create(&cfg, metrics, &log, NULL, &cbs);
     if (!st) {
         fprintf(stderr, "ts_row_bench: cannot create the engine\n");
         return 1;

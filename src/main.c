@@ -359,7 +359,7 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
     struct sg_streams_callbacks cbs = {.result = takes_results ? on_result : NULL,
                                        .late = takes_late ? on_late : NULL,
                                        .arg = app};
-    app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, &cbs);
+    app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, app->budget, &cbs);
     if (!app->streams) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

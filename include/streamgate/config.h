@@ -118,6 +118,7 @@ struct sg_config {
     uint64_t limits_memory;         /* bytes: the memory budget */
     int64_t limits_high_watermark;  /* percent of limits_memory: ingest pauses at it */
     int64_t limits_low_watermark;   /* percent of limits_memory: ingest resumes under it */
+    int64_t limits_streams_share;   /* percent of limits_memory: new keys refused past it */
     uint64_t limits_retry_after_ms; /* Retry-After sent with a pushback 503 */
 
     /* log.* */

@@ -29,7 +29,9 @@ struct sg_config;
       "the time field is not an epoch number in event.time_unit or an RFC 3339 string")            \
     X(LINE_TOO_LONG, "line_too_long", "the line is longer than tcp.max_line_size")                 \
     X(SINK_FAILED, "sink_failed", "the event could not be handed to a writer")                     \
-    X(KEY_LIMIT, "key_limit", "stream.max_keys keys are active; events for new keys are refused")
+    X(KEY_LIMIT, "key_limit",                                                                      \
+      "events for new keys are refused: stream.max_keys keys are active, or stream state holds "   \
+      "limits.streams_share of limits.memory")
 
 enum sg_reject {
 #define SG_X(name, label, msg) SG_REJECT_##name,

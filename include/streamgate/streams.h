@@ -19,7 +19,11 @@
  * and window start, so a later emission of the same window is an upsert downstream.
  *
  * Keys whose windows have all fired are evicted after stream.key_idle_timeout (a FIFO of idle
- * streams; no scan). Past stream.max_keys, events for new keys are rejected (key_limit). */
+ * streams; no scan). Past stream.max_keys, events for new keys are rejected (key_limit).
+ *
+ * Memory: with a budget, the engine's bytes (keys, open windows with their sketches, its
+ * tables) are charged to it as SG_BUDGET_STREAMS. While they reach limits.streams_share of it,
+ * events for new keys are rejected (key_limit) and known keys go on. */
 #ifndef STREAMGATE_STREAMS_H
 #define STREAMGATE_STREAMS_H
 
@@ -30,6 +34,7 @@
 #include "streamgate/event.h"
 
 struct sg_buf;
+struct sg_budget;
 struct sg_config;
 struct sg_log;
 struct sg_metrics;
@@ -96,19 +101,22 @@ struct sg_streams_callbacks {
     void *arg;
 };
 
-/* Builds the engine from the configuration (window.*, stream.*, log.bad_input_interval). `log`
- * (may be NULL) receives allocation failures and late events. Returns NULL when out of
- * memory. */
+/* Builds the engine from the configuration (window.*, stream.*, limits.streams_share,
+ * log.bad_input_interval). `log` (may be NULL) receives allocation failures, late events and
+ * refused keys. `budget` (may be NULL: no accounting, no memory limit on keys) must outlive
+ * the engine. Returns NULL when out of memory. */
 struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
-                                     struct sg_log *log, const struct sg_streams_callbacks *cbs);
+                                     struct sg_log *log, struct sg_budget *budget,
+                                     const struct sg_streams_callbacks *cbs);
 /* Frees everything without emitting anything. Safe on NULL. */
 void sg_streams_destroy(struct sg_streams *st);
 
 /* Folds one accepted event in; `now_ms` is the wall clock. Returns 0 (including for a late
  * event, which is counted and handed to the late callback), or -EINVAL with *why =
- * SG_REJECT_KEY_LIMIT when the key is new and stream.max_keys keys are active (nothing
- * changes then), or -ENOMEM with *why = SG_REJECT_SINK_FAILED when no window could be
- * allocated for it. Windows whose end the watermark has now passed fire before this returns. */
+ * SG_REJECT_KEY_LIMIT when the key is new and stream.max_keys keys are active or the engine
+ * holds limits.streams_share of the budget (nothing changes then), or -ENOMEM with *why =
+ * SG_REJECT_SINK_FAILED when no window could be allocated for it. Windows whose end the
+ * watermark has now passed fire before this returns. */
 int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
                    enum sg_reject *why);
 

@@ -247,14 +247,17 @@ static const struct sg_config_option options[] = {
                "Number of partitions keys are spread over with Kafka's murmur2 (match the "
                "Kafka topics' partition count)."),
     SG_OPT_SIZE("limits.memory", limits_memory, "256MiB", 1 << 20,
-                "Memory budget for connection buffers, request bodies being read and writer "
-                "queues; over its high watermark ingest pushes back (HTTP 503, TCP reads "
-                "paused)."),
+                "Memory budget for connection buffers, request bodies being read, stream state "
+                "(keys and open windows) and writer queues; over its high watermark ingest "
+                "pushes back (HTTP 503, TCP reads paused)."),
     SG_OPT_INT("limits.high_watermark", limits_high_watermark, "70", 2, 100,
                "Percent of limits.memory at which ingest pauses."),
     SG_OPT_INT("limits.low_watermark", limits_low_watermark, "50", 1, 99,
                "Percent of limits.memory under which paused ingest resumes; below "
                "limits.high_watermark."),
+    SG_OPT_INT("limits.streams_share", limits_streams_share, "50", 1, 100,
+               "Percent of limits.memory the streams engine may hold before events for new keys "
+               "are rejected (key_limit); known keys go on."),
     SG_OPT_DUR("limits.retry_after", limits_retry_after_ms, "1s", 1000,
                "Retry-After sent with a 503 while ingest is paused (whole seconds, rounded "
                "up)."),

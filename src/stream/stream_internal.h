@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "agg.h"
+#include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "hll.h"
 #include "streamgate/log.h"
@@ -91,8 +92,16 @@ struct sg_streams {
 
     struct sg_log *log;
     struct sg_log_limiter oom_limiter;
-    struct sg_log_limiter late_limiter; /* log.bad_input_interval */
+    struct sg_log_limiter late_limiter;      /* log.bad_input_interval */
+    struct sg_log_limiter key_limit_limiter; /* log.bad_input_interval */
     struct sg_streams_callbacks cbs;
+
+    /* The memory budget, or NULL. mem_bytes is charged to it as SG_BUDGET_STREAMS whenever it
+     * changed (budget_held is what was charged last). New keys are refused while mem_bytes is
+     * at streams_limit or more (SIZE_MAX without a budget). */
+    struct sg_budget *budget;
+    size_t budget_held;
+    size_t streams_limit;
 
     /* Key table: open addressing, linear probing, backward-shift deletion. */
     struct sg_stream **slots;
@@ -151,16 +160,18 @@ struct sg_streams {
     struct sg_result_quantile *view_quantiles;
     size_t view_cap;
 
-    /* Bytes requested from malloc for keys, windows (their sketches included) and tables (not
-     * counting malloc's own overhead, or bucket arrays sketches allocate for wide ranges),
-     * for the memory figures. */
+    /* Bytes requested from malloc for the engine itself, keys, windows (their distinct
+     * registers and the bucket arrays their sketches allocate included, and the freed windows
+     * kept for reuse), field names and tables; not counting malloc's own overhead. What the
+     * budget is charged with. */
     size_t mem_bytes;
 
     /* Metrics, or the fallback series below when no registry was given. */
     struct sg_gauge *keys_active, *windows_open_gauge, *watermark_lag;
     struct sg_counter *windows_fired, *window_updates, *late_events, *keys_evicted, *names_dropped;
+    struct sg_counter *streams_memory_hits;
     struct sg_gauge own_gauges[3];
-    struct sg_counter own_counters[5];
+    struct sg_counter own_counters[6];
 };
 
 /* streams.c */

@@ -266,6 +266,7 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
         st->late_events = &st->own_counters[2];
         st->keys_evicted = &st->own_counters[3];
         st->names_dropped = &st->own_counters[4];
+        st->streams_memory_hits = &st->own_counters[5];
         return 0;
     }
     st->keys_active = sg_metrics_gauge(m, SG_METRIC_KEYS_ACTIVE, NULL);
@@ -276,10 +277,35 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
     st->late_events = sg_metrics_counter(m, SG_METRIC_LATE_EVENTS_TOTAL, NULL);
     st->keys_evicted = sg_metrics_counter(m, SG_METRIC_KEYS_EVICTED_TOTAL, NULL);
     st->names_dropped = sg_metrics_counter(m, SG_METRIC_FIELD_NAMES_DROPPED_TOTAL, NULL);
+    st->streams_memory_hits =
+        sg_metrics_counter(m, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"streams_memory\"");
     if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
-        !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped)
+        !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped ||
+        !st->streams_memory_hits)
         return -ENOMEM;
     return 0;
+}
+
+/* Charges the engine's bytes to the budget, or keeps the account without one. */
+static void sg_streams__charge(struct sg_streams *st)
+{
+    if (st->budget)
+        sg_budget_set(st->budget, SG_BUDGET_STREAMS, &st->budget_held, st->mem_bytes);
+    else
+        st->budget_held = st->mem_bytes;
+}
+
+/* Brings the budget up to date when the engine's bytes changed: one compare otherwise. */
+static inline void sg_streams__sync(struct sg_streams *st)
+{
+    if (st->mem_bytes != st->budget_held)
+        sg_streams__charge(st);
+}
+
+/* Percent of a budget's limit, in bytes. */
+static size_t sg_streams__share(const struct sg_budget *budget, int64_t pct)
+{
+    return (size_t)((double)sg_budget_limit(budget) * (double)pct / 100.0);
 }
 
 static int64_t sg_streams__ms(uint64_t v)
@@ -288,7 +314,8 @@ static int64_t sg_streams__ms(uint64_t v)
 }
 
 struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
-                                     struct sg_log *log, const struct sg_streams_callbacks *cbs)
+                                     struct sg_log *log, struct sg_budget *budget,
+                                     const struct sg_streams_callbacks *cbs)
 {
     struct sg_streams *st = calloc(1, sizeof(*st));
     if (!st)
@@ -331,13 +358,22 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         st->field_stride += (sg_ddsketch_size() + 7) & ~(size_t)7;
     size_t window_bytes =
         st->field_off + st->field_stride + (st->distinct ? (size_t)1 << st->distinct_precision : 0);
-    st->free_max = SG_STREAMS_FREE_BYTES / window_bytes;
+    /* Freed windows kept for reuse count against the budget too: a small part of it. */
+    size_t free_bytes = SG_STREAMS_FREE_BYTES;
+    if (budget && sg_budget_limit(budget) / 64 < free_bytes)
+        free_bytes = sg_budget_limit(budget) / 64;
+    st->free_max = free_bytes / window_bytes;
 
     st->log = log;
     st->oom_limiter.interval_ms = 10000;
     st->late_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    st->key_limit_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
     if (cbs)
         st->cbs = *cbs;
+    st->budget = budget;
+    st->streams_limit = SIZE_MAX;
+    if (budget)
+        st->streams_limit = sg_streams__share(budget, cfg->limits_streams_share);
     st->seed = sg_streams__random_seed(st);
     sg_buf_init(&st->out, SG_STREAMS_RESULT_MAX);
 
@@ -360,7 +396,10 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         return NULL;
     }
     st->mask = SG_STREAMS_MIN_SLOTS - 1;
-    st->mem_bytes = sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS);
+    st->mem_bytes = sizeof(*st) + sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS) +
+                    SG_STREAMS_MAX_NAMES *
+                        (sizeof(*st->names) + sizeof(*st->name_hashes) + sizeof(*st->name_lens)) +
+                    SG_STREAMS_NAME_SLOTS * sizeof(*st->name_slots);
     for (size_t i = 0; i < nq; i++) {
         double q;
         /* Validation rejects bad names; one that slips through is left out, not guessed. */
@@ -374,6 +413,7 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         st->quantiles[st->nquantiles] = q;
         st->quantile_names[st->nquantiles++] = name;
     }
+    sg_streams__charge(st);
     return st;
 }
 
@@ -381,6 +421,8 @@ void sg_streams_destroy(struct sg_streams *st)
 {
     if (!st)
         return;
+    if (st->budget)
+        sg_budget_set(st->budget, SG_BUDGET_STREAMS, &st->budget_held, 0);
     sg_window__free_all(st);
     if (st->slots)
         for (size_t i = 0; i <= st->mask; i++)
@@ -411,6 +453,21 @@ static void sg_streams__update_gauges(struct sg_streams *st)
     if (st->time_mode == SG_TIME_EVENT && st->has_watermark)
         lag = (double)(st->now_ms - st->watermark) / 1000.0;
     sg_gauge_set(st->watermark_lag, lag);
+}
+
+/* A new key refused because the engine holds its share of the memory budget: counted, and
+ * logged at most once per log.bad_input_interval. */
+static void sg_streams__refuse_key(struct sg_streams *st)
+{
+    sg_counter_inc(st->streams_memory_hits);
+    if (!st->log || SG_LOG_WARN < st->log->level)
+        return;
+    int64_t suppressed = sg_log_limiter_take(&st->key_limit_limiter, st->now_ms);
+    if (suppressed >= 0)
+        sg_warn(st->log, "new keys refused: stream state holds limits.streams_share of the budget",
+                SG_F_UINT("streams_bytes", st->mem_bytes),
+                SG_F_UINT("streams_limit", st->streams_limit), SG_F_UINT("keys", st->nkeys),
+                SG_F_INT("suppressed", suppressed));
 }
 
 int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
@@ -445,8 +502,13 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
             goto out;
         }
         if (st->nkeys >= (uint64_t)st->max_keys) {
-            *why = SG_REJECT_KEY_LIMIT;
-            return -EINVAL;
+            rc = -EINVAL;
+            goto out;
+        }
+        if (st->mem_bytes >= st->streams_limit) {
+            sg_streams__refuse_key(st);
+            rc = -EINVAL;
+            goto out;
         }
     }
 
@@ -474,7 +536,10 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
     rc = sg_window__add(st, s, ev, t, ids, distinct_hash);
 out:
     sg_streams__update_gauges(st);
-    if (rc == -ENOMEM)
+    sg_streams__sync(st);
+    if (rc == -EINVAL)
+        *why = SG_REJECT_KEY_LIMIT;
+    else if (rc == -ENOMEM)
         *why = SG_REJECT_SINK_FAILED;
     return rc;
 }
@@ -540,6 +605,7 @@ int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
     if (due < next)
         next = due;
     sg_streams__update_gauges(st);
+    sg_streams__sync(st);
     return next < 1 ? 1 : next;
 }
 
@@ -547,6 +613,7 @@ void sg_streams_flush(struct sg_streams *st)
 {
     sg_window__fire_all(st);
     sg_streams__update_gauges(st);
+    sg_streams__sync(st);
 }
 
 /* ---- live query -------------------------------------------------------------------- */

@@ -215,12 +215,20 @@ static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
 }
 
 /* Ends a field's aggregate: its sketch lives in the window's memory, so only what the sketch
- * allocated is freed. */
-static void sg_window__field_free(struct sg_wfield *f)
+ * allocated (its bucket arrays) is freed, and taken off the engine's bytes. */
+static void sg_window__field_free(struct sg_streams *st, struct sg_wfield *f)
 {
+    if (f->agg.sketch)
+        st->mem_bytes -= sg_ddsketch_memory(f->agg.sketch) - sg_ddsketch_size();
     sg_ddsketch_fini(f->agg.sketch);
     f->agg.sketch = NULL;
     sg_agg_free(&f->agg);
+}
+
+/* Bytes of a window's distinct registers (allocated apart from it). */
+static size_t sg_window__hll_bytes(const struct sg_streams *st)
+{
+    return st->distinct ? (size_t)1 << st->distinct_precision : 0;
 }
 
 /* Opens a window [start, end) for `s` with room for `cap` fields and links it in at `link`
@@ -242,7 +250,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
                 if (st->distinct)
                     sg_hll_free(sg_window__hll(w));
                 free(w);
-                st->mem_bytes -= old;
+                st->mem_bytes -= old + sg_window__hll_bytes(st);
                 return NULL;
             }
             st->mem_bytes += sg_window__bytes(st, cap) - old;
@@ -260,7 +268,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
             free(w);
             return NULL;
         }
-        st->mem_bytes += sg_window__bytes(st, cap);
+        st->mem_bytes += sg_window__bytes(st, cap) + sg_window__hll_bytes(st);
     }
     w->stream = s;
     w->start = start;
@@ -284,7 +292,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
 static void sg_window__release(struct sg_streams *st, struct sg_window *w)
 {
     for (unsigned i = 0; i < w->nfields; i++)
-        sg_window__field_free(sg_window__field_at(st, w, i));
+        sg_window__field_free(st, sg_window__field_at(st, w, i));
     w->nfields = 0;
     st->windows_open--;
     if (st->nfree < st->free_max) {
@@ -295,7 +303,7 @@ static void sg_window__release(struct sg_streams *st, struct sg_window *w)
     }
     if (st->distinct)
         sg_hll_free(sg_window__hll(w));
-    st->mem_bytes -= sg_window__bytes(st, w->cap);
+    st->mem_bytes -= sg_window__bytes(st, w->cap) + sg_window__hll_bytes(st);
     free(w);
 }
 
@@ -405,7 +413,7 @@ static void sg_window__fold(struct sg_streams *st, struct sg_window **link,
             continue;
         struct sg_wfield *f = sg_window__field(st, link, ids[i], i);
         if (f)
-            sg_agg_add(&f->agg, ev->fields[i].value, t);
+            sg_agg_add_counted(&f->agg, ev->fields[i].value, t, &st->mem_bytes);
     }
     struct sg_window *w = *link;
     w->count++;
@@ -498,7 +506,12 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
         if (!f)
             continue;
         struct sg_agg *dst = &f->agg, *src = &bf->agg;
-        if (sg_agg_merge(dst, src) != 0) {
+        /* The merged sketch may need wider bucket arrays: counted as the engine's. */
+        size_t before = dst->sketch ? sg_ddsketch_memory(dst->sketch) : 0;
+        int merged = sg_agg_merge(dst, src);
+        if (dst->sketch)
+            st->mem_bytes += sg_ddsketch_memory(dst->sketch) - before;
+        if (merged != 0) {
             /* The sketch could not grow: merge the rest without it. Each sketch stays where
              * it lives, in its own window. */
             struct sg_ddsketch *keep = dst->sketch, *other = src->sketch;
@@ -671,7 +684,7 @@ void sg_window__free_all(struct sg_streams *st)
     for (uint32_t i = 0; i < st->heap_len; i++) {
         struct sg_window *w = st->heap[i];
         for (unsigned j = 0; j < w->nfields; j++)
-            sg_window__field_free(sg_window__field_at(st, w, j));
+            sg_window__field_free(st, sg_window__field_at(st, w, j));
         if (st->distinct)
             sg_hll_free(sg_window__hll(w));
         free(w);

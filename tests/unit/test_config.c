@@ -309,6 +309,7 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.limits_memory, 256u << 20);
     cr_assert_eq(cfg.limits_high_watermark, 70);
     cr_assert_eq(cfg.limits_low_watermark, 50);
+    cr_assert_eq(cfg.limits_streams_share, 50);
     cr_assert_eq(cfg.limits_retry_after_ms, 1000);
     cr_assert_str_eq(cfg.output_results_file, "");
     cr_assert_str_eq(cfg.output_late_file, "");
@@ -341,7 +342,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 70);
+    cr_assert_eq(n, 71);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1073,6 +1074,8 @@ Test(validate, failures)
         {"limits.low_watermark", "70",
          "limits.low_watermark: must be below limits.high_watermark (70 >= 70)"},
         {"limits.retry_after", "500ms", "limits.retry_after: must be at least 1000ms"},
+        {"limits.streams_share", "0", "limits.streams_share: must be from 1 to 100 (got 0)"},
+        {"limits.streams_share", "101", "limits.streams_share: must be from 1 to 100 (got 101)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sg_config cfg;
@@ -1103,6 +1106,7 @@ Test(validate, boundaries_that_pass)
         {"http.idle_timeout", "8760h"},
         {"event.key_fallback", ""},
         {"output.file", ""},
+        {"limits.streams_share", "100"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sg_config cfg;

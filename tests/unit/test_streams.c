@@ -41,7 +41,7 @@ static void fx_start(struct fx *f)
     cr_assert_eq(sg_config_validate(&f->cfg, err, sizeof(err)), 0, "%s", err);
     f->metrics = sg_metrics_create();
     struct sg_streams_callbacks cbs = {.result = on_result, .arg = f};
-    f->st = sg_streams_create(&f->cfg, f->metrics, NULL, &cbs);
+    f->st = sg_streams_create(&f->cfg, f->metrics, NULL, NULL, &cbs);
     cr_assert_not_null(f->st);
 }
 

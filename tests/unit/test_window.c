@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/stream/ddsketch.h"
 #include "../../src/stream/stream_internal.h"
+#include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
@@ -42,11 +44,13 @@ struct fx {
     struct sg_streams *st;
     struct rec_result *res;
     size_t nres, capres;
-    struct rec_late late[64];
-    size_t nlate;
+    struct rec_late *late;
+    size_t nlate, caplate;
     struct sg_event ev;
     struct sg_log *log; /* NULL: the engine logs nothing */
     size_t views_checked;
+    size_t budget_limit;      /* set before fx_start: the engine gets a budget of this size */
+    struct sg_budget *budget; /* NULL: no accounting, no pacing */
 };
 
 /* A NUL-terminated copy of a slice that is not terminated (strndup may read past it). */
@@ -155,7 +159,11 @@ static void on_result(void *arg, const struct sg_window_result *r)
 static void on_late(void *arg, const struct sg_event *ev, int64_t window_end)
 {
     struct fx *f = arg;
-    cr_assert_lt(f->nlate, SG_ARRAY_SIZE(f->late));
+    if (f->nlate == f->caplate) {
+        f->caplate = f->caplate ? f->caplate * 2 : 16;
+        f->late = realloc(f->late, f->caplate * sizeof(*f->late));
+        cr_assert_not_null(f->late);
+    }
     struct rec_late *l = &f->late[f->nlate++];
     snprintf(l->key, sizeof(l->key), "%.*s", (int)ev->key_len, ev->key);
     l->ts = ev->ts_ms;
@@ -186,8 +194,15 @@ static void fx_start(struct fx *f)
     cr_assert_eq(sg_config_validate(&f->cfg, err, sizeof(err)), 0, "%s", err);
     f->metrics = sg_metrics_create();
     cr_assert_not_null(f->metrics);
+    if (f->budget_limit > 0) {
+        static struct sg_log quiet; /* the budget logs its pauses: errors only */
+        sg_log_init(&quiet, SG_LOG_ERROR, stderr);
+        f->budget = sg_budget_create(f->budget_limit, (unsigned)f->cfg.limits_high_watermark,
+                                     (unsigned)f->cfg.limits_low_watermark, f->metrics, &quiet);
+        cr_assert_not_null(f->budget);
+    }
     struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = f};
-    f->st = sg_streams_create(&f->cfg, f->metrics, f->log, &cbs);
+    f->st = sg_streams_create(&f->cfg, f->metrics, f->log, f->budget, &cbs);
     cr_assert_not_null(f->st);
 }
 
@@ -204,8 +219,12 @@ static void fx_clear(struct fx *f)
 static void fx_stop(struct fx *f)
 {
     sg_streams_destroy(f->st);
+    if (f->budget) /* the engine gave back all it had charged */
+        cr_assert_eq(sg_budget_used_by(f->budget, SG_BUDGET_STREAMS), 0);
+    sg_budget_destroy(f->budget);
     fx_clear(f);
     free(f->res);
+    free(f->late);
     sg_metrics_destroy(f->metrics);
     sg_config_free(&f->cfg);
 }
@@ -1571,5 +1590,190 @@ Test(session, random_events_match_a_model)
                       (a->end == b->end && (c < 0 || (c == 0 && a->start < b->start))),
                   "out of order at %zu", i);
     }
+    fx_stop(&f);
+}
+
+/* ---- the engine's bytes in the memory budget ---- */
+
+#define PACE_BUDGET ((size_t)64 << 20)
+
+/* What the engine holds, counted from its structures. */
+static size_t recount(const struct sg_streams *st)
+{
+    size_t n = sizeof(*st) + (st->mask + 1) * (sizeof(void *) + sizeof(uint16_t)) +
+               SG_STREAMS_MAX_NAMES * (sizeof(char *) + sizeof(uint32_t) + sizeof(uint16_t)) +
+               SG_STREAMS_NAME_SLOTS * sizeof(uint16_t);
+    for (uint32_t i = 0; i < st->nnames; i++)
+        n += st->name_lens[i] + 1u;
+    n += ((size_t)st->heap_cap + st->dirty_cap) * sizeof(void *);
+    for (size_t i = 0; i <= st->mask; i++)
+        if (st->slots[i])
+            n += offsetof(struct sg_stream, key) + st->slots[i]->key_len;
+    size_t hll = st->distinct ? (size_t)1 << st->distinct_precision : 0;
+    for (uint32_t i = 0; i < st->heap_len; i++) {
+        const struct sg_window *w = st->heap[i];
+        n += st->field_off + w->cap * st->field_stride + hll;
+        for (unsigned j = 0; j < w->nfields; j++) {
+            const struct sg_wfield *fl = sg_window__field_at(st, w, j);
+            if (fl->agg.sketch)
+                n += sg_ddsketch_memory(fl->agg.sketch) - sg_ddsketch_size();
+        }
+    }
+    for (const struct sg_window *w = st->free_windows; w; w = w->next)
+        n += st->field_off + w->cap * st->field_stride + hll;
+    return n;
+}
+
+Test(memory, every_byte_the_engine_holds_is_charged)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_SESSION, 1000);
+    set_opt(&f, "window.quantiles", "p50,p99.9");
+    set_opt(&f, "window.distinct_field", "user");
+    f.cfg.window_gap_ms = 200;
+    f.cfg.window_allowed_lateness_ms = 500;
+    f.cfg.stream_key_idle_timeout_ms = 3000;
+    f.budget_limit = PACE_BUDGET;
+    fx_start(&f);
+    size_t at_start = f.st->mem_bytes;
+    cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_STREAMS), at_start);
+    cr_assert_eq(recount(f.st), at_start);
+
+    static const char *const names[] = {"v", "w", "x"};
+    uint64_t seed = 3;
+    char key[16], user[16];
+    int64_t clock = 0;
+    for (int i = 0; i < 20000; i++) {
+        clock += (int64_t)(lcg_next(&seed) % 3);
+        snprintf(key, sizeof(key), "key-%d", (int)(lcg_next(&seed) % 300));
+        snprintf(user, sizeof(user), "u%d", (int)(lcg_next(&seed) % 50));
+        /* Values over many decades: the sketches widen their bucket arrays. */
+        double vals[3] = {ldexp(1.0, (int)(lcg_next(&seed) % 60) - 30),
+                          -(double)(lcg_next(&seed) % 1000000), (double)(i % 7)};
+        cr_assert_eq(add_fields(&f, key, clock - (int64_t)(lcg_next(&seed) % 400), clock, names,
+                                vals, 1 + (size_t)(i % 3), user),
+                     0);
+        if (i % 997 == 0) {
+            sg_streams_tick(f.st, clock);
+            cr_assert_eq(recount(f.st), f.st->mem_bytes, "after %d events", i + 1);
+            cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_STREAMS), f.st->mem_bytes);
+        }
+    }
+    cr_assert_eq(recount(f.st), f.st->mem_bytes);
+    cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_STREAMS), f.st->mem_bytes);
+    cr_assert_gt(f.st->mem_bytes, at_start + 300 * 1000, "300 keys' sessions with sketches");
+    sg_streams_flush(f.st);
+    cr_assert_eq(recount(f.st), f.st->mem_bytes);
+    sg_streams_tick(f.st, clock + 10000); /* every key evicted */
+    cr_assert_eq(f.st->nkeys, 0);
+    cr_assert_eq(recount(f.st), f.st->mem_bytes);
+    cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_STREAMS), f.st->mem_bytes);
+    fx_stop(&f); /* checks that destroy gave everything back */
+}
+
+Test(memory, sketch_bucket_arrays_count_as_they_widen)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "window.quantiles", "p50");
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 0, 0, 1.0), 0);
+    size_t narrow = f.st->mem_bytes;
+    for (int e = 1; e < 40; e++)
+        cr_assert_eq(add(&f, "k", 0, 0, ldexp(1.0, e)), 0);
+    const struct sg_wfield *fl = sg_window__field_at(f.st, f.st->heap[0], 0);
+    size_t arrays = sg_ddsketch_memory(fl->agg.sketch) - sg_ddsketch_size();
+    cr_assert_gt(arrays, 1000, "40 octaves take a bucket array");
+    cr_assert_eq(f.st->mem_bytes - narrow, arrays);
+    fx_stop(&f);
+}
+
+/* ---- new keys refused at limits.streams_share ---- */
+
+Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
+{
+    struct fx f;
+    struct memlog m;
+    cJSON *lines[4];
+    memlog_open(&m, SG_LOG_INFO);
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.stream_key_idle_timeout_ms = 1000;
+    f.cfg.log_bad_input_interval_ms = 60000;
+    f.log = &m.log;
+    f.budget_limit = 1 << 20; /* 512 KiB for the streams */
+    fx_start(&f);
+    cr_assert_eq(f.st->streams_limit, 512u << 10);
+    char key[32];
+    int admitted = 0;
+    for (;; admitted++) {
+        snprintf(key, sizeof(key), "device-%06d", admitted);
+        int rc = add(&f, key, 100, 0, 1);
+        if (rc != 0) {
+            cr_assert_eq(rc, -EINVAL); /* add() checked the reason: key_limit */
+            break;
+        }
+        cr_assert_lt(admitted, 100000, "never refused");
+    }
+    cr_assert_geq(f.st->mem_bytes, f.st->streams_limit);
+    cr_assert_lt(f.st->mem_bytes, f.st->streams_limit + 1024, "refused as the share was reached");
+    cr_assert_eq(f.st->nkeys, (size_t)admitted);
+    cr_assert_eq(
+        sg_metrics_counter_value(f.metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"streams_memory\""),
+        1);
+    /* Nothing changed for the refused event; known keys go on, new ones stay refused. */
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    cr_assert_eq(sg_streams_render_key(f.st, key, strlen(key), &out), -ENOENT);
+    sg_buf_free(&out);
+    cr_assert_eq(add(&f, "device-000000", 200, 0, 1), 0);
+    cr_assert_eq(add(&f, "another", 200, 0, 1), -EINVAL);
+    cr_assert_eq(
+        sg_metrics_counter_value(f.metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"streams_memory\""),
+        2);
+    cr_assert_eq(memlog_lines(&m,
+                              "new keys refused: stream state holds limits.streams_share of "
+                              "the budget",
+                              lines, 4),
+                 1, "one log line per interval");
+    cr_assert_eq(num(lines[0], "streams_limit"), 512 << 10);
+    free_lines(lines, 1);
+
+    /* Once the windows fired and the keys left, new keys are welcome again. */
+    sg_streams_tick(f.st, 20000);
+    sg_streams_tick(f.st, 40000);
+    cr_assert_eq(f.st->nkeys, 0);
+    cr_assert_eq(add(&f, "another", 50000, 40000, 1), 0);
+    fx_stop(&f);
+    memlog_close(&m);
+}
+
+/* Stream state alone past the high watermark pauses ingest; with no event coming, the idle
+ * watermark advance fires the windows, their memory goes back, and ingest resumes. */
+Test(limits, stream_state_pauses_ingest_and_idle_time_resumes_it)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    set_opt(&f, "window.quantiles", "p50,p90,p99");
+    f.cfg.limits_streams_share = 100;
+    f.cfg.window_idle_timeout_ms = 1000;
+    f.budget_limit = 1 << 20;
+    fx_start(&f);
+    char key[32];
+    int n = 0;
+    for (; !sg_budget_paused(f.budget); n++) {
+        snprintf(key, sizeof(key), "device-%06d", n);
+        cr_assert_eq(add(&f, key, 1000 + n % 1000, 0, n), 0);
+        cr_assert_lt(n, 100000, "stream state never reached the high watermark");
+    }
+    cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_QUEUES), 0);
+    cr_assert_geq(sg_budget_used(f.budget), (1u << 20) * 7 / 10);
+    cr_assert_eq(f.nres, 0);
+    /* Ingest is paused: no events, only ticks. */
+    int64_t now = 0;
+    for (; now <= 30000 && sg_budget_paused(f.budget); now += sg_streams_tick(f.st, now))
+        ;
+    cr_assert(!sg_budget_paused(f.budget), "still paused at wall clock %" PRId64, now);
+    cr_assert_eq(f.nres, (size_t)n, "every window fired");
+    cr_assert_leq(sg_budget_used(f.budget), (1u << 20) / 2);
     fx_stop(&f);
 }
