@@ -119,6 +119,7 @@ struct sg_config {
     int64_t limits_high_watermark;  /* percent of limits_memory: ingest pauses at it */
     int64_t limits_low_watermark;   /* percent of limits_memory: ingest resumes under it */
     int64_t limits_streams_share;   /* percent of limits_memory: new keys refused past it */
+    int64_t limits_results_share;   /* percent of limits_memory: windows wait past it (queues) */
     uint64_t limits_retry_after_ms; /* Retry-After sent with a pushback 503 */
 
     /* log.* */

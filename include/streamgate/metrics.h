@@ -74,6 +74,15 @@ struct sg_histogram {
       "Early (non-final) window results emitted.")                                                 \
     X(LATE_EVENTS_TOTAL, "streamgate_late_events_total", COUNTER, "",                              \
       "Events that arrived after a window they belong to had fired.")                              \
+    X(WINDOWS_WAITING, "streamgate_windows_waiting", GAUGE, "",                                    \
+      "Windows due to fire and held back while the writers' queues are over limits.results_share " \
+      "of the memory budget.")                                                                     \
+    X(WINDOWS_WAITING_AGE_SECONDS, "streamgate_windows_waiting_age_seconds", GAUGE, "",            \
+      "Wall-clock seconds since the oldest window waiting to fire became due (0 when none "        \
+      "waits).")                                                                                   \
+    X(WINDOW_FIRING_STALLS_TOTAL, "streamgate_window_firing_stalls_total", COUNTER, "",            \
+      "Times firing stopped with windows due because the writers' queues were over "               \
+      "limits.results_share of the memory budget.")                                                \
     X(WATERMARK_LAG_SECONDS, "streamgate_watermark_lag_seconds", GAUGE, "",                        \
       "Wall clock minus the event-time watermark (0 before the first event).")                     \
     X(KEYS_EVICTED_TOTAL, "streamgate_keys_evicted_total", COUNTER, "",                            \

@@ -23,7 +23,11 @@
  *
  * Memory: with a budget, the engine's bytes (keys, open windows with their sketches, its
  * tables) are charged to it as SG_BUDGET_STREAMS. While they reach limits.streams_share of it,
- * events for new keys are rejected (key_limit) and known keys go on. */
+ * events for new keys are rejected (key_limit) and known keys go on. Firing is paced by the
+ * writers: while their queues (SG_BUDGET_QUEUES) hold limits.results_share of the budget or
+ * more, due windows wait in the engine, unrendered, and fire in their usual order as the
+ * queues drain. A waiting window takes no more events: an event for it is late, as if it had
+ * fired. sg_streams_flush emits everything regardless. */
 #ifndef STREAMGATE_STREAMS_H
 #define STREAMGATE_STREAMS_H
 
@@ -102,9 +106,9 @@ struct sg_streams_callbacks {
 };
 
 /* Builds the engine from the configuration (window.*, stream.*, limits.streams_share,
- * log.bad_input_interval). `log` (may be NULL) receives allocation failures, late events and
- * refused keys. `budget` (may be NULL: no accounting, no memory limit on keys) must outlive
- * the engine. Returns NULL when out of memory. */
+ * limits.results_share, log.bad_input_interval). `log` (may be NULL) receives allocation
+ * failures, late events and refused keys. `budget` (may be NULL: no accounting, no memory
+ * limit on keys, no pacing) must outlive the engine. Returns NULL when out of memory. */
 struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
                                      struct sg_log *log, struct sg_budget *budget,
                                      const struct sg_streams_callbacks *cbs);
@@ -116,7 +120,7 @@ void sg_streams_destroy(struct sg_streams *st);
  * SG_REJECT_KEY_LIMIT when the key is new and stream.max_keys keys are active or the engine
  * holds limits.streams_share of the budget (nothing changes then), or -ENOMEM with *why =
  * SG_REJECT_SINK_FAILED when no window could be allocated for it. Windows whose end the
- * watermark has now passed fire before this returns. */
+ * watermark has now passed fire before this returns, unless pacing holds them. */
 int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
                    enum sg_reject *why);
 
@@ -132,11 +136,13 @@ void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, si
                                 uint64_t hash);
 
 /* Advances time without an event: recomputes the watermark (idle advance, processing time),
- * fires due windows, emits early updates when due, evicts idle keys. Returns the number of
- * milliseconds until something may next be due (at least 1, at most 1000), for a timer. */
+ * fires due windows (as far as pacing lets it), emits early updates when due, evicts idle
+ * keys. Returns the number of milliseconds until something may next be due (at least 1, at
+ * most 1000), for a timer; while due windows wait for the writers, a short poll delay. */
 int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms);
 
-/* Shutdown: emits every open window as final, in order of window end, and frees them. */
+/* Shutdown: emits every open window as final, in order of window end, and frees them; pacing
+ * does not hold anything back (ingest has stopped). */
 void sg_streams_flush(struct sg_streams *st);
 
 /* Live query. Appends {"key":..,"partition":..,"windows":[<result objects without "final">]}

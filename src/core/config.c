@@ -258,6 +258,9 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("limits.streams_share", limits_streams_share, "50", 1, 100,
                "Percent of limits.memory the streams engine may hold before events for new keys "
                "are rejected (key_limit); known keys go on."),
+    SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,
+               "Percent of limits.memory the writers' queues may hold while windows fire; due "
+               "windows past it wait, complete, until the writers drain."),
     SG_OPT_DUR("limits.retry_after", limits_retry_after_ms, "1s", 1000,
                "Retry-After sent with a 503 while ingest is paused (whole seconds, rounded "
                "up)."),

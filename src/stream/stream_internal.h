@@ -34,6 +34,15 @@
 /* Event times are clamped to +-2^61 ms so window arithmetic cannot overflow (decoded events
  * stay far inside: year 9999 is 2.5e14 ms). */
 #define SG_STREAMS_MAX_TIME (INT64_C(1) << 61)
+/* While due windows wait for the writers, how often the engine looks again (a timer's
+ * delay): often enough to follow a draining queue, not so often that it spins. */
+#define SG_STREAMS_PACE_POLL_MS 20
+/* Wall-clock marks of the watermark kept while windows wait, for the age of the oldest one;
+ * marks closer together than SG_STREAMS_DUE_MARK_MS are merged. */
+#define SG_STREAMS_DUE_MARKS   64
+#define SG_STREAMS_DUE_MARK_MS 100
+/* How often the waiting windows are counted (a walk over the due part of the heap). */
+#define SG_STREAMS_WAITING_COUNT_MS 1000
 
 /* One field's aggregate in one window. With quantiles, its sketch follows it in the window's
  * memory (agg.sketch points there), so folding a value touches one stretch of memory per
@@ -78,6 +87,13 @@ struct sg_stream {
     char key[];
 };
 
+/* "At wall clock `wall_ms` the watermark had reached `watermark`": every window whose end is at
+ * or before it was due by then. */
+struct sg_streams_due_mark {
+    int64_t watermark;
+    int64_t wall_ms;
+};
+
 struct sg_streams {
     /* Settings, copied from the configuration. */
     int type; /* enum sg_window_type */
@@ -98,10 +114,12 @@ struct sg_streams {
 
     /* The memory budget, or NULL. mem_bytes is charged to it as SG_BUDGET_STREAMS whenever it
      * changed (budget_held is what was charged last). New keys are refused while mem_bytes is
-     * at streams_limit or more (SIZE_MAX without a budget). */
+     * at streams_limit or more (SIZE_MAX without a budget); with `paced`, due windows wait
+     * while the writers' queues hold results_limit or more. */
     struct sg_budget *budget;
     size_t budget_held;
-    size_t streams_limit;
+    size_t streams_limit, results_limit;
+    bool paced;
 
     /* Key table: open addressing, linear probing, backward-shift deletion. */
     struct sg_stream **slots;
@@ -144,6 +162,14 @@ struct sg_streams {
     size_t nfree, free_max;
     size_t windows_open;
 
+    /* Due windows held back by pacing: `held` from the moment firing stopped with the heap's
+     * top due until nothing due is left. The marks (a ring, oldest first) date when the
+     * watermark passed the waiting windows' ends. */
+    bool held;
+    struct sg_streams_due_mark due_marks[SG_STREAMS_DUE_MARKS];
+    uint32_t due_first, due_count;
+    int64_t waiting_counted_ms; /* when the waiting windows were last counted */
+
     /* Time. */
     int64_t now_ms;          /* the latest wall clock seen */
     bool has_watermark;      /* false until the first event (event time) or tick */
@@ -168,10 +194,11 @@ struct sg_streams {
 
     /* Metrics, or the fallback series below when no registry was given. */
     struct sg_gauge *keys_active, *windows_open_gauge, *watermark_lag;
+    struct sg_gauge *windows_waiting, *waiting_age;
     struct sg_counter *windows_fired, *window_updates, *late_events, *keys_evicted, *names_dropped;
-    struct sg_counter *streams_memory_hits;
-    struct sg_gauge own_gauges[3];
-    struct sg_counter own_counters[6];
+    struct sg_counter *firing_stalls, *streams_memory_hits;
+    struct sg_gauge own_gauges[5];
+    struct sg_counter own_counters[7];
 };
 
 /* streams.c */
@@ -215,11 +242,19 @@ void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t w
  * or -ENOMEM when no window could take the event. */
 int sg_window__add(struct sg_streams *st, struct sg_stream *s, const struct sg_event *ev, int64_t t,
                    const uint32_t *ids, const uint64_t *distinct_hash);
-/* Fires every window whose end the watermark has reached. */
-void sg_window__fire_due(struct sg_streams *st);
+/* Fires every window whose end the watermark has reached, in heap order, as long as the
+ * writers' queues leave room (pacing); returns true when due windows were left waiting. */
+bool sg_window__fire_due(struct sg_streams *st);
+/* Notes the watermark's wall-clock time while windows wait (for the age of the oldest). */
+void sg_window__mark_due(struct sg_streams *st);
+/* Updates the waiting windows' gauges: their age always, their count at most once per
+ * SG_STREAMS_WAITING_COUNT_MS unless `count_now`. */
+void sg_window__update_waiting(struct sg_streams *st, bool count_now);
 /* Fires every open window, in end order. */
 void sg_window__fire_all(struct sg_streams *st);
-/* Emits every window on the dirty list as an update and clears the list. */
+/* Emits the windows on the dirty list as updates, as long as the writers' queues leave room
+ * (pacing), and takes them off it; the rest stay for the next interval. Called after
+ * sg_window__fire_due. */
 void sg_window__emit_dirty(struct sg_streams *st);
 /* Frees every window of the engine (open and free-listed) without emitting. */
 void sg_window__free_all(struct sg_streams *st);

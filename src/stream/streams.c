@@ -261,12 +261,15 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
         st->keys_active = &st->own_gauges[0];
         st->windows_open_gauge = &st->own_gauges[1];
         st->watermark_lag = &st->own_gauges[2];
+        st->windows_waiting = &st->own_gauges[3];
+        st->waiting_age = &st->own_gauges[4];
         st->windows_fired = &st->own_counters[0];
         st->window_updates = &st->own_counters[1];
         st->late_events = &st->own_counters[2];
         st->keys_evicted = &st->own_counters[3];
         st->names_dropped = &st->own_counters[4];
-        st->streams_memory_hits = &st->own_counters[5];
+        st->firing_stalls = &st->own_counters[5];
+        st->streams_memory_hits = &st->own_counters[6];
         return 0;
     }
     st->keys_active = sg_metrics_gauge(m, SG_METRIC_KEYS_ACTIVE, NULL);
@@ -277,11 +280,14 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
     st->late_events = sg_metrics_counter(m, SG_METRIC_LATE_EVENTS_TOTAL, NULL);
     st->keys_evicted = sg_metrics_counter(m, SG_METRIC_KEYS_EVICTED_TOTAL, NULL);
     st->names_dropped = sg_metrics_counter(m, SG_METRIC_FIELD_NAMES_DROPPED_TOTAL, NULL);
+    st->windows_waiting = sg_metrics_gauge(m, SG_METRIC_WINDOWS_WAITING, NULL);
+    st->waiting_age = sg_metrics_gauge(m, SG_METRIC_WINDOWS_WAITING_AGE_SECONDS, NULL);
+    st->firing_stalls = sg_metrics_counter(m, SG_METRIC_WINDOW_FIRING_STALLS_TOTAL, NULL);
     st->streams_memory_hits =
         sg_metrics_counter(m, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"streams_memory\"");
     if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
         !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped ||
-        !st->streams_memory_hits)
+        !st->windows_waiting || !st->waiting_age || !st->firing_stalls || !st->streams_memory_hits)
         return -ENOMEM;
     return 0;
 }
@@ -372,8 +378,12 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         st->cbs = *cbs;
     st->budget = budget;
     st->streams_limit = SIZE_MAX;
-    if (budget)
+    if (budget) {
         st->streams_limit = sg_streams__share(budget, cfg->limits_streams_share);
+        st->results_limit = sg_streams__share(budget, cfg->limits_results_share);
+        /* Pacing holds results back for writers; without a result callback there are none. */
+        st->paced = st->cbs.result != NULL;
+    }
     st->seed = sg_streams__random_seed(st);
     sg_buf_init(&st->out, SG_STREAMS_RESULT_MAX);
 
@@ -480,7 +490,7 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
     /* Time first, as a tick would: what is due fires and idle keys go before the event is
      * placed, so a freed key slot is available to it. */
     sg_window__advance(st, now_ms);
-    sg_window__fire_due(st);
+    bool held = sg_window__fire_due(st);
     sg_streams__evict(st);
 
     int64_t t = ev->ts_ms;
@@ -521,9 +531,14 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
     }
 
     /* The event's own time may push the watermark past other windows' ends; never past its
-     * own windows', so it cannot make itself late. */
+     * own windows', so it cannot make itself late. When windows wait for the writers, what is
+     * newly due waits behind them (the writers cannot have drained since): the pacing is
+     * asked once per event. */
     sg_window__observe(st, t, now_ms);
-    sg_window__fire_due(st);
+    if (!held)
+        sg_window__fire_due(st);
+    else
+        sg_window__mark_due(st);
 
     if (!s) {
         s = sg_streams__insert(st, ev->key, ev->key_len, hash);
@@ -580,7 +595,7 @@ void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, si
 int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
 {
     sg_window__advance(st, now_ms);
-    sg_window__fire_due(st);
+    bool held = sg_window__fire_due(st);
     int64_t next = 1000;
     if (st->emit_interval_ms > 0) {
         if (!st->emit_armed) {
@@ -601,9 +616,11 @@ int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
         if (due < next)
             next = due;
     }
-    int64_t due = sg_window__next_due(st);
+    /* Due windows waiting for the writers: look again soon, without spinning. */
+    int64_t due = held ? SG_STREAMS_PACE_POLL_MS : sg_window__next_due(st);
     if (due < next)
         next = due;
+    sg_window__update_waiting(st, false);
     sg_streams__update_gauges(st);
     sg_streams__sync(st);
     return next < 1 ? 1 : next;

@@ -4,7 +4,13 @@
  * A window is one allocation (header, distinct sketch, field array) that grows in place as new
  * fields appear; fired windows go to a free list so a steady stream of keys does not churn
  * malloc. The heap holds every open window ordered by (end, key, start), so firing pops from the
- * top while the top has passed the watermark and never looks at keys with nothing due. */
+ * top while the top has passed the watermark and never looks at keys with nothing due.
+ *
+ * Pacing: with a memory budget, firing also stops while the writers' queues hold their share of
+ * it, and the due windows wait in the heap, unchanged, until the queues drain. Nothing else
+ * moves: the watermark goes on, and an event for a window that is due but waiting is late
+ * exactly as if that window had fired (a due window never takes an event, a due session is
+ * never extended or merged). Only the moment of emission moves; the order stays the heap's. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,13 +447,16 @@ static int sg_window__add_fixed(struct sg_streams *st, struct sg_stream *s,
                                 const uint64_t *distinct_hash)
 {
     /* Tumbling windows: an event almost always falls in a window its key has open, which is
-     * the whole answer, without the divisions below (tens of cycles each). Every open window
-     * ends past the watermark, since due ones fired before this is called. */
+     * the whole answer, without the divisions below (tens of cycles each). The window must not
+     * be due: one waiting to fire (pacing) takes no more events, and the path below finds the
+     * event late as if it had fired. */
     if (st->slide_ms == st->size_ms && !s->is_idle) {
         for (struct sg_window **link = &s->u.windows; *link; link = &(*link)->next) {
             if (t < (*link)->start)
                 break; /* the list is by start */
             if (t < (*link)->end) {
+                if ((*link)->end <= st->watermark)
+                    break;
                 sg_window__fold(st, link, ev, t, ids, distinct_hash);
                 return 0;
             }
@@ -534,7 +543,9 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
 }
 
 /* Sessions: [first event, last event + gap). An event joins every session its own [t, t + gap)
- * overlaps (at most two, since sessions are disjoint and at least gap long), merging them. */
+ * overlaps (at most two, since sessions are disjoint and at least gap long), merging them.
+ * Sessions that are due (waiting to fire) are passed over as if they had fired: the stream's
+ * list is by end, the due ones first, and a new session may then start before one of them. */
 static int sg_window__add_session(struct sg_streams *st, struct sg_stream *s,
                                   const struct sg_event *ev, int64_t t, const uint32_t *ids,
                                   const uint64_t *distinct_hash)
@@ -543,8 +554,10 @@ static int sg_window__add_session(struct sg_streams *st, struct sg_stream *s,
     struct sg_window **link = NULL;
 
     if (!s->is_idle) {
+        /* A session ending at or before t is out of reach, and so is a due one. */
+        int64_t past = t > st->watermark ? t : st->watermark;
         link = &s->u.windows;
-        while (*link && (*link)->end <= t)
+        while (*link && (*link)->end <= past)
             link = &(*link)->next;
     }
     if (!link || !*link || (*link)->start >= end) {
@@ -633,12 +646,113 @@ static struct sg_window *sg_window__pop(struct sg_streams *st)
     return top;
 }
 
-void sg_window__fire_due(struct sg_streams *st)
+/* ---- pacing ------------------------------------------------------------------------ */
+
+/* True when a result may go to the writers now: always without pacing, and with it while
+ * their queues hold less than their share of the budget. */
+static bool sg_window__may_emit(const struct sg_streams *st)
 {
-    if (!st->has_watermark)
+    return !st->paced || sg_budget_used_by(st->budget, SG_BUDGET_QUEUES) < st->results_limit;
+}
+
+static struct sg_streams_due_mark *sg_window__due_mark(struct sg_streams *st, uint32_t i)
+{
+    return &st->due_marks[(st->due_first + i) % SG_STREAMS_DUE_MARKS];
+}
+
+void sg_window__mark_due(struct sg_streams *st)
+{
+    if (st->due_count > 0) {
+        struct sg_streams_due_mark *last = sg_window__due_mark(st, st->due_count - 1);
+        if (st->watermark <= last->watermark)
+            return;
+        /* Close to the last mark, or no room: the last mark stands for this watermark too,
+         * which dates the newest waiting windows a little early, never the oldest. */
+        if (st->now_ms - last->wall_ms < SG_STREAMS_DUE_MARK_MS ||
+            st->due_count == SG_STREAMS_DUE_MARKS) {
+            last->watermark = st->watermark;
+            return;
+        }
+    }
+    *sg_window__due_mark(st, st->due_count++) =
+        (struct sg_streams_due_mark){.watermark = st->watermark, .wall_ms = st->now_ms};
+}
+
+/* Firing stopped with the heap's top due. */
+static void sg_window__hold(struct sg_streams *st)
+{
+    if (!st->held) {
+        st->held = true;
+        sg_counter_inc(st->firing_stalls);
+    }
+    sg_window__mark_due(st);
+}
+
+/* Nothing due waits any more. */
+static void sg_window__unhold(struct sg_streams *st)
+{
+    st->held = false;
+    st->due_count = 0;
+    sg_gauge_set(st->windows_waiting, 0);
+    sg_gauge_set(st->waiting_age, 0);
+}
+
+/* Due windows in the heap: a walk from the top, in pre-order, that descends only into due
+ * entries (an entry ends no later than its children), without a stack. */
+static size_t sg_window__count_due(const struct sg_streams *st)
+{
+    size_t n = 0, i = 0;
+    for (;;) {
+        if (i < st->heap_len && st->heap[i]->end <= st->watermark) {
+            n++;
+            i = 2 * i + 1; /* its left child, which may not exist */
+            continue;
+        }
+        /* Past a subtree: up while this is a right child, then over to the right sibling. */
+        while (i > 0 && i % 2 == 0)
+            i = (i - 1) / 2;
+        if (i == 0)
+            return n;
+        i++;
+    }
+}
+
+void sg_window__update_waiting(struct sg_streams *st, bool count_now)
+{
+    if (!st->held)
         return;
-    while (st->heap_len > 0 && st->heap[0]->end <= st->watermark)
+    /* The oldest waiting window is the top; the first mark past its end dates it. */
+    int64_t top_end = st->heap_len > 0 ? st->heap[0]->end : INT64_MAX;
+    while (st->due_count > 1 && sg_window__due_mark(st, 0)->watermark < top_end) {
+        st->due_first = (st->due_first + 1) % SG_STREAMS_DUE_MARKS;
+        st->due_count--;
+    }
+    double age = 0.0;
+    if (st->due_count > 0 && sg_window__due_mark(st, 0)->wall_ms < st->now_ms)
+        age = (double)(st->now_ms - sg_window__due_mark(st, 0)->wall_ms) / 1000.0;
+    sg_gauge_set(st->waiting_age, age);
+    if (count_now || st->now_ms - st->waiting_counted_ms >= SG_STREAMS_WAITING_COUNT_MS) {
+        st->waiting_counted_ms = st->now_ms;
+        sg_gauge_set(st->windows_waiting, (double)sg_window__count_due(st));
+    }
+}
+
+bool sg_window__fire_due(struct sg_streams *st)
+{
+    bool fired = false;
+    if (!st->has_watermark)
+        return false;
+    while (st->heap_len > 0 && st->heap[0]->end <= st->watermark) {
+        if (!sg_window__may_emit(st)) {
+            sg_window__hold(st);
+            return true;
+        }
         sg_window__fire(st, sg_window__pop(st));
+        fired = true;
+    }
+    if (fired && st->held)
+        sg_window__unhold(st);
+    return false;
 }
 
 void sg_window__fire_all(struct sg_streams *st)
@@ -646,19 +760,34 @@ void sg_window__fire_all(struct sg_streams *st)
     while (st->heap_len > 0)
         sg_window__fire(st, sg_window__pop(st));
     st->ndirty = 0;
+    if (st->held)
+        sg_window__unhold(st);
 }
 
 void sg_window__emit_dirty(struct sg_streams *st)
 {
-    for (uint32_t i = 0; i < st->ndirty; i++) {
+    /* Due windows fired (or wait, with no room for this either) before this is called: every
+     * window here is open. */
+    uint32_t i = 0, kept = 0;
+    for (; i < st->ndirty; i++) {
         struct sg_window *w = st->dirty[i];
         if (!w)
             continue;
+        if (!sg_window__may_emit(st))
+            break;
         w->dirty_idx = SG_STREAMS_NO_INDEX;
         sg_result__emit(st, w, false);
         sg_counter_inc(st->window_updates);
     }
-    st->ndirty = 0;
+    /* What the writers had no room for waits for the next interval, in the same order. */
+    for (; i < st->ndirty; i++) {
+        struct sg_window *w = st->dirty[i];
+        if (!w)
+            continue;
+        w->dirty_idx = kept;
+        st->dirty[kept++] = w;
+    }
+    st->ndirty = kept;
 }
 
 int64_t sg_window__next_due(const struct sg_streams *st)

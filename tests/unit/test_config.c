@@ -310,6 +310,7 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.limits_high_watermark, 70);
     cr_assert_eq(cfg.limits_low_watermark, 50);
     cr_assert_eq(cfg.limits_streams_share, 50);
+    cr_assert_eq(cfg.limits_results_share, 25);
     cr_assert_eq(cfg.limits_retry_after_ms, 1000);
     cr_assert_str_eq(cfg.output_results_file, "");
     cr_assert_str_eq(cfg.output_late_file, "");
@@ -342,7 +343,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 71);
+    cr_assert_eq(n, 72);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1076,6 +1077,7 @@ Test(validate, failures)
         {"limits.retry_after", "500ms", "limits.retry_after: must be at least 1000ms"},
         {"limits.streams_share", "0", "limits.streams_share: must be from 1 to 100 (got 0)"},
         {"limits.streams_share", "101", "limits.streams_share: must be from 1 to 100 (got 101)"},
+        {"limits.results_share", "0", "limits.results_share: must be from 1 to 100 (got 0)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sg_config cfg;
@@ -1107,6 +1109,7 @@ Test(validate, boundaries_that_pass)
         {"event.key_fallback", ""},
         {"output.file", ""},
         {"limits.streams_share", "100"},
+        {"limits.results_share", "1"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sg_config cfg;

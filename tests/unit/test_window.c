@@ -1593,9 +1593,339 @@ Test(session, random_events_match_a_model)
     fx_stop(&f);
 }
 
-/* ---- the engine's bytes in the memory budget ---- */
+/* ---- pacing: due windows wait while the writers' queues hold their share ---- */
 
 #define PACE_BUDGET ((size_t)64 << 20)
+
+/* The writers' queues: filled to the results share (firing stops) and drained again. */
+static size_t queued;
+
+static void queues_fill(struct fx *f)
+{
+    size_t want = f->st->results_limit;
+    cr_assert_gt(want, 0);
+    if (queued < want) {
+        sg_budget_charge(f->budget, SG_BUDGET_QUEUES, want - queued);
+        queued = want;
+    }
+}
+
+static void queues_drain(struct fx *f)
+{
+    sg_budget_release(f->budget, SG_BUDGET_QUEUES, queued);
+    queued = 0;
+}
+
+/* Two engines on the same configuration: `u` unpaced (no budget), `p` paced. */
+static void pair_start(struct fx *u, struct fx *p)
+{
+    fx_start(u);
+    p->budget_limit = PACE_BUDGET;
+    fx_start(p);
+    queued = 0;
+    cr_assert(p->st->paced);
+    cr_assert(!u->st->paced);
+}
+
+/* One event into both engines; both must answer alike. */
+static void add2(struct fx *u, struct fx *p, const char *key, int64_t ts, int64_t now, double v)
+{
+    int ru = add(u, key, ts, now, v), rp = add(p, key, ts, now, v);
+    cr_assert_eq(ru, 0);
+    cr_assert_eq(rp, 0);
+}
+
+/* The paced engine emitted exactly what the unpaced one did, in the same order, and found the
+ * same events late. */
+static void same_output(const struct fx *u, const struct fx *p)
+{
+    cr_assert_eq(p->nres, u->nres, "paced %zu results, unpaced %zu", p->nres, u->nres);
+    for (size_t i = 0; i < u->nres; i++) {
+        cr_assert_str_eq(p->res[i].json, u->res[i].json, "result %zu", i);
+        cr_assert_eq(p->res[i].final, u->res[i].final, "result %zu", i);
+    }
+    cr_assert_eq(p->nlate, u->nlate, "paced %zu late, unpaced %zu", p->nlate, u->nlate);
+    for (size_t i = 0; i < u->nlate; i++) {
+        cr_assert_str_eq(p->late[i].key, u->late[i].key, "late %zu", i);
+        cr_assert_eq(p->late[i].ts, u->late[i].ts, "late %zu", i);
+        cr_assert_eq(p->late[i].window_end, u->late[i].window_end, "late %zu", i);
+    }
+}
+
+static void pair_stop(struct fx *u, struct fx *p)
+{
+    queues_drain(p);
+    fx_stop(p);
+    fx_stop(u);
+}
+
+Test(pacing, tumbling_waits_and_a_waiting_window_takes_no_event)
+{
+    struct fx u, p;
+    fx_init(&u, SG_WINDOW_TUMBLING, 1000);
+    fx_init(&p, SG_WINDOW_TUMBLING, 1000);
+    pair_start(&u, &p);
+    add2(&u, &p, "a", 100, 0, 1);
+    add2(&u, &p, "b", 300, 0, 2);
+    add2(&u, &p, "a", 500, 0, 3);
+    queues_fill(&p);
+    add2(&u, &p, "a", 1200, 1, 4); /* the watermark passes 1000: [0, 1000) is due for a and b */
+    cr_assert_eq(u.nres, 2);
+    cr_assert_eq(p.nres, 0, "fired while the writers' queues were full");
+    cr_assert(p.st->held);
+    cr_assert_eq(counter(&p, SG_METRIC_WINDOW_FIRING_STALLS_TOTAL), 1);
+
+    /* Events for the waiting windows are late, as they are for the fired ones. */
+    add2(&u, &p, "b", 900, 2, 5);  /* b's only window is due */
+    add2(&u, &p, "a", 999, 3, 6);  /* a has [0, 1000) due and [1000, 2000) open */
+    add2(&u, &p, "c", 950, 4, 7);  /* a new key, too late for any window */
+    add2(&u, &p, "b", 1500, 5, 8); /* b's next window */
+    cr_assert_eq(u.nlate, 3);
+    cr_assert_eq(p.nres, 0);
+    cr_assert_eq(counter(&p, SG_METRIC_WINDOW_FIRING_STALLS_TOTAL), 1,
+                 "one stall, not one per "
+                 "event");
+
+    /* No spinning while windows wait, and the gauges say what waits since when. */
+    int64_t next = sg_streams_tick(p.st, 1005);
+    cr_assert(next >= 10 && next <= 50, "tick asks to be called again in %" PRId64 " ms", next);
+    struct sg_gauge *waiting = sg_metrics_gauge(p.metrics, SG_METRIC_WINDOWS_WAITING, NULL);
+    struct sg_gauge *age = sg_metrics_gauge(p.metrics, SG_METRIC_WINDOWS_WAITING_AGE_SECONDS, NULL);
+    cr_assert_eq(waiting->value, 2.0);
+    cr_assert_eq(age->value, 1.004, "waiting since the event at wall clock 1: %g s", age->value);
+
+    queues_drain(&p);
+    sg_streams_tick(p.st, 1010);
+    cr_assert_eq(p.nres, 2);
+    cr_assert(!p.st->held);
+    cr_assert_eq(waiting->value, 0.0);
+    cr_assert_eq(age->value, 0.0);
+    check_result(&p.res[0], "a", 0, 1000, 2, true);
+    check_result(&p.res[1], "b", 0, 1000, 1, true);
+    sg_streams_flush(u.st);
+    sg_streams_flush(p.st);
+    same_output(&u, &p);
+    pair_stop(&u, &p);
+}
+
+Test(pacing, hopping_waiting_windows_miss_the_event_open_ones_take_it)
+{
+    struct fx u, p;
+    fx_init(&u, SG_WINDOW_HOPPING, 1000);
+    fx_init(&p, SG_WINDOW_HOPPING, 1000);
+    u.cfg.window_slide_ms = p.cfg.window_slide_ms = 500;
+    pair_start(&u, &p);
+    add2(&u, &p, "a", 100, 0, 1); /* [-500, 500), [0, 1000) */
+    add2(&u, &p, "a", 400, 0, 2); /* the same two */
+    queues_fill(&p);
+    add2(&u, &p, "b", 1100, 1, 3); /* due: a's [-500, 500) and [0, 1000) */
+    cr_assert_eq(u.nres, 2);
+    cr_assert_eq(p.nres, 0);
+    add2(&u, &p, "a", 800, 2, 4); /* [0, 1000) is due (missed), [500, 1500) opens for it */
+    cr_assert_eq(u.nlate, 1);
+    cr_assert_eq(p.late[0].window_end, 1000);
+    queues_drain(&p);
+    add2(&u, &p, "b", 1200, 3, 5); /* the next event fires what waited, first */
+    cr_assert_eq(p.nres, 2);
+    sg_streams_flush(u.st);
+    sg_streams_flush(p.st);
+    same_output(&u, &p);
+    cr_assert_eq(p.nres, 5);
+    check_result(&p.res[2], "a", 500, 1500, 1, true);
+    pair_stop(&u, &p);
+}
+
+Test(pacing, a_waiting_session_is_neither_extended_nor_merged)
+{
+    struct fx u, p;
+    fx_init(&u, SG_WINDOW_SESSION, 1000);
+    fx_init(&p, SG_WINDOW_SESSION, 1000);
+    u.cfg.window_gap_ms = p.cfg.window_gap_ms = 500;
+    u.cfg.window_allowed_lateness_ms = p.cfg.window_allowed_lateness_ms = 1000;
+    pair_start(&u, &p);
+    add2(&u, &p, "a", 0, 0, 1);    /* [0, 500) */
+    add2(&u, &p, "a", 1000, 0, 2); /* [1000, 1500) */
+    queues_fill(&p);
+    add2(&u, &p, "b", 1600, 1, 3); /* watermark 600: a's [0, 500) is due */
+    cr_assert_eq(u.nres, 1);
+    cr_assert_eq(p.nres, 0);
+    add2(&u, &p, "a", 300, 2, 4);  /* within gap of the due session: a new one, [300, 800) */
+    add2(&u, &p, "a", 700, 3, 5);  /* [300, 1200): now it bridges to [1000, 1500) */
+    add2(&u, &p, "a", 450, 4, 6);  /* inside [300, 1500), not in the due one */
+    add2(&u, &p, "b", 2700, 5, 7); /* watermark 1700: [300, 1500) and b's [1600, 2100) due */
+    cr_assert_eq(u.nres, 2);
+    cr_assert_eq(p.nres, 0);
+    cr_assert_eq(u.nlate, 0);
+    queues_drain(&p);
+    sg_streams_tick(p.st, 10);
+    cr_assert_eq(p.nres, 2);
+    check_result(&p.res[0], "a", 0, 500, 1, true);
+    check_result(&p.res[1], "a", 300, 1500, 4, true);
+    sg_streams_flush(u.st);
+    sg_streams_flush(p.st);
+    same_output(&u, &p);
+    pair_stop(&u, &p);
+}
+
+/* Random keys, times (out of order within and beyond the lateness) and values, with the
+ * writers' queues filling and draining at random: the paced engine must end up with the same
+ * results in the same order and the same late events. */
+static void random_pair(int type, uint64_t seed)
+{
+    struct fx u, p;
+    fx_init(&u, type, 1000);
+    fx_init(&p, type, 1000);
+    set_opt(&u, "window.quantiles", "p50,p99");
+    set_opt(&p, "window.quantiles", "p50,p99");
+    u.cfg.window_slide_ms = p.cfg.window_slide_ms = 400;
+    u.cfg.window_gap_ms = p.cfg.window_gap_ms = 300;
+    u.cfg.window_allowed_lateness_ms = p.cfg.window_allowed_lateness_ms = 250;
+    pair_start(&u, &p);
+    static const char *const names[] = {"v", "w"};
+    char key[8];
+    int64_t clock = 0;
+    size_t stalls = 0, flips = 0;
+    bool full = false;
+    for (int i = 0; i < 6000; i++) {
+        uint64_t r = lcg_next(&seed);
+        if (r % 37 == 0) { /* the writers' queues fill up or drain */
+            full = !full;
+            flips++;
+            if (full)
+                queues_fill(&p);
+            else
+                queues_drain(&p);
+        }
+        if (r % 11 == 0) { /* a tick now and then, as the loop would run one */
+            sg_streams_tick(u.st, i);
+            int64_t next = sg_streams_tick(p.st, i);
+            if (p.st->held) {
+                cr_assert_geq(next, 10);
+                /* The waiting windows' count, against a look at every open window. */
+                size_t due = 0;
+                for (uint32_t j = 0; j < p.st->heap_len; j++)
+                    due += p.st->heap[j]->end <= p.st->watermark;
+                sg_window__update_waiting(p.st, true);
+                cr_assert_eq(sg_metrics_gauge(p.metrics, SG_METRIC_WINDOWS_WAITING, NULL)->value,
+                             (double)due);
+                cr_assert_gt(due, 0);
+            }
+        }
+        /* Time moves a few ms per event, and now and then a gap closes every session. */
+        clock += (int64_t)(lcg_next(&seed) % 13) + (r % 53 == 0 ? 700 : 0);
+        int64_t ts = clock - (int64_t)(lcg_next(&seed) % 900); /* some late, most not */
+        snprintf(key, sizeof(key), "k%d", (int)(lcg_next(&seed) % 6));
+        double vals[2] = {(double)(lcg_next(&seed) % 100000) / 7.0,
+                          (double)(int64_t)(lcg_next(&seed) % 201) - 100.0};
+        int ru = add_fields(&u, key, ts, i, names, vals, 1 + (r >> 20) % 2, NULL);
+        int rp = add_fields(&p, key, ts, i, names, vals, 1 + (r >> 20) % 2, NULL);
+        cr_assert_eq(ru, 0);
+        cr_assert_eq(rp, 0);
+        stalls += p.st->held;
+    }
+    cr_assert_gt(stalls, 100, "the queues held windows back for %zu events only", stalls);
+    cr_assert_gt(flips, 50);
+    cr_assert_gt(u.nlate, 10, "the data has late events");
+    cr_assert_gt(u.nres, 100);
+    sg_streams_flush(u.st);
+    sg_streams_flush(p.st);
+    same_output(&u, &p);
+    pair_stop(&u, &p);
+}
+
+Test(pacing, random_tumbling_matches_the_unpaced_engine)
+{
+    random_pair(SG_WINDOW_TUMBLING, 11);
+    random_pair(SG_WINDOW_TUMBLING, 12);
+}
+
+Test(pacing, random_hopping_matches_the_unpaced_engine)
+{
+    random_pair(SG_WINDOW_HOPPING, 21);
+    random_pair(SG_WINDOW_HOPPING, 22);
+}
+
+Test(pacing, random_sessions_match_the_unpaced_engine)
+{
+    random_pair(SG_WINDOW_SESSION, 31);
+    random_pair(SG_WINDOW_SESSION, 32);
+}
+
+Test(pacing, flush_emits_everything_while_the_queues_are_full)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.budget_limit = PACE_BUDGET;
+    fx_start(&f);
+    queued = 0;
+    cr_assert_eq(add(&f, "a", 100, 0, 1), 0);
+    cr_assert_eq(add(&f, "b", 100, 0, 1), 0);
+    queues_fill(&f);
+    cr_assert_eq(add(&f, "a", 1500, 0, 1), 0);
+    cr_assert_eq(f.nres, 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 3);
+    check_result(&f.res[0], "a", 0, 1000, 1, true);
+    check_result(&f.res[1], "b", 0, 1000, 1, true);
+    check_result(&f.res[2], "a", 1000, 2000, 1, true);
+    cr_assert(!f.st->held);
+    queues_drain(&f);
+    fx_stop(&f);
+}
+
+Test(pacing, early_updates_wait_for_room_and_skip_waiting_windows)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_emit_interval_ms = 1000;
+    f.budget_limit = PACE_BUDGET;
+    fx_start(&f);
+    queued = 0;
+    int64_t now = 50000;
+    sg_streams_tick(f.st, now);
+    cr_assert_eq(add(&f, "a", 1000, now + 10, 1), 0);
+    cr_assert_eq(add(&f, "b", 1000, now + 20, 1), 0);
+    queues_fill(&f);
+    sg_streams_tick(f.st, now + 1000); /* no room: the changed windows wait */
+    cr_assert_eq(f.nres, 0);
+    queues_drain(&f);
+    sg_streams_tick(f.st, now + 2000);
+    cr_assert_eq(f.nres, 2);
+    check_result(&f.res[0], "a", 0, 10000, 1, false);
+    check_result(&f.res[1], "b", 0, 10000, 1, false);
+
+    /* A window due and waiting gets its final result only, however it changed before. */
+    cr_assert_eq(add(&f, "a", 2000, now + 2100, 1), 0);
+    queues_fill(&f);
+    cr_assert_eq(add(&f, "c", 10000, now + 2200, 1), 0); /* a and b are due, and wait */
+    queues_drain(&f);
+    sg_streams_tick(f.st, now + 3000);
+    cr_assert_eq(f.nres, 5);
+    check_result(&f.res[2], "a", 0, 10000, 2, true);
+    check_result(&f.res[3], "b", 0, 10000, 1, true);
+    check_result(&f.res[4], "c", 10000, 20000, 1, false);
+    fx_stop(&f);
+}
+
+Test(pacing, no_pacing_without_a_result_callback)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    fx_start(&f);
+    struct sg_log quiet;
+    sg_log_init(&quiet, SG_LOG_ERROR, stderr);
+    struct sg_budget *b = sg_budget_create(PACE_BUDGET, 70, 50, f.metrics, &quiet);
+    cr_assert_not_null(b);
+    struct sg_streams_callbacks cbs = {.late = on_late, .arg = &f};
+    struct sg_streams *st = sg_streams_create(&f.cfg, f.metrics, NULL, b, &cbs);
+    cr_assert_not_null(st);
+    cr_assert(!st->paced, "nothing is queued for nobody: no reason to hold windows");
+    sg_streams_destroy(st);
+    sg_budget_destroy(b);
+    fx_stop(&f);
+}
+
+/* ---- the engine's bytes in the memory budget ---- */
 
 /* What the engine holds, counted from its structures. */
 static size_t recount(const struct sg_streams *st)
