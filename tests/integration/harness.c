@@ -508,7 +508,7 @@ void sgt_post(const char *hostport, const char *content_type, const char *body,
     sgt_http(hostport, "POST", "/v1/events", hdr, body, strlen(body), r);
 }
 
-static double metric_in(const char *text, const char *series)
+double sgt_metric_in(const char *text, const char *series)
 {
     size_t sl = strlen(series);
     for (const char *line = text; line && *line;) {
@@ -521,12 +521,27 @@ static double metric_in(const char *text, const char *series)
     return -1;
 }
 
+long sgt_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
 double sgt_metric(const char *hostport, const char *series)
 {
     struct sgt_response r;
     sgt_http(hostport, "GET", "/metrics", NULL, NULL, 0, &r);
     cr_assert_eq(r.status, 200, "/metrics answered %d", r.status);
-    double v = metric_in(r.body, series);
+    double v = sgt_metric_in(r.body, series);
     sgt_response_free(&r);
     return v;
 }

@@ -35,6 +35,9 @@ void sgt_stop_ok(struct sgt_proc *p);
  * stdout and stderr are captured into the malloc'd strings (may be NULL to discard). */
 int sgt_run(const char *const *args, const char *const *env, char **out, char **err);
 
+/* A process's resident set size in kB (VmRSS from /proc), or -1. */
+long sgt_rss_kb(pid_t pid);
+
 /* Monotonic milliseconds, and a sleep, for polling loops in tests. */
 int64_t sgt_mono_ms(void);
 void sgt_sleep_ms(int ms);
@@ -75,6 +78,8 @@ void sgt_post(const char *hostport, const char *content_type, const char *body,
 /* Scrapes /metrics and returns the value of the exact series, e.g.
  * `streamgate_events_accepted_total{transport="tcp"}`; -1 when absent. */
 double sgt_metric(const char *hostport, const char *series);
+/* The value of the exact series in a /metrics text already fetched; -1 when absent. */
+double sgt_metric_in(const char *text, const char *series);
 /* Polls /metrics until the series equals `want` or timeout_ms passes; returns the last value. */
 double sgt_wait_metric(const char *hostport, const char *series, double want, int timeout_ms);
 

@@ -29,22 +29,6 @@
 #define RAW_DELIVERED                                                                              \
     "streamgate_sink_records_total{sink=\"kafka\",stream=\"raw\",result=\"delivered\"}"
 
-/* The gateway's resident set, from /proc (kB). */
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 static char pad[PAD_LEN + 1];
 
 /* ---- the TCP sender: one connection, blocking writes, so a paused gateway blocks it ---- */
@@ -219,7 +203,7 @@ static void run_pressure(const char *const *fault_cmds, const char *const *heal_
     sgt_response_free(&r);
     cr_assert_eq(sgt_wait_metric(p.http, RAW_DELIVERED, 1, 20000), 1);
     sgt_sleep_ms(500);
-    long idle_kb = rss_kb(p.pid);
+    long idle_kb = sgt_rss_kb(p.pid);
     cr_assert(idle_kb > 0);
 
     mock_cmds(&m, fault_cmds);
@@ -245,7 +229,7 @@ static void run_pressure(const char *const *fault_cmds, const char *const *heal_
         http_send_batch(p.http, &st, b);
         if (healed)
             st.accepted_after_heal += st.accepted_202 - before;
-        long kb = rss_kb(p.pid);
+        long kb = sgt_rss_kb(p.pid);
         if (kb > max_kb)
             max_kb = kb;
         if (now - last_probe >= 250) {
