@@ -162,13 +162,9 @@ struct sg_streams {
     size_t nfree, free_max;
     size_t windows_open;
 
-    /* Due windows held back by pacing: `held` from the moment firing stopped with the heap's
-     * top due until nothing due is left. The marks (a ring, oldest first) date when the
-     * watermark passed the waiting windows' ends. */
+    /* Due windows held back by pacing: from the moment firing stopped with the heap's top due
+     * until nothing due is left. */
     bool held;
-    struct sg_streams_due_mark due_marks[SG_STREAMS_DUE_MARKS];
-    uint32_t due_first, due_count;
-    int64_t waiting_counted_ms; /* when the waiting windows were last counted */
 
     /* Time. */
     int64_t now_ms;          /* the latest wall clock seen */
@@ -199,6 +195,12 @@ struct sg_streams {
     struct sg_counter *firing_stalls, *streams_memory_hits;
     struct sg_gauge own_gauges[5];
     struct sg_counter own_counters[7];
+
+    /* While windows wait: marks (a ring, oldest first) that date when the watermark passed
+     * their ends, and when they were last counted. Cold, so last. */
+    struct sg_streams_due_mark due_marks[SG_STREAMS_DUE_MARKS];
+    uint32_t due_first, due_count;
+    int64_t waiting_counted_ms;
 };
 
 /* streams.c */
@@ -242,9 +244,18 @@ void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t w
  * or -ENOMEM when no window could take the event. */
 int sg_window__add(struct sg_streams *st, struct sg_stream *s, const struct sg_event *ev, int64_t t,
                    const uint32_t *ids, const uint64_t *distinct_hash);
+/* sg_window__fire_due's work once the heap's top is due. */
+bool sg_window__fire_some(struct sg_streams *st);
 /* Fires every window whose end the watermark has reached, in heap order, as long as the
- * writers' queues leave room (pacing); returns true when due windows were left waiting. */
-bool sg_window__fire_due(struct sg_streams *st);
+ * writers' queues leave room (pacing); returns true when due windows were left waiting. Called
+ * twice per event: the common case, nothing due, is this one test, inline. (Windows left
+ * waiting keep the top due, so nothing is waiting when the top is not.) */
+static inline bool sg_window__fire_due(struct sg_streams *st)
+{
+    if (st->heap_len == 0 || st->heap[0]->end > st->watermark || !st->has_watermark)
+        return false;
+    return sg_window__fire_some(st);
+}
 /* Notes the watermark's wall-clock time while windows wait (for the age of the oldest). */
 void sg_window__mark_due(struct sg_streams *st);
 /* Updates the waiting windows' gauges: their age always, their count at most once per

@@ -552,10 +552,8 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
 out:
     sg_streams__update_gauges(st);
     sg_streams__sync(st);
-    if (rc == -EINVAL)
-        *why = SG_REJECT_KEY_LIMIT;
-    else if (rc == -ENOMEM)
-        *why = SG_REJECT_SINK_FAILED;
+    if (rc != 0)
+        *why = rc == -EINVAL ? SG_REJECT_KEY_LIMIT : SG_REJECT_SINK_FAILED;
     return rc;
 }
 

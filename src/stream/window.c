@@ -737,20 +737,16 @@ void sg_window__update_waiting(struct sg_streams *st, bool count_now)
     }
 }
 
-bool sg_window__fire_due(struct sg_streams *st)
+bool sg_window__fire_some(struct sg_streams *st)
 {
-    bool fired = false;
-    if (!st->has_watermark)
-        return false;
     while (st->heap_len > 0 && st->heap[0]->end <= st->watermark) {
         if (!sg_window__may_emit(st)) {
             sg_window__hold(st);
             return true;
         }
         sg_window__fire(st, sg_window__pop(st));
-        fired = true;
     }
-    if (fired && st->held)
+    if (st->held)
         sg_window__unhold(st);
     return false;
 }
