@@ -912,6 +912,38 @@ Test(gen_server, http_batch_100_array_and_ndjson, .timeout = 120)
     srv_done(&s);
 }
 
+/* Events refused one by one (here: keys past stream.max_keys) are named by index in the
+ * answer, so the expectation still holds every accepted event of a partly refused batch and
+ * the results stay exactly checkable. */
+Test(gen_server, refused_events_left_out_of_the_expectation, .timeout = 120)
+{
+    struct srv s;
+    srv_start(&s, "1h", (const char *[]){"--stream-max-keys", "10", NULL});
+    char url[128];
+    snprintf(url, sizeof(url), "http://%s/v1/events", s.p.http);
+    const char *args[] = {
+        "--http",        url,       "--count",    "4000",    "--keys",     "40",
+        "--batch",       "50",      "--seed",     "16",      "--start-ts", "1700000000000",
+        "--window-size", "1000",    "--lateness", "3600000", "--expect",   s.expect,
+        "--json",        "--quiet", NULL};
+    struct run r;
+    run_gen(args, &r);
+    cr_assert_eq(r.status, 1, "not every event was acknowledged, so exit 1: %d %s %s", r.status,
+                 r.out, r.err);
+    cJSON *j = summary(&r);
+    run_free(&r);
+    cr_assert_gt(num(j, "rejected"), 1000, "keys past the tenth are refused");
+    cr_assert_gt(num(j, "acked"), 500);
+    cr_assert_eq(num(j, "acked") + num(j, "rejected"), 4000);
+    cr_assert_eq(sgt_wait_metric(s.p.http, "streamgate_events_accepted_total{transport=\"http\"}",
+                                 num(j, "acked"), WAIT_MS),
+                 num(j, "acked"));
+    cJSON_Delete(j);
+    srv_stop(&s);
+    check_results(s.results, s.expect);
+    srv_done(&s);
+}
+
 Test(gen_server, pushback_counted_and_retried, .timeout = 120)
 {
     /* Two HTTP connections allowed: the generator's others are answered 503 with Retry-After.

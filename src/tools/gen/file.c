@@ -45,7 +45,7 @@ static void gen_file__written(uv_fs_t *req)
         }
     } else {
         app->stats.sent += lane->flight.nevents;
-        gen_lane_ack(lane, lane->flight.nevents, 0);
+        gen_lane_ack(lane, lane->flight.nevents, 0, NULL, 0);
         gen_lane_settled(lane);
     }
     if (app->finished && lane->closed_for_good)

@@ -239,8 +239,12 @@ struct gen_lane {
     bool hdr_is_retry_after;
     char retry_after[32];
     size_t retry_after_len;
-    char body[4096];
+    /* The answer's body: room for the counts and for an error list as long as the server's
+     * default http.max_errors (100) makes it, so the indexes of refused events can be read. */
+    char body[32768];
     size_t body_len;
+    uint32_t *refused; /* indexes of the events an answer listed as refused, ascending */
+    size_t nrefused, refused_cap;
     uv_timer_t retry_timer;
     bool waiting_retry;
 
@@ -302,7 +306,11 @@ void gen_lane_settled(struct gen_lane *lane);
 void gen_step(struct gen_app *app);
 /* Records that the events of lane->flight were accepted (and folds them into the
  * expectation), or lost. */
-void gen_lane_ack(struct gen_lane *lane, uint64_t acked, uint64_t rejected);
+/* Settles the batch in flight: `acked` events accepted, `rejected` refused. `refused` lists the
+ * indexes (ascending) of the refused ones when the answer named every one of them, so that the
+ * accepted ones still go into the expectation; NULL when it did not. */
+void gen_lane_ack(struct gen_lane *lane, uint64_t acked, uint64_t rejected, const uint32_t *refused,
+                  size_t nrefused);
 void gen_lane_lost(struct gen_lane *lane);
 /* Ends the run with an error message; the loop winds down. */
 void gen_fail(struct gen_app *app, int rc, const char *msg);

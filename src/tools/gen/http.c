@@ -109,11 +109,42 @@ static int gen_http__on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-/* Reads "accepted" and "rejected" from an ingest answer; -1 where absent. The body may have
- * been cut short, so the numbers are looked for as text when it does not parse. */
-static void gen_http__counts(const char *body, int64_t *accepted, int64_t *rejected)
+/* Keeps the indexes the answer's "errors" list names in lane->refused; false when the list
+ * is absent, out of order, not all numbers or out of memory. */
+static bool gen_http__refused(struct gen_lane *lane, const cJSON *errors)
 {
+    const cJSON *e;
+    lane->nrefused = 0;
+    if (!cJSON_IsArray(errors))
+        return false;
+    cJSON_ArrayForEach(e, errors)
+    {
+        const cJSON *index = cJSON_GetObjectItemCaseSensitive(e, "index");
+        if (!cJSON_IsNumber(index) || index->valuedouble < 0 ||
+            (lane->nrefused && index->valuedouble <= lane->refused[lane->nrefused - 1]))
+            return false;
+        if (lane->nrefused == lane->refused_cap) {
+            size_t cap = lane->refused_cap ? 2 * lane->refused_cap : 64;
+            uint32_t *grown = realloc(lane->refused, cap * sizeof(*grown));
+            if (!grown)
+                return false;
+            lane->refused = grown;
+            lane->refused_cap = cap;
+        }
+        lane->refused[lane->nrefused++] = (uint32_t)index->valuedouble;
+    }
+    return true;
+}
+
+/* Reads "accepted" and "rejected" from an ingest answer; -1 where absent. The body may have
+ * been cut short, so the numbers are looked for as text when it does not parse. Sets *named
+ * when lane->refused holds the index of every refused event. */
+static void gen_http__counts(struct gen_lane *lane, int64_t *accepted, int64_t *rejected,
+                             bool *named)
+{
+    const char *body = lane->body;
     *accepted = *rejected = -1;
+    *named = false;
     cJSON *j = cJSON_Parse(body);
     if (j) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "accepted");
@@ -122,6 +153,8 @@ static void gen_http__counts(const char *body, int64_t *accepted, int64_t *rejec
             *accepted = (int64_t)a->valuedouble;
         if (cJSON_IsNumber(r))
             *rejected = (int64_t)r->valuedouble;
+        *named = gen_http__refused(lane, cJSON_GetObjectItemCaseSensitive(j, "errors")) &&
+                 *rejected >= 0 && lane->nrefused == (size_t)*rejected;
         cJSON_Delete(j);
         return;
     }
@@ -167,15 +200,17 @@ static int gen_http__on_message_complete(llhttp_t *p)
     gen_hist_add(&app->stats.lat, (uv_hrtime() - lane->sent_at_ns) / 1000);
     uint64_t n = lane->req_events;
     int64_t accepted, rejected;
+    bool named;
     if (status >= 200 && status < 300) {
-        gen_http__counts(lane->body, &accepted, &rejected);
+        gen_http__counts(lane, &accepted, &rejected, &named);
         lane->busy = false;
         gen_lane_ack(lane, accepted < 0 ? n : (uint64_t)accepted,
-                     rejected < 0 ? 0 : (uint64_t)rejected);
+                     rejected < 0 ? 0 : (uint64_t)rejected, named ? lane->refused : NULL,
+                     lane->nrefused);
     } else if (status == 400) {
-        gen_http__counts(lane->body, &accepted, &rejected);
+        gen_http__counts(lane, &accepted, &rejected, &named);
         lane->busy = false;
-        gen_lane_ack(lane, 0, rejected < 0 ? n : (uint64_t)rejected);
+        gen_lane_ack(lane, 0, rejected < 0 ? n : (uint64_t)rejected, NULL, 0);
     } else if (status == 503 || status == 429) {
         app->stats.pushback++;
         if (app->opts.retry && lane->attempts <= app->opts.max_retries) {

@@ -243,7 +243,8 @@ void gen_step(struct gen_app *app)
         gen_app__finish(app);
 }
 
-void gen_lane_ack(struct gen_lane *lane, uint64_t acked, uint64_t rejected)
+void gen_lane_ack(struct gen_lane *lane, uint64_t acked, uint64_t rejected, const uint32_t *refused,
+                  size_t nrefused)
 {
     struct gen_app *app = lane->app;
     struct gen_queue *f = &lane->flight;
@@ -255,14 +256,21 @@ void gen_lane_ack(struct gen_lane *lane, uint64_t acked, uint64_t rejected)
     app->stats.acked += acked;
     app->stats.rejected += rejected;
     app->stats.failed += n - acked - rejected;
-    /* Records are folded only when all of the batch went in: when some were refused the
-     * response does not say which (by index, but only up to http.max_errors). */
-    if (app->keep_expect && acked == n) {
-        for (size_t i = f->rrd; i < f->rwr; i++)
+    /* Records are folded when all of the batch went in, or when the answer named every event
+     * it refused (by index, which it does up to http.max_errors of them). */
+    bool named = refused && nrefused == rejected && acked + rejected == n;
+    if (app->keep_expect && (acked == n || named)) {
+        size_t next = 0; /* the next refused index */
+        for (size_t i = f->rrd; i < f->rwr; i++) {
+            if (next < nrefused && refused[next] == i - f->rrd) {
+                next++;
+                continue;
+            }
             if (gen_expect_add(&app->expect, &f->recs[i]) != 0) {
                 gen_fail(app, -ENOMEM, "out of memory for the expectation");
                 break;
             }
+        }
     } else if (app->keep_expect) {
         app->expect_partial = true;
     }

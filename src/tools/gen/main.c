@@ -76,6 +76,7 @@ static void gen_app_destroy(struct gen_app *app)
             gen_queue_destroy(&app->lanes[i].fill);
             gen_queue_destroy(&app->lanes[i].flight);
             free(app->lanes[i].req);
+            free(app->lanes[i].refused);
         }
         free(app->lanes);
         app->lanes = NULL;

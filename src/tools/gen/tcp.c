@@ -77,7 +77,7 @@ static void gen_tcp__written(uv_write_t *req, int status)
     uint64_t n = lane->flight.nevents;
     app->stats.sent += n;
     app->stats.bytes += lane->flight.wr - lane->flight.rd;
-    gen_lane_ack(lane, n, 0);
+    gen_lane_ack(lane, n, 0, NULL, 0);
     gen_lane_settled(lane);
 }
 
