@@ -548,7 +548,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ing)
         abort();
     if (data[2] & 0x80) {
-        streams = sg_streams_create(&cfg, metrics, &log, &cbs);
+        streams = sg_streams_create(&cfg, metrics, &log, NULL, &cbs);
         if (!streams)
             abort();
         sg_ingest_set_streams(ing, streams);
