@@ -113,17 +113,17 @@ def self_test():
     cases = [
         # (file, line, should it be flagged)
         ('/src/tests/tablestore/meson.build',
-         "d = meson.project_source_root() / '..' / 'shared' / 'tablestore' / 'vectors'", True),
+         "d = meson.project_source_root() / '..' / 'beside' / 'tablestore' / 'vectors'", True),
         ('/src/tests/tablestore/meson.build', "d = meson.current_source_dir() / 'vectors'", False),
         ('/src/tests/fuzz/meson.build', "i = include_directories('../../src/ingest')", False),
-        ('/src/tests/fuzz/meson.build', "i = include_directories('../../../shared')", True),
+        ('/src/tests/fuzz/meson.build', "i = include_directories('../../../beside')", True),
         ('/src/meson.build', "x = meson.current_source_dir() / '..' / 'other'", True),
         ('/src/tests/unit/test_x.c', '#include "../../src/stream/agg.h"', False),
-        ('/src/tests/unit/test_x.c', '#include "../../../shared/x.h"', True),
-        ('/src/tests/unit/test_x.c', 'const char *p = "../../../shared/tablestore/vectors";', True),
+        ('/src/tests/unit/test_x.c', '#include "../../../beside/x.h"', True),
+        ('/src/tests/unit/test_x.c', 'const char *p = "../../../beside/tablestore/vectors";', True),
         ('/src/scripts/run', 'cd "$(dirname "$0")/.."', False),
-        ('/src/scripts/run', 'cp "../shared/x" .', True),
-        ('/src/tests/sdk/readback.js', "require('../../../shared/x')", True),
+        ('/src/scripts/run', 'cp "../beside/x" .', True),
+        ('/src/tests/sdk/readback.js', "require('../../../beside/x')", True),
         ('/src/tests/sdk/readback.js', "require('./node_modules/tablestore')", False),
         ('/src/meson.build', "llhttp = '/usr/share/llhttp'", False),
     ]
