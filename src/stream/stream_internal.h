@@ -171,7 +171,10 @@ struct sg_streams {
     bool has_watermark;      /* false until the first event (event time) or tick */
     int64_t watermark;       /* windows with end <= watermark have fired */
     int64_t max_event_time;  /* event time */
-    int64_t last_event_wall; /* wall clock of the last event (event time) */
+    /* Wall clock of the last event (event time), or of the last look at the time while ingest
+     * was held back by pushback: the idle clock of window.idle_timeout starts from it. */
+    int64_t last_event_wall;
+    bool held_back; /* ingest was held back at the last look (sg_window__advance) */
     bool emit_armed;
     int64_t next_emit_ms;
 

@@ -47,6 +47,17 @@ void sg_window__advance(struct sg_streams *st, int64_t now_ms)
     }
     if (!st->has_watermark)
         return;
+    /* Sources that pushback holds back are not idle: their events wait with the times they
+     * were made, and a watermark that went on with the wall clock meanwhile would make them late
+     * when they come. While ingest is paused and something else than the watermark will free
+     * memory (the writers' queues drain, due windows wait for them), and at the first look after
+     * such a pause, the idle clock starts again. A pause with nothing to drain but open windows
+     * that are not due lets it run: only the watermark can free those. */
+    bool held_back = st->budget && sg_budget_paused(st->budget) &&
+                     (st->held || sg_budget_used_by(st->budget, SG_BUDGET_QUEUES) > 0);
+    if ((held_back || st->held_back) && now_ms > st->last_event_wall)
+        st->last_event_wall = now_ms;
+    st->held_back = held_back;
     /* No event for idle_timeout: let the watermark follow the wall clock from there, so the
      * last windows fire even when traffic stops. */
     int64_t idle = now_ms - st->last_event_wall;

@@ -2107,3 +2107,58 @@ Test(limits, stream_state_pauses_ingest_and_idle_time_resumes_it)
     cr_assert_leq(sg_budget_used(f.budget), (1u << 20) / 2);
     fx_stop(&f);
 }
+
+/* Ingest paused because the writers' queues are full is not idleness: the watermark stays where
+ * the events left it for as long as the pause lasts, and the idle clock starts at its end, so
+ * an event held back through the pause is not late when it comes. */
+Test(pacing, a_pause_for_the_writers_does_not_run_the_idle_clock)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_idle_timeout_ms = 1000;
+    f.budget_limit = PACE_BUDGET;
+    fx_start(&f);
+    queued = 0;
+    cr_assert_eq(add(&f, "a", 9500, 0, 1), 0);
+    /* The writers fall behind: their queues pass the high watermark and ingest pauses. */
+    size_t over = PACE_BUDGET / 100 * (size_t)f.cfg.limits_high_watermark + 1;
+    sg_budget_charge(f.budget, SG_BUDGET_QUEUES, over);
+    queued = over;
+    cr_assert(sg_budget_paused(f.budget));
+    /* A minute of ticks while paused: nothing fires, the watermark does not move. */
+    int64_t now = 0;
+    while (now < 60000) {
+        int64_t next = sg_streams_tick(f.st, now);
+        cr_assert_gt(next, 0);
+        now += next < 5000 ? next : 5000;
+    }
+    cr_assert_eq(f.nres, 0, "a window fired while ingest was held back");
+    cr_assert_eq(f.st->watermark, 9500);
+    /* The writers drain at 60 s; the event held back comes 500 ms later, on time. */
+    queues_drain(&f);
+    cr_assert(!sg_budget_paused(f.budget));
+    sg_streams_tick(f.st, 60000);
+    cr_assert_eq(add(&f, "a", 9900, 60500, 2), 0);
+    cr_assert_eq(f.nlate, 0, "the held-back event was late");
+    /* Then truly idle: the idle clock runs from the last event and fires the window. */
+    for (now = 60500; now < 70000 && f.nres == 0; now += sg_streams_tick(f.st, now))
+        ;
+    cr_assert_eq(f.nres, 1);
+    check_result(&f.res[0], "a", 0, 10000, 2, true);
+    fx_stop(&f);
+}
+
+/* The same pause without the engine's own budget counts as before: an engine with no budget
+ * has no pushback to tell idleness from. */
+Test(watermark, without_a_budget_the_idle_clock_runs_from_the_last_event)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    f.cfg.window_idle_timeout_ms = 1000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "a", 9500, 0, 1), 0);
+    sg_streams_tick(f.st, 1000);
+    sg_streams_tick(f.st, 1500);
+    cr_assert_eq(f.nres, 1);
+    fx_stop(&f);
+}
