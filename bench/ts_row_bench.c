@@ -43,7 +43,7 @@ static size_t heap_in_use(void)
 static void on_result(void *arg, const struct sg_window_result *res)
 {
     struct bench *b = arg;
-    int rc = b->sink->ops->write_result(b->sink, res);
+    int rc = b->sink->ops->write_result(b->sink, res, NULL);
     b->json += res->json_len;
     if (rc == 0)
         b->rows++;

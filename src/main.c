@@ -17,6 +17,7 @@
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"
+#include "streamgate/sinks.h"
 #include "streamgate/kafka_embedded.h"
 #include "streamgate/sink_file.h"
 #include "streamgate/sink_kafka.h"
@@ -47,13 +48,11 @@ struct sg_app {
     struct sg_metrics *metrics;
     struct sg_budget *budget;
     struct sg_ingest *ingest;
-    struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
-    size_t nsinks;
+    struct sg_sinks *sinks; /* every writer; owns them */
     struct sg_streams *streams;
     uv_timer_t tick_timer;
     struct sg_kafka_embedded *kafka_embedded; /* kafka.brokers = "embedded" */
-    struct sg_sink *kafka;                    /* also in sinks[]; NULL: no Kafka writer */
-    struct sg_sink *tablestore;               /* also in sinks[]; NULL: no Tablestore writer */
+    struct sg_sink *kafka;                    /* also in sinks; NULL: no Kafka writer */
     struct sg_dead_letter *dead_letter;       /* output.dead_letter_file; NULL: off */
     struct sg_http_server *http;
     struct sg_tcp_server *tcp;
@@ -81,17 +80,13 @@ static void on_lag_timer(uv_timer_t *t)
 static void on_result(void *arg, const struct sg_window_result *res)
 {
     struct sg_app *app = arg;
-    for (size_t i = 0; i < app->nsinks; i++)
-        if (app->sinks[i]->ops->write_result)
-            app->sinks[i]->ops->write_result(app->sinks[i], res);
+    sg_sinks_write_result(app->sinks, res, NULL, NULL);
 }
 
 static void on_late(void *arg, const struct sg_event *ev, int64_t window_end)
 {
     struct sg_app *app = arg;
-    for (size_t i = 0; i < app->nsinks; i++)
-        if (app->sinks[i]->ops->write_late)
-            app->sinks[i]->ops->write_late(app->sinks[i], ev, window_end);
+    sg_sinks_write_late(app->sinks, ev, window_end);
 }
 
 /* Time moves windows even without events: idle watermark advance, processing time, early
@@ -128,9 +123,7 @@ static void on_drain_timeout(uv_timer_t *t)
     sg_error(&app->log, "drain deadline passed; writers still held data",
              SG_F_UINT("shutdown_timeout_ms", app->cfg.shutdown_timeout_ms));
     app->records_left = true;
-    for (size_t i = 0; i < app->nsinks; i++)
-        if (app->sinks[i]->ops->abandon)
-            app->sinks[i]->ops->abandon(app->sinks[i]);
+    sg_sinks_abandon(app->sinks);
     /* The sinks' close paths still run below; what they could not write is counted as failed
      * by them. */
     on_drained(app);
@@ -142,7 +135,7 @@ static void on_server_closed(void *arg)
     if (--app->servers_open > 0)
         return;
     /* Every request in flight has been answered; now let the writers finish. */
-    if (!app->ingest) { /* start-up failed before the pipeline existed */
+    if (!app->sinks) { /* start-up failed before the pipeline existed */
         on_drained(app);
         return;
     }
@@ -151,7 +144,7 @@ static void on_server_closed(void *arg)
     if (app->streams)
         sg_streams_flush(app->streams);
     uv_timer_start(&app->drain_timer, on_drain_timeout, app->cfg.shutdown_timeout_ms, 0);
-    sg_ingest_drain(app->ingest, on_drained, app);
+    sg_sinks_drain(app->sinks, on_drained, app);
 }
 
 static void begin_shutdown(struct sg_app *app, const char *why)
@@ -188,8 +181,7 @@ static void app_free(struct sg_app *app)
     sg_tcp_server_destroy(app->tcp);
     sg_ingest_destroy(app->ingest);
     sg_streams_destroy(app->streams);
-    for (size_t i = 0; i < app->nsinks; i++)
-        app->sinks[i]->ops->destroy(app->sinks[i]);
+    sg_sinks_destroy(app->sinks);
     /* The producer is gone (with the sinks); now its in-process cluster may go. */
     sg_kafka_embedded_stop(app->kafka_embedded);
     sg_dead_letter_destroy(app->dead_letter); /* after the writers that write to it */
@@ -214,12 +206,11 @@ static int render_info(void *arg, struct sg_buf *out)
     if (rc == 0)
         rc = sg_buf_append_str(out, "},\"kafka\":");
     if (rc == 0)
-        rc = app->kafka ? sg_sink_kafka_info(app->kafka, out) : sg_buf_append_str(out, "null");
+        rc = sg_sinks_render_info(app->sinks, "kafka", out);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"tablestore\":");
     if (rc == 0)
-        rc = app->tablestore ? sg_sink_tablestore_info(app->tablestore, out)
-                             : sg_buf_append_str(out, "null");
+        rc = sg_sinks_render_info(app->sinks, "tablestore", out);
     if (rc == 0)
         rc = sg_buf_append_str(out, ",\"budget\":");
     if (rc == 0)
@@ -229,6 +220,16 @@ static int render_info(void *arg, struct sg_buf *out)
             out, ",\"ready\":%s}",
             sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) ? "true" : "false");
     return rc;
+}
+
+/* The set takes the writer, or it is destroyed here. */
+static int add_sink(struct sg_app *app, struct sg_sink *sink, char *err, size_t errlen)
+{
+    if (sg_sinks_add(app->sinks, sink) == 0)
+        return 0;
+    snprintf(err, errlen, "too many writers (at most %d)", SG_SINKS_MAX);
+    sink->ops->destroy(sink);
+    return -ENOSPC;
 }
 
 static int start_kafka(struct sg_app *app, char *err, size_t errlen)
@@ -244,13 +245,10 @@ static int start_kafka(struct sg_app *app, char *err, size_t errlen)
         sg_info(&app->log, "kafka embedded cluster started", SG_F_STR("bootstrap", bootstrap),
                 SG_F_INT("partitions", app->cfg.kafka_partitions));
     }
-    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->budget, app->metrics,
-                                  &app->log, &app->kafka, err, errlen);
-    if (rc)
-        return rc;
-    app->sinks[app->nsinks++] = app->kafka;
-    sg_ingest_add_sink(app->ingest, app->kafka);
-    return 0;
+    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->budget,
+                                  app->dead_letter, app->metrics, &app->log, &app->kafka, err,
+                                  errlen);
+    return rc ? rc : add_sink(app, app->kafka, err, errlen);
 }
 
 /* Records a writer gave up on also go to the Kafka late topic. */
@@ -266,13 +264,10 @@ static int start_tablestore(struct sg_app *app, char *err, size_t errlen)
 {
     if (!app->cfg.tablestore_endpoint[0])
         return 0;
+    struct sg_sink *tablestore;
     int rc = sg_sink_tablestore_create(&app->loop, &app->cfg, app->budget, app->dead_letter,
-                                       app->metrics, &app->log, &app->tablestore, err, errlen);
-    if (rc)
-        return rc;
-    app->sinks[app->nsinks++] = app->tablestore;
-    sg_ingest_add_sink(app->ingest, app->tablestore);
-    return 0;
+                                       app->metrics, &app->log, &tablestore, err, errlen);
+    return rc ? rc : add_sink(app, tablestore, err, errlen);
 }
 
 static int register_static_metrics(struct sg_app *app)
@@ -302,11 +297,13 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    app->sinks = sg_sinks_create();
     app->ingest = sg_ingest_create(&app->cfg, app->metrics, &app->log);
-    if (!app->ingest) {
+    if (!app->sinks || !app->ingest) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    sg_ingest_set_sinks(app->ingest, app->sinks);
     static const struct {
         size_t offset;
         enum sg_file_kind kind;
@@ -322,10 +319,9 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         struct sg_sink *file;
         rc = sg_sink_file_create(&app->loop, path, files[i].kind, app->budget, app->metrics,
                                  &app->log, &file, err, errlen);
+        rc = rc ? rc : add_sink(app, file, err, errlen);
         if (rc)
             return rc;
-        app->sinks[app->nsinks++] = file;
-        sg_ingest_add_sink(app->ingest, file);
     }
     /* The dead-letter output exists when it has somewhere to write: a file, or the Kafka late
      * topic (wired once the Kafka writer exists). */
@@ -344,20 +340,16 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
     rc = start_tablestore(app, err, errlen);
     if (rc)
         return rc;
-    if (app->nsinks == 0)
+    if (sg_sinks_count(app->sinks) == 0)
         sg_warn(&app->log, "no writer configured: accepted events are counted, then discarded",
                 SG_F_STR("hint", "set kafka.brokers, tablestore.endpoint, output.file or "
                                  "output.results_file"));
 
     /* Only when some writer takes them: the engine then does not render results (or hand over
      * late events) for nobody, which is most of the cost of firing windows. */
-    bool takes_results = false, takes_late = false;
-    for (size_t i = 0; i < app->nsinks; i++) {
-        takes_results |= app->sinks[i]->ops->write_result != NULL;
-        takes_late |= app->sinks[i]->ops->write_late != NULL;
-    }
-    struct sg_streams_callbacks cbs = {.result = takes_results ? on_result : NULL,
-                                       .late = takes_late ? on_late : NULL,
+    struct sg_streams_callbacks cbs = {.result = sg_sinks_take_results(app->sinks) ? on_result
+                                                                                  : NULL,
+                                       .late = sg_sinks_take_late(app->sinks) ? on_late : NULL,
                                        .arg = app};
     app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, app->budget, &cbs);
     if (!app->streams) {

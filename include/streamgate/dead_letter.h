@@ -33,6 +33,11 @@ int sg_dead_letter_write(struct sg_dead_letter *dl, const char *sink, const char
                          size_t key_len, const char *code, const char *message, const char *record,
                          size_t record_len);
 
+/* The same, to the file only: for a record the forward itself could not deliver. */
+int sg_dead_letter_write_unforwarded(struct sg_dead_letter *dl, const char *sink, const char *key,
+                                     size_t key_len, const char *code, const char *message,
+                                     const char *record, size_t record_len);
+
 /* Also hands every record to `cb` (the Kafka writer's late topic, when it is on), before the
  * file. One forward at most; `cb` must take its own copy. */
 typedef void (*sg_dead_letter_forward_cb)(void *arg, const char *sink, const char *key,

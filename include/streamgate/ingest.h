@@ -38,8 +38,6 @@ struct sg_server_env {
 
 typedef void (*sg_server_closed_cb)(void *arg);
 
-#define SG_INGEST_MAX_SINKS 8
-
 enum sg_body_format { SG_BODY_JSON, SG_BODY_NDJSON };
 
 /* What one HTTP body produced. `errors` receives the items of the response's "errors" array,
@@ -61,8 +59,9 @@ struct sg_ingest *sg_ingest_create(const struct sg_config *cfg, struct sg_metric
 void sg_ingest_destroy(struct sg_ingest *ing);
 /* Routes every decoded event through the streams engine (windows) before the sinks. */
 void sg_ingest_set_streams(struct sg_ingest *ing, struct sg_streams *streams);
-/* Adds a sink every accepted event goes to. Returns 0 or -ENOSPC. */
-int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink);
+/* The writers every accepted event goes to (not owned; NULL: none). */
+struct sg_sinks;
+void sg_ingest_set_sinks(struct sg_ingest *ing, struct sg_sinks *sinks);
 
 /* Ingests one event (a TCP line, or one element of an HTTP body). Returns 0 when accepted, or
  * -EINVAL and sets `*why`. Counts received/accepted/rejected and logs rejections at a rate
@@ -79,12 +78,9 @@ void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum s
 int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *body, size_t len,
                    int64_t now_ms, struct sg_ingest_result *res);
 
-/* True when every sink is healthy. */
+/* True when every writer is healthy (sg_sinks_ready). */
 bool sg_ingest_ready(struct sg_ingest *ing);
-/* True when every sink that takes raw events can still write (see sg_sink_ops.accepting). */
+/* True when every writer that takes raw events can still write (sg_sinks_accepting). */
 bool sg_ingest_accepting(struct sg_ingest *ing);
-
-/* Drains every sink, then calls `cb` once. */
-void sg_ingest_drain(struct sg_ingest *ing, void (*cb)(void *arg), void *arg);
 
 #endif

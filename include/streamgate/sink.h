@@ -1,5 +1,6 @@
-/* The writer interface. Ingest hands every accepted event to each sink; the wiring in main.c
- * decides which sinks exist. A sink never calls back into ingest. */
+/* The writer interface. The sink set (sinks.h) hands every accepted event, window result and
+ * late event to each sink that takes that kind; the wiring in main.c decides which sinks exist.
+ * A sink never calls back into ingest; it only tells a record's `done`, when given one. */
 #ifndef STREAMGATE_SINK_H
 #define STREAMGATE_SINK_H
 
@@ -8,22 +9,34 @@
 
 #include "streamgate/common.h"
 
+struct sg_buf;
 struct sg_event;
 struct sg_sink;
 struct sg_window_result;
+
+/* A record's confirmation. Told once per record a sink took with it (the write returned 0):
+ * `written` is true when the record is confirmed (Kafka: a successful delivery report;
+ * Tablestore: the row answered OK; file: appended), false when it failed for good or was given
+ * up at shutdown (also from inside destroy). Called on the loop thread, possibly before the
+ * write that took it returns; its owner must outlive the sink's destroy or the call. */
+struct sg_sink_done {
+    void (*cb)(struct sg_sink_done *done, bool written);
+};
 
 typedef void (*sg_sink_drained_cb)(struct sg_sink *sink, void *arg);
 
 struct sg_sink_ops {
     const char *name;
     /* Takes a copy of what it needs from `ev` (the view is short-lived). Returns 0 or a
-     * negative code; a failure is counted as a rejection with reason sink_failed. NULL for a
-     * sink that takes no raw events. */
+     * negative code; a failure is counted as a rejection with reason sink_failed. `done` (may
+     * be NULL) is told once when 0 is returned, never otherwise. NULL for a sink that takes no
+     * raw events. */
     int (*write_raw)(struct sg_sink *sink, const struct sg_event *ev, enum sg_transport transport,
-                     int64_t received_ms);
+                     int64_t received_ms, struct sg_sink_done *done);
     /* Takes a copy of a window result. Returns 0 or a negative code (the sink counts the
-     * failure). NULL for a sink that takes no results. */
-    int (*write_result)(struct sg_sink *sink, const struct sg_window_result *res);
+     * failure); `done` as for write_raw. NULL for a sink that takes no results. */
+    int (*write_result)(struct sg_sink *sink, const struct sg_window_result *res,
+                        struct sg_sink_done *done);
     /* Takes a copy of a late event: later than window.allowed_lateness for a window that has
      * already fired (`window_end` is that window's end). NULL for a sink that takes none. */
     int (*write_late)(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end);
@@ -39,6 +52,8 @@ struct sg_sink_ops {
      * calling the drain callback; what is still held is given up at destroy and counted as
      * failed there. NULL for a sink whose drain holds no loop handle. */
     void (*abandon)(struct sg_sink *sink);
+    /* Appends the sink's state as one JSON object for /v1/info. NULL: the sink shows none. */
+    int (*info)(struct sg_sink *sink, struct sg_buf *out);
     /* Frees the sink; only after drain has called back (or if it was never started). */
     void (*destroy)(struct sg_sink *sink);
 };

@@ -15,6 +15,7 @@
 
 struct sg_budget;
 struct sg_config;
+struct sg_dead_letter;
 struct sg_log;
 struct sg_metrics;
 struct sg_sink;
@@ -23,11 +24,14 @@ struct sg_sink;
  * cfg->kafka_*. Producer defaults: enable.idempotence=true, acks=all, compression.type=lz4,
  * linger.ms=5, partitioner=murmur2_random, and queue.buffering.max.kbytes/.messages derived
  * from the budget's limit; cfg->kafka_rdkafka overrides any of them. `budget` may be NULL (no
- * accounting). Returns 0 or a negative code with a message (naming the bad property, if any)
- * in errstr. */
+ * accounting). Records whose delivery fails for good go to `dead_letter` (NULL: counted and
+ * logged only). Returns 0 or a negative code with a message (naming the bad property, if any)
+ * in errstr. Its `info` op renders {"bootstrap":..,"queue_messages":N,"queue_bytes":N,
+ * "backlog":N,"delivered":N,"failed":N,"healthy":bool}. */
 int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
-                         struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
-                         struct sg_sink **out, char *errstr, size_t errstr_size);
+                         struct sg_budget *budget, struct sg_dead_letter *dead_letter,
+                         struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                         char *errstr, size_t errstr_size);
 
 /* Checks the producer's configuration as sg_sink_kafka_create would build it (defaults, the
  * queue caps derived from limits.memory, cfg->kafka_rdkafka) with librdkafka itself: each
@@ -43,11 +47,5 @@ int sg_sink_kafka_check_config(const struct sg_config *cfg, char *errstr, size_t
 int sg_sink_kafka_dead_letter(struct sg_sink *sink, const char *source, const char *key,
                               size_t key_len, const char *code, const char *message,
                               const char *record, size_t record_len);
-
-/* Appends the writer's state as a JSON object for /v1/info:
- * {"bootstrap":..,"queue_messages":N,"queue_bytes":N,"backlog":N,"delivered":N,"failed":N,
- *  "healthy":bool} */
-struct sg_buf;
-int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out);
 
 #endif

@@ -31,16 +31,13 @@ struct sg_sink;
  * backoff until they pass. Only a definite configuration error (a missing table, another
  * primary key, a refused AccessKey) fails here; found later, it fails the writer for good (not
  * accepting, every row failed). `budget` and `dead_letter` may be NULL. Returns 0 or a negative
- * code with a message in errstr (never containing the secret). */
+ * code with a message in errstr (never containing the secret). Its `info` op renders
+ * {"endpoint":..,"instance":..,"rows_pending":N,"rows_waiting":N,"rows_in_flight":N,
+ *  "requests_in_flight":N,"written":N,"failed":N,"retried":N,
+ *  "state":"checking|ready|failed","healthy":bool} */
 int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
                               struct sg_budget *budget, struct sg_dead_letter *dead_letter,
                               struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
                               char *errstr, size_t errstr_size);
-
-/* Appends the writer's state for /v1/info:
- * {"endpoint":..,"instance":..,"rows_pending":N,"rows_waiting":N,"rows_in_flight":N,
- *  "requests_in_flight":N,"written":N,"failed":N,"retried":N,
- *  "state":"checking|ready|failed","healthy":bool} */
-int sg_sink_tablestore_info(struct sg_sink *sink, struct sg_buf *out);
 
 #endif

@@ -1,6 +1,6 @@
 /* Ingest: the one path from bytes to sinks. Both servers hand it events (a TCP line, an element
  * of an HTTP body); it decodes each one, counts it as received and then accepted or rejected
- * with a reason, logs bad input at a rate limit, and gives accepted events to every sink.
+ * with a reason, logs bad input at a rate limit, and gives accepted events to the sink set.
  *
  * Every series is registered at create time, so /metrics shows each (transport, reason) pair
  * as 0 before the first event, and the hot path is a decode plus a few increments through the
@@ -19,6 +19,7 @@
 #include "streamgate/metrics.h"
 #include "ndjson.h"
 #include "streamgate/sink.h"
+#include "streamgate/sinks.h"
 #include "streamgate/streams.h"
 
 /* Bytes of a rejected event quoted in its log line: enough to recognise it, never a flood. */
@@ -32,8 +33,7 @@ struct sg_ingest {
     struct sg_log *log;
     struct sg_event_decoder dec;
     bool dec_ready;
-    struct sg_sink *sinks[SG_INGEST_MAX_SINKS];
-    size_t nsinks;
+    struct sg_sinks *sinks;     /* NULL: accepted events go nowhere */
     struct sg_streams *streams; /* NULL: no windowing */
 
     /* Accepted events by the decoder that read them: the flat-event scanner, or the tree. */
@@ -47,11 +47,6 @@ struct sg_ingest {
     /* The view of the event in hand. It is large (SG_EVENT_MAX_FIELDS fields) and only lives
      * for one sg_ingest_event call, so one instance is reused instead of a big stack frame. */
     struct sg_event ev;
-
-    /* A drain in progress: sinks still to call back, and whom to tell then. */
-    size_t drain_pending;
-    void (*drain_cb)(void *arg);
-    void *drain_arg;
 };
 
 static int ingest_register(struct sg_ingest *ing, struct sg_metrics *metrics)
@@ -103,7 +98,7 @@ struct sg_ingest *sg_ingest_create(const struct sg_config *cfg, struct sg_metric
     return ing;
 }
 
-/* The sinks belong to the wiring that added them: it drains and destroys them. */
+/* The sink set belongs to the wiring: it drains and destroys it. */
 void sg_ingest_destroy(struct sg_ingest *ing)
 {
     if (!ing)
@@ -118,12 +113,9 @@ void sg_ingest_set_streams(struct sg_ingest *ing, struct sg_streams *streams)
     ing->streams = streams;
 }
 
-int sg_ingest_add_sink(struct sg_ingest *ing, struct sg_sink *sink)
+void sg_ingest_set_sinks(struct sg_ingest *ing, struct sg_sinks *sinks)
 {
-    if (ing->nsinks == SG_INGEST_MAX_SINKS)
-        return -ENOSPC;
-    ing->sinks[ing->nsinks++] = sink;
-    return 0;
+    ing->sinks = sinks;
 }
 
 /* Counts a rejection and logs it through the reason's limiter. `input` (may be NULL) is the
@@ -179,19 +171,13 @@ int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const ch
         ingest_rejected(ing, transport, reason, ing->ev.key, ing->ev.key_len, NULL, 0);
         goto rejected;
     }
-    /* Every sink gets its chance even when an earlier one refused: one broken writer must not
-     * starve the others. The event still counts as rejected, since not every writer has it. */
-    for (size_t i = 0; i < ing->nsinks; i++) {
-        struct sg_sink *sink = ing->sinks[i];
-        if (!sink->ops->write_raw)
-            continue;
-        int rc = sink->ops->write_raw(sink, &ing->ev, transport, now_ms);
-
-        if (rc != 0 && !failed) {
-            failed = sink;
-            failed_err = rc;
-        }
-    }
+    /* A writer that refused it leaves the event rejected, since not every writer has it;
+     * the others still took it (the set gives each its chance). */
+    struct sg_sinks_outcome out = {0};
+    if (ing->sinks)
+        sg_sinks_write_raw(ing->sinks, &ing->ev, transport, now_ms, NULL, &out);
+    failed = out.failed;
+    failed_err = out.err;
     if (failed) {
         reason = SG_REJECT_SINK_FAILED;
         ingest_rejected(ing, transport, reason, NULL, 0, failed, failed_err);
@@ -456,57 +442,10 @@ int sg_ingest_body(struct sg_ingest *ing, enum sg_body_format fmt, const char *b
 
 bool sg_ingest_ready(struct sg_ingest *ing)
 {
-    for (size_t i = 0; i < ing->nsinks; i++) {
-        struct sg_sink *sink = ing->sinks[i];
-
-        if (sink->ops->healthy && !sink->ops->healthy(sink))
-            return false;
-    }
-    return true;
+    return !ing->sinks || sg_sinks_ready(ing->sinks);
 }
 
 bool sg_ingest_accepting(struct sg_ingest *ing)
 {
-    for (size_t i = 0; i < ing->nsinks; i++) {
-        struct sg_sink *sink = ing->sinks[i];
-
-        if (sink->ops->write_raw && sink->ops->accepting && !sink->ops->accepting(sink))
-            return false;
-    }
-    return true;
-}
-
-static void ingest_drain_step(struct sg_ingest *ing)
-{
-    void (*cb)(void *arg);
-
-    if (--ing->drain_pending > 0)
-        return;
-    cb = ing->drain_cb;
-    ing->drain_cb = NULL;
-    if (cb)
-        cb(ing->drain_arg);
-}
-
-static void ingest_sink_drained(struct sg_sink *sink, void *arg)
-{
-    ingest_drain_step(arg);
-}
-
-void sg_ingest_drain(struct sg_ingest *ing, void (*cb)(void *arg), void *arg)
-{
-    ing->drain_cb = cb;
-    ing->drain_arg = arg;
-    /* One extra count held while the loop below runs, so a sink that calls back from inside
-     * drain() cannot finish the drain before every sink has been asked. */
-    ing->drain_pending = ing->nsinks + 1;
-    for (size_t i = 0; i < ing->nsinks; i++) {
-        struct sg_sink *sink = ing->sinks[i];
-
-        if (sink->ops->drain)
-            sink->ops->drain(sink, ingest_sink_drained, ing);
-        else
-            ing->drain_pending--;
-    }
-    ingest_drain_step(ing);
+    return !ing->sinks || sg_sinks_accepting(ing->sinks);
 }

@@ -58,6 +58,14 @@ int sg_dead_letter_write(struct sg_dead_letter *dl, const char *sink, const char
 {
     if (dl->forward)
         dl->forward(dl->forward_arg, sink, key, key_len, code, message, record, record_len);
+    return sg_dead_letter_write_unforwarded(dl, sink, key, key_len, code, message, record,
+                                            record_len);
+}
+
+int sg_dead_letter_write_unforwarded(struct sg_dead_letter *dl, const char *sink, const char *key,
+                                     size_t key_len, const char *code, const char *message,
+                                     const char *record, size_t record_len)
+{
     if (!dl->ap)
         return 0; /* forwarding only */
     struct sg_buf *line = sg_appender_begin(dl->ap);

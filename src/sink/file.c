@@ -1,5 +1,8 @@
 /* The file writer: each record is one line appended through the double-buffered appender, so
- * a burst of events costs one write, not one per event. */
+ * a burst of events costs one write, not one per event. A record given with a `done` is
+ * confirmed when the write that holds it ends: the appender reports whole records in the order
+ * they were committed, so the writer numbers its records and keeps, in order, only those that
+ * wait for a confirmation. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,7 +34,47 @@ struct file_sink {
     void *drained_arg;
     struct sg_counter *written, *failed;
     struct sg_gauge *queue_bytes;
+
+    /* Records committed and reported (written or lost) so far, and the confirmations waiting:
+     * a ring of `cap` slots from `head`, `n` in use, oldest first. */
+    uint64_t committed, reported;
+    struct file_done {
+        uint64_t seq; /* the record's number among those committed */
+        struct sg_sink_done *done;
+    } *dones;
+    size_t head, n, cap;
 };
+
+/* Keeps the confirmation of the record just committed. Returns 0 or -ENOMEM. */
+static int dones_push(struct file_sink *fs, struct sg_sink_done *done)
+{
+    if (fs->n == fs->cap) {
+        size_t cap = fs->cap ? fs->cap * 2 : 64;
+        struct file_done *d = malloc(cap * sizeof(*d));
+        if (!d)
+            return -ENOMEM;
+        for (size_t i = 0; i < fs->n; i++)
+            d[i] = fs->dones[(fs->head + i) % fs->cap];
+        free(fs->dones);
+        fs->dones = d;
+        fs->head = 0;
+        fs->cap = cap;
+    }
+    fs->dones[(fs->head + fs->n) % fs->cap] = (struct file_done){fs->committed, done};
+    fs->n++;
+    return 0;
+}
+
+/* Tells every waiting record numbered below `upto`. */
+static void dones_tell(struct file_sink *fs, uint64_t upto, bool written)
+{
+    while (fs->n > 0 && fs->dones[fs->head].seq < upto) {
+        struct sg_sink_done *done = fs->dones[fs->head].done;
+        fs->head = (fs->head + 1) % fs->cap;
+        fs->n--;
+        done->cb(done, written);
+    }
+}
 
 static void on_written(void *arg, size_t records, int status)
 {
@@ -44,39 +87,48 @@ static void on_written(void *arg, size_t records, int status)
     } else {
         sg_counter_add(fs->written, records);
     }
+    fs->reported += records;
+    dones_tell(fs, fs->reported, status == 0);
 }
 
 /* Appends one record and a newline, line breaks inside it folded into spaces (a pretty-printed
  * event spans lines) so the file stays NDJSON. */
-static int append_line(struct file_sink *fs, const char *data, size_t len)
+static int append_line(struct file_sink *fs, const char *data, size_t len,
+                       struct sg_sink_done *done)
 {
     struct sg_buf *line = sg_appender_begin(fs->ap);
     int rc = sg_appender_append_folded(fs->ap, data, len);
     if (rc == 0)
         rc = sg_buf_append_char(line, '\n');
+    if (rc == 0 && done)
+        rc = dones_push(fs, done);
     if (rc != 0) {
         sg_appender_abandon(fs->ap);
         sg_counter_inc(fs->failed);
         return -ENOBUFS;
     }
+    fs->committed++;
     sg_appender_commit(fs->ap);
     return 0;
 }
 
 static int file_write_raw(struct sg_sink *sink, const struct sg_event *ev,
-                          enum sg_transport transport, int64_t received_ms)
+                          enum sg_transport transport, int64_t received_ms,
+                          struct sg_sink_done *done)
 {
-    return append_line(sg_container_of(sink, struct file_sink, sink), ev->raw, ev->raw_len);
+    return append_line(sg_container_of(sink, struct file_sink, sink), ev->raw, ev->raw_len, done);
 }
 
 static int file_write_late(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end)
 {
-    return append_line(sg_container_of(sink, struct file_sink, sink), ev->raw, ev->raw_len);
+    return append_line(sg_container_of(sink, struct file_sink, sink), ev->raw, ev->raw_len, NULL);
 }
 
-static int file_write_result(struct sg_sink *sink, const struct sg_window_result *res)
+static int file_write_result(struct sg_sink *sink, const struct sg_window_result *res,
+                             struct sg_sink_done *done)
 {
-    return append_line(sg_container_of(sink, struct file_sink, sink), res->json, res->json_len);
+    return append_line(sg_container_of(sink, struct file_sink, sink), res->json, res->json_len,
+                       done);
 }
 
 static bool file_healthy(struct sg_sink *sink)
@@ -104,6 +156,8 @@ static void file_destroy(struct sg_sink *sink)
         return;
     struct file_sink *fs = sg_container_of(sink, struct file_sink, sink);
     sg_appender_destroy(fs->ap);
+    dones_tell(fs, UINT64_MAX, false); /* never written: the drain was abandoned */
+    free(fs->dones);
     if (fs->owns_fd && fs->fd >= 0)
         close(fs->fd);
     free(fs);

@@ -16,6 +16,7 @@
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
+#include "streamgate/dead_letter.h"
 #include "streamgate/event.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
@@ -54,6 +55,8 @@ struct kafka_msg {
     uint64_t produced_ns; /* uv_hrtime() at produce */
     size_t bytes;         /* key + value, for the queue-bytes gauge */
     enum kafka_stream stream;
+    bool in_flight;             /* produced, its report not served yet */
+    struct sg_sink_done *done;  /* told at the report; NULL: nobody waits */
 };
 
 /* A record librdkafka's queue had no room for: it waits here, in arrival order, and every
@@ -62,6 +65,7 @@ struct kafka_pending {
     struct kafka_pending *next;
     enum kafka_stream stream;
     rd_kafka_headers_t *hdrs; /* ours until librdkafka takes the record */
+    struct sg_sink_done *done;
     size_t key_len, value_len;
     bool has_key;
     char data[]; /* key, then value */
@@ -97,6 +101,7 @@ struct kafka_sink {
     size_t backlog_records, backlog_bytes;
     struct sg_budget *budget; /* NULL: no accounting */
     size_t budget_held;       /* what this writer has charged to it */
+    struct sg_dead_letter *dead_letter; /* records given up on go there; NULL: logged only */
     uint64_t delivered, failed;
 
     struct sg_log_limiter produce_limiter, delivery_limiter, error_limiter;
@@ -225,6 +230,12 @@ static void count_failed(struct kafka_sink *ks, enum kafka_stream stream)
     ks->failed++;
 }
 
+static void tell(struct sg_sink_done *done, bool written)
+{
+    if (done)
+        done->cb(done, written);
+}
+
 /* `rc` is a negative errno code; `rderr` librdkafka's error, when it gave one. */
 static void log_produce_failed(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
                                size_t key_len, int rc, rd_kafka_resp_err_t rderr)
@@ -243,7 +254,8 @@ static void log_produce_failed(struct kafka_sink *ks, enum kafka_stream stream, 
  * `*rderr` (nothing taken). */
 static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
                        size_t key_len, const char *value, size_t value_len,
-                       rd_kafka_headers_t *hdrs, rd_kafka_resp_err_t *rderr)
+                       rd_kafka_headers_t *hdrs, struct sg_sink_done *done,
+                       rd_kafka_resp_err_t *rderr)
 {
     struct kafka_msg *m = msg_get(ks);
     *rderr = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -252,6 +264,7 @@ static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const ch
     m->stream = stream;
     m->bytes = key_len + value_len;
     m->produced_ns = uv_hrtime();
+    m->done = done;
     /* F_COPY: the caller's bytes are a short-lived view. Never F_BLOCK: a full queue is
      * handled by the backlog, not by stalling the loop. */
     rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -259,6 +272,7 @@ static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const ch
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        m->in_flight = true;
         ks->queue_bytes += m->bytes;
         ks->queue_records++;
         return 0;
@@ -275,7 +289,7 @@ static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const ch
 /* Keeps a record librdkafka had no room for. Returns 0 or -ENOMEM. */
 static int backlog_push(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
                         size_t key_len, const char *value, size_t value_len,
-                        rd_kafka_headers_t *hdrs)
+                        rd_kafka_headers_t *hdrs, struct sg_sink_done *done)
 {
     struct kafka_pending *p = malloc(sizeof(*p) + key_len + value_len);
     if (!p)
@@ -283,6 +297,7 @@ static int backlog_push(struct kafka_sink *ks, enum kafka_stream stream, const c
     p->next = NULL;
     p->stream = stream;
     p->hdrs = hdrs;
+    p->done = done;
     p->has_key = key != NULL;
     p->key_len = key ? key_len : 0;
     p->value_len = value_len;
@@ -322,7 +337,7 @@ static void flush_backlog(struct kafka_sink *ks)
         const char *key = p->has_key ? p->data : NULL;
         rd_kafka_resp_err_t rderr;
         int rc = try_produce(ks, p->stream, key, p->key_len, p->data + p->key_len, p->value_len,
-                             p->hdrs, &rderr);
+                             p->hdrs, p->done, &rderr);
         if (rc == -EAGAIN)
             return;
         if (rc == 0) {
@@ -330,15 +345,18 @@ static void flush_backlog(struct kafka_sink *ks)
         } else {
             count_failed(ks, p->stream);
             log_produce_failed(ks, p->stream, key, p->key_len, rc, rderr);
+            tell(p->done, false);
         }
         backlog_pop(ks);
     }
 }
 
 /* Produces one record, or keeps it in the backlog behind earlier ones. Takes the headers in
- * every case. Returns 0, or -EIO (-ENOMEM) when the record cannot be written at all. */
+ * every case. Returns 0 (`done` will be told), or -EIO (-ENOMEM) when the record cannot be
+ * written at all (`done` is not told). */
 static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key, size_t key_len,
-                   const char *value, size_t value_len, rd_kafka_headers_t *hdrs)
+                   const char *value, size_t value_len, rd_kafka_headers_t *hdrs,
+                   struct sg_sink_done *done)
 {
     rd_kafka_resp_err_t rderr = RD_KAFKA_RESP_ERR_NO_ERROR;
     int rc;
@@ -349,11 +367,11 @@ static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *
     } else if (ks->backlog) {
         rc = -EAGAIN; /* behind the records already waiting */
     } else {
-        rc = try_produce(ks, stream, key, key_len, value, value_len, hdrs, &rderr);
+        rc = try_produce(ks, stream, key, key_len, value, value_len, hdrs, done, &rderr);
     }
 
     if (rc == -EAGAIN)
-        rc = backlog_push(ks, stream, key, key_len, value, value_len, hdrs);
+        rc = backlog_push(ks, stream, key, key_len, value, value_len, hdrs, done);
     if (rc == 0) {
         update_gauges(ks);
         return 0;
@@ -381,7 +399,8 @@ static rd_kafka_headers_t *event_headers(int transport, int64_t received_ms)
 }
 
 static int kafka_write_raw(struct sg_sink *sink, const struct sg_event *ev,
-                           enum sg_transport transport, int64_t received_ms)
+                           enum sg_transport transport, int64_t received_ms,
+                           struct sg_sink_done *done)
 {
     struct kafka_sink *ks = kafka_sink_of(sink);
     if (ks->draining)
@@ -389,10 +408,11 @@ static int kafka_write_raw(struct sg_sink *sink, const struct sg_event *ev,
     rd_kafka_headers_t *hdrs = event_headers((int)transport, received_ms);
     if (!hdrs)
         return -ENOMEM;
-    return produce(ks, KAFKA_RAW, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs);
+    return produce(ks, KAFKA_RAW, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs, done);
 }
 
-static int kafka_write_result(struct sg_sink *sink, const struct sg_window_result *res)
+static int kafka_write_result(struct sg_sink *sink, const struct sg_window_result *res,
+                              struct sg_sink_done *done)
 {
     struct kafka_sink *ks = kafka_sink_of(sink);
     if (ks->draining)
@@ -401,7 +421,7 @@ static int kafka_write_result(struct sg_sink *sink, const struct sg_window_resul
     if (!hdrs)
         return -ENOMEM;
     rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
-    return produce(ks, KAFKA_AGG, res->key, res->key_len, res->json, res->json_len, hdrs);
+    return produce(ks, KAFKA_AGG, res->key, res->key_len, res->json, res->json_len, hdrs, done);
 }
 
 static int kafka_write_late(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end)
@@ -416,30 +436,31 @@ static int kafka_write_late(struct sg_sink *sink, const struct sg_event *ev, int
     snprintf(end, sizeof(end), "%" PRId64, window_end);
     rd_kafka_header_add(hdrs, "reason", -1, "late", -1);
     rd_kafka_header_add(hdrs, "window-end", -1, end, -1);
-    return produce(ks, KAFKA_LATE, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs);
+    return produce(ks, KAFKA_LATE, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs, NULL);
 }
 
-/* A raw or result record that librdkafka gave up on goes to the late topic, with the error's
- * name as its `reason`, so it is kept somewhere a consumer can find it. */
-static void reroute_to_late(struct kafka_sink *ks, const rd_kafka_message_t *rkmessage)
+/* A record librdkafka gave up on goes to the dead-letter output, as every writer's do: to its
+ * file when one is set, and from there to the late topic when that is on (with `reason`, `sink`
+ * and `message` headers). A late-topic record that failed goes to the file only, never back to
+ * the topic that refused it. */
+static void to_dead_letter(struct kafka_sink *ks, enum kafka_stream stream,
+                           const rd_kafka_message_t *rkmessage)
 {
-    rd_kafka_headers_t *orig = NULL, *hdrs;
-    if (rd_kafka_message_headers(rkmessage, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
-        hdrs = rd_kafka_headers_copy(orig);
-    else
-        hdrs = rd_kafka_headers_new(2);
-    if (!hdrs)
-        return;
-    rd_kafka_header_add(hdrs, "reason", -1, rd_kafka_err2name(rkmessage->err), -1);
-    int rc = produce(ks, KAFKA_LATE, rkmessage->key, rkmessage->key_len, rkmessage->payload,
-                     rkmessage->len, hdrs);
+    const char *key = rkmessage->key ? (const char *)rkmessage->key : "";
+    size_t key_len = rkmessage->key ? rkmessage->key_len : 0;
+    const char *code = rd_kafka_err2name(rkmessage->err);
+    const char *message = rd_kafka_err2str(rkmessage->err);
+    int rc = stream == KAFKA_LATE
+                 ? sg_dead_letter_write_unforwarded(ks->dead_letter, "kafka", key, key_len, code,
+                                                    message, rkmessage->payload, rkmessage->len)
+                 : sg_dead_letter_write(ks->dead_letter, "kafka", key, key_len, code, message,
+                                        rkmessage->payload, rkmessage->len);
     if (rc != 0) {
         int64_t suppressed = sg_log_limiter_take(&ks->delivery_limiter, sg_now_ms());
         if (suppressed >= 0)
-            sg_error(ks->log, "kafka record lost: late topic refused it",
-                     SG_F_STRN("key", rkmessage->key ? (const char *)rkmessage->key : "",
-                               rkmessage->key ? rkmessage->key_len : 0),
-                     SG_F_STR("error", sg_strerror(rc)), SG_F_INT("suppressed", suppressed));
+            sg_error(ks->log, "kafka record lost: the dead-letter output refused it",
+                     SG_F_STRN("key", key, key_len), SG_F_STR("error", sg_strerror(rc)),
+                     SG_F_INT("suppressed", suppressed));
     }
 }
 
@@ -455,13 +476,18 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, voi
     if (ks->queue_records > 0)
         ks->queue_records--;
     sg_histogram_observe(ks->m_delivery, (double)(uv_hrtime() - m->produced_ns) / 1e9);
+    struct sg_sink_done *done = m->done;
+    m->in_flight = false;
+    m->done = NULL;
     msg_put(ks, m);
     if (rkmessage->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         sg_counter_inc(ks->m_delivered[stream]);
         ks->delivered++;
         ks->all_brokers_down = false;
+        tell(done, true);
         return;
     }
+    tell(done, false);
     count_failed(ks, stream);
     int64_t suppressed = sg_log_limiter_take(&ks->delivery_limiter, sg_now_ms());
     if (suppressed >= 0)
@@ -470,10 +496,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, voi
                            rkmessage->key ? rkmessage->key_len : 0),
                  SG_F_STR("error", rd_kafka_err2str(rkmessage->err)),
                  SG_F_INT("suppressed", suppressed));
-    if (stream != KAFKA_LATE && ks->rkt[KAFKA_LATE] && !ks->destroying && !ks->fatal &&
-        rkmessage->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+    /* Records purged at shutdown were given up by the drain's deadline, not by Kafka: they
+     * are counted and logged there. */
+    if (ks->dead_letter && !ks->destroying && rkmessage->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
         rkmessage->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
-        reroute_to_late(ks, rkmessage);
+        to_dead_letter(ks, stream, rkmessage);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -579,8 +606,10 @@ static void kafka_destroy(struct sg_sink *sink)
         sg_error(ks->log, "kafka records left in the backlog at shutdown",
                  SG_F_UINT("records", ks->backlog_records));
         while (ks->backlog) {
+            struct sg_sink_done *done = ks->backlog->done;
             count_failed(ks, ks->backlog->stream);
             backlog_pop(ks);
+            tell(done, false);
         }
     }
     if (ks->budget)
@@ -590,10 +619,29 @@ static void kafka_destroy(struct sg_sink *sink)
             close(ks->pipefd[i]);
     for (struct kafka_msg *m = ks->all_msgs, *next; m; m = next) {
         next = m->next_all;
+        if (m->in_flight) /* its purge report never came */
+            tell(m->done, false);
         free(m);
     }
     free(ks->bootstrap);
     free(ks);
+}
+
+/* {"bootstrap":..,"queue_messages":N,"queue_bytes":N,"backlog":N,"delivered":N,"failed":N,
+ *  "healthy":bool} */
+static int kafka_info(struct sg_sink *sink, struct sg_buf *out)
+{
+    struct kafka_sink *ks = kafka_sink_of(sink);
+    int rc = sg_buf_append_str(out, "{\"bootstrap\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, ks->bootstrap, strlen(ks->bootstrap));
+    if (rc == 0)
+        rc = sg_buf_printf(out,
+                           ",\"queue_messages\":%zu,\"queue_bytes\":%zu,\"backlog\":%zu,"
+                           "\"delivered\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"healthy\":%s}",
+                           ks->queue_records, ks->queue_bytes, ks->backlog_records, ks->delivered,
+                           ks->failed, kafka_healthy(sink) ? "true" : "false");
+    return rc;
 }
 
 static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
@@ -727,8 +775,9 @@ int sg_sink_kafka_check_config(const struct sg_config *cfg, char *errstr, size_t
 }
 
 int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
-                         struct sg_budget *budget, struct sg_metrics *metrics, struct sg_log *log,
-                         struct sg_sink **out, char *errstr, size_t errstr_size)
+                         struct sg_budget *budget, struct sg_dead_letter *dead_letter,
+                         struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
+                         char *errstr, size_t errstr_size)
 {
     const char *topics[KAFKA_NSTREAMS] = {cfg->kafka_raw_topic, cfg->kafka_agg_topic,
                                           cfg->kafka_late_topic};
@@ -743,6 +792,7 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
     ks->loop = loop;
     ks->log = log;
     ks->budget = budget;
+    ks->dead_letter = dead_letter;
     ks->ops = (struct sg_sink_ops){
         .name = "kafka",
         .write_raw = topics[KAFKA_RAW] && *topics[KAFKA_RAW] ? kafka_write_raw : NULL,
@@ -752,6 +802,7 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
         .accepting = kafka_accepting,
         .drain = kafka_drain,
         .abandon = kafka_abandon,
+        .info = kafka_info,
         .destroy = kafka_destroy,
     };
     ks->sink.ops = &ks->ops;
@@ -847,20 +898,5 @@ int sg_sink_kafka_dead_letter(struct sg_sink *sink, const char *source, const ch
     rd_kafka_header_add(hdrs, "sink", -1, source ? source : "", -1);
     if (message)
         rd_kafka_header_add(hdrs, "message", -1, message, -1);
-    return produce(ks, KAFKA_LATE, key, key_len, record, record_len, hdrs);
-}
-
-int sg_sink_kafka_info(struct sg_sink *sink, struct sg_buf *out)
-{
-    struct kafka_sink *ks = kafka_sink_of(sink);
-    int rc = sg_buf_append_str(out, "{\"bootstrap\":");
-    if (rc == 0)
-        rc = sg_buf_append_json_string(out, ks->bootstrap, strlen(ks->bootstrap));
-    if (rc == 0)
-        rc = sg_buf_printf(out,
-                           ",\"queue_messages\":%zu,\"queue_bytes\":%zu,\"backlog\":%zu,"
-                           "\"delivered\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"healthy\":%s}",
-                           ks->queue_records, ks->queue_bytes, ks->backlog_records, ks->delivered,
-                           ks->failed, kafka_healthy(sink) ? "true" : "false");
-    return rc;
+    return produce(ks, KAFKA_LATE, key, key_len, record, record_len, hdrs, NULL);
 }

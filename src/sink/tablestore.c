@@ -98,6 +98,9 @@ struct ts_row {
     struct ts_row *prev, *next; /* pending or waiting list */
     struct ts_row *hnext;       /* hash chain */
     struct ts_row *newer;       /* a newer version waiting for this in-flight row */
+    /* Confirmations to tell when the row is written (or given up): its own record's, and
+     * those of the older versions of the same key it replaced. NULL: nobody waits. */
+    struct ts_done *dones;
     uint64_t hash;
     int64_t due_ms;    /* waiting: when to send again */
     size_t bytes;      /* charged to the budget */
@@ -361,9 +364,39 @@ static void update_gauges(struct ts_sink *ts)
         sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, ts->held_bytes);
 }
 
+struct ts_done {
+    struct ts_done *next;
+    struct sg_sink_done *done;
+};
+
+/* Tells the row's confirmations how it ended and lets them go. */
+static void row_tell(struct ts_row *r, bool written)
+{
+    while (r->dones) {
+        struct ts_done *d = r->dones;
+        r->dones = d->next;
+        struct sg_sink_done *done = d->done;
+        free(d);
+        done->cb(done, written);
+    }
+}
+
+/* A newer version of the same key takes the place of `old`: writing it confirms the older
+ * records too, since the row then holds their window's latest state. */
+static void row_pass_dones(struct ts_row *old, struct ts_row *r)
+{
+    struct ts_done **tail = &r->dones;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = old->dones;
+    old->dones = NULL;
+}
+
+/* A row freed with confirmations still waiting was never written. */
 static void row_free(struct ts_sink *ts, struct ts_row *r)
 {
     ts->held_bytes -= r->bytes;
+    row_tell(r, false);
     free(r);
 }
 
@@ -841,6 +874,7 @@ static void row_retry(struct ts_sink *ts, struct ts_row *r, const char *code, co
     if (r->newer) {
         ts->superseded++;
         sg_counter_inc(ts->m_superseded);
+        row_pass_dones(r, r->newer);
         row_done(ts, r);
         return;
     }
@@ -874,11 +908,17 @@ static void arm_linger(struct ts_sink *ts)
 }
 
 /* Takes a built row: replaces a pending or waiting version of the same key, waits behind an
- * in-flight one, or joins the pending list. */
-static int accept_row(struct ts_sink *ts, struct ts_row *r)
+ * in-flight one, or joins the pending list. `done` (may be NULL) is told when it is written. */
+static int accept_row(struct ts_sink *ts, struct ts_row *r, struct sg_sink_done *done)
 {
-    if (index_reserve(ts) != 0) {
+    if (done) {
+        r->dones = malloc(sizeof(*r->dones));
+        if (r->dones)
+            *r->dones = (struct ts_done){NULL, done};
+    }
+    if ((done && !r->dones) || index_reserve(ts) != 0) {
         row_failed(ts, r, "OutOfMemory", "no room to index the row");
+        free(r->dones);
         free(r);
         return -ENOMEM;
     }
@@ -908,12 +948,14 @@ static int accept_row(struct ts_sink *ts, struct ts_row *r)
         ts->pending_wire += r->wire;
         ts->superseded++;
         sg_counter_inc(ts->m_superseded);
+        row_pass_dones(old, r);
         row_free(ts, old);
     } else { /* in flight: wait for its answer, then go */
         r->state = ROW_NEWER;
         if (old->newer) {
             ts->superseded++;
             sg_counter_inc(ts->m_superseded);
+            row_pass_dones(old->newer, r);
             row_free(ts, old->newer);
         } else {
             ts->rows_newer++;
@@ -932,7 +974,8 @@ static int accept_row(struct ts_sink *ts, struct ts_row *r)
  * event's bytes (kept with its row as its dead-letter record); a result's record is rendered
  * from its columns when needed. */
 static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const char *key,
-                   size_t key_len, const char *record, size_t record_len)
+                   size_t key_len, const char *record, size_t record_len,
+                   struct sg_sink_done *done)
 {
     struct row_builder *rb = ts->rb;
     char err[256] = "";
@@ -997,21 +1040,23 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
         fail_record(ts, kind, key, key_len, 0, code, message, record, record_len);
         return rc == -ENOMEM ? rc : -EIO;
     }
-    return accept_row(ts, r);
+    return accept_row(ts, r, done);
 }
 
-static int ts_write_result(struct sg_sink *sink, const struct sg_window_result *res)
+static int ts_write_result(struct sg_sink *sink, const struct sg_window_result *res,
+                           struct sg_sink_done *done)
 {
     struct ts_sink *ts = ts_of(sink);
     if (ts->closing)
         return -ESHUTDOWN;
     rb_reset(ts->rb, SIZE_MAX);
     int rc = build_result_row(ts, res);
-    return add_row(ts, TS_AGG, rc, res->key, res->key_len, NULL, 0);
+    return add_row(ts, TS_AGG, rc, res->key, res->key_len, NULL, 0, done);
 }
 
 static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
-                        enum sg_transport transport, int64_t received_ms)
+                        enum sg_transport transport, int64_t received_ms,
+                        struct sg_sink_done *done)
 {
     struct ts_sink *ts = ts_of(sink);
     char idbuf[48];
@@ -1021,7 +1066,7 @@ static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
         return -ESHUTDOWN;
     rb_reset(ts->rb, TS_MAX_COLUMNS);
     int rc = build_raw_row(ts, ev, idbuf, sizeof(idbuf));
-    return add_row(ts, TS_RAW, rc, ev->key, ev->key_len, ev->raw, ev->raw_len);
+    return add_row(ts, TS_RAW, rc, ev->key, ev->key_len, ev->raw, ev->raw_len, done);
 }
 
 /* ---- HTTP ------------------------------------------------------------------------------- */
@@ -1395,6 +1440,7 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
             if (rr->ok) {
                 ts->written++;
                 sg_counter_inc(ts->m_written[r->kind]);
+                row_tell(r, true);
                 row_done(ts, r);
                 continue;
             }
@@ -2148,6 +2194,8 @@ static char *dup_or_empty(const char *s)
     return strdup(s ? s : "");
 }
 
+static int ts_info(struct sg_sink *sink, struct sg_buf *out);
+
 int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
                               struct sg_budget *budget, struct sg_dead_letter *dead_letter,
                               struct sg_metrics *metrics, struct sg_log *log, struct sg_sink **out,
@@ -2181,6 +2229,7 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
     const char *raw = cfg->tablestore_raw_table, *agg = cfg->tablestore_results_table;
     ts->ops = (struct sg_sink_ops){
         .name = "tablestore",
+        .info = ts_info,
         .write_raw = raw && *raw ? ts_write_raw : NULL,
         .write_result = agg && *agg ? ts_write_result : NULL,
         .healthy = ts_healthy,
@@ -2281,7 +2330,7 @@ fail:
     return rc;
 }
 
-int sg_sink_tablestore_info(struct sg_sink *sink, struct sg_buf *out)
+static int ts_info(struct sg_sink *sink, struct sg_buf *out)
 {
     struct ts_sink *ts = ts_of(sink);
     int rc = sg_buf_append_str(out, "{\"endpoint\":");

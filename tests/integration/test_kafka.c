@@ -398,13 +398,20 @@ Test(kafka, shutdown_deadline_bounds_the_drain_with_brokers_unreachable)
     sgt_stop(&p); /* removes the run's directory */
 }
 
-Test(kafka, permanent_failure_is_rerouted_to_the_late_topic_with_its_reason)
+/* A record Kafka refused for good goes to the dead-letter output, like every writer's: to its
+ * file, and from there to the late topic with the error as its reason. */
+Test(kafka, permanent_failure_goes_to_the_dead_letter_file_and_the_late_topic)
 {
     struct sgt_mock m = {0};
+    char dl_path[] = "/tmp/sgt-dead-XXXXXX";
+    int dl_fd = mkstemp(dl_path);
+    cr_assert_geq(dl_fd, 0);
+    close(dl_fd);
     sgt_mock_start(&m, PARTITIONS, "events,aggregates,late");
     /* The next Produce request fails with TOPIC_AUTHORIZATION_FAILED, which is not retried. */
     sgt_mock_cmd(&m, "errors 0 1 29");
-    const char *more[] = {"--kafka-late-topic", "late", NULL};
+    const char *more[] = {"--kafka-late-topic", "late", "--output-dead-letter-file", dl_path,
+                          NULL};
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, more);
 
@@ -432,10 +439,18 @@ Test(kafka, permanent_failure_is_rerouted_to_the_late_topic_with_its_reason)
     cr_assert(sgt_kafka_header(rs.v[0].headers, "reason", reason, sizeof(reason)), "%s",
               rs.v[0].headers);
     cr_assert_str_eq(reason, "TOPIC_AUTHORIZATION_FAILED");
-    char transport[16];
-    cr_assert(sgt_kafka_header(rs.v[0].headers, "transport", transport, sizeof(transport)));
-    cr_assert_str_eq(transport, "http");
+    char sink[16];
+    cr_assert(sgt_kafka_header(rs.v[0].headers, "sink", sink, sizeof(sink)), "%s",
+              rs.v[0].headers);
+    cr_assert_str_eq(sink, "kafka");
     sgt_recs_free(&rs);
+    cr_assert_eq(sgt_wait_lines(dl_path, 1, WAIT_MS), 1, "no dead-letter line");
+    char *dl = sgt_read_file(dl_path, NULL);
+    cr_assert(dl && strstr(dl, "{\"sink\":\"kafka\",\"key\":\"denied\",\"error\":"
+                                "\"TOPIC_AUTHORIZATION_FAILED\""),
+              "dead-letter file: %s", dl ? dl : "(none)");
+    cr_assert(strstr(dl, "\"record\":{\"key\":\"denied\",\"seq\":0,\"value\":1}}"), "%s", dl);
+    free(dl);
 
     /* The log names the key of the failed record. */
     char *log = sgt_read_file(p.log_path, NULL);
@@ -450,6 +465,7 @@ Test(kafka, permanent_failure_is_rerouted_to_the_late_topic_with_its_reason)
     cr_assert_eq(sgt_wait_metric(p.http, RAW_DELIVERED, 1, WAIT_MS), 1);
     sgt_stop_ok(&p);
     sgt_mock_stop(&m);
+    unlink(dl_path);
 }
 
 Test(kafka, full_local_queue_keeps_records_in_order_until_there_is_room)

@@ -1,5 +1,6 @@
 /* The double-buffered appender on a real loop writing to a temporary file: record order across
- * buffer swaps, the cap and the budget, failed writes, and the drain at close. */
+ * buffer swaps, the cap and the budget, failed writes, and the drain at close; and the file
+ * writer's confirmations, which its reports drive. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,9 @@
 #include "streamgate/buf.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
+#include "streamgate/sink.h"
+#include "streamgate/sink_file.h"
+#include "streamgate/streams.h"
 
 struct fx {
     uv_loop_t loop;
@@ -230,4 +234,80 @@ Test(appender, drain_at_close_waits_for_every_record)
     cr_expect_eq(f.writes, writes);
     cr_expect_str_eq(slurp(f.path), want);
     fx_close(&f);
+}
+
+/* ---- the file writer's confirmations, which ride on the appender's reports ---- */
+
+struct file_done {
+    struct sg_sink_done done;
+    int order; /* the record's number */
+    int *told; /* where to note it: the next slot of the tell order */
+    int *ntold;
+    bool written;
+};
+
+static void file_done_cb(struct sg_sink_done *done, bool written)
+{
+    struct file_done *d = sg_container_of(done, struct file_done, done);
+    d->written = written;
+    d->told[(*d->ntold)++] = d->order;
+}
+
+static void file_drained(struct sg_sink *sink, void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Records with a confirmation are told once their write ended, in order, written or not;
+ * records without one in between do not shift them. */
+static void file_confirmations(const char *path, bool expect_written)
+{
+    uv_loop_t loop;
+    struct sg_log log;
+    char err[256];
+    struct sg_sink *sink;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    sg_log_init(&log, SG_LOG_OFF, stderr);
+    struct sg_metrics *metrics = sg_metrics_create();
+    cr_assert_eq(sg_sink_file_create(&loop, path, SG_FILE_RESULTS, NULL, metrics, &log, &sink,
+                                     err, sizeof(err)),
+                 0, "%s", err);
+    int told[8], ntold = 0, drained = 0;
+    struct file_done d[4];
+    for (int i = 0; i < 4; i++) {
+        d[i] = (struct file_done){{file_done_cb}, i, told, &ntold, !expect_written};
+        struct sg_window_result res = {.key = "k", .key_len = 1, .json = "{}", .json_len = 2};
+        cr_assert_eq(sink->ops->write_result(sink, &res, &d[i].done), 0);
+        cr_assert_eq(sink->ops->write_result(sink, &res, NULL), 0);
+    }
+    cr_assert_eq(ntold, 0, "told before the write ended");
+    sink->ops->drain(sink, file_drained, &drained);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(drained, 1);
+    cr_assert_eq(ntold, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(told[i], i, "told out of order");
+        cr_assert_eq(d[i].written, expect_written);
+    }
+    sink->ops->destroy(sink);
+    cr_assert_eq(ntold, 4, "told twice");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    sg_metrics_destroy(metrics);
+}
+
+Test(file_sink, confirms_records_when_their_write_ends)
+{
+    char path[32];
+    snprintf(path, sizeof(path), "/tmp/sg-fs-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    file_confirmations(path, true);
+    cr_assert_str_eq(slurp(path), "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n");
+    unlink(path);
+}
+
+Test(file_sink, a_failed_write_tells_its_records_not_written)
+{
+    file_confirmations("/dev/full", false);
 }

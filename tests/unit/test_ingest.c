@@ -1,6 +1,7 @@
 /* Unit tests for ingest: decoding, counting, rejecting with reasons, rate-limited logging of bad
- * input, body splitting (JSON and NDJSON) with per-event errors, and the hand-off to sinks. A
- * small recording sink stands in for the writers. */
+ * input, body splitting (JSON and NDJSON) with per-event errors, and the hand-off to the sink
+ * set (fan-out, confirmations, readiness, drain). A small recording sink stands in for the
+ * writers. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"
+#include "streamgate/sinks.h"
 
 #define NOW_MS INT64_C(1700000000000)
 
@@ -43,16 +45,20 @@ struct test_sink {
     void *drained_arg;
     size_t n;
     struct rec_event ev[REC_MAX];
+    struct sg_sink_done *held_done; /* the last confirmation taken, told when the test says */
 };
 
 static int test_sink_write_raw(struct sg_sink *sink, const struct sg_event *ev,
-                               enum sg_transport transport, int64_t received_ms)
+                               enum sg_transport transport, int64_t received_ms,
+                               struct sg_sink_done *done)
 {
     struct test_sink *ts = sg_container_of(sink, struct test_sink, sink);
     struct rec_event *r;
 
     if (ts->fail_rc)
         return ts->fail_rc;
+    if (done)
+        ts->held_done = done;
     cr_assert_lt(ts->n, REC_MAX);
     r = &ts->ev[ts->n++];
     cr_assert_lt(ev->raw_len, sizeof(r->raw));
@@ -117,6 +123,7 @@ struct fx {
     FILE *logf;
     struct sg_log log;
     struct sg_ingest *ing;
+    struct sg_sinks *sinks;
     struct test_sink sink;
 };
 
@@ -134,13 +141,17 @@ static void fx_init(struct fx *fx, uint64_t interval_ms)
     sg_log_init(&fx->log, SG_LOG_DEBUG, fx->logf);
     fx->ing = sg_ingest_create(&fx->cfg, fx->metrics, &fx->log);
     cr_assert_not_null(fx->ing);
+    fx->sinks = sg_sinks_create();
+    cr_assert_not_null(fx->sinks);
     test_sink_init(&fx->sink);
-    cr_assert_eq(sg_ingest_add_sink(fx->ing, &fx->sink.sink), 0);
+    cr_assert_eq(sg_sinks_add(fx->sinks, &fx->sink.sink), 0);
+    sg_ingest_set_sinks(fx->ing, fx->sinks);
 }
 
 static void fx_free(struct fx *fx)
 {
     sg_ingest_destroy(fx->ing);
+    sg_sinks_destroy(fx->sinks);
     sg_metrics_destroy(fx->metrics);
     fclose(fx->logf);
     sg_config_free(&fx->cfg);
@@ -395,7 +406,7 @@ Test(ingest, failing_sink_rejects_with_sink_failed)
 
     fx_init(&fx, 1000);
     test_sink_init(&second);
-    cr_assert_eq(sg_ingest_add_sink(fx.ing, &second.sink), 0);
+    cr_assert_eq(sg_sinks_add(fx.sinks, &second.sink), 0);
     fx.sink.fail_rc = -ENOBUFS;
 
     cr_assert_eq(ingest_str(&fx, SG_TRANSPORT_HTTP, "{\"key\":\"a\"}", &why), -EINVAL);
@@ -422,15 +433,15 @@ Test(ingest, failing_sink_rejects_with_sink_failed)
 Test(ingest, sink_limit_is_enforced)
 {
     struct fx fx;
-    struct test_sink extra[SG_INGEST_MAX_SINKS];
+    struct test_sink extra[SG_SINKS_MAX];
 
     fx_init(&fx, 1000);
-    for (size_t i = 0; i < SG_INGEST_MAX_SINKS - 1; i++) {
+    for (size_t i = 0; i < SG_SINKS_MAX - 1; i++) {
         test_sink_init(&extra[i]);
-        cr_assert_eq(sg_ingest_add_sink(fx.ing, &extra[i].sink), 0);
+        cr_assert_eq(sg_sinks_add(fx.sinks, &extra[i].sink), 0);
     }
-    test_sink_init(&extra[SG_INGEST_MAX_SINKS - 1]);
-    cr_assert_eq(sg_ingest_add_sink(fx.ing, &extra[SG_INGEST_MAX_SINKS - 1].sink), -ENOSPC);
+    test_sink_init(&extra[SG_SINKS_MAX - 1]);
+    cr_assert_eq(sg_sinks_add(fx.sinks, &extra[SG_SINKS_MAX - 1].sink), -ENOSPC);
     fx_free(&fx);
 }
 
@@ -897,7 +908,7 @@ Test(ingest, ready_follows_every_sink)
 
     fx_init(&fx, 1000);
     test_sink_init(&second);
-    cr_assert_eq(sg_ingest_add_sink(fx.ing, &second.sink), 0);
+    cr_assert_eq(sg_sinks_add(fx.sinks, &second.sink), 0);
     cr_assert(sg_ingest_ready(fx.ing));
     second.healthy = false;
     cr_assert_not(sg_ingest_ready(fx.ing));
@@ -922,9 +933,9 @@ Test(ingest, drain_calls_back_once_after_the_last_sink)
     test_sink_init(&second);
     second.drain_async = true;
     fx.sink.drain_async = true;
-    cr_assert_eq(sg_ingest_add_sink(fx.ing, &second.sink), 0);
+    cr_assert_eq(sg_sinks_add(fx.sinks, &second.sink), 0);
 
-    sg_ingest_drain(fx.ing, count_cb, &called);
+    sg_sinks_drain(fx.sinks, count_cb, &called);
     cr_assert_eq(fx.sink.ndrains, 1);
     cr_assert_eq(second.ndrains, 1);
     cr_assert_eq(called, 0);
@@ -943,8 +954,8 @@ Test(ingest, drain_with_sinks_calling_back_at_once)
 
     fx_init(&fx, 1000);
     test_sink_init(&second);
-    cr_assert_eq(sg_ingest_add_sink(fx.ing, &second.sink), 0);
-    sg_ingest_drain(fx.ing, count_cb, &called);
+    cr_assert_eq(sg_sinks_add(fx.sinks, &second.sink), 0);
+    sg_sinks_drain(fx.sinks, count_cb, &called);
     cr_assert_eq(fx.sink.ndrains, 1);
     cr_assert_eq(second.ndrains, 1, "every sink is asked even if the first calls back at once");
     cr_assert_eq(called, 1);
@@ -964,10 +975,98 @@ Test(ingest, drain_without_sinks)
     ing = sg_ingest_create(&cfg, metrics, &log);
     cr_assert_not_null(ing);
     cr_assert(sg_ingest_ready(ing));
-    sg_ingest_drain(ing, count_cb, &called);
+    cr_assert(sg_ingest_accepting(ing));
+    struct sg_sinks *sinks = sg_sinks_create();
+    cr_assert_not_null(sinks);
+    sg_ingest_set_sinks(ing, sinks);
+    cr_assert(sg_ingest_ready(ing));
+    cr_assert_not(sg_sinks_take_raw(sinks));
+    sg_sinks_drain(sinks, count_cb, &called);
     cr_assert_eq(called, 1);
+    sg_sinks_destroy(sinks);
+    sg_sinks_destroy(NULL);
     sg_ingest_destroy(ing);
     sg_ingest_destroy(NULL);
     sg_metrics_destroy(metrics);
     sg_config_free(&cfg);
+}
+
+/* ---- confirmations through the set ---- */
+
+struct count_done {
+    struct sg_sink_done done;
+    int written, failed;
+};
+
+static void count_done_cb(struct sg_sink_done *done, bool written)
+{
+    struct count_done *c = sg_container_of(done, struct count_done, done);
+    if (written)
+        c->written++;
+    else
+        c->failed++;
+}
+
+static void test_sink_tell(struct test_sink *ts, bool written)
+{
+    cr_assert_not_null(ts->held_done);
+    struct sg_sink_done *d = ts->held_done;
+    ts->held_done = NULL;
+    d->cb(d, written);
+}
+
+Test(sinks, write_raw_counts_the_writers_that_took_the_confirmation)
+{
+    struct fx fx;
+    struct test_sink second, refusing;
+    struct count_done c = {.done.cb = count_done_cb};
+    struct sg_event ev = {.key = "k", .key_len = 1, .raw = "{}", .raw_len = 2};
+    struct sg_sinks_outcome out;
+
+    fx_init(&fx, 1000);
+    test_sink_init(&second);
+    cr_assert_eq(sg_sinks_add(fx.sinks, &second.sink), 0);
+    cr_assert(sg_sinks_take_raw(fx.sinks));
+    cr_assert_not(sg_sinks_take_results(fx.sinks));
+    cr_assert_eq(sg_sinks_write_raw(fx.sinks, &ev, SG_TRANSPORT_HTTP, NOW_MS, &c.done, &out), 0);
+    cr_assert_eq(out.took, 2);
+    cr_assert_null(out.failed);
+    test_sink_tell(&fx.sink, true);
+    test_sink_tell(&second, false);
+    cr_assert_eq(c.written, 1);
+    cr_assert_eq(c.failed, 1);
+
+    /* A writer that refuses: the others still take it, and the set names the refuser. */
+    test_sink_init(&refusing);
+    refusing.fail_rc = -ENOBUFS;
+    cr_assert_eq(sg_sinks_add(fx.sinks, &refusing.sink), 0);
+    cr_assert_eq(sg_sinks_write_raw(fx.sinks, &ev, SG_TRANSPORT_TCP, NOW_MS, &c.done, &out),
+                 -ENOBUFS);
+    cr_assert_eq(out.took, 2);
+    cr_assert_eq(out.failed, &refusing.sink);
+    cr_assert_eq(out.err, -ENOBUFS);
+    cr_assert_eq(second.n, 2, "the refusal starved no one");
+    test_sink_tell(&fx.sink, true);
+    test_sink_tell(&second, true);
+    cr_assert_null(refusing.held_done, "a refused record is never confirmed");
+    cr_assert_eq(c.written, 3);
+
+    /* Without a confirmation nobody takes one. */
+    cr_assert_eq(sg_sinks_write_raw(fx.sinks, &ev, SG_TRANSPORT_TCP, NOW_MS, NULL, &out),
+                 -ENOBUFS);
+    cr_assert_eq(out.took, 0);
+    fx_free(&fx);
+}
+
+Test(sinks, render_info_names_the_writer_or_null)
+{
+    struct fx fx;
+    struct sg_buf out;
+    fx_init(&fx, 1000);
+    sg_buf_init(&out, 1024);
+    cr_assert_eq(sg_sinks_render_info(fx.sinks, "kafka", &out), 0);
+    cr_assert_eq(out.len, 4);
+    cr_assert_eq(memcmp(out.data, "null", 4), 0);
+    sg_buf_free(&out);
+    fx_free(&fx);
 }
