@@ -115,9 +115,9 @@ static double sg_result__round_estimate(double v)
  * values seen (p50 of {2, 4} came out as 1.9937). The true quantile is always within
  * [min, max], so clamping keeps the 1% bound and never reports a value no event had room
  * for. */
-static double sg_result__quantile(const struct sg_agg *a, double q)
+static double sg_result__quantile(const struct sg_agg *a, const struct sg_ddsketch *sk, double q)
 {
-    double v = sg_result__round_estimate(sg_ddsketch_quantile(a->sketch, q));
+    double v = sg_result__round_estimate(sg_ddsketch_quantile(sk, q));
     if (v < a->min)
         return a->min;
     if (v > a->max)
@@ -146,13 +146,32 @@ static void sg_result__fill_field(const struct sg_streams *st, const struct sg_w
     rf->stddev = sg_result__stat(sg_agg_stddev(a));
     rf->first = sg_result__stat(a->first);
     rf->last = sg_result__stat(a->last);
-    /* No sketch: it could not be allocated; the quantiles are left out rather than guessed. */
-    rf->quantiles = a->sketch ? q : NULL;
-    rf->nquantiles = a->sketch ? st->nquantiles : 0;
+    rf->quantiles = NULL;
+    rf->nquantiles = 0;
+    if (st->nquantiles == 0 || f->sketch_lost)
+        return; /* a lost sketch: the quantiles are left out rather than guessed */
+    /* A field of a value or two has no sketch yet: the one its min and max make, in memory
+     * of our own, answers exactly as the field's would. */
+    _Alignas(16) unsigned char room[256];
+    struct sg_ddsketch *sk = a->sketch;
+    if (!sk) {
+        if (sg_ddsketch_size() > sizeof(room))
+            return;
+        sk = (struct sg_ddsketch *)(void *)room;
+        (void)sg_ddsketch_init(sk, SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
+        if (sg_window__sketch_fill(sk, a) != 0) {
+            sg_ddsketch_fini(sk);
+            return;
+        }
+    }
+    rf->quantiles = q;
+    rf->nquantiles = st->nquantiles;
     for (size_t i = 0; i < rf->nquantiles; i++) {
         q[i].name = st->quantile_names[i];
-        q[i].value = sg_result__stat(sg_result__quantile(a, st->quantiles[i]));
+        q[i].value = sg_result__stat(sg_result__quantile(a, sk, st->quantiles[i]));
     }
+    if (sk != a->sketch)
+        sg_ddsketch_fini(sk);
 }
 
 /* Room in the engine's view for `nfields` fields and their quantiles. The view is made at the

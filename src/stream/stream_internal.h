@@ -44,19 +44,25 @@
 /* How often the waiting windows are counted (a walk over the due part of the heap). */
 #define SG_STREAMS_WAITING_COUNT_MS 1000
 
-/* One field's aggregate in one window. With quantiles, its sketch follows it in the window's
- * memory (agg.sketch points there), so folding a value touches one stretch of memory per
- * window instead of a separate allocation per field. */
+/* Values a field holds before it needs a quantile sketch: up to this many, its minimum and
+ * maximum are the whole multiset, and the sketch is made from them when a result or another
+ * value needs it. Most windows of a key that reports every few seconds hold one or two
+ * values, and then cost no sketch at all. */
+#define SG_WFIELD_SKETCH_AFTER 2
+
+/* One field's aggregate in one window. With quantiles, agg.sketch is a separate allocation
+ * made at the field's third value (or when a merge needs it); until then it is NULL and the
+ * quantiles are made from min and max. */
 struct sg_wfield {
-    uint32_t id; /* index into sg_streams.names */
+    uint32_t id;       /* index into sg_streams.names */
+    bool sketch_lost;  /* its sketch could not be allocated: the quantiles are left out */
     struct sg_agg agg;
 };
 
 /* One open window. It is one allocation: this header, then the distinct sketch when
  * window.distinct_field is set, then room for `cap` fields of st->field_stride bytes each
- * (the field and its quantile sketch; st->field_off gives the offset of the first). Growing it
- * may move it; every place that points at it (the stream's list, the heap, the dirty list, its
- * fields' sketch pointers) is fixed up by sg_window__grow. */
+ * (st->field_off gives the offset of the first). Growing it may move it; every place that
+ * points at it (the stream's list, the heap, the dirty list) is fixed up by sg_window__grow. */
 struct sg_window {
     struct sg_stream *stream;
     struct sg_window *next; /* the stream's list (by start), or the free list */
@@ -225,13 +231,13 @@ static inline struct sg_wfield *sg_window__field_at(const struct sg_streams *st,
 {
     return (struct sg_wfield *)(void *)((char *)w + st->field_off + i * st->field_stride);
 }
-/* Where field i's quantile sketch lives (when quantiles are computed). */
-static inline struct sg_ddsketch *sg_window__sketch_at(const struct sg_streams *st,
-                                                       const struct sg_window *w, size_t i)
-{
-    return (struct sg_ddsketch *)(void *)((char *)sg_window__field_at(st, w, i) +
-                                          sizeof(struct sg_wfield));
-}
+/* The field's quantile sketch, made now from the values it holds (its min and max) when it has
+ * none yet; its bytes are counted in st->mem_bytes. NULL when quantiles are not computed or the
+ * sketch could not be allocated (then sketch_lost is set and logged). */
+struct sg_ddsketch *sg_window__sketch(struct sg_streams *st, struct sg_wfield *f);
+/* Adds the values an aggregate without a sketch stands for (at most SG_WFIELD_SKETCH_AFTER:
+ * its min, and its max when it holds two) to `sk`. Returns 0 or -ENOMEM. */
+int sg_window__sketch_fill(struct sg_ddsketch *sk, const struct sg_agg *a);
 /* Moves time forward to the wall clock `now_ms`: processing time, idle advance. */
 void sg_window__advance(struct sg_streams *st, int64_t now_ms);
 /* Takes an event time into the watermark. */

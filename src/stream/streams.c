@@ -358,10 +358,7 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
                                        : p > SG_HLL_MAX_PRECISION ? SG_HLL_MAX_PRECISION
                                                                   : p);
     st->field_off = sizeof(struct sg_window) + (st->distinct ? sizeof(struct sg_hll) : 0);
-    /* With quantiles, each field's sketch lives right after it, 8-byte aligned. */
     st->field_stride = sizeof(struct sg_wfield);
-    if (cfg->window_quantiles.count > 0)
-        st->field_stride += (sg_ddsketch_size() + 7) & ~(size_t)7;
     size_t window_bytes =
         st->field_off + st->field_stride + (st->distinct ? (size_t)1 << st->distinct_precision : 0);
     /* Freed windows kept for reuse count against the budget too: a small part of it. */

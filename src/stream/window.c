@@ -231,15 +231,43 @@ static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
     return st->field_off + (size_t)cap * st->field_stride;
 }
 
-/* Ends a field's aggregate: its sketch lives in the window's memory, so only what the sketch
- * allocated (its bucket arrays) is freed, and taken off the engine's bytes. */
+/* Ends a field's aggregate: its sketch, if it has one, is freed and taken off the engine's
+ * bytes. */
 static void sg_window__field_free(struct sg_streams *st, struct sg_wfield *f)
 {
     if (f->agg.sketch)
-        st->mem_bytes -= sg_ddsketch_memory(f->agg.sketch) - sg_ddsketch_size();
-    sg_ddsketch_fini(f->agg.sketch);
-    f->agg.sketch = NULL;
+        st->mem_bytes -= sg_ddsketch_memory(f->agg.sketch);
     sg_agg_free(&f->agg);
+}
+
+int sg_window__sketch_fill(struct sg_ddsketch *sk, const struct sg_agg *a)
+{
+    int rc = a->count >= 1 ? sg_ddsketch_add(sk, a->min) : 0;
+    if (rc == 0 && a->count == 2)
+        rc = sg_ddsketch_add(sk, a->max);
+    return rc;
+}
+
+struct sg_ddsketch *sg_window__sketch(struct sg_streams *st, struct sg_wfield *f)
+{
+    if (st->nquantiles == 0 || f->sketch_lost)
+        return NULL;
+    if (f->agg.sketch)
+        return f->agg.sketch;
+    struct sg_ddsketch *sk =
+        sg_ddsketch_create(SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
+    if (sk && sg_window__sketch_fill(sk, &f->agg) != 0) {
+        sg_ddsketch_destroy(sk);
+        sk = NULL;
+    }
+    if (!sk) {
+        f->sketch_lost = true;
+        sg_streams__oom(st, "quantile sketch");
+        return NULL;
+    }
+    st->mem_bytes += sg_ddsketch_memory(sk);
+    f->agg.sketch = sk;
+    return sk;
 }
 
 /* Bytes of a window's distinct registers (allocated apart from it). */
@@ -338,23 +366,11 @@ static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window
     if (cap <= w->cap)
         return NULL;
     size_t old = sg_window__bytes(st, w->cap);
-    uintptr_t was = (uintptr_t)w; /* only for the arithmetic below once w is gone */
     struct sg_window *nw = realloc(w, sg_window__bytes(st, cap));
     if (!nw)
         return NULL;
     st->mem_bytes += sg_window__bytes(st, cap) - old;
     nw->cap = (uint8_t)cap;
-    if ((uintptr_t)nw != was && st->nquantiles > 0) {
-        /* The fields' sketches moved with the window. */
-        for (unsigned i = 0; i < nw->nfields; i++) {
-            struct sg_wfield *f = sg_window__field_at(st, nw, i);
-            f->agg.sketch = sg_window__sketch_at(st, nw, i);
-            sg_ddsketch_moved(
-                f->agg.sketch,
-                (const struct sg_ddsketch *)(uintptr_t)(was + ((uintptr_t)f->agg.sketch -
-                                                               (uintptr_t)nw)));
-        }
-    }
     *link = nw;
     st->heap[nw->heap_idx] = nw;
     if (nw->dirty_idx != SG_STREAMS_NO_INDEX)
@@ -381,19 +397,15 @@ static void sg_window__mark_dirty(struct sg_streams *st, struct sg_window *w)
     w->dirty_idx = st->ndirty++;
 }
 
-/* The new aggregate of field slot i, first seen in the window, with its quantile sketch (in
- * the slot, after the field) when quantiles are configured. */
+/* The new aggregate of field slot i, first seen in the window; its sketch comes later (see
+ * SG_WFIELD_SKETCH_AFTER). */
 static struct sg_wfield *sg_window__field_init(struct sg_streams *st, struct sg_window *w,
                                                unsigned i, uint32_t id)
 {
     struct sg_wfield *f = sg_window__field_at(st, w, i);
-    struct sg_ddsketch *sk = NULL;
-    if (st->nquantiles > 0) {
-        sk = sg_window__sketch_at(st, w, i);
-        (void)sg_ddsketch_init(sk, SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
-    }
     f->id = id;
-    sg_agg_init(&f->agg, sk);
+    f->sketch_lost = false;
+    sg_agg_init(&f->agg, NULL);
     return f;
 }
 
@@ -429,8 +441,13 @@ static void sg_window__fold(struct sg_streams *st, struct sg_window **link,
         if (ids[i] == UINT32_MAX)
             continue;
         struct sg_wfield *f = sg_window__field(st, link, ids[i], i);
-        if (f)
-            sg_agg_add_counted(&f->agg, ev->fields[i].value, t, &st->mem_bytes);
+        if (!f)
+            continue;
+        /* The value past SG_WFIELD_SKETCH_AFTER needs the sketch (a value sg_agg ignores,
+         * NaN or infinite, makes it a little early, which is harmless). */
+        if (!f->agg.sketch && f->agg.count >= SG_WFIELD_SKETCH_AFTER)
+            (void)sg_window__sketch(st, f);
+        sg_agg_add_counted(&f->agg, ev->fields[i].value, t, &st->mem_bytes);
     }
     struct sg_window *w = *link;
     w->count++;
@@ -526,21 +543,38 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
         if (!f)
             continue;
         struct sg_agg *dst = &f->agg, *src = &bf->agg;
+        /* Together past what min and max can stand for: both need their sketches. A side
+         * whose sketch was lost leaves the merged field without quantiles. */
+        f->sketch_lost |= bf->sketch_lost;
+        if (!f->sketch_lost && st->nquantiles > 0 &&
+            (dst->sketch || src->sketch || dst->count + src->count > SG_WFIELD_SKETCH_AFTER)) {
+            sg_window__sketch(st, f);
+            sg_window__sketch(st, bf);
+            f->sketch_lost |= bf->sketch_lost;
+        }
+        if (f->sketch_lost && dst->sketch) {
+            st->mem_bytes -= sg_ddsketch_memory(dst->sketch);
+            sg_ddsketch_destroy(dst->sketch);
+            dst->sketch = NULL;
+        }
+        /* Sketches merge only when both exist; src's stays in its window, freed with it. */
+        struct sg_ddsketch *other = src->sketch;
+        if (!dst->sketch)
+            src->sketch = NULL;
         /* The merged sketch may need wider bucket arrays: counted as the engine's. */
         size_t before = dst->sketch ? sg_ddsketch_memory(dst->sketch) : 0;
         int merged = sg_agg_merge(dst, src);
         if (dst->sketch)
             st->mem_bytes += sg_ddsketch_memory(dst->sketch) - before;
         if (merged != 0) {
-            /* The sketch could not grow: merge the rest without it. Each sketch stays where
-             * it lives, in its own window. */
-            struct sg_ddsketch *keep = dst->sketch, *other = src->sketch;
+            /* The sketch could not grow: merge the rest without it. */
+            struct sg_ddsketch *keep = dst->sketch;
             dst->sketch = src->sketch = NULL;
             sg_agg_merge(dst, src);
             dst->sketch = keep;
-            src->sketch = other;
             sg_streams__oom(st, "quantile sketch merge");
         }
+        src->sketch = other;
     }
     struct sg_window *a = *link;
     a->count += b->count;

@@ -1531,6 +1531,46 @@ Test(memory, bytes_per_open_key_window)
     fx_stop(&f);
 }
 
+/* The load of a sensor fleet: each key reports a few times a window, three fields, with the
+ * default quantiles. A window of one or two values per field holds no sketch; measured here
+ * with two, and its quantiles are still those of its values. */
+Test(memory, bytes_per_sketched_key_window_of_a_sensor)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    set_opt(&f, "window.quantiles", "p50,p90,p99");
+    fx_start(&f);
+    enum { KEYS = 20000 };
+    static const char *const names[] = {"value", "temp", "hum"};
+    char key[32];
+    size_t before = f.st->mem_bytes;
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < KEYS; i++) {
+            snprintf(key, sizeof(key), "device-%06d", i);
+            double vals[3] = {1.0 + i % 100 + r, 20.0 + r, 50.0 - r};
+            cr_assert_eq(add_fields(&f, key, 1000 + r, 0, names, vals, 3, NULL), 0);
+        }
+    cr_assert_eq(f.st->windows_open, KEYS);
+    double per = (double)(f.st->mem_bytes - before) / KEYS;
+    cr_log_info("per open key-window, 3 fields with 2 values each: %.1f bytes", per);
+    cr_assert_leq(per, 440.0, "%.1f bytes per key-window (789 with a sketch per field)", per);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, (size_t)KEYS);
+    /* device-000007: value {8, 9}, temp {20, 21}, hum {50, 49}: the lower quantiles are the
+     * smaller value, within 1%. */
+    const struct rec_result *r = find_result(&f, "device-000007", 0);
+    cr_assert_not_null(r);
+    cJSON *root = parse(r->json);
+    const cJSON *v = field_of(root, "value"), *t = field_of(root, "temp");
+    const cJSON *h = field_of(root, "hum");
+    cr_assert(close_rel(num(v, "p50"), 8.0, 0.01), "%g", num(v, "p50"));
+    cr_assert(close_rel(num(v, "p99"), 8.0, 0.01), "%g", num(v, "p99"));
+    cr_assert(close_rel(num(t, "p90"), 20.0, 0.01), "%g", num(t, "p90"));
+    cr_assert(close_rel(num(h, "p50"), 49.0, 0.01), "%g", num(h, "p50"));
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
 /* ---- sessions against a brute-force model ---- */
 
 static int cmp_i64(const void *a, const void *b)
@@ -1946,7 +1986,7 @@ static size_t recount(const struct sg_streams *st)
         for (unsigned j = 0; j < w->nfields; j++) {
             const struct sg_wfield *fl = sg_window__field_at(st, w, j);
             if (fl->agg.sketch)
-                n += sg_ddsketch_memory(fl->agg.sketch) - sg_ddsketch_size();
+                n += sg_ddsketch_memory(fl->agg.sketch);
         }
     }
     for (const struct sg_window *w = st->free_windows; w; w = w->next)
@@ -2001,20 +2041,26 @@ Test(memory, every_byte_the_engine_holds_is_charged)
     fx_stop(&f); /* checks that destroy gave everything back */
 }
 
-Test(memory, sketch_bucket_arrays_count_as_they_widen)
+/* A field's sketch is made at its third value and counted from then on, with the bucket
+ * arrays it allocates as it widens. */
+Test(memory, sketch_counts_when_made_and_as_it_widens)
 {
     struct fx f;
     fx_init(&f, SG_WINDOW_TUMBLING, 1000);
     set_opt(&f, "window.quantiles", "p50");
     fx_start(&f);
     cr_assert_eq(add(&f, "k", 0, 0, 1.0), 0);
-    size_t narrow = f.st->mem_bytes;
-    for (int e = 1; e < 40; e++)
-        cr_assert_eq(add(&f, "k", 0, 0, ldexp(1.0, e)), 0);
+    cr_assert_eq(add(&f, "k", 0, 0, 2.0), 0);
     const struct sg_wfield *fl = sg_window__field_at(f.st, f.st->heap[0], 0);
-    size_t arrays = sg_ddsketch_memory(fl->agg.sketch) - sg_ddsketch_size();
-    cr_assert_gt(arrays, 1000, "40 octaves take a bucket array");
-    cr_assert_eq(f.st->mem_bytes - narrow, arrays);
+    cr_assert_null(fl->agg.sketch, "two values need no sketch");
+    size_t narrow = f.st->mem_bytes;
+    for (int e = 2; e < 40; e++)
+        cr_assert_eq(add(&f, "k", 0, 0, ldexp(1.0, e)), 0);
+    cr_assert_not_null(fl->agg.sketch);
+    cr_assert_eq(sg_ddsketch_count(fl->agg.sketch), 40, "min and max went into it first");
+    size_t sketch = sg_ddsketch_memory(fl->agg.sketch);
+    cr_assert_gt(sketch - sg_ddsketch_size(), 1000, "40 octaves take a bucket array");
+    cr_assert_eq(f.st->mem_bytes - narrow, sketch);
     fx_stop(&f);
 }
 
