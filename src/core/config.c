@@ -256,8 +256,9 @@ static const struct sg_config_option options[] = {
                "Percent of limits.memory under which paused ingest resumes; below "
                "limits.high_watermark."),
     SG_OPT_INT("limits.streams_share", limits_streams_share, "50", 1, 100,
-               "Percent of limits.memory the streams engine may hold before events for new keys "
-               "are rejected (key_limit); known keys go on."),
+               "Percent of limits.memory the streams engine may hold. Events for new keys are "
+               "rejected (key_limit) once it holds this share divided by the windows a key keeps "
+               "open within the allowed lateness; known keys go on."),
     SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,
                "Percent of limits.memory the writers' queues may hold while windows fire; due "
                "windows past it wait, complete, until the writers drain."),

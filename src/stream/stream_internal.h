@@ -120,11 +120,14 @@ struct sg_streams {
 
     /* The memory budget, or NULL. mem_bytes is charged to it as SG_BUDGET_STREAMS whenever it
      * changed (budget_held is what was charged last). New keys are refused while mem_bytes is
-     * at streams_limit or more (SIZE_MAX without a budget); with `paced`, due windows wait
+     * at new_keys_limit or more (SIZE_MAX without a budget); with `paced`, due windows wait
      * while the writers' queues hold results_limit or more. */
     struct sg_budget *budget;
     size_t budget_held;
     size_t streams_limit, results_limit;
+    /* New keys are refused from here: streams_limit over the growth of a key's windows within
+     * the allowed lateness (sg_streams__key_growth). */
+    size_t new_keys_limit;
     bool paced;
 
     /* Key table: open addressing, linear probing, backward-shift deletion. */

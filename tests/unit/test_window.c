@@ -2108,7 +2108,7 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
         2);
     cr_assert_eq(memlog_lines(&m,
                               "new keys refused: stream state holds limits.streams_share of "
-                              "the budget",
+                              "the budget, with room for the windows its keys will open",
                               lines, 4),
                  1, "one log line per interval");
     cr_assert_eq(num(lines[0], "streams_limit"), 512 << 10);
@@ -2206,5 +2206,53 @@ Test(watermark, without_a_budget_the_idle_clock_runs_from_the_last_event)
     sg_streams_tick(f.st, 1000);
     sg_streams_tick(f.st, 1500);
     cr_assert_eq(f.nres, 1);
+    fx_stop(&f);
+}
+
+/* A fleet that reports in every window, with an allowed lateness of one window: each key holds
+ * two windows at the boundary. New keys stop at half the share, so the keys taken can open
+ * their next windows without stream state reaching the high watermark: it never pauses ingest
+ * on its own (which only the idle clock could end, making held-back events late), and no event
+ * of a key taken is late. */
+Test(limits, new_keys_leave_room_for_the_windows_within_the_lateness)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 10000);
+    set_opt(&f, "window.quantiles", "p50,p90,p99");
+    f.cfg.window_allowed_lateness_ms = 10000;
+    f.budget_limit = 4 << 20;
+    fx_start(&f);
+    cr_assert_eq(f.st->new_keys_limit, f.st->streams_limit / 2);
+    static const char *const names[] = {"value", "temp", "hum"};
+    char key[32];
+    enum { FLEET = 40000 };
+    bool taken[FLEET] = {false};
+    size_t peak = 0;
+    int ntaken = 0;
+    for (int round = 0; round < 8; round++) { /* 8 windows, two events per key in each */
+        for (int e = 0; e < 2; e++)
+            for (int i = 0; i < FLEET; i++) {
+                snprintf(key, sizeof(key), "device-%06d", i);
+                double vals[3] = {(double)i, 20.0 + e, 50.0};
+                int64_t t = (int64_t)round * 10000 + e * 4000 + i % 4000;
+                int rc = add_fields(&f, key, t, t, names, vals, 3, NULL);
+                cr_assert(rc == 0 || !taken[i], "a key taken was refused in round %d", round);
+                if (rc == 0 && !taken[i]) {
+                    cr_assert_eq(round, 0, "a new key taken after the first window");
+                    taken[i] = true;
+                    ntaken++;
+                }
+                cr_assert_not(sg_budget_paused(f.budget), "stream state paused ingest");
+                if (f.st->mem_bytes > peak)
+                    peak = f.st->mem_bytes;
+            }
+    }
+    cr_assert_gt(ntaken, 1000);
+    cr_assert_lt(ntaken, FLEET, "the fleet is bigger than the share");
+    cr_assert_leq(peak, f.st->streams_limit + f.st->streams_limit / 10, "peak %zu", peak);
+    cr_assert_eq(f.nlate, 0);
+    cr_assert_gt(sg_metrics_counter_value(f.metrics, SG_METRIC_LIMIT_HITS_TOTAL,
+                                          "limit=\"streams_memory\""),
+                 0);
     fx_stop(&f);
 }
