@@ -349,6 +349,7 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
      * late events) for nobody, which is most of the cost of firing windows. */
     struct sg_streams_callbacks cbs = {.result = sg_sinks_take_results(app->sinks) ? on_result
                                                                                   : NULL,
+                                       .numbers_only = sg_sinks_results_numbers_only(app->sinks),
                                        .late = sg_sinks_take_late(app->sinks) ? on_late : NULL,
                                        .arg = app};
     app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, app->budget, &cbs);

@@ -37,6 +37,8 @@ struct sg_sink_ops {
      * failure); `done` as for write_raw. NULL for a sink that takes no results. */
     int (*write_result)(struct sg_sink *sink, const struct sg_window_result *res,
                         struct sg_sink_done *done);
+    /* write_result reads the result's numbers only, never its JSON. */
+    bool result_numbers_only;
     /* Takes a copy of a late event: later than window.allowed_lateness for a window that has
      * already fired (`window_end` is that window's end). NULL for a sink that takes none. */
     int (*write_late)(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end);

@@ -47,6 +47,8 @@ size_t sg_sinks_count(const struct sg_sinks *s);
 bool sg_sinks_take_raw(const struct sg_sinks *s);
 bool sg_sinks_take_results(const struct sg_sinks *s);
 bool sg_sinks_take_late(const struct sg_sinks *s);
+/* Whether every writer that takes results reads their numbers only (no JSON needed). */
+bool sg_sinks_results_numbers_only(const struct sg_sinks *s);
 
 /* Fans a record out. `done` may be NULL; otherwise each writer that returns 0 and supports
  * confirmations tells it once (see struct sg_sink_done in sink.h). Returns 0, or the first

@@ -88,7 +88,8 @@ struct sg_window_result {
      * {"key":..,"window_start":..,"window_end":..,"count":..,"fields":{"<name>":{"count":..,
      *  "sum":..,"min":..,"max":..,"mean":..,"stddev":..,"first":..,"last":..,"p50":..}},
      *  "distinct":..,"final":..} ("distinct" only when window.distinct_field is set). The
-     * numbers above are the ones written here, so a writer never needs to parse it back. */
+     * numbers above are the ones written here, so a writer never needs to parse it back.
+     * NULL (json_len 0) when the callbacks asked for the numbers only. */
     const char *json;
     size_t json_len;
 };
@@ -101,6 +102,9 @@ typedef void (*sg_streams_late_cb)(void *arg, const struct sg_event *ev, int64_t
  * engine. */
 struct sg_streams_callbacks {
     sg_streams_result_cb result;
+    /* No result's JSON is read (every writer takes the numbers): it is not rendered, which is
+     * most of what firing a window costs. */
+    bool numbers_only;
     sg_streams_late_cb late; /* may be NULL */
     void *arg;
 };

@@ -257,8 +257,8 @@ static const struct sg_config_option options[] = {
                "limits.high_watermark."),
     SG_OPT_INT("limits.streams_share", limits_streams_share, "50", 1, 100,
                "Percent of limits.memory the streams engine may hold. Events for new keys are "
-               "rejected (key_limit) once it holds this share divided by the windows a key keeps "
-               "open within the allowed lateness; known keys go on."),
+               "rejected (key_limit) once stream state, plus room for one more window per key, "
+               "reaches it; known keys go on."),
     SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,
                "Percent of limits.memory the writers' queues may hold while windows fire; due "
                "windows past it wait, complete, until the writers drain."),

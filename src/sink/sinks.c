@@ -69,6 +69,14 @@ bool sg_sinks_take_late(const struct sg_sinks *s)
     return false;
 }
 
+bool sg_sinks_results_numbers_only(const struct sg_sinks *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->sink[i]->ops->write_result && !s->sink[i]->ops->result_numbers_only)
+            return false;
+    return true;
+}
+
 /* Counts one writer's answer into the outcome; returns the set's code so far. */
 static int sg_sinks__note(struct sg_sinks_outcome *o, const struct sg_sink *sink, int rc,
                           bool with_done)

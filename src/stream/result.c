@@ -307,14 +307,14 @@ void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool fina
     sg_buf_reset(&st->out);
     struct sg_window_result res;
     int rc = sg_result__view(st, w, final, &res);
-    if (rc == 0)
+    if (rc == 0 && !st->cbs.numbers_only)
         rc = sg_result__json(&res, final, &st->out);
     if (rc != 0) {
         /* Out of memory, or a result past SG_STREAMS_RESULT_MAX: this one is lost. */
         sg_streams__oom(st, "window result");
         return;
     }
-    res.json = st->out.data;
-    res.json_len = st->out.len;
+    res.json = st->cbs.numbers_only ? NULL : st->out.data;
+    res.json_len = st->cbs.numbers_only ? 0 : st->out.len;
     st->cbs.result(st->cbs.arg, &res);
 }

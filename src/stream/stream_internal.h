@@ -93,6 +93,14 @@ struct sg_stream {
     char key[];
 };
 
+/* A slot of the deadline heap: the window's end and the first bytes of its key (zero-padded),
+ * kept beside the pointer so that ordering the heap reads no window. */
+struct sg_heap_slot {
+    int64_t end;
+    struct sg_window *w;
+    unsigned char prefix[16];
+};
+
 /* "At wall clock `wall_ms` the watermark had reached `watermark`": every window whose end is at
  * or before it was due by then. */
 struct sg_streams_due_mark {
@@ -119,15 +127,13 @@ struct sg_streams {
     struct sg_streams_callbacks cbs;
 
     /* The memory budget, or NULL. mem_bytes is charged to it as SG_BUDGET_STREAMS whenever it
-     * changed (budget_held is what was charged last). New keys are refused while mem_bytes is
-     * at new_keys_limit or more (SIZE_MAX without a budget); with `paced`, due windows wait
+     * changed (budget_held is what was charged last). New keys are refused while mem_bytes,
+     * plus room for one more window per key, is at streams_limit or more (SIZE_MAX without a
+     * budget: never); with `paced`, due windows wait
      * while the writers' queues hold results_limit or more. */
     struct sg_budget *budget;
     size_t budget_held;
     size_t streams_limit, results_limit;
-    /* New keys are refused from here: streams_limit over the growth of a key's windows within
-     * the allowed lateness (sg_streams__key_growth). */
-    size_t new_keys_limit;
     bool paced;
 
     /* Key table: open addressing, linear probing, backward-shift deletion. */
@@ -161,7 +167,7 @@ struct sg_streams {
     size_t field_off, field_stride;
 
     /* Deadline heap: open windows, smallest (end, key, start) on top. */
-    struct sg_window **heap;
+    struct sg_heap_slot *heap;
     uint32_t heap_len, heap_cap;
     /* Windows changed since their last emission (entries of fired windows are NULL). */
     struct sg_window **dirty;
@@ -264,7 +270,7 @@ bool sg_window__fire_some(struct sg_streams *st);
  * waiting keep the top due, so nothing is waiting when the top is not.) */
 static inline bool sg_window__fire_due(struct sg_streams *st)
 {
-    if (st->heap_len == 0 || st->heap[0]->end > st->watermark || !st->has_watermark)
+    if (st->heap_len == 0 || st->heap[0].end > st->watermark || !st->has_watermark)
         return false;
     return sg_window__fire_some(st);
 }

@@ -308,20 +308,16 @@ static inline void sg_streams__sync(struct sg_streams *st)
         sg_streams__charge(st);
 }
 
-/* How many times the windows a key has open now it may hold at once: a key that reports in
- * every window keeps each one open until the watermark passes its end, allowed lateness
- * included, while it already fills the next. Tumbling and hopping: the windows within size +
- * lateness over those within size; sessions: one more per gap the lateness spans. Processing
- * time has no lateness. */
-static int64_t sg_streams__key_growth(const struct sg_streams *st)
+/* Bytes to keep free for the keys already taken: one window more each, of the average size of
+ * the windows open now. A key that reports in every window opens its next one while the last
+ * still waits for the watermark (its end, plus the allowed lateness, or the writers), so the
+ * keys taken need that room at every window boundary; without it stream state taken up to
+ * the share grew past it there and paused ingest on its own. */
+static size_t sg_streams__key_reserve(const struct sg_streams *st)
 {
-    if (st->time_mode == SG_TIME_PROCESSING || st->lateness_ms <= 0)
-        return 1;
-    if (st->type == SG_WINDOW_SESSION)
-        return 1 + (st->lateness_ms + st->gap_ms - 1) / st->gap_ms;
-    int64_t now = (st->size_ms + st->slide_ms - 1) / st->slide_ms;
-    int64_t then = (st->size_ms + st->lateness_ms + st->slide_ms - 1) / st->slide_ms;
-    return (then + now - 1) / now;
+    if (st->windows_open == 0)
+        return 0;
+    return (size_t)((double)st->mem_bytes / (double)st->windows_open * (double)st->nkeys);
 }
 
 /* Percent of a budget's limit, in bytes. */
@@ -390,14 +386,10 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
     if (cbs)
         st->cbs = *cbs;
     st->budget = budget;
-    st->streams_limit = st->new_keys_limit = SIZE_MAX;
+    st->streams_limit = SIZE_MAX;
     if (budget) {
         st->streams_limit = sg_streams__share(budget, cfg->limits_streams_share);
         st->results_limit = sg_streams__share(budget, cfg->limits_results_share);
-        /* New keys stop early enough that the windows the keys already taken will open still
-         * fit in the share: stream state alone then never pauses ingest, since a pause it
-         * caused could only end by the watermark moving on without the events held back. */
-        st->new_keys_limit = st->streams_limit / (size_t)sg_streams__key_growth(st);
         /* Pacing holds results back for writers; without a result callback there are none. */
         st->paced = st->cbs.result != NULL;
     }
@@ -493,10 +485,11 @@ static void sg_streams__refuse_key(struct sg_streams *st)
     if (suppressed >= 0)
         sg_warn(st->log,
                 "new keys refused: stream state holds limits.streams_share of the budget, with "
-                "room for the windows its keys will open",
+                "room for the next windows of its keys",
                 SG_F_UINT("streams_bytes", st->mem_bytes),
                 SG_F_UINT("streams_limit", st->streams_limit),
-                SG_F_UINT("new_keys_limit", st->new_keys_limit), SG_F_UINT("keys", st->nkeys),
+                SG_F_UINT("reserved_bytes", sg_streams__key_reserve(st)),
+                SG_F_UINT("keys", st->nkeys),
                 SG_F_INT("suppressed", suppressed));
 }
 
@@ -535,7 +528,8 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
             rc = -EINVAL;
             goto out;
         }
-        if (st->mem_bytes >= st->new_keys_limit) {
+        if (st->streams_limit != SIZE_MAX &&
+            st->mem_bytes + sg_streams__key_reserve(st) >= st->streams_limit) {
             sg_streams__refuse_key(st);
             rc = -EINVAL;
             goto out;

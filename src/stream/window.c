@@ -139,12 +139,19 @@ void sg_window__late(struct sg_streams *st, const struct sg_event *ev, int64_t w
 
 /* ---- the deadline heap ------------------------------------------------------------- */
 
-/* Fire order: by end, then key, then start, so output is deterministic. */
-static bool sg_window__before(const struct sg_window *a, const struct sg_window *b)
+/* Fire order: by end, then key, then start, so output is deterministic. The end and the key's
+ * first bytes sit in the heap's own slots, so ordering the heap reads no window and no key
+ * unless two keys share those bytes: with hundreds of thousands of windows sharing an end,
+ * comparing keys in place cost a cache miss or three per level. The prefix is zero-padded,
+ * which orders a key before the longer keys it begins, as the full comparison does. */
+static bool sg_window__before(const struct sg_heap_slot *a, const struct sg_heap_slot *b)
 {
     if (a->end != b->end)
         return a->end < b->end;
-    const struct sg_stream *sa = a->stream, *sb = b->stream;
+    int p = memcmp(a->prefix, b->prefix, sizeof(a->prefix));
+    if (p != 0)
+        return p < 0;
+    const struct sg_stream *sa = a->w->stream, *sb = b->w->stream;
     if (sa != sb) {
         size_t n = sa->key_len < sb->key_len ? sa->key_len : sb->key_len;
         int c = memcmp(sa->key, sb->key, n);
@@ -153,43 +160,43 @@ static bool sg_window__before(const struct sg_window *a, const struct sg_window 
         if (sa->key_len != sb->key_len)
             return sa->key_len < sb->key_len;
     }
-    return a->start < b->start;
+    return a->w->start < b->w->start;
 }
 
-static void sg_window__heap_set(struct sg_streams *st, uint32_t i, struct sg_window *w)
+static void sg_window__heap_set(struct sg_streams *st, uint32_t i, struct sg_heap_slot slot)
 {
-    st->heap[i] = w;
-    w->heap_idx = i;
+    st->heap[i] = slot;
+    slot.w->heap_idx = i;
 }
 
 static void sg_window__sift_up(struct sg_streams *st, uint32_t i)
 {
-    struct sg_window *w = st->heap[i];
+    struct sg_heap_slot slot = st->heap[i];
     while (i > 0) {
         uint32_t parent = (i - 1) / 2;
-        if (!sg_window__before(w, st->heap[parent]))
+        if (!sg_window__before(&slot, &st->heap[parent]))
             break;
         sg_window__heap_set(st, i, st->heap[parent]);
         i = parent;
     }
-    sg_window__heap_set(st, i, w);
+    sg_window__heap_set(st, i, slot);
 }
 
 static void sg_window__sift_down(struct sg_streams *st, uint32_t i)
 {
-    struct sg_window *w = st->heap[i];
+    struct sg_heap_slot slot = st->heap[i];
     for (;;) {
         uint32_t c = 2 * i + 1;
         if (c >= st->heap_len)
             break;
-        if (c + 1 < st->heap_len && sg_window__before(st->heap[c + 1], st->heap[c]))
+        if (c + 1 < st->heap_len && sg_window__before(&st->heap[c + 1], &st->heap[c]))
             c++;
-        if (!sg_window__before(st->heap[c], w))
+        if (!sg_window__before(&st->heap[c], &slot))
             break;
         sg_window__heap_set(st, i, st->heap[c]);
         i = c;
     }
-    sg_window__heap_set(st, i, w);
+    sg_window__heap_set(st, i, slot);
 }
 
 static int sg_window__heap_push(struct sg_streams *st, struct sg_window *w)
@@ -198,30 +205,42 @@ static int sg_window__heap_push(struct sg_streams *st, struct sg_window *w)
         uint32_t cap = st->heap_cap ? st->heap_cap * 2 : 64;
         if (cap <= st->heap_cap)
             return -ENOMEM;
-        struct sg_window **heap = realloc(st->heap, (size_t)cap * sizeof(*heap));
+        struct sg_heap_slot *heap = realloc(st->heap, (size_t)cap * sizeof(*heap));
         if (!heap)
             return -ENOMEM;
         st->mem_bytes += (size_t)(cap - st->heap_cap) * sizeof(*heap);
         st->heap = heap;
         st->heap_cap = cap;
     }
-    st->heap[st->heap_len] = w;
+    const struct sg_stream *s = w->stream;
+    struct sg_heap_slot *slot = &st->heap[st->heap_len];
+    slot->end = w->end;
+    slot->w = w;
+    memset(slot->prefix, 0, sizeof(slot->prefix));
+    memcpy(slot->prefix, s->key, SG_MIN(sizeof(slot->prefix), (size_t)s->key_len));
     w->heap_idx = st->heap_len++;
     sg_window__sift_up(st, w->heap_idx);
     return 0;
 }
 
+/* The window's end moved later (a session grew): its slot goes down to its new place. */
+static void sg_window__heap_later(struct sg_streams *st, struct sg_window *w)
+{
+    st->heap[w->heap_idx].end = w->end;
+    sg_window__sift_down(st, w->heap_idx);
+}
+
 static void sg_window__heap_remove(struct sg_streams *st, struct sg_window *w)
 {
     uint32_t i = w->heap_idx;
-    struct sg_window *last = st->heap[--st->heap_len];
+    struct sg_heap_slot last = st->heap[--st->heap_len];
     w->heap_idx = SG_STREAMS_NO_INDEX;
-    if (last == w)
+    if (last.w == w)
         return;
     sg_window__heap_set(st, i, last);
     /* The moved entry may belong above or below its new place. */
     sg_window__sift_up(st, i);
-    sg_window__sift_down(st, last->heap_idx);
+    sg_window__sift_down(st, last.w->heap_idx);
 }
 
 /* ---- allocation -------------------------------------------------------------------- */
@@ -372,7 +391,7 @@ static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window
     st->mem_bytes += sg_window__bytes(st, cap) - old;
     nw->cap = (uint8_t)cap;
     *link = nw;
-    st->heap[nw->heap_idx] = nw;
+    st->heap[nw->heap_idx].w = nw;
     if (nw->dirty_idx != SG_STREAMS_NO_INDEX)
         st->dirty[nw->dirty_idx] = nw;
     return nw;
@@ -631,7 +650,7 @@ static int sg_window__add_session(struct sg_streams *st, struct sg_stream *s,
         if (end > a->end)
             a->end = end;
         if (a->end != old_end)
-            sg_window__sift_down(st, a->heap_idx); /* the deadline only moves later */
+            sg_window__heap_later(st, a); /* the deadline only moves later */
     }
     sg_window__fold(st, link, ev, t, ids, distinct_hash);
     return 0;
@@ -671,17 +690,17 @@ static void sg_window__fire(struct sg_streams *st, struct sg_window *w)
  * keys. */
 static struct sg_window *sg_window__pop(struct sg_streams *st)
 {
-    struct sg_window *top = st->heap[0];
-    struct sg_window *last = st->heap[--st->heap_len];
+    struct sg_window *top = st->heap[0].w;
+    struct sg_heap_slot last = st->heap[--st->heap_len];
     top->heap_idx = SG_STREAMS_NO_INDEX;
-    if (last == top)
+    if (last.w == top)
         return top;
     uint32_t hole = 0;
     for (;;) {
         uint32_t c = 2 * hole + 1;
         if (c >= st->heap_len)
             break;
-        if (c + 1 < st->heap_len && sg_window__before(st->heap[c + 1], st->heap[c]))
+        if (c + 1 < st->heap_len && sg_window__before(&st->heap[c + 1], &st->heap[c]))
             c++;
         sg_window__heap_set(st, hole, st->heap[c]);
         hole = c;
@@ -748,7 +767,7 @@ static size_t sg_window__count_due(const struct sg_streams *st)
 {
     size_t n = 0, i = 0;
     for (;;) {
-        if (i < st->heap_len && st->heap[i]->end <= st->watermark) {
+        if (i < st->heap_len && st->heap[i].end <= st->watermark) {
             n++;
             i = 2 * i + 1; /* its left child, which may not exist */
             continue;
@@ -767,7 +786,7 @@ void sg_window__update_waiting(struct sg_streams *st, bool count_now)
     if (!st->held)
         return;
     /* The oldest waiting window is the top; the first mark past its end dates it. */
-    int64_t top_end = st->heap_len > 0 ? st->heap[0]->end : INT64_MAX;
+    int64_t top_end = st->heap_len > 0 ? st->heap[0].end : INT64_MAX;
     while (st->due_count > 1 && sg_window__due_mark(st, 0)->watermark < top_end) {
         st->due_first = (st->due_first + 1) % SG_STREAMS_DUE_MARKS;
         st->due_count--;
@@ -784,7 +803,7 @@ void sg_window__update_waiting(struct sg_streams *st, bool count_now)
 
 bool sg_window__fire_some(struct sg_streams *st)
 {
-    while (st->heap_len > 0 && st->heap[0]->end <= st->watermark) {
+    while (st->heap_len > 0 && st->heap[0].end <= st->watermark) {
         if (!sg_window__may_emit(st)) {
             sg_window__hold(st);
             return true;
@@ -835,7 +854,7 @@ int64_t sg_window__next_due(const struct sg_streams *st)
 {
     if (st->heap_len == 0 || !st->has_watermark)
         return INT64_MAX;
-    int64_t end = st->heap[0]->end;
+    int64_t end = st->heap[0].end;
     if (end <= st->watermark)
         return 0;
     if (st->time_mode == SG_TIME_PROCESSING)
@@ -852,7 +871,7 @@ int64_t sg_window__next_due(const struct sg_streams *st)
 void sg_window__free_all(struct sg_streams *st)
 {
     for (uint32_t i = 0; i < st->heap_len; i++) {
-        struct sg_window *w = st->heap[i];
+        struct sg_window *w = st->heap[i].w;
         for (unsigned j = 0; j < w->nfields; j++)
             sg_window__field_free(st, sg_window__field_at(st, w, j));
         if (st->distinct)

@@ -1513,20 +1513,20 @@ Test(memory, bytes_per_open_key_window)
     double arithmetic = (double)(f.st->field_off + f.st->field_stride) +
                         (double)(offsetof(struct sg_stream, key) + 13) +
                         slots * (sizeof(void *) + sizeof(uint16_t)) +
-                        (double)f.st->heap_cap / KEYS * sizeof(void *);
+                        (double)f.st->heap_cap / KEYS * sizeof(struct sg_heap_slot);
     cr_assert(fabs(arithmetic - requested) < 1.0, "accounting %g vs arithmetic %g", requested,
               arithmetic);
     cr_log_info("per open key-window: %.1f bytes requested (window %zu, stream %zu + key, "
                 "%.2f slots, heap %.2f entries)",
                 requested, f.st->field_off + f.st->field_stride, offsetof(struct sg_stream, key),
                 slots, (double)f.st->heap_cap / KEYS);
-    cr_assert_leq(requested, 256.0, "%.1f bytes per key-window", requested);
+    cr_assert_leq(requested, 276.0, "%.1f bytes per key-window", requested);
 #if MEASURE_MALLOC
     struct mallinfo2 mi1 = mallinfo2();
     /* Small chunks count in uordblks, the big arrays (table, heap) in mmapped hblkhd. */
     double actual = (double)(mi1.uordblks + mi1.hblkhd - mi0.uordblks - mi0.hblkhd) / KEYS;
     cr_log_info("per open key-window: %.1f bytes from malloc, its overhead included", actual);
-    cr_assert_leq(actual, 288.0, "%.1f bytes per key-window from malloc", actual);
+    cr_assert_leq(actual, 308.0, "%.1f bytes per key-window from malloc", actual);
 #endif
     fx_stop(&f);
 }
@@ -1553,7 +1553,7 @@ Test(memory, bytes_per_sketched_key_window_of_a_sensor)
     cr_assert_eq(f.st->windows_open, KEYS);
     double per = (double)(f.st->mem_bytes - before) / KEYS;
     cr_log_info("per open key-window, 3 fields with 2 values each: %.1f bytes", per);
-    cr_assert_leq(per, 440.0, "%.1f bytes per key-window (789 with a sketch per field)", per);
+    cr_assert_leq(per, 470.0, "%.1f bytes per key-window (789 with a sketch per field)", per);
     sg_streams_flush(f.st);
     cr_assert_eq(f.nres, (size_t)KEYS);
     /* device-000007: value {8, 9}, temp {20, 21}, hum {50, 49}: the lower quantiles are the
@@ -1844,7 +1844,7 @@ static void random_pair(int type, uint64_t seed)
                 /* The waiting windows' count, against a look at every open window. */
                 size_t due = 0;
                 for (uint32_t j = 0; j < p.st->heap_len; j++)
-                    due += p.st->heap[j]->end <= p.st->watermark;
+                    due += p.st->heap[j].end <= p.st->watermark;
                 sg_window__update_waiting(p.st, true);
                 cr_assert_eq(sg_metrics_gauge(p.metrics, SG_METRIC_WINDOWS_WAITING, NULL)->value,
                              (double)due);
@@ -1975,13 +1975,13 @@ static size_t recount(const struct sg_streams *st)
                SG_STREAMS_NAME_SLOTS * sizeof(uint16_t);
     for (uint32_t i = 0; i < st->nnames; i++)
         n += st->name_lens[i] + 1u;
-    n += ((size_t)st->heap_cap + st->dirty_cap) * sizeof(void *);
+    n += (size_t)st->heap_cap * sizeof(struct sg_heap_slot) + (size_t)st->dirty_cap * sizeof(void *);
     for (size_t i = 0; i <= st->mask; i++)
         if (st->slots[i])
             n += offsetof(struct sg_stream, key) + st->slots[i]->key_len;
     size_t hll = st->distinct ? (size_t)1 << st->distinct_precision : 0;
     for (uint32_t i = 0; i < st->heap_len; i++) {
-        const struct sg_window *w = st->heap[i];
+        const struct sg_window *w = st->heap[i].w;
         n += st->field_off + w->cap * st->field_stride + hll;
         for (unsigned j = 0; j < w->nfields; j++) {
             const struct sg_wfield *fl = sg_window__field_at(st, w, j);
@@ -2051,7 +2051,7 @@ Test(memory, sketch_counts_when_made_and_as_it_widens)
     fx_start(&f);
     cr_assert_eq(add(&f, "k", 0, 0, 1.0), 0);
     cr_assert_eq(add(&f, "k", 0, 0, 2.0), 0);
-    const struct sg_wfield *fl = sg_window__field_at(f.st, f.st->heap[0], 0);
+    const struct sg_wfield *fl = sg_window__field_at(f.st, f.st->heap[0].w, 0);
     cr_assert_null(fl->agg.sketch, "two values need no sketch");
     size_t narrow = f.st->mem_bytes;
     for (int e = 2; e < 40; e++)
@@ -2090,8 +2090,11 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
         }
         cr_assert_lt(admitted, 100000, "never refused");
     }
-    cr_assert_geq(f.st->mem_bytes, f.st->streams_limit);
-    cr_assert_lt(f.st->mem_bytes, f.st->streams_limit + 1024, "refused as the share was reached");
+    /* Refused with room left for one more window per key taken: about half the share, since
+     * each key has one window open. */
+    cr_assert_geq(2 * f.st->mem_bytes + 2048, f.st->streams_limit, "%zu", f.st->mem_bytes);
+    cr_assert_lt(2 * f.st->mem_bytes, f.st->streams_limit + 2048, "refused at %zu",
+                 f.st->mem_bytes);
     cr_assert_eq(f.st->nkeys, (size_t)admitted);
     cr_assert_eq(
         sg_metrics_counter_value(f.metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"streams_memory\""),
@@ -2108,7 +2111,7 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
         2);
     cr_assert_eq(memlog_lines(&m,
                               "new keys refused: stream state holds limits.streams_share of "
-                              "the budget, with room for the windows its keys will open",
+                              "the budget, with room for the next windows of its keys",
                               lines, 4),
                  1, "one log line per interval");
     cr_assert_eq(num(lines[0], "streams_limit"), 512 << 10);
@@ -2123,33 +2126,45 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
     memlog_close(&m);
 }
 
-/* Stream state alone past the high watermark pauses ingest; with no event coming, the idle
- * watermark advance fires the windows, their memory goes back, and ingest resumes. */
+/* Stream state alone past the high watermark pauses ingest when the keys taken open more
+ * windows than the room kept for them (a lateness of several windows); with no event coming,
+ * the idle watermark advance fires the windows, their memory goes back, and ingest resumes. */
 Test(limits, stream_state_pauses_ingest_and_idle_time_resumes_it)
 {
     struct fx f;
     fx_init(&f, SG_WINDOW_TUMBLING, 10000);
     set_opt(&f, "window.quantiles", "p50,p90,p99");
     f.cfg.limits_streams_share = 100;
+    f.cfg.window_allowed_lateness_ms = 60000;
     f.cfg.window_idle_timeout_ms = 1000;
     f.budget_limit = 1 << 20;
     fx_start(&f);
     char key[32];
     int n = 0;
-    for (; !sg_budget_paused(f.budget); n++) {
+    for (;; n++) { /* new keys until the room kept for their next windows stops them */
         snprintf(key, sizeof(key), "device-%06d", n);
-        cr_assert_eq(add(&f, key, 1000 + n % 1000, 0, n), 0);
-        cr_assert_lt(n, 100000, "stream state never reached the high watermark");
+        if (add(&f, key, 1000 + n % 1000, 0, n) != 0)
+            break;
+        cr_assert_lt(n, 100000, "new keys never refused");
+    }
+    cr_assert_not(sg_budget_paused(f.budget), "new keys alone paused ingest");
+    /* The keys taken go on into later windows, none due within the lateness. */
+    for (int64_t t = 11000; !sg_budget_paused(f.budget); t += 10000) {
+        cr_assert_lt(t, 200000, "stream state never reached the high watermark");
+        for (int k = 0; k < n && !sg_budget_paused(f.budget); k++) {
+            snprintf(key, sizeof(key), "device-%06d", k);
+            cr_assert_eq(add(&f, key, t + k % 1000, 0, k), 0);
+        }
     }
     cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_QUEUES), 0);
     cr_assert_geq(sg_budget_used(f.budget), (1u << 20) * 7 / 10);
-    cr_assert_eq(f.nres, 0);
+    size_t fired = f.nres;
     /* Ingest is paused: no events, only ticks. */
     int64_t now = 0;
-    for (; now <= 30000 && sg_budget_paused(f.budget); now += sg_streams_tick(f.st, now))
+    for (; now <= 300000 && sg_budget_paused(f.budget); now += sg_streams_tick(f.st, now))
         ;
     cr_assert(!sg_budget_paused(f.budget), "still paused at wall clock %" PRId64, now);
-    cr_assert_eq(f.nres, (size_t)n, "every window fired");
+    cr_assert_gt(f.nres, fired, "windows fired");
     cr_assert_leq(sg_budget_used(f.budget), (1u << 20) / 2);
     fx_stop(&f);
 }
@@ -2210,10 +2225,10 @@ Test(watermark, without_a_budget_the_idle_clock_runs_from_the_last_event)
 }
 
 /* A fleet that reports in every window, with an allowed lateness of one window: each key holds
- * two windows at the boundary. New keys stop at half the share, so the keys taken can open
- * their next windows without stream state reaching the high watermark: it never pauses ingest
- * on its own (which only the idle clock could end, making held-back events late), and no event
- * of a key taken is late. */
+ * two windows at the boundary. New keys stop with room left for one more window per key taken,
+ * so those keys can open their next windows without stream state reaching the high watermark:
+ * it never pauses ingest on its own (which only the idle clock could end, making held-back
+ * events late), and no event of a key taken is late. */
 Test(limits, new_keys_leave_room_for_the_windows_within_the_lateness)
 {
     struct fx f;
@@ -2222,7 +2237,6 @@ Test(limits, new_keys_leave_room_for_the_windows_within_the_lateness)
     f.cfg.window_allowed_lateness_ms = 10000;
     f.budget_limit = 4 << 20;
     fx_start(&f);
-    cr_assert_eq(f.st->new_keys_limit, f.st->streams_limit / 2);
     static const char *const names[] = {"value", "temp", "hum"};
     char key[32];
     enum { FLEET = 40000 };
@@ -2255,4 +2269,62 @@ Test(limits, new_keys_leave_room_for_the_windows_within_the_lateness)
                                           "limit=\"streams_memory\""),
                  0);
     fx_stop(&f);
+}
+
+/* Writers that read only a result's numbers (Tablestore) get no JSON: it is not rendered. The
+ * numbers are those of an engine that renders it. */
+static void on_numbers(void *arg, const struct sg_window_result *r)
+{
+    struct fx *f = arg;
+    cr_assert_null(r->json);
+    cr_assert_eq(r->json_len, 0);
+    cr_assert_eq(r->nfields, 1);
+    struct rec_result *x = &f->res[f->nres++];
+    x->key = copy_slice(r->key, r->key_len);
+    x->start = r->window_start;
+    x->end = r->window_end;
+    x->final = r->final;
+    /* The numbers as the JSON of the other engine writes them. */
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    cr_assert_eq(sg_buf_printf(&b, "%" PRIu64 " %.17g %.17g %.17g", r->count, r->fields[0].sum.value,
+                               r->fields[0].min.value, r->fields[0].quantiles[0].value.value),
+                 0);
+    x->json = copy_slice(b.data, b.len);
+    sg_buf_free(&b);
+}
+
+Test(result, numbers_only_renders_no_json)
+{
+    struct fx u, n;
+    fx_init(&u, SG_WINDOW_TUMBLING, 1000);
+    fx_init(&n, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&u, "window.quantiles", "p50");
+    set_opt(&n, "window.quantiles", "p50");
+    fx_start(&u);
+    char err[256];
+    cr_assert_eq(sg_config_validate(&n.cfg, err, sizeof(err)), 0, "%s", err);
+    n.metrics = sg_metrics_create();
+    n.res = calloc(8, sizeof(*n.res));
+    n.capres = 8;
+    struct sg_streams_callbacks cbs = {.result = on_numbers, .numbers_only = true, .arg = &n};
+    n.st = sg_streams_create(&n.cfg, n.metrics, NULL, NULL, &cbs);
+    cr_assert_not_null(n.st);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(add(&u, "k", 100 * i, 0, 1.5 * i), 0);
+        cr_assert_eq(add(&n, "k", 100 * i, 0, 1.5 * i), 0);
+    }
+    sg_streams_flush(u.st);
+    sg_streams_flush(n.st);
+    cr_assert_eq(u.nres, 1);
+    cr_assert_eq(n.nres, 1);
+    cJSON *root = parse(u.res[0].json);
+    const cJSON *v = field_of(root, "v");
+    char want[128];
+    snprintf(want, sizeof(want), "%.0f %.17g %.17g %.17g", num(root, "count"), num(v, "sum"),
+             num(v, "min"), num(v, "p50"));
+    cJSON_Delete(root);
+    cr_assert_str_eq(n.res[0].json, want);
+    fx_stop(&u);
+    fx_stop(&n);
 }
