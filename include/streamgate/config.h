@@ -26,6 +26,11 @@ enum sg_time_unit {
     SG_TIME_UNIT_US = 2,
     SG_TIME_UNIT_NS = 3
 };
+/* When an HTTP ingest request is answered (ingest.ack). */
+enum sg_ack_mode {
+    SG_ACK_ACCEPTED = 0,  /* once its events are decoded and handed to the writers */
+    SG_ACK_DELIVERED = 1, /* once every raw writer confirmed every event it accepted */
+};
 
 /* A list of strings (from a JSON array, or a comma-separated string in env and flags). */
 struct sg_strlist {
@@ -48,12 +53,18 @@ struct sg_config {
     int64_t http_rate_burst;            /* bucket size; 0: http_rate_limit */
     struct sg_strlist http_auth_tokens; /* empty: ingest needs no token */
     char *http_metrics_token;           /* empty: /metrics, /healthz, /readyz are open */
+    uint64_t http_ack_timeout_ms;       /* longest hold of an answer (ingest.ack delivered) */
+    bool http_reuse_port;               /* SO_REUSEPORT on the listener */
 
     /* tcp.* */
     char *tcp_listen;           /* "host:port"; empty disables the TCP listener */
     uint64_t tcp_max_line_size; /* bytes */
     int64_t tcp_max_connections;
     uint64_t tcp_idle_timeout_ms;
+    bool tcp_reuse_port; /* SO_REUSEPORT on the listener */
+
+    /* ingest.* */
+    int ingest_ack; /* enum sg_ack_mode */
 
     /* event.* */
     char *event_key_field;

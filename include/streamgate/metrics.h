@@ -45,6 +45,9 @@ struct sg_histogram {
       "deep nesting and lenient numbers).")                                                        \
     X(HTTP_REQUESTS_TOTAL, "streamgate_http_requests_total", COUNTER, "code",                      \
       "HTTP responses sent, by status code.")                                                      \
+    X(ACK_SECONDS, "streamgate_ack_seconds", HISTOGRAM, "",                                        \
+      "With ingest.ack delivered: time from accepting an HTTP ingest request's events to "         \
+      "answering it (every writer confirmed them, one failed for good, or http.ack_timeout).")     \
     X(CONNECTIONS, "streamgate_connections", GAUGE, "transport", "Open client connections.")       \
     X(CONNECTIONS_ACCEPTED_TOTAL, "streamgate_connections_accepted_total", COUNTER, "transport",   \
       "Client connections accepted and served.")                                                   \
@@ -93,7 +96,8 @@ struct sg_histogram {
       "Bytes held against the memory budget, in total.")                                           \
     X(BUDGET_USE_BYTES, "streamgate_budget_use_bytes", GAUGE, "use",                               \
       "Bytes held against the memory budget, by use: connections (read buffers), bodies (HTTP "    \
-      "bodies being read), streams (keys and open windows), queues (writers' records).")           \
+      "bodies being read, and requests whose answer waits for delivery), streams (keys and open "  \
+      "windows), queues (writers' records).")                                                      \
     X(BUDGET_LIMIT_BYTES, "streamgate_budget_limit_bytes", GAUGE, "",                              \
       "The memory budget (limits.memory).")                                                        \
     X(INGEST_PAUSED, "streamgate_ingest_paused", GAUGE, "",                                        \

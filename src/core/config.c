@@ -62,6 +62,9 @@ static const char *const window_times[] = {"event", "processing", NULL};
 _Static_assert(SG_TIME_EVENT == 0 && SG_TIME_PROCESSING == 1,
                "window_times[] must follow enum sg_time_mode");
 static const char *const time_units[] = {"ms", "s", "us", "ns", NULL};
+static const char *const ack_modes[] = {"accepted", "delivered", NULL};
+_Static_assert(SG_ACK_ACCEPTED == 0 && SG_ACK_DELIVERED == 1,
+               "ack_modes[] must follow enum sg_ack_mode");
 _Static_assert(SG_TIME_UNIT_MS == 0 && SG_TIME_UNIT_S == 1 && SG_TIME_UNIT_US == 2 &&
                    SG_TIME_UNIT_NS == 3,
                "time_units[] must follow enum sg_time_unit");
@@ -108,6 +111,13 @@ static const struct sg_config_option options[] = {
     SG_OPT_STR("http.metrics_token", http_metrics_token, "", 0,
                "Bearer token required on /metrics, /healthz and /readyz; empty leaves them "
                "open."),
+    SG_OPT_DUR("http.ack_timeout", http_ack_timeout_ms, "30s", 1,
+               "With ingest.ack delivered: longest wait for an ingest request's events to be "
+               "confirmed by the writers; past it the answer is 503 with Retry-After and the "
+               "counts confirmed so far."),
+    SG_OPT("http.reuse_port", SG_CONFIG_BOOL, bool, http_reuse_port, "false", 0, 0, 0,
+           "Set SO_REUSEPORT on the HTTP listener, so several gateways can listen on one port "
+           "and the kernel spreads connections over them."),
     SG_OPT_ADDR("tcp.listen", tcp_listen, "127.0.0.1:9000",
                 "Address of the NDJSON TCP listener, host:port or [v6]:port (port 0 picks a "
                 "free port); empty disables TCP."),
@@ -117,6 +127,14 @@ static const struct sg_config_option options[] = {
                "Most TCP connections open at once; further connections are refused."),
     SG_OPT_DUR("tcp.idle_timeout", tcp_idle_timeout_ms, "5m", 1,
                "How long a TCP connection may stay silent before it is closed."),
+    SG_OPT("tcp.reuse_port", SG_CONFIG_BOOL, bool, tcp_reuse_port, "false", 0, 0, 0,
+           "Set SO_REUSEPORT on the TCP listener, so several gateways can listen on one port "
+           "and the kernel spreads connections over them."),
+    SG_OPT_ENUM("ingest.ack", ingest_ack, "accepted", ack_modes,
+                "When an HTTP ingest request is answered 202: once its events are accepted "
+                "(handed to the writers), or once every raw writer confirmed them (Kafka: the "
+                "raw topic's delivery report); delivered needs kafka.brokers. TCP is not "
+                "affected."),
     SG_OPT_STR("event.key_field", event_key_field, "key", 1,
                "Top-level field holding an event's key (a string or a number)."),
     SG_OPT_STR("event.key_fallback", event_key_fallback, "id", 0,
@@ -1413,6 +1431,22 @@ static int validate_tablestore(const struct sg_config *cfg, char *errstr, size_t
     return 0;
 }
 
+/* Acknowledging on delivery waits for the raw topic's delivery reports: it needs one. */
+static int validate_ack(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    if (cfg->ingest_ack != SG_ACK_DELIVERED)
+        return 0;
+    if (cfg->kafka_brokers[0] == '\0')
+        return fail(errstr, errstr_size, NULL,
+                    "ingest.ack: delivered needs kafka.brokers (it waits for the raw topic's "
+                    "delivery reports)");
+    if (cfg->kafka_raw_topic[0] == '\0')
+        return fail(errstr, errstr_size, NULL,
+                    "ingest.ack: delivered needs kafka.raw_topic (it waits for that topic's "
+                    "delivery reports)");
+    return 0;
+}
+
 int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
@@ -1426,6 +1460,8 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
     int rc = validate_limits(cfg, errstr, errstr_size);
     if (rc == 0)
         rc = validate_tablestore(cfg, errstr, errstr_size);
+    if (rc == 0)
+        rc = validate_ack(cfg, errstr, errstr_size);
     return rc ? rc : validate_windows(cfg, errstr, errstr_size);
 }
 

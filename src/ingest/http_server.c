@@ -338,8 +338,8 @@ int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server
     rc = http_server_init(env, &srv, errstr, errstr_size);
     if (rc < 0)
         return rc;
-    rc = sg_listen_tcp(env->loop, &srv->listener, env->cfg->http_listen, SG_HTTP_BACKLOG,
-                       http_on_connection, errstr, errstr_size);
+    rc = sg_listen_tcp(env->loop, &srv->listener, env->cfg->http_listen, env->cfg->http_reuse_port,
+                       SG_HTTP_BACKLOG, http_on_connection, errstr, errstr_size);
     /* sg_listen_tcp initialises the handle before anything that can fail; the handle's type
      * tells whether that happened. */
     srv->listener_init = srv->listener.loop == env->loop && srv->listener.type == UV_TCP;

@@ -2,12 +2,38 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "streamgate/config.h"
 #include "server.h"
 
-int sg_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, int backlog,
-                  uv_connection_cb cb, char *errstr, size_t errstr_size)
+/* Gives `tcp` a socket of `family` with SO_REUSEPORT set, so other processes (each setting it
+ * too) can bind the same address and the kernel spreads new connections over them. libuv 1.44
+ * has no bind flag for it (UV_TCP_REUSEPORT came in 1.49), so the socket is made here and handed
+ * over with uv_tcp_open; uv_tcp_bind then binds it as it would its own. Returns 0 or a negative
+ * code. */
+static int reuse_port_socket(uv_tcp_t *tcp, int family)
+{
+    int one = 1;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc;
+
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    rc = uv_tcp_open(tcp, (uv_os_sock_t)fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
+}
+
+int sg_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, bool reuse_port,
+                  int backlog, uv_connection_cb cb, char *errstr, size_t errstr_size)
 {
     /* Initialised first, so the caller always owns an initialised handle to close. */
     int rc = uv_tcp_init(loop, tcp);
@@ -33,11 +59,25 @@ int sg_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, int back
         snprintf(errstr, errstr_size, "cannot resolve \"%s\": %s", host, gai_strerror(gai));
         return -EINVAL;
     }
+    if (reuse_port) {
+        rc = reuse_port_socket(tcp, res->ai_family);
+        if (rc != 0) {
+            freeaddrinfo(res);
+            snprintf(errstr, errstr_size, "cannot set SO_REUSEPORT for %s: %s", hostport,
+                     uv_strerror(rc));
+            return rc;
+        }
+    }
     rc = uv_tcp_bind(tcp, res->ai_addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)tcp, backlog, cb);
     freeaddrinfo(res);
-    if (rc != 0)
+    if (rc == UV_EADDRINUSE && !reuse_port)
+        snprintf(errstr, errstr_size,
+                 "cannot listen on %s: %s (another process listens there; to share the port, "
+                 "every process on it needs reuse_port)",
+                 hostport, uv_strerror(rc));
+    else if (rc != 0)
         snprintf(errstr, errstr_size, "cannot listen on %s: %s", hostport, uv_strerror(rc));
     return rc;
 }

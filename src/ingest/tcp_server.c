@@ -531,8 +531,8 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
         snprintf(errstr, errstr_size, "tcp server: %s", sg_strerror(rc));
         goto fail;
     }
-    rc = sg_listen_tcp(srv->loop, &srv->listener, env->cfg->tcp_listen, SG_TCP_BACKLOG,
-                       tcp_server_connection, detail, sizeof(detail));
+    rc = sg_listen_tcp(srv->loop, &srv->listener, env->cfg->tcp_listen, env->cfg->tcp_reuse_port,
+                       SG_TCP_BACKLOG, tcp_server_connection, detail, sizeof(detail));
     if (srv->listener.type == UV_TCP) {
         /* The handle is in the loop now, whether or not it got to listen. */
         srv->listening = true;

@@ -157,6 +157,28 @@ Test(cli, bad_size_env)
     expect_config_error(args, env, want);
 }
 
+/* Acknowledging on delivery waits for the raw topic's delivery reports: without Kafka there are
+ * none, and --check-config says so. */
+Test(cli, ack_delivered_needs_kafka)
+{
+    const char *args[] = {"--check-config", "--ingest-ack", "delivered", NULL};
+    const char *want[] = {"ingest.ack", "delivered needs kafka.brokers", NULL};
+    expect_config_error(args, NULL, want);
+    const char *no_topic[] = {"--check-config", "--ingest-ack",      "delivered", "--kafka-brokers",
+                              "127.0.0.1:9092", "--kafka-raw-topic", "",          NULL};
+    const char *want_topic[] = {"ingest.ack", "delivered needs kafka.raw_topic", NULL};
+    expect_config_error(no_topic, NULL, want_topic);
+    const char *env[] = {"STREAMGATE_INGEST_ACK=delivered",
+                         "STREAMGATE_KAFKA_BROKERS=127.0.0.1:9092", NULL};
+    const char *ok[] = {"--check-config", NULL};
+    char *out = NULL, *err = NULL;
+    int code = sgt_run(ok, env, &out, &err);
+    cr_assert_eq(code, 0, "exit %d: %s", code, err);
+    cr_assert(strstr(out, "configuration ok"), "%s", out);
+    free(out);
+    free(err);
+}
+
 Test(cli, unknown_option)
 {
     const char *args[] = {"--check-config", "--http-lisen", "127.0.0.1:1", NULL};

@@ -1184,3 +1184,95 @@ Test(http, graceful_shutdown_finishes_request_in_flight)
     p.pid = 0;
     remove_run_dir(&p);
 }
+
+/* Lines in a file; 0 when it does not exist. */
+static size_t file_lines(const char *path)
+{
+    char *data = sgt_read_file(path, NULL);
+    size_t n = 0;
+    for (const char *c = data; c && *c; c++)
+        n += *c == '\n';
+    free(data);
+    return n;
+}
+
+/* http.reuse_port and tcp.reuse_port: two gateways listen on the same ports, and the kernel
+ * spreads connections over both. Each writes what it accepted to its own output file, so the
+ * files say which gateway served which connection. */
+Test(http, reuse_port_lets_two_gateways_share_both_ports)
+{
+    const char *first_args[] = {"--http-reuse-port", "true", "--tcp-reuse-port", "true", NULL};
+    struct sgt_proc a, b;
+    sgt_start(&a, first_args, NULL);
+    const char *second_args[] = {"--http-listen",
+                                 a.http,
+                                 "--tcp-listen",
+                                 a.tcp,
+                                 "--http-reuse-port",
+                                 "true",
+                                 "--tcp-reuse-port",
+                                 "true",
+                                 NULL};
+    sgt_start(&b, second_args, NULL);
+    cr_assert_str_eq(b.http, a.http);
+    cr_assert_str_eq(b.tcp, a.tcp);
+
+    /* One event per new connection, alternately over HTTP and TCP, until both gateways have
+     * written some (or 2000 connections, which a working kernel never needs: each connection
+     * goes to either with equal odds). */
+    int sent_http = 0, sent_tcp = 0;
+    for (int i = 0; i < 2000; i++) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"key\":\"k%d\",\"seq\":%d}", i % 7, i);
+        if (i % 2 == 0) {
+            struct sgt_response r;
+            sgt_post(a.http, "application/json", body, &r);
+            cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+            sgt_response_free(&r);
+            sent_http++;
+        } else {
+            int fd = sgt_connect(a.tcp);
+            sgt_send_str(fd, body);
+            sgt_send_str(fd, "\n");
+            close(fd);
+            sent_tcp++;
+        }
+        if (i >= 20 && file_lines(a.out_path) >= 3 && file_lines(b.out_path) >= 3)
+            break;
+    }
+    /* Everything sent was taken by one of the two, and both took part. */
+    int total = sent_http + sent_tcp;
+    int64_t deadline = sgt_mono_ms() + 10000;
+    while (file_lines(a.out_path) + file_lines(b.out_path) < (size_t)total &&
+           sgt_mono_ms() < deadline)
+        sgt_sleep_ms(20);
+    size_t la = file_lines(a.out_path), lb = file_lines(b.out_path);
+    cr_log_info("reuse_port: %d connections, first gateway served %zu, second %zu", total, la, lb);
+    cr_assert_eq(la + lb, (size_t)total, "%zu + %zu events written, %d sent", la, lb, total);
+    cr_assert(la > 0 && lb > 0, "one gateway served nothing: %zu and %zu", la, lb);
+    sgt_stop_ok(&b);
+    sgt_stop_ok(&a);
+}
+
+/* Without reuse_port a second gateway on a taken port does not start, and says why. */
+Test(http, taken_port_without_reuse_port_fails_to_start_clearly)
+{
+    struct sgt_proc a;
+    sgt_start(&a, NULL, NULL);
+    const char *http_args[] = {"--http-listen", a.http, "--tcp-listen", "127.0.0.1:0", NULL};
+    char *err = NULL;
+    int code = sgt_run(http_args, NULL, NULL, &err);
+    cr_assert_eq(code, 1, "exit %d: %s", code, err);
+    cr_assert(strstr(err, "\"msg\":\"start-up failed\"") && strstr(err, "address already in use") &&
+                  strstr(err, "reuse_port"),
+              "%s", err);
+    free(err);
+    const char *tcp_args[] = {"--http-listen", "127.0.0.1:0", "--tcp-listen", a.tcp, NULL};
+    code = sgt_run(tcp_args, NULL, NULL, &err);
+    cr_assert_eq(code, 1, "exit %d: %s", code, err);
+    cr_assert(strstr(err, "tcp.listen: ") && strstr(err, "address already in use") &&
+                  strstr(err, "reuse_port"),
+              "%s", err);
+    free(err);
+    sgt_stop_ok(&a);
+}

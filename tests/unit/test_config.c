@@ -295,6 +295,10 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.tcp_max_line_size, 1u << 20);
     cr_assert_eq(cfg.tcp_max_connections, 1024);
     cr_assert_eq(cfg.tcp_idle_timeout_ms, 300000);
+    cr_assert_eq(cfg.http_ack_timeout_ms, 30000);
+    cr_assert(!cfg.http_reuse_port);
+    cr_assert(!cfg.tcp_reuse_port);
+    cr_assert_eq(cfg.ingest_ack, SG_ACK_ACCEPTED);
     cr_assert_str_eq(cfg.event_key_field, "key");
     cr_assert_str_eq(cfg.event_key_fallback, "id");
     cr_assert_str_eq(cfg.event_time_field, "ts");
@@ -343,7 +347,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 72);
+    cr_assert_eq(n, 76);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
