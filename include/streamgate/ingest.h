@@ -12,6 +12,7 @@
 #include "streamgate/common.h"
 #include "streamgate/event.h"
 
+struct sg_ack;
 struct sg_budget;
 struct sg_config;
 struct sg_metrics;
@@ -52,6 +53,9 @@ struct sg_ingest_result {
     /* Set when the body's framing is broken (sg_ingest_body returned -EINVAL). */
     size_t bad_offset;
     const char *bad_msg;
+    /* ingest.ack delivered: every event handed to the writers is confirmed through this group
+     * (src/ingest/ack.h); NULL: nothing is confirmed. */
+    struct sg_ack *ack;
 };
 
 struct sg_ingest *sg_ingest_create(const struct sg_config *cfg, struct sg_metrics *metrics,

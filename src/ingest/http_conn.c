@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ack.h"
 #include "http_internal.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
@@ -96,11 +97,13 @@ static void conn_read_stop(struct sg_http_conn *conn)
 
 /* --- budget ------------------------------------------------------------------------------ */
 
-/* Brings the budget's account of this connection's body storage up to date. */
+/* Brings the budget's account of this connection's body storage (and of a held answer's
+ * error list) up to date. */
 static void conn_account_body(struct sg_http_conn *conn)
 {
     if (conn->srv->budget)
-        sg_budget_set(conn->srv->budget, SG_BUDGET_BODIES, &conn->budget_body, conn->body.cap);
+        sg_budget_set(conn->srv->budget, SG_BUDGET_BODIES, &conn->budget_body,
+                      conn->body.cap + conn->held_errors.cap);
 }
 
 /* --- closing ----------------------------------------------------------------------------- */
@@ -113,6 +116,10 @@ void sg_http__conn_free(struct sg_http_conn *conn)
         sg_budget_set(budget, SG_BUDGET_CONNECTIONS, &conn->budget_conn, 0);
         sg_budget_set(budget, SG_BUDGET_BODIES, &conn->budget_body, 0);
     }
+    /* Its events go on to the writers without it (see ack.h). */
+    sg_ack_detach(conn->ack);
+    conn->ack = NULL;
+    sg_buf_free(&conn->held_errors);
     sg_buf_free(&conn->out[0]);
     sg_buf_free(&conn->out[1]);
     sg_buf_free(&conn->body);
@@ -145,6 +152,9 @@ void sg_http__conn_close(struct sg_http_conn *conn)
         return;
     conn->state = SG_HTTP_CLOSING;
     conn->reading = false;
+    /* No answer can go out any more; a held one's events go on to the writers without it. */
+    sg_ack_detach(conn->ack);
+    conn->ack = NULL;
     /* The timer closes last, so its callback (never run before this returns) is the earliest
      * point the connection can be freed, even when the transport reports at once. */
     conn->io->close(conn);
@@ -203,6 +213,7 @@ static size_t conn_pending(const struct sg_http_conn *conn)
 }
 
 static void conn_parse(struct sg_http_conn *conn, const char *data, size_t len);
+static void conn_resume(struct sg_http_conn *conn);
 
 void sg_http__conn_on_write(struct sg_http_conn *conn, int status)
 {
@@ -215,24 +226,29 @@ void sg_http__conn_on_write(struct sg_http_conn *conn, int status)
         sg_http__conn_close(conn);
         return;
     }
-    /* Output drained below the mark: parse what was held back, then read again. */
-    if (conn->stalled && conn->state == SG_HTTP_OPEN && conn_pending(conn) < SG_HTTP_OUT_HIGH) {
-        const char *tail = conn->tail;
-        size_t tail_len = conn->tail_len;
-
-        conn->stalled = false;
-        conn->tail = NULL;
-        conn->tail_len = 0;
-        /* The parser was paused at the end of the last request it answered. */
-        llhttp_resume(&conn->parser);
-        if (tail_len > 0)
-            conn_parse(conn, tail, tail_len); /* flushes, and may stall again */
-        if (conn->state == SG_HTTP_OPEN && !conn->stalled && conn_read_start(conn) < 0) {
-            sg_http__conn_close(conn);
-            return;
-        }
-    }
+    conn_resume(conn);
     conn_flush(conn);
+}
+
+/* Once the output has drained below the mark and no answer is held: parse what was held back
+ * at the last request boundary, then read again. */
+static void conn_resume(struct sg_http_conn *conn)
+{
+    const char *tail = conn->tail;
+    size_t tail_len = conn->tail_len;
+
+    if (!conn->stalled || conn->ack || conn->state != SG_HTTP_OPEN ||
+        conn_pending(conn) >= SG_HTTP_OUT_HIGH)
+        return;
+    conn->stalled = false;
+    conn->tail = NULL;
+    conn->tail_len = 0;
+    /* The parser was paused at the end of the last request it answered. */
+    llhttp_resume(&conn->parser);
+    if (tail_len > 0)
+        conn_parse(conn, tail, tail_len); /* flushes, and may stall again */
+    if (conn->state == SG_HTTP_OPEN && !conn->stalled && conn_read_start(conn) < 0)
+        sg_http__conn_close(conn);
 }
 
 /* Starts writing what is queued unless a write is in flight; moves a finishing connection
@@ -807,6 +823,113 @@ static int on_body(llhttp_t *parser, const char *at, size_t len)
     return 0;
 }
 
+/* --- answers held for delivery (ingest.ack delivered) ----------------------------------- */
+
+/* Appends the "errors" list (and errors_truncated) of an ingest answer, then closes the object. */
+static int append_errors(struct sg_buf *resp, const struct sg_buf *errors, size_t rejected,
+                         size_t nerrors)
+{
+    int rc = sg_buf_append_str(resp, ",\"errors\":[");
+    if (rc == 0)
+        rc = sg_buf_append(resp, errors->data, errors->len);
+    if (rc == 0)
+        rc = sg_buf_append_char(resp, ']');
+    if (rc == 0 && rejected > nerrors)
+        rc = sg_buf_append_str(resp, ",\"errors_truncated\":true");
+    if (rc == 0)
+        rc = sg_buf_append_char(resp, '}');
+    return rc;
+}
+
+/* Queues the held answer: 202 when every accepted event was written by every writer, 502 when
+ * one failed for good, 503 (with Retry-After) when http.ack_timeout passed first. Lets go of
+ * the group, which goes on alone when events are still pending. Safe inside parser callbacks:
+ * it only queues. */
+static void conn_answer_held(struct sg_http_conn *conn, bool timed_out)
+{
+    struct sg_http_server *srv = conn->srv;
+    struct sg_ack *ack = conn->ack;
+    struct sg_buf *resp = &srv->resp;
+    bool close = conn->held_close || srv->shutting_down;
+    size_t failed = sg_ack_failed(ack), pending = sg_ack_pending(ack);
+    int status = timed_out ? 503 : failed > 0 ? 502 : 202;
+    int rc = 0;
+
+    sg_histogram_observe(srv->ack_seconds, (double)(uv_hrtime() - sg_ack_sealed_ns(ack)) / 1e9);
+    sg_buf_reset(resp);
+    if (status == 503)
+        rc = sg_buf_append_str(resp, "{\"error\":\"not every accepted event was confirmed "
+                                     "within http.ack_timeout; those pending are still being "
+                                     "written\",");
+    else if (status == 502)
+        rc = sg_buf_append_str(resp, "{\"error\":\"a writer failed some accepted events for "
+                                     "good (see the log)\",");
+    else
+        rc = sg_buf_append_char(resp, '{');
+    if (rc == 0)
+        rc = sg_buf_printf(resp, "\"accepted\":%zu,\"rejected\":%zu,\"delivered\":%zu",
+                           sg_ack_accepted(ack), conn->held_rejected, sg_ack_delivered(ack));
+    if (rc == 0 && status != 202)
+        rc = sg_buf_printf(resp, ",\"failed\":%zu", failed);
+    if (rc == 0 && status == 503)
+        rc = sg_buf_printf(resp, ",\"pending\":%zu", pending);
+    if (rc == 0)
+        rc = append_errors(resp, &conn->held_errors, conn->held_rejected, conn->held_nerrors);
+    sg_ack_detach(ack);
+    conn->ack = NULL;
+    sg_buf_reset(&conn->held_errors);
+    if (rc < 0) {
+        conn_respond_error(conn, 500, "out of memory", NULL, close);
+        return;
+    }
+    conn_debug(conn, "http ingest answered after delivery", status, NULL);
+    conn_respond(conn, status, sg_http_json, resp->data, resp->len,
+                 status == 503 ? srv->retry_after : NULL, close);
+}
+
+/* Out of any parser callback: answer, then go on with the requests held back behind it. */
+static void conn_release_held(struct sg_http_conn *conn, bool timed_out)
+{
+    conn_answer_held(conn, timed_out);
+    if (conn->state == SG_HTTP_OPEN)
+        conn_timer(conn, SG_HTTP_TIMER_IDLE, conn->srv->cfg->http_idle_timeout_ms);
+    conn_resume(conn);
+    conn_flush(conn);
+}
+
+/* Every accepted event of the held request is settled. */
+static void conn_on_settled(void *arg, struct sg_ack *ack)
+{
+    struct sg_http_conn *conn = arg;
+
+    (void)ack;
+    conn_release_held(conn, false);
+}
+
+/* Holds the answer of a request whose events went to the writers through `ack`, until they are
+ * settled; answers at once when they already are. Takes `ack`. */
+static void conn_hold(struct sg_http_conn *conn, struct sg_ack *ack,
+                      const struct sg_ingest_result *res, bool close)
+{
+    struct sg_http_server *srv = conn->srv;
+
+    conn->ack = ack;
+    conn->held_rejected = res->rejected;
+    conn->held_nerrors = res->nerrors;
+    conn->held_close = close;
+    sg_buf_reset(&conn->held_errors);
+    if (sg_buf_append(&conn->held_errors, srv->errors.data, srv->errors.len) < 0) {
+        sg_ack_detach(ack);
+        conn->ack = NULL;
+        conn_respond_error(conn, 500, "out of memory", NULL, close);
+        return;
+    }
+    conn_account_body(conn);
+    if (sg_ack_seal(ack, conn_on_settled, conn))
+        conn_answer_held(conn, false);
+    /* Otherwise on_message_complete pauses the parser here until the answer goes out. */
+}
+
 /* --- request handling -------------------------------------------------------------------- */
 
 static void handle_events(struct sg_http_conn *conn, bool close)
@@ -850,6 +973,13 @@ static void handle_events(struct sg_http_conn *conn, bool close)
     sg_buf_reset(&srv->errors);
     res.errors = &srv->errors;
     res.max_errors = cfg->http_max_errors > 0 ? (size_t)cfg->http_max_errors : 0;
+    if (cfg->ingest_ack == SG_ACK_DELIVERED) {
+        res.ack = sg_ack_create(srv->budget);
+        if (!res.ack) {
+            conn_respond_error(conn, 500, "out of memory", NULL, close);
+            return;
+        }
+    }
     rc = sg_ingest_body(srv->ingest, req->format, data, len, sg_now_ms(), &res);
     if (srv->budget_decoded > 0) {
         /* A large decoded body gives its storage back at once, like a large request body. */
@@ -857,6 +987,13 @@ static void handle_events(struct sg_http_conn *conn, bool close)
             sg_buf_free(&srv->decoded);
         sg_budget_set(srv->budget, SG_BUDGET_BODIES, &srv->budget_decoded, srv->decoded.cap);
     }
+
+    if (res.ack && rc == 0 && res.accepted > 0) {
+        conn_hold(conn, res.ack, &res, close);
+        return;
+    }
+    /* Nothing accepted: nothing to wait for. */
+    sg_ack_detach(res.ack);
 
     sg_buf_reset(resp);
     if (rc == -EINVAL) {
@@ -885,15 +1022,7 @@ static void handle_events(struct sg_http_conn *conn, bool close)
         if (rc == 0)
             rc = sg_buf_append_uint(resp, res.rejected);
         if (rc == 0)
-            rc = sg_buf_append_str(resp, ",\"errors\":[");
-        if (rc == 0)
-            rc = sg_buf_append(resp, srv->errors.data, srv->errors.len);
-        if (rc == 0)
-            rc = sg_buf_append_char(resp, ']');
-        if (rc == 0 && res.rejected > res.nerrors)
-            rc = sg_buf_append_str(resp, ",\"errors_truncated\":true");
-        if (rc == 0)
-            rc = sg_buf_append_char(resp, '}');
+            rc = append_errors(resp, &srv->errors, res.rejected, res.nerrors);
     }
     if (rc < 0) {
         conn_respond_error(conn, 500, "out of memory", NULL, close);
@@ -1082,6 +1211,13 @@ static int on_message_complete(llhttp_t *parser)
     if (conn->state != SG_HTTP_OPEN)
         return HPE_PAUSED; /* the connection ends here; ignore anything pipelined behind */
     conn_timer(conn, SG_HTTP_TIMER_IDLE, srv->cfg->http_idle_timeout_ms);
+    if (conn->ack) {
+        /* The answer waits for its events' confirmations: parse nothing behind it, so no later
+         * answer overtakes it. */
+        conn_timer(conn, SG_HTTP_TIMER_ACK, srv->cfg->http_ack_timeout_ms);
+        conn->stalled = true;
+        return HPE_PAUSED;
+    }
     if (conn_pending(conn) >= SG_HTTP_OUT_HIGH) {
         /* Stop at this request boundary until the client reads what it asked for. */
         conn->stalled = true;
@@ -1226,6 +1362,12 @@ static void conn_timer_expired(struct sg_http_conn *conn)
     case SG_HTTP_TIMER_LINGER:
         sg_http__conn_close(conn);
         break;
+    case SG_HTTP_TIMER_ACK:
+        if (conn->ack) {
+            conn_debug(conn, "http answer timed out waiting for delivery", 503, NULL);
+            conn_release_held(conn, true);
+        }
+        break;
     case SG_HTTP_TIMER_NONE:
         break;
     }
@@ -1291,6 +1433,7 @@ int sg_http__conn_start(struct sg_http_conn *conn)
     sg_buf_init(&conn->out[0], SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->out[1], SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->body, cfg->http_max_body_size ? cfg->http_max_body_size : 1);
+    sg_buf_init(&conn->held_errors, SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->req.url, hdr_max);
     for (int i = 0; i < SG_HTTP_HDR_COUNT; i++)
         sg_buf_init(&conn->req.hdr[i], hdr_max);
@@ -1313,8 +1456,18 @@ void sg_http__conn_reject(struct sg_http_conn *conn)
 
 void sg_http__conn_shutdown(struct sg_http_conn *conn)
 {
+    const struct sg_config *cfg = conn->srv->cfg;
+
     if (conn->state != SG_HTTP_OPEN || conn->req.active)
         return; /* already ending, or its request will end it (shutting_down is set) */
+    if (conn->ack) {
+        /* Its answer ends it (shutting_down is set); the wait is bounded by the shutdown's
+         * deadline too. */
+        uint64_t due = uv_now(conn->timer.loop) + cfg->shutdown_timeout_ms;
+        if (conn->timer_due == 0 || conn->timer_due > due)
+            conn_timer(conn, SG_HTTP_TIMER_ACK, cfg->shutdown_timeout_ms);
+        return;
+    }
     if (conn->writing || conn_pending(conn) > 0) {
         conn_finish(conn);
         conn_flush(conn);

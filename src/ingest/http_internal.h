@@ -84,6 +84,7 @@ enum sg_http_timer {
     SG_HTTP_TIMER_BODY,   /* end of headers to the end of the body */
     SG_HTTP_TIMER_FLUSH,  /* final response still being written */
     SG_HTTP_TIMER_LINGER, /* write side shut down, dropping input until the peer closes */
+    SG_HTTP_TIMER_ACK,    /* an answer held for its events' confirmations (http.ack_timeout) */
 };
 
 enum sg_http_state {
@@ -177,7 +178,16 @@ struct sg_http_conn {
     struct sg_http_req req;
     struct sg_buf body;
     size_t budget_conn; /* charged to the budget for the read buffer */
-    size_t budget_body; /* charged for the body buffer's storage */
+    size_t budget_body; /* charged for the body buffer's storage and the held answer's errors */
+
+    /* ingest.ack delivered: the last request's answer waits for its events' confirmations.
+     * The parser stays paused at that request's end meanwhile (`stalled`), so no later answer
+     * can overtake it. The group outlives the connection when it has to (see ack.h). */
+    struct sg_ack *ack;        /* NULL: no answer held */
+    struct sg_buf held_errors; /* the held answer's "errors" items */
+    size_t held_rejected;
+    size_t held_nerrors;
+    bool held_close; /* the held answer ends the connection */
 };
 
 struct sg_http_code_counter {
@@ -228,6 +238,7 @@ struct sg_http_server {
     struct sg_counter *connections_accepted;
     struct sg_counter *bytes_received;
     struct sg_counter *limit_hits[SG_HTTP_LIMIT_COUNT];
+    struct sg_histogram *ack_seconds; /* accepted to answered, ingest.ack delivered */
 };
 
 /* http_server.c */

@@ -14,8 +14,11 @@
 #define SG_HTTP_BACKLOG 511
 
 /* Registered up front so they read 0 before the first request; others on first use. */
-static const int sg_http_common_codes[] = {200, 202, 400, 401, 404, 405,
-                                           408, 413, 415, 431, 500, 503};
+static const int sg_http_common_codes[] = {200, 202, 400, 401, 404, 405, 408,
+                                           413, 415, 431, 500, 502, 503};
+
+static const double sg_http_ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,    1,     2.5,  5,     10,   30};
 
 static const char *const sg_http_limit_names[SG_HTTP_LIMIT_COUNT] = {
     [SG_HTTP_LIMIT_BODY_SIZE] = "http_body_size",
@@ -83,7 +86,9 @@ static int http_register_metrics(struct sg_http_server *srv)
         if (!srv->limit_hits[i])
             return -ENOMEM;
     }
-    return 0;
+    srv->ack_seconds = sg_metrics_histogram(srv->metrics, SG_METRIC_ACK_SECONDS, NULL,
+                                            sg_http_ack_bounds, SG_ARRAY_SIZE(sg_http_ack_bounds));
+    return srv->ack_seconds ? 0 : -ENOMEM;
 }
 
 static void http_server_free(struct sg_http_server *srv)
