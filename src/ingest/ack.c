@@ -127,26 +127,20 @@ struct sg_sink_done *sg_ack_event_begin(struct sg_ack *ack)
     return &e->done;
 }
 
-void sg_ack_event_end(struct sg_ack *ack, struct sg_sink_done *done, int taken)
+void sg_ack_event_end(struct sg_ack *ack, struct sg_sink_done *done, unsigned took, bool refused)
 {
+    if (!refused)
+        ack->accepted++;
     if (!done) {
         /* No entry could be made: the writers took the event without a way to confirm it. */
-        if (taken >= 0) {
-            ack->accepted++;
+        if (!refused)
             ack->failed++;
-        }
         return;
     }
     struct ack_entry *e = sg_container_of(done, struct ack_entry, done);
 
-    if (taken >= 0)
-        ack->accepted++;
-    else
-        e->refused = true;
-    e->expected = taken > 0 ? taken : 0;
-    /* A refused event's writers that took it anyway still confirm it; it waits for those. */
-    if (taken < 0)
-        e->expected = e->calls;
+    e->refused = refused;
+    e->expected = (int32_t)took;
     entry_maybe_settled(e);
 }
 

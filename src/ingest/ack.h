@@ -29,10 +29,11 @@ struct sg_ack *sg_ack_create(struct sg_budget *budget);
  * many took it with sg_ack_event_end. NULL when out of memory (the event is then handed to the
  * writers unconfirmed and counted as failed). */
 struct sg_sink_done *sg_ack_event_begin(struct sg_ack *ack);
-/* `taken` writers took `done` and will each confirm it once (0: nothing to wait for, the event
- * counts as written); negative: the event was refused and is not part of the request's
- * accepted events. Writers may have confirmed already, before this is called. */
-void sg_ack_event_end(struct sg_ack *ack, struct sg_sink_done *done, int taken);
+/* `took` writers took `done` and each confirms it once (0: nothing to wait for, the event
+ * counts as written); they may have confirmed already, before this is called. `refused`: a
+ * writer refused the event, which is then rejected and not one of the request's accepted events
+ * (those that took it still confirm it, and the group waits for them all the same). */
+void sg_ack_event_end(struct sg_ack *ack, struct sg_sink_done *done, unsigned took, bool refused);
 
 /* No more events. Returns true when every event is settled already (`cb` is then not called);
  * otherwise `cb(arg, ack)` comes once, from a writer's confirmation. */

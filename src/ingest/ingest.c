@@ -6,6 +6,7 @@
  * as 0 before the first event, and the hot path is a decode plus a few increments through the
  * kept pointers. */
 #include "streamgate/ingest.h"
+#include "ack.h"
 #include "ahead.h"
 
 #include <errno.h>
@@ -152,8 +153,9 @@ static void ingest_rejected(struct sg_ingest *ing, enum sg_transport transport, 
     sg_log_emit(ing->log, SG_LOG_WARN, "event rejected", fields);
 }
 
-int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
-                    int64_t now_ms, enum sg_reject *why)
+/* sg_ingest_event, with the request's group (NULL: none) each accepted event is confirmed to. */
+static int ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf,
+                        size_t len, int64_t now_ms, struct sg_ack *ack, enum sg_reject *why)
 {
     enum sg_reject reason = SG_REJECT_INVALID_JSON;
     const struct sg_sink *failed = NULL;
@@ -174,8 +176,11 @@ int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const ch
     /* A writer that refused it leaves the event rejected, since not every writer has it;
      * the others still took it (the set gives each its chance). */
     struct sg_sinks_outcome out = {0};
+    struct sg_sink_done *done = ack ? sg_ack_event_begin(ack) : NULL;
     if (ing->sinks)
-        sg_sinks_write_raw(ing->sinks, &ing->ev, transport, now_ms, NULL, &out);
+        sg_sinks_write_raw(ing->sinks, &ing->ev, transport, now_ms, done, &out);
+    if (ack)
+        sg_ack_event_end(ack, done, out.took, out.failed != NULL);
     failed = out.failed;
     failed_err = out.err;
     if (failed) {
@@ -191,6 +196,12 @@ rejected:
     if (why)
         *why = reason;
     return -EINVAL;
+}
+
+int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
+                    int64_t now_ms, enum sg_reject *why)
+{
+    return ingest_event(ing, transport, buf, len, now_ms, NULL, why);
 }
 
 /* The first step of the hint of an event pushed into a queue: its key, and the slot of the key
@@ -320,7 +331,8 @@ static void body_ingest(struct sg_body_ctx *ctx, const struct sg_ingest_held *ev
 {
     enum sg_reject why = SG_REJECT_INVALID_JSON;
 
-    if (sg_ingest_event(ctx->ing, SG_TRANSPORT_HTTP, ev->buf, ev->len, ctx->now_ms, &why) == 0) {
+    if (ingest_event(ctx->ing, SG_TRANSPORT_HTTP, ev->buf, ev->len, ctx->now_ms, ctx->res->ack,
+                     &why) == 0) {
         ctx->res->accepted++;
         return;
     }
