@@ -882,7 +882,8 @@ static void conn_answer_held(struct sg_http_conn *conn, bool timed_out)
         conn_respond_error(conn, 500, "out of memory", NULL, close);
         return;
     }
-    conn_debug(conn, "http ingest answered after delivery", status, NULL);
+    if (status == 502)
+        conn_debug(conn, "http ingest answered: a writer failed events", status, NULL);
     conn_respond(conn, status, sg_http_json, resp->data, resp->len,
                  status == 503 ? srv->retry_after : NULL, close);
 }
@@ -1364,6 +1365,7 @@ static void conn_timer_expired(struct sg_http_conn *conn)
         break;
     case SG_HTTP_TIMER_ACK:
         if (conn->ack) {
+            sg_http__count_limit(srv, SG_HTTP_LIMIT_ACK_TIMEOUT);
             conn_debug(conn, "http answer timed out waiting for delivery", 503, NULL);
             conn_release_held(conn, true);
         }

@@ -29,6 +29,7 @@ static const char *const sg_http_limit_names[SG_HTTP_LIMIT_COUNT] = {
     [SG_HTTP_LIMIT_BODY_TIMEOUT] = "http_body_timeout",
     [SG_HTTP_LIMIT_IDLE_TIMEOUT] = "http_idle_timeout",
     [SG_HTTP_LIMIT_RATE] = "http_rate",
+    [SG_HTTP_LIMIT_ACK_TIMEOUT] = "http_ack_timeout",
 };
 
 static struct sg_counter *http_code_counter(struct sg_http_server *srv, int code)

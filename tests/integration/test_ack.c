@@ -256,6 +256,7 @@ Test(ack, ack_timeout_is_503_with_what_was_delivered_so_far)
     cr_assert_eq(json_num(r.body, "delivered"), 0, "%s", r.body);
     cr_assert_eq(json_num(r.body, "pending"), 2, "%s", r.body);
     sgt_response_free(&r);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"http_ack_timeout\"}"), 1);
 
     /* The events were not dropped with the answer: once the brokers are back they arrive. */
     expect_delivered_after_up(&m, &p, 2, "\"id\":\"late-");
