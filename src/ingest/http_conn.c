@@ -898,12 +898,19 @@ static void conn_release_held(struct sg_http_conn *conn, bool timed_out)
     conn_flush(conn);
 }
 
-/* Every accepted event of the held request is settled. */
+/* Every accepted event of the held request is settled. Told by a writer; should that ever
+ * happen inside another request's ingest, the answer waits for the next loop iteration rather
+ * than parse this connection's next requests in the middle of it (they share the server's
+ * scratch buffers). */
 static void conn_on_settled(void *arg, struct sg_ack *ack)
 {
     struct sg_http_conn *conn = arg;
 
     (void)ack;
+    if (conn->srv->ingesting) {
+        conn_timer(conn, SG_HTTP_TIMER_ACK, 1);
+        return;
+    }
     conn_release_held(conn, false);
 }
 
@@ -981,7 +988,9 @@ static void handle_events(struct sg_http_conn *conn, bool close)
             return;
         }
     }
+    srv->ingesting = true;
     rc = sg_ingest_body(srv->ingest, req->format, data, len, sg_now_ms(), &res);
+    srv->ingesting = false;
     if (srv->budget_decoded > 0) {
         /* A large decoded body gives its storage back at once, like a large request body. */
         if (srv->decoded.cap > SG_HTTP_KEEP_BODY_CAP)
@@ -1364,7 +1373,9 @@ static void conn_timer_expired(struct sg_http_conn *conn)
         sg_http__conn_close(conn);
         break;
     case SG_HTTP_TIMER_ACK:
-        if (conn->ack) {
+        if (conn->ack && sg_ack_pending(conn->ack) == 0) {
+            conn_release_held(conn, false); /* settled during another request's ingest */
+        } else if (conn->ack) {
             sg_http__count_limit(srv, SG_HTTP_LIMIT_ACK_TIMEOUT);
             conn_debug(conn, "http answer timed out waiting for delivery", 503, NULL);
             conn_release_held(conn, true);

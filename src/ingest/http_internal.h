@@ -219,6 +219,7 @@ struct sg_http_server {
     size_t nrejecting;          /* rejected connections still open */
 
     bool shutting_down;
+    bool ingesting;     /* inside sg_ingest_body: held answers settled now wait a loop turn */
     bool free_on_close; /* create failed: the listener's close callback frees the server */
     bool done;          /* closed_cb has been called */
     sg_server_closed_cb closed_cb;
