@@ -1,0 +1,73 @@
+/* Forecasts and anomaly scores over a key's window means: Holt's linear exponential smoothing
+ * (level and trend; Hyndman & Athanasopoulos, Forecasting: Principles and Practice, ch. 8) per
+ * key and field, with the residual scale an exponentially weighted mean of the squared
+ * one-step residuals. The model moves once per fired window, never per event.
+ *
+ * One window mean y at step t (the window's index: its start divided by window.slide; a
+ * session is one step after the one before), k = t - (the step of the last window folded in):
+ *   forecast f = level + k * trend  (the k - 1 windows without a value step the level by trend)
+ *   residual e = y - f;  anomaly = e / sqrt(var) once `warmup` windows were folded in
+ *   e' = e clipped to +-threshold * sqrt(var) (after warm-up), so one spike does not drag it
+ *   level = f + alpha * e';  trend += alpha * beta * e'
+ *   var += w * (e'^2 - var), w = max(SG_PREDICT_SCALE_WEIGHT, 1 / residuals so far)
+ *   next = level + trend
+ * The first window sets the level (no forecast); the second sets the trend to the change per
+ * step (the first forecast is the first value). Residuals count from the third window. */
+#ifndef STREAMGATE_PREDICT_H
+#define STREAMGATE_PREDICT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight of the newest squared residual in the residual scale: about the last 1 / w windows
+ * make it. */
+#define SG_PREDICT_SCALE_WEIGHT 0.05
+/* The stored form of a model (sg_predict_encode), in bytes. */
+#define SG_PREDICT_ENCODED_SIZE 37
+/* Its first byte. */
+#define SG_PREDICT_ENCODING_VERSION 1
+
+struct sg_predict_conf {
+    double alpha, beta; /* smoothing of level and trend, in (0, 1] */
+    double threshold;   /* |anomaly| above it flags the window; also the clip, in scales */
+    uint32_t warmup;    /* windows folded in before a score is given (at least 3) */
+};
+
+/* One key's model of one field: 40 bytes. */
+struct sg_predict_model {
+    double level, trend;
+    double var;        /* the residual scale, squared */
+    int64_t last_step; /* step of the last window folded in */
+    uint32_t n;        /* windows folded in */
+    uint32_t field;    /* the engine's field id */
+};
+
+/* What a window's result says about one field. */
+struct sg_predict_out {
+    double forecast, anomaly, next;
+    bool has_forecast; /* false for a model's first window */
+    bool has_anomaly;  /* false during warm-up */
+    bool anomalous;    /* |anomaly| > threshold */
+};
+
+/* Sets a model to the empty state for field id `field`. */
+void sg_predict_init(struct sg_predict_model *m, uint32_t field);
+/* The forecast and score of mean `y` at `step` without changing the model (an early update, the
+ * live query). */
+void sg_predict_peek(const struct sg_predict_conf *c, const struct sg_predict_model *m,
+                     int64_t step, double y, struct sg_predict_out *out);
+/* Folds the final mean `y` of the window at `step` in; `out` as for sg_predict_peek, with
+ * `next` from the updated model. */
+void sg_predict_update(const struct sg_predict_conf *c, struct sg_predict_model *m, int64_t step,
+                       double y, struct sg_predict_out *out);
+
+/* The model's stored form, SG_PREDICT_ENCODED_SIZE bytes, little-endian: version (1 byte,
+ * SG_PREDICT_ENCODING_VERSION), n (uint32), last_step (int64), level, trend, var (IEEE 754
+ * binary64). The field id is not stored: the column's name says the field. */
+void sg_predict_encode(const struct sg_predict_model *m, uint8_t out[SG_PREDICT_ENCODED_SIZE]);
+/* Reads a stored form back into `m` (its field id is kept). Returns 0, or -EINVAL for a wrong
+ * length or version or a value that is not finite (m unchanged). */
+int sg_predict_decode(struct sg_predict_model *m, const uint8_t *in, size_t len);
+
+#endif

@@ -1,0 +1,137 @@
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "../../src/stream/predict.h"
+
+/* alpha = beta = 0.5, threshold 2, scores from the fourth window: small enough to follow by
+ * hand (the numbers in the comments are worked from predict.h's equations). */
+static const struct sg_predict_conf conf = {.alpha = 0.5, .beta = 0.5, .threshold = 2, .warmup = 3};
+
+static int close_to(double got, double want)
+{
+    return fabs(got - want) <= 1e-12 * fmax(1.0, fabs(want));
+}
+
+Test(predict, linear_trend_is_forecast_exactly)
+{
+    struct sg_predict_model m;
+    struct sg_predict_out o;
+    sg_predict_init(&m, 7);
+    sg_predict_update(&conf, &m, 0, 5, &o);
+    cr_expect(!o.has_forecast && !o.has_anomaly);
+    cr_expect_eq(o.next, 5); /* the level, no trend yet */
+    sg_predict_update(&conf, &m, 1, 8, &o);
+    cr_expect(o.has_forecast && !o.has_anomaly);
+    cr_expect_eq(o.forecast, 5);
+    cr_expect_eq(o.next, 11); /* trend 3 from the first change */
+    for (int t = 2; t < 10; t++) {
+        sg_predict_update(&conf, &m, t, 5 + 3 * t, &o);
+        cr_expect_eq(o.forecast, 5 + 3 * t, "step %d: %g", t, o.forecast);
+        cr_expect_eq(o.next, 5 + 3 * (t + 1));
+        cr_expect_eq(o.has_anomaly, t >= 3, "step %d", t);
+        if (o.has_anomaly)
+            cr_expect_eq(o.anomaly, 0);
+    }
+    cr_expect_eq(m.field, 7);
+    cr_expect_eq(m.n, 10);
+}
+
+/* 10, 12, 13, 17, 30 (a spike), then nothing at step 5, then 24 at step 6. */
+Test(predict, warmup_spike_clipping_and_gap)
+{
+    struct sg_predict_model m;
+    struct sg_predict_out o;
+    sg_predict_init(&m, 0);
+    sg_predict_update(&conf, &m, 0, 10, &o); /* level 10 */
+    sg_predict_update(&conf, &m, 1, 12, &o); /* f 10; trend 2, level 12 */
+    cr_expect_eq(o.forecast, 10);
+    cr_expect_eq(o.next, 14);
+    cr_expect(!o.has_anomaly);
+    /* f 14, e -1 (still warming up: not clipped, no score); level 14 - 0.5 = 13.5,
+     * trend 2 - 0.25 = 1.75, var = 1 (the first residual alone). */
+    sg_predict_update(&conf, &m, 2, 13, &o);
+    cr_expect_eq(o.forecast, 14);
+    cr_expect(!o.has_anomaly);
+    cr_expect_eq(o.next, 15.25);
+    cr_expect_eq(m.var, 1);
+    /* f 15.25, e 1.75, scale 1: anomaly 1.75 (under 2); level 16.125, trend 2.1875,
+     * var = 1 + (1.75^2 - 1) / 2 = 2.03125. */
+    sg_predict_update(&conf, &m, 3, 17, &o);
+    cr_expect(o.has_anomaly && !o.anomalous);
+    cr_expect_eq(o.forecast, 15.25);
+    cr_expect_eq(o.anomaly, 1.75);
+    cr_expect_eq(o.next, 18.3125);
+    cr_expect_eq(m.var, 2.03125);
+    /* f 18.3125, e 11.6875, scale s = sqrt(2.03125): anomaly 11.6875 / s = 8.2005.. flagged.
+     * The update sees e clipped to 2s: level 18.3125 + s, trend 2.1875 + s / 2,
+     * var = 2.03125 + (4 * 2.03125 - 2.03125) / 3 = 4.0625. */
+    double s = sqrt(2.03125);
+    sg_predict_update(&conf, &m, 4, 30, &o);
+    cr_expect(o.anomalous);
+    cr_expect(close_to(o.anomaly, 11.6875 / s), "%.17g", o.anomaly);
+    cr_expect(close_to(m.level, 18.3125 + s));
+    cr_expect(close_to(m.trend, 2.1875 + s / 2));
+    cr_expect(close_to(m.var, 4.0625));
+    /* Without the clip the level would be 24.15625 and the trend 5.109375; this is what keeps
+     * the next window from being flagged. Step 5 has no window: the level moves by the trend
+     * through it, f = level + 2 * trend = 25.5379.., e = 24 - f, scale sqrt(4.0625) = 2.0156..,
+     * anomaly -0.763.. */
+    double f = 18.3125 + s + 2 * (2.1875 + s / 2);
+    sg_predict_update(&conf, &m, 6, 24, &o);
+    cr_expect(close_to(o.forecast, f), "%.17g", o.forecast);
+    cr_expect(close_to(o.anomaly, (24 - f) / sqrt(4.0625)), "%.17g", o.anomaly);
+    cr_expect(!o.anomalous);
+    cr_expect_eq(m.last_step, 6);
+}
+
+Test(predict, peek_leaves_the_model_alone)
+{
+    struct sg_predict_model m, before;
+    struct sg_predict_out o, p;
+    sg_predict_init(&m, 0);
+    for (int t = 0; t < 6; t++)
+        sg_predict_update(&conf, &m, t, t % 2 ? 1 : -1, &o);
+    before = m;
+    sg_predict_peek(&conf, &m, 6, 9, &p);
+    cr_expect(memcmp(&before, &m, sizeof(m)) == 0);
+    sg_predict_update(&conf, &m, 6, 9, &o);
+    cr_expect(memcmp(&o, &p, sizeof(o)) == 0);
+}
+
+Test(predict, constant_series_scores_a_change_far_out)
+{
+    struct sg_predict_model m;
+    struct sg_predict_out o;
+    sg_predict_init(&m, 0);
+    for (int t = 0; t < 6; t++)
+        sg_predict_update(&conf, &m, t, 4, &o);
+    cr_expect(o.has_anomaly && o.anomaly == 0);
+    sg_predict_update(&conf, &m, 6, 5, &o);
+    cr_expect(o.anomalous && isfinite(o.anomaly) && o.anomaly > 1e6);
+}
+
+Test(predict, encoding_round_trips_and_refuses_garbage)
+{
+    struct sg_predict_model m, back;
+    struct sg_predict_out o;
+    uint8_t enc[SG_PREDICT_ENCODED_SIZE];
+    sg_predict_init(&m, 3);
+    for (int t = -3; t < 5; t++)
+        sg_predict_update(&conf, &m, t, t * 0.25, &o);
+    sg_predict_encode(&m, enc);
+    cr_expect_eq(enc[0], SG_PREDICT_ENCODING_VERSION);
+    cr_expect_eq(enc[1], 8); /* n, little-endian */
+    cr_expect_eq(enc[5], 4); /* last_step */
+    sg_predict_init(&back, 3);
+    cr_assert_eq(sg_predict_decode(&back, enc, sizeof(enc)), 0);
+    cr_expect(memcmp(&back, &m, sizeof(m)) == 0);
+    cr_expect_eq(sg_predict_decode(&back, enc, sizeof(enc) - 1), -EINVAL);
+    enc[0] = 2;
+    cr_expect_eq(sg_predict_decode(&back, enc, sizeof(enc)), -EINVAL);
+    enc[0] = SG_PREDICT_ENCODING_VERSION;
+    memset(enc + 29, 0xff, 8); /* var: a NaN */
+    cr_expect_eq(sg_predict_decode(&back, enc, sizeof(enc)), -EINVAL);
+}
