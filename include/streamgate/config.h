@@ -81,12 +81,14 @@ struct sg_config {
     char *output_results_file;     /* window results; path, "-" for stdout, empty: off */
     char *output_late_file;        /* late events as received; path, empty: off */
     char *output_dead_letter_file; /* records a writer gave up on; path, empty: off */
+    char *output_anomaly_file;     /* results with an anomalous field; path, empty: off */
 
     /* kafka.* */
     char *kafka_brokers;             /* bootstrap list, "embedded", or empty: off */
     char *kafka_raw_topic;           /* empty: raw stream off */
     char *kafka_agg_topic;           /* empty: results off */
     char *kafka_late_topic;          /* empty: off */
+    char *kafka_anomaly_topic;       /* results with an anomalous field; empty: off */
     int64_t kafka_partitions;        /* embedded cluster's topics */
     struct sg_strlist kafka_rdkafka; /* "name=value" librdkafka properties */
 
@@ -119,6 +121,13 @@ struct sg_config {
     struct sg_strlist window_quantiles; /* "p50", "p99.9", ... */
     char *window_distinct_field;        /* empty: off */
     int64_t window_distinct_precision;
+
+    /* predict.* */
+    bool predict_enabled;
+    struct sg_strlist predict_fields; /* empty: every numeric field */
+    /* Decimal numbers, checked by sg_config_validate (read them with sg_parse_real). */
+    char *predict_alpha, *predict_beta, *predict_anomaly_threshold;
+    int64_t predict_warmup;
 
     /* stream.* */
     int64_t stream_max_keys;
@@ -189,6 +198,8 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
 
 /* "p50", "p99.9" -> 0.5, 0.999. Accepts pX with 0 < X <= 100. Returns 0 or -EINVAL. */
 int sg_parse_quantile(const char *s, double *q);
+/* A decimal number v with lo < v <= hi. Returns 0 or -EINVAL. */
+int sg_parse_real(const char *s, double lo, double hi, double *out);
 /* "250ms", "5s", "2m", "1h" or plain milliseconds. Returns 0 or -EINVAL. */
 int sg_parse_duration_ms(const char *s, uint64_t *out);
 /* "64KiB", "16MiB", "1GiB", "512B", "10KB" or plain bytes. Returns 0 or -EINVAL. */

@@ -92,6 +92,8 @@ struct sg_histogram {
       "Idle keys whose stream was dropped.")                                                       \
     X(FIELD_NAMES_DROPPED_TOTAL, "streamgate_field_names_dropped_total", COUNTER, "",              \
       "Event fields ignored because the field-name table was full or the name too long.")          \
+    X(ANOMALIES_TOTAL, "streamgate_anomalies_total", COUNTER, "",                                  \
+      "Fields of final window results whose anomaly score was past predict.anomaly_threshold.")   \
     X(BUDGET_BYTES, "streamgate_budget_bytes", GAUGE, "",                                          \
       "Bytes held against the memory budget, in total.")                                           \
     X(BUDGET_USE_BYTES, "streamgate_budget_use_bytes", GAUGE, "use",                               \

@@ -51,6 +51,9 @@ struct sg_result_stat {
     bool has_value;
 };
 
+/* Bytes of a field's stored model. */
+#define SG_RESULT_MODEL_SIZE 37
+
 /* A quantile of a field, under its name as configured in window.quantiles ("p50", "p99.9"). */
 struct sg_result_quantile {
     const char *name; /* NUL-terminated */
@@ -67,6 +70,16 @@ struct sg_result_field {
      * (the JSON leaves them out too). */
     const struct sg_result_quantile *quantiles;
     size_t nquantiles;
+    /* predict.*: whether the field is forecast, and then what the model says of this window:
+     * forecast (none for a model's first window), anomaly (none during warm-up), next, and
+     * whether |anomaly| is past predict.anomaly_threshold. */
+    bool predicted;
+    bool anomalous;
+    struct sg_result_stat forecast, anomaly, next;
+    /* A final result's model after this window, in its stored form (SG_RESULT_MODEL_SIZE bytes,
+     * encoding in README "Forecasts and anomalies"); has_model is false otherwise. */
+    bool has_model;
+    uint8_t model[SG_RESULT_MODEL_SIZE];
 };
 
 /* One window result: its numbers, and the same rendered as JSON. Everything it points to is
@@ -84,9 +97,11 @@ struct sg_window_result {
     /* The fields in the JSON's order; a field that saw no finite value is left out of both. */
     const struct sg_result_field *fields;
     size_t nfields;
+    size_t nanomalous; /* fields flagged anomalous */
     /* The result as one JSON object, no trailing newline:
      * {"key":..,"window_start":..,"window_end":..,"count":..,"fields":{"<name>":{"count":..,
-     *  "sum":..,"min":..,"max":..,"mean":..,"stddev":..,"first":..,"last":..,"p50":..}},
+     *  "sum":..,"min":..,"max":..,"mean":..,"stddev":..,"first":..,"last":..,"p50":..,
+     *  "forecast":..,"anomaly":..,"next":..}},
      *  "distinct":..,"final":..} ("distinct" only when window.distinct_field is set). The
      * numbers above are the ones written here, so a writer never needs to parse it back.
      * NULL (json_len 0) when the callbacks asked for the numbers only. */
@@ -109,7 +124,7 @@ struct sg_streams_callbacks {
     void *arg;
 };
 
-/* Builds the engine from the configuration (window.*, stream.*, limits.streams_share,
+/* Builds the engine from the configuration (window.*, stream.*, predict.*, limits.streams_share,
  * limits.results_share, log.bad_input_interval). `log` (may be NULL) receives allocation
  * failures, late events and refused keys. `budget` (may be NULL: no accounting, no memory
  * limit on keys, no pacing) must outlive the engine. Returns NULL when out of memory. */

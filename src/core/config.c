@@ -47,6 +47,8 @@
 #define SG_OPT_SIZE(n, field, d, lo, h)    SG_OPT(n, SG_CONFIG_SIZE, uint64_t, field, d, lo, 0, 0, h)
 #define SG_OPT_DUR(n, field, d, lo, h)                                                             \
     SG_OPT(n, SG_CONFIG_DURATION, uint64_t, field, d, lo, SG_CONFIG_MAX_DURATION_MS, 0, h)
+#define SG_OPT_REAL(n, field, d, h)                                                                \
+    SG_OPT(n, SG_CONFIG_STRING, char *, field, d, 1, 0, SG_CONFIG_F_NUMBER, h)
 #define SG_OPT_LIST(n, field, d, h)                                                                \
     SG_OPT(n, SG_CONFIG_STRLIST, struct sg_strlist, field, d, 0, 0, 0, h)
 
@@ -164,6 +166,9 @@ static const struct sg_config_option options[] = {
     SG_OPT_STR("output.late_file", output_late_file, "", 0,
                "File late events (later than window.allowed_lateness for a window that already "
                "fired) are appended to as received; empty turns it off."),
+    SG_OPT_STR("output.anomaly_file", output_anomaly_file, "", 0,
+               "File the window results with a field over predict.anomaly_threshold are "
+               "appended to, one JSON object per line; empty turns it off."),
     SG_OPT_STR("output.dead_letter_file", output_dead_letter_file, "", 0,
                "File records a writer could not write for good are appended to, one JSON object "
                "per line with sink, key, error, message and the record; empty turns it off."),
@@ -178,6 +183,9 @@ static const struct sg_config_option options[] = {
     SG_OPT_STR("kafka.late_topic", kafka_late_topic, "", 0,
                "Topic for late events and records that could not be delivered (dead letters); "
                "empty turns it off."),
+    SG_OPT_STR("kafka.anomaly_topic", kafka_anomaly_topic, "", 0,
+               "Topic for the window results with a field over predict.anomaly_threshold (key = "
+               "event key); empty turns it off."),
     SG_OPT_INT("kafka.partitions", kafka_partitions, "12", 1, 1000,
                "Partitions of each topic the embedded cluster creates."),
     SG_OPT("kafka.rdkafka", SG_CONFIG_STRLIST, struct sg_strlist, kafka_rdkafka, "", 0, 0,
@@ -255,6 +263,22 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("window.distinct_precision", window_distinct_precision, "12", 4, 16,
                "HyperLogLog precision p (2^p registers of one byte; standard error about "
                "1.04/sqrt(2^p))."),
+    SG_OPT("predict.enabled", SG_CONFIG_BOOL, bool, predict_enabled, "true", 0, 0, 0,
+           "Forecast each key's window mean per field (Holt's linear smoothing) and score every "
+           "window against it: forecast, anomaly and next in each result."),
+    SG_OPT_LIST("predict.fields", predict_fields, "",
+                "Fields forecast; empty means every numeric field."),
+    SG_OPT_REAL("predict.alpha", predict_alpha, "0.2",
+                "Smoothing of the level, a number in (0, 1]: higher follows the latest windows "
+               "faster, lower averages more of them."),
+    SG_OPT_REAL("predict.beta", predict_beta, "0.05",
+                "Smoothing of the trend, a number in (0, 1]: higher lets the trend turn faster."),
+    SG_OPT_INT("predict.warmup", predict_warmup, "5", 3, 1000000,
+               "Windows of a key and field folded in before its windows get an anomaly score "
+               "(null until then); at least 3."),
+    SG_OPT_REAL("predict.anomaly_threshold", predict_anomaly_threshold, "4",
+                "Anomaly score (window mean minus forecast, in residual standard deviations) "
+               "past which a window is flagged; also where the model clips a residual."),
     SG_OPT_INT("stream.max_keys", stream_max_keys, "1000000", 1, 0,
                "Most keys with a live stream at once; events for further keys are rejected "
                "(key_limit)."),
@@ -907,6 +931,13 @@ static int opt_set_json(struct sg_config *cfg, const struct sg_config_option *op
     case SG_CONFIG_ENUM:
         if (cJSON_IsString(item))
             return opt_set_text(cfg, opt, item->valuestring, from, errstr, errstr_size);
+        if ((opt->flags & SG_CONFIG_F_NUMBER) && cJSON_IsNumber(item)) {
+            char num[32];
+            snprintf(num, sizeof(num), "%.17g", item->valuedouble);
+            return opt_set_text(cfg, opt, num, from, errstr, errstr_size);
+        }
+        if (opt->flags & SG_CONFIG_F_NUMBER)
+            want = "a number or a string";
         break;
 
     case SG_CONFIG_BOOL:
@@ -1353,6 +1384,42 @@ int sg_parse_quantile(const char *s, double *q)
     return 0;
 }
 
+int sg_parse_real(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > lo && v <= hi))
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* The numbers of predict.*: each above its lower bound, at most its upper one. */
+static int validate_predict(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+        double lo, hi;
+        const char *range;
+    } reals[] = {
+        {"predict.alpha", offsetof(struct sg_config, predict_alpha), 0, 1, "in (0, 1]"},
+        {"predict.beta", offsetof(struct sg_config, predict_beta), 0, 1, "in (0, 1]"},
+        {"predict.anomaly_threshold", offsetof(struct sg_config, predict_anomaly_threshold), 0,
+         1e6, "above 0 and at most 1000000"},
+    };
+    for (size_t i = 0; i < SG_ARRAY_SIZE(reals); i++) {
+        const char *text = *(char *const *)(const void *)((const char *)cfg + reals[i].offset);
+        double v;
+        char qbuf[80];
+        if (sg_parse_real(text, reals[i].lo, reals[i].hi, &v) != 0)
+            return fail(errstr, errstr_size, NULL, "%s: \"%s\" is not a number %s", reals[i].name,
+                        quote(text, qbuf, sizeof(qbuf)), reals[i].range);
+    }
+    return 0;
+}
+
 /* Most windows one event may fall into (hopping: size / slide). */
 #define SG_CONFIG_MAX_HOPS 100
 /* Most quantiles per field. */
@@ -1462,6 +1529,8 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
         rc = validate_tablestore(cfg, errstr, errstr_size);
     if (rc == 0)
         rc = validate_ack(cfg, errstr, errstr_size);
+    if (rc == 0)
+        rc = validate_predict(cfg, errstr, errstr_size);
     return rc ? rc : validate_windows(cfg, errstr, errstr_size);
 }
 

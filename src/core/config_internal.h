@@ -21,6 +21,8 @@ enum sg_config_type {
 #define SG_CONFIG_F_ADDRESS 0x1u
 /* A list of "name=value" properties: a JSON object in the file, "a=1,b=2" elsewhere. */
 #define SG_CONFIG_F_PROPS 0x2u
+/* A string holding a decimal number: the config file may give it as a JSON number too. */
+#define SG_CONFIG_F_NUMBER 0x4u
 
 /* One row of the option table. */
 struct sg_config_option {

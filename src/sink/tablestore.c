@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* asprintf */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <limits.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 
 #include "ots.pb-c.h"
 #include "streamgate/budget.h"
@@ -553,8 +555,25 @@ static int append_double(struct sg_buf *out, double v)
     return sg_buf_append_str(out, num);
 }
 
+/* Appends bytes as a JSON string of their base64. */
+static int append_base64(struct sg_buf *out, const void *p, size_t len)
+{
+    if (len > INT_MAX / 2)
+        return -EOVERFLOW;
+    size_t n = 4 * ((len + 2) / 3);
+    int rc = sg_buf_append_char(out, '"');
+    if (rc == 0)
+        rc = sg_buf_reserve(out, n + 2);
+    if (rc != 0)
+        return rc;
+    EVP_EncodeBlock((unsigned char *)out->data + out->len, p, (int)len);
+    out->len += n;
+    return sg_buf_append_char(out, '"');
+}
+
 /* Appends a row's columns as one JSON object, {"<column>":<value>,...}, primary key first:
- * INTEGER and DOUBLE as numbers, BOOLEAN as true or false, STRING as a string, anything else
+ * INTEGER and DOUBLE as numbers, BOOLEAN as true or false, STRING as a string, BINARY as a
+ * string of its base64, anything else
  * (which the writer never makes) as null. A result row's dead-letter record. */
 static int append_columns_json(struct sg_buf *out, const struct sg_ts_row *row)
 {
@@ -582,6 +601,9 @@ static int append_columns_json(struct sg_buf *out, const struct sg_ts_row *row)
             break;
         case SG_TS_STRING:
             rc = sg_buf_append_json_string(out, c->value.bytes.ptr, c->value.bytes.len);
+            break;
+        case SG_TS_BLOB:
+            rc = append_base64(out, c->value.bytes.ptr, c->value.bytes.len);
             break;
         default:
             rc = sg_buf_append_str(out, "null");
@@ -637,8 +659,22 @@ static int rb_add_stat(struct row_builder *rb, const char *field, const char *na
     return v.has_value ? rb_add(rb, field, name, strlen(name), sg_ts_double(v.value)) : 0;
 }
 
+/* A forecast field's cells: forecast, anomaly and next when they have a value, and a final
+ * result's model in its stored form (BINARY), which a restart reads back. */
+static int build_forecast_cells(struct row_builder *rb, const struct sg_result_field *f)
+{
+    int rc = rb_add_stat(rb, f->name, "forecast", f->forecast);
+    if (rc == 0)
+        rc = rb_add_stat(rb, f->name, "anomaly", f->anomaly);
+    if (rc == 0)
+        rc = rb_add_stat(rb, f->name, "next", f->next);
+    if (rc == 0 && f->has_model)
+        rc = rb_add(rb, f->name, "model", 5, sg_ts_blob(f->model, sizeof(f->model)));
+    return rc;
+}
+
 /* Adds one window result's cells: PK (key, window_start), then window_end, count, per field
- * its statistics, distinct, final. The values are the result's own numbers, the ones its JSON
+ * its statistics and forecast, distinct, final. The values are the result's own numbers, the ones its JSON
  * holds. */
 static int build_result_row(struct ts_sink *ts, const struct sg_window_result *res)
 {
@@ -670,6 +706,8 @@ static int build_result_row(struct ts_sink *ts, const struct sg_window_result *r
             rc = rb_add_stat(rb, f->name, "last", f->last);
         for (size_t q = 0; rc == 0 && q < f->nquantiles; q++)
             rc = rb_add_stat(rb, f->name, f->quantiles[q].name, f->quantiles[q].value);
+        if (rc == 0 && f->predicted)
+            rc = build_forecast_cells(rb, f);
     }
     if (rc == 0 && res->has_distinct)
         rc = rb_add(rb, NULL, "distinct", 8, sg_ts_int((int64_t)res->distinct));

@@ -174,6 +174,48 @@ static void sg_result__fill_field(const struct sg_streams *st, const struct sg_w
         sg_ddsketch_fini(sk);
 }
 
+_Static_assert(SG_RESULT_MODEL_SIZE == SG_PREDICT_ENCODED_SIZE,
+               "the view holds a model's stored form");
+
+/* The stat of a forecast number that may be absent (then NaN, written as null). */
+static struct sg_result_stat sg_result__maybe(double v, bool has)
+{
+    return sg_result__stat(has ? v : NAN);
+}
+
+/* The forecast numbers of a field of stream s's window w: a final window moves the model, any
+ * other result (an early update, the live query) only looks. Once per window and field. */
+static void sg_result__predict(struct sg_streams *st, const struct sg_window *w, bool final,
+                               const struct sg_wfield *f, struct sg_result_field *rf)
+{
+    rf->predicted = false;
+    rf->anomalous = false;
+    rf->has_model = false;
+    if (!st->predict || !st->name_predicted[f->id])
+        return;
+    struct sg_predict_model *m = sg_streams__model(st, w->stream, f->id);
+    if (!m)
+        return;
+    /* Fixed windows start on multiples of window.slide; sessions are one step apart. */
+    int64_t step = st->type == SG_WINDOW_SESSION ? m->last_step + 1 : w->start / st->slide_ms;
+    struct sg_predict_out o;
+    if (final)
+        sg_predict_update(&st->predict_conf, m, step, f->agg.mean, &o);
+    else
+        sg_predict_peek(&st->predict_conf, m, step, f->agg.mean, &o);
+    rf->predicted = true;
+    rf->anomalous = o.anomalous;
+    rf->forecast = sg_result__maybe(o.forecast, o.has_forecast);
+    rf->anomaly = sg_result__maybe(o.anomaly, o.has_anomaly);
+    rf->next = sg_result__maybe(o.next, true);
+    if (final) {
+        sg_predict_encode(m, rf->model);
+        rf->has_model = true;
+        if (o.anomalous)
+            sg_counter_inc(st->anomalies);
+    }
+}
+
 /* Room in the engine's view for `nfields` fields and their quantiles. The view is made at the
  * first result for event.max_fields fields and then reused: a result allocates nothing. */
 static int sg_result__view_reserve(struct sg_streams *st, size_t nfields)
@@ -198,12 +240,14 @@ static int sg_result__view(struct sg_streams *st, const struct sg_window *w, boo
 {
     if (sg_result__view_reserve(st, w->nfields) != 0)
         return -ENOMEM;
-    size_t n = 0;
+    size_t n = 0, nanomalous = 0;
     for (unsigned i = 0; i < w->nfields; i++) {
         const struct sg_wfield *f = sg_window__field_at(st, w, i);
         if (f->agg.count == 0) /* only non-finite values: nothing to report */
             continue;
         sg_result__fill_field(st, f, &st->view_fields[n], st->view_quantiles + n * st->nquantiles);
+        sg_result__predict(st, w, final, f, &st->view_fields[n]);
+        nanomalous += st->view_fields[n].anomalous;
         n++;
     }
     *res = (struct sg_window_result){
@@ -218,6 +262,7 @@ static int sg_result__view(struct sg_streams *st, const struct sg_window *w, boo
         .distinct = st->distinct ? (uint64_t)llround(sg_hll_estimate(sg_window__hll(w))) : 0,
         .fields = n ? st->view_fields : NULL,
         .nfields = n,
+        .nanomalous = nanomalous,
     };
     return 0;
 }
@@ -253,6 +298,13 @@ static int sg_result__field_json(const struct sg_result_field *rf, struct sg_buf
         if (rc == 0)
             rc = q->value.has_value ? sg_result__append_double(out, q->value.value)
                                     : sg_buf_append_str(out, "null");
+    }
+    if (rc == 0 && rf->predicted) {
+        rc = sg_result__member(out, "forecast", rf->forecast);
+        if (rc == 0)
+            rc = sg_result__member(out, "anomaly", rf->anomaly);
+        if (rc == 0)
+            rc = sg_result__member(out, "next", rf->next);
     }
     return rc ? rc : sg_buf_append_char(out, '}');
 }

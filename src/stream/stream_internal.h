@@ -12,6 +12,7 @@
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "hll.h"
+#include "predict.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/streams.h"
@@ -87,9 +88,13 @@ struct sg_stream {
             int64_t since;
         } idle;
     } u;
+    /* predict.*: one model per forecast field seen (nmodels of them, at most event.max_fields),
+     * a separate allocation; NULL before the first. */
+    struct sg_predict_model *models;
     int32_t partition;
     uint32_t key_len;
     bool is_idle;
+    uint8_t nmodels;
     char key[];
 };
 
@@ -157,6 +162,14 @@ struct sg_streams {
      * names in the same order, so most lookups are one compare with no hashing. */
     uint32_t last_ids[SG_EVENT_MAX_FIELDS];
 
+    /* predict.*: on or off, the model's settings, and per field name id whether it is forecast
+     * (set when the name is interned). */
+    bool predict;
+    struct sg_predict_conf predict_conf;
+    uint8_t *name_predicted;
+    char **predict_fields; /* predict.fields, copied; none: every field */
+    size_t npredict_fields;
+
     /* Quantiles reported per field. */
     double *quantiles;
     char **quantile_names; /* "p50", as configured */
@@ -211,8 +224,9 @@ struct sg_streams {
     struct sg_gauge *windows_waiting, *waiting_age;
     struct sg_counter *windows_fired, *window_updates, *late_events, *keys_evicted, *names_dropped;
     struct sg_counter *firing_stalls, *streams_memory_hits;
+    struct sg_counter *anomalies, *predict_fields_hits;
     struct sg_gauge own_gauges[5];
-    struct sg_counter own_counters[7];
+    struct sg_counter own_counters[9];
 
     /* While windows wait: marks (a ring, oldest first) that date when the watermark passed
      * their ends, and when they were last counted. Cold, so last. */
@@ -228,6 +242,9 @@ void sg_streams__make_idle(struct sg_streams *st, struct sg_stream *s);
 void sg_streams__make_active(struct sg_streams *st, struct sg_stream *s);
 /* Logs an allocation failure (rate-limited). */
 void sg_streams__oom(struct sg_streams *st, const char *what);
+/* The model of field `id` in stream s, made (empty) when it has none; NULL when the stream
+ * holds event.max_fields models already (counted) or out of memory. */
+struct sg_predict_model *sg_streams__model(struct sg_streams *st, struct sg_stream *s, uint32_t id);
 
 /* window.c */
 /* Where the distinct sketch and the field array sit in a window. */

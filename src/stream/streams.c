@@ -143,6 +143,8 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
     st->mem_bytes += sg_streams__stream_bytes(len);
     s->hash = hash;
     s->u.windows = NULL;
+    s->models = NULL;
+    s->nmodels = 0;
     s->partition = sg_kafka_partition(key, len, st->partitions);
     s->key_len = (uint32_t)len;
     s->is_idle = false;
@@ -171,7 +173,8 @@ static void sg_streams__remove(struct sg_streams *st, struct sg_stream *s)
             i = j;
         }
     }
-    st->mem_bytes -= sg_streams__stream_bytes(s->key_len);
+    st->mem_bytes -= sg_streams__stream_bytes(s->key_len) + s->nmodels * sizeof(*s->models);
+    free(s->models);
     free(s);
     st->nkeys--;
     sg_gauge_set(st->keys_active, (double)st->nkeys);
@@ -198,6 +201,36 @@ static void sg_streams__evict(struct sg_streams *st)
 }
 
 /* ---- field names ------------------------------------------------------------------- */
+
+/* Whether predict.fields names the field (or is empty). */
+static bool sg_streams__predicted(const struct sg_streams *st, const char *name)
+{
+    for (size_t i = 0; i < st->npredict_fields; i++)
+        if (strcmp(st->predict_fields[i], name) == 0)
+            return true;
+    return st->npredict_fields == 0;
+}
+
+struct sg_predict_model *sg_streams__model(struct sg_streams *st, struct sg_stream *s, uint32_t id)
+{
+    for (unsigned i = 0; i < s->nmodels; i++)
+        if (s->models[i].field == id)
+            return &s->models[i];
+    if (s->nmodels >= st->max_fields) {
+        sg_counter_inc(st->predict_fields_hits);
+        return NULL;
+    }
+    struct sg_predict_model *m = realloc(s->models, (s->nmodels + 1u) * sizeof(*m));
+    if (!m) {
+        sg_streams__oom(st, "forecast model");
+        return NULL;
+    }
+    s->models = m;
+    st->mem_bytes += sizeof(*m);
+    m += s->nmodels++;
+    sg_predict_init(m, id);
+    return m;
+}
 
 /* The id of a field name, interning it when new; UINT32_MAX (counted) when the name is too
  * long or the table is full. `pos` is the field's position in its event: the id found there
@@ -229,6 +262,7 @@ static uint32_t sg_streams__intern(struct sg_streams *st, size_t pos, const char
     st->mem_bytes += len + 1;
     id = st->nnames++;
     st->names[id] = copy;
+    st->name_predicted[id] = st->predict && sg_streams__predicted(st, copy);
     st->name_hashes[id] = (uint32_t)h;
     st->name_lens[id] = (uint16_t)len;
     st->name_slots[i] = (uint16_t)(id + 1);
@@ -270,6 +304,8 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
         st->names_dropped = &st->own_counters[4];
         st->firing_stalls = &st->own_counters[5];
         st->streams_memory_hits = &st->own_counters[6];
+        st->anomalies = &st->own_counters[7];
+        st->predict_fields_hits = &st->own_counters[8];
         return 0;
     }
     st->keys_active = sg_metrics_gauge(m, SG_METRIC_KEYS_ACTIVE, NULL);
@@ -285,9 +321,13 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
     st->firing_stalls = sg_metrics_counter(m, SG_METRIC_WINDOW_FIRING_STALLS_TOTAL, NULL);
     st->streams_memory_hits =
         sg_metrics_counter(m, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"streams_memory\"");
+    st->anomalies = sg_metrics_counter(m, SG_METRIC_ANOMALIES_TOTAL, NULL);
+    st->predict_fields_hits =
+        sg_metrics_counter(m, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"predict_fields\"");
     if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
         !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped ||
-        !st->windows_waiting || !st->waiting_age || !st->firing_stalls || !st->streams_memory_hits)
+        !st->windows_waiting || !st->waiting_age || !st->firing_stalls || !st->streams_memory_hits ||
+        !st->anomalies || !st->predict_fields_hits)
         return -ENOMEM;
     return 0;
 }
@@ -329,6 +369,37 @@ static size_t sg_streams__share(const struct sg_budget *budget, int64_t pct)
 static int64_t sg_streams__ms(uint64_t v)
 {
     return v > (uint64_t)SG_STREAMS_MAX_TIME ? SG_STREAMS_MAX_TIME : (int64_t)v;
+}
+
+/* predict.*, from a validated configuration (a number that does not parse keeps its default's
+ * value). Returns 0 or -ENOMEM. */
+static int sg_streams__predict_setup(struct sg_streams *st, const struct sg_config *cfg)
+{
+    struct sg_predict_conf *c = &st->predict_conf;
+    *c = (struct sg_predict_conf){.alpha = 0.2, .beta = 0.05, .threshold = 4, .warmup = 5};
+    st->predict = cfg->predict_enabled;
+    if (cfg->predict_alpha)
+        (void)sg_parse_real(cfg->predict_alpha, 0, 1, &c->alpha);
+    if (cfg->predict_beta)
+        (void)sg_parse_real(cfg->predict_beta, 0, 1, &c->beta);
+    if (cfg->predict_anomaly_threshold)
+        (void)sg_parse_real(cfg->predict_anomaly_threshold, 0, 1e6, &c->threshold);
+    if (cfg->predict_warmup >= 3)
+        c->warmup = cfg->predict_warmup > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->predict_warmup;
+    size_t n = cfg->predict_fields.count;
+    if (n == 0)
+        return 0;
+    st->predict_fields = calloc(n, sizeof(*st->predict_fields));
+    if (!st->predict_fields)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        st->predict_fields[i] = strdup(cfg->predict_fields.items[i]);
+        if (!st->predict_fields[i])
+            return -ENOMEM;
+        st->npredict_fields++;
+        st->mem_bytes += strlen(st->predict_fields[i]) + 1;
+    }
+    return 0;
 }
 
 struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metrics *metrics,
@@ -403,21 +474,23 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
     st->name_hashes = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_hashes));
     st->name_lens = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_lens));
     st->name_slots = calloc(SG_STREAMS_NAME_SLOTS, sizeof(*st->name_slots));
+    st->name_predicted = calloc(SG_STREAMS_MAX_NAMES, sizeof(*st->name_predicted));
     size_t nq = cfg->window_quantiles.count;
     if (nq > 0) {
         st->quantiles = calloc(nq, sizeof(*st->quantiles));
         st->quantile_names = calloc(nq, sizeof(*st->quantile_names));
     }
     if (!st->slots || !st->names || !st->name_hashes || !st->name_lens || !st->name_slots ||
+        !st->name_predicted || sg_streams__predict_setup(st, cfg) != 0 ||
         (nq > 0 && (!st->quantiles || !st->quantile_names)) ||
         sg_streams__register(st, metrics) != 0) {
         sg_streams_destroy(st);
         return NULL;
     }
     st->mask = SG_STREAMS_MIN_SLOTS - 1;
-    st->mem_bytes = sizeof(*st) + sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS) +
-                    SG_STREAMS_MAX_NAMES *
-                        (sizeof(*st->names) + sizeof(*st->name_hashes) + sizeof(*st->name_lens)) +
+    st->mem_bytes += sizeof(*st) + sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS) +
+                    SG_STREAMS_MAX_NAMES * (sizeof(*st->names) + sizeof(*st->name_hashes) +
+                                            sizeof(*st->name_lens) + sizeof(*st->name_predicted)) +
                     SG_STREAMS_NAME_SLOTS * sizeof(*st->name_slots);
     for (size_t i = 0; i < nq; i++) {
         double q;
@@ -445,7 +518,10 @@ void sg_streams_destroy(struct sg_streams *st)
     sg_window__free_all(st);
     if (st->slots)
         for (size_t i = 0; i <= st->mask; i++)
-            free(st->slots[i]);
+            if (st->slots[i]) {
+                free(st->slots[i]->models);
+                free(st->slots[i]);
+            }
     free(st->slots);
     if (st->names)
         for (uint32_t i = 0; i < st->nnames; i++)
@@ -454,6 +530,10 @@ void sg_streams_destroy(struct sg_streams *st)
     free(st->name_hashes);
     free(st->name_lens);
     free(st->name_slots);
+    free(st->name_predicted);
+    for (size_t i = 0; i < st->npredict_fields; i++)
+        free(st->predict_fields[i]);
+    free(st->predict_fields);
     for (size_t i = 0; i < st->nquantiles; i++)
         free(st->quantile_names[i]);
     free(st->quantiles);

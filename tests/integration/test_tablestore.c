@@ -279,6 +279,36 @@ static cJSON *read_results_file(const char *path)
     return arr;
 }
 
+/* A double stored little-endian at byte `at` of a hex string. */
+static double hex_double(const char *hex, size_t at)
+{
+    uint64_t bits = 0;
+    for (int i = 7; i >= 0; i--) {
+        unsigned byte;
+        cr_assert_eq(sscanf(hex + 2 * (at + (size_t)i), "%2x", &byte), 1);
+        bits = bits << 8 | byte;
+    }
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+/* A forecast field's stored model (README "Forecasts and anomalies": version 1, n, last step,
+ * level, trend, scale squared) is the one that forecast the result's `next`: level + trend. */
+static void check_model(const cJSON *row, const cJSON *field)
+{
+    char col[128];
+    snprintf(col, sizeof(col), "%s_model", field->string);
+    const cJSON *cell = cJSON_GetObjectItemCaseSensitive(row, col);
+    const cJSON *hex = cJSON_GetObjectItemCaseSensitive(cell, "hex");
+    cr_assert(cJSON_IsString(hex) && strlen(hex->valuestring) == 74, "%s is not 37 bytes", col);
+    cr_expect_eq(strncmp(hex->valuestring, "01", 2), 0, "%s: version", col);
+    double next = cJSON_GetObjectItemCaseSensitive(field, "next")->valuedouble;
+    double level = hex_double(hex->valuestring, 13), trend = hex_double(hex->valuestring, 21);
+    cr_expect_eq(level + trend, next, "%s: level %.17g + trend %.17g != next %.17g", col, level,
+                 trend, next);
+}
+
 /* Every row of the results table equals the expected aggregate of its window, and every
  * column equals what the server rendered for it; there is exactly one row per window. */
 static void check_results(const struct emu *e, const struct expect *x, const char *results_path)
@@ -335,6 +365,10 @@ static void check_results(const struct emu *e, const struct expect *x, const cha
                     continue;
                 cr_expect_eq(dbl_cell(row, col), stat->valuedouble, "%s %s: %.17g != %.17g", a->key,
                              col, dbl_cell(row, col), stat->valuedouble);
+                ncols++;
+            }
+            if (cJSON_HasObjectItem(field, "next")) {
+                check_model(row, field);
                 ncols++;
             }
         }
@@ -798,6 +832,14 @@ Test(tablestore, queued_rows_given_up_go_to_dead_letter, .timeout = 120)
             cr_expect(cJSON_IsNumber(got) && got->valuedouble == stat->valuedouble,
                       "%s: %.17g, rendered %.17g", col, cJSON_IsNumber(got) ? got->valuedouble : 0,
                       stat->valuedouble);
+            want_cols++;
+        }
+        /* A forecast field of a final result also stores its model (BINARY, base64 here). */
+        if (cJSON_HasObjectItem(field, "forecast")) {
+            char col[128];
+            snprintf(col, sizeof(col), "%s_model", field->string);
+            const cJSON *model = cJSON_GetObjectItemCaseSensitive(rec, col);
+            cr_expect(cJSON_IsString(model) && strlen(model->valuestring) == 52, "%s", col);
             want_cols++;
         }
     }

@@ -347,7 +347,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 76);
+    cr_assert_eq(n, 84);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -601,6 +601,25 @@ Test(set, message_quotes_safely)
 }
 
 /* ---- the JSON file ---- */
+
+Test(json, predict_numbers_as_numbers_or_strings)
+{
+    struct sg_config cfg;
+    cfg_init(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"predict\": {\"alpha\": 0.3, \"beta\": \"0.01\", "
+                             "\"anomaly_threshold\": 5, \"fields\": [\"temp\"]}}"),
+                 0, "%s", errbuf);
+    cr_assert_str_eq(cfg.predict_alpha, "0.29999999999999999");
+    cr_assert_str_eq(cfg.predict_beta, "0.01");
+    cr_assert_str_eq(cfg.predict_anomaly_threshold, "5");
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    sg_config_free(&cfg);
+    cfg_init(&cfg);
+    cr_assert_neq(apply(&cfg, "{\"predict\": {\"alpha\": true}}"), 0);
+    assert_contains(errbuf, "predict.alpha");
+    assert_contains(errbuf, "a number or a string");
+    sg_config_free(&cfg);
+}
 
 Test(json, nested_objects)
 {
@@ -1267,6 +1286,16 @@ Test(validate, window_rules)
         {"window.quantiles", "p101", "window.quantiles: invalid quantile \"p101\""},
         {"window.quantiles", "p99.9x", "window.quantiles: invalid quantile"},
         {"window.distinct_precision", "17", "window.distinct_precision"},
+        {"predict.alpha", "1", NULL},
+        {"predict.alpha", "0.05", NULL},
+        {"predict.alpha", "0", "predict.alpha: \"0\" is not a number in (0, 1]"},
+        {"predict.alpha", "1.5", "predict.alpha: \"1.5\" is not a number in (0, 1]"},
+        {"predict.beta", "a", "predict.beta: \"a\" is not a number in (0, 1]"},
+        {"predict.beta", "0.1x", "predict.beta: \"0.1x\" is not a number"},
+        {"predict.anomaly_threshold", "3.5", NULL},
+        {"predict.anomaly_threshold", "-1", "predict.anomaly_threshold: \"-1\" is not a number "
+                                            "above 0"},
+        {"predict.warmup", "2", "predict.warmup"},
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
         struct sg_config cfg;

@@ -129,6 +129,14 @@ static void check_view(const struct sg_window_result *r)
             m = m->next;
             check_stat(fld, m, rf->quantiles[q].name, rf->quantiles[q].value, json);
         }
+        if (rf->predicted) {
+            const struct sg_result_stat pstats[] = {rf->forecast, rf->anomaly, rf->next};
+            static const char *const pnames[] = {"forecast", "anomaly", "next"};
+            for (size_t k = 0; k < SG_ARRAY_SIZE(pstats); k++) {
+                m = m->next;
+                check_stat(fld, m, pnames[k], pstats[k], json);
+            }
+        }
         cr_assert_null(m->next, "%s: the JSON has more members than the view: %s", rf->name, json);
     }
     cr_assert_null(fld, "the JSON has more fields than the view: %s", json);
@@ -1295,11 +1303,16 @@ Test(result, json_members_in_documented_order)
     const cJSON *fields = cJSON_GetObjectItemCaseSensitive(root, "fields");
     static const char *const fnames[] = {"temp", "we\"ird\n"};
     check_order(fields, fnames, 2);
-    static const char *const members[] = {"count",  "sum",   "min",  "max", "mean",
-                                          "stddev", "first", "last", "p50", "p99.9"};
+    static const char *const members[] = {"count", "sum",   "min",      "max",     "mean",
+                                          "stddev", "first", "last",    "p50",     "p99.9",
+                                          "forecast", "anomaly", "next"};
     for (const cJSON *fld = fields->child; fld; fld = fld->next)
         check_order(fld, members, SG_ARRAY_SIZE(members));
     const cJSON *temp = field_of(root, "temp");
+    /* A key's first window: nothing to forecast or score yet; next is its mean. */
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(temp, "forecast")));
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(temp, "anomaly")));
+    cr_assert_eq(num(temp, "next"), 21.5);
     cr_assert_eq(num(temp, "count"), 2);
     cr_assert_eq(num(temp, "stddev"), 0);
     cr_assert(close_rel(num(temp, "p50"), 21.5, 0.01));
@@ -1971,14 +1984,18 @@ Test(pacing, no_pacing_without_a_result_callback)
 static size_t recount(const struct sg_streams *st)
 {
     size_t n = sizeof(*st) + (st->mask + 1) * (sizeof(void *) + sizeof(uint16_t)) +
-               SG_STREAMS_MAX_NAMES * (sizeof(char *) + sizeof(uint32_t) + sizeof(uint16_t)) +
+               SG_STREAMS_MAX_NAMES *
+                   (sizeof(char *) + sizeof(uint32_t) + sizeof(uint16_t) + sizeof(uint8_t)) +
                SG_STREAMS_NAME_SLOTS * sizeof(uint16_t);
+    for (size_t i = 0; i < st->npredict_fields; i++)
+        n += strlen(st->predict_fields[i]) + 1;
     for (uint32_t i = 0; i < st->nnames; i++)
         n += st->name_lens[i] + 1u;
     n += (size_t)st->heap_cap * sizeof(struct sg_heap_slot) + (size_t)st->dirty_cap * sizeof(void *);
     for (size_t i = 0; i <= st->mask; i++)
         if (st->slots[i])
-            n += offsetof(struct sg_stream, key) + st->slots[i]->key_len;
+            n += offsetof(struct sg_stream, key) + st->slots[i]->key_len +
+                 st->slots[i]->nmodels * sizeof(struct sg_predict_model);
     size_t hll = st->distinct ? (size_t)1 << st->distinct_precision : 0;
     for (uint32_t i = 0; i < st->heap_len; i++) {
         const struct sg_window *w = st->heap[i].w;
@@ -2327,4 +2344,114 @@ Test(result, numbers_only_renders_no_json)
     cr_assert_str_eq(n.res[0].json, want);
     fx_stop(&u);
     fx_stop(&n);
+}
+
+/* ---- forecasts ---- */
+
+static const cJSON *member(const cJSON *obj, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    cr_assert_not_null(it, "no member %s", name);
+    return it;
+}
+
+/* The series of test_predict.c's hand-worked case, through the engine: one event per window,
+ * step 5 empty. */
+Test(predict, forecasts_scores_and_gaps_in_results)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "predict.alpha", "0.5");
+    set_opt(&f, "predict.beta", "0.5");
+    set_opt(&f, "predict.anomaly_threshold", "2");
+    set_opt(&f, "predict.warmup", "3");
+    fx_start(&f);
+    const int64_t steps[] = {0, 1, 2, 3, 4, 6, 8};
+    const double values[] = {10, 12, 13, 17, 30, 24, 0};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(steps); i++)
+        cr_assert_eq(add(&f, "k", steps[i] * 1000, 0, values[i]), 0);
+    cr_assert_eq(f.nres, 6);
+    for (size_t i = 0; i < 6; i++) {
+        cJSON *root = parse(f.res[i].json);
+        const cJSON *v = field_of(root, "v");
+        const cJSON *forecast = member(v, "forecast"), *anomaly = member(v, "anomaly");
+        cr_expect_eq(cJSON_IsNull(forecast), i == 0, "window %zu", i);
+        cr_expect_eq(cJSON_IsNull(anomaly), i < 3, "window %zu", i);
+        if (i == 3) {
+            cr_expect_eq(forecast->valuedouble, 15.25);
+            cr_expect_eq(anomaly->valuedouble, 1.75);
+            cr_expect_eq(num(v, "next"), 18.3125);
+        }
+        if (i == 4)
+            cr_expect(fabs(anomaly->valuedouble - 11.6875 / sqrt(2.03125)) < 1e-9);
+        if (i == 5) { /* through the empty step 5: level + 2 trend */
+            double s = sqrt(2.03125);
+            double fc = 18.3125 + s + 2 * (2.1875 + s / 2);
+            cr_expect(fabs(forecast->valuedouble - fc) < 1e-9, "%.17g", forecast->valuedouble);
+            cr_expect(fabs(anomaly->valuedouble) < 2);
+        }
+        cJSON_Delete(root);
+    }
+    cr_expect_eq(counter(&f, SG_METRIC_ANOMALIES_TOTAL), 1);
+
+    /* The live query shows what the model expects of the open window, without moving it. */
+    struct sg_buf b;
+    sg_buf_init(&b, 1 << 16);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &b), 0);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &b), 0); /* twice: the same */
+    cr_assert_not_null(strstr(b.data, "\"forecast\":"), "%.*s", (int)b.len, b.data);
+    const char *first = strstr(b.data, "\"forecast\":");
+    const char *second = strstr(first + 1, "\"forecast\":");
+    cr_assert_not_null(second);
+    cr_assert_eq(strncmp(first, second, 40), 0, "%.*s", (int)b.len, b.data);
+    sg_buf_free(&b);
+    fx_stop(&f);
+}
+
+Test(predict, off_or_limited_to_named_fields)
+{
+    static const char *const names[] = {"v", "w"};
+    const double vals[] = {1, 2};
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "predict.enabled", "false");
+    fx_start(&f);
+    cr_assert_eq(add_fields(&f, "k", 0, 0, names, vals, 2, NULL), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cr_expect_null(strstr(f.res[0].json, "forecast"), "%s", f.res[0].json);
+    fx_stop(&f);
+
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "predict.fields", "w");
+    fx_start(&f);
+    cr_assert_eq(add_fields(&f, "k", 0, 0, names, vals, 2, NULL), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cJSON *root = parse(f.res[0].json);
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(field_of(root, "v"), "forecast"));
+    cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(field_of(root, "w"), "forecast"));
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
+
+/* A key holds at most event.max_fields models; a field past them is not forecast, and counted. */
+Test(predict, models_per_key_are_bounded)
+{
+    static const char *const a[] = {"a"}, *const b[] = {"b"};
+    const double one = 1;
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "event.max_fields", "1");
+    fx_start(&f);
+    cr_assert_eq(add_fields(&f, "k", 0, 0, a, &one, 1, NULL), 0);
+    cr_assert_eq(add_fields(&f, "k", 1000, 0, b, &one, 1, NULL), 0);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 2);
+    cr_expect_not_null(strstr(f.res[0].json, "forecast"));
+    cr_expect_null(strstr(f.res[1].json, "forecast"), "%s", f.res[1].json);
+    cr_expect_eq(sg_metrics_counter_value(f.metrics, SG_METRIC_LIMIT_HITS_TOTAL,
+                                          "limit=\"predict_fields\""),
+                 1);
+    fx_stop(&f);
 }
