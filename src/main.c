@@ -311,6 +311,7 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         {offsetof(struct sg_config, output_file), SG_FILE_RAW},
         {offsetof(struct sg_config, output_results_file), SG_FILE_RESULTS},
         {offsetof(struct sg_config, output_late_file), SG_FILE_LATE},
+        {offsetof(struct sg_config, output_anomaly_file), SG_FILE_ANOMALIES},
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(files); i++) {
         const char *path = *(char *const *)((const char *)&app->cfg + files[i].offset);

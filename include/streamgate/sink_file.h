@@ -13,9 +13,10 @@ struct sg_sink;
 struct sg_metrics;
 struct sg_log;
 
-/* What a file writer receives: raw events (output.file), window results (output.results_file)
- * or late events (output.late_file). Also the metric label stream="raw"|"agg"|"late". */
-enum sg_file_kind { SG_FILE_RAW, SG_FILE_RESULTS, SG_FILE_LATE };
+/* What a file writer receives: raw events (output.file), window results (output.results_file),
+ * late events (output.late_file) or the window results with a field flagged anomalous
+ * (output.anomaly_file). Also the metric label stream="raw"|"agg"|"late"|"anomaly". */
+enum sg_file_kind { SG_FILE_RAW, SG_FILE_RESULTS, SG_FILE_LATE, SG_FILE_ANOMALIES };
 
 /* Opens `path` for appending ("-" writes to stdout). Bytes not yet written are charged to
  * `budget` (may be NULL). Returns 0 and the sink, or a negative code with a message in

@@ -131,6 +131,18 @@ static int file_write_result(struct sg_sink *sink, const struct sg_window_result
                        done);
 }
 
+/* Only the results with a field flagged anomalous; the others are done at once. */
+static int file_write_anomaly(struct sg_sink *sink, const struct sg_window_result *res,
+                              struct sg_sink_done *done)
+{
+    if (res->nanomalous == 0) {
+        if (done)
+            done->cb(done, true);
+        return 0;
+    }
+    return file_write_result(sink, res, done);
+}
+
 static bool file_healthy(struct sg_sink *sink)
 {
     return sg_container_of(sink, struct file_sink, sink)->healthy;
@@ -179,6 +191,14 @@ static const struct sg_sink_ops file_results_ops = {
     .destroy = file_destroy,
 };
 
+static const struct sg_sink_ops file_anomaly_ops = {
+    .name = "file",
+    .write_result = file_write_anomaly,
+    .healthy = file_healthy,
+    .drain = file_drain,
+    .destroy = file_destroy,
+};
+
 static const struct sg_sink_ops file_late_ops = {
     .name = "file",
     .write_late = file_write_late,
@@ -194,6 +214,7 @@ static const struct {
     [SG_FILE_RAW] = {"output.file", "raw"},
     [SG_FILE_RESULTS] = {"output.results_file", "agg"},
     [SG_FILE_LATE] = {"output.late_file", "late"},
+    [SG_FILE_ANOMALIES] = {"output.anomaly_file", "anomaly"},
 };
 
 int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kind,
@@ -207,9 +228,10 @@ int sg_sink_file_create(uv_loop_t *loop, const char *path, enum sg_file_kind kin
         snprintf(errstr, errstr_size, "%s: out of memory", option);
         return -ENOMEM;
     }
-    fs->sink.ops = kind == SG_FILE_RESULTS ? &file_results_ops
-                   : kind == SG_FILE_LATE  ? &file_late_ops
-                                           : &file_raw_ops;
+    fs->sink.ops = kind == SG_FILE_RESULTS     ? &file_results_ops
+                   : kind == SG_FILE_LATE      ? &file_late_ops
+                   : kind == SG_FILE_ANOMALIES ? &file_anomaly_ops
+                                               : &file_raw_ops;
     fs->log = log;
     fs->healthy = true;
     fs->fd = -1;

@@ -41,9 +41,9 @@
 #define KAFKA_BUDGET_BYTES_PER_MSG 128
 #define KAFKA_MAX_MESSAGES_CAP     10000000
 
-enum kafka_stream { KAFKA_RAW = 0, KAFKA_AGG, KAFKA_LATE, KAFKA_NSTREAMS };
+enum kafka_stream { KAFKA_RAW = 0, KAFKA_AGG, KAFKA_LATE, KAFKA_ANOMALY, KAFKA_NSTREAMS };
 
-static const char *const kafka_stream_names[KAFKA_NSTREAMS] = {"raw", "agg", "late"};
+static const char *const kafka_stream_names[KAFKA_NSTREAMS] = {"raw", "agg", "late", "anomaly"};
 
 /* Per record: what the delivery report needs. Taken from a free list; every context ever
  * allocated is also chained on `all`, so destroy frees them even when librdkafka never
@@ -417,6 +417,21 @@ static int kafka_write_result(struct sg_sink *sink, const struct sg_window_resul
     struct kafka_sink *ks = kafka_sink_of(sink);
     if (ks->draining)
         return -ESHUTDOWN;
+    /* A result with an anomalous field also goes to the anomaly topic; no confirmation waits
+     * for that copy (a failed one is counted and dead-lettered like any record). */
+    if (res->nanomalous > 0 && ks->rkt[KAFKA_ANOMALY]) {
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+        if (!hdrs)
+            return -ENOMEM;
+        rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+        (void)produce(ks, KAFKA_ANOMALY, res->key, res->key_len, res->json, res->json_len, hdrs,
+                      NULL);
+    }
+    if (!ks->rkt[KAFKA_AGG]) { /* the anomaly topic alone */
+        if (done)
+            done->cb(done, true);
+        return 0;
+    }
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
     if (!hdrs)
         return -ENOMEM;
@@ -780,7 +795,7 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
                          char *errstr, size_t errstr_size)
 {
     const char *topics[KAFKA_NSTREAMS] = {cfg->kafka_raw_topic, cfg->kafka_agg_topic,
-                                          cfg->kafka_late_topic};
+                                          cfg->kafka_late_topic, cfg->kafka_anomaly_topic};
     char err[512];
     int rc;
     struct kafka_sink *ks = calloc(1, sizeof(*ks));
@@ -796,7 +811,10 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
     ks->ops = (struct sg_sink_ops){
         .name = "kafka",
         .write_raw = topics[KAFKA_RAW] && *topics[KAFKA_RAW] ? kafka_write_raw : NULL,
-        .write_result = topics[KAFKA_AGG] && *topics[KAFKA_AGG] ? kafka_write_result : NULL,
+        .write_result = (topics[KAFKA_AGG] && *topics[KAFKA_AGG]) ||
+                                (topics[KAFKA_ANOMALY] && *topics[KAFKA_ANOMALY])
+                            ? kafka_write_result
+                            : NULL,
         .write_late = topics[KAFKA_LATE] && *topics[KAFKA_LATE] ? kafka_write_late : NULL,
         .healthy = kafka_healthy,
         .accepting = kafka_accepting,

@@ -32,7 +32,8 @@ static void discard_log(const rd_kafka_t *rk, int level, const char *fac, const 
 int sg_kafka_embedded_start(const struct sg_config *cfg, struct sg_kafka_embedded **out,
                             char *errstr, size_t errstr_size)
 {
-    const char *topics[] = {cfg->kafka_raw_topic, cfg->kafka_agg_topic, cfg->kafka_late_topic};
+    const char *topics[] = {cfg->kafka_raw_topic, cfg->kafka_agg_topic, cfg->kafka_late_topic,
+                            cfg->kafka_anomaly_topic};
     int partitions = cfg->kafka_partitions < 1        ? 1
                      : cfg->kafka_partitions > 100000 ? 100000
                                                       : (int)cfg->kafka_partitions;

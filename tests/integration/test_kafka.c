@@ -220,6 +220,68 @@ Test(kafka, window_results_reach_the_aggregates_topic)
     sgt_mock_stop(&m);
 }
 
+/* A key whose window means climb by one a window, with a little noise, and one window ten
+ * times too high; another key just as regular without it. Only the spike's result reaches the
+ * anomaly topic and the anomaly file, every result still reaches the aggregates topic, and the
+ * anomaly is counted. */
+Test(kafka, anomalies_reach_their_topic_and_file)
+{
+    char anomalies[256];
+    snprintf(anomalies, sizeof(anomalies), "/tmp/sgt-kafka-%d-anomalies.ndjson", (int)getpid());
+    unlink(anomalies);
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates,anomalies");
+    const char *more[] = {"--window-size",       "1s",        "--window-idle-timeout",
+                          "200ms",               "--kafka-anomaly-topic", "anomalies",
+                          "--output-anomaly-file", anomalies, NULL};
+    struct sgt_proc p;
+    start_gateway(&p, m.bootstrap, more);
+
+    enum { WINDOWS = 12, SPIKE = 9 };
+    int fd = sgt_connect(p.tcp);
+    char lines[8192] = "";
+    for (int w = 0; w < WINDOWS; w++) {
+        for (int k = 0; k < 2; k++) {
+            double v = 10 + w + 0.1 * (w % 3);
+            if (k == 0 && w == SPIKE)
+                v *= 10;
+            char line[128];
+            snprintf(line, sizeof(line), "{\"key\":\"%s\",\"ts\":%lld,\"value\":%.17g}\n",
+                     k ? "calm" : "spiky", T0 + 1000LL * w + 10 * k, v);
+            strcat(lines, line);
+        }
+    }
+    sgt_send_str(fd, lines);
+
+    cr_assert_eq(sgt_wait_metric(p.http, "streamgate_windows_fired_total", 2 * WINDOWS, WAIT_MS),
+                 2 * WINDOWS);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_anomalies_total"), 1);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "anomalies", 1, WAIT_MS, &rs);
+    cr_assert_eq(rs.n, 1, "kcat read %zu anomalies, 1 expected", rs.n);
+    cr_assert_str_eq(rs.v[0].key, "spiky");
+    cJSON *j = cJSON_Parse(rs.v[0].value);
+    cr_assert_not_null(j, "%s", rs.v[0].value);
+    cr_assert_eq(cJSON_GetObjectItem(j, "window_start")->valuedouble, (double)(T0 + 1000 * SPIKE));
+    const cJSON *value = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "fields"), "value");
+    cr_assert_gt(cJSON_GetObjectItem(value, "anomaly")->valuedouble, 4, "%s", rs.v[0].value);
+    cJSON_Delete(j);
+    sgt_recs_free(&rs);
+    sgt_kcat_read(m.bootstrap, "aggregates", 2 * WINDOWS, WAIT_MS, &rs);
+    cr_assert_eq(rs.n, 2 * WINDOWS);
+    sgt_recs_free(&rs);
+
+    cr_assert_eq(sgt_wait_lines(anomalies, 1, WAIT_MS), 1);
+    char *text = sgt_read_file(anomalies, NULL);
+    cr_assert_not_null(strstr(text, "\"key\":\"spiky\""), "%s", text);
+    cr_assert_eq(strchr(text, '\n') - text + 1, (long)strlen(text), "one line: %s", text);
+    free(text);
+    close(fd);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+    unlink(anomalies);
+}
+
 Test(kafka, broker_outage_queues_records_and_delivers_them_after)
 {
     struct sgt_mock m = {0};
