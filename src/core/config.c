@@ -268,15 +268,15 @@ static const struct sg_config_option options[] = {
            "window against it: forecast, anomaly and next in each result."),
     SG_OPT_LIST("predict.fields", predict_fields, "",
                 "Fields forecast; empty means every numeric field."),
-    SG_OPT_REAL("predict.alpha", predict_alpha, "0.2",
+    SG_OPT_REAL("predict.alpha", predict_alpha, "0.1",
                 "Smoothing of the level, a number in (0, 1]: higher follows the latest windows "
                "faster, lower averages more of them."),
-    SG_OPT_REAL("predict.beta", predict_beta, "0.05",
+    SG_OPT_REAL("predict.beta", predict_beta, "0.02",
                 "Smoothing of the trend, a number in (0, 1]: higher lets the trend turn faster."),
     SG_OPT_INT("predict.warmup", predict_warmup, "5", 3, 1000000,
                "Windows of a key and field folded in before its windows get an anomaly score "
                "(null until then); at least 3."),
-    SG_OPT_REAL("predict.anomaly_threshold", predict_anomaly_threshold, "4",
+    SG_OPT_REAL("predict.anomaly_threshold", predict_anomaly_threshold, "3.5",
                 "Anomaly score (window mean minus forecast, in residual standard deviations) "
                "past which a window is flagged; also where the model clips a residual."),
     SG_OPT_INT("stream.max_keys", stream_max_keys, "1000000", 1, 0,

@@ -50,8 +50,12 @@ void sg_predict_update(const struct sg_predict_conf *c, struct sg_predict_model 
             out->anomalous = fabs(out->anomaly) > c->threshold;
             ec = e > clip ? clip : e < -clip ? -clip : e;
         }
-        m->level = f + c->alpha * ec;
-        m->trend += c->alpha * c->beta * ec;
+        /* While few windows are in, the gains of a least-squares line through all of them. */
+        double t = (double)m->n + 1;
+        double a = fmax(c->alpha, 2 * (2 * t - 1) / (t * (t + 1)));
+        double b = fmax(c->beta, 3 / (2 * t - 1));
+        m->level = f + a * ec;
+        m->trend += a * b * ec;
         double w = 1.0 / (double)(m->n - 1); /* residuals so far, this one included */
         if (w < SG_PREDICT_SCALE_WEIGHT)
             w = SG_PREDICT_SCALE_WEIGHT;

@@ -8,9 +8,13 @@
  *   forecast f = level + k * trend  (the k - 1 windows without a value step the level by trend)
  *   residual e = y - f;  anomaly = e / sqrt(var) once `warmup` windows were folded in
  *   e' = e clipped to +-threshold * sqrt(var) (after warm-up), so one spike does not drag it
- *   level = f + alpha * e';  trend += alpha * beta * e'
+ *   level = f + a * e';  trend += a * b * e'
  *   var += w * (e'^2 - var), w = max(SG_PREDICT_SCALE_WEIGHT, 1 / residuals so far)
  *   next = level + trend
+ * with a = max(alpha, 2(2t - 1) / (t(t + 1))) and b = max(beta, 3 / (2t - 1)) for the t-th
+ * window: the gains of a least-squares line through the first windows, which hand over to
+ * alpha and beta after a few (about 4 / alpha windows). Without them the trend made of the
+ * first two noisy windows would linger for about 1 / (alpha beta) windows.
  * The first window sets the level (no forecast); the second sets the trend to the change per
  * step (the first forecast is the first value). Residuals count from the third window. */
 #ifndef STREAMGATE_PREDICT_H

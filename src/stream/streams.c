@@ -376,7 +376,7 @@ static int64_t sg_streams__ms(uint64_t v)
 static int sg_streams__predict_setup(struct sg_streams *st, const struct sg_config *cfg)
 {
     struct sg_predict_conf *c = &st->predict_conf;
-    *c = (struct sg_predict_conf){.alpha = 0.2, .beta = 0.05, .threshold = 4, .warmup = 5};
+    *c = (struct sg_predict_conf){.alpha = 0.1, .beta = 0.02, .threshold = 3.5, .warmup = 5};
     st->predict = cfg->predict_enabled;
     if (cfg->predict_alpha)
         (void)sg_parse_real(cfg->predict_alpha, 0, 1, &c->alpha);

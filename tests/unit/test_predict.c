@@ -39,50 +39,57 @@ Test(predict, linear_trend_is_forecast_exactly)
     cr_expect_eq(m.n, 10);
 }
 
-/* 10, 12, 13, 17, 30 (a spike), then nothing at step 5, then 24 at step 6. */
+/* 10, 12, 13, 17, 30 (a spike), then nothing at step 5, then 24 at step 6; threshold 3. The
+ * t-th window's gains are a = max(0.5, 2(2t - 1) / (t(t + 1))), b = max(0.5, 3 / (2t - 1)). */
 Test(predict, warmup_spike_clipping_and_gap)
 {
+    struct sg_predict_conf c = conf;
+    c.threshold = 3;
     struct sg_predict_model m;
     struct sg_predict_out o;
     sg_predict_init(&m, 0);
-    sg_predict_update(&conf, &m, 0, 10, &o); /* level 10 */
-    sg_predict_update(&conf, &m, 1, 12, &o); /* f 10; trend 2, level 12 */
+    sg_predict_update(&c, &m, 0, 10, &o); /* level 10 */
+    sg_predict_update(&c, &m, 1, 12, &o); /* f 10; trend 2, level 12 */
     cr_expect_eq(o.forecast, 10);
     cr_expect_eq(o.next, 14);
     cr_expect(!o.has_anomaly);
-    /* f 14, e -1 (still warming up: not clipped, no score); level 14 - 0.5 = 13.5,
-     * trend 2 - 0.25 = 1.75, var = 1 (the first residual alone). */
-    sg_predict_update(&conf, &m, 2, 13, &o);
+    /* t = 3: a = 5/6, b = 3/5. f 14, e -1 (still warming up: not clipped, no score);
+     * level 14 - 5/6 = 79/6, trend 2 - 1/2 = 1.5, var = 1 (the first residual alone). */
+    sg_predict_update(&c, &m, 2, 13, &o);
     cr_expect_eq(o.forecast, 14);
     cr_expect(!o.has_anomaly);
-    cr_expect_eq(o.next, 15.25);
+    cr_expect(close_to(o.next, 79.0 / 6 + 1.5));
+    cr_expect_eq(m.trend, 1.5);
     cr_expect_eq(m.var, 1);
-    /* f 15.25, e 1.75, scale 1: anomaly 1.75 (under 2); level 16.125, trend 2.1875,
-     * var = 1 + (1.75^2 - 1) / 2 = 2.03125. */
-    sg_predict_update(&conf, &m, 3, 17, &o);
+    /* t = 4: a = 0.7, b = 0.5. f 44/3, e 7/3, scale 1: anomaly 7/3 (under 3);
+     * level 44/3 + 0.7 * 7/3 = 16.3, trend 1.5 + 0.35 * 7/3, var = 1 + ((7/3)^2 - 1) / 2 = 29/9. */
+    sg_predict_update(&c, &m, 3, 17, &o);
     cr_expect(o.has_anomaly && !o.anomalous);
-    cr_expect_eq(o.forecast, 15.25);
-    cr_expect_eq(o.anomaly, 1.75);
-    cr_expect_eq(o.next, 18.3125);
-    cr_expect_eq(m.var, 2.03125);
-    /* f 18.3125, e 11.6875, scale s = sqrt(2.03125): anomaly 11.6875 / s = 8.2005.. flagged.
-     * The update sees e clipped to 2s: level 18.3125 + s, trend 2.1875 + s / 2,
-     * var = 2.03125 + (4 * 2.03125 - 2.03125) / 3 = 4.0625. */
-    double s = sqrt(2.03125);
-    sg_predict_update(&conf, &m, 4, 30, &o);
+    cr_expect(close_to(o.forecast, 44.0 / 3));
+    cr_expect(close_to(o.anomaly, 7.0 / 3));
+    cr_expect(close_to(m.level, 16.3));
+    cr_expect(close_to(m.trend, 1.5 + 0.35 * 7 / 3));
+    cr_expect(close_to(m.var, 29.0 / 9));
+    /* t = 5: a = 0.6, b = 0.5. f = 16.3 + trend, e = 30 - f, scale s = sqrt(29/9): flagged.
+     * The update sees e clipped to 3s: level f + 1.8s, trend + 0.9s,
+     * var = 29/9 + (9 * 29/9 - 29/9) / 3 = 319/27. */
+    double s = sqrt(29.0 / 9), trend = 1.5 + 0.35 * 7 / 3, f = 16.3 + trend;
+    sg_predict_update(&c, &m, 4, 30, &o);
     cr_expect(o.anomalous);
-    cr_expect(close_to(o.anomaly, 11.6875 / s), "%.17g", o.anomaly);
-    cr_expect(close_to(m.level, 18.3125 + s));
-    cr_expect(close_to(m.trend, 2.1875 + s / 2));
-    cr_expect(close_to(m.var, 4.0625));
-    /* Without the clip the level would be 24.15625 and the trend 5.109375; this is what keeps
-     * the next window from being flagged. Step 5 has no window: the level moves by the trend
-     * through it, f = level + 2 * trend = 25.5379.., e = 24 - f, scale sqrt(4.0625) = 2.0156..,
-     * anomaly -0.763.. */
-    double f = 18.3125 + s + 2 * (2.1875 + s / 2);
-    sg_predict_update(&conf, &m, 6, 24, &o);
-    cr_expect(close_to(o.forecast, f), "%.17g", o.forecast);
-    cr_expect(close_to(o.anomaly, (24 - f) / sqrt(4.0625)), "%.17g", o.anomaly);
+    cr_expect(close_to(o.forecast, f));
+    cr_expect(close_to(o.anomaly, (30 - f) / s), "%.17g", o.anomaly);
+    cr_expect(close_to(m.level, f + 1.8 * s));
+    cr_expect(close_to(m.trend, trend + 0.9 * s));
+    cr_expect(close_to(m.var, 319.0 / 27));
+    /* Unclipped, the level would be f + 0.6 e, 2.1 higher: this is what keeps the next window
+     * from being flagged. Step 5 has no window: the level moves by the trend through it,
+     * f = level + 2 trend; the scale is sqrt(319/27). */
+    double level = f + 1.8 * s;
+    trend += 0.9 * s;
+    sg_predict_update(&c, &m, 6, 24, &o);
+    cr_expect(close_to(o.forecast, level + 2 * trend), "%.17g", o.forecast);
+    cr_expect(close_to(o.anomaly, (24 - (level + 2 * trend)) / sqrt(319.0 / 27)), "%.17g",
+              o.anomaly);
     cr_expect(!o.anomalous);
     cr_expect_eq(m.last_step, 6);
 }
