@@ -694,6 +694,82 @@ Test(gen, check_results_finds_every_difference)
     rm_dir(dir);
 }
 
+/* --trend, --noise and --anomaly-rate: the value field follows the planted signal, keys come in
+ * turn (so every window of a key holds the same number of events), the expectation says which
+ * windows were shifted and what the noise-free signal was; --check-results scores forecasts
+ * against them. */
+Test(gen, planted_signal_and_forecast_scores)
+{
+    char *dir = tmp_dir();
+    char exp[512], res[512];
+    snprintf(exp, sizeof(exp), "%s/expect", dir);
+    snprintf(res, sizeof(res), "%s/results", dir);
+    /* 4 keys, 25 events of each per 100 ms window, 40 windows; noise 1, so a window mean's noise
+     * is 0.2 and a planted shift 6 * 0.2 = 1.2. */
+    free(gen_file(dir, "events",
+                  (const char *[]){"--count", "4000", "--keys", "4", "--dist", "round-robin",
+                                   "--start-ts", "1700000000000", "--window-size", "100",
+                                   "--trend", "1", "--noise", "1", "--anomaly-rate", "0.2",
+                                   "--anomaly-size", "6", "--expect", exp, NULL}));
+    char *text = sgt_read_file(exp, NULL);
+    char **lines;
+    size_t n = split_lines(text, &lines), planted = 0;
+    cr_assert_eq(n, 160);
+    FILE *out = fopen(res, "w");
+    cr_assert_not_null(out);
+    size_t false_pos = SIZE_MAX, false_neg = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *e = cJSON_Parse(lines[i]);
+        cr_assert_not_null(e, "%s", lines[i]);
+        cr_assert_eq(num(e, "count"), 25, "%s", lines[i]);
+        cr_assert_eq(num(e, "noise"), 1);
+        bool p = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "planted"));
+        cr_assert(p || cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(e, "planted")));
+        planted += p;
+        cJSON *value = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(e, "fields"), "value");
+        double signal = num(e, "signal"), off = num(value, "sum") / 25 - signal;
+        if (p) /* 1.2 up or down, within 5 standard deviations of the mean's noise */
+            cr_assert(fabs(fabs(off) - 1.2) < 1, "planted: %s", lines[i]);
+        else
+            cr_assert(fabs(off) < 1, "%s", lines[i]);
+        /* A server's result: the expectation's numbers, a forecast that is the signal, and an
+         * anomaly score past the threshold exactly for the planted windows, but for one of
+         * each that the check must count as a false positive and a false negative. */
+        bool flag = p;
+        if (!p && false_pos == SIZE_MAX)
+            flag = true, false_pos = i;
+        else if (p && false_neg == SIZE_MAX)
+            flag = false, false_neg = i;
+        /* Written into the expectation's own text, whose numbers are exact as they are. */
+        const char *fields_end = strstr(lines[i], "}}");
+        const char *sig = strstr(lines[i], "\"signal\":") + 9;
+        fprintf(out, "%.*s,\"forecast\":%.*s,\"anomaly\":%d%.*s,\"final\":true}\n",
+                (int)(fields_end - lines[i]), lines[i], (int)strcspn(sig, ",}"), sig,
+                flag ? -9 : 1, (int)(strlen(fields_end) - 1), fields_end);
+        cJSON_Delete(e);
+    }
+    fclose(out);
+    cr_assert(planted > 10 && planted < 60, "%zu of 160 windows planted", planted);
+    struct run r;
+    cJSON *j;
+    cr_assert_eq(run_check(res, exp, &r, &j), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "precision"), "%s", r.err);
+    cr_assert_eq(num(j, "scored"), 160);
+    cr_assert_eq(num(j, "planted"), (double)planted);
+    cr_assert_eq(num(j, "flagged"), (double)planted);
+    cr_assert_eq(num(j, "true_positives"), (double)planted - 1);
+    double want = ((double)planted - 1) / (double)planted;
+    cr_assert(fabs(num(j, "precision") - want) < 1e-5, "%s", r.out);
+    cr_assert(fabs(num(j, "recall") - want) < 1e-5, "%s", r.out);
+    cr_assert_eq(num(j, "forecast_mae"), 0);
+    cr_assert(fabs(num(j, "noise_level") - 0.2) < 1e-9, "%s", r.out);
+    cJSON_Delete(j);
+    run_free(&r);
+    free(lines);
+    free(text);
+    rm_dir(dir);
+}
+
 Test(gen, check_results_unreadable_input_fails)
 {
     char *dir = tmp_dir();

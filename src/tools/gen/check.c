@@ -5,9 +5,15 @@
  * for every field of the expectation, the same count, sum, min and max (exact double equality:
  * the expectation adds in the server's order). Statistics and fields the expectation does not
  * name are not compared. Exit status: 0 equal, 1 different (the first differences on stderr), 2
- * an unreadable file or a line of the expectation that is not a window. */
+ * an unreadable file or a line of the expectation that is not a window.
+ *
+ * When the expectation carries a planted signal (--trend, --season, --noise, --anomaly-rate), it
+ * also scores the forecasts of the value field: of the windows with an anomaly score, those past
+ * --anomaly-threshold against those planted (precision and recall), and the mean absolute error
+ * of the forecast against the noise-free signal beside the noise of a window mean. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +38,10 @@ struct gen_cwin {
     char *key;
     double start, end, count;
     bool final;
+    /* Expectation: the planted anomaly and signal of the value field, and the events' noise.
+     * Results: the value field's forecast and anomaly score, when it has them. */
+    bool has_signal, planted, has_forecast, has_anomaly;
+    double signal, noise, forecast, anomaly;
     size_t line;
     int nf;
     struct gen_cfield *f; /* expectation: its fields; results: one per name, by index */
@@ -47,6 +57,10 @@ struct gen_check {
     char *names[GEN_CHECK_NAMES];
     int nnames;
     size_t ndiff;
+    /* The forecast check, over the windows with a signal. */
+    double threshold;
+    size_t with_signal, scored, planted, planted_unscored, flagged, true_pos;
+    double abs_err, noise_level; /* sums over the scored windows */
 };
 
 static void gen_check__diff(struct gen_check *ck, const char *fmt, ...)
@@ -122,6 +136,29 @@ static void gen_check__field(const cJSON *stats, struct gen_cfield *f)
     }
 }
 
+/* The numbers of the forecast check: an expectation's planted flag, signal and noise, a
+ * result's forecast and anomaly of the value field. */
+static void gen_check__forecast(const cJSON *o, bool expect, struct gen_cwin *w)
+{
+    if (expect) {
+        const cJSON *signal = cJSON_GetObjectItemCaseSensitive(o, "signal");
+        const cJSON *noise = cJSON_GetObjectItemCaseSensitive(o, "noise");
+        w->has_signal = cJSON_IsNumber(signal) && cJSON_IsNumber(noise);
+        w->signal = w->has_signal ? signal->valuedouble : 0;
+        w->noise = w->has_signal ? noise->valuedouble : 0;
+        w->planted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "planted"));
+        return;
+    }
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(o, "fields"), "value");
+    const cJSON *forecast = cJSON_GetObjectItemCaseSensitive(value, "forecast");
+    const cJSON *anomaly = cJSON_GetObjectItemCaseSensitive(value, "anomaly");
+    w->has_forecast = cJSON_IsNumber(forecast);
+    w->forecast = w->has_forecast ? forecast->valuedouble : 0;
+    w->has_anomaly = cJSON_IsNumber(anomaly);
+    w->anomaly = w->has_anomaly ? anomaly->valuedouble : 0;
+}
+
 /* Fills `w` from one line. The expectation's fields add names; a result keeps one entry per
  * name. Returns NULL, or what is wrong with the line. */
 static const char *gen_check__window(struct gen_check *ck, const char *line, bool expect,
@@ -151,6 +188,7 @@ static const char *gen_check__window(struct gen_check *ck, const char *line, boo
     w->end = end->valuedouble;
     w->count = count->valuedouble;
     w->final = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "final"));
+    gen_check__forecast(o, expect, w);
     if (!(w->key = strdup(key->valuestring))) {
         why = "out of memory";
         goto out;
@@ -279,6 +317,53 @@ static void gen_check__number(struct gen_check *ck, const char *at, const char *
     gen_check__diff(ck, "%s: %s %s, expected %s", at, what, g, w);
 }
 
+/* Counts one scored window into precision, recall and the forecast's error. */
+static void gen_check__score(struct gen_check *ck, const struct gen_cwin *r,
+                             const struct gen_cwin *e)
+{
+    if (!e->has_signal)
+        return;
+    ck->with_signal++;
+    ck->planted += e->planted;
+    if (!r->has_anomaly || !r->has_forecast) { /* warm-up */
+        ck->planted_unscored += e->planted;
+        return;
+    }
+    bool flagged = fabs(r->anomaly) > ck->threshold;
+    ck->scored++;
+    ck->flagged += flagged;
+    ck->true_pos += flagged && e->planted;
+    ck->abs_err += fabs(r->forecast - e->signal);
+    ck->noise_level += e->noise / sqrt(e->count > 0 ? e->count : 1);
+}
+
+/* Prints the forecast check: on stderr unless quiet, and its members for --json. */
+static void gen_check__forecast_report(const struct gen_check *ck, bool quiet, char *json,
+                                       size_t json_size)
+{
+    json[0] = '\0';
+    if (ck->with_signal == 0)
+        return;
+    size_t planted_scored = ck->planted - ck->planted_unscored;
+    double precision = ck->flagged ? (double)ck->true_pos / (double)ck->flagged : 1;
+    double recall = planted_scored ? (double)ck->true_pos / (double)planted_scored : 1;
+    double mae = ck->scored ? ck->abs_err / (double)ck->scored : 0;
+    double noise = ck->scored ? ck->noise_level / (double)ck->scored : 0;
+    if (!quiet)
+        fprintf(stderr,
+                "streamgate-gen: forecasts: %zu windows scored (%zu in warm-up), %zu planted "
+                "(%zu in warm-up), %zu flagged past %g: precision %.4f, recall %.4f; forecast "
+                "error %.4g against a window mean's noise of %.4g\n",
+                ck->scored, ck->with_signal - ck->scored, ck->planted, ck->planted_unscored,
+                ck->flagged, ck->threshold, precision, recall, mae, noise);
+    snprintf(json, json_size,
+             ",\"scored\":%zu,\"planted\":%zu,\"planted_in_warmup\":%zu,\"flagged\":%zu,"
+             "\"true_positives\":%zu,\"precision\":%.6g,\"recall\":%.6g,\"forecast_mae\":%.6g,"
+             "\"noise_level\":%.6g",
+             ck->scored, ck->planted, ck->planted_unscored, ck->flagged, ck->true_pos, precision,
+             recall, mae, noise);
+}
+
 /* Compares one result with the expected window of the same key and start. */
 static void gen_check__compare(struct gen_check *ck, const struct gen_cfile *rf,
                                const struct gen_cwin *r, const struct gen_cfile *ef,
@@ -311,7 +396,8 @@ static void gen_check__compare(struct gen_check *ck, const struct gen_cfile *rf,
 
 int gen_check_results(const struct gen_opts *o)
 {
-    struct gen_check ck = {.nnames = 0};
+    struct gen_check ck = {.nnames = 0, .threshold = o->anomaly_threshold};
+    char forecast_json[512];
     struct gen_cfile ef = {.path = o->expect_path}, rf = {.path = o->check_results};
     int code = 2;
     /* The expectation first: it names the fields to look for in the results. */
@@ -330,6 +416,7 @@ int gen_check_results(const struct gen_opts *o)
                             ef.w[j].line, ef.w[j].key, ef.w[j].start, ef.w[j].count, rf.path);
             j++;
         } else {
+            gen_check__score(&ck, &rf.w[i], &ef.w[j]);
             gen_check__compare(&ck, &rf, &rf.w[i++], &ef, &ef.w[j++]);
         }
     }
@@ -339,9 +426,10 @@ int gen_check_results(const struct gen_opts *o)
                 ck.ndiff, ck.ndiff == 1 ? "" : "s", rf.path, rf.n, ef.path, ef.n);
     else if (!o->quiet)
         fprintf(stderr, "streamgate-gen: %s matches %s: %zu windows\n", rf.path, ef.path, rf.n);
+    gen_check__forecast_report(&ck, o->quiet, forecast_json, sizeof(forecast_json));
     if (o->json)
-        printf("{\"windows\":%zu,\"expected\":%zu,\"differences\":%zu,\"match\":%s}\n", rf.n, ef.n,
-               ck.ndiff, ck.ndiff ? "false" : "true");
+        printf("{\"windows\":%zu,\"expected\":%zu,\"differences\":%zu,\"match\":%s%s}\n",
+               rf.n, ef.n, ck.ndiff, ck.ndiff ? "false" : "true", forecast_json);
 out:
     gen_check__free(&rf);
     gen_check__free(&ef);

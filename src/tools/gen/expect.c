@@ -77,6 +77,8 @@ int gen_expect_add(struct gen_expect *ex, const struct gen_rec *rec)
         ex->len++;
     }
     w->count++;
+    w->planted = rec->planted;
+    w->signal = rec->signal;
     for (int i = 0; i < ex->nfields; i++) {
         struct gen_fagg *f = &w->f[i];
         double v = rec->v[i];
@@ -164,7 +166,14 @@ int gen_expect_write(const struct gen_expect *ex, enum gen_source_kind kind, con
             gen_format_double(a->max, num);
             fprintf(f, ",\"max\":%s}", num);
         }
-        fputs("}}\n", f);
+        fputc('}', f);
+        if (ex->signal) {
+            gen_format_double(w->signal, num);
+            fprintf(f, ",\"planted\":%s,\"signal\":%s", w->planted ? "true" : "false", num);
+            gen_format_double(ex->noise, num);
+            fprintf(f, ",\"noise\":%s", num);
+        }
+        fputs("}\n", f);
     }
     if (fclose(f) != 0) {
         rc = -errno;

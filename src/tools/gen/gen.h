@@ -23,7 +23,7 @@
 #endif
 
 enum gen_source_kind { GEN_SOURCE_SENSORS, GEN_SOURCE_LOGS };
-enum gen_dist { GEN_DIST_UNIFORM, GEN_DIST_ZIPF };
+enum gen_dist { GEN_DIST_UNIFORM, GEN_DIST_ZIPF, GEN_DIST_ROUND_ROBIN };
 enum gen_target { GEN_TARGET_NONE, GEN_TARGET_HTTP, GEN_TARGET_TCP, GEN_TARGET_FILE };
 
 /* ---- options (opts.c) ---------------------------------------------------------------- */
@@ -60,6 +60,14 @@ struct gen_opts {
     uint64_t max_retries;
     bool quiet;
     bool json;
+    /* A planted signal in the sensors' value field, per key and window (source.c). */
+    double trend;           /* largest drift per window; each key drifts by 0.5..1.5 of it */
+    double season;          /* amplitude of a per-key sine */
+    uint64_t period;        /* its period, in windows */
+    double noise;           /* standard deviation of each event's noise */
+    double anomaly_rate;    /* fraction of (key, window) pairs shifted */
+    double anomaly_size;    /* by this many standard deviations of a window mean's noise */
+    double anomaly_threshold; /* --check-results: |anomaly| past it flags a window */
 };
 
 /* Parses argv into `o` (defaults first). Returns 0, 1 when --help was printed (exit 0), or a
@@ -72,9 +80,11 @@ void gen_opts_free(struct gen_opts *o);
 /* What the expectation needs to know about one event. */
 struct gen_rec {
     uint32_t key;
-    bool late; /* dropped by the server as late, per the generation-order watermark */
+    bool late;    /* dropped by the server as late, per the generation-order watermark */
+    bool planted; /* its (key, window) was chosen for an anomaly */
     int64_t ts;
     double v[GEN_MAX_FIELDS];
+    double signal; /* the value field's noise-free signal in its window (with a signal) */
 };
 
 struct gen_source {
@@ -89,6 +99,7 @@ struct gen_source {
     int64_t next_ts; /* event time of the next on-time event */
     int64_t ts_step; /* 0: the wall clock */
     uint64_t n;      /* events made so far */
+    uint64_t turn;   /* keys taken, round-robin */
     double disorder, late;
     int64_t max_delay_ms, lateness_ms, window_ms;
     bool has_max; /* the generation-order watermark */
@@ -97,6 +108,12 @@ struct gen_source {
     int field_idx[GEN_MAX_FIELDS];
     int16_t sin_table[GEN_SIN_SIZE];
     uint16_t exp_table[GEN_EXP_SIZE];
+    /* The planted signal (--trend, --season, --noise, --anomaly-rate); `signal` when any is
+     * set. */
+    bool signal;
+    double trend, season, noise, anomaly_rate, shift;
+    uint64_t period;
+    int64_t first_window; /* window index of the first event time: the signal's origin */
 };
 
 /* Numeric field names of each source, in the order the source writes them. */
@@ -129,6 +146,8 @@ struct gen_fagg {
 struct gen_ewin {
     uint32_t key;
     bool used;
+    bool planted;
+    double signal;
     int64_t start;
     uint64_t count;
     struct gen_fagg f[GEN_MAX_FIELDS];
@@ -137,6 +156,8 @@ struct gen_ewin {
 struct gen_expect {
     int64_t window_ms;
     int nfields;
+    bool signal;  /* write each window's planted flag and signal */
+    double noise; /* and the events' noise */
     struct gen_ewin *slots;
     size_t cap, len;
 };

@@ -111,6 +111,8 @@ static int gen_app_create(struct gen_app *app, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "out of memory");
         return -ENOMEM;
     }
+    app->expect.signal = app->src.signal;
+    app->expect.noise = o->noise;
     app->target_count = o->count;
     app->nlanes = (unsigned)o->connections;
 

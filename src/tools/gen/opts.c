@@ -43,7 +43,9 @@ static const struct gen_opt gen_opt_table[] = {
      "Stop making events after this long; 0 = no limit."},
     {"rate", GEN_OPT_DBL, O(rate), "0", "EVENTS/S", "Total event rate; 0 = as fast as possible."},
     {"keys", GEN_OPT_U64, O(keys), "100", "K", "Number of distinct keys."},
-    {"dist", GEN_OPT_DIST, O(dist), "uniform", "uniform|zipf", "How keys are drawn."},
+    {"dist", GEN_OPT_DIST, O(dist), "uniform", "uniform|zipf|round-robin",
+     "How keys are drawn; round-robin takes them in turn, so every key has the same number of "
+     "events in each window."},
     {"zipf-s", GEN_OPT_DBL, O(zipf_s), "1.1", "S", "Zipf exponent: key k is drawn ~ 1/(k+1)^S."},
     {"batch", GEN_OPT_U64, O(batch), "1", "B",
      "HTTP: events per request; 1 = a JSON object, more = a JSON array (or NDJSON)."},
@@ -75,6 +77,21 @@ static const struct gen_opt gen_opt_table[] = {
      "Compare instead of generating: the window results in PATH (the server's "
      "--output-results-file) against --expect PATH, exactly (count, sum, min, max of each "
      "expected field); exit 0 when equal, 1 with the first differences on stderr."},
+    {"trend", GEN_OPT_DBL, O(trend), "0", "T",
+     "sensors: replace value by a planted signal; each key drifts by 0.5 to 1.5 times T per "
+     "window, up or down."},
+    {"season", GEN_OPT_DBL, O(season), "0", "A",
+     "sensors: add a per-key sine of amplitude A to the planted signal (period --period)."},
+    {"period", GEN_OPT_U64, O(period), "24", "W", "The --season sine's period, in windows."},
+    {"noise", GEN_OPT_DBL, O(noise), "0", "S",
+     "sensors: add Gaussian noise of standard deviation S to every value of the signal."},
+    {"anomaly-rate", GEN_OPT_DBL, O(anomaly_rate), "0", "P",
+     "sensors: shift the values of this fraction of (key, window) pairs, recorded in --expect."},
+    {"anomaly-size", GEN_OPT_DBL, O(anomaly_size), "6", "K",
+     "The shift, in standard deviations of a window mean's noise (S / sqrt(events per key and "
+     "window)), up or down."},
+    {"anomaly-threshold", GEN_OPT_DBL, O(anomaly_threshold), "3.5", "T",
+     "--check-results: the server's predict.anomaly_threshold, for precision and recall."},
     {"seed", GEN_OPT_U64, O(seed), "1", "N", "Seed: the same seed makes the same events."},
     {"retry", GEN_OPT_FLAG, O(retry), NULL, NULL,
      "HTTP: send a request answered 503/429 again after its Retry-After."},
@@ -153,6 +170,8 @@ static int gen_opts__set(struct gen_opts *o, const struct gen_opt *op, const cha
             *(enum gen_dist *)p = GEN_DIST_UNIFORM;
         else if (strcmp(val, "zipf") == 0)
             *(enum gen_dist *)p = GEN_DIST_ZIPF;
+        else if (strcmp(val, "round-robin") == 0)
+            *(enum gen_dist *)p = GEN_DIST_ROUND_ROBIN;
         else
             break;
         return 0;
@@ -215,6 +234,17 @@ static int gen_opts__check(struct gen_opts *o, char *errstr, size_t errstr_size)
     }
     if (o->zipf_s <= 0) {
         snprintf(errstr, errstr_size, "--zipf-s must be above 0");
+        return -EINVAL;
+    }
+    if (o->anomaly_rate > 1 || o->period < 1) {
+        snprintf(errstr, errstr_size, "--anomaly-rate is a fraction; --period at least 1");
+        return -EINVAL;
+    }
+    if ((o->trend > 0 || o->season > 0 || o->noise > 0 || o->anomaly_rate > 0) &&
+        o->source != GEN_SOURCE_SENSORS) {
+        snprintf(errstr, errstr_size,
+                 "--trend, --season, --noise and --anomaly-rate plant a signal in the sensors' "
+                 "value field: use --source sensors");
         return -EINVAL;
     }
     if (o->target == GEN_TARGET_FILE && o->connections != 1) {

@@ -157,6 +157,8 @@ out:
     return rc;
 }
 
+static int64_t gen_floor_div(int64_t a, int64_t b);
+
 int gen_source_init(struct gen_source *src, const struct gen_opts *o, char *errstr,
                     size_t errstr_size)
 {
@@ -176,6 +178,19 @@ int gen_source_init(struct gen_source *src, const struct gen_opts *o, char *errs
     src->max_delay_ms = o->max_delay_ms;
     src->lateness_ms = o->lateness_ms;
     src->window_ms = o->window_size_ms;
+    src->signal = o->trend > 0 || o->season > 0 || o->noise > 0 || o->anomaly_rate > 0;
+    src->trend = o->trend;
+    src->season = o->season;
+    src->period = o->period;
+    src->noise = o->noise;
+    src->anomaly_rate = o->anomaly_rate;
+    /* Events per key and window, as the options make them: a window mean's noise is
+     * noise / sqrt(that). */
+    double per_window = o->ts_step > 0 ? (double)o->window_size_ms / (double)o->ts_step
+                                       : o->rate * (double)o->window_size_ms / 1000.0;
+    per_window /= (double)o->keys;
+    src->shift = o->anomaly_size * o->noise / sqrt(per_window > 1 ? per_window : 1);
+    src->first_window = gen_floor_div(src->next_ts, src->window_ms);
     src->seq = calloc(o->keys, sizeof(*src->seq));
     if (!src->seq) {
         snprintf(errstr, errstr_size, "out of memory for %llu keys", (unsigned long long)o->keys);
@@ -229,6 +244,8 @@ void gen_source_destroy(struct gen_source *src)
 
 uint32_t gen_source_next_key(struct gen_source *src)
 {
+    if (src->dist == GEN_DIST_ROUND_ROBIN)
+        return (uint32_t)(src->turn++ % src->keys);
     uint64_t i = gen_below(src, src->keys);
     if (src->dist == GEN_DIST_ZIPF && gen_unit(src) >= src->alias_prob[i])
         i = src->alias_idx[i];
@@ -313,6 +330,40 @@ static inline int64_t gen_wave(const struct gen_source *src, int64_t ts, uint64_
     return amp * src->sin_table[idx] / 32767;
 }
 
+/* The planted signal of key hash h in window w, in value units: a level, a drift and a sine. */
+static double gen_signal(const struct gen_source *src, uint64_t h, int64_t w)
+{
+    double level = 20 + (double)(h % 6000) / 100;
+    double slope = src->trend * (0.5 + (double)((h >> 20) % 1000) / 1000);
+    if ((h >> 40) & 1)
+        slope = -slope;
+    double phase = (double)((h >> 41) % src->period);
+    return level + slope * (double)w +
+           src->season * sin(2 * M_PI * ((double)w + phase) / (double)src->period);
+}
+
+/* A standard normal draw (Box-Muller) from two uniform draws. */
+static double gen_normal(struct gen_source *src)
+{
+    double u1 = gen_unit(src), u2 = gen_unit(src);
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+/* The value field with a planted signal, in hundredths; `planted` says whether the event's
+ * (key, window) pair was chosen for an anomaly, `signal` gets the noise-free signal. */
+static int64_t gen_signal_value(struct gen_source *src, uint32_t key, int64_t ts, uint64_t h,
+                                bool *planted, double *signal)
+{
+    int64_t w = gen_floor_div(ts, src->window_ms); /* from the run's first window */
+    *signal = gen_signal(src, h, w - src->first_window);
+    double v = *signal + src->noise * gen_normal(src);
+    uint64_t pick = gen_mix((uint64_t)w * 0x9e3779b97f4a7c15ULL ^ key ^ src->id_salt);
+    *planted = (double)(pick >> 11) / 9007199254740992.0 < src->anomaly_rate;
+    if (*planted)
+        v += (pick & 1) ? src->shift : -src->shift;
+    return llround(v * 100);
+}
+
 size_t gen_source_make(struct gen_source *src, uint32_t key, int64_t lane_max, int64_t now_ms,
                        char *out, struct gen_rec *rec)
 {
@@ -359,6 +410,8 @@ size_t gen_source_make(struct gen_source *src, uint32_t key, int64_t lane_max, i
     *p++ = '"';
 
     double vals[GEN_MAX_FIELDS + 1];
+    bool planted = false;
+    double signal = 0;
     if (src->kind == GEN_SOURCE_SENSORS) {
         uint64_t r1 = gen_rand(src), r2 = gen_rand(src);
         int64_t value = 2000 + (int64_t)(h % 6000) +
@@ -366,6 +419,8 @@ size_t gen_source_make(struct gen_source *src, uint32_t key, int64_t lane_max, i
                         (int64_t)(r1 % 201) + (int64_t)((r1 >> 16) % 201) - 200;
         if (((r1 >> 32) & 1023) < 5) /* about one in 200: a spike */
             value += 5000 + (int64_t)((r1 >> 42) % 5000);
+        if (src->signal) /* the planted signal instead, with its own spikes only */
+            value = gen_signal_value(src, key, ts, h, &planted, &signal);
         int64_t temp = 1500 + (int64_t)((h >> 13) % 1000) +
                        gen_wave(src, ts, h >> 17, 300, 600000) + (int64_t)(r2 % 61) - 30;
         int64_t hum = 3000 + (int64_t)((h >> 23) % 4000) +
@@ -413,6 +468,8 @@ size_t gen_source_make(struct gen_source *src, uint32_t key, int64_t lane_max, i
     if (rec) {
         rec->key = key;
         rec->late = late;
+        rec->planted = planted;
+        rec->signal = signal;
         rec->ts = ts;
         for (int i = 0; i < src->nfields; i++)
             rec->v[i] = vals[src->field_idx[i]];
