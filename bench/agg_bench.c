@@ -4,6 +4,7 @@
  * malloc's overhead), and apart from those the engine's fixed bytes made at create.
  *
  *   agg_bench --keys N --events M [--fields F] [--quantiles p50,p99] [--window 10s]
+ *             [--predict true|false]  (forecasts per fired window; on by default, as in the server)
  *             [--values uniform|sensor] [--order roundrobin|random]
  *
  * Keys are visited round-robin with event time advancing slowly, so every key has one open
@@ -59,7 +60,8 @@ static size_t heap_in_use(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: agg_bench --keys N --events M [--fields F] [--quantiles LIST] "
-                    "[--window DURATION] [--values uniform|sensor] [--order roundrobin|random]\n");
+                    "[--window DURATION] [--values uniform|sensor] [--order roundrobin|random] "
+                    "[--predict true|false]\n");
     exit(2);
 }
 
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
 {
     long keys = 10000, events = 5000000, fields = 1;
     const char *quantiles = "", *window = "10s", *values = "uniform", *order = "roundrobin";
+    const char *predict = "true";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--keys") == 0)
             keys = atol(argv[i + 1]);
@@ -200,6 +203,8 @@ int main(int argc, char **argv)
             values = argv[i + 1];
         else if (strcmp(argv[i], "--order") == 0)
             order = argv[i + 1];
+        else if (strcmp(argv[i], "--predict") == 0)
+            predict = argv[i + 1];
         else
             usage();
     }
@@ -218,7 +223,8 @@ int main(int argc, char **argv)
     if (sg_config_set(&cfg, "window.quantiles", quantiles, err, sizeof(err)) ||
         sg_config_set(&cfg, "window.size", window, err, sizeof(err)) ||
         sg_config_set(&cfg, "stream.max_keys", max_keys, err, sizeof(err)) ||
-        sg_config_set(&cfg, "window.idle_timeout", "1h", err, sizeof(err))) {
+        sg_config_set(&cfg, "window.idle_timeout", "1h", err, sizeof(err)) ||
+        sg_config_set(&cfg, "predict.enabled", predict, err, sizeof(err))) {
         fprintf(stderr, "agg_bench: %s\n", err);
         return 2;
     }
@@ -309,10 +315,11 @@ int main(int argc, char **argv)
     double bytes_after = (double)(heap_in_use() - heap_created) / (double)keys;
 
     printf("{\"keys\":%ld,\"events\":%ld,\"fields\":%ld,\"quantiles\":\"%s\",\"window\":\"%s\","
-           "\"values\":\"%s\",\"order\":\"%s\",\"cpu_seconds\":%.3f,\"events_per_second\":%.0f,"
+           "\"values\":\"%s\",\"order\":\"%s\",\"predict\":%s,\"cpu_seconds\":%.3f,\"events_per_second\":%.0f,"
            "\"bytes_per_open_key_window\":%.0f,\"bytes_per_key_after\":%.0f,"
            "\"engine_fixed_bytes\":%zu,\"results\":%llu}\n",
-           keys, events, fields, quantiles, window, values, order, cpu, (double)events / cpu,
+           keys, events, fields, quantiles, window, values, order, predict, cpu,
+           (double)events / cpu,
            bytes_per_window, bytes_after, heap_created - heap_before, (unsigned long long)results);
     if (bs) {
         bench_sensors_free(bs);

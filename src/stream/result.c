@@ -177,10 +177,13 @@ static void sg_result__fill_field(const struct sg_streams *st, const struct sg_w
 _Static_assert(SG_RESULT_MODEL_SIZE == SG_PREDICT_ENCODED_SIZE,
                "the view holds a model's stored form");
 
-/* The stat of a forecast number that may be absent (then NaN, written as null). */
+/* The stat of a forecast number that may be absent (then NaN, written as null), to
+ * SG_RESULT_QUANTILE_DIGITS significant digits: a forecast is no more precise than that, and
+ * the full 17 would cost the slow path of sg_result__append_double three times per field and
+ * window (the stored model keeps every bit). */
 static struct sg_result_stat sg_result__maybe(double v, bool has)
 {
-    return sg_result__stat(has ? v : NAN);
+    return sg_result__stat(has ? sg_result__round_estimate(v) : NAN);
 }
 
 /* The forecast numbers of a field of stream s's window w: a final window moves the model, any
