@@ -164,8 +164,10 @@ int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms);
  * does not hold anything back (ingest has stopped). */
 void sg_streams_flush(struct sg_streams *st);
 
-/* Live query. Appends {"key":..,"partition":..,"windows":[<result objects without "final">]}
- * for one key; -ENOENT when the key has no stream. */
+/* Live query. Appends {"key":..,"partition":..,"windows":[<result objects without "final">],
+ * "forecast":{"<field>":..}} for one key ("forecast": what each field's model expects of the
+ * window after the last one it folded in; null before its first; no member without models);
+ * -ENOENT when the key has no stream. */
 int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len,
                           struct sg_buf *out);
 /* Appends {"active_keys":N,"keys":[{"key":..,"partition":..,"open_windows":..,"count":..}],

@@ -745,7 +745,27 @@ int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len
             if (rc == 0)
                 rc = sg_result__render(st, w, -1, out);
         }
-    return rc ? rc : sg_buf_append_str(out, "]}");
+    if (rc == 0)
+        rc = sg_buf_append_char(out, ']');
+    /* The forecast each model holds for the window after the last one it folded in. */
+    if (rc == 0 && s->nmodels > 0) {
+        rc = sg_buf_append_str(out, ",\"forecast\":{");
+        for (unsigned i = 0; rc == 0 && i < s->nmodels; i++) {
+            const struct sg_predict_model *m = &s->models[i];
+            if (i > 0)
+                rc = sg_buf_append_char(out, ',');
+            if (rc == 0)
+                rc = sg_buf_append_json_string(out, st->names[m->field], st->name_lens[m->field]);
+            if (rc == 0)
+                rc = sg_buf_append_char(out, ':');
+            if (rc == 0)
+                rc = m->n > 0 ? sg_result__append_double(out, m->level + m->trend)
+                              : sg_buf_append_str(out, "null");
+        }
+        if (rc == 0)
+            rc = sg_buf_append_char(out, '}');
+    }
+    return rc ? rc : sg_buf_append_char(out, '}');
 }
 
 int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *out)

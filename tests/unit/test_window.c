@@ -2399,12 +2399,21 @@ Test(predict, forecasts_scores_and_gaps_in_results)
     struct sg_buf b;
     sg_buf_init(&b, 1 << 16);
     cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &b), 0);
+    size_t once = b.len;
     cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &b), 0); /* twice: the same */
+    cr_assert(b.len == 2 * once && memcmp(b.data, b.data + once, once) == 0, "%.*s", (int)b.len,
+              b.data);
     cr_assert_not_null(strstr(b.data, "\"forecast\":"), "%.*s", (int)b.len, b.data);
-    const char *first = strstr(b.data, "\"forecast\":");
-    const char *second = strstr(first + 1, "\"forecast\":");
-    cr_assert_not_null(second);
-    cr_assert_eq(strncmp(first, second, 40), 0, "%.*s", (int)b.len, b.data);
+    /* And the key's own forecast for the window after the last fired one (step 6's next). */
+    b.len = once;
+    cJSON *live = cJSON_ParseWithLength(b.data, b.len);
+    cr_assert_not_null(live, "%.*s", (int)b.len, b.data);
+    cJSON *res5 = parse(f.res[5].json);
+    cr_expect(close_rel(num(member(live, "forecast"), "v"), num(field_of(res5, "v"), "next"),
+                        1e-6),
+              "%.*s", (int)b.len, b.data);
+    cJSON_Delete(res5);
+    cJSON_Delete(live);
     sg_buf_free(&b);
     fx_stop(&f);
 }
