@@ -1533,13 +1533,13 @@ Test(memory, bytes_per_open_key_window)
                 "%.2f slots, heap %.2f entries)",
                 requested, f.st->field_off + f.st->field_stride, offsetof(struct sg_stream, key),
                 slots, (double)f.st->heap_cap / KEYS);
-    cr_assert_leq(requested, 276.0, "%.1f bytes per key-window", requested);
+    cr_assert_leq(requested, 285.0, "%.1f bytes per key-window", requested);
 #if MEASURE_MALLOC
     struct mallinfo2 mi1 = mallinfo2();
     /* Small chunks count in uordblks, the big arrays (table, heap) in mmapped hblkhd. */
     double actual = (double)(mi1.uordblks + mi1.hblkhd - mi0.uordblks - mi0.hblkhd) / KEYS;
     cr_log_info("per open key-window: %.1f bytes from malloc, its overhead included", actual);
-    cr_assert_leq(actual, 308.0, "%.1f bytes per key-window from malloc", actual);
+    cr_assert_leq(actual, 316.0, "%.1f bytes per key-window from malloc", actual);
 #endif
     fx_stop(&f);
 }
@@ -1566,7 +1566,7 @@ Test(memory, bytes_per_sketched_key_window_of_a_sensor)
     cr_assert_eq(f.st->windows_open, KEYS);
     double per = (double)(f.st->mem_bytes - before) / KEYS;
     cr_log_info("per open key-window, 3 fields with 2 values each: %.1f bytes", per);
-    cr_assert_leq(per, 470.0, "%.1f bytes per key-window (789 with a sketch per field)", per);
+    cr_assert_leq(per, 480.0, "%.1f bytes per key-window (789 with a sketch per field)", per);
     sg_streams_flush(f.st);
     cr_assert_eq(f.nres, (size_t)KEYS);
     /* device-000007: value {8, 9}, temp {20, 21}, hum {50, 49}: the lower quantiles are the
