@@ -17,6 +17,9 @@
 /* The hard ceiling of event.max_fields: how many numeric fields one event can carry. */
 #define SG_EVENT_MAX_FIELDS 64
 
+/* What one process does (role): everything, ingest to Kafka only, or windows from Kafka. */
+enum sg_role { SG_ROLE_ALL = 0, SG_ROLE_GATEWAY = 1, SG_ROLE_AGGREGATOR = 2 };
+
 enum sg_window_type { SG_WINDOW_TUMBLING = 0, SG_WINDOW_HOPPING = 1, SG_WINDOW_SESSION = 2 };
 enum sg_time_mode { SG_TIME_EVENT = 0, SG_TIME_PROCESSING = 1 };
 /* The unit of an event's numeric time (event.time_unit). */
@@ -39,6 +42,8 @@ struct sg_strlist {
 };
 
 struct sg_config {
+    int role; /* enum sg_role */
+
     /* http.* */
     char *http_listen;              /* "host:port"; empty disables the HTTP listener */
     uint64_t http_max_body_size;    /* bytes, as received (compressed) */
@@ -91,6 +96,7 @@ struct sg_config {
     char *kafka_anomaly_topic;       /* results with an anomalous field; empty: off */
     int64_t kafka_partitions;        /* embedded cluster's topics */
     struct sg_strlist kafka_rdkafka; /* "name=value" librdkafka properties */
+    char *kafka_group_id;            /* the aggregators' consumer group */
 
     /* tablestore.* */
     char *tablestore_endpoint; /* empty: off */

@@ -57,6 +57,9 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 _Static_assert(SG_LOG_DEBUG == 0 && SG_LOG_INFO == 1 && SG_LOG_WARN == 2 && SG_LOG_ERROR == 3,
                "log_levels[] must follow enum sg_log_level");
 
+static const char *const roles[] = {"all", "gateway", "aggregator", NULL};
+_Static_assert(SG_ROLE_ALL == 0 && SG_ROLE_GATEWAY == 1 && SG_ROLE_AGGREGATOR == 2,
+               "roles[] must follow enum sg_role");
 static const char *const window_types[] = {"tumbling", "hopping", "session", NULL};
 _Static_assert(SG_WINDOW_TUMBLING == 0 && SG_WINDOW_HOPPING == 1 && SG_WINDOW_SESSION == 2,
                "window_types[] must follow enum sg_window_type");
@@ -78,6 +81,11 @@ _Static_assert(SG_TIME_UNIT_MS == 0 && SG_TIME_UNIT_S == 1 && SG_TIME_UNIT_US ==
     }
 
 static const struct sg_config_option options[] = {
+    SG_OPT_ENUM("role", role, "all", roles,
+                "What this process does: all (ingest, windows and writers in one process), "
+                "gateway (ingest and the raw topic only; needs kafka.brokers) or aggregator "
+                "(no ingest listeners: consumes kafka.raw_topic in group kafka.group_id and runs "
+                "the windows; needs kafka.brokers)."),
     SG_OPT_ADDR("http.listen", http_listen, "127.0.0.1:8080",
                 "Address of the HTTP listener, host:port or [v6]:port (port 0 picks a free "
                 "port); empty disables HTTP."),
@@ -190,8 +198,11 @@ static const struct sg_config_option options[] = {
                "Partitions of each topic the embedded cluster creates."),
     SG_OPT("kafka.rdkafka", SG_CONFIG_STRLIST, struct sg_strlist, kafka_rdkafka, "", 0, 0,
            SG_CONFIG_F_PROPS,
-           "librdkafka producer properties passed through: an object in the file, "
-           "name=value,name=value elsewhere (e.g. linger.ms=20,compression.type=zstd)."),
+           "librdkafka properties passed through to the producer and, in an aggregator, the "
+           "consumer: an object in the file, name=value,name=value elsewhere (e.g. "
+           "linger.ms=20,compression.type=zstd)."),
+    SG_OPT_STR("kafka.group_id", kafka_group_id, "streamgate-aggregators", 1,
+               "Consumer group the aggregators of kafka.raw_topic join (role aggregator)."),
     SG_OPT_STR("tablestore.endpoint", tablestore_endpoint, "", 0,
                "Tablestore endpoint (http[s]://host[:port]); empty turns the Tablestore writer "
                "off."),
@@ -1472,6 +1483,19 @@ static int validate_limits(const struct sg_config *cfg, char *errstr, size_t err
     return 0;
 }
 
+/* A gateway writes to Kafka and an aggregator reads from it: neither works without brokers. */
+static int validate_role(const struct sg_config *cfg, char *errstr, size_t errstr_size)
+{
+    if (cfg->role == SG_ROLE_ALL)
+        return 0;
+    const char *role = roles[cfg->role];
+    if (cfg->kafka_brokers[0] == '\0')
+        return fail(errstr, errstr_size, NULL, "role: %s needs kafka.brokers", role);
+    if (cfg->kafka_raw_topic[0] == '\0')
+        return fail(errstr, errstr_size, NULL, "role: %s needs kafka.raw_topic", role);
+    return 0;
+}
+
 /* A Tablestore writer needs where and as whom; its backoff must make sense. */
 static int validate_tablestore(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
@@ -1525,6 +1549,8 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
         return fail(errstr, errstr_size, NULL,
                     "http.listen and tcp.listen are both empty: at least one listener is needed");
     int rc = validate_limits(cfg, errstr, errstr_size);
+    if (rc == 0)
+        rc = validate_role(cfg, errstr, errstr_size);
     if (rc == 0)
         rc = validate_tablestore(cfg, errstr, errstr_size);
     if (rc == 0)

@@ -347,7 +347,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 84);
+    cr_assert_eq(n, 86);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1380,5 +1380,28 @@ Test(json, kafka_properties_from_an_object)
     const char *arr = "{\"kafka\":{\"rdkafka\":[\"a=1\"]}}";
     cr_assert_neq(sg_config_apply_json(&cfg, arr, strlen(arr), errbuf, sizeof(errbuf)), 0);
     assert_contains(errbuf, "kafka.rdkafka: expected an object");
+    sg_config_free(&cfg);
+}
+
+/* A gateway and an aggregator need Kafka; `all` does not. */
+Test(validate, role_needs_kafka)
+{
+    struct sg_config cfg;
+    cfg_init(&cfg);
+    cr_assert_eq(cfg.role, SG_ROLE_ALL);
+    cr_assert_str_eq(cfg.kafka_group_id, "streamgate-aggregators");
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    cr_assert_eq(set(&cfg, "role", "gateway"), 0);
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), -EINVAL);
+    cr_assert_str_eq(errbuf, "role: gateway needs kafka.brokers");
+    cr_assert_eq(set(&cfg, "role", "aggregator"), 0);
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), -EINVAL);
+    cr_assert_str_eq(errbuf, "role: aggregator needs kafka.brokers");
+    cr_assert_eq(set(&cfg, "kafka.brokers", "127.0.0.1:9092"), 0);
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    cr_assert_eq(set(&cfg, "kafka.raw_topic", ""), 0);
+    cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), -EINVAL);
+    cr_assert_str_eq(errbuf, "role: aggregator needs kafka.raw_topic");
+    cr_assert_neq(set(&cfg, "role", "router"), 0);
     sg_config_free(&cfg);
 }
