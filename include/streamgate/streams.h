@@ -82,6 +82,18 @@ struct sg_result_field {
     uint8_t model[SG_RESULT_MODEL_SIZE];
 };
 
+/* Where a window began in its Kafka partition (role aggregator): the offset of the first
+ * record folded into it, and the partition's time just before that record. An aggregator that
+ * commits `offset` and stores the time with it lets the next owner of the partition rebuild the
+ * window from that record with the same lateness decisions, hence the same result.
+ * `watermark` and `max_event_time` are INT64_MIN while the partition has no time yet; `offset`
+ * is -1 outside an aggregator. */
+struct sg_streams_origin {
+    int64_t offset;
+    int64_t watermark;
+    int64_t max_event_time;
+};
+
 /* One window result: its numbers, and the same rendered as JSON. Everything it points to is
  * borrowed from the engine and valid only during the callback. */
 struct sg_window_result {
@@ -107,6 +119,7 @@ struct sg_window_result {
      * NULL (json_len 0) when the callbacks asked for the numbers only. */
     const char *json;
     size_t json_len;
+    struct sg_streams_origin origin; /* offset -1 outside an aggregator */
 };
 
 typedef void (*sg_streams_result_cb)(void *arg, const struct sg_window_result *res);
@@ -173,6 +186,47 @@ int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len
 /* Appends {"active_keys":N,"keys":[{"key":..,"partition":..,"open_windows":..,"count":..}],
  * "truncated":bool} listing at most `limit` keys (count = events in open windows). */
 int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *out);
+
+/* ---- Partitions owned through Kafka (role aggregator) ------------------------------------
+ *
+ * An aggregator owns the keys of the raw topic's partitions assigned to it. The engine then
+ * keeps time per partition: each assigned partition has its own watermark (its highest event
+ * time minus window.allowed_lateness, following the wall clock after window.idle_timeout
+ * without records, as the engine's does otherwise), and an event is late when its window ended
+ * at or before its own partition's watermark. Windows fire once the minimum over the assigned
+ * partitions passes their end; a partition assigned without a time yet holds firing back until
+ * its first record or window.idle_timeout. Lateness thus depends on the partition's records
+ * alone, in their order, which is what makes a window rebuilt by another owner from the same
+ * records come out the same. */
+
+/* Takes partition `partition` (0 <= partition < 65536). `from` is the partition's time as the
+ * previous owner committed it (the origin of its first held record), or NULL for none. Returns
+ * 0 or -ENOMEM. */
+int sg_streams_partition_assign(struct sg_streams *st, int32_t partition,
+                                const struct sg_streams_origin *from);
+/* Gives partition `partition` up: its keys and their open windows are dropped without firing
+ * (the next owner rebuilds them from the committed offset) and their memory goes back to the
+ * budget. Returns the number of windows dropped. */
+size_t sg_streams_partition_revoke(struct sg_streams *st, int32_t partition);
+/* sg_streams_add for a record of `partition` at `offset`: its key belongs to that partition,
+ * and lateness is judged against that partition's watermark. */
+int sg_streams_add_record(struct sg_streams *st, const struct sg_event *ev, int32_t partition,
+                          int64_t offset, int64_t now_ms, enum sg_reject *why);
+/* What a partition's open windows hold: the origin with the lowest offset (offset -1 when no
+ * window is open) and the lowest window end (INT64_MAX when none). */
+struct sg_streams_hold {
+    struct sg_streams_origin origin;
+    int64_t min_end;
+};
+/* Fills holds[p] for every partition p < n (one walk over the open windows). */
+void sg_streams_partition_holds(const struct sg_streams *st, struct sg_streams_hold *holds,
+                                size_t n);
+/* The partition's time now (offset left -1); false when it is not assigned. */
+bool sg_streams_partition_time(const struct sg_streams *st, int32_t partition,
+                               struct sg_streams_origin *out);
+/* The latest end of a window holding an event at `t` (tumbling and hopping; the session an
+ * event alone would make). */
+int64_t sg_streams_last_window_end(const struct sg_streams *st, int64_t t);
 
 /* The partition of a key (Kafka murmur2 over stream.partitions). */
 int32_t sg_streams_partition(const struct sg_streams *st, const char *key, size_t key_len);

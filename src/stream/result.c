@@ -371,5 +371,6 @@ void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool fina
     }
     res.json = st->cbs.numbers_only ? NULL : st->out.data;
     res.json_len = st->cbs.numbers_only ? 0 : st->out.len;
+    res.origin = st->origin_off ? *sg_window__origin(st, w) : st->origin;
     st->cbs.result(st->cbs.arg, &res);
 }

@@ -38,6 +38,8 @@
 /* While due windows wait for the writers, how often the engine looks again (a timer's
  * delay): often enough to follow a draining queue, not so often that it spins. */
 #define SG_STREAMS_PACE_POLL_MS 20
+/* How often a partitioned engine (role aggregator) looks at its partitions' idle clocks. */
+#define SG_STREAMS_PART_POLL_MS 100
 /* Wall-clock marks of the watermark kept while windows wait, for the age of the oldest one;
  * marks closer together than SG_STREAMS_DUE_MARK_MS are merged. */
 #define SG_STREAMS_DUE_MARKS   64
@@ -61,9 +63,10 @@ struct sg_wfield {
 };
 
 /* One open window. It is one allocation: this header, then the distinct sketch when
- * window.distinct_field is set, then room for `cap` fields of st->field_stride bytes each
- * (st->field_off gives the offset of the first). Growing it may move it; every place that
- * points at it (the stream's list, the heap, the dirty list) is fixed up by sg_window__grow. */
+ * window.distinct_field is set, then its origin in an aggregator (st->origin_off), then room
+ * for `cap` fields of st->field_stride bytes each (st->field_off gives the offset of the
+ * first). Growing it may move it; every place that points at it (the stream's list, the heap,
+ * the dirty list) is fixed up by sg_window__grow. */
 struct sg_window {
     struct sg_stream *stream;
     struct sg_window *next; /* the stream's list (by start), or the free list */
@@ -104,6 +107,18 @@ struct sg_heap_slot {
     int64_t end;
     struct sg_window *w;
     unsigned char prefix[16];
+};
+
+/* Most partitions an aggregator can be assigned (ids 0 .. this - 1). */
+#define SG_STREAMS_MAX_PARTITIONS 65536
+
+/* A Kafka partition the engine owns (role aggregator): its own time. */
+struct sg_streams_part {
+    bool assigned;
+    bool known;             /* has a watermark: a record, or the previous owner's time */
+    int64_t watermark;      /* windows of its keys ending at or before it are late */
+    int64_t max_event_time;
+    int64_t last_wall;      /* wall clock of its last record, or of its assignment */
 };
 
 /* "At wall clock `wall_ms` the watermark had reached `watermark`": every window whose end is at
@@ -175,9 +190,10 @@ struct sg_streams {
     char **quantile_names; /* "p50", as configured */
     size_t nquantiles;
 
-    /* Offsets inside a window allocation: of the first field, and from one field to the
-     * next (the field, then its sketch when quantiles are computed). */
-    size_t field_off, field_stride;
+    /* Offsets inside a window allocation: of the origin (role aggregator; 0: not kept), of
+     * the first field, and from one field to the next (the field, then its sketch when
+     * quantiles are computed). */
+    size_t origin_off, field_off, field_stride;
 
     /* Deadline heap: open windows, smallest (end, key, start) on top. */
     struct sg_heap_slot *heap;
@@ -205,6 +221,16 @@ struct sg_streams {
     bool held_back; /* ingest was held back at the last look (sg_window__advance) */
     bool emit_armed;
     int64_t next_emit_ms;
+
+    /* Partitions owned through Kafka (role aggregator): on once one is assigned. The engine's
+     * watermark is then the minimum of the assigned partitions' (recomputed, so it may go back
+     * when a partition is assigned), and has_watermark is false while a partition without a
+     * time holds firing back. `origin` is the record being added, for the windows it opens. */
+    bool partitioned;
+    struct sg_streams_part *parts;
+    uint32_t nparts; /* entries of parts[] */
+    int64_t parts_checked_ms;
+    struct sg_streams_origin origin;
 
     /* Rendering: the JSON, and the view of the same numbers (result.c; one allocation, fields
      * then their quantiles, made at the first result and reused). */
@@ -252,6 +278,13 @@ static inline struct sg_hll *sg_window__hll(const struct sg_window *w)
 {
     return (struct sg_hll *)(void *)((char *)w + sizeof(*w));
 }
+/* Where a window's origin is kept, or NULL outside an aggregator. */
+static inline struct sg_streams_origin *sg_window__origin(const struct sg_streams *st,
+                                                          const struct sg_window *w)
+{
+    return st->origin_off ? (struct sg_streams_origin *)(void *)((char *)w + st->origin_off)
+                          : NULL;
+}
 static inline struct sg_wfield *sg_window__field_at(const struct sg_streams *st,
                                                     const struct sg_window *w, size_t i)
 {
@@ -264,6 +297,11 @@ struct sg_ddsketch *sg_window__sketch(struct sg_streams *st, struct sg_wfield *f
 /* Adds the values an aggregate without a sketch stands for (at most SG_WFIELD_SKETCH_AFTER:
  * its min, and its max when it holds two) to `sk`. Returns 0 or -ENOMEM. */
 int sg_window__sketch_fill(struct sg_ddsketch *sk, const struct sg_agg *a);
+/* Recomputes the engine's watermark from the assigned partitions' (partitioned engines). */
+void sg_window__part_watermark(struct sg_streams *st);
+/* Drops every window of a stream without emitting it; the stream is left with none. Returns
+ * how many. */
+size_t sg_window__drop_stream(struct sg_streams *st, struct sg_stream *s);
 /* Moves time forward to the wall clock `now_ms`: processing time, idle advance. */
 void sg_window__advance(struct sg_streams *st, int64_t now_ms);
 /* Takes an event time into the watermark. */

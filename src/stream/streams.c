@@ -129,7 +129,7 @@ static int sg_streams__resize(struct sg_streams *st, size_t nslots)
 
 /* A new stream for `key`, in the table, with no window yet. NULL when out of memory. */
 static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *key, size_t len,
-                                            uint64_t hash)
+                                            uint64_t hash, int32_t partition)
 {
     size_t nslots = st->mask + 1;
     if ((st->nkeys + 1) * 4 > nslots * 3) {
@@ -145,7 +145,7 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
     s->u.windows = NULL;
     s->models = NULL;
     s->nmodels = 0;
-    s->partition = sg_kafka_partition(key, len, st->partitions);
+    s->partition = partition >= 0 ? partition : sg_kafka_partition(key, len, st->partitions);
     s->key_len = (uint32_t)len;
     s->is_idle = false;
     memcpy(s->key, key, len);
@@ -441,6 +441,10 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
                                        : p > SG_HLL_MAX_PRECISION ? SG_HLL_MAX_PRECISION
                                                                   : p);
     st->field_off = sizeof(struct sg_window) + (st->distinct ? sizeof(struct sg_hll) : 0);
+    if (cfg->role == SG_ROLE_AGGREGATOR) {
+        st->origin_off = st->field_off;
+        st->field_off += sizeof(struct sg_streams_origin);
+    }
     st->field_stride = sizeof(struct sg_wfield);
     size_t window_bytes =
         st->field_off + st->field_stride + (st->distinct ? (size_t)1 << st->distinct_precision : 0);
@@ -465,6 +469,9 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         st->paced = st->cbs.result != NULL;
     }
     st->seed = sg_streams__random_seed(st);
+    st->origin = (struct sg_streams_origin){.offset = -1, .watermark = INT64_MIN,
+                                            .max_event_time = INT64_MIN};
+    st->parts_checked_ms = INT64_MIN;
     sg_buf_init(&st->out, SG_STREAMS_RESULT_MAX);
 
     st->slots = calloc(1, sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS));
@@ -540,6 +547,7 @@ void sg_streams_destroy(struct sg_streams *st)
     free(st->quantile_names);
     sg_buf_free(&st->out);
     free(st->view_fields);
+    free(st->parts);
     free(st);
 }
 
@@ -573,8 +581,36 @@ static void sg_streams__refuse_key(struct sg_streams *st)
                 SG_F_INT("suppressed", suppressed));
 }
 
-int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
-                   enum sg_reject *why)
+/* An event of partition `p` (NULL outside an aggregator) takes its time into that partition's
+ * watermark, and the engine's watermark follows. */
+static void sg_streams__observe(struct sg_streams *st, struct sg_streams_part *p, int64_t t,
+                                int64_t now_ms)
+{
+    if (!p) {
+        sg_window__observe(st, t, now_ms);
+        return;
+    }
+    if (st->time_mode == SG_TIME_PROCESSING)
+        return;
+    st->last_event_wall = now_ms;
+    p->last_wall = now_ms;
+    if (!p->known) {
+        p->known = true;
+        p->max_event_time = t;
+        p->watermark = t - st->lateness_ms;
+    } else if (t > p->max_event_time) {
+        p->max_event_time = t;
+        if (t - st->lateness_ms > p->watermark)
+            p->watermark = t - st->lateness_ms;
+    } else {
+        return;
+    }
+    sg_window__part_watermark(st);
+}
+
+static int sg_streams__add(struct sg_streams *st, const struct sg_event *ev,
+                           struct sg_streams_part *p, int32_t partition, int64_t now_ms,
+                           enum sg_reject *why)
 {
     uint32_t ids[SG_EVENT_MAX_FIELDS];
     uint64_t dhash, *distinct_hash = NULL;
@@ -594,26 +630,43 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
     else if (t < -SG_STREAMS_MAX_TIME)
         t = -SG_STREAMS_MAX_TIME;
 
+    /* In an aggregator, lateness is the partition's: its watermark stands in for the engine's
+     * while the event is placed (global_* keep the engine's, for firing). */
+    int64_t global_wm = st->watermark;
+    bool global_has = st->has_watermark;
+    if (p && st->time_mode == SG_TIME_EVENT) {
+        st->watermark = p->watermark;
+        st->has_watermark = p->known;
+    }
+
     uint64_t hash = sg_hash64(ev->key, ev->key_len, st->seed);
     struct sg_stream *s = sg_streams__find(st, ev->key, ev->key_len, hash);
     if (!s) {
         int64_t end;
         if (sg_window__all_late(st, t, &end)) {
             /* Too late for any window: no stream is made for it. */
-            sg_window__observe(st, t, now_ms);
+            if (p && st->time_mode == SG_TIME_EVENT) {
+                st->watermark = global_wm;
+                st->has_watermark = global_has;
+            }
+            sg_streams__observe(st, p, t, now_ms);
             sg_window__late(st, ev, end);
             goto out;
         }
         if (st->nkeys >= (uint64_t)st->max_keys) {
             rc = -EINVAL;
-            goto out;
+            goto restore;
         }
         if (st->streams_limit != SIZE_MAX &&
             st->mem_bytes + sg_streams__key_reserve(st) >= st->streams_limit) {
             sg_streams__refuse_key(st);
             rc = -EINVAL;
-            goto out;
+            goto restore;
         }
+    }
+    if (p && st->time_mode == SG_TIME_EVENT) {
+        st->watermark = global_wm;
+        st->has_watermark = global_has;
     }
 
     size_t n = ev->nfields < SG_EVENT_MAX_FIELDS ? ev->nfields : SG_EVENT_MAX_FIELDS;
@@ -628,27 +681,47 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
      * own windows', so it cannot make itself late. When windows wait for the writers, what is
      * newly due waits behind them (the writers cannot have drained since): the pacing is
      * asked once per event. */
-    sg_window__observe(st, t, now_ms);
+    sg_streams__observe(st, p, t, now_ms);
     if (!held)
         sg_window__fire_due(st);
     else
         sg_window__mark_due(st);
 
     if (!s) {
-        s = sg_streams__insert(st, ev->key, ev->key_len, hash);
+        s = sg_streams__insert(st, ev->key, ev->key_len, hash, partition);
         if (!s) {
             sg_streams__oom(st, "key");
             rc = -ENOMEM;
             goto out;
         }
     }
+    if (p && st->time_mode == SG_TIME_EVENT) {
+        global_wm = st->watermark;
+        global_has = st->has_watermark;
+        st->watermark = p->watermark;
+        st->has_watermark = true;
+        rc = sg_window__add(st, s, ev, t, ids, distinct_hash);
+        goto restore;
+    }
     rc = sg_window__add(st, s, ev, t, ids, distinct_hash);
+    goto out;
+restore:
+    if (p && st->time_mode == SG_TIME_EVENT) {
+        st->watermark = global_wm;
+        st->has_watermark = global_has;
+    }
 out:
     sg_streams__update_gauges(st);
     sg_streams__sync(st);
     if (rc != 0)
         *why = rc == -EINVAL ? SG_REJECT_KEY_LIMIT : SG_REJECT_SINK_FAILED;
     return rc;
+}
+
+int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now_ms,
+                   enum sg_reject *why)
+{
+    return sg_streams__add(st, ev, NULL, -1, now_ms, why);
 }
 
 uint64_t sg_streams_prefetch_slot(const struct sg_streams *st, const char *key, size_t key_len)
@@ -708,8 +781,11 @@ int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
         if (due < next)
             next = due;
     }
-    /* Due windows waiting for the writers: look again soon, without spinning. */
+    /* Due windows waiting for the writers: look again soon, without spinning. Partitions idle
+     * one by one, so a partitioned engine looks every SG_STREAMS_PART_POLL_MS. */
     int64_t due = held ? SG_STREAMS_PACE_POLL_MS : sg_window__next_due(st);
+    if (st->partitioned && due > SG_STREAMS_PART_POLL_MS)
+        due = SG_STREAMS_PART_POLL_MS;
     if (due < next)
         next = due;
     sg_window__update_waiting(st, false);
@@ -801,4 +877,146 @@ int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *o
 int32_t sg_streams_partition(const struct sg_streams *st, const char *key, size_t key_len)
 {
     return sg_kafka_partition(key, key_len, st->partitions);
+}
+
+/* ---- partitions owned through Kafka ------------------------------------------------ */
+
+/* The partition's entry, growing the table; NULL when out of range or memory. */
+static struct sg_streams_part *sg_streams__part(struct sg_streams *st, int32_t partition)
+{
+    if (partition < 0 || partition >= SG_STREAMS_MAX_PARTITIONS)
+        return NULL;
+    if ((uint32_t)partition >= st->nparts) {
+        uint32_t n = st->nparts ? st->nparts : 16;
+        while (n <= (uint32_t)partition)
+            n *= 2;
+        struct sg_streams_part *parts = realloc(st->parts, n * sizeof(*parts));
+        if (!parts)
+            return NULL;
+        memset(parts + st->nparts, 0, (n - st->nparts) * sizeof(*parts));
+        st->mem_bytes += (n - st->nparts) * sizeof(*parts);
+        st->parts = parts;
+        st->nparts = n;
+    }
+    return &st->parts[partition];
+}
+
+int sg_streams_partition_assign(struct sg_streams *st, int32_t partition,
+                                const struct sg_streams_origin *from)
+{
+    struct sg_streams_part *p = sg_streams__part(st, partition);
+    if (!p)
+        return -ENOMEM;
+    st->partitioned = true;
+    *p = (struct sg_streams_part){.assigned = true, .last_wall = st->now_ms};
+    if (from && from->watermark != INT64_MIN) {
+        p->known = true;
+        p->watermark = from->watermark;
+        p->max_event_time = from->max_event_time;
+    }
+    sg_window__part_watermark(st);
+    sg_streams__sync(st);
+    return 0;
+}
+
+size_t sg_streams_partition_revoke(struct sg_streams *st, int32_t partition)
+{
+    size_t dropped = 0;
+    if (partition < 0 || (uint32_t)partition >= st->nparts)
+        return 0;
+    st->parts[partition].assigned = false;
+    /* Removing shifts table entries back, so the partition's streams are found first. */
+    size_t n = 0;
+    for (size_t i = 0; i <= st->mask; i++)
+        n += st->slots[i] && st->slots[i]->partition == partition;
+    struct sg_stream **gone = n ? malloc(n * sizeof(*gone)) : NULL;
+    n = 0;
+    for (size_t i = 0; gone && i <= st->mask; i++)
+        if (st->slots[i] && st->slots[i]->partition == partition)
+            gone[n++] = st->slots[i];
+    for (size_t i = 0; i < n; i++) {
+        struct sg_stream *s = gone[i];
+        if (s->is_idle)
+            sg_streams__make_active(st, s); /* off the idle FIFO */
+        else
+            dropped += sg_window__drop_stream(st, s);
+        sg_streams__remove(st, s);
+    }
+    free(gone);
+    if (!gone && dropped == 0) {
+        /* Out of memory for the list: drop the windows one stream at a time instead. */
+        for (size_t i = 0; i <= st->mask; i++) {
+            struct sg_stream *s = st->slots[i];
+            if (s && s->partition == partition && !s->is_idle && s->u.windows) {
+                dropped += sg_window__drop_stream(st, s);
+                sg_streams__make_idle(st, s); /* evicted with the idle keys */
+            }
+        }
+    }
+    sg_window__part_watermark(st);
+    sg_streams__update_gauges(st);
+    sg_streams__sync(st);
+    return dropped;
+}
+
+int sg_streams_add_record(struct sg_streams *st, const struct sg_event *ev, int32_t partition,
+                          int64_t offset, int64_t now_ms, enum sg_reject *why)
+{
+    struct sg_streams_part *p = sg_streams__part(st, partition);
+    if (!p) {
+        *why = SG_REJECT_SINK_FAILED;
+        return -ENOMEM;
+    }
+    if (!p->assigned)
+        (void)sg_streams_partition_assign(st, partition, NULL);
+    st->origin = (struct sg_streams_origin){
+        .offset = offset,
+        .watermark = p->known ? p->watermark : INT64_MIN,
+        .max_event_time = p->known ? p->max_event_time : INT64_MIN,
+    };
+    int rc = sg_streams__add(st, ev, p, partition, now_ms, why);
+    st->origin.offset = -1;
+    return rc;
+}
+
+void sg_streams_partition_holds(const struct sg_streams *st, struct sg_streams_hold *holds,
+                                size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        holds[i] = (struct sg_streams_hold){
+            .origin = {.offset = -1, .watermark = INT64_MIN, .max_event_time = INT64_MIN},
+            .min_end = INT64_MAX};
+    for (uint32_t i = 0; i < st->heap_len; i++) {
+        const struct sg_window *w = st->heap[i].w;
+        const struct sg_streams_origin *o = sg_window__origin(st, w);
+        int32_t part = w->stream->partition;
+        if (part < 0 || (size_t)part >= n)
+            continue;
+        struct sg_streams_hold *h = &holds[part];
+        if (o && o->offset >= 0 && (h->origin.offset < 0 || o->offset < h->origin.offset))
+            h->origin = *o;
+        if (w->end < h->min_end)
+            h->min_end = w->end;
+    }
+}
+
+bool sg_streams_partition_time(const struct sg_streams *st, int32_t partition,
+                               struct sg_streams_origin *out)
+{
+    if (partition < 0 || (uint32_t)partition >= st->nparts || !st->parts[partition].assigned)
+        return false;
+    const struct sg_streams_part *p = &st->parts[partition];
+    *out = (struct sg_streams_origin){
+        .offset = -1,
+        .watermark = p->known ? p->watermark : INT64_MIN,
+        .max_event_time = p->known ? p->max_event_time : INT64_MIN,
+    };
+    return true;
+}
+
+int64_t sg_streams_last_window_end(const struct sg_streams *st, int64_t t)
+{
+    int64_t end;
+    (void)sg_window__all_late(st, t, &end);
+    return end;
 }

@@ -36,6 +36,63 @@ static int64_t sg_window__floor_div(int64_t a, int64_t b)
 
 /* ---- time ---------------------------------------------------------------------------- */
 
+/* True while ingest is held back by pushback and something other than the watermark will free
+ * memory (see sg_window__advance). */
+static bool sg_window__held_back(const struct sg_streams *st)
+{
+    return st->budget && sg_budget_paused(st->budget) &&
+           (st->held || sg_budget_used_by(st->budget, SG_BUDGET_QUEUES) > 0);
+}
+
+void sg_window__part_watermark(struct sg_streams *st)
+{
+    bool blocked = false, any = false;
+    int64_t wm = INT64_MAX;
+    for (uint32_t i = 0; i < st->nparts; i++) {
+        const struct sg_streams_part *p = &st->parts[i];
+        if (!p->assigned)
+            continue;
+        if (!p->known) {
+            /* No time yet: it holds firing back until it has been idle for idle_timeout. */
+            if (st->now_ms - p->last_wall < st->idle_timeout_ms)
+                blocked = true;
+            continue;
+        }
+        any = true;
+        if (p->watermark < wm)
+            wm = p->watermark;
+    }
+    st->has_watermark = any && !blocked;
+    if (st->has_watermark)
+        st->watermark = wm;
+}
+
+/* The per-partition form of the idle advance below: each assigned partition's watermark
+ * follows the wall clock after idle_timeout without records of its own, so an idle partition
+ * stops holding the others back. Looked at once per millisecond at most. */
+static void sg_window__advance_parts(struct sg_streams *st, int64_t now_ms)
+{
+    if (now_ms == st->parts_checked_ms)
+        return;
+    st->parts_checked_ms = now_ms;
+    bool held_back = sg_window__held_back(st);
+    for (uint32_t i = 0; i < st->nparts; i++) {
+        struct sg_streams_part *p = &st->parts[i];
+        if (!p->assigned)
+            continue;
+        if ((held_back || st->held_back) && now_ms > p->last_wall)
+            p->last_wall = now_ms;
+        int64_t idle = now_ms - p->last_wall;
+        if (p->known && idle >= st->idle_timeout_ms) {
+            int64_t wm = p->max_event_time - st->lateness_ms + (idle - st->idle_timeout_ms);
+            if (wm > p->watermark)
+                p->watermark = wm;
+        }
+    }
+    st->held_back = held_back;
+    sg_window__part_watermark(st);
+}
+
 void sg_window__advance(struct sg_streams *st, int64_t now_ms)
 {
     st->now_ms = now_ms;
@@ -43,6 +100,10 @@ void sg_window__advance(struct sg_streams *st, int64_t now_ms)
         if (!st->has_watermark || now_ms > st->watermark)
             st->watermark = now_ms;
         st->has_watermark = true;
+        return;
+    }
+    if (st->partitioned) {
+        sg_window__advance_parts(st, now_ms);
         return;
     }
     if (!st->has_watermark)
@@ -53,8 +114,7 @@ void sg_window__advance(struct sg_streams *st, int64_t now_ms)
      * memory (the writers' queues drain, due windows wait for them), and at the first look after
      * such a pause, the idle clock starts again. A pause with nothing to drain but open windows
      * that are not due lets it run: only the watermark can free those. */
-    bool held_back = st->budget && sg_budget_paused(st->budget) &&
-                     (st->held || sg_budget_used_by(st->budget, SG_BUDGET_QUEUES) > 0);
+    bool held_back = sg_window__held_back(st);
     if ((held_back || st->held_back) && now_ms > st->last_event_wall)
         st->last_event_wall = now_ms;
     st->held_back = held_back;
@@ -338,6 +398,8 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
     w->start = start;
     w->end = end;
     w->count = 0;
+    if (st->origin_off)
+        *sg_window__origin(st, w) = st->origin;
     w->nfields = 0;
     w->dirty_idx = SG_STREAMS_NO_INDEX;
     if (sg_window__heap_push(st, w) != 0) {
@@ -599,6 +661,11 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
     a->count += b->count;
     if (st->distinct)
         sg_hll_merge(sg_window__hll(a), sg_window__hll(b));
+    if (st->origin_off) {
+        struct sg_streams_origin *ao = sg_window__origin(st, a), *bo = sg_window__origin(st, b);
+        if (bo->offset >= 0 && (ao->offset < 0 || bo->offset < ao->offset))
+            *ao = *bo;
+    }
     if (b->start < a->start)
         a->start = b->start;
     if (b->end > a->end)
@@ -662,6 +729,23 @@ int sg_window__add(struct sg_streams *st, struct sg_stream *s, const struct sg_e
     if (st->type == SG_WINDOW_SESSION)
         return sg_window__add_session(st, s, ev, t, ids, distinct_hash);
     return sg_window__add_fixed(st, s, ev, t, ids, distinct_hash);
+}
+
+size_t sg_window__drop_stream(struct sg_streams *st, struct sg_stream *s)
+{
+    size_t n = 0;
+    if (s->is_idle)
+        return 0;
+    while (s->u.windows) {
+        struct sg_window *w = s->u.windows;
+        s->u.windows = w->next;
+        sg_window__heap_remove(st, w);
+        if (w->dirty_idx != SG_STREAMS_NO_INDEX)
+            st->dirty[w->dirty_idx] = NULL;
+        sg_window__release(st, w);
+        n++;
+    }
+    return n;
 }
 
 /* ---- firing ------------------------------------------------------------------------ */

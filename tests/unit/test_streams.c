@@ -52,7 +52,8 @@ static void fx_stop(struct fx *f)
     sg_config_free(&f->cfg);
 }
 
-static int add(struct fx *f, const char *key, int64_t ts, int64_t now)
+/* An event of `key` at `ts` with one field, v = 1. */
+static struct sg_event *fill(struct fx *f, const char *key, int64_t ts)
 {
     struct sg_event *ev = &f->ev;
     memset(ev, 0, sizeof(*ev));
@@ -65,8 +66,13 @@ static int add(struct fx *f, const char *key, int64_t ts, int64_t now)
     ev->fields[0].name_len = 1;
     ev->fields[0].value = 1;
     ev->nfields = 1;
+    return ev;
+}
+
+static int add(struct fx *f, const char *key, int64_t ts, int64_t now)
+{
     enum sg_reject why = SG_REJECT_COUNT;
-    return sg_streams_add(f->st, ev, now, &why);
+    return sg_streams_add(f->st, fill(f, key, ts), now, &why);
 }
 
 static bool has_key(struct fx *f, const char *key)
@@ -374,5 +380,134 @@ Test(lifecycle, metrics_registered_at_create)
     for (size_t i = 0; i < SG_ARRAY_SIZE(names); i++)
         cr_assert_not_null(strstr(out.data, names[i]), "missing %s", names[i]);
     sg_buf_free(&out);
+    fx_stop(&f);
+}
+
+/* ---- partitions owned through Kafka (role aggregator) ---------------------------------- */
+
+static struct sg_streams_origin last_origin;
+
+static void on_result_origin(void *arg, const struct sg_window_result *r)
+{
+    on_result(arg, r);
+    last_origin = r->origin;
+}
+
+static void fx_start_parts(struct fx *f, uint64_t idle_timeout_ms)
+{
+    char err[256];
+    sg_config_defaults(&f->cfg);
+    f->cfg.window_size_ms = 1000;
+    f->cfg.window_idle_timeout_ms = idle_timeout_ms;
+    f->cfg.role = SG_ROLE_AGGREGATOR;
+    cr_assert_eq(sg_config_set(&f->cfg, "window.quantiles", "", err, sizeof(err)), 0);
+    f->metrics = sg_metrics_create();
+    struct sg_streams_callbacks cbs = {.result = on_result_origin, .arg = f};
+    f->st = sg_streams_create(&f->cfg, f->metrics, NULL, NULL, &cbs);
+    cr_assert_not_null(f->st);
+}
+
+static int add_rec(struct fx *f, int32_t part, const char *key, int64_t ts, int64_t offset,
+                   int64_t now)
+{
+    enum sg_reject why = SG_REJECT_COUNT;
+    return sg_streams_add_record(f->st, fill(f, key, ts), part, offset, now, &why);
+}
+
+static uint64_t late_count(struct fx *f)
+{
+    return sg_metrics_counter_value(f->metrics, SG_METRIC_LATE_EVENTS_TOTAL, NULL);
+}
+
+/* An event is late against its own partition's watermark; windows fire at the minimum. */
+Test(partitions, lateness_is_per_partition)
+{
+    struct fx f = {0};
+    fx_start_parts(&f, 60000);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 0, NULL), 0);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 1, NULL), 0);
+    cr_assert_eq(add_rec(&f, 0, "a", 5500, 0, 1), 0);
+    cr_assert_eq(add_rec(&f, 1, "b", 1500, 0, 2), 0);
+    cr_assert_eq(f.nresults, 0, "partition 1 holds firing back");
+    cr_assert_eq(add_rec(&f, 1, "b2", 2500, 1, 3), 0);
+    cr_assert_eq(f.nresults, 1, "b's [1000,2000) fired at the minimum watermark");
+    cr_assert_str_eq(f.last_key, "b");
+    /* Behind partition 0's watermark, ahead of partition 1's: on time in partition 1. */
+    cr_assert_eq(add_rec(&f, 1, "c", 3200, 2, 4), 0);
+    cr_assert_eq(late_count(&f), 0);
+    cr_assert(has_key(&f, "c"));
+    /* Ahead of the minimum, behind its own partition: late. */
+    cr_assert_eq(add_rec(&f, 0, "a", 4200, 1, 5), 0);
+    cr_assert_eq(late_count(&f), 1);
+    fx_stop(&f);
+}
+
+/* Revoking a partition drops its keys and windows without a result. */
+Test(partitions, revoke_drops_without_firing)
+{
+    struct fx f = {0};
+    fx_start_parts(&f, 60000);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 0, NULL), 0);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 1, NULL), 0);
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(add_rec(&f, i % 2, key, 100 + i, i, 1), 0);
+    }
+    size_t before = f.st->mem_bytes;
+    cr_assert_eq(sg_streams_partition_revoke(f.st, 0), 25);
+    cr_assert_eq(f.nresults, 0);
+    cr_assert_lt(f.st->mem_bytes, before);
+    cr_assert_not(has_key(&f, "k0"));
+    cr_assert(has_key(&f, "k1"));
+    check_table(f.st);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nresults, 25, "only partition 1's windows fire");
+    fx_stop(&f);
+}
+
+/* Holds name the first record of the oldest open window and the partition's time before it;
+ * results carry their window's origin. */
+Test(partitions, holds_and_origins)
+{
+    struct fx f = {0};
+    fx_start_parts(&f, 60000);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 0, NULL), 0);
+    cr_assert_eq(add_rec(&f, 0, "a", 1100, 10, 1), 0);
+    cr_assert_eq(add_rec(&f, 0, "b", 1200, 11, 2), 0);
+    cr_assert_eq(add_rec(&f, 0, "a", 2100, 12, 3), 0);
+    cr_assert_eq(f.nresults, 2);
+    cr_assert_eq(last_origin.offset, 11, "b's window began at offset 11");
+    cr_assert_eq(last_origin.watermark, 1100);
+    struct sg_streams_hold h[2];
+    sg_streams_partition_holds(f.st, h, 2);
+    cr_assert_eq(h[0].origin.offset, 12);
+    cr_assert_eq(h[0].origin.watermark, 1200);
+    cr_assert_eq(h[0].origin.max_event_time, 1200);
+    cr_assert_eq(h[0].min_end, 3000);
+    cr_assert_eq(h[1].origin.offset, -1);
+    /* A new owner starting from that origin judges lateness as the first one did. */
+    sg_streams_partition_revoke(f.st, 0);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 0, &h[0].origin), 0);
+    cr_assert_eq(add_rec(&f, 0, "z", 150, 13, 4), 0);
+    cr_assert_eq(late_count(&f), 1, "behind the stored watermark: late");
+    fx_stop(&f);
+}
+
+/* A partition assigned without a time holds firing back until window.idle_timeout. */
+Test(partitions, unknown_partition_holds_until_idle)
+{
+    struct fx f = {0};
+    fx_start_parts(&f, 1000);
+    sg_streams_tick(f.st, 0);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 0, NULL), 0);
+    cr_assert_eq(sg_streams_partition_assign(f.st, 1, NULL), 0);
+    cr_assert_eq(add_rec(&f, 0, "a", 100, 0, 10), 0);
+    cr_assert_eq(add_rec(&f, 0, "a", 5100, 1, 20), 0);
+    cr_assert_eq(f.nresults, 0);
+    sg_streams_tick(f.st, 500);
+    cr_assert_eq(f.nresults, 0);
+    sg_streams_tick(f.st, 1100);
+    cr_assert_eq(f.nresults, 1, "partition 1 idle for idle_timeout: no longer holds back");
     fx_stop(&f);
 }
