@@ -128,6 +128,18 @@ struct sg_histogram {
       "while they are retried, or after one failed for good.")                                     \
     X(DEAD_LETTER_RECORDS_TOTAL, "streamgate_dead_letter_records_total", COUNTER, "result",        \
       "Records written to (or lost by) the dead-letter output.")                                   \
+    X(KAFKA_CONSUMER_LAG, "streamgate_kafka_consumer_lag", GAUGE, "partition",                    \
+      "Aggregator: records of an assigned partition of kafka.raw_topic not read yet (its high "    \
+      "watermark minus the next offset).")                                                         \
+    X(KAFKA_RECORDS_CONSUMED_TOTAL, "streamgate_kafka_records_consumed_total", COUNTER, "",        \
+      "Aggregator: records read from kafka.raw_topic.")                                            \
+    X(KAFKA_RECORDS_SKIPPED_TOTAL, "streamgate_kafka_records_skipped_total", COUNTER, "reason",    \
+      "Aggregator: records read and not folded into a window: replayed (their window was "        \
+      "written before a crash or rebalance), invalid (not an event), key_limit.")                  \
+    X(KAFKA_REBALANCES_TOTAL, "streamgate_kafka_rebalances_total", COUNTER, "",                    \
+      "Aggregator: partitions assigned or revoked by the consumer group.")                         \
+    X(KAFKA_COMMITS_TOTAL, "streamgate_kafka_commits_total", COUNTER, "result",                    \
+      "Aggregator: offset commits of kafka.raw_topic, ok or failed.")                              \
     X(BUILD_INFO, "streamgate_build_info", GAUGE, "version",                                       \
       "Build information; the value is always 1.")
 

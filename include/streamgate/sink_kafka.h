@@ -48,4 +48,21 @@ int sg_sink_kafka_dead_letter(struct sg_sink *sink, const char *source, const ch
                               size_t key_len, const char *code, const char *message,
                               const char *record, size_t record_len);
 
+/* Shared with the aggregator's consumer (src/ingest/kafka_source.c), one librdkafka client's
+ * configuration and log like the other's. */
+typedef struct rd_kafka_conf_s rd_kafka_conf_t;
+typedef struct rd_kafka_s rd_kafka_t;
+struct sg_strlist;
+/* rd_kafka_conf_set with librdkafka's message, prefixed "kafka.rdkafka: ", in errstr. Returns 0
+ * or -EINVAL. */
+int sg_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                      size_t errstr_size);
+/* Sets every "name=value" of `props` (kafka.rdkafka). Returns 0 or -EINVAL. */
+int sg_kafka_conf_apply(rd_kafka_conf_t *conf, const struct sg_strlist *props, char *errstr,
+                        size_t errstr_size);
+/* A librdkafka log line (syslog level) as one of ours. */
+void sg_kafka_log(struct sg_log *log, int level, const char *fac, const char *buf);
+/* A log callback that drops everything, for the configuration checks' clients. */
+void sg_kafka_log_discard(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 #endif

@@ -544,16 +544,20 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 /* librdkafka's own log lines, forwarded to the main queue (log.queue) so they are written here
  * on the loop thread, as JSON lines like every other. */
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void sg_kafka_log(struct sg_log *log, int level, const char *fac, const char *buf)
 {
-    struct kafka_sink *ks = rd_kafka_opaque(rk);
     enum sg_log_level lvl = level <= 3   ? SG_LOG_ERROR
                             : level == 4 ? SG_LOG_WARN
                             : level <= 6 ? SG_LOG_INFO
                                          : SG_LOG_DEBUG;
-    if (!ks)
-        return;
-    sg_log(ks->log, lvl, "librdkafka", SG_F_STR("facility", fac), SG_F_STR("text", buf));
+    sg_log(log, lvl, "librdkafka", SG_F_STR("facility", fac), SG_F_STR("text", buf));
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    struct kafka_sink *ks = rd_kafka_opaque(rk);
+    if (ks)
+        sg_kafka_log(ks->log, level, fac, buf);
 }
 
 static bool kafka_healthy(struct sg_sink *sink)
@@ -659,8 +663,8 @@ static int kafka_info(struct sg_sink *sink, struct sg_buf *out)
     return rc;
 }
 
-static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-                    size_t errstr_size)
+int sg_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                      size_t errstr_size)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
@@ -715,10 +719,10 @@ static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *boot
         snprintf(errstr, errstr_size, "kafka: out of memory");
         return NULL;
     }
-    if (bootstrap && set_prop(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
+    if (bootstrap && sg_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
         goto fail;
     for (size_t i = 0; i < SG_ARRAY_SIZE(defaults); i++)
-        if (set_prop(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
+        if (sg_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
             goto fail;
     /* librdkafka's own queue caps follow the budget, so its queue alone never holds more than
      * the budget allows; the budget's watermark normally pushes back long before. */
@@ -726,38 +730,46 @@ static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *boot
         size_t msgs = SG_MIN(limit / KAFKA_BUDGET_BYTES_PER_MSG, (size_t)KAFKA_MAX_MESSAGES_CAP);
         snprintf(kbytes, sizeof(kbytes), "%zu", SG_MAX(limit / 1024, (size_t)1));
         snprintf(messages, sizeof(messages), "%zu", SG_MAX(msgs, (size_t)1000));
-        if (set_prop(conf, "queue.buffering.max.kbytes", kbytes, errstr, errstr_size) != 0 ||
-            set_prop(conf, "queue.buffering.max.messages", messages, errstr, errstr_size) != 0)
+        if (sg_kafka_conf_set(conf, "queue.buffering.max.kbytes", kbytes, errstr, errstr_size) != 0 ||
+            sg_kafka_conf_set(conf, "queue.buffering.max.messages", messages, errstr, errstr_size) != 0)
             goto fail;
     }
-    for (size_t i = 0; i < cfg->kafka_rdkafka.count; i++) {
-        const char *item = cfg->kafka_rdkafka.items[i];
-        const char *eq = strchr(item, '=');
-        if (!eq || eq == item) {
-            snprintf(errstr, errstr_size, "kafka.rdkafka: expected name=value, got \"%s\"", item);
-            goto fail;
-        }
-        char name[256];
-        size_t n = (size_t)(eq - item);
-        if (n >= sizeof(name)) {
-            snprintf(errstr, errstr_size, "kafka.rdkafka: property name too long: \"%.*s\"",
-                     (int)SG_MIN(n, 64), item);
-            goto fail;
-        }
-        memcpy(name, item, n);
-        name[n] = '\0';
-        if (set_prop(conf, name, eq + 1, errstr, errstr_size) != 0)
-            goto fail;
-    }
+    if (sg_kafka_conf_apply(conf, &cfg->kafka_rdkafka, errstr, errstr_size) != 0)
+        goto fail;
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
     return NULL;
 }
 
-static void on_check_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+int sg_kafka_conf_apply(rd_kafka_conf_t *conf, const struct sg_strlist *props, char *errstr,
+                        size_t errstr_size)
 {
-    /* The check's producer has no brokers on purpose; librdkafka's warning about that (and
+    for (size_t i = 0; i < props->count; i++) {
+        const char *item = props->items[i];
+        const char *eq = strchr(item, '=');
+        if (!eq || eq == item) {
+            snprintf(errstr, errstr_size, "kafka.rdkafka: expected name=value, got \"%s\"", item);
+            return -EINVAL;
+        }
+        char name[256];
+        size_t n = (size_t)(eq - item);
+        if (n >= sizeof(name)) {
+            snprintf(errstr, errstr_size, "kafka.rdkafka: property name too long: \"%.*s\"",
+                     (int)SG_MIN(n, 64), item);
+            return -EINVAL;
+        }
+        memcpy(name, item, n);
+        name[n] = '\0';
+        if (sg_kafka_conf_set(conf, name, eq + 1, errstr, errstr_size) != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+void sg_kafka_log_discard(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    /* The check's clients have no brokers on purpose; librdkafka's warning about that (and
      * anything else it says) is not for the operator. */
     (void)rk;
     (void)level;
@@ -774,11 +786,11 @@ int sg_sink_kafka_check_config(const struct sg_config *cfg, char *errstr, size_t
     /* Without bootstrap servers (even one named in kafka.rdkafka) the producer connects to
      * nothing, but creating it checks the properties against each other, as the real start
      * would (acks=1 with the default enable.idempotence=true). */
-    if (set_prop(conf, "bootstrap.servers", "", errstr, errstr_size) != 0) {
+    if (sg_kafka_conf_set(conf, "bootstrap.servers", "", errstr, errstr_size) != 0) {
         rd_kafka_conf_destroy(conf);
         return -EINVAL;
     }
-    rd_kafka_conf_set_log_cb(conf, on_check_log);
+    rd_kafka_conf_set_log_cb(conf, sg_kafka_log_discard);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
         rd_kafka_conf_destroy(conf); /* rd_kafka_new owns it only on success */
