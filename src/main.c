@@ -14,6 +14,7 @@
 #include "streamgate/dead_letter.h"
 #include "streamgate/http_server.h"
 #include "streamgate/ingest.h"
+#include "streamgate/kafka_source.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "streamgate/sink.h"
@@ -54,6 +55,7 @@ struct sg_app {
     struct sg_kafka_embedded *kafka_embedded; /* kafka.brokers = "embedded" */
     struct sg_sink *kafka;                    /* also in sinks; NULL: no Kafka writer */
     struct sg_dead_letter *dead_letter;       /* output.dead_letter_file; NULL: off */
+    struct sg_kafka_source *source;           /* role aggregator: the raw topic's consumer */
     struct sg_http_server *http;
     struct sg_tcp_server *tcp;
     uv_signal_t sigint, sigterm;
@@ -76,11 +78,16 @@ static void on_lag_timer(uv_timer_t *t)
     app->lag_expected_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000u;
 }
 
-/* Window results go to every writer that takes them. */
+/* Window results go to every writer that takes them. An aggregator follows each one until
+ * every writer confirmed it: only then may its records' offsets be committed. */
 static void on_result(void *arg, const struct sg_window_result *res)
 {
     struct sg_app *app = arg;
-    sg_sinks_write_result(app->sinks, res, NULL, NULL);
+    struct sg_sink_done *done = app->source ? sg_kafka_source_result(app->source, res) : NULL;
+    struct sg_sinks_outcome outcome = {0};
+    sg_sinks_write_result(app->sinks, res, done, &outcome);
+    if (done)
+        sg_kafka_source_result_taken(app->source, done, (int)outcome.took);
 }
 
 static void on_late(void *arg, const struct sg_event *ev, int64_t window_end)
@@ -107,14 +114,25 @@ static void close_loop_handles(struct sg_app *app)
     uv_close((uv_handle_t *)&app->drain_timer, NULL);
 }
 
+static void on_stopped(void *arg)
+{
+    struct sg_app *app = arg;
+    sg_info(&app->log, "stopped");
+    close_loop_handles(app);
+}
+
 static void on_drained(void *arg)
 {
     struct sg_app *app = arg;
     if (app->drained)
         return;
     app->drained = true;
-    sg_info(&app->log, "stopped");
-    close_loop_handles(app);
+    /* An aggregator commits what the writers confirmed, then leaves its group. */
+    if (app->source && !app->records_left) {
+        sg_kafka_source_close(app->source, on_stopped, app);
+        return;
+    }
+    on_stopped(app);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -124,6 +142,11 @@ static void on_drain_timeout(uv_timer_t *t)
              SG_F_UINT("shutdown_timeout_ms", app->cfg.shutdown_timeout_ms));
     app->records_left = true;
     sg_sinks_abandon(app->sinks);
+    if (app->drained) { /* the writers are done; the consumer's close is what is late */
+        sg_kafka_source_abandon(app->source);
+        on_stopped(app);
+        return;
+    }
     /* The sinks' close paths still run below; what they could not write is counted as failed
      * by them. */
     on_drained(app);
@@ -139,9 +162,13 @@ static void on_server_closed(void *arg)
         on_drained(app);
         return;
     }
-    /* No event can arrive any more: open windows fire as final before the writers drain. */
+    /* No event can arrive any more: open windows fire as final before the writers drain.
+     * Not in an aggregator: they stay unfired and uncommitted, and their partitions' next
+     * owner rebuilds them from the raw topic. */
     uv_timer_stop(&app->tick_timer);
-    if (app->streams)
+    if (app->source)
+        sg_kafka_source_stop(app->source);
+    else if (app->streams)
         sg_streams_flush(app->streams);
     uv_timer_start(&app->drain_timer, on_drain_timeout, app->cfg.shutdown_timeout_ms, 0);
     sg_sinks_drain(app->sinks, on_drained, app);
@@ -180,6 +207,7 @@ static void app_free(struct sg_app *app)
     sg_http_server_destroy(app->http);
     sg_tcp_server_destroy(app->tcp);
     sg_ingest_destroy(app->ingest);
+    sg_kafka_source_destroy(app->source);
     sg_streams_destroy(app->streams);
     sg_sinks_destroy(app->sinks);
     /* The producer is gone (with the sinks); now its in-process cluster may go. */
@@ -190,11 +218,20 @@ static void app_free(struct sg_app *app)
     sg_config_free(&app->cfg);
 }
 
+/* /readyz: an aggregator is ready once its consumer has its assignment. */
+static bool source_ready(void *arg)
+{
+    struct sg_app *app = arg;
+    return !app->source || sg_kafka_source_ready(app->source);
+}
+
 /* GET /v1/info: what is running and where. */
 static int render_info(void *arg, struct sg_buf *out)
 {
+    static const char *const roles[] = {"all", "gateway", "aggregator"};
     struct sg_app *app = arg;
-    int rc = sg_buf_printf(out, "{\"version\":\"%s\",\"listeners\":{\"http\":", SG_VERSION);
+    int rc = sg_buf_printf(out, "{\"version\":\"%s\",\"role\":\"%s\",\"listeners\":{\"http\":",
+                           SG_VERSION, roles[app->cfg.role]);
     const char *http = app->http ? sg_http_server_address(app->http) : "";
     const char *tcp = app->tcp ? sg_tcp_server_address(app->tcp) : "";
     if (rc == 0)
@@ -208,6 +245,10 @@ static int render_info(void *arg, struct sg_buf *out)
     if (rc == 0)
         rc = sg_sinks_render_info(app->sinks, "kafka", out);
     if (rc == 0)
+        rc = sg_buf_append_str(out, ",\"kafka_consumer\":");
+    if (rc == 0)
+        rc = app->source ? sg_kafka_source_info(app->source, out) : sg_buf_append_str(out, "null");
+    if (rc == 0)
         rc = sg_buf_append_str(out, ",\"tablestore\":");
     if (rc == 0)
         rc = sg_sinks_render_info(app->sinks, "tablestore", out);
@@ -218,7 +259,9 @@ static int render_info(void *arg, struct sg_buf *out)
     if (rc == 0)
         rc = sg_buf_printf(
             out, ",\"ready\":%s}",
-            sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) ? "true" : "false");
+            sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) && source_ready(app)
+                ? "true"
+                : "false");
     return rc;
 }
 
@@ -232,9 +275,10 @@ static int add_sink(struct sg_app *app, struct sg_sink *sink, char *err, size_t 
     return -ENOSPC;
 }
 
-static int start_kafka(struct sg_app *app, char *err, size_t errlen)
+static int start_kafka(struct sg_app *app, const char **bootstrap_out, char *err, size_t errlen)
 {
     const char *bootstrap = app->cfg.kafka_brokers;
+    *bootstrap_out = bootstrap;
     if (!bootstrap[0])
         return 0;
     if (strcmp(bootstrap, "embedded") == 0) {
@@ -245,6 +289,7 @@ static int start_kafka(struct sg_app *app, char *err, size_t errlen)
         sg_info(&app->log, "kafka embedded cluster started", SG_F_STR("bootstrap", bootstrap),
                 SG_F_INT("partitions", app->cfg.kafka_partitions));
     }
+    *bootstrap_out = bootstrap;
     int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->budget,
                                   app->dead_letter, app->metrics, &app->log, &app->kafka, err,
                                   errlen);
@@ -333,7 +378,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         if (rc)
             return rc;
     }
-    rc = start_kafka(app, err, errlen);
+    const char *bootstrap = "";
+    rc = start_kafka(app, &bootstrap, err, errlen);
     if (rc)
         return rc;
     if (app->dead_letter && app->kafka)
@@ -353,12 +399,21 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                                        .numbers_only = sg_sinks_results_numbers_only(app->sinks),
                                        .late = sg_sinks_take_late(app->sinks) ? on_late : NULL,
                                        .arg = app};
-    app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, app->budget, &cbs);
-    if (!app->streams) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+    /* A gateway keeps no windows: its events go to the raw topic, for the aggregators. */
+    if (app->cfg.role != SG_ROLE_GATEWAY) {
+        app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, app->budget, &cbs);
+        if (!app->streams) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        sg_ingest_set_streams(app->ingest, app->streams);
     }
-    sg_ingest_set_streams(app->ingest, app->streams);
+    if (app->cfg.role == SG_ROLE_AGGREGATOR) {
+        rc = sg_kafka_source_create(&app->loop, &app->cfg, bootstrap, app->streams, app->budget,
+                                    app->metrics, &app->log, &app->source, err, errlen);
+        if (rc)
+            return rc;
+    }
 
     struct sg_server_env env = {.loop = &app->loop,
                                 .cfg = &app->cfg,
@@ -366,6 +421,7 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                                 .streams = app->streams,
                                 .budget = app->budget,
                                 .info = render_info,
+                                .ready = source_ready,
                                 .info_arg = app,
                                 .metrics = app->metrics,
                                 .log = &app->log};
@@ -374,7 +430,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         if (rc)
             return rc;
     }
-    if (app->cfg.tcp_listen[0]) {
+    /* An aggregator takes no events: its HTTP listener serves the operator only. */
+    if (app->cfg.tcp_listen[0] && app->cfg.role != SG_ROLE_AGGREGATOR) {
         rc = sg_tcp_server_create(&env, &app->tcp, err, errlen);
         if (rc)
             return rc;
@@ -411,7 +468,8 @@ static int run(struct sg_app *app)
         uv_signal_start(&app->sigterm, on_signal, SIGTERM);
         app->lag_expected_ns = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
         uv_timer_start(&app->lag_timer, on_lag_timer, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
-        uv_timer_start(&app->tick_timer, on_tick, 1, 0);
+        if (app->streams)
+            uv_timer_start(&app->tick_timer, on_tick, 1, 0);
         sg_info(&app->log, "listening",
                 SG_F_STR("http", app->http ? sg_http_server_address(app->http) : ""),
                 SG_F_STR("tcp", app->tcp ? sg_tcp_server_address(app->tcp) : ""),
@@ -458,6 +516,8 @@ int main(int argc, char **argv)
      * on, so --check-config answers as the start would. */
     if (rc == 0 && !cli.help && !cli.version && !cli.options_markdown)
         rc = sg_sink_kafka_check_config(&app.cfg, err, sizeof(err));
+    if (rc == 0 && !cli.help && !cli.version && !cli.options_markdown)
+        rc = sg_kafka_source_check_config(&app.cfg, err, sizeof(err));
     if (rc != 0) {
         /* A command line that does not parse, and --check-config's verdict, are for the person
          * who typed them; a gateway that cannot start says so in its log, as JSON. */

@@ -32,6 +32,9 @@ struct sg_server_env {
     struct sg_budget *budget;   /* pushback; NULL: never pauses */
     /* Renders GET /v1/info's JSON object into `out`; NULL answers 404. */
     int (*info)(void *arg, struct sg_buf *out);
+    /* More /readyz demands (an aggregator's consumer has its assignment), called with
+     * info_arg; NULL: none. */
+    bool (*ready)(void *arg);
     void *info_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;

@@ -697,7 +697,11 @@ static int on_headers_complete(llhttp_t *parser)
         msg = "not found";
         break;
     case SG_HTTP_ROUTE_EVENTS:
-        if (method != HTTP_POST) {
+        if (cfg->role == SG_ROLE_AGGREGATOR) {
+            status = 404;
+            msg = "this process is an aggregator (role aggregator): it takes no events; send "
+                  "them to a gateway";
+        } else if (method != HTTP_POST) {
             status = 405;
             msg = "method not allowed";
         } else if (cfg->http_auth_tokens.count > 0 &&
@@ -1115,7 +1119,11 @@ static void handle_streams(struct sg_http_conn *conn, bool close)
         return;
     }
     sg_buf_reset(&srv->resp);
-    if (!srv->streams || sg_streams_render_list(srv->streams, limit, &srv->resp) < 0) {
+    if (!srv->streams) {
+        conn_respond_error(conn, 404, "this process keeps no windows (role gateway)", NULL, close);
+        return;
+    }
+    if (sg_streams_render_list(srv->streams, limit, &srv->resp) < 0) {
         conn_respond_error(conn, 500, "cannot render the stream list", NULL, close);
         return;
     }
@@ -1180,6 +1188,7 @@ static void handle_request(struct sg_http_conn *conn, bool close)
         break;
     case SG_HTTP_ROUTE_READYZ:
         if (!srv->shutting_down && sg_ingest_ready(srv->ingest) &&
+            (!srv->ready || srv->ready(srv->info_arg)) &&
             !(srv->budget && sg_budget_paused(srv->budget)))
             conn_respond(conn, 200, sg_http_json, ready, sizeof(ready) - 1, NULL, close);
         else

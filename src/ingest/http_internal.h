@@ -208,6 +208,7 @@ struct sg_http_server {
     struct sg_rate_limiter *rate; /* http.rate_limit; NULL: off */
     char retry_after[40];         /* "Retry-After: N\r\n" for pushback answers */
     int (*info)(void *arg, struct sg_buf *out);
+    bool (*ready)(void *arg); /* called with info_arg; NULL: none */
     void *info_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;

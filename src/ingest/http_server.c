@@ -296,6 +296,7 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
     snprintf(srv->retry_after, sizeof(srv->retry_after), "Retry-After: %llu\r\n",
              (unsigned long long)((cfg->limits_retry_after_ms + 999) / 1000));
     srv->info = env->info;
+    srv->ready = env->ready;
     srv->info_arg = env->info_arg;
     srv->metrics = env->metrics;
     srv->log = env->log;
