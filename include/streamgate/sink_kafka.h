@@ -62,6 +62,8 @@ int sg_kafka_conf_apply(rd_kafka_conf_t *conf, const struct sg_strlist *props, c
                         size_t errstr_size);
 /* A librdkafka log line (syslog level) as one of ours. */
 void sg_kafka_log(struct sg_log *log, int level, const char *fac, const char *buf);
+/* Empties the non-blocking pipe a queue's IO event writes to (rd_kafka_queue_io_event_enable). */
+void sg_kafka_wake_drain(int fd);
 /* A log callback that drops everything, for the configuration checks' clients. */
 void sg_kafka_log_discard(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 

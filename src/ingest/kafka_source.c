@@ -697,11 +697,9 @@ static void serve(struct sg_kafka_source *src)
 static void on_pipe_readable(uv_poll_t *handle, int status, int events)
 {
     struct sg_kafka_source *src = sg_container_of(handle, struct sg_kafka_source, poll);
-    char scratch[256];
     (void)status;
     (void)events;
-    while (read(src->pipefd[0], scratch, sizeof(scratch)) > 0)
-        ;
+    sg_kafka_wake_drain(src->pipefd[0]);
     serve(src);
 }
 

@@ -193,14 +193,19 @@ static void serve(struct kafka_sink *ks)
     maybe_drained(ks);
 }
 
+void sg_kafka_wake_drain(int fd)
+{
+    char scratch[256];
+    while (read(fd, scratch, sizeof(scratch)) > 0)
+        ;
+}
+
 static void on_pipe_readable(uv_poll_t *handle, int status, int events)
 {
     struct kafka_sink *ks = sg_container_of(handle, struct kafka_sink, poll);
-    char scratch[256];
     (void)status;
     (void)events;
-    while (read(ks->pipefd[0], scratch, sizeof(scratch)) > 0)
-        ;
+    sg_kafka_wake_drain(ks->pipefd[0]);
     serve(ks);
 }
 
