@@ -611,3 +611,30 @@ Test(cli, second_signal_exits_at_once)
     p.pid = 0;
     sgt_stop(&p);
 }
+
+/* A gateway or an aggregator without brokers is refused, and kafka.rdkafka reaches the
+ * consumer as well as the producer: each accepts the other's properties, and a bad value of a
+ * consumer property is caught like a producer one. */
+Test(cli, check_config_roles)
+{
+    const char *gateway[] = {"--check-config", "--role", "gateway", NULL};
+    const char *want_gateway[] = {"role: gateway needs kafka.brokers", NULL};
+    expect_config_error(gateway, NULL, want_gateway);
+
+    const char *env[] = {"STREAMGATE_ROLE=aggregator", NULL};
+    const char *aggregator[] = {"--check-config", NULL};
+    const char *want_aggregator[] = {"role: aggregator needs kafka.brokers", NULL};
+    expect_config_error(aggregator, env, want_aggregator);
+
+    const char *mixed[] = {"--check-config", "--role", "aggregator", "--kafka-brokers",
+                           "127.0.0.1:9", "--kafka-rdkafka",
+                           "linger.ms=20,session.timeout.ms=10000,fetch.wait.max.ms=50", NULL};
+    struct run r = run(mixed, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "configuration ok\n");
+    run_free(&r);
+
+    const char *bad[] = {"--check-config", "--kafka-rdkafka", "session.timeout.ms=soon", NULL};
+    const char *want_bad[] = {"kafka.rdkafka", "session.timeout.ms", NULL};
+    expect_config_error(bad, NULL, want_bad);
+}
