@@ -566,13 +566,14 @@ static void skip(struct sg_kafka_source *src, enum skip_reason why, const rd_kaf
                 SG_F_INT("suppressed", suppressed));
 }
 
-/* The gateway's headers: arrival time and transport. */
-static void record_headers(const rd_kafka_message_t *m, int64_t *received_ms, int *transport)
+/* The gateway's headers: arrival time (`now_ms` without one) and transport. */
+static void record_headers(const rd_kafka_message_t *m, int64_t now_ms, int64_t *received_ms,
+                           int *transport)
 {
     rd_kafka_headers_t *hdrs = NULL;
     const void *v;
     size_t len;
-    *received_ms = sg_now_ms();
+    *received_ms = now_ms;
     *transport = SG_TRANSPORT_HTTP;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
         return;
@@ -591,7 +592,7 @@ static void record_headers(const rd_kafka_message_t *m, int64_t *received_ms, in
         *transport = SG_TRANSPORT_TCP;
 }
 
-static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m)
+static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m, int64_t now_ms)
 {
     struct part *pt = m->partition >= 0 && (uint32_t)m->partition < src->nparts
                           ? &src->parts[m->partition]
@@ -605,7 +606,7 @@ static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m)
     int64_t received_ms;
     int transport;
     enum sg_reject why;
-    record_headers(m, &received_ms, &transport);
+    record_headers(m, now_ms, &received_ms, &transport);
     if (sg_event_decode(&src->dec, m->payload ? m->payload : "", m->len, received_ms, &src->ev,
                         &why) != 0) {
         skip(src, SKIP_INVALID, m);
@@ -621,8 +622,8 @@ static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m)
         skip(src, SKIP_REPLAYED, m);
         return;
     }
-    if (sg_streams_add_record(src->streams, &src->ev, m->partition, m->offset, sg_now_ms(),
-                              &why) != 0)
+    if (sg_streams_add_record(src->streams, &src->ev, m->partition, m->offset, now_ms, &why) !=
+        0)
         skip(src, why == SG_REJECT_KEY_LIMIT ? SKIP_KEY_LIMIT : SKIP_INVALID, m);
 }
 
@@ -671,6 +672,7 @@ static void serve(struct sg_kafka_source *src)
     if (!src->rk || src->closed || !src->handles_init)
         return;
     follow_budget(src);
+    int64_t now_ms = sg_now_ms(); /* one look at the clock per batch */
     int n = 0;
     for (; n < KAFKA_SOURCE_BATCH; n++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(src->rk, 0);
@@ -685,7 +687,7 @@ static void serve(struct sg_kafka_source *src)
                             SG_F_INT("suppressed", suppressed));
             }
         } else if (!src->stopping) {
-            take(src, m);
+            take(src, m, now_ms);
         }
         rd_kafka_message_destroy(m);
     }
