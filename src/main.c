@@ -207,9 +207,10 @@ static void app_free(struct sg_app *app)
     sg_http_server_destroy(app->http);
     sg_tcp_server_destroy(app->tcp);
     sg_ingest_destroy(app->ingest);
-    sg_kafka_source_destroy(app->source);
     sg_streams_destroy(app->streams);
     sg_sinks_destroy(app->sinks);
+    /* After the writers: what they give up at destroy is still told to the consumer. */
+    sg_kafka_source_destroy(app->source);
     /* The producer is gone (with the sinks); now its in-process cluster may go. */
     sg_kafka_embedded_stop(app->kafka_embedded);
     sg_dead_letter_destroy(app->dead_letter); /* after the writers that write to it */
