@@ -436,9 +436,14 @@ static void committed_done(uv_work_t *w, int status)
         }
         parse_meta(tp, &mark, &from);
         /* Windows ending at or before the mark were written: the partition's watermark starts
-         * there at least, so none of them opens again. */
-        if (from.watermark != INT64_MIN && mark > from.watermark)
+         * there at least, so none of them opens again (a hopping window's earlier windows
+         * included). A record of a later window is late exactly when it was the first time:
+         * its window ends past the mark, so the higher start changes nothing for it. */
+        if (mark != INT64_MIN && (from.watermark == INT64_MIN || mark > from.watermark)) {
+            if (from.watermark == INT64_MIN)
+                from.max_event_time = mark;
             from.watermark = mark;
+        }
         pt->assigned = true;
         pt->next_offset = -1;
         pt->mark = mark;
