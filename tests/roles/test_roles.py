@@ -189,6 +189,11 @@ def main():
     aggs[0].kill()                       # kill 1
     at(11)
     aggs.append(aggregator())            # a fourth member joins: a rebalance
+    # Not ready until the group gave it its partitions.
+    joined = json.loads(http(aggs[-1].http, 'GET', '/v1/info')[1])['kafka_consumer']
+    if joined['ready'] or joined['partitions'] or http(aggs[-1].http, 'GET', '/readyz')[0] != 503:
+        fail('a member that just joined is ready before its assignment: %s' % joined)
+    wait_for(lambda: ready(aggs[-1]), 30, 'the fourth member ready')
     at(15)
     aggs.append(aggregator())            # the replacement of the first
     at(20)
@@ -226,11 +231,12 @@ def main():
 
     wait_for(lambda: settled() and (time.sleep(1.5) or settled()), 90,
              'every record read, every window fired and written')
-    replayed = rebalances = 0
+    replayed = rebalances = commits = 0
     for a in live:
         m = metrics(a.http)
         replayed += m['streamgate_kafka_records_skipped_total{reason="replayed"}']
         rebalances += m['streamgate_kafka_rebalances_total']
+        commits += m['streamgate_kafka_commits_total{result="ok"}']
     for s in live + gateways:
         s.stop()
 
@@ -269,8 +275,8 @@ def main():
                             expect], capture_output=True, text=True)
     if check.returncode != 0:
         fail('rows differ from the expectation:\n' + check.stderr[-3000:])
-    if rebalances < 2:
-        fail('expected rebalances, saw %d' % rebalances)
+    if rebalances < 2 or commits == 0:
+        fail('expected rebalances and commits, saw %d and %d' % (rebalances, commits))
     print('ok: %d rows equal the expectation; %d records skipped as replayed, %d rebalances '
           'counted by the last members' % (nrows, replayed, rebalances))
     mock.stdin.close()
