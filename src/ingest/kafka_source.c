@@ -49,7 +49,10 @@
 enum skip_reason { SKIP_REPLAYED = 0, SKIP_INVALID, SKIP_KEY_LIMIT, SKIP_COUNT };
 static const char *const skip_names[SKIP_COUNT] = {"replayed", "invalid", "key_limit"};
 
-/* A window result handed to the writers and not confirmed yet. */
+/* A window result handed to the writers. It stays on its partition's list, holding the
+ * commit back to its first record, until every writer confirmed it and then until the written
+ * mark passes its end: a replay from an earlier offset skips only the windows ending at or
+ * before the mark, and would otherwise rebuild this one from part of its records. */
 struct pending {
     struct sg_sink_done done; /* first: the writers call done.cb */
     struct sg_kafka_source *src;
@@ -59,6 +62,7 @@ struct pending {
     int64_t end;
     int calls, taken;
     bool taken_known;
+    bool confirmed; /* every writer confirmed it */
     bool lost; /* a writer gave it up while stopping: it holds the commit back for good */
 };
 
@@ -163,12 +167,16 @@ static void pending_push(struct pending **head, struct pending *pd)
     *head = pd;
 }
 
-/* Every writer answered: the result is confirmed (or, while stopping, given up: then it keeps
- * holding its partition's commit back). */
+/* Every writer answered: the result is confirmed (or, while stopping, given up: then it stays
+ * unconfirmed, holding its partition's commit back). An orphan (its partition revoked) goes. */
 static void pending_settle(struct pending *pd)
 {
     if (!pd->taken_known || pd->calls < pd->taken || pd->lost)
         return;
+    if (pd->partition >= 0) {
+        pd->confirmed = true;
+        return;
+    }
     pending_unlink(pd->src, pd);
     free(pd);
 }
@@ -226,18 +234,10 @@ static bool commit_point(struct sg_kafka_source *src, int32_t p, const struct sg
     struct sg_streams_origin now;
     if (!pt->assigned || pt->next_offset < 0 || !sg_streams_partition_time(src->streams, p, &now))
         return false;
-    struct sg_streams_origin at = h->origin;
     int64_t min_end = h->min_end;
-    for (const struct pending *pd = pt->pending; pd; pd = pd->next) {
-        if (at.offset < 0 || pd->origin.offset < at.offset)
-            at = pd->origin;
-        if (pd->end < min_end)
+    for (const struct pending *pd = pt->pending; pd; pd = pd->next)
+        if (!pd->confirmed && pd->end < min_end)
             min_end = pd->end;
-    }
-    if (at.offset < 0) {
-        at = now;
-        at.offset = pt->next_offset;
-    }
     /* Every window of the partition ending at or before the mark is written: the ones the
      * partition's watermark passed fired (or never opened: their records were late), except
      * those still open or unconfirmed. */
@@ -248,6 +248,24 @@ static bool commit_point(struct sg_kafka_source *src, int32_t p, const struct sg
             m = min_end - 1;
         if (m > mark)
             mark = m;
+    }
+    /* The commit goes to the first record of a window a replay would rebuild: open, not
+     * confirmed, or confirmed and ending past the mark. Confirmed results the mark passed are
+     * done with. */
+    struct sg_streams_origin at = h->origin;
+    for (struct pending *pd = pt->pending, *next; pd; pd = next) {
+        next = pd->next;
+        if (pd->confirmed && pd->end <= mark) {
+            pending_unlink(src, pd);
+            free(pd);
+            continue;
+        }
+        if (at.offset < 0 || pd->origin.offset < at.offset)
+            at = pd->origin;
+    }
+    if (at.offset < 0) {
+        at = now;
+        at.offset = pt->next_offset;
     }
     *offset = at.offset;
     snprintf(meta, meta_size, KAFKA_SOURCE_META_FMT, mark, at.watermark, at.max_event_time);
