@@ -259,7 +259,7 @@ def main():
     nrows = 0
     with open(results, 'w') as out:
         for line in rows.stdout.splitlines():
-            row = {k: int(v['int']) if isinstance(v, dict) else v
+            row = {k: int(v['int']) if isinstance(v, dict) and 'int' in v else v
                    for k, v in json.loads(line).items()}
             res = {'key': row['key'], 'window_start': row['window_start'],
                    'window_end': row['window_end'], 'count': row['count'], 'fields': {},
