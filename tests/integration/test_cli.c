@@ -545,20 +545,25 @@ Test(cli, readme_matches_metrics_markdown)
     check_readme_table("metrics", "--metrics-markdown");
 }
 
-/* The example configuration shipped in deploy/ must stay valid as options change. */
-Test(cli, deploy_example_config_is_valid)
+/* The example configurations shipped in deploy/ (one process, a gateway, an aggregator) must
+ * stay valid as options change. */
+Test(cli, deploy_example_configs_are_valid)
 {
     const char *root = getenv("SG_SOURCE_ROOT");
     cr_assert_not_null(root, "SG_SOURCE_ROOT is not set");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/deploy/streamgate.json", root);
-    const char *args[] = {"--config", path, "--check-config", NULL};
-    char *out = NULL, *err = NULL;
-    int code = sgt_run(args, NULL, &out, &err);
-    cr_assert_eq(code, 0, "deploy/streamgate.json is invalid: %s", err);
-    cr_assert_str_eq(out, "configuration ok\n");
-    free(out);
-    free(err);
+    static const char *const files[] = {"streamgate.json", "streamgate-gateway.json",
+                                        "streamgate-aggregator.json"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/deploy/%s", root, files[i]);
+        const char *args[] = {"--config", path, "--check-config", NULL};
+        char *out = NULL, *err = NULL;
+        int code = sgt_run(args, NULL, &out, &err);
+        cr_assert_eq(code, 0, "deploy/%s is invalid: %s", files[i], err);
+        cr_assert_str_eq(out, "configuration ok\n");
+        free(out);
+        free(err);
+    }
 }
 
 /* Waits up to timeout_ms for the child; returns its exit status, or -1 if still running. */
