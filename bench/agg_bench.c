@@ -315,12 +315,13 @@ int main(int argc, char **argv)
     double bytes_after = (double)(heap_in_use() - heap_created) / (double)keys;
 
     printf("{\"keys\":%ld,\"events\":%ld,\"fields\":%ld,\"quantiles\":\"%s\",\"window\":\"%s\","
-           "\"values\":\"%s\",\"order\":\"%s\",\"predict\":%s,\"cpu_seconds\":%.3f,\"events_per_second\":%.0f,"
+           "\"values\":\"%s\",\"order\":\"%s\",\"predict\":%s,\"cpu_seconds\":%.3f,\"events_per_"
+           "second\":%.0f,"
            "\"bytes_per_open_key_window\":%.0f,\"bytes_per_key_after\":%.0f,"
            "\"engine_fixed_bytes\":%zu,\"results\":%llu}\n",
            keys, events, fields, quantiles, window, values, order, predict, cpu,
-           (double)events / cpu,
-           bytes_per_window, bytes_after, heap_created - heap_before, (unsigned long long)results);
+           (double)events / cpu, bytes_per_window, bytes_after, heap_created - heap_before,
+           (unsigned long long)results);
     if (bs) {
         bench_sensors_free(bs);
         free(bs);

@@ -258,11 +258,11 @@ static int render_info(void *arg, struct sg_buf *out)
     if (rc == 0)
         rc = sg_budget_render(app->budget, out);
     if (rc == 0)
-        rc = sg_buf_printf(
-            out, ",\"ready\":%s}",
-            sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) && source_ready(app)
-                ? "true"
-                : "false");
+        rc = sg_buf_printf(out, ",\"ready\":%s}",
+                           sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) &&
+                                   source_ready(app)
+                               ? "true"
+                               : "false");
     return rc;
 }
 
@@ -291,9 +291,8 @@ static int start_kafka(struct sg_app *app, const char **bootstrap_out, char *err
                 SG_F_INT("partitions", app->cfg.kafka_partitions));
     }
     *bootstrap_out = bootstrap;
-    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->budget,
-                                  app->dead_letter, app->metrics, &app->log, &app->kafka, err,
-                                  errlen);
+    int rc = sg_sink_kafka_create(&app->loop, &app->cfg, bootstrap, app->budget, app->dead_letter,
+                                  app->metrics, &app->log, &app->kafka, err, errlen);
     return rc ? rc : add_sink(app, app->kafka, err, errlen);
 }
 
@@ -395,8 +394,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
 
     /* Only when some writer takes them: the engine then does not render results (or hand over
      * late events) for nobody, which is most of the cost of firing windows. */
-    struct sg_streams_callbacks cbs = {.result = sg_sinks_take_results(app->sinks) ? on_result
-                                                                                  : NULL,
+    struct sg_streams_callbacks cbs = {.result =
+                                           sg_sinks_take_results(app->sinks) ? on_result : NULL,
                                        .numbers_only = sg_sinks_results_numbers_only(app->sinks),
                                        .late = sg_sinks_take_late(app->sinks) ? on_late : NULL,
                                        .arg = app};

@@ -93,7 +93,7 @@ struct sg_histogram {
     X(FIELD_NAMES_DROPPED_TOTAL, "streamgate_field_names_dropped_total", COUNTER, "",              \
       "Event fields ignored because the field-name table was full or the name too long.")          \
     X(ANOMALIES_TOTAL, "streamgate_anomalies_total", COUNTER, "",                                  \
-      "Fields of final window results whose anomaly score was past predict.anomaly_threshold.")   \
+      "Fields of final window results whose anomaly score was past predict.anomaly_threshold.")    \
     X(BUDGET_BYTES, "streamgate_budget_bytes", GAUGE, "",                                          \
       "Bytes held against the memory budget, in total.")                                           \
     X(BUDGET_USE_BYTES, "streamgate_budget_use_bytes", GAUGE, "use",                               \
@@ -128,13 +128,13 @@ struct sg_histogram {
       "while they are retried, or after one failed for good.")                                     \
     X(DEAD_LETTER_RECORDS_TOTAL, "streamgate_dead_letter_records_total", COUNTER, "result",        \
       "Records written to (or lost by) the dead-letter output.")                                   \
-    X(KAFKA_CONSUMER_LAG, "streamgate_kafka_consumer_lag", GAUGE, "partition",                    \
+    X(KAFKA_CONSUMER_LAG, "streamgate_kafka_consumer_lag", GAUGE, "partition",                     \
       "Aggregator: records of an assigned partition of kafka.raw_topic not read yet (its high "    \
       "watermark minus the next offset).")                                                         \
     X(KAFKA_RECORDS_CONSUMED_TOTAL, "streamgate_kafka_records_consumed_total", COUNTER, "",        \
       "Aggregator: records read from kafka.raw_topic.")                                            \
     X(KAFKA_RECORDS_SKIPPED_TOTAL, "streamgate_kafka_records_skipped_total", COUNTER, "reason",    \
-      "Aggregator: records read and not folded into a window: replayed (their window was "        \
+      "Aggregator: records read and not folded into a window: replayed (their window was "         \
       "written before a crash or rebalance), invalid (not an event), key_limit.")                  \
     X(KAFKA_REBALANCES_TOTAL, "streamgate_kafka_rebalances_total", COUNTER, "",                    \
       "Aggregator: partitions assigned or revoked by the consumer group.")                         \

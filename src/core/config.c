@@ -281,7 +281,7 @@ static const struct sg_config_option options[] = {
                 "Fields forecast; empty means every numeric field."),
     SG_OPT_REAL("predict.alpha", predict_alpha, "0.1",
                 "Smoothing of the level, a number in (0, 1]: higher follows the latest windows "
-               "faster, lower averages more of them."),
+                "faster, lower averages more of them."),
     SG_OPT_REAL("predict.beta", predict_beta, "0.02",
                 "Smoothing of the trend, a number in (0, 1]: higher lets the trend turn faster."),
     SG_OPT_INT("predict.warmup", predict_warmup, "5", 3, 1000000,
@@ -289,7 +289,7 @@ static const struct sg_config_option options[] = {
                "(null until then); at least 3."),
     SG_OPT_REAL("predict.anomaly_threshold", predict_anomaly_threshold, "3.5",
                 "Anomaly score (window mean minus forecast, in residual standard deviations) "
-               "past which a window is flagged; also where the model clips a residual."),
+                "past which a window is flagged; also where the model clips a residual."),
     SG_OPT_INT("stream.max_keys", stream_max_keys, "1000000", 1, 0,
                "Most keys with a live stream at once; events for further keys are rejected "
                "(key_limit)."),
@@ -1417,8 +1417,8 @@ static int validate_predict(const struct sg_config *cfg, char *errstr, size_t er
     } reals[] = {
         {"predict.alpha", offsetof(struct sg_config, predict_alpha), 0, 1, "in (0, 1]"},
         {"predict.beta", offsetof(struct sg_config, predict_beta), 0, 1, "in (0, 1]"},
-        {"predict.anomaly_threshold", offsetof(struct sg_config, predict_anomaly_threshold), 0,
-         1e6, "above 0 and at most 1000000"},
+        {"predict.anomaly_threshold", offsetof(struct sg_config, predict_anomaly_threshold), 0, 1e6,
+         "above 0 and at most 1000000"},
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(reals); i++) {
         const char *text = *(char *const *)(const void *)((const char *)cfg + reals[i].offset);

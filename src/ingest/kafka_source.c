@@ -63,7 +63,7 @@ struct pending {
     int calls, taken;
     bool taken_known;
     bool confirmed; /* every writer confirmed it */
-    bool lost; /* a writer gave it up while stopping: it holds the commit back for good */
+    bool lost;      /* a writer gave it up while stopping: it holds the commit back for good */
 };
 
 struct part {
@@ -147,8 +147,7 @@ static struct part *part_get(struct sg_kafka_source *src, int32_t p)
 
 static void pending_unlink(struct sg_kafka_source *src, struct pending *pd)
 {
-    struct pending **head =
-        pd->partition >= 0 ? &src->parts[pd->partition].pending : &src->orphans;
+    struct pending **head = pd->partition >= 0 ? &src->parts[pd->partition].pending : &src->orphans;
     if (pd->prev)
         pd->prev->next = pd->next;
     else
@@ -193,10 +192,10 @@ static void on_result_done(struct sg_sink_done *done, bool written)
 struct sg_sink_done *sg_kafka_source_result(struct sg_kafka_source *src,
                                             const struct sg_window_result *res)
 {
-    struct part *pt = res->origin.offset >= 0 && res->partition >= 0 &&
-                              (uint32_t)res->partition < src->nparts
-                          ? &src->parts[res->partition]
-                          : NULL;
+    struct part *pt =
+        res->origin.offset >= 0 && res->partition >= 0 && (uint32_t)res->partition < src->nparts
+            ? &src->parts[res->partition]
+            : NULL;
     if (!pt || !pt->assigned)
         return NULL;
     struct pending *pd = calloc(1, sizeof(*pd));
@@ -211,8 +210,7 @@ struct sg_sink_done *sg_kafka_source_result(struct sg_kafka_source *src,
     return &pd->done;
 }
 
-void sg_kafka_source_result_taken(struct sg_kafka_source *src, struct sg_sink_done *done,
-                                  int taken)
+void sg_kafka_source_result_taken(struct sg_kafka_source *src, struct sg_sink_done *done, int taken)
 {
     (void)src;
     if (!done)
@@ -444,8 +442,8 @@ static void committed_done(uv_work_t *w, int status)
     for (int i = 0; i < list->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &list->elems[i];
         struct part *pt = part_get(src, tp->partition);
-        struct sg_streams_origin from = {.offset = -1, .watermark = INT64_MIN,
-                                         .max_event_time = INT64_MIN};
+        struct sg_streams_origin from = {
+            .offset = -1, .watermark = INT64_MIN, .max_event_time = INT64_MIN};
         int64_t mark = INT64_MIN;
         if (!pt) {
             sg_error(src->log, "kafka: partition id out of range or out of memory",
@@ -610,8 +608,8 @@ static void record_headers(const rd_kafka_message_t *m, int64_t now_ms, int64_t 
         if (*end == '\0')
             *received_ms = ms;
     }
-    if (rd_kafka_header_get_last(hdrs, "transport", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        v && len == 3 && memcmp(v, "tcp", 3) == 0)
+    if (rd_kafka_header_get_last(hdrs, "transport", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v &&
+        len == 3 && memcmp(v, "tcp", 3) == 0)
         *transport = SG_TRANSPORT_TCP;
 }
 
@@ -641,12 +639,12 @@ static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m, int64
     }
     src->ev.transport = transport;
     src->ev.received_ms = received_ms;
-    if (pt->mark != INT64_MIN && sg_streams_last_window_end(src->streams, src->ev.ts_ms) <= pt->mark) {
+    if (pt->mark != INT64_MIN &&
+        sg_streams_last_window_end(src->streams, src->ev.ts_ms) <= pt->mark) {
         skip(src, SKIP_REPLAYED, m);
         return;
     }
-    if (sg_streams_add_record(src->streams, &src->ev, m->partition, m->offset, now_ms, &why) !=
-        0)
+    if (sg_streams_add_record(src->streams, &src->ev, m->partition, m->offset, now_ms, &why) != 0)
         skip(src, why == SG_REJECT_KEY_LIMIT ? SKIP_KEY_LIMIT : SKIP_INVALID, m);
 }
 
@@ -761,13 +759,16 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 /* The consumer's configuration: its defaults, then cfg->kafka_rdkafka (which the producer
  * takes too: each client ignores, with a warning, the other's properties). */
-static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *bootstrap,
-                                   char *errstr, size_t errstr_size)
+static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *bootstrap, char *errstr,
+                                   size_t errstr_size)
 {
     static const char *const defaults[][2] = {
-        {"enable.auto.commit", "false"},  {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"}, {"session.timeout.ms", "6000"},
-        {"heartbeat.interval.ms", "2000"}, {"enable.partition.eof", "false"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", "6000"},
+        {"heartbeat.interval.ms", "2000"},
+        {"enable.partition.eof", "false"},
         {"log.queue", "true"},
     };
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -895,8 +896,8 @@ int sg_kafka_source_create(uv_loop_t *loop, const struct sg_config *cfg, const c
     uv_timer_init(loop, &src->retry_timer);
     src->handles_init = true;
     if ((rc = uv_poll_start(&src->poll, UV_READABLE, on_pipe_readable)) != 0 ||
-        (rc = uv_timer_start(&src->timer, on_timer, KAFKA_SOURCE_POLL_MS,
-                             KAFKA_SOURCE_POLL_MS)) != 0 ||
+        (rc = uv_timer_start(&src->timer, on_timer, KAFKA_SOURCE_POLL_MS, KAFKA_SOURCE_POLL_MS)) !=
+            0 ||
         (rc = uv_timer_start(&src->commit_timer, on_commit_timer, KAFKA_SOURCE_COMMIT_MS,
                              KAFKA_SOURCE_COMMIT_MS)) != 0)
         goto fail_uv;
@@ -1060,9 +1061,8 @@ int sg_kafka_source_info(const struct sg_kafka_source *src, struct sg_buf *out)
         first = false;
     }
     if (rc == 0)
-        rc = sg_buf_printf(out,
-                           "],\"consumed\":%" PRIu64 ",\"skipped\":%" PRIu64
-                           ",\"commits\":%" PRIu64 "}",
-                           src->consumed, src->skipped, src->commits);
+        rc = sg_buf_printf(
+            out, "],\"consumed\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"commits\":%" PRIu64 "}",
+            src->consumed, src->skipped, src->commits);
     return rc;
 }

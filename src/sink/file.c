@@ -41,7 +41,7 @@ struct file_sink {
     struct file_done {
         uint64_t seq; /* the record's number among those committed */
         struct sg_sink_done *done;
-    } *dones;
+    } * dones;
     size_t head, n, cap;
 };
 

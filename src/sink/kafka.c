@@ -55,8 +55,8 @@ struct kafka_msg {
     uint64_t produced_ns; /* uv_hrtime() at produce */
     size_t bytes;         /* key + value, for the queue-bytes gauge */
     enum kafka_stream stream;
-    bool in_flight;             /* produced, its report not served yet */
-    struct sg_sink_done *done;  /* told at the report; NULL: nobody waits */
+    bool in_flight;            /* produced, its report not served yet */
+    struct sg_sink_done *done; /* told at the report; NULL: nobody waits */
 };
 
 /* A record librdkafka's queue had no room for: it waits here, in arrival order, and every
@@ -99,8 +99,8 @@ struct kafka_sink {
     size_t queue_records; /* produced and not reported yet */
     struct kafka_pending *backlog, *backlog_tail;
     size_t backlog_records, backlog_bytes;
-    struct sg_budget *budget; /* NULL: no accounting */
-    size_t budget_held;       /* what this writer has charged to it */
+    struct sg_budget *budget;           /* NULL: no accounting */
+    size_t budget_held;                 /* what this writer has charged to it */
     struct sg_dead_letter *dead_letter; /* records given up on go there; NULL: logged only */
     uint64_t delivered, failed;
 
@@ -724,7 +724,8 @@ static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *boot
         snprintf(errstr, errstr_size, "kafka: out of memory");
         return NULL;
     }
-    if (bootstrap && sg_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
+    if (bootstrap &&
+        sg_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0)
         goto fail;
     for (size_t i = 0; i < SG_ARRAY_SIZE(defaults); i++)
         if (sg_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
@@ -735,8 +736,10 @@ static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *boot
         size_t msgs = SG_MIN(limit / KAFKA_BUDGET_BYTES_PER_MSG, (size_t)KAFKA_MAX_MESSAGES_CAP);
         snprintf(kbytes, sizeof(kbytes), "%zu", SG_MAX(limit / 1024, (size_t)1));
         snprintf(messages, sizeof(messages), "%zu", SG_MAX(msgs, (size_t)1000));
-        if (sg_kafka_conf_set(conf, "queue.buffering.max.kbytes", kbytes, errstr, errstr_size) != 0 ||
-            sg_kafka_conf_set(conf, "queue.buffering.max.messages", messages, errstr, errstr_size) != 0)
+        if (sg_kafka_conf_set(conf, "queue.buffering.max.kbytes", kbytes, errstr, errstr_size) !=
+                0 ||
+            sg_kafka_conf_set(conf, "queue.buffering.max.messages", messages, errstr,
+                              errstr_size) != 0)
             goto fail;
     }
     if (sg_kafka_conf_apply(conf, &cfg->kafka_rdkafka, errstr, errstr_size) != 0)

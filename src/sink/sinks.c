@@ -93,8 +93,7 @@ static int sg_sinks__note(struct sg_sinks_outcome *o, const struct sg_sink *sink
 }
 
 int sg_sinks_write_raw(struct sg_sinks *s, const struct sg_event *ev, enum sg_transport transport,
-                       int64_t received_ms, struct sg_sink_done *done,
-                       struct sg_sinks_outcome *out)
+                       int64_t received_ms, struct sg_sink_done *done, struct sg_sinks_outcome *out)
 {
     struct sg_sinks_outcome o = {0};
     int rc = 0;
