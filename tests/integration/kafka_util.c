@@ -99,8 +99,8 @@ void sgt_recs_free(struct sgt_recs *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* One pass of kcat over the whole topic: returns its stdout (malloc'd). */
-static char *kcat_once(const char *bootstrap, const char *topic)
+char *sgt_kcat_dump(const char *bootstrap, const char *topic, const char *format, unsigned alarm_s,
+                    bool *ok)
 {
     cr_assert(access(KCAT, X_OK) == 0, "kcat is required (Debian package kcat)");
     char tmpl[] = "/tmp/sgt-kcat-XXXXXX";
@@ -110,12 +110,12 @@ static char *kcat_once(const char *bootstrap, const char *topic)
     cr_assert(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        alarm(30); /* an unreachable cluster must not hang the test */
+        alarm(alarm_s); /* an unreachable cluster must not hang the test */
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(fd, 1);
         execl(KCAT, KCAT, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f",
-              "%k\\t%p\\t%h\\t%s\\n", (char *)NULL);
+              format, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -124,8 +124,17 @@ static char *kcat_once(const char *bootstrap, const char *topic)
     char *text = sgt_read_file(tmpl, NULL);
     unlink(tmpl);
     cr_assert(text);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        cr_log_warn("kcat exited with status %d", status);
+    *ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return text;
+}
+
+/* One pass of kcat over the whole topic: returns its stdout (malloc'd). */
+static char *kcat_once(const char *bootstrap, const char *topic)
+{
+    bool ok;
+    char *text = sgt_kcat_dump(bootstrap, topic, "%k\t%p\t%h\t%s\n", 30, &ok);
+    if (!ok)
+        cr_log_warn("kcat did not read to the end of %s", topic);
     return text;
 }
 

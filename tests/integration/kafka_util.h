@@ -34,6 +34,11 @@ struct sgt_recs {
     char *text; /* kcat's output; the fields point into it */
 };
 
+/* One pass of kcat over the whole topic, each record printed with kcat's -f `format`, killed
+ * after `alarm_s` seconds: returns its stdout (malloc'd); *ok is false when kcat did not exit
+ * 0 (it did not get to the end). */
+char *sgt_kcat_dump(const char *bootstrap, const char *topic, const char *format, unsigned alarm_s,
+                    bool *ok);
 /* Reads the whole topic with kcat until it holds at least `want` records or timeout_ms
  * passes. Free with sgt_recs_free. */
 void sgt_kcat_read(const char *bootstrap, const char *topic, size_t want, int timeout_ms,

@@ -391,33 +391,14 @@ static long post_until_killed(const char *http, int trial, long resend, struct i
  * outlast. */
 static bool read_topic_ids(const char *bootstrap, struct idset *ids)
 {
-    char tmpl[] = "/tmp/sgt-kill-XXXXXX";
-    int fd = mkstemp(tmpl);
-    cr_assert(fd >= 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        alarm(300);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(fd, 1);
-        execl("/usr/bin/kcat", "kcat", "-C", "-b", bootstrap, "-t", "events", "-o", "beginning",
-              "-e", "-q", "-f", "%s\\n", (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    close(fd);
-    char *text = sgt_read_file(tmpl, NULL);
-    unlink(tmpl);
-    cr_assert(text);
+    bool ok;
+    char *text = sgt_kcat_dump(bootstrap, "events", "%s\n", 300, &ok);
     ids->n = 0;
     for (const char *id = text; (id = strstr(id, "\"id\":")) != NULL; id += 5)
         idset_add(ids, strtol(id + 5, NULL, 10));
     free(text);
     qsort(ids->v, ids->n, sizeof(long), cmp_long);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return ok;
 }
 
 static int kill_trials(void)
