@@ -12,6 +12,7 @@
 #define STREAMGATE_BUDGET_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "streamgate/common.h"
@@ -51,6 +52,14 @@ void sg_budget_release(struct sg_budget *b, enum sg_budget_use use, size_t bytes
 
 /* Moves a holder's account from `*held` to `now` bytes (charge or release the difference). */
 void sg_budget_set(struct sg_budget *b, enum sg_budget_use use, size_t *held, size_t now);
+
+/* glibc keeps what is freed in its heap, and a heap churned by windows opening and firing
+ * fragments: left alone, the process's RSS grows past the budget by the holes between the
+ * chunks in use. When the heap's free chunks have grown by a 32nd of the limit since the last
+ * trim, this hands their whole free pages back to the system (malloc_trim; the chunks stay
+ * free for reuse). Returns whether it trimmed. Called from a timer on the loop (10 a second). */
+#define SG_BUDGET_TRIM_FRACTION 32
+bool sg_budget_trim(struct sg_budget *b);
 
 /* True from crossing the high watermark until falling under the low one. */
 bool sg_budget_paused(const struct sg_budget *b);

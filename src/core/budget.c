@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "streamgate/buf.h"
 #include "streamgate/log.h"
@@ -19,6 +22,7 @@ struct sg_budget {
     size_t limit, high, low;
     size_t used;
     size_t by_use[SG_BUDGET_USE_COUNT];
+    size_t free_mark; /* the heap's free bytes at the last trim, or lower since */
     bool paused;
     struct sg_budget_watcher watchers[SG_BUDGET_MAX_WATCHERS];
     size_t nwatchers;
@@ -26,7 +30,7 @@ struct sg_budget {
 
     struct sg_gauge *m_used, *m_limit, *m_paused;
     struct sg_gauge *m_by_use[SG_BUDGET_USE_COUNT];
-    struct sg_counter *m_pauses;
+    struct sg_counter *m_pauses, *m_trims;
     struct sg_counter *m_pushback[SG_TRANSPORT_COUNT];
 };
 
@@ -53,6 +57,7 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
     b->m_limit = sg_metrics_gauge(metrics, SG_METRIC_BUDGET_LIMIT_BYTES, NULL);
     b->m_paused = sg_metrics_gauge(metrics, SG_METRIC_INGEST_PAUSED, NULL);
     b->m_pauses = sg_metrics_counter(metrics, SG_METRIC_INGEST_PAUSES_TOTAL, NULL);
+    b->m_trims = sg_metrics_counter(metrics, SG_METRIC_MEMORY_TRIMS_TOTAL, NULL);
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
         snprintf(labels, sizeof(labels), "transport=\"%s\"",
                  sg_transport_name((enum sg_transport)t));
@@ -70,7 +75,7 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
             return NULL;
         }
     }
-    if (!b->m_used || !b->m_limit || !b->m_paused || !b->m_pauses) {
+    if (!b->m_used || !b->m_limit || !b->m_paused || !b->m_pauses || !b->m_trims) {
         free(b);
         return NULL;
     }
@@ -149,6 +154,25 @@ void sg_budget_set(struct sg_budget *b, enum sg_budget_use use, size_t *held, si
     else if (now < *held)
         sg_budget_release(b, use, *held - now);
     *held = now;
+}
+
+bool sg_budget_trim(struct sg_budget *b)
+{
+#if defined(__GLIBC__)
+    struct mallinfo2 mi = mallinfo2();
+    /* Free chunks reused since the last look lower the mark; only what was freed since counts. */
+    if (mi.fordblks < b->free_mark)
+        b->free_mark = mi.fordblks;
+    if (mi.fordblks - b->free_mark < b->limit / SG_BUDGET_TRIM_FRACTION)
+        return false;
+    malloc_trim(0);
+    b->free_mark = mi.fordblks;
+    sg_counter_inc(b->m_trims);
+    return true;
+#else
+    (void)b;
+    return false;
+#endif
 }
 
 bool sg_budget_paused(const struct sg_budget *b)

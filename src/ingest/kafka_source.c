@@ -35,8 +35,11 @@
 /* How often offsets are committed (and the lag gauges updated). */
 #define KAFKA_SOURCE_COMMIT_MS 1000
 /* Safety-net poll, in case a wake-up is ever missed; faster while closing. */
-#define KAFKA_SOURCE_POLL_MS       100
-#define KAFKA_SOURCE_CLOSE_POLL_MS 10
+#define KAFKA_SOURCE_POLL_MS 100
+/* The consumer's queue and one fetch, as fractions of limits.memory (see build_conf). */
+#define KAFKA_SOURCE_QUEUED_FRACTION 32
+#define KAFKA_SOURCE_FETCH_FRACTION  64
+#define KAFKA_SOURCE_CLOSE_POLL_MS   10
 /* How long the thread pool waits for the committed offsets of an assignment, and how long
  * after a failure it asks again. */
 #define KAFKA_SOURCE_COMMITTED_TIMEOUT_MS 10000
@@ -117,6 +120,7 @@ struct sg_kafka_source {
     void (*closed_cb)(void *arg);
     void *closed_arg;
 
+    size_t prefetch_bytes; /* charged to the budget for what the consumer fetches ahead */
     uint64_t consumed, skipped, commits;
     struct sg_log_limiter error_limiter, skip_limiter;
     struct sg_counter *m_consumed, *m_skipped[SKIP_COUNT], *m_rebalances;
@@ -782,6 +786,20 @@ static rd_kafka_conf_t *build_conf(const struct sg_config *cfg, const char *boot
     for (size_t i = 0; i < SG_ARRAY_SIZE(defaults); i++)
         if (sg_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
             goto fail;
+    /* What the consumer fetches ahead is memory outside the engine (librdkafka's defaults allow
+     * 64 MiB queued plus 50 MB a fetch): scaled to the budget, which is charged for it. */
+    char queued_kb[24], fetch_max[24];
+    snprintf(queued_kb, sizeof(queued_kb), "%zu",
+             SG_MAX(SG_MIN(cfg->limits_memory / KAFKA_SOURCE_QUEUED_FRACTION, (size_t)64 << 20),
+                    (size_t)1 << 20) >>
+                 10);
+    snprintf(fetch_max, sizeof(fetch_max), "%zu",
+             SG_MAX(SG_MIN(cfg->limits_memory / KAFKA_SOURCE_FETCH_FRACTION, (size_t)50 << 20),
+                    (size_t)1 << 20));
+    if (sg_kafka_conf_set(conf, "queued.max.messages.kbytes", queued_kb, errstr, errstr_size) !=
+            0 ||
+        sg_kafka_conf_set(conf, "fetch.max.bytes", fetch_max, errstr, errstr_size) != 0)
+        goto fail;
     if (sg_kafka_conf_apply(conf, &cfg->kafka_rdkafka, errstr, errstr_size) != 0)
         goto fail;
     return conf;
@@ -831,6 +849,20 @@ static int register_metrics(struct sg_kafka_source *src, struct sg_metrics *m)
     return 0;
 }
 
+/* The consumer's fetch-ahead ceiling as configured: its queue plus one fetch. */
+static size_t prefetch_bytes(const rd_kafka_conf_t *conf)
+{
+    char v[32];
+    size_t n = sizeof(v);
+    size_t bytes = 0;
+    if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", v, &n) == RD_KAFKA_CONF_OK)
+        bytes += (size_t)strtoull(v, NULL, 10) << 10;
+    n = sizeof(v);
+    if (rd_kafka_conf_get(conf, "fetch.max.bytes", v, &n) == RD_KAFKA_CONF_OK)
+        bytes += (size_t)strtoull(v, NULL, 10);
+    return bytes;
+}
+
 int sg_kafka_source_create(uv_loop_t *loop, const struct sg_config *cfg, const char *bootstrap,
                            struct sg_streams *streams, struct sg_budget *budget,
                            struct sg_metrics *metrics, struct sg_log *log,
@@ -865,6 +897,9 @@ int sg_kafka_source_create(uv_loop_t *loop, const struct sg_config *cfg, const c
         rc = -EINVAL;
         goto fail;
     }
+    src->prefetch_bytes = prefetch_bytes(conf);
+    if (src->budget)
+        sg_budget_charge(src->budget, SG_BUDGET_CONNECTIONS, src->prefetch_bytes);
     rd_kafka_conf_set_opaque(conf, src);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
@@ -1014,6 +1049,8 @@ void sg_kafka_source_destroy(struct sg_kafka_source *src)
          * group notices within session.timeout.ms. */
         rd_kafka_destroy_flags(src->rk, src->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
+    if (src->budget)
+        sg_budget_release(src->budget, SG_BUDGET_CONNECTIONS, src->prefetch_bytes);
     if (src->assigning)
         rd_kafka_topic_partition_list_destroy(src->assigning);
     if (src->lookup && !src->committed_busy)
