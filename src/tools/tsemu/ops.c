@@ -310,6 +310,34 @@ static int append_key(struct sg_buf *out, const struct tsemu_table *t,
     return sg_ts_pb_encode(out, kind, &r, NULL, 0) < 0 ? -ENOMEM : 0;
 }
 
+/* append_stored_row for a packed row. */
+static int append_packed_row(struct sg_buf *out, const struct tsemu_table *t,
+                             const struct tsemu_packed *p, const struct read_filter *f,
+                             bool *written)
+{
+    struct tsemu_row row;
+    int rc = tsemu_row_unpack(t, p, &row);
+
+    *written = false;
+    if (rc == 0)
+        rc = append_stored_row(out, t, &row, f, written);
+    tsemu_row_free_contents(&row);
+    return rc;
+}
+
+/* The key of a packed row as a PK-only row. */
+static int append_packed_key(struct sg_buf *out, const struct tsemu_table *t,
+                             const struct tsemu_packed *p)
+{
+    struct tsemu_row row;
+    int rc = tsemu_row_unpack(t, p, &row);
+
+    if (rc == 0)
+        rc = append_key(out, t, row.pk, SG_TS_ROW_PK);
+    tsemu_row_free_contents(&row);
+    return rc;
+}
+
 /* ---- Writes ---------------------------------------------------------------------------- */
 
 /* Applies one PUT, UPDATE or DELETE with its condition. Returns 0, -EINVAL with `e` filled
@@ -327,13 +355,12 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
     struct tsemu_value key[SG_TS_PK_MAX_COLUMNS];
     struct sg_ts_rows rows = {0};
     const struct sg_ts_row *in;
-    struct tsemu_row *row = NULL;
+    struct tsemu_row work = {0}, *row = NULL;
+    struct tsemu_cursor cur;
     int expect = cond ? (int)cond->row_existence : 0;
     int rtype = rcontent && rcontent->has_return_type ? (int)rcontent->return_type : 0;
     int auto_col = -1;
-    bool creates = false;
-    size_t pos;
-    long idx;
+    bool creates = false, found;
     int rc;
 
     *has_ret = false;
@@ -357,13 +384,17 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         goto out;
     }
 
-    idx = tsemu_table_find(t, key, &pos);
-    if ((expect == 1 && idx < 0) || (expect == 2 && idx >= 0)) {
+    found = tsemu_table_seek(t, key, &cur);
+    if ((expect == 1 && !found) || (expect == 2 && found)) {
         rc = werr(e, "OTSConditionCheckFail", MSG_CONDITION_FAIL);
         goto out;
     }
-    if (idx >= 0)
-        row = t->rows[idx];
+    if (found) {
+        rc = tsemu_row_unpack(t, tsemu_cursor_row(t, &cur), &work);
+        if (rc < 0)
+            goto out;
+        row = &work;
+    }
 
     if (type == SG_TS_WRITE_UPDATE) {
         /* Check every INCREMENT before changing anything, so a failed update changes nothing. */
@@ -391,7 +422,8 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         if (auto_col >= 0)
             t->next_auto++;
         if (!row) {
-            rc = tsemu_table_insert(t, pos, key, &row);
+            row = &work;
+            rc = tsemu_row_set_key(t, row, key);
             if (rc < 0)
                 goto out;
         } else {
@@ -414,7 +446,8 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         if (!row && !creates)
             break; /* only deletions on a row that does not exist: nothing to do */
         if (!row) {
-            rc = tsemu_table_insert(t, pos, key, &row);
+            row = &work;
+            rc = tsemu_row_set_key(t, row, key);
             if (rc < 0)
                 goto out;
         }
@@ -452,11 +485,15 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         }
         break;
     case SG_TS_WRITE_DELETE:
-        if (row) {
-            tsemu_table_remove(t, pos);
-            row = NULL;
-        }
+        if (found)
+            tsemu_table_erase(t, &cur);
+        row = NULL;
         break;
+    }
+    if (row) {
+        rc = tsemu_table_store(t, &cur, row, found);
+        if (rc < 0)
+            goto out;
     }
 
     if (rtype != 0 && ret) {
@@ -486,6 +523,7 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
     }
     rc = 0;
 out:
+    tsemu_row_free_contents(&work);
     sg_ts_rows_free(&rows);
     return rc;
 }
@@ -824,10 +862,9 @@ static int op_get_row(struct op_ctx *ctx, const void *body, size_t len)
     struct sg_ts_rows rows = {0};
     struct read_filter f;
     struct tsemu_table *t;
+    struct tsemu_cursor cur;
     struct write_err e;
     struct sg_buf out;
-    size_t pos;
-    long idx;
     int rc;
 
     if (!req)
@@ -848,13 +885,12 @@ static int op_get_row(struct op_ctx *ctx, const void *body, size_t len)
     }
     if (rc < 0)
         goto out;
-    idx = tsemu_table_find(t, key, &pos);
-    if (idx >= 0) {
+    if (tsemu_table_seek(t, key, &cur)) {
         bool written;
 
         rc = sg_ts_pb_append_header(&out);
         if (rc == 0)
-            rc = append_stored_row(&out, t, t->rows[idx], &f, &written);
+            rc = append_packed_row(&out, t, tsemu_cursor_row(t, &cur), &f, &written);
         if (rc < 0)
             goto out;
         if (!written)
@@ -886,9 +922,9 @@ static int op_get_range(struct op_ctx *ctx, const void *body, size_t len)
     struct read_filter f;
     struct tsemu_table *t;
     struct write_err e;
-    bool backward, more = false;
+    bool backward, more = false, valid;
     size_t returned = 0, limit = TSEMU_RANGE_MAX_ROWS;
-    long i;
+    struct tsemu_cursor cur;
     int rc;
 
     if (!req)
@@ -930,31 +966,28 @@ static int op_get_range(struct op_ctx *ctx, const void *body, size_t len)
     if (req->has_limit && (size_t)req->limit < limit)
         limit = (size_t)req->limit;
 
-    if (!backward) {
-        i = (long)tsemu_table_lower_bound(t, start);
-    } else {
-        size_t lb = tsemu_table_lower_bound(t, start);
-        i = (long)lb;
-        if (lb >= t->row_count || tsemu_pk_cmp(t, t->rows[lb]->pk, start) != 0)
-            i = (long)lb - 1;
-    }
+    /* Backward, the start key is inclusive too: from it if it exists, else the row before. */
+    valid = tsemu_table_seek(t, start, &cur) || !backward || tsemu_cursor_prev(t, &cur);
     rc = sg_ts_pb_append_header(&out);
-    while (rc == 0 && i >= 0 && (size_t)i < t->row_count) {
-        const struct tsemu_row *row = t->rows[i];
-        int c = tsemu_pk_cmp(t, row->pk, end);
+    while (rc == 0 && valid && tsemu_cursor_row(t, &cur)) {
+        const struct tsemu_packed *row = tsemu_cursor_row(t, &cur);
+        int c = tsemu_packed_cmp(t, row, end);
         bool written;
 
         if ((!backward && c >= 0) || (backward && c <= 0))
             break;
         if (returned >= limit || out.len >= TSEMU_RANGE_MAX_BYTES) {
             more = true;
-            rc = append_key(&next, t, row->pk, SG_TS_ROW_PK);
+            rc = append_packed_key(&next, t, row);
             break;
         }
-        rc = append_stored_row(&out, t, row, &f, &written);
+        rc = append_packed_row(&out, t, row, &f, &written);
         if (written)
             returned++;
-        i += backward ? -1 : 1;
+        if (backward)
+            valid = tsemu_cursor_prev(t, &cur);
+        else
+            tsemu_cursor_next(t, &cur);
     }
     if (rc < 0)
         goto out;

@@ -189,9 +189,15 @@ int tsemu_snapshot_save(const struct tsemu_store *store, const char *path, char 
         rc = write_table(&b, t);
         if (rc == 0 && fwrite(b.data, 1, b.len, f) != b.len)
             rc = -EIO;
-        for (size_t ri = 0; rc == 0 && ri < t->row_count; ri++) {
+        for (struct tsemu_cursor cur = {0, 0}; rc == 0 && tsemu_cursor_row(t, &cur);
+             tsemu_cursor_next(t, &cur)) {
+            struct tsemu_row row;
+
             sg_buf_reset(&b);
-            rc = write_row(&b, t, t->rows[ri]);
+            rc = tsemu_row_unpack(t, tsemu_cursor_row(t, &cur), &row);
+            if (rc == 0)
+                rc = write_row(&b, t, &row);
+            tsemu_row_free_contents(&row);
             if (rc == 0 && fwrite(b.data, 1, b.len, f) != b.len)
                 rc = -EIO;
         }
@@ -372,9 +378,10 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
     const cJSON *pk = cJSON_GetObjectItemCaseSensitive(j, "pk");
     const cJSON *cells = cJSON_GetObjectItemCaseSensitive(j, "cells");
     struct tsemu_value key[SG_TS_PK_MAX_COLUMNS] = {0};
-    struct tsemu_row *row;
+    struct tsemu_row row = {0};
+    struct tsemu_cursor cur;
     struct tsemu_table *t;
-    size_t n = 0, pos;
+    size_t n = 0;
     const cJSON *it;
     int rc = 0;
 
@@ -399,11 +406,11 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
         }
         n++;
     }
-    if (n != t->pk_count || tsemu_table_find(t, key, &pos) >= 0) {
+    if (n != t->pk_count || tsemu_table_seek(t, key, &cur)) {
         rc = -EINVAL;
         goto out;
     }
-    rc = tsemu_table_insert(t, pos, key, &row);
+    rc = tsemu_row_set_key(t, &row, key);
     if (rc < 0)
         goto out;
     cJSON_ArrayForEach(it, cells)
@@ -426,14 +433,16 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
                 rc = parse_value(cJSON_GetObjectItemCaseSensitive(ver, "v"), &v);
             if (rc < 0)
                 goto out;
-            rc = tsemu_row_put(row, cn->valuestring, strlen(cn->valuestring), ts, &v,
+            rc = tsemu_row_put(&row, cn->valuestring, strlen(cn->valuestring), ts, &v,
                                t->max_versions);
             tsemu_value_free(&v);
             if (rc < 0)
                 goto out;
         }
     }
+    rc = tsemu_table_store(t, &cur, &row, false);
 out:
+    tsemu_row_free_contents(&row);
     for (size_t i = 0; i < n; i++)
         tsemu_value_free(&key[i]);
     return rc;

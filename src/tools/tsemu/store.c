@@ -1,6 +1,13 @@
-/* The emulator's data: tables sorted by name, rows sorted by primary key in a pointer array
- * (binary search, memmove on insert), columns sorted by name, versions newest first. Plain
- * arrays are enough: the emulator serves tests and demos, not millions of rows. */
+/* The emulator's data: tables sorted by name; in each table the rows in primary-key order, in
+ * blocks of at most TSEMU_BLOCK_ROWS row pointers (a lookup is a binary search over the blocks'
+ * last keys, then one inside a block; an insert moves at most one block). Each row is one
+ * allocation (struct tsemu_packed), laid out as
+ *   per PK column, in schema order: INTEGER as 8 bytes; STRING and BINARY as u32 length + bytes
+ *   u16 column count, then per column (sorted by name): u8 name length, name, u16 version
+ *   count, then per version (newest first): i64 timestamp, u8 type, and the value: INTEGER
+ *   and DOUBLE 8 bytes, BOOLEAN 1 byte, STRING and BINARY u32 length + bytes
+ * (host byte order; the bytes never leave the process). Operations unpack a row into a struct
+ * tsemu_row, change it, and store it packed again. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,17 +132,6 @@ static void cell_free(struct tsemu_cell *cell)
         tsemu_value_free(&cell->versions[i].value);
     free(cell->versions);
     free(cell->name);
-}
-
-static void row_free(struct tsemu_row *row)
-{
-    if (!row)
-        return;
-    tsemu_row_clear(row);
-    free(row->cells);
-    for (size_t i = 0; i < SG_TS_PK_MAX_COLUMNS; i++)
-        tsemu_value_free(&row->pk[i]);
-    free(row);
 }
 
 void tsemu_row_clear(struct tsemu_row *row)
@@ -292,82 +288,444 @@ void tsemu_row_delete_column(struct tsemu_row *row, const char *name, size_t nam
         cell_remove(row, (size_t)idx);
 }
 
+/* ---- Packed rows ----------------------------------------------------------------------- */
+
+struct reader {
+    const uint8_t *p, *end;
+};
+
+static uint64_t rd_u64(struct reader *r)
+{
+    uint64_t v;
+
+    memcpy(&v, r->p, 8);
+    r->p += 8;
+    return v;
+}
+
+static uint32_t rd_u32(struct reader *r)
+{
+    uint32_t v;
+
+    memcpy(&v, r->p, 4);
+    r->p += 4;
+    return v;
+}
+
+static uint16_t rd_u16(struct reader *r)
+{
+    uint16_t v;
+
+    memcpy(&v, r->p, 2);
+    r->p += 2;
+    return v;
+}
+
+/* Reads a value of a known type as a view into the packed bytes. */
+static void rd_value(struct reader *r, enum sg_ts_type type, struct tsemu_value *v)
+{
+    uint64_t u;
+
+    memset(v, 0, sizeof(*v));
+    v->type = type;
+    switch (type) {
+    case SG_TS_INTEGER:
+        v->i = (int64_t)rd_u64(r);
+        break;
+    case SG_TS_DOUBLE:
+        u = rd_u64(r);
+        memcpy(&v->d, &u, 8);
+        break;
+    case SG_TS_BOOLEAN:
+        v->b = *r->p++ != 0;
+        break;
+    case SG_TS_STRING:
+    case SG_TS_BLOB:
+        v->len = rd_u32(r);
+        v->bytes = (uint8_t *)(uintptr_t)r->p;
+        r->p += v->len;
+        break;
+    default:
+        break;
+    }
+}
+
+static size_t value_size(const struct tsemu_value *v)
+{
+    switch (v->type) {
+    case SG_TS_INTEGER:
+    case SG_TS_DOUBLE:
+        return 8;
+    case SG_TS_BOOLEAN:
+        return 1;
+    case SG_TS_STRING:
+    case SG_TS_BLOB:
+        return 4 + v->len;
+    default:
+        return 0;
+    }
+}
+
+static uint8_t *wr(uint8_t *p, const void *src, size_t n)
+{
+    if (n)
+        memcpy(p, src, n);
+    return p + n;
+}
+
+static uint8_t *wr_value(uint8_t *p, const struct tsemu_value *v)
+{
+    uint32_t len = (uint32_t)v->len;
+    uint8_t b = v->b ? 1 : 0;
+
+    switch (v->type) {
+    case SG_TS_INTEGER:
+        return wr(p, &v->i, 8);
+    case SG_TS_DOUBLE:
+        return wr(p, &v->d, 8);
+    case SG_TS_BOOLEAN:
+        return wr(p, &b, 1);
+    case SG_TS_STRING:
+    case SG_TS_BLOB:
+        p = wr(p, &len, 4);
+        return wr(p, v->bytes, v->len);
+    default:
+        return p;
+    }
+}
+
+static struct tsemu_packed *row_pack(const struct tsemu_table *table, const struct tsemu_row *row)
+{
+    size_t size = 2;
+    struct tsemu_packed *out;
+    uint16_t n16;
+    uint8_t *p;
+
+    for (size_t i = 0; i < table->pk_count; i++)
+        size += value_size(&row->pk[i]);
+    for (size_t i = 0; i < row->cell_count; i++) {
+        const struct tsemu_cell *c = &row->cells[i];
+
+        size += 1 + c->name_len + 2;
+        for (size_t v = 0; v < c->count; v++)
+            size += 8 + 1 + value_size(&c->versions[v].value);
+    }
+    if (size > UINT32_MAX)
+        return NULL;
+    out = malloc(sizeof(*out) + size);
+    if (!out)
+        return NULL;
+    out->size = (uint32_t)size;
+    p = out->data;
+    for (size_t i = 0; i < table->pk_count; i++)
+        p = wr_value(p, &row->pk[i]);
+    n16 = (uint16_t)row->cell_count;
+    p = wr(p, &n16, 2);
+    for (size_t i = 0; i < row->cell_count; i++) {
+        const struct tsemu_cell *c = &row->cells[i];
+        uint8_t nl = (uint8_t)c->name_len;
+
+        p = wr(p, &nl, 1);
+        p = wr(p, c->name, c->name_len);
+        n16 = (uint16_t)c->count;
+        p = wr(p, &n16, 2);
+        for (size_t v = 0; v < c->count; v++) {
+            const struct tsemu_version *ver = &c->versions[v];
+            uint8_t t = (uint8_t)ver->value.type;
+
+            p = wr(p, &ver->ts, 8);
+            p = wr(p, &t, 1);
+            p = wr_value(p, &ver->value);
+        }
+    }
+    return out;
+}
+
+int tsemu_packed_cmp(const struct tsemu_table *table, const struct tsemu_packed *row,
+                     const struct tsemu_value *pk)
+{
+    struct reader r = {row->data, row->data + row->size};
+
+    for (size_t i = 0; i < table->pk_count; i++) {
+        struct tsemu_value v;
+        int c;
+
+        rd_value(&r, table->pk[i].type, &v);
+        c = value_cmp(&v, &pk[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+void tsemu_row_free_contents(struct tsemu_row *row)
+{
+    tsemu_row_clear(row);
+    free(row->cells);
+    for (size_t i = 0; i < SG_TS_PK_MAX_COLUMNS; i++)
+        tsemu_value_free(&row->pk[i]);
+    memset(row, 0, sizeof(*row));
+}
+
+int tsemu_row_set_key(const struct tsemu_table *table, struct tsemu_row *row,
+                      const struct tsemu_value *pk)
+{
+    for (size_t i = 0; i < table->pk_count; i++) {
+        struct sg_ts_value view = tsemu_value_view(&pk[i]);
+
+        tsemu_value_free(&row->pk[i]);
+        if (tsemu_value_copy(&row->pk[i], &view) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int tsemu_row_unpack(const struct tsemu_table *table, const struct tsemu_packed *p,
+                     struct tsemu_row *out)
+{
+    struct reader r = {p->data, p->data + p->size};
+    size_t ncells;
+
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < table->pk_count; i++) {
+        struct tsemu_value v;
+        struct sg_ts_value view;
+
+        rd_value(&r, table->pk[i].type, &v);
+        view = tsemu_value_view(&v);
+        if (tsemu_value_copy(&out->pk[i], &view) < 0)
+            goto nomem;
+    }
+    ncells = rd_u16(&r);
+    if (ncells) {
+        out->cells = calloc(ncells, sizeof(*out->cells));
+        if (!out->cells)
+            goto nomem;
+        out->cell_cap = ncells;
+    }
+    for (size_t i = 0; i < ncells; i++) {
+        struct tsemu_cell *c = &out->cells[i];
+        size_t nl = *r.p++;
+
+        out->cell_count++;
+        c->name = malloc(nl + 1);
+        if (!c->name)
+            goto nomem;
+        memcpy(c->name, r.p, nl);
+        c->name[nl] = '\0';
+        c->name_len = nl;
+        r.p += nl;
+        c->count = rd_u16(&r);
+        c->versions = calloc(c->count ? c->count : 1, sizeof(*c->versions));
+        if (!c->versions) {
+            c->count = 0;
+            goto nomem;
+        }
+        for (size_t v = 0; v < c->count; v++) {
+            struct tsemu_value val;
+            struct sg_ts_value view;
+            int64_t ts = (int64_t)rd_u64(&r);
+            enum sg_ts_type type = (enum sg_ts_type) * r.p++;
+
+            rd_value(&r, type, &val);
+            view = tsemu_value_view(&val);
+            c->versions[v].ts = ts;
+            if (tsemu_value_copy(&c->versions[v].value, &view) < 0) {
+                c->count = v;
+                goto nomem;
+            }
+        }
+    }
+    return 0;
+nomem:
+    tsemu_row_free_contents(out);
+    return -ENOMEM;
+}
+
 /* ---- Tables ---------------------------------------------------------------------------- */
 
-long tsemu_table_find(const struct tsemu_table *table, const struct tsemu_value *pk, size_t *pos)
+static const struct tsemu_packed *block_last(const struct tsemu_block *blk)
 {
-    size_t lo = 0, hi = table->row_count;
+    return blk->rows[blk->count - 1];
+}
 
+bool tsemu_table_seek(const struct tsemu_table *table, const struct tsemu_value *pk,
+                      struct tsemu_cursor *cur)
+{
+    size_t lo = 0, hi = table->block_count;
+    const struct tsemu_block *blk;
+
+    /* The first block whose last key is >= pk. */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int r = tsemu_pk_cmp(table, table->rows[mid]->pk, pk);
+        if (tsemu_packed_cmp(table, block_last(table->blocks[mid]), pk) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    cur->b = lo;
+    cur->i = 0;
+    if (lo == table->block_count)
+        return false;
+    blk = table->blocks[lo];
+    lo = 0;
+    hi = blk->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = tsemu_packed_cmp(table, blk->rows[mid], pk);
         if (r == 0) {
-            *pos = mid;
-            return (long)mid;
+            cur->i = mid;
+            return true;
         }
         if (r < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    *pos = lo;
-    return -1;
+    cur->i = lo; /* < count: the block's last key is >= pk */
+    return false;
 }
 
-size_t tsemu_table_lower_bound(const struct tsemu_table *table, const struct tsemu_value *pk)
+const struct tsemu_packed *tsemu_cursor_row(const struct tsemu_table *table,
+                                            const struct tsemu_cursor *cur)
 {
-    size_t pos;
-
-    tsemu_table_find(table, pk, &pos);
-    return pos;
+    if (cur->b >= table->block_count)
+        return NULL;
+    return table->blocks[cur->b]->rows[cur->i];
 }
 
-int tsemu_table_insert(struct tsemu_table *table, size_t pos, const struct tsemu_value *pk,
-                       struct tsemu_row **out)
+void tsemu_cursor_next(const struct tsemu_table *table, struct tsemu_cursor *cur)
 {
-    struct tsemu_row *row;
+    if (cur->b >= table->block_count)
+        return;
+    if (++cur->i >= table->blocks[cur->b]->count) {
+        cur->b++;
+        cur->i = 0;
+    }
+}
 
-    if (table->row_count == table->row_cap) {
-        size_t cap = table->row_cap ? table->row_cap * 2 : 16;
-        struct tsemu_row **rows = realloc(table->rows, cap * sizeof(*rows));
-        if (!rows)
-            return -ENOMEM;
-        table->rows = rows;
-        table->row_cap = cap;
+bool tsemu_cursor_prev(const struct tsemu_table *table, struct tsemu_cursor *cur)
+{
+    if (cur->i > 0 && cur->b < table->block_count) {
+        cur->i--;
+        return true;
     }
-    row = calloc(1, sizeof(*row));
-    if (!row)
-        return -ENOMEM;
-    for (size_t i = 0; i < table->pk_count; i++) {
-        struct sg_ts_value view = tsemu_value_view(&pk[i]);
-        if (tsemu_value_copy(&row->pk[i], &view) < 0) {
-            row_free(row);
+    if (cur->b == 0)
+        return false;
+    cur->b--;
+    cur->i = table->blocks[cur->b]->count - 1;
+    return true;
+}
+
+/* Opens a slot for a new block at index `at`. */
+static int blocks_insert(struct tsemu_table *table, size_t at, struct tsemu_block *blk)
+{
+    if (table->block_count == table->block_cap) {
+        size_t cap = table->block_cap ? table->block_cap * 2 : 4;
+        struct tsemu_block **b = realloc(table->blocks, cap * sizeof(*b));
+        if (!b)
             return -ENOMEM;
-        }
+        table->blocks = b;
+        table->block_cap = cap;
     }
-    memmove(&table->rows[pos + 1], &table->rows[pos],
-            (table->row_count - pos) * sizeof(table->rows[0]));
-    table->rows[pos] = row;
-    table->row_count++;
-    *out = row;
+    memmove(&table->blocks[at + 1], &table->blocks[at],
+            (table->block_count - at) * sizeof(table->blocks[0]));
+    table->blocks[at] = blk;
+    table->block_count++;
     return 0;
 }
 
-void tsemu_table_remove(struct tsemu_table *table, size_t idx)
+int tsemu_table_store(struct tsemu_table *table, struct tsemu_cursor *cur,
+                      const struct tsemu_row *row, bool replace)
 {
-    row_free(table->rows[idx]);
-    memmove(&table->rows[idx], &table->rows[idx + 1],
-            (table->row_count - idx - 1) * sizeof(table->rows[0]));
+    struct tsemu_packed *p = row_pack(table, row);
+    struct tsemu_block *blk;
+
+    if (!p)
+        return -ENOMEM;
+    if (replace) {
+        struct tsemu_packed **slot = &table->blocks[cur->b]->rows[cur->i];
+
+        table->row_bytes += p->size;
+        table->row_bytes -= (*slot)->size;
+        free(*slot);
+        *slot = p;
+        return 0;
+    }
+    if (table->block_count == 0) {
+        blk = malloc(sizeof(*blk));
+        if (!blk || blocks_insert(table, 0, blk) < 0) {
+            free(blk);
+            free(p);
+            return -ENOMEM;
+        }
+        blk->count = 0;
+        *cur = (struct tsemu_cursor){0, 0};
+    } else if (cur->b == table->block_count) {
+        /* Past the last key: append to the last block. */
+        cur->b = table->block_count - 1;
+        cur->i = table->blocks[cur->b]->count;
+    }
+    blk = table->blocks[cur->b];
+    if (blk->count == TSEMU_BLOCK_ROWS) {
+        /* Split: the upper half moves to a new block after this one. */
+        struct tsemu_block *upper = malloc(sizeof(*upper));
+        size_t half = TSEMU_BLOCK_ROWS / 2;
+
+        if (!upper || blocks_insert(table, cur->b + 1, upper) < 0) {
+            free(upper);
+            free(p);
+            return -ENOMEM;
+        }
+        upper->count = blk->count - half;
+        memcpy(upper->rows, &blk->rows[half], upper->count * sizeof(blk->rows[0]));
+        blk->count = half;
+        if (cur->i > half) {
+            cur->b++;
+            cur->i -= half;
+            blk = upper;
+        }
+    }
+    memmove(&blk->rows[cur->i + 1], &blk->rows[cur->i], (blk->count - cur->i) * sizeof(p));
+    blk->rows[cur->i] = p;
+    blk->count++;
+    table->row_count++;
+    table->row_bytes += p->size;
+    return 0;
+}
+
+void tsemu_table_erase(struct tsemu_table *table, struct tsemu_cursor *cur)
+{
+    struct tsemu_block *blk = table->blocks[cur->b];
+
+    table->row_bytes -= blk->rows[cur->i]->size;
+    free(blk->rows[cur->i]);
+    memmove(&blk->rows[cur->i], &blk->rows[cur->i + 1],
+            (blk->count - cur->i - 1) * sizeof(blk->rows[0]));
+    blk->count--;
     table->row_count--;
+    if (blk->count == 0) {
+        free(blk);
+        memmove(&table->blocks[cur->b], &table->blocks[cur->b + 1],
+                (table->block_count - cur->b - 1) * sizeof(table->blocks[0]));
+        table->block_count--;
+        cur->i = 0;
+    } else if (cur->i >= blk->count) {
+        cur->b++;
+        cur->i = 0;
+    }
 }
 
 static void table_free(struct tsemu_table *table)
 {
     if (!table)
         return;
-    for (size_t i = 0; i < table->row_count; i++)
-        row_free(table->rows[i]);
-    free(table->rows);
+    for (size_t b = 0; b < table->block_count; b++) {
+        for (size_t i = 0; i < table->blocks[b]->count; i++)
+            free(table->blocks[b]->rows[i]);
+        free(table->blocks[b]);
+    }
+    free(table->blocks);
     for (size_t i = 0; i < SG_TS_PK_MAX_COLUMNS; i++)
         free(table->pk[i].name);
     for (size_t i = 0; i < TSEMU_MAX_DEFINED_COLS; i++)

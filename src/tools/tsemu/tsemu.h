@@ -49,12 +49,36 @@ struct tsemu_cell {
     size_t count;
 };
 
-/* A row: the primary key values in schema order, then the columns sorted by name. */
+/* A row as operations work on it: the primary key values in schema order, then the columns
+ * sorted by name. Everything is owned by the row (tsemu_row_free_contents). Tables do not keep
+ * rows in this form but packed (struct tsemu_packed); tsemu_row_unpack makes one from it. */
 struct tsemu_row {
     struct tsemu_value pk[SG_TS_PK_MAX_COLUMNS];
     struct tsemu_cell *cells;
     size_t cell_count;
     size_t cell_cap;
+};
+
+/* A stored row: one allocation holding the encoded key and every column version (layout in
+ * store.c). */
+struct tsemu_packed {
+    uint32_t size; /* bytes of data[] */
+    uint8_t data[];
+};
+
+/* Rows are kept in key order in blocks of at most TSEMU_BLOCK_ROWS, and the blocks in an array:
+ * a lookup is two binary searches, an insert moves at most one block's pointers (plus, on a
+ * split, the block array). */
+#define TSEMU_BLOCK_ROWS 256
+
+struct tsemu_block {
+    size_t count;
+    struct tsemu_packed *rows[TSEMU_BLOCK_ROWS];
+};
+
+/* A position in a table: block b, row i. At the end, b == block_count and i == 0. */
+struct tsemu_cursor {
+    size_t b, i;
 };
 
 struct tsemu_pk_schema {
@@ -78,10 +102,11 @@ struct tsemu_table {
     int32_t ttl; /* seconds; -1 = never expire */
     int32_t read_cu, write_cu;
     int64_t created_ms;
-    int64_t next_auto;       /* the last AUTO_INCREMENT value handed out */
-    struct tsemu_row **rows; /* sorted by primary key */
+    int64_t next_auto; /* the last AUTO_INCREMENT value handed out */
+    struct tsemu_block **blocks;
+    size_t block_count, block_cap;
     size_t row_count;
-    size_t row_cap;
+    size_t row_bytes; /* sum of the packed rows' sizes, for the memory figures */
 };
 
 struct tsemu_store {
@@ -107,16 +132,34 @@ int tsemu_store_table_delete(struct tsemu_store *store, const char *name, size_t
 int tsemu_pk_cmp(const struct tsemu_table *table, const struct tsemu_value *a,
                  const struct tsemu_value *b);
 
-/* Binary search: the index of the row with key `pk`, or -1 with *pos set to where it would go. */
-long tsemu_table_find(const struct tsemu_table *table, const struct tsemu_value *pk, size_t *pos);
-/* The index of the first row whose key is >= pk. */
-size_t tsemu_table_lower_bound(const struct tsemu_table *table, const struct tsemu_value *pk);
+/* Sets *cur to the first row whose key is >= pk (or the end); true when that row's key is pk. */
+bool tsemu_table_seek(const struct tsemu_table *table, const struct tsemu_value *pk,
+                      struct tsemu_cursor *cur);
+/* The row at *cur, or NULL at the end. */
+const struct tsemu_packed *tsemu_cursor_row(const struct tsemu_table *table,
+                                            const struct tsemu_cursor *cur);
+/* Moves one row forward (possibly to the end) or backward; false when there is no row before. */
+void tsemu_cursor_next(const struct tsemu_table *table, struct tsemu_cursor *cur);
+bool tsemu_cursor_prev(const struct tsemu_table *table, struct tsemu_cursor *cur);
+/* Compares the key of a packed row with `pk` (as tsemu_pk_cmp). */
+int tsemu_packed_cmp(const struct tsemu_table *table, const struct tsemu_packed *row,
+                     const struct tsemu_value *pk);
 
-/* Inserts a new row (empty, with a copy of `pk`) at `pos` as found by tsemu_table_find. */
-int tsemu_table_insert(struct tsemu_table *table, size_t pos, const struct tsemu_value *pk,
-                       struct tsemu_row **out);
-/* Removes and frees the row at index `idx`. */
-void tsemu_table_remove(struct tsemu_table *table, size_t idx);
+/* Stores `row` at *cur as positioned by tsemu_table_seek: replaces the row there when
+ * `replace`, else inserts it. *cur stays valid and points at the stored row. */
+int tsemu_table_store(struct tsemu_table *table, struct tsemu_cursor *cur,
+                      const struct tsemu_row *row, bool replace);
+/* Removes and frees the row at *cur; *cur then points at the row after it. */
+void tsemu_table_erase(struct tsemu_table *table, struct tsemu_cursor *cur);
+
+/* Fills `out` (zeroed first) with an owned copy of a packed row. -ENOMEM. */
+int tsemu_row_unpack(const struct tsemu_table *table, const struct tsemu_packed *p,
+                     struct tsemu_row *out);
+/* Frees what a row owns and zeroes it. */
+void tsemu_row_free_contents(struct tsemu_row *row);
+/* Sets the key of an empty row to a copy of `pk`. -ENOMEM. */
+int tsemu_row_set_key(const struct tsemu_table *table, struct tsemu_row *row,
+                      const struct tsemu_value *pk);
 
 /* Adds a version of column `name` (creating the column), replacing a version with the same
  * timestamp and keeping the newest `max_versions`. The value is copied. */
