@@ -569,7 +569,7 @@ Test(tsemu, request_checks)
     expect_error(&r, 405, "OTSMethodNotAllowed", NULL);
     sgt_response_free(&r);
 
-    call(&e, "BatchGetRow", body, len, &r);
+    call(&e, "ComputeSplitPointsBySize", body, len, &r);
     expect_error(&r, 400, "OTSParameterInvalid", "Unsupported operation");
     sgt_response_free(&r);
 
@@ -1353,6 +1353,532 @@ Test(tsemu, sigint_exits_cleanly_with_open_connections)
 }
 
 /* ---- The official JS SDK ----------------------------------------------------------------- */
+
+/* ---- Secondary indexes and BatchGetRow ---------------------------------------------------- */
+
+/* Packs and sends `m` as operation `op`; checks the status. */
+static void call_msg(const struct emu *e, const char *op, const ProtobufCMessage *m, int status,
+                     struct sgt_response *r)
+{
+    size_t len;
+    uint8_t *body = pack(m, &len);
+
+    call(e, op, body, len, r);
+    free(body);
+    cr_assert_eq(r->status, status, "%s: status %d, want %d: %.*s", op, r->status, status,
+                 (int)r->body_len, r->body);
+}
+
+static void call_msg_ok(const struct emu *e, const char *op, const ProtobufCMessage *m)
+{
+    struct sgt_response r;
+
+    call_msg(e, op, m, 200, &r);
+    sgt_response_free(&r);
+}
+
+static void call_msg_error(const struct emu *e, const char *op, const ProtobufCMessage *m,
+                           int status, const char *code, const char *msg_part)
+{
+    struct sgt_response r;
+
+    call_msg(e, op, m, status, &r);
+    expect_error(&r, status, code, msg_part);
+    sgt_response_free(&r);
+}
+
+/* Main table `ev`: PK (key STRING, ws INTEGER), predefined cnt INTEGER and tag STRING, created
+ * with the global index ev_by_ws [ws, key] : [cnt] (the layout of PROTOCOL.md 7.4). */
+static void create_ev(const struct emu *e)
+{
+    Ots__CreateTableRequest req = OTS__CREATE_TABLE_REQUEST__INIT;
+    Ots__TableMeta meta = OTS__TABLE_META__INIT;
+    Ots__PrimaryKeySchema pk[2] = {OTS__PRIMARY_KEY_SCHEMA__INIT, OTS__PRIMARY_KEY_SCHEMA__INIT};
+    Ots__PrimaryKeySchema *pkp[2] = {&pk[0], &pk[1]};
+    Ots__DefinedColumnSchema dc[2] = {OTS__DEFINED_COLUMN_SCHEMA__INIT,
+                                      OTS__DEFINED_COLUMN_SCHEMA__INIT};
+    Ots__DefinedColumnSchema *dcp[2] = {&dc[0], &dc[1]};
+    Ots__IndexMeta im = OTS__INDEX_META__INIT, *imp = &im;
+    char *im_pk[] = {"ws", "key"}, *im_attr[] = {"cnt"};
+    Ots__ReservedThroughput rt = OTS__RESERVED_THROUGHPUT__INIT;
+    Ots__CapacityUnit cu = OTS__CAPACITY_UNIT__INIT;
+    Ots__TableOptions opts = OTS__TABLE_OPTIONS__INIT;
+
+    pk[0].name = "key";
+    pk[0].type = OTS__PRIMARY_KEY_TYPE__STRING;
+    pk[1].name = "ws";
+    pk[1].type = OTS__PRIMARY_KEY_TYPE__INTEGER;
+    dc[0].name = "cnt";
+    dc[0].type = OTS__DEFINED_COLUMN_TYPE__DCT_INTEGER;
+    dc[1].name = "tag";
+    dc[1].type = OTS__DEFINED_COLUMN_TYPE__DCT_STRING;
+    meta.table_name = "ev";
+    meta.n_primary_key = 2;
+    meta.primary_key = pkp;
+    meta.n_defined_column = 2;
+    meta.defined_column = dcp;
+    im.name = "ev_by_ws";
+    im.n_primary_key = 2;
+    im.primary_key = im_pk;
+    im.n_defined_column = 1;
+    im.defined_column = im_attr;
+    rt.capacity_unit = &cu;
+    opts.has_max_versions = opts.has_time_to_live = true;
+    opts.max_versions = 1;
+    opts.time_to_live = -1;
+    req.table_meta = &meta;
+    req.reserved_throughput = &rt;
+    req.table_options = &opts;
+    req.n_index_metas = 1;
+    req.index_metas = &imp;
+    call_msg_ok(e, "CreateTable", &req.base);
+}
+
+/* CreateIndex `name` on ev: index columns `cols`, attributes `attrs` (global, async). */
+static void create_index(const struct emu *e, const char *main, const char *name, char **cols,
+                         size_t n_cols, char **attrs, size_t n_attrs, bool base_data, int status,
+                         const char *code, const char *msg_part)
+{
+    Ots__CreateIndexRequest req = OTS__CREATE_INDEX_REQUEST__INIT;
+    Ots__IndexMeta im = OTS__INDEX_META__INIT;
+
+    im.name = (char *)name;
+    im.n_primary_key = n_cols;
+    im.primary_key = cols;
+    im.n_defined_column = n_attrs;
+    im.defined_column = attrs;
+    req.main_table_name = (char *)main;
+    req.index_meta = &im;
+    req.has_include_base_data = true;
+    req.include_base_data = base_data;
+    if (status == 200)
+        call_msg_ok(e, "CreateIndex", &req.base);
+    else
+        call_msg_error(e, "CreateIndex", &req.base, status, code, msg_part);
+}
+
+/* Writes one ev row: PUT with cnt and (when tag is not NULL) tag. */
+static void put_ev(const struct emu *e, const char *key, int64_t ws, int64_t cnt, const char *tag)
+{
+    struct sg_ts_column pk[] = {sg_ts_col("key", sg_ts_string(key, strlen(key))),
+                                sg_ts_col("ws", sg_ts_int(ws))};
+    struct sg_ts_column attrs[] = {sg_ts_col("cnt", sg_ts_int(cnt)),
+                                   sg_ts_col("tag", sg_ts_string(tag ? tag : "", 0))};
+
+    if (tag)
+        attrs[1].value = sg_ts_string(tag, strlen(tag));
+    write_ok(
+        e, "PutRow", "ev", SG_TS_ROW_PUT,
+        &(struct sg_ts_row){.pk = pk, .pk_count = 2, .attrs = attrs, .attr_count = tag ? 2 : 1},
+        SG_TS_EXPECT_IGNORE);
+}
+
+/* Appends a value as text: integers in decimal, strings as themselves. */
+static void show_value(struct sg_buf *b, const struct sg_ts_value *v)
+{
+    if (v->type == SG_TS_INTEGER)
+        cr_assert_eq(sg_buf_printf(b, "%" PRId64, v->i), 0);
+    else if (v->type == SG_TS_STRING)
+        cr_assert_eq(sg_buf_printf(b, "%.*s", (int)v->bytes.len, (const char *)v->bytes.ptr), 0);
+    else
+        cr_assert_eq(sg_buf_printf(b, "?%d", (int)v->type), 0);
+}
+
+/* Rows as text: "pk1,pk2 attr=v attr=v;..." (a NUL-terminated string to free). */
+static char *show_rows(const uint8_t *pb, size_t len)
+{
+    struct sg_ts_rows rows = {0};
+    struct sg_buf b;
+
+    sg_buf_init(&b, 0);
+    cr_assert_eq(sg_buf_append_char(&b, '\0'), 0);
+    b.len = 0;
+    if (len == 0)
+        return b.data;
+    cr_assert_eq(sg_ts_pb_decode(pb, len, SG_TS_DECODE_MULTI, &rows, NULL, 0), 0);
+    for (size_t i = 0; i < rows.row_count; i++) {
+        const struct sg_ts_row *row = &rows.rows[i];
+
+        if (i)
+            cr_assert_eq(sg_buf_append_char(&b, ';'), 0);
+        for (size_t k = 0; k < row->pk_count; k++) {
+            if (k)
+                cr_assert_eq(sg_buf_append_char(&b, ','), 0);
+            show_value(&b, &row->pk[k].value);
+        }
+        for (size_t k = 0; k < row->attr_count; k++) {
+            cr_assert_eq(
+                sg_buf_printf(&b, " %.*s=", (int)row->attrs[k].name_len, row->attrs[k].name), 0);
+            show_value(&b, &row->attrs[k].value);
+        }
+    }
+    sg_ts_rows_free(&rows);
+    cr_assert_eq(sg_buf_append_char(&b, '\0'), 0);
+    return b.data;
+}
+
+/* GetRange over all of `table` (forward, or backward), whose PK has `n` columns: the rows as
+ * show_rows text. Answers other than 200 fail the test unless status says otherwise. */
+static char *range_all(const struct emu *e, const char *table, size_t n, bool backward, int status)
+{
+    Ots__GetRangeRequest req = OTS__GET_RANGE_REQUEST__INIT;
+    struct sg_ts_column lo[SG_TS_PK_MAX_COLUMNS], hi[SG_TS_PK_MAX_COLUMNS];
+    struct sg_buf sb, eb;
+    struct sgt_response r;
+    char *out;
+
+    /* Column names are checked: DescribeTable says what they are. */
+    Ots__DescribeTableRequest dt = OTS__DESCRIBE_TABLE_REQUEST__INIT;
+    Ots__DescribeTableResponse *d = NULL;
+    dt.table_name = (char *)table;
+    call_msg(e, "DescribeTable", &dt.base, status == 200 ? 200 : status, &r);
+    if (status != 200) {
+        sgt_response_free(&r);
+        return NULL;
+    }
+    d = ots__describe_table_response__unpack(NULL, r.body_len, (uint8_t *)r.body);
+    cr_assert(d);
+    cr_assert_eq(d->table_meta->n_primary_key, n, "%s has %zu PK columns", table,
+                 d->table_meta->n_primary_key);
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = d->table_meta->primary_key[i]->name;
+        lo[i] = sg_ts_col(nm, sg_ts_special(backward ? SG_TS_INF_MAX : SG_TS_INF_MIN));
+        hi[i] = sg_ts_col(nm, sg_ts_special(backward ? SG_TS_INF_MIN : SG_TS_INF_MAX));
+    }
+    sg_buf_init(&sb, 0);
+    sg_buf_init(&eb, 0);
+    cr_assert_eq(
+        sg_ts_pb_encode(&sb, SG_TS_ROW_PK, &(struct sg_ts_row){.pk = lo, .pk_count = n}, NULL, 0),
+        0);
+    cr_assert_eq(
+        sg_ts_pb_encode(&eb, SG_TS_ROW_PK, &(struct sg_ts_row){.pk = hi, .pk_count = n}, NULL, 0),
+        0);
+    ots__describe_table_response__free_unpacked(d, NULL);
+    sgt_response_free(&r);
+    req.table_name = (char *)table;
+    req.direction = backward ? OTS__DIRECTION__BACKWARD : OTS__DIRECTION__FORWARD;
+    req.has_max_versions = true;
+    req.max_versions = 1;
+    req.inclusive_start_primary_key = (ProtobufCBinaryData){sb.len, (uint8_t *)sb.data};
+    req.exclusive_end_primary_key = (ProtobufCBinaryData){eb.len, (uint8_t *)eb.data};
+    call_msg(e, "GetRange", &req.base, 200, &r);
+    sg_buf_free(&sb);
+    sg_buf_free(&eb);
+    Ots__GetRangeResponse *resp =
+        ots__get_range_response__unpack(NULL, r.body_len, (uint8_t *)r.body);
+    cr_assert(resp);
+    cr_assert(!resp->has_next_start_primary_key || resp->next_start_primary_key.len == 0);
+    out = show_rows(resp->rows.data, resp->rows.len);
+    ots__get_range_response__free_unpacked(resp, NULL);
+    sgt_response_free(&r);
+    return out;
+}
+
+static void expect_range(const struct emu *e, const char *table, size_t n, const char *want)
+{
+    char *got = range_all(e, table, n, false, 200);
+
+    cr_assert_str_eq(got, want, "%s holds \"%s\", want \"%s\"", table, got, want);
+    free(got);
+}
+
+/* DescribeTable of `table`: its answer, to free with ..._free_unpacked. */
+static Ots__DescribeTableResponse *describe(const struct emu *e, const char *table)
+{
+    Ots__DescribeTableRequest dt = OTS__DESCRIBE_TABLE_REQUEST__INIT;
+    Ots__DescribeTableResponse *d;
+    struct sgt_response r;
+
+    dt.table_name = (char *)table;
+    call_msg(e, "DescribeTable", &dt.base, 200, &r);
+    d = ots__describe_table_response__unpack(NULL, r.body_len, (uint8_t *)r.body);
+    cr_assert(d);
+    sgt_response_free(&r);
+    return d;
+}
+
+Test(tsemu, secondary_index)
+{
+    struct emu e = {0};
+    char *tag_cols[] = {"tag"}, *cnt_attr[] = {"cnt"}, *bad_cols[] = {"nope"};
+    char *ws_key[] = {"ws", "key"};
+
+    emu_start(&e, NULL);
+    create_ev(&e);
+
+    /* DescribeTable answers the predefined columns and the index as created. */
+    Ots__DescribeTableResponse *d = describe(&e, "ev");
+    cr_assert_eq(d->table_meta->n_defined_column, 2);
+    cr_assert_str_eq(d->table_meta->defined_column[1]->name, "tag");
+    cr_assert_eq(d->table_meta->defined_column[1]->type, OTS__DEFINED_COLUMN_TYPE__DCT_STRING);
+    cr_assert_eq(d->n_index_metas, 1);
+    cr_assert_str_eq(d->index_metas[0]->name, "ev_by_ws");
+    cr_assert_eq(d->index_metas[0]->n_primary_key, 2, "index columns only, nothing appended");
+    cr_assert_str_eq(d->index_metas[0]->primary_key[0], "ws");
+    cr_assert_eq(d->index_metas[0]->n_defined_column, 1);
+    cr_assert_eq(d->index_metas[0]->index_type, OTS__INDEX_TYPE__IT_GLOBAL_INDEX);
+    ots__describe_table_response__free_unpacked(d, NULL);
+
+    put_ev(&e, "a", 100, 1, "x");
+    put_ev(&e, "b", 200, 2, "y");
+    put_ev(&e, "c", 50, 3, NULL);
+    expect_range(&e, "ev_by_ws", 2, "50,c cnt=3;100,a cnt=1;200,b cnt=2");
+
+    /* A new index over the rows already there; c has no tag, so no index row. */
+    create_index(&e, "ev", "ev_by_tag", tag_cols, 1, cnt_attr, 1, true, 200, NULL, NULL);
+    d = describe(&e, "ev_by_tag");
+    cr_assert_eq(d->table_meta->n_primary_key, 3, "tag, then the main PK key, ws");
+    cr_assert_str_eq(d->table_meta->primary_key[0]->name, "tag");
+    cr_assert_str_eq(d->table_meta->primary_key[1]->name, "key");
+    cr_assert_str_eq(d->table_meta->primary_key[2]->name, "ws");
+    cr_assert_eq(d->table_meta->primary_key[2]->type, OTS__PRIMARY_KEY_TYPE__INTEGER);
+    ots__describe_table_response__free_unpacked(d, NULL);
+    expect_range(&e, "ev_by_tag", 3, "x,a,100 cnt=1;y,b,200 cnt=2");
+    char *back = range_all(&e, "ev_by_tag", 3, true, 200);
+    cr_assert_str_eq(back, "y,b,200 cnt=2;x,a,100 cnt=1");
+    free(back);
+    /* Without base data only later writes are indexed. */
+    create_index(&e, "ev", "ev_later", tag_cols, 1, NULL, 0, false, 200, NULL, NULL);
+    expect_range(&e, "ev_later", 3, "");
+
+    /* A changed indexed value moves the index row; an attribute change is copied. */
+    struct sg_ts_column apk[] = {sg_ts_col("key", sg_ts_string("a", 1)),
+                                 sg_ts_col("ws", sg_ts_int(100))};
+    struct sg_ts_column upd[] = {sg_ts_col("tag", sg_ts_string("z", 1)),
+                                 sg_ts_col("cnt", sg_ts_int(7))};
+    write_ok(&e, "UpdateRow", "ev", SG_TS_ROW_UPDATE,
+             &(struct sg_ts_row){.pk = apk, .pk_count = 2, .attrs = upd, .attr_count = 2},
+             SG_TS_EXPECT_EXIST);
+    expect_range(&e, "ev_by_tag", 3, "y,b,200 cnt=2;z,a,100 cnt=7");
+    expect_range(&e, "ev_later", 3, "z,a,100");
+    expect_range(&e, "ev_by_ws", 2, "50,c cnt=3;100,a cnt=7;200,b cnt=2");
+
+    /* Removing the indexed column removes the index row; a PUT without it too. */
+    struct sg_ts_column bpk[] = {sg_ts_col("key", sg_ts_string("b", 1)),
+                                 sg_ts_col("ws", sg_ts_int(200))};
+    struct sg_ts_column del = {.name = "tag", .name_len = 3, .op = SG_TS_OP_DELETE_ALL};
+    write_ok(&e, "UpdateRow", "ev", SG_TS_ROW_UPDATE,
+             &(struct sg_ts_row){.pk = bpk, .pk_count = 2, .attrs = &del, .attr_count = 1},
+             SG_TS_EXPECT_IGNORE);
+    expect_range(&e, "ev_by_tag", 3, "z,a,100 cnt=7");
+    put_ev(&e, "c", 50, 4, "w"); /* c gains a tag */
+    expect_range(&e, "ev_by_tag", 3, "w,c,50 cnt=4;z,a,100 cnt=7");
+
+    /* DeleteRow and BatchWriteRow keep the indexes too. */
+    write_ok(&e, "DeleteRow", "ev", SG_TS_ROW_DELETE, &(struct sg_ts_row){.pk = apk, .pk_count = 2},
+             SG_TS_EXPECT_IGNORE);
+    expect_range(&e, "ev_by_tag", 3, "w,c,50 cnt=4");
+    expect_range(&e, "ev_by_ws", 2, "50,c cnt=4;200,b cnt=2");
+    {
+        struct sg_ts_column pk2[] = {sg_ts_col("key", sg_ts_string("d", 1)),
+                                     sg_ts_col("ws", sg_ts_int(10))};
+        struct sg_ts_column at2[] = {sg_ts_col("tag", sg_ts_string("v", 1))};
+        struct sg_ts_row rows[] = {
+            {.pk = pk2, .pk_count = 2, .attrs = at2, .attr_count = 1},
+            {.pk = bpk, .pk_count = 2},
+        };
+        struct sg_ts_write w[] = {
+            {SG_TS_WRITE_PUT, &rows[0], SG_TS_EXPECT_IGNORE, SG_TS_RETURN_NONE},
+            {SG_TS_WRITE_DELETE, &rows[1], SG_TS_EXPECT_IGNORE, SG_TS_RETURN_NONE},
+        };
+        struct sg_ts_table_writes tw = {"ev", w, 2};
+        struct sg_buf body;
+        struct sgt_response r;
+
+        sg_buf_init(&body, 0);
+        cr_assert_eq(sg_ts_bwr_build(&body, &tw, 1, NULL, 0), 0);
+        call(&e, "BatchWriteRow", body.data, body.len, &r);
+        cr_assert_eq(r.status, 200);
+        sgt_response_free(&r);
+        sg_buf_free(&body);
+    }
+    expect_range(&e, "ev_by_tag", 3, "v,d,10;w,c,50 cnt=4");
+    expect_range(&e, "ev_by_ws", 2, "10,d;50,c cnt=4");
+
+    /* Index tables are read-only; predefined columns an index uses keep their type. */
+    struct sg_ts_column ipk[] = {sg_ts_col("ws", sg_ts_int(1)),
+                                 sg_ts_col("key", sg_ts_string("q", 1))};
+    struct sgt_response r;
+    write_row(&e, "PutRow", "ev_by_ws", SG_TS_ROW_PUT,
+              &(struct sg_ts_row){.pk = ipk, .pk_count = 2}, SG_TS_EXPECT_IGNORE, &r);
+    expect_error(&r, 400, "OTSParameterInvalid", "read-only");
+    sgt_response_free(&r);
+    struct sg_ts_column wrong = sg_ts_col("tag", sg_ts_int(5));
+    write_row(&e, "PutRow", "ev", SG_TS_ROW_PUT,
+              &(struct sg_ts_row){.pk = apk, .pk_count = 2, .attrs = &wrong, .attr_count = 1},
+              SG_TS_EXPECT_IGNORE, &r);
+    expect_error(&r, 400, "OTSParameterInvalid", "predefined column of type STRING");
+    sgt_response_free(&r);
+
+    /* CreateIndex refusals. */
+    create_index(&e, "ev", "ev_bad", bad_cols, 1, NULL, 0, false, 400, "OTSParameterInvalid",
+                 "neither a primary key column nor a predefined column");
+    create_index(&e, "ev", "ev_bad", tag_cols, 1, tag_cols + 0, 1, false, 200, NULL, NULL);
+    create_index(&e, "ev", "ev_bad", ws_key, 2, NULL, 0, false, 409, "OTSObjectAlreadyExist", NULL);
+    create_index(&e, "ev", "ev", ws_key, 2, NULL, 0, false, 409, "OTSObjectAlreadyExist", NULL);
+    create_index(&e, "nope", "nope_i", ws_key, 2, NULL, 0, false, 404, "OTSObjectNotExist", NULL);
+    create_index(&e, "ev", "ev_i5", ws_key, 0, NULL, 0, false, 400, "OTSParameterInvalid",
+                 "The number of primary key columns must be in range: [1, 4] in index.");
+    create_index(&e, "ev", "ev_i5", ws_key, 2, NULL, 0, false, 200, NULL, NULL);
+    create_index(&e, "ev", "ev_i6", ws_key, 2, NULL, 0, false, 400, "OTSParameterInvalid",
+                 "Number of index per table exceeds the quota:5.");
+
+    /* ListTable names data tables only. */
+    {
+        Ots__ListTableRequest lt = OTS__LIST_TABLE_REQUEST__INIT;
+        call_msg(&e, "ListTable", &lt.base, 200, &r);
+        Ots__ListTableResponse *l =
+            ots__list_table_response__unpack(NULL, r.body_len, (uint8_t *)r.body);
+        cr_assert(l);
+        cr_assert_eq(l->n_table_names, 1);
+        cr_assert_str_eq(l->table_names[0], "ev");
+        ots__list_table_response__free_unpacked(l, NULL);
+        sgt_response_free(&r);
+    }
+
+    /* DropIndex; then the index is gone and unknown ones are refused. */
+    Ots__DropIndexRequest di = OTS__DROP_INDEX_REQUEST__INIT;
+    di.main_table_name = "ev";
+    di.index_name = "ev_by_tag";
+    call_msg_ok(&e, "DropIndex", &di.base);
+    call_msg_error(&e, "DropIndex", &di.base, 404, "OTSObjectNotExist", NULL);
+    cr_assert_null(range_all(&e, "ev_by_tag", 3, false, 404));
+    d = describe(&e, "ev");
+    cr_assert_eq(d->n_index_metas, 4);
+    ots__describe_table_response__free_unpacked(d, NULL);
+
+    /* DeleteTable refuses an index and takes a main table's indexes with it. */
+    Ots__DeleteTableRequest dt = OTS__DELETE_TABLE_REQUEST__INIT;
+    dt.table_name = "ev_by_ws";
+    call_msg_error(&e, "DeleteTable", &dt.base, 400, "OTSParameterInvalid", "DropIndex");
+    dt.table_name = "ev";
+    call_msg_ok(&e, "DeleteTable", &dt.base);
+    cr_assert_null(range_all(&e, "ev_by_ws", 2, false, 404));
+    create_ev(&e); /* the names are free again */
+    emu_stop(&e);
+}
+
+/* BatchGetRow request for ev rows `keys` (key, ws pairs), plus `extra` copies of the first. */
+static void batch_get(const struct emu *e, const char *table, const char *const *keys,
+                      const int64_t *ws, size_t n, size_t extra, struct sgt_response *r, int status)
+{
+    Ots__BatchGetRowRequest req = OTS__BATCH_GET_ROW_REQUEST__INIT;
+    Ots__TableInBatchGetRowRequest t = OTS__TABLE_IN_BATCH_GET_ROW_REQUEST__INIT, *tp = &t;
+    ProtobufCBinaryData pks[128];
+    struct sg_buf bufs[128];
+
+    cr_assert(n + extra <= 128);
+    for (size_t i = 0; i < n + extra; i++) {
+        size_t k = i < n ? i : 0;
+        struct sg_ts_column pk[] = {sg_ts_col("key", sg_ts_string(keys[k], strlen(keys[k]))),
+                                    sg_ts_col("ws", sg_ts_int(ws[k]))};
+        sg_buf_init(&bufs[i], 0);
+        cr_assert_eq(sg_ts_pb_encode(&bufs[i], SG_TS_ROW_PK,
+                                     &(struct sg_ts_row){.pk = pk, .pk_count = 2}, NULL, 0),
+                     0);
+        pks[i] = (ProtobufCBinaryData){bufs[i].len, (uint8_t *)bufs[i].data};
+    }
+    t.table_name = (char *)table;
+    t.n_primary_key = n + extra;
+    t.primary_key = pks;
+    t.has_max_versions = true;
+    t.max_versions = 1;
+    req.n_tables = 1;
+    req.tables = &tp;
+    call_msg(e, "BatchGetRow", &req.base, status, r);
+    for (size_t i = 0; i < n + extra; i++)
+        sg_buf_free(&bufs[i]);
+}
+
+Test(tsemu, batch_get_row)
+{
+    struct emu e = {0};
+    struct sgt_response r;
+    const char *keys[] = {"a", "zz", "b"};
+    const int64_t ws[] = {100, 1, 200};
+
+    emu_start(&e, NULL);
+    create_ev(&e);
+    put_ev(&e, "a", 100, 1, "x");
+    put_ev(&e, "b", 200, 2, NULL);
+    batch_get(&e, "ev", keys, ws, 3, 0, &r, 200);
+    Ots__BatchGetRowResponse *resp =
+        ots__batch_get_row_response__unpack(NULL, r.body_len, (uint8_t *)r.body);
+    cr_assert(resp);
+    cr_assert_eq(resp->n_tables, 1);
+    cr_assert_str_eq(resp->tables[0]->table_name, "ev");
+    cr_assert_eq(resp->tables[0]->n_rows, 3, "one answer per key, in request order");
+    const char *want[] = {"a,100 cnt=1 tag=x", "", "b,200 cnt=2"};
+    for (size_t i = 0; i < 3; i++) {
+        Ots__RowInBatchGetRowResponse *row = resp->tables[0]->rows[i];
+        cr_assert(row->is_ok);
+        char *got = show_rows(row->row.data, row->row.len);
+        cr_assert_str_eq(got, want[i], "row %zu: \"%s\"", i, got);
+        free(got);
+    }
+    ots__batch_get_row_response__free_unpacked(resp, NULL);
+    sgt_response_free(&r);
+
+    /* An unknown table fails its rows; more than 100 rows fail the request. */
+    batch_get(&e, "nope", keys, ws, 1, 0, &r, 200);
+    resp = ots__batch_get_row_response__unpack(NULL, r.body_len, (uint8_t *)r.body);
+    cr_assert(resp);
+    cr_assert_not(resp->tables[0]->rows[0]->is_ok);
+    cr_assert_str_eq(resp->tables[0]->rows[0]->error->code, "OTSObjectNotExist");
+    ots__batch_get_row_response__free_unpacked(resp, NULL);
+    sgt_response_free(&r);
+    batch_get(&e, "ev", keys, ws, 1, 99, &r, 200);
+    sgt_response_free(&r);
+    batch_get(&e, "ev", keys, ws, 1, 100, &r, 400);
+    expect_error(&r, 400, "OTSParameterInvalid", "Rows count exceeds the upper limit: 100.");
+    sgt_response_free(&r);
+    emu_stop(&e);
+}
+
+Test(tsemu, index_lag_and_snapshot)
+{
+    struct emu e = {0};
+    char snap[400], opt[420];
+    char *got = NULL;
+    int64_t t0, waited = -1;
+
+    make_dir(&e);
+    snprintf(snap, sizeof(snap), "%s/state.jsonl", e.dir);
+    snprintf(opt, sizeof(opt), "--snapshot=%s", snap);
+    const char *args[] = {opt, "--index-lag", "1500", NULL};
+
+    emu_start(&e, args);
+    create_ev(&e);
+    t0 = sg_now_ms();
+    put_ev(&e, "a", 100, 1, "x");
+    expect_range(&e, "ev", 2, "a,100 cnt=1 tag=x");
+    got = range_all(&e, "ev_by_ws", 2, false, 200);
+    if (sg_now_ms() - t0 < 1500) /* else this machine was too slow to see the lag */
+        cr_assert_str_eq(got, "", "the global index follows only after the lag: \"%s\"", got);
+    free(got);
+    /* It follows later, by itself (no request needed). */
+    for (int i = 0; i < 200; i++) {
+        got = range_all(&e, "ev_by_ws", 2, false, 200);
+        if (strcmp(got, "100,a cnt=1") == 0) {
+            waited = sg_now_ms() - t0;
+            break;
+        }
+        free(got);
+        got = NULL;
+        sgt_sleep_ms(50);
+    }
+    cr_assert_geq(waited, 1500, "index row after %" PRId64 " ms", waited);
+    free(got);
+
+    /* An index survives a restart (its rows rebuilt from the main table). */
+    cr_assert_eq(emu_signal_wait(&e, SIGTERM), 0);
+    const char *args2[] = {opt, NULL};
+    emu_start(&e, args2);
+    expect_range(&e, "ev_by_ws", 2, "100,a cnt=1");
+    put_ev(&e, "a", 100, 2, "x");
+    expect_range(&e, "ev_by_ws", 2, "100,a cnt=2");
+    emu_stop(&e);
+}
 
 Test(tsemu, sdk_interop, .timeout = 120)
 {

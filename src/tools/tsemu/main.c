@@ -48,6 +48,9 @@ static const struct opt opts[] = {
      "the service does above 4 MB; for testing how a client splits its batches"},
     {"seed", OPT_U64, offsetof(struct tsemu_config, seed), false, "N",
      "seed for the fault draws (default 1): same seed, same faults"},
+    {"index-lag", OPT_U64, offsetof(struct tsemu_config, index_lag), false, "MS",
+     "apply main-table changes to global secondary indexes MS milliseconds later, as the "
+     "service does asynchronously (default 0: at once; local indexes are always at once)"},
     {"verbose", OPT_FLAG, offsetof(struct tsemu_config, verbose), false, NULL,
      "log one line per request to stderr"},
 };

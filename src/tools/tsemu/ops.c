@@ -13,7 +13,10 @@
 #include "tsemu.h"
 
 #define MSG_TABLE_NOT_EXIST "Requested table does not exist."
+#define MSG_TABLE_EXIST     "Requested table already exists."
 #define MSG_CONDITION_FAIL  "Condition check failed."
+#define MSG_INDEX_READ_ONLY "Index table '%.64s' is read-only: write to its main table '%.64s'."
+#define BATCH_GET_MAX_ROWS  100 /* rows per BatchGetRow (PROTOCOL.md section 5) */
 
 struct op_ctx {
     struct tsemu_store *store;
@@ -340,6 +343,30 @@ static int append_packed_key(struct sg_buf *out, const struct tsemu_table *t,
 
 /* ---- Writes ---------------------------------------------------------------------------- */
 
+/* A predefined column that an index uses must be written with its declared type. */
+static int check_indexed_types(const struct tsemu_table *t, const struct sg_ts_row *in,
+                               struct write_err *e)
+{
+    for (size_t i = 0; t->index_count > 0 && i < in->attr_count; i++) {
+        const struct sg_ts_column *c = &in->attrs[i];
+
+        if (!c->has_value || !tsemu_index_uses(t, c->name, c->name_len))
+            continue;
+        for (size_t d = 0; d < t->defined_count; d++) {
+            const struct tsemu_defined_col *dc = &t->defined[d];
+            int want = tsemu_defined_value_type(dc->type);
+
+            if (strlen(dc->name) != c->name_len || memcmp(dc->name, c->name, c->name_len) != 0)
+                continue;
+            if ((int)c->value.type != want)
+                return werr(e, "OTSParameterInvalid",
+                            "Column %s is a predefined column of type %s: got %s.", dc->name,
+                            sg_ts_type_name((enum sg_ts_type)want), sg_ts_type_name(c->value.type));
+        }
+    }
+    return 0;
+}
+
 /* Applies one PUT, UPDATE or DELETE with its condition. Returns 0, -EINVAL with `e` filled
  * (nothing changed), or -ENOMEM. `ret` gets the return content, if asked for. */
 static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_write_type type,
@@ -355,7 +382,7 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
     struct tsemu_value key[SG_TS_PK_MAX_COLUMNS];
     struct sg_ts_rows rows = {0};
     const struct sg_ts_row *in;
-    struct tsemu_row work = {0}, *row = NULL;
+    struct tsemu_row work = {0}, old = {0}, *row = NULL;
     struct tsemu_cursor cur;
     int expect = cond ? (int)cond->row_existence : 0;
     int rtype = rcontent && rcontent->has_return_type ? (int)rcontent->return_type : 0;
@@ -364,6 +391,8 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
     int rc;
 
     *has_ret = false;
+    if (t->main)
+        return werr(e, "OTSParameterInvalid", MSG_INDEX_READ_ONLY, t->name, t->main->name);
     if (expect < 0 || expect > 2)
         return werr(e, "OTSParameterInvalid", "Invalid row existence expectation: %d.", expect);
     if (cond && cond->has_column_condition && cond->column_condition.len > 0)
@@ -376,6 +405,9 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         return rc;
     in = &rows.rows[0];
     rc = key_from_row(t, in, false, type == SG_TS_WRITE_PUT, key, &auto_col, e);
+    if (rc < 0)
+        goto out;
+    rc = check_indexed_types(t, in, e);
     if (rc < 0)
         goto out;
     if (auto_col >= 0 && expect != 0) {
@@ -391,6 +423,8 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
     }
     if (found) {
         rc = tsemu_row_unpack(t, tsemu_cursor_row(t, &cur), &work);
+        if (rc == 0 && t->index_count > 0)
+            rc = tsemu_row_unpack(t, tsemu_cursor_row(t, &cur), &old);
         if (rc < 0)
             goto out;
         row = &work;
@@ -495,6 +529,11 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         if (rc < 0)
             goto out;
     }
+    if (t->index_count > 0 && (found || row)) {
+        rc = tsemu_index_row_changed(ctx->store, t, found ? &old : NULL, row, ctx->now_ms, false);
+        if (rc < 0)
+            goto out;
+    }
 
     if (rtype != 0 && ret) {
         if (rtype == 2 && row && rcontent->n_return_column_names > 0) {
@@ -524,22 +563,153 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
     rc = 0;
 out:
     tsemu_row_free_contents(&work);
+    tsemu_row_free_contents(&old);
     sg_ts_rows_free(&rows);
     return rc;
 }
 
 /* ---- Table operations ------------------------------------------------------------------ */
 
+static bool in_list(char **names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Checks IndexMeta `m` of main table `t` (which may not be in the store yet) and fills `out`
+ * with views of its names. `existing` indexes are already there (or in the same request). */
+static int index_from_meta(const struct tsemu_table *t, const Ots__IndexMeta *m, size_t existing,
+                           struct tsemu_index *out, struct write_err *e)
+{
+    size_t pk_total = m->n_primary_key;
+
+    memset(out, 0, sizeof(*out));
+    if (existing >= TSEMU_MAX_INDEXES)
+        return werr(e, "OTSParameterInvalid", "Number of index per table exceeds the quota:%d.",
+                    TSEMU_MAX_INDEXES);
+    if (!name_ok(m->name, strlen(m->name)))
+        return werr(e, "OTSParameterInvalid", "Invalid index name: '%.64s'.", m->name);
+    if (m->n_primary_key < 1 || m->n_primary_key > TSEMU_MAX_INDEX_COLS)
+        return werr(e, "OTSParameterInvalid",
+                    "The number of primary key columns must be in range: [1, %d] in index.",
+                    TSEMU_MAX_INDEX_COLS);
+    if (m->n_defined_column > TSEMU_MAX_INDEX_ATTRS)
+        return werr(e, "OTSParameterInvalid",
+                    "The number of attribute columns must be in range: [0, %d] in index.",
+                    TSEMU_MAX_INDEX_ATTRS);
+    if (!((m->index_type == OTS__INDEX_TYPE__IT_GLOBAL_INDEX &&
+           m->index_update_mode == OTS__INDEX_UPDATE_MODE__IUM_ASYNC_INDEX) ||
+          (m->index_type == OTS__INDEX_TYPE__IT_LOCAL_INDEX &&
+           m->index_update_mode == OTS__INDEX_UPDATE_MODE__IUM_SYNC_INDEX)))
+        return werr(e, "OTSParameterInvalid",
+                    "Index '%.64s': a global index is updated asynchronously and a local one "
+                    "synchronously (index_type %d, index_update_mode %d).",
+                    m->name, (int)m->index_type, (int)m->index_update_mode);
+    if (t->max_versions != 1)
+        return werr(e, "OTSParameterInvalid",
+                    "The max versions of a table with index must be 1, not %d.",
+                    (int)t->max_versions);
+    if (t->ttl != -1)
+        return werr(e, "OTSParameterInvalid",
+                    "Don't support allow update operation on table with index and ttl");
+    for (size_t i = 0; i < m->n_primary_key; i++) {
+        const char *c = m->primary_key[i];
+        bool is_pk = false;
+
+        for (size_t k = 0; k < t->pk_count; k++) {
+            if (strcmp(t->pk[k].name, c) != 0)
+                continue;
+            is_pk = true;
+            pk_total--; /* not appended again */
+            if (i == 0 && t->pk[k].auto_increment)
+                return werr(e, "OTSParameterInvalid",
+                            "The first column of index '%.64s' cannot be an auto-increment "
+                            "column.",
+                            m->name);
+        }
+        if (in_list(m->primary_key, i, c))
+            return werr(e, "OTSParameterInvalid", "Duplicated column '%.64s' in index.", c);
+        if (!is_pk) {
+            int vt = -1;
+
+            for (size_t d = 0; d < t->defined_count; d++)
+                if (strcmp(t->defined[d].name, c) == 0)
+                    vt = tsemu_defined_value_type(t->defined[d].type);
+            if (vt < 0)
+                return werr(e, "OTSParameterInvalid",
+                            "Column '%.64s' of index '%.64s' is neither a primary key column "
+                            "nor a predefined column.",
+                            c, m->name);
+            if (vt != SG_TS_INTEGER && vt != SG_TS_STRING && vt != SG_TS_BLOB)
+                return werr(e, "OTSParameterInvalid",
+                            "Column '%.64s' of index '%.64s' must be INTEGER, STRING or BINARY.", c,
+                            m->name);
+        }
+        out->cols[i] = (char *)c;
+    }
+    pk_total += t->pk_count;
+    if (pk_total > SG_TS_PK_MAX_COLUMNS)
+        return werr(e, "OTSParameterInvalid",
+                    "Index '%.64s' would have %zu primary key columns: the emulator supports at "
+                    "most %d.",
+                    m->name, pk_total, SG_TS_PK_MAX_COLUMNS);
+    if (m->index_type == OTS__INDEX_TYPE__IT_LOCAL_INDEX &&
+        strcmp(m->primary_key[0], t->pk[0].name) != 0)
+        return werr(e, "OTSParameterInvalid",
+                    "The first primary key column of local index '%.64s' must be '%.64s'.", m->name,
+                    t->pk[0].name);
+    for (size_t i = 0; i < m->n_defined_column; i++) {
+        const char *c = m->defined_column[i];
+        bool defined = false;
+
+        for (size_t d = 0; d < t->defined_count; d++)
+            defined = defined || strcmp(t->defined[d].name, c) == 0;
+        if (!defined)
+            return werr(e, "OTSParameterInvalid",
+                        "Attribute column '%.64s' of index '%.64s' is not a predefined column.", c,
+                        m->name);
+        if (in_list(m->defined_column, i, c))
+            return werr(e, "OTSParameterInvalid", "Duplicated column '%.64s' in index.", c);
+        out->attrs[i] = (char *)c;
+    }
+    out->name = m->name;
+    out->col_count = m->n_primary_key;
+    out->attr_count = m->n_defined_column;
+    out->index_type = (int)m->index_type;
+    out->update_mode = (int)m->index_update_mode;
+    return 0;
+}
+
+/* Answers what tsemu_index_add or tsemu_store_table_create returned. */
+static int reply_create_rc(struct op_ctx *ctx, int rc, const ProtobufCMessage *resp)
+{
+    if (rc == -EEXIST)
+        return reply_fail(ctx->reply, "OTSObjectAlreadyExist", MSG_TABLE_EXIST);
+    if (rc == -ENOSPC)
+        return reply_fail(ctx->reply, "OTSQuotaExhausted", "Number of tables exceeded the quota.");
+    if (rc < 0)
+        return -ENOMEM;
+    return reply_pack(ctx->reply, resp);
+}
+
 static int op_create_table(struct op_ctx *ctx, const void *body, size_t len)
 {
     Ots__CreateTableRequest *req = ots__create_table_request__unpack(NULL, len, body);
     Ots__CreateTableResponse resp = OTS__CREATE_TABLE_RESPONSE__INIT;
-    struct tsemu_table tpl = {0};
+    struct tsemu_index ixs[TSEMU_MAX_INDEXES];
+    struct tsemu_table tpl = {0}, *t = NULL;
     const Ots__TableMeta *meta;
     int rc;
 
     if (!req)
         return reply_fail(ctx->reply, "OTSParameterInvalid", "Invalid CreateTableRequest.");
+    if (req->n_index_metas > TSEMU_MAX_INDEXES) {
+        ots__create_table_request__free_unpacked(req, NULL);
+        return reply_fail(ctx->reply, "OTSParameterInvalid",
+                          "Number of index per table exceeds the quota:%d.", TSEMU_MAX_INDEXES);
+    }
     meta = req->table_meta;
     tpl.name = meta->table_name;
     tpl.max_versions = 1;
@@ -638,13 +808,34 @@ static int op_create_table(struct op_ctx *ctx, const void *body, size_t len)
             tpl.ttl = o->time_to_live;
         }
     }
-    rc = tsemu_store_table_create(ctx->store, &tpl, NULL);
-    if (rc == -EEXIST)
-        rc = reply_fail(ctx->reply, "OTSObjectAlreadyExist", "Requested table already exists.");
-    else if (rc == -ENOSPC)
+    for (size_t i = 0; i < req->n_index_metas; i++) {
+        struct write_err e;
+        const char *n = req->index_metas[i]->name;
+
+        if (index_from_meta(&tpl, req->index_metas[i], i, &ixs[i], &e) < 0) {
+            rc = reply_werr(ctx->reply, &e);
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(n, ixs[j].name) == 0) {
+                rc = reply_fail(ctx->reply, "OTSObjectAlreadyExist", MSG_TABLE_EXIST);
+                goto out;
+            }
+        }
+        if (strcmp(n, tpl.name) == 0 || tsemu_store_table_find(ctx->store, n, strlen(n))) {
+            rc = reply_fail(ctx->reply, "OTSObjectAlreadyExist", MSG_TABLE_EXIST);
+            goto out;
+        }
+    }
+    if (!tsemu_store_table_find(ctx->store, tpl.name, strlen(tpl.name)) &&
+        ctx->store->table_count + 1 + req->n_index_metas > TSEMU_MAX_TABLES) {
         rc = reply_fail(ctx->reply, "OTSQuotaExhausted", "Number of tables exceeded the quota.");
-    else if (rc == 0)
-        rc = reply_pack(ctx->reply, &resp.base);
+        goto out;
+    }
+    rc = tsemu_store_table_create(ctx->store, &tpl, &t);
+    for (size_t i = 0; rc == 0 && i < req->n_index_metas; i++)
+        rc = tsemu_index_add(ctx->store, t, &ixs[i], false, ctx->now_ms);
+    rc = reply_create_rc(ctx, rc, &resp.base);
 out:
     ots__create_table_request__free_unpacked(req, NULL);
     return rc;
@@ -654,11 +845,17 @@ static int op_delete_table(struct op_ctx *ctx, const void *body, size_t len)
 {
     Ots__DeleteTableRequest *req = ots__delete_table_request__unpack(NULL, len, body);
     Ots__DeleteTableResponse resp = OTS__DELETE_TABLE_RESPONSE__INIT;
+    struct tsemu_table *t;
     int rc;
 
     if (!req)
         return reply_fail(ctx->reply, "OTSParameterInvalid", "Invalid DeleteTableRequest.");
-    if (tsemu_store_table_delete(ctx->store, req->table_name, strlen(req->table_name)) < 0)
+    t = tsemu_store_table_find(ctx->store, req->table_name, strlen(req->table_name));
+    if (t && t->main)
+        rc = reply_fail(ctx->reply, "OTSParameterInvalid",
+                        "'%.64s' is an index of table '%.64s': drop it with DropIndex.", t->name,
+                        t->main->name);
+    else if (tsemu_store_table_delete(ctx->store, req->table_name, strlen(req->table_name)) < 0)
         rc = reply_fail(ctx->reply, "OTSObjectNotExist", MSG_TABLE_NOT_EXIST);
     else
         rc = reply_pack(ctx->reply, &resp.base);
@@ -671,13 +868,15 @@ static int op_list_table(struct op_ctx *ctx, const void *body, size_t len)
     Ots__ListTableRequest *req = ots__list_table_request__unpack(NULL, len, body);
     Ots__ListTableResponse resp = OTS__LIST_TABLE_RESPONSE__INIT;
     char *names[TSEMU_MAX_TABLES];
+    size_t n = 0;
 
     if (!req)
         return reply_fail(ctx->reply, "OTSParameterInvalid", "Invalid ListTableRequest.");
     ots__list_table_request__free_unpacked(req, NULL);
     for (size_t i = 0; i < ctx->store->table_count; i++)
-        names[i] = ctx->store->tables[i]->name;
-    resp.n_table_names = ctx->store->table_count;
+        if (!ctx->store->tables[i]->main) /* data tables only, not indexes */
+            names[n++] = ctx->store->tables[i]->name;
+    resp.n_table_names = n;
     resp.table_names = names;
     return reply_pack(ctx->reply, &resp.base);
 }
@@ -692,6 +891,7 @@ static int op_describe_table(struct op_ctx *ctx, const void *body, size_t len)
     Ots__ReservedThroughputDetails rtd = OTS__RESERVED_THROUGHPUT_DETAILS__INIT;
     Ots__CapacityUnit cu = OTS__CAPACITY_UNIT__INIT;
     Ots__TableOptions opts = OTS__TABLE_OPTIONS__INIT;
+    Ots__IndexMeta ims[TSEMU_MAX_INDEXES], *imp[TSEMU_MAX_INDEXES];
     struct tsemu_table *t;
     int rc;
 
@@ -744,7 +944,72 @@ static int op_describe_table(struct op_ctx *ctx, const void *body, size_t len)
     resp.table_options = &opts;
     resp.has_table_status = true;
     resp.table_status = OTS__TABLE_STATUS__ACTIVE;
+    for (size_t i = 0; i < t->index_count; i++) {
+        const struct tsemu_index *ix = t->indexes[i];
+
+        ots__index_meta__init(&ims[i]);
+        ims[i].name = ix->name;
+        ims[i].n_primary_key = ix->col_count;
+        ims[i].primary_key = (char **)ix->cols;
+        ims[i].n_defined_column = ix->attr_count;
+        ims[i].defined_column = (char **)ix->attrs;
+        ims[i].index_update_mode = (Ots__IndexUpdateMode)ix->update_mode;
+        ims[i].index_type = (Ots__IndexType)ix->index_type;
+        ims[i].has_index_sync_phase = true;
+        ims[i].index_sync_phase = OTS__INDEX_SYNC_PHASE__ISP_INCR;
+        imp[i] = &ims[i];
+    }
+    resp.n_index_metas = t->index_count;
+    resp.index_metas = imp;
     rc = reply_pack(ctx->reply, &resp.base);
+    return rc;
+}
+
+static int op_create_index(struct op_ctx *ctx, const void *body, size_t len)
+{
+    Ots__CreateIndexRequest *req = ots__create_index_request__unpack(NULL, len, body);
+    Ots__CreateIndexResponse resp = OTS__CREATE_INDEX_RESPONSE__INIT;
+    struct tsemu_index ix;
+    struct tsemu_table *t;
+    struct write_err e;
+    int rc;
+
+    if (!req)
+        return reply_fail(ctx->reply, "OTSParameterInvalid", "Invalid CreateIndexRequest.");
+    t = table_or_fail(ctx, req->main_table_name);
+    if (!t) {
+        rc = ctx->reply->body.len ? 0 : -ENOMEM;
+    } else if (t->main) {
+        rc = reply_fail(ctx->reply, "OTSParameterInvalid", "'%.64s' is an index table.", t->name);
+    } else if (index_from_meta(t, req->index_meta, t->index_count, &ix, &e) < 0) {
+        rc = reply_werr(ctx->reply, &e);
+    } else {
+        rc = tsemu_index_add(ctx->store, t, &ix,
+                             req->has_include_base_data && req->include_base_data, ctx->now_ms);
+        rc = reply_create_rc(ctx, rc, &resp.base);
+    }
+    ots__create_index_request__free_unpacked(req, NULL);
+    return rc;
+}
+
+static int op_drop_index(struct op_ctx *ctx, const void *body, size_t len)
+{
+    Ots__DropIndexRequest *req = ots__drop_index_request__unpack(NULL, len, body);
+    Ots__DropIndexResponse resp = OTS__DROP_INDEX_RESPONSE__INIT;
+    struct tsemu_table *t;
+    int rc;
+
+    if (!req)
+        return reply_fail(ctx->reply, "OTSParameterInvalid", "Invalid DropIndexRequest.");
+    t = table_or_fail(ctx, req->main_table_name);
+    if (!t)
+        rc = ctx->reply->body.len ? 0 : -ENOMEM;
+    else if (tsemu_index_drop(ctx->store, t, req->index_name) < 0)
+        rc = reply_fail(ctx->reply, "OTSObjectNotExist",
+                        "Index '%.64s' of table '%.64s' does not exist.", req->index_name, t->name);
+    else
+        rc = reply_pack(ctx->reply, &resp.base);
+    ots__drop_index_request__free_unpacked(req, NULL);
     return rc;
 }
 
@@ -1144,6 +1409,163 @@ out:
     return rc;
 }
 
+/* ---- BatchGetRow ----------------------------------------------------------------------- */
+
+struct bgr_row {
+    Ots__RowInBatchGetRowResponse msg;
+    Ots__Error error;
+    Ots__ConsumedCapacity consumed;
+    Ots__CapacityUnit cu;
+    struct write_err e;
+    size_t off, len;
+};
+
+/* Reads one row of a BatchGetRow table into `out` (nothing when it does not exist). */
+static int batch_get_one(const struct tsemu_table *t, const ProtobufCBinaryData *pk,
+                         const struct read_filter *f, struct sg_buf *out, struct write_err *e)
+{
+    struct tsemu_value key[SG_TS_PK_MAX_COLUMNS];
+    struct sg_ts_rows rows = {0};
+    struct tsemu_cursor cur;
+    size_t mark = out->len;
+    bool written = false;
+    int rc = read_key(t, pk, false, &rows, key, e);
+
+    if (rc < 0)
+        return rc;
+    if (tsemu_table_seek(t, key, &cur)) {
+        rc = sg_ts_pb_append_header(out);
+        if (rc == 0)
+            rc = append_packed_row(out, t, tsemu_cursor_row(t, &cur), f, &written);
+        if (rc == 0 && !written)
+            out->len = mark;
+    }
+    sg_ts_rows_free(&rows);
+    return rc < 0 ? -ENOMEM : 0;
+}
+
+static int op_batch_get_row(struct op_ctx *ctx, const void *body, size_t len)
+{
+    Ots__BatchGetRowRequest *req = ots__batch_get_row_request__unpack(NULL, len, body);
+    Ots__BatchGetRowResponse resp = OTS__BATCH_GET_ROW_RESPONSE__INIT;
+    Ots__TableInBatchGetRowResponse *tables = NULL, **table_ptrs = NULL;
+    Ots__RowInBatchGetRowResponse **row_ptrs = NULL;
+    struct bgr_row *results = NULL;
+    struct sg_buf out;
+    size_t total = 0, k = 0;
+    int rc = 0;
+
+    if (!req)
+        return reply_fail(ctx->reply, "OTSParameterInvalid", "Invalid BatchGetRowRequest.");
+    sg_buf_init(&out, 0);
+    for (size_t ti = 0; ti < req->n_tables; ti++)
+        total += req->tables[ti]->n_primary_key;
+    if (total == 0) {
+        rc = reply_fail(ctx->reply, "OTSParameterInvalid", "No row in the request.");
+        goto out;
+    }
+    if (total > BATCH_GET_MAX_ROWS) {
+        rc = reply_fail(ctx->reply, "OTSParameterInvalid",
+                        "Rows count exceeds the upper limit: %d.", BATCH_GET_MAX_ROWS);
+        goto out;
+    }
+    for (size_t ti = 0; ti < req->n_tables; ti++) {
+        for (size_t tj = 0; tj < ti; tj++) {
+            if (strcmp(req->tables[ti]->table_name, req->tables[tj]->table_name) == 0) {
+                rc = reply_fail(ctx->reply, "OTSParameterInvalid",
+                                "Duplicated table name: '%.64s'.", req->tables[ti]->table_name);
+                goto out;
+            }
+        }
+    }
+    tables = calloc(req->n_tables, sizeof(*tables));
+    table_ptrs = calloc(req->n_tables, sizeof(*table_ptrs));
+    row_ptrs = calloc(total, sizeof(*row_ptrs));
+    results = calloc(total, sizeof(*results));
+    if (!tables || !table_ptrs || !row_ptrs || !results) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t ti = 0; ti < req->n_tables; ti++) {
+        const Ots__TableInBatchGetRowRequest *treq = req->tables[ti];
+        struct tsemu_table *t =
+            tsemu_store_table_find(ctx->store, treq->table_name, strlen(treq->table_name));
+        struct write_err fe;
+        struct read_filter f;
+        int frc = -EINVAL;
+
+        if (!t)
+            werr(&fe, "OTSObjectNotExist", MSG_TABLE_NOT_EXIST);
+        else
+            frc = filter_from_request(&f, t, treq->columns_to_get, treq->n_columns_to_get,
+                                      treq->time_range, treq->has_max_versions, treq->max_versions,
+                                      ctx->now_ms, &fe);
+        if (t && frc < 0) {
+            rc = reply_werr(ctx->reply, &fe); /* a bad read filter fails the whole request */
+            goto out;
+        }
+        ots__table_in_batch_get_row_response__init(&tables[ti]);
+        tables[ti].table_name = treq->table_name;
+        tables[ti].n_rows = treq->n_primary_key;
+        tables[ti].rows = row_ptrs + k;
+        table_ptrs[ti] = &tables[ti];
+        for (size_t ri = 0; ri < treq->n_primary_key; ri++, k++) {
+            struct bgr_row *res = &results[k];
+            size_t before = out.len;
+            int grc;
+
+            ots__row_in_batch_get_row_response__init(&res->msg);
+            row_ptrs[k] = &res->msg;
+            if (!t) {
+                res->e = fe;
+                grc = -EINVAL;
+            } else {
+                grc = batch_get_one(t, &treq->primary_key[ri], &f, &out, &res->e);
+            }
+            if (grc == -ENOMEM) {
+                rc = grc;
+                goto out;
+            }
+            if (grc < 0) {
+                ots__error__init(&res->error);
+                res->error.code = (char *)res->e.code;
+                res->error.message = res->e.msg;
+                res->msg.is_ok = false;
+                res->msg.error = &res->error;
+                continue;
+            }
+            res->msg.is_ok = true;
+            ots__consumed_capacity__init(&res->consumed);
+            ots__capacity_unit__init(&res->cu);
+            res->cu.has_read = res->cu.has_write = true;
+            res->cu.read = capacity_units(out.len - before);
+            res->consumed.capacity_unit = &res->cu;
+            res->msg.consumed = &res->consumed;
+            res->off = before;
+            res->len = out.len - before;
+        }
+    }
+    /* The row buffer has stopped moving: point the messages into it. */
+    for (size_t i = 0; i < total; i++) {
+        if (!results[i].msg.is_ok)
+            continue;
+        results[i].msg.has_row = true;
+        results[i].msg.row.data = (uint8_t *)out.data + results[i].off;
+        results[i].msg.row.len = results[i].len;
+    }
+    resp.n_tables = req->n_tables;
+    resp.tables = table_ptrs;
+    rc = reply_pack(ctx->reply, &resp.base);
+out:
+    free(results);
+    free(row_ptrs);
+    free(table_ptrs);
+    free(tables);
+    sg_buf_free(&out);
+    ots__batch_get_row_request__free_unpacked(req, NULL);
+    return rc;
+}
+
 /* ---- Dispatch -------------------------------------------------------------------------- */
 
 typedef int (*op_fn)(struct op_ctx *ctx, const void *body, size_t len);
@@ -1152,11 +1574,19 @@ static const struct {
     const char *name;
     op_fn fn;
 } ops[] = {
-    {"CreateTable", op_create_table}, {"DeleteTable", op_delete_table},
-    {"ListTable", op_list_table},     {"DescribeTable", op_describe_table},
-    {"PutRow", op_put_row},           {"UpdateRow", op_update_row},
-    {"DeleteRow", op_delete_row},     {"GetRow", op_get_row},
-    {"GetRange", op_get_range},       {"BatchWriteRow", op_batch_write_row},
+    {"CreateTable", op_create_table},
+    {"DeleteTable", op_delete_table},
+    {"ListTable", op_list_table},
+    {"DescribeTable", op_describe_table},
+    {"PutRow", op_put_row},
+    {"UpdateRow", op_update_row},
+    {"DeleteRow", op_delete_row},
+    {"GetRow", op_get_row},
+    {"GetRange", op_get_range},
+    {"BatchWriteRow", op_batch_write_row},
+    {"CreateIndex", op_create_index},
+    {"DropIndex", op_drop_index},
+    {"BatchGetRow", op_batch_get_row},
 };
 
 static op_fn op_lookup(const char *op, size_t op_len)

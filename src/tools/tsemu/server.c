@@ -66,6 +66,8 @@ struct tsemu_server {
     struct tsemu_conn *conns;
     size_t conn_count;
     struct tsemu_reply reply;
+    uv_timer_t index_timer; /* applies queued index changes when --index-lag has passed */
+    bool index_timer_open;
     char address[80];
 };
 
@@ -528,6 +530,30 @@ static void url_op(const struct tsemu_conn *conn, const char **op, size_t *op_le
     }
 }
 
+static void index_timer_arm(struct tsemu_server *srv);
+
+static void on_index_timer(uv_timer_t *timer)
+{
+    struct tsemu_server *srv = timer->data;
+
+    if (tsemu_index_apply_due(&srv->store, sg_now_ms()) < 0)
+        fprintf(stderr, "tsemu: out of memory while updating an index\n");
+    index_timer_arm(srv);
+}
+
+/* Arms the index timer for the next queued index change, if any and not armed yet. */
+static void index_timer_arm(struct tsemu_server *srv)
+{
+    int64_t due = tsemu_index_next_due(&srv->store);
+    int64_t wait;
+
+    if (due < 0 || !srv->index_timer_open || srv->closing ||
+        uv_is_active((uv_handle_t *)&srv->index_timer))
+        return;
+    wait = due - sg_now_ms();
+    uv_timer_start(&srv->index_timer, on_index_timer, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
 static void conn_handle_request(struct tsemu_conn *conn)
 {
     struct tsemu_server *srv = conn->srv;
@@ -567,6 +593,7 @@ static void conn_handle_request(struct tsemu_conn *conn)
         conn_close(conn);
         return;
     }
+    index_timer_arm(srv);
     memcpy(opbuf, op, op_len);
     opbuf[op_len] = '\0';
     conn_answer(conn, opbuf, now_ms);
@@ -734,6 +761,13 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss)
     return -EINVAL;
 }
 
+static void on_index_timer_close(uv_handle_t *handle)
+{
+    struct tsemu_server *srv = handle->data;
+
+    srv->index_timer_open = false;
+}
+
 static void on_listener_close(uv_handle_t *handle)
 {
     struct tsemu_server *srv = handle->data;
@@ -758,6 +792,7 @@ int tsemu_server_create(struct tsemu_server **out, uv_loop_t *loop, const struct
     srv->cfg = cfg;
     srv->rng = cfg->seed;
     tsemu_store_init(&srv->store);
+    srv->store.index_lag_ms = (int64_t)SG_MIN(cfg->index_lag, (uint64_t)INT32_MAX);
     sg_buf_init(&srv->reply.body, 0);
     settings_init(&srv->settings);
     *out = srv;
@@ -770,6 +805,9 @@ int tsemu_server_create(struct tsemu_server **out, uv_loop_t *loop, const struct
         if (rc < 0)
             return rc;
     }
+    uv_timer_init(loop, &srv->index_timer);
+    srv->index_timer.data = srv;
+    srv->index_timer_open = true;
     rc = uv_tcp_init(loop, &srv->listener);
     if (rc < 0) {
         snprintf(errstr, errstr_size, "tcp: %s", uv_strerror(rc));
@@ -810,6 +848,8 @@ void tsemu_server_close(struct tsemu_server *srv)
     srv->closing = true;
     if (srv->listener_open && !uv_is_closing((uv_handle_t *)&srv->listener))
         uv_close((uv_handle_t *)&srv->listener, on_listener_close);
+    if (srv->index_timer_open && !uv_is_closing((uv_handle_t *)&srv->index_timer))
+        uv_close((uv_handle_t *)&srv->index_timer, on_index_timer_close);
     for (struct tsemu_conn *conn = srv->conns; conn; conn = conn->next)
         conn_close(conn);
 }

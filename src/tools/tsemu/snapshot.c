@@ -3,10 +3,13 @@
  *    "defined":[{"name":"c","type":4}],"max_versions":1,"ttl":-1,"read_cu":0,"write_cu":0,
  *    "created_ms":1700000000000,"next_auto":0}
  *   {"row":"t","pk":[V...],"cells":[{"name":"c","versions":[{"ts":1700000000000,"v":V}]}]}
+ *   {"index":"t_by_c","main":"t","pk":["c"],"attrs":["d"],"type":0,"mode":0}
  * where a value V is {"t":TYPE,"v":...}: INTEGER as a decimal string (int64 does not fit a
  * JSON number exactly), DOUBLE as a C99 hex-float string (exact, and NaN/Inf survive),
  * BOOLEAN as true/false, STRING and BINARY as hex (any bytes survive). A table line comes
- * before its rows; rows may come in any order (they are inserted in key order). */
+ * before its rows; rows may come in any order (they are inserted in key order). Index
+ * tables are not written: an index line (after its main table's rows) creates the index and
+ * fills it from the rows loaded so far, and rows loaded after it update it. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -165,6 +168,42 @@ static int write_row(struct sg_buf *b, const struct tsemu_table *t, const struct
     return rc;
 }
 
+static int write_names(struct sg_buf *b, char *const *names, size_t n)
+{
+    int rc = sg_buf_append_char(b, '[');
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = sg_buf_append_char(b, ',');
+        if (rc == 0)
+            rc = sg_buf_append_json_string(b, names[i], strlen(names[i]));
+    }
+    return rc == 0 ? sg_buf_append_char(b, ']') : rc;
+}
+
+static int write_index(struct sg_buf *b, const struct tsemu_table *t, const struct tsemu_index *ix)
+{
+    int rc = sg_buf_append_str(b, "{\"index\":");
+
+    if (rc == 0)
+        rc = sg_buf_append_json_string(b, ix->name, strlen(ix->name));
+    if (rc == 0)
+        rc = sg_buf_append_str(b, ",\"main\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(b, t->name, strlen(t->name));
+    if (rc == 0)
+        rc = sg_buf_append_str(b, ",\"pk\":");
+    if (rc == 0)
+        rc = write_names(b, ix->cols, ix->col_count);
+    if (rc == 0)
+        rc = sg_buf_append_str(b, ",\"attrs\":");
+    if (rc == 0)
+        rc = write_names(b, ix->attrs, ix->attr_count);
+    if (rc == 0)
+        rc = sg_buf_printf(b, ",\"type\":%d,\"mode\":%d}\n", ix->index_type, ix->update_mode);
+    return rc;
+}
+
 int tsemu_snapshot_save(const struct tsemu_store *store, const char *path, char *errstr,
                         size_t errstr_size)
 {
@@ -185,6 +224,8 @@ int tsemu_snapshot_save(const struct tsemu_store *store, const char *path, char 
     for (size_t ti = 0; ti < store->table_count; ti++) {
         const struct tsemu_table *t = store->tables[ti];
 
+        if (t->main)
+            continue; /* rebuilt from the main table at load */
         sg_buf_reset(&b);
         rc = write_table(&b, t);
         if (rc == 0 && fwrite(b.data, 1, b.len, f) != b.len)
@@ -198,6 +239,12 @@ int tsemu_snapshot_save(const struct tsemu_store *store, const char *path, char 
             if (rc == 0)
                 rc = write_row(&b, t, &row);
             tsemu_row_free_contents(&row);
+            if (rc == 0 && fwrite(b.data, 1, b.len, f) != b.len)
+                rc = -EIO;
+        }
+        for (size_t i = 0; rc == 0 && i < t->index_count; i++) {
+            sg_buf_reset(&b);
+            rc = write_index(&b, t, t->indexes[i]);
             if (rc == 0 && fwrite(b.data, 1, b.len, f) != b.len)
                 rc = -EIO;
         }
@@ -372,6 +419,90 @@ static int load_table(struct tsemu_store *store, const cJSON *j)
     return rc == -EEXIST || rc == -ENOSPC ? -EINVAL : rc;
 }
 
+/* Reads a JSON array of column names into `names` (views into the JSON), at most `max`. */
+static int load_names(const cJSON *arr, char **names, size_t max, size_t *n)
+{
+    const cJSON *it;
+
+    *n = 0;
+    if (!cJSON_IsArray(arr))
+        return -EINVAL;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (*n >= max || !snap_name_ok(it))
+            return -EINVAL;
+        names[(*n)++] = it->valuestring;
+    }
+    return 0;
+}
+
+/* Checks an index line against its main table as CreateIndex would, so a hand-edited
+ * snapshot cannot make an index the index code does not expect. */
+static bool index_line_ok(const struct tsemu_table *t, const struct tsemu_index *ix)
+{
+    size_t pk_total = t->pk_count;
+
+    if (ix->col_count < 1 || t->main || t->index_count >= TSEMU_MAX_INDEXES ||
+        !((ix->index_type == 0 && ix->update_mode == 0) ||
+          (ix->index_type == 1 && ix->update_mode == 1)))
+        return false;
+    for (size_t i = 0; i < ix->col_count; i++) {
+        bool ok = false;
+
+        for (size_t k = 0; k < t->pk_count; k++) {
+            if (strcmp(t->pk[k].name, ix->cols[i]) == 0) {
+                ok = true;
+                pk_total--;
+            }
+        }
+        for (size_t d = 0; !ok && d < t->defined_count; d++) {
+            int vt = tsemu_defined_value_type(t->defined[d].type);
+            ok = strcmp(t->defined[d].name, ix->cols[i]) == 0 &&
+                 (vt == SG_TS_INTEGER || vt == SG_TS_STRING || vt == SG_TS_BLOB);
+        }
+        for (size_t j = 0; ok && j < i; j++)
+            ok = strcmp(ix->cols[j], ix->cols[i]) != 0;
+        if (!ok)
+            return false;
+    }
+    for (size_t i = 0; i < ix->attr_count; i++) {
+        bool ok = false;
+
+        for (size_t d = 0; !ok && d < t->defined_count; d++)
+            ok = strcmp(t->defined[d].name, ix->attrs[i]) == 0;
+        if (!ok)
+            return false;
+    }
+    return pk_total + ix->col_count <= SG_TS_PK_MAX_COLUMNS;
+}
+
+static int load_index(struct tsemu_store *store, const cJSON *j)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "index");
+    const cJSON *main = cJSON_GetObjectItemCaseSensitive(j, "main");
+    struct tsemu_index ix = {0};
+    struct tsemu_table *t;
+    int32_t type, mode;
+    int rc;
+
+    if (!snap_name_ok(name) || !cJSON_IsString(main) ||
+        load_names(cJSON_GetObjectItemCaseSensitive(j, "pk"), ix.cols, TSEMU_MAX_INDEX_COLS,
+                   &ix.col_count) < 0 ||
+        load_names(cJSON_GetObjectItemCaseSensitive(j, "attrs"), ix.attrs, TSEMU_MAX_INDEX_ATTRS,
+                   &ix.attr_count) < 0 ||
+        parse_i32(cJSON_GetObjectItemCaseSensitive(j, "type"), &type) < 0 ||
+        parse_i32(cJSON_GetObjectItemCaseSensitive(j, "mode"), &mode) < 0)
+        return -EINVAL;
+    t = tsemu_store_table_find(store, main->valuestring, strlen(main->valuestring));
+    ix.name = name->valuestring;
+    ix.index_type = type;
+    ix.update_mode = mode;
+    if (!t || !index_line_ok(t, &ix))
+        return -EINVAL;
+    rc = tsemu_index_add(store, t, &ix, true, t->created_ms);
+    return rc == -EEXIST || rc == -ENOSPC ? -EINVAL : rc;
+}
+
 static int load_row(struct tsemu_store *store, const cJSON *j)
 {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "row");
@@ -388,7 +519,7 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
     if (!cJSON_IsString(name) || !cJSON_IsArray(pk) || !cJSON_IsArray(cells))
         return -EINVAL;
     t = tsemu_store_table_find(store, name->valuestring, strlen(name->valuestring));
-    if (!t)
+    if (!t || t->main)
         return -EINVAL;
     cJSON_ArrayForEach(it, pk)
     {
@@ -441,6 +572,8 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
         }
     }
     rc = tsemu_table_store(t, &cur, &row, false);
+    if (rc == 0 && t->index_count > 0)
+        rc = tsemu_index_row_changed(store, t, NULL, &row, 0, true);
 out:
     tsemu_row_free_contents(&row);
     for (size_t i = 0; i < n; i++)
@@ -477,6 +610,8 @@ int tsemu_snapshot_load(struct tsemu_store *store, const char *path, char *errst
         j = cJSON_ParseWithLength(line, (size_t)n);
         if (!cJSON_IsObject(j))
             rc = -EINVAL;
+        else if (cJSON_HasObjectItem(j, "index"))
+            rc = load_index(store, j);
         else if (cJSON_HasObjectItem(j, "table"))
             rc = load_table(store, j);
         else if (cJSON_HasObjectItem(j, "row"))

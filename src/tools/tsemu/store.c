@@ -726,6 +726,7 @@ static void table_free(struct tsemu_table *table)
         free(table->blocks[b]);
     }
     free(table->blocks);
+    tsemu_index_free_all(table);
     for (size_t i = 0; i < SG_TS_PK_MAX_COLUMNS; i++)
         free(table->pk[i].name);
     for (size_t i = 0; i < TSEMU_MAX_DEFINED_COLS; i++)
@@ -744,6 +745,15 @@ void tsemu_store_destroy(struct tsemu_store *store)
     for (size_t i = 0; i < store->table_count; i++)
         table_free(store->tables[i]);
     store->table_count = 0;
+    while (store->pending) {
+        struct tsemu_pending *p = store->pending;
+
+        store->pending = p->next;
+        tsemu_row_free_contents(&p->row);
+        free(p);
+    }
+    store->pending_tail = NULL;
+    store->pending_count = 0;
 }
 
 static long table_index(const struct tsemu_store *store, const char *name, size_t name_len,
@@ -840,6 +850,14 @@ int tsemu_store_table_delete(struct tsemu_store *store, const char *name, size_t
 
     if (idx < 0)
         return -ENOENT;
+    if (store->tables[idx]->index_count > 0) {
+        /* A main table's indexes go with it. */
+        struct tsemu_table *main = store->tables[idx];
+
+        while (main->index_count > 0)
+            tsemu_index_drop(store, main, main->indexes[0]->name);
+        idx = table_index(store, name, name_len, &pos);
+    }
     table_free(store->tables[idx]);
     memmove(&store->tables[idx], &store->tables[idx + 1],
             (store->table_count - (size_t)idx - 1) * sizeof(store->tables[0]));

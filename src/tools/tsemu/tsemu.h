@@ -92,6 +92,28 @@ struct tsemu_defined_col {
     int type; /* DefinedColumnType as sent */
 };
 
+/* Secondary indexes (PROTOCOL.md section 7). */
+#define TSEMU_MAX_INDEXES      5  /* per main table */
+#define TSEMU_MAX_INDEX_COLS   4  /* IndexMeta.primary_key */
+#define TSEMU_MAX_INDEX_ATTRS  32 /* IndexMeta.defined_column */
+#define TSEMU_INDEX_TYPE_LOCAL 1  /* IndexType IT_LOCAL_INDEX; 0 is IT_GLOBAL_INDEX */
+
+struct tsemu_table;
+
+struct tsemu_index {
+    char *name;
+    char *cols[TSEMU_MAX_INDEX_COLS]; /* the index columns as created */
+    size_t col_count;
+    char *attrs[TSEMU_MAX_INDEX_ATTRS]; /* attribute (predefined) columns */
+    size_t attr_count;
+    int index_type, update_mode; /* as sent */
+    uint64_t id;                 /* unique in the store, so a queued change finds its index */
+    struct tsemu_table *table;   /* the index table, kept in the store beside the others */
+    /* Per index-table PK column: the main-table PK column it comes from, or -1 for the
+     * predefined column of the same name. */
+    int src[SG_TS_PK_MAX_COLUMNS];
+};
+
 struct tsemu_table {
     char *name;
     struct tsemu_pk_schema pk[SG_TS_PK_MAX_COLUMNS];
@@ -107,11 +129,27 @@ struct tsemu_table {
     size_t block_count, block_cap;
     size_t row_count;
     size_t row_bytes; /* sum of the packed rows' sizes, for the memory figures */
+    struct tsemu_index *indexes[TSEMU_MAX_INDEXES]; /* of this main table */
+    size_t index_count;
+    struct tsemu_table *main; /* set on an index table: the table it indexes (read-only) */
+};
+
+/* A change to an index table waiting for --index-lag to pass. */
+struct tsemu_pending {
+    struct tsemu_pending *next;
+    uint64_t index_id;
+    int64_t due_ms;
+    bool remove;          /* remove the row with row.pk, else store row */
+    struct tsemu_row row; /* owned */
 };
 
 struct tsemu_store {
-    struct tsemu_table *tables[TSEMU_MAX_TABLES]; /* sorted by name */
+    struct tsemu_table *tables[TSEMU_MAX_TABLES]; /* sorted by name; index tables too */
     size_t table_count;
+    uint64_t next_index_id;
+    int64_t index_lag_ms; /* global indexes follow their main table this much later */
+    struct tsemu_pending *pending, *pending_tail; /* in due order */
+    size_t pending_count;
 };
 
 void tsemu_store_init(struct tsemu_store *store);
@@ -173,6 +211,33 @@ void tsemu_row_delete_column(struct tsemu_row *row, const char *name, size_t nam
 void tsemu_row_clear(struct tsemu_row *row);
 struct tsemu_cell *tsemu_row_cell(struct tsemu_row *row, const char *name, size_t name_len);
 
+/* ---- Secondary indexes (index.c) ------------------------------------------------------- */
+
+/* Creates index `tpl` (name, cols, attrs, index_type, update_mode) of `main`, whose checks the
+ * caller has made, with its index table; with `backfill`, indexes the rows already there.
+ * -EEXIST (name taken), -ENOSPC (too many tables) or -ENOMEM. */
+int tsemu_index_add(struct tsemu_store *store, struct tsemu_table *main,
+                    const struct tsemu_index *tpl, bool backfill, int64_t now_ms);
+/* Drops one index of `main` with its index table. -ENOENT when it has none of that name. */
+int tsemu_index_drop(struct tsemu_store *store, struct tsemu_table *main, const char *name);
+/* Follows a change of one main-table row: `old` is the row before (NULL: it did not exist),
+ * `now` the row after (NULL: deleted). Index rows move, appear or go; for a global index with
+ * an index lag the change is queued instead (unless `immediate`). */
+int tsemu_index_row_changed(struct tsemu_store *store, struct tsemu_table *main,
+                            const struct tsemu_row *old, const struct tsemu_row *now,
+                            int64_t now_ms, bool immediate);
+/* Applies the queued changes due at `now_ms` (all of them when now_ms is INT64_MAX). */
+int tsemu_index_apply_due(struct tsemu_store *store, int64_t now_ms);
+/* When the next queued change is due, or -1 when none is queued. */
+int64_t tsemu_index_next_due(const struct tsemu_store *store);
+/* Frees the index descriptions of `main` (not their tables). */
+void tsemu_index_free_all(struct tsemu_table *main);
+/* The value type a predefined column type (DefinedColumnType) holds, or -1. */
+int tsemu_defined_value_type(int dct);
+/* True when some index of `main` uses predefined column `name` (as index column or
+ * attribute). */
+bool tsemu_index_uses(const struct tsemu_table *main, const char *name, size_t len);
+
 /* Copies a decoded value into an owned one (bytes duplicated). */
 int tsemu_value_copy(struct tsemu_value *dst, const struct sg_ts_value *src);
 void tsemu_value_free(struct tsemu_value *v);
@@ -228,6 +293,7 @@ struct tsemu_config {
     uint64_t latency;           /* ms added before every answer */
     uint64_t max_request_bytes; /* bodies above it (read in full) get 413; 0: the 4 MB limit */
     uint64_t seed;              /* for the fault draws */
+    uint64_t index_lag;         /* ms a global index lags behind its main table */
     bool verbose;               /* one line per request on stderr */
 };
 
