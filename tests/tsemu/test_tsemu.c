@@ -1880,7 +1880,9 @@ Test(tsemu, index_lag_and_snapshot)
     emu_stop(&e);
 }
 
-Test(tsemu, sdk_interop, .timeout = 120)
+/* Runs tests/sdk/`script` (the official JS SDK) by node against an emulator started with
+ * `extra` arguments, and checks that all its checks passed. */
+static void run_sdk_script(const char *script_name, const char *const *extra)
 {
     const char *sdk = getenv("SG_SDK_DIR");
     const char *node = getenv("SG_NODE");
@@ -1897,17 +1899,30 @@ Test(tsemu, sdk_interop, .timeout = 120)
               "the official SDK is not installed in %s/node_modules: run "
               "`npm ci --prefix tests/sdk` from the repository root",
               sdk);
-    snprintf(script, sizeof(script), "%s/interop.js", sdk);
-    emu_start(&e, NULL);
+    snprintf(script, sizeof(script), "%s/%s", sdk, script_name);
+    emu_start(&e, extra);
     snprintf(endpoint, sizeof(endpoint), "SG_TSEMU_ENDPOINT=http://%s", e.addr);
     const char *argv[] = {node, script, NULL};
     const char *env[] = {endpoint, "SG_TSEMU_INSTANCE=" INSTANCE, "SG_TSEMU_AK_ID=" AKID,
                          "SG_TSEMU_AK_SECRET=" SECRET, NULL};
     int rc = run_prog(argv, env, &out, &err);
-    cr_log_info("interop.js:\n%s%s", out ? out : "", err ? err : "");
-    cr_assert_eq(rc, 0, "interop.js failed (%d):\n%s%s", rc, out ? out : "", err ? err : "");
+    cr_log_info("%s:\n%s%s", script_name, out ? out : "", err ? err : "");
+    cr_assert_eq(rc, 0, "%s failed (%d):\n%s%s", script_name, rc, out ? out : "", err ? err : "");
     cr_assert(strstr(out, "checks passed"));
     free(out);
     free(err);
     emu_stop(&e);
+}
+
+Test(tsemu, sdk_interop, .timeout = 120)
+{
+    run_sdk_script("interop.js", NULL);
+}
+
+/* Secondary indexes and BatchGetRow through the SDK, with the index following asynchronously. */
+Test(tsemu, sdk_index, .timeout = 120)
+{
+    const char *args[] = {"--index-lag", "200", NULL};
+
+    run_sdk_script("index.js", args);
 }
