@@ -5,7 +5,7 @@
 // Environment: SG_TSEMU_ENDPOINT, SG_TSEMU_INSTANCE, SG_TSEMU_AK_ID, SG_TSEMU_AK_SECRET.
 'use strict';
 
-const TableStore = require('../tests/sdk/node_modules/tablestore');
+const TableStore = require('tablestore'); // bench/tsemu-memory sets NODE_PATH to tests/sdk
 
 const count = parseInt(process.argv[2], 10);
 const client = new TableStore.Client({
