@@ -9,32 +9,10 @@
 'use strict';
 
 const assert = require('assert');
-const path = require('path');
+const { TableStore, clientFromEnv } = require('./common');
 
-let TableStore;
-try {
-  TableStore = require('tablestore');
-} catch (e) {
-  console.error('the tablestore SDK is not installed in ' + path.join(__dirname, 'node_modules') +
-                ': run `npm ci --prefix tests/sdk` from the repository root (' + e.message + ')');
-  process.exit(3);
-}
 const Long = TableStore.Long;
-
-for (const name of ['SG_TSEMU_ENDPOINT', 'SG_TSEMU_INSTANCE', 'SG_TSEMU_AK_ID',
-                    'SG_TSEMU_AK_SECRET']) {
-  if (!process.env[name]) {
-    console.error(name + ' is not set');
-    process.exit(2);
-  }
-}
-const client = new TableStore.Client({
-  accessKeyId: process.env.SG_TSEMU_AK_ID,
-  secretAccessKey: process.env.SG_TSEMU_AK_SECRET,
-  endpoint: process.env.SG_TSEMU_ENDPOINT,
-  instancename: process.env.SG_TSEMU_INSTANCE,
-  maxRetries: 0,
-});
+const client = clientFromEnv();
 const table = process.env.SG_TSEMU_TABLE || 'res';
 const byTime = table + '_by_time';
 const ignore = new TableStore.Condition(TableStore.RowExistenceExpectation.IGNORE, null);

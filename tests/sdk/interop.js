@@ -6,34 +6,10 @@
 'use strict';
 
 const assert = require('assert');
-const path = require('path');
+const { TableStore, clientFromEnv } = require('./common');
 
-let TableStore;
-try {
-  TableStore = require('tablestore');
-} catch (e) {
-  console.error('the tablestore SDK is not installed in ' + path.join(__dirname, 'node_modules') +
-                ': run `npm ci --prefix tests/sdk` from the repository root (' + e.message + ')');
-  process.exit(3);
-}
 const Long = TableStore.Long;
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(name + ' is not set');
-    process.exit(2);
-  }
-  return v;
-}
-
-const client = new TableStore.Client({
-  accessKeyId: env('SG_TSEMU_AK_ID'),
-  secretAccessKey: env('SG_TSEMU_AK_SECRET'),
-  endpoint: env('SG_TSEMU_ENDPOINT'),
-  instancename: env('SG_TSEMU_INSTANCE'),
-  maxRetries: 0,
-});
+const client = clientFromEnv();
 const table = process.env.SG_TSEMU_TABLE || 'sdk';
 const ignore = new TableStore.Condition(TableStore.RowExistenceExpectation.IGNORE, null);
 const expectExist = new TableStore.Condition(TableStore.RowExistenceExpectation.EXPECT_EXIST, null);

@@ -6,25 +6,7 @@
 // Environment: SG_TSEMU_ENDPOINT, SG_TSEMU_INSTANCE, SG_TSEMU_AK_ID, SG_TSEMU_AK_SECRET.
 'use strict';
 
-const path = require('path');
-
-let TableStore;
-try {
-  TableStore = require('tablestore');
-} catch (e) {
-  console.error('the tablestore SDK is not installed in ' + path.join(__dirname, 'node_modules') +
-                ': run `npm ci --prefix tests/sdk` from the repository root (' + e.message + ')');
-  process.exit(3);
-}
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(name + ' is not set');
-    process.exit(2);
-  }
-  return v;
-}
+const { TableStore, clientFromEnv } = require('./common');
 
 if (process.argv.length < 4) {
   console.error('usage: node readback.js TABLE PKCOL[,PKCOL...]');
@@ -33,13 +15,7 @@ if (process.argv.length < 4) {
 const table = process.argv[2];
 const pkCols = process.argv[3].split(',');
 
-const client = new TableStore.Client({
-  accessKeyId: env('SG_TSEMU_AK_ID'),
-  secretAccessKey: env('SG_TSEMU_AK_SECRET'),
-  endpoint: env('SG_TSEMU_ENDPOINT'),
-  instancename: env('SG_TSEMU_INSTANCE'),
-  maxRetries: 0,
-});
+const client = clientFromEnv();
 
 function show(v) {
   if (v && typeof v === 'object' && typeof v.toNumber === 'function' && !Buffer.isBuffer(v))

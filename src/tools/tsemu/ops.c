@@ -1281,6 +1281,52 @@ out:
 
 /* ---- BatchWriteRow --------------------------------------------------------------------- */
 
+/* The whole-request checks of BatchWriteRow and BatchGetRow: at least one row, at most `max`,
+ * no table named twice (`name(req, i)` is the name of table i). True when the request was
+ * refused; *rc is then what answering it returned. */
+static bool batch_refused(struct op_ctx *ctx, const void *req, size_t n_tables,
+                          const char *(*name)(const void *req, size_t i), size_t total, int max,
+                          int *rc)
+{
+    if (total == 0) {
+        *rc = reply_fail(ctx->reply, "OTSParameterInvalid", "No row in the request.");
+        return true;
+    }
+    if (total > (size_t)max) {
+        *rc = reply_fail(ctx->reply, "OTSParameterInvalid",
+                         "Rows count exceeds the upper limit: %d.", max);
+        return true;
+    }
+    for (size_t ti = 0; ti < n_tables; ti++) {
+        for (size_t tj = 0; tj < ti; tj++) {
+            if (strcmp(name(req, ti), name(req, tj)) == 0) {
+                *rc = reply_fail(ctx->reply, "OTSParameterInvalid",
+                                 "Duplicated table name: '%.64s'.", name(req, ti));
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* A per-row error of a batch answer. */
+static void batch_row_error(Ots__Error *error, const struct write_err *e)
+{
+    ots__error__init(error);
+    error->code = (char *)e->code;
+    error->message = (char *)e->msg;
+}
+
+static const char *bwr_table_name(const void *req, size_t i)
+{
+    return ((const Ots__BatchWriteRowRequest *)req)->tables[i]->table_name;
+}
+
+static const char *bgr_table_name(const void *req, size_t i)
+{
+    return ((const Ots__BatchGetRowRequest *)req)->tables[i]->table_name;
+}
+
 /* Per-row results, kept apart from the response messages that point into them. */
 struct bwr_row {
     Ots__RowInBatchWriteRowResponse msg;
@@ -1308,24 +1354,8 @@ static int op_batch_write_row(struct op_ctx *ctx, const void *body, size_t len)
     sg_buf_init(&ret, 0);
     for (size_t ti = 0; ti < req->n_tables; ti++)
         total += req->tables[ti]->n_rows;
-    if (total == 0) {
-        rc = reply_fail(ctx->reply, "OTSParameterInvalid", "No row in the request.");
+    if (batch_refused(ctx, req, req->n_tables, bwr_table_name, total, SG_TS_BATCH_MAX_ROWS, &rc))
         goto out;
-    }
-    if (total > SG_TS_BATCH_MAX_ROWS) {
-        rc = reply_fail(ctx->reply, "OTSParameterInvalid",
-                        "Rows count exceeds the upper limit: %d.", SG_TS_BATCH_MAX_ROWS);
-        goto out;
-    }
-    for (size_t ti = 0; ti < req->n_tables; ti++) {
-        for (size_t tj = 0; tj < ti; tj++) {
-            if (strcmp(req->tables[ti]->table_name, req->tables[tj]->table_name) == 0) {
-                rc = reply_fail(ctx->reply, "OTSParameterInvalid",
-                                "Duplicated table name: '%.64s'.", req->tables[ti]->table_name);
-                goto out;
-            }
-        }
-    }
     tables = calloc(req->n_tables, sizeof(*tables));
     table_ptrs = calloc(req->n_tables, sizeof(*table_ptrs));
     row_ptrs = calloc(total, sizeof(*row_ptrs));
@@ -1370,9 +1400,7 @@ static int op_batch_write_row(struct op_ctx *ctx, const void *body, size_t len)
                 goto out;
             }
             if (wrc < 0) {
-                ots__error__init(&res->error);
-                res->error.code = (char *)res->e.code;
-                res->error.message = res->e.msg;
+                batch_row_error(&res->error, &res->e);
                 res->msg.is_ok = false;
                 res->msg.error = &res->error;
                 continue;
@@ -1460,24 +1488,8 @@ static int op_batch_get_row(struct op_ctx *ctx, const void *body, size_t len)
     sg_buf_init(&out, 0);
     for (size_t ti = 0; ti < req->n_tables; ti++)
         total += req->tables[ti]->n_primary_key;
-    if (total == 0) {
-        rc = reply_fail(ctx->reply, "OTSParameterInvalid", "No row in the request.");
+    if (batch_refused(ctx, req, req->n_tables, bgr_table_name, total, BATCH_GET_MAX_ROWS, &rc))
         goto out;
-    }
-    if (total > BATCH_GET_MAX_ROWS) {
-        rc = reply_fail(ctx->reply, "OTSParameterInvalid",
-                        "Rows count exceeds the upper limit: %d.", BATCH_GET_MAX_ROWS);
-        goto out;
-    }
-    for (size_t ti = 0; ti < req->n_tables; ti++) {
-        for (size_t tj = 0; tj < ti; tj++) {
-            if (strcmp(req->tables[ti]->table_name, req->tables[tj]->table_name) == 0) {
-                rc = reply_fail(ctx->reply, "OTSParameterInvalid",
-                                "Duplicated table name: '%.64s'.", req->tables[ti]->table_name);
-                goto out;
-            }
-        }
-    }
     tables = calloc(req->n_tables, sizeof(*tables));
     table_ptrs = calloc(req->n_tables, sizeof(*table_ptrs));
     row_ptrs = calloc(total, sizeof(*row_ptrs));
@@ -1527,9 +1539,7 @@ static int op_batch_get_row(struct op_ctx *ctx, const void *body, size_t len)
                 goto out;
             }
             if (grc < 0) {
-                ots__error__init(&res->error);
-                res->error.code = (char *)res->e.code;
-                res->error.message = res->e.msg;
+                batch_row_error(&res->error, &res->e);
                 res->msg.is_ok = false;
                 res->msg.error = &res->error;
                 continue;

@@ -1,20 +1,14 @@
-// Writes COUNT result-shaped rows into a Tablestore endpoint with the official JS SDK
-// (tests/sdk): table `mem` with PK (key STRING, window_start INTEGER) and seven attributes,
-// 200 rows per BatchWriteRow, 4 requests in flight. Used by bench/tsemu-memory.
-// Usage: node bench/tsemu-rows.js COUNT
+// Writes COUNT result-shaped rows into a Tablestore endpoint with the official JS SDK: table
+// `mem` with PK (key STRING, window_start INTEGER) and seven attributes, 200 rows per
+// BatchWriteRow, 4 requests in flight. Used by bench/tsemu-memory.
+// Usage: node tests/sdk/load.js COUNT
 // Environment: SG_TSEMU_ENDPOINT, SG_TSEMU_INSTANCE, SG_TSEMU_AK_ID, SG_TSEMU_AK_SECRET.
 'use strict';
 
-const TableStore = require('tablestore'); // bench/tsemu-memory sets NODE_PATH to tests/sdk
+const { TableStore, clientFromEnv } = require('./common');
 
 const count = parseInt(process.argv[2], 10);
-const client = new TableStore.Client({
-  accessKeyId: process.env.SG_TSEMU_AK_ID,
-  secretAccessKey: process.env.SG_TSEMU_AK_SECRET,
-  endpoint: process.env.SG_TSEMU_ENDPOINT,
-  instancename: process.env.SG_TSEMU_INSTANCE,
-  maxRetries: 0,
-});
+const client = clientFromEnv();
 const Long = TableStore.Long;
 
 function call(method, params) {
