@@ -408,7 +408,7 @@ static int load_table(struct tsemu_store *store, const cJSON *j)
         tpl.defined_count++;
     }
     if (parse_i32(cJSON_GetObjectItemCaseSensitive(j, "max_versions"), &tpl.max_versions) < 0 ||
-        tpl.max_versions < 1 ||
+        tpl.max_versions < 1 || tpl.max_versions > TSEMU_MAX_VERSIONS_CAP ||
         parse_i32(cJSON_GetObjectItemCaseSensitive(j, "ttl"), &tpl.ttl) < 0 ||
         parse_i32(cJSON_GetObjectItemCaseSensitive(j, "read_cu"), &tpl.read_cu) < 0 ||
         parse_i32(cJSON_GetObjectItemCaseSensitive(j, "write_cu"), &tpl.write_cu) < 0 ||

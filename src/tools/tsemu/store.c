@@ -401,11 +401,17 @@ static struct tsemu_packed *row_pack(const struct tsemu_table *table, const stru
     uint16_t n16;
     uint8_t *p;
 
+    /* The counts are stored in 16 bits: a row of more columns (each write adds at most 1024)
+     * or a column of more versions cannot be stored. */
+    if (row->cell_count > UINT16_MAX)
+        return NULL;
     for (size_t i = 0; i < table->pk_count; i++)
         size += value_size(&row->pk[i]);
     for (size_t i = 0; i < row->cell_count; i++) {
         const struct tsemu_cell *c = &row->cells[i];
 
+        if (c->count > UINT16_MAX || c->name_len > UINT8_MAX)
+            return NULL;
         size += 1 + c->name_len + 2;
         for (size_t v = 0; v < c->count; v++)
             size += 8 + 1 + value_size(&c->versions[v].value);
