@@ -974,6 +974,106 @@ Test(tsemu, get_range_paging)
 
 /* ---- BatchWriteRow ----------------------------------------------------------------------- */
 
+/* Puts (or deletes) ids [from, to) of table "range" in BatchWriteRow requests of 200, in the
+ * order id = from + (i * 7919) % (to - from) (7919 is prime, so that is every id once, mixed). */
+static void range_batch(const struct emu *e, int64_t from, int64_t to, bool delete_them)
+{
+    int64_t n = to - from;
+
+    for (int64_t base = 0; base < n; base += 200) {
+        struct sg_ts_column pk[200], v[200];
+        struct sg_ts_row rows[200];
+        struct sg_ts_write w[200];
+        size_t k = 0;
+        struct sg_buf body;
+        struct sgt_response r;
+
+        for (int64_t i = base; i < n && i < base + 200; i++, k++) {
+            int64_t id = from + (i * 7919) % n;
+            pk[k] = sg_ts_col("id", sg_ts_int(id));
+            v[k] = sg_ts_col("v", sg_ts_int(id * 10));
+            rows[k] = (struct sg_ts_row){
+                .pk = &pk[k], .pk_count = 1, .attrs = &v[k], .attr_count = delete_them ? 0 : 1};
+            w[k] = (struct sg_ts_write){delete_them ? SG_TS_WRITE_DELETE : SG_TS_WRITE_PUT,
+                                        &rows[k], SG_TS_EXPECT_IGNORE, SG_TS_RETURN_NONE};
+        }
+        struct sg_ts_table_writes tw = {"range", w, k};
+        sg_buf_init(&body, 0);
+        cr_assert_eq(sg_ts_bwr_build(&body, &tw, 1, NULL, 0), 0);
+        call(e, "BatchWriteRow", body.data, body.len, &r);
+        sg_buf_free(&body);
+        cr_assert_eq(r.status, 200);
+        sgt_response_free(&r);
+    }
+}
+
+/* Every id of "range" in order, forward or backward, in pages of 700: how many there are;
+ * checks that they come strictly ordered and that `keep(id)` holds for each. */
+static size_t range_scan(const struct emu *e, bool backward, bool (*keep)(int64_t))
+{
+    static int64_t ids[700];
+    struct sg_ts_value start = sg_ts_special(backward ? SG_TS_INF_MAX : SG_TS_INF_MIN);
+    struct sg_ts_value end = sg_ts_special(backward ? SG_TS_INF_MIN : SG_TS_INF_MAX);
+    int64_t next, last = 0;
+    size_t total = 0;
+
+    for (;;) {
+        size_t n = range_page(e, backward, &start, &end, 700, ids, &next);
+        for (size_t i = 0; i < n; i++) {
+            if (total + i > 0)
+                cr_assert(backward ? ids[i] < last : ids[i] > last, "%" PRId64 " after %" PRId64,
+                          ids[i], last);
+            cr_assert(keep(ids[i]), "id %" PRId64 " should not be there", ids[i]);
+            last = ids[i];
+        }
+        total += n;
+        if (next == INT64_MIN)
+            return total;
+        start = sg_ts_int(next);
+    }
+}
+
+static bool all_ids(int64_t id)
+{
+    (void)id;
+    return true;
+}
+
+static bool kept_ids(int64_t id)
+{
+    return id % 3 != 0 && (id < 0 || id >= 600);
+}
+
+/* Enough rows to fill and split many of the store's blocks, then empty some of them. */
+Test(tsemu, many_rows_across_blocks)
+{
+    struct emu e = {0};
+
+    emu_start(&e, NULL);
+    create_table(&e, "range", false, 1, 200);
+    range_batch(&e, -1500, 1500, false);
+    cr_assert_eq(range_scan(&e, false, all_ids), 3000);
+    cr_assert_eq(range_scan(&e, true, all_ids), 3000);
+    /* Delete ids 0..599 (whole blocks go) and every third id elsewhere. */
+    range_batch(&e, 0, 600, true);
+    for (int64_t from = -1500; from < 1500; from += 3) {
+        if (from >= 0 && from < 600)
+            continue;
+        struct sg_ts_column pk = sg_ts_col("id", sg_ts_int(from));
+        write_ok(&e, "DeleteRow", "range", SG_TS_ROW_DELETE,
+                 &(struct sg_ts_row){.pk = &pk, .pk_count = 1}, SG_TS_EXPECT_EXIST);
+    }
+    size_t want = 0;
+    for (int64_t id = -1500; id < 1500; id++)
+        want += kept_ids(id);
+    cr_assert_eq(range_scan(&e, false, kept_ids), want);
+    cr_assert_eq(range_scan(&e, true, kept_ids), want);
+    /* And they come back in the gaps. */
+    range_batch(&e, -1500, 1500, false);
+    cr_assert_eq(range_scan(&e, false, all_ids), 3000);
+    emu_stop(&e);
+}
+
 Test(tsemu, batch_write_row)
 {
     struct emu e = {0};
