@@ -2113,13 +2113,32 @@ Test(tsemu, index_lag_and_snapshot)
     cr_assert_geq(waited, 1500, "index row after %" PRId64 " ms", waited);
     free(got);
 
+    /* A local index is updated with the write, lag or not. */
+    Ots__CreateIndexRequest ci = OTS__CREATE_INDEX_REQUEST__INIT;
+    Ots__IndexMeta im = OTS__INDEX_META__INIT;
+    char *local_cols[] = {"key", "tag"};
+    im.name = "ev_local";
+    im.n_primary_key = 2;
+    im.primary_key = local_cols;
+    im.index_type = OTS__INDEX_TYPE__IT_LOCAL_INDEX;
+    im.index_update_mode = OTS__INDEX_UPDATE_MODE__IUM_SYNC_INDEX;
+    ci.main_table_name = "ev";
+    ci.index_meta = &im;
+    call_msg_ok(&e, "CreateIndex", &ci.base);
+    im.name = "ev_local_async";
+    im.index_update_mode = OTS__INDEX_UPDATE_MODE__IUM_ASYNC_INDEX;
+    call_msg_error(&e, "CreateIndex", &ci.base, 400, "OTSParameterInvalid", "synchronously");
+    put_ev(&e, "b", 7, 1, "t");
+    expect_range(&e, "ev_local", 3, "b,t,7");
+
     /* An index survives a restart (its rows rebuilt from the main table). */
     cr_assert_eq(emu_signal_wait(&e, SIGTERM), 0);
     const char *args2[] = {opt, NULL};
     emu_start(&e, args2);
-    expect_range(&e, "ev_by_ws", 2, "100,a cnt=1");
+    expect_range(&e, "ev_by_ws", 2, "7,b cnt=1;100,a cnt=1");
+    expect_range(&e, "ev_local", 3, "a,x,100;b,t,7");
     put_ev(&e, "a", 100, 2, "x");
-    expect_range(&e, "ev_by_ws", 2, "100,a cnt=2");
+    expect_range(&e, "ev_by_ws", 2, "7,b cnt=1;100,a cnt=2");
     emu_stop(&e);
 }
 
