@@ -1400,6 +1400,23 @@ Test(tsemu, bad_snapshot_and_command_line)
     free(out);
     free(err);
 
+    /* An index line naming a column that is neither a PK nor a predefined column. */
+    f = fopen(path + strlen("--snapshot="), "w");
+    cr_assert(f);
+    fputs("{\"table\":\"t\",\"pk\":[{\"name\":\"id\",\"type\":\"INTEGER\"}],"
+          "\"defined\":[{\"name\":\"c\",\"type\":1}],\"max_versions\":1,\"ttl\":-1,"
+          "\"read_cu\":0,\"write_cu\":0,\"created_ms\":\"0\",\"next_auto\":\"0\"}\n"
+          "{\"index\":\"t_by_c\",\"main\":\"t\",\"pk\":[\"c\"],\"attrs\":[],\"type\":0,"
+          "\"mode\":0}\n"
+          "{\"index\":\"t_by_d\",\"main\":\"t\",\"pk\":[\"d\"],\"attrs\":[],\"type\":0,"
+          "\"mode\":0}\n",
+          f);
+    fclose(f);
+    cr_assert_eq(run_prog(base, NULL, &out, &err), 1);
+    cr_assert(strstr(err, "bad.jsonl:3"), "stderr: %s", err);
+    free(out);
+    free(err);
+
     const char *missing[] = {emu_binary(), "--listen", "127.0.0.1:0", NULL};
     cr_assert_eq(run_prog(missing, NULL, &out, &err), 2);
     cr_assert(strstr(err, "--instance is required"), "stderr: %s", err);
