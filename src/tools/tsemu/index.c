@@ -172,7 +172,6 @@ static int index_change(struct tsemu_store *store, const struct tsemu_index *ix,
     else
         store->pending = p;
     store->pending_tail = p;
-    store->pending_count++;
     return 0;
 }
 
@@ -214,7 +213,6 @@ int tsemu_index_apply_due(struct tsemu_store *store, int64_t now_ms)
         store->pending = p->next;
         if (!store->pending)
             store->pending_tail = NULL;
-        store->pending_count--;
         tsemu_row_free_contents(&p->row);
         free(p);
     }

@@ -652,8 +652,6 @@ int tsemu_table_store(struct tsemu_table *table, struct tsemu_cursor *cur,
     if (replace) {
         struct tsemu_packed **slot = &table->blocks[cur->b]->rows[cur->i];
 
-        table->row_bytes += p->size;
-        table->row_bytes -= (*slot)->size;
         free(*slot);
         *slot = p;
         return 0;
@@ -696,7 +694,6 @@ int tsemu_table_store(struct tsemu_table *table, struct tsemu_cursor *cur,
     blk->rows[cur->i] = p;
     blk->count++;
     table->row_count++;
-    table->row_bytes += p->size;
     return 0;
 }
 
@@ -704,7 +701,6 @@ void tsemu_table_erase(struct tsemu_table *table, struct tsemu_cursor *cur)
 {
     struct tsemu_block *blk = table->blocks[cur->b];
 
-    table->row_bytes -= blk->rows[cur->i]->size;
     free(blk->rows[cur->i]);
     memmove(&blk->rows[cur->i], &blk->rows[cur->i + 1],
             (blk->count - cur->i - 1) * sizeof(blk->rows[0]));
@@ -759,7 +755,6 @@ void tsemu_store_destroy(struct tsemu_store *store)
         free(p);
     }
     store->pending_tail = NULL;
-    store->pending_count = 0;
 }
 
 static long table_index(const struct tsemu_store *store, const char *name, size_t name_len,

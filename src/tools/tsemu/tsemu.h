@@ -128,7 +128,6 @@ struct tsemu_table {
     struct tsemu_block **blocks;
     size_t block_count, block_cap;
     size_t row_count;
-    size_t row_bytes; /* sum of the packed rows' sizes, for the memory figures */
     struct tsemu_index *indexes[TSEMU_MAX_INDEXES]; /* of this main table */
     size_t index_count;
     struct tsemu_table *main; /* set on an index table: the table it indexes (read-only) */
@@ -149,7 +148,6 @@ struct tsemu_store {
     uint64_t next_index_id;
     int64_t index_lag_ms; /* global indexes follow their main table this much later */
     struct tsemu_pending *pending, *pending_tail; /* in due order */
-    size_t pending_count;
 };
 
 void tsemu_store_init(struct tsemu_store *store);
