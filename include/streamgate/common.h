@@ -18,6 +18,15 @@
 #define SG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SG_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* What the heap spends on an allocation of n bytes (n > 0): glibc's chunk, n plus its 8-byte
+ * header rounded up to 16, at least 32. Memory accounting charges this, not n: with many small
+ * allocations (a window, its sketches, a key) the difference is a tenth or more. */
+static inline size_t sg_heap_bytes(size_t n)
+{
+    size_t chunk = (n + 8 + 15) & ~(size_t)15;
+    return chunk < 32 ? 32 : chunk;
+}
+
 /* Whether n bytes are the same. Keys and member names are a few bytes long, where a call to
  * memcmp costs more than the comparison; longer ones still go to memcmp. */
 static inline bool sg_bytes_equal(const void *a, const void *b, size_t n)

@@ -30,6 +30,8 @@
  * anything, so -ENOMEM leaves the sketch as it was. */
 #include "ddsketch.h"
 
+#include "streamgate/common.h"
+
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -419,7 +421,7 @@ static size_t sg_ddsketch__store_memory(const struct sg_ddsketch *s,
 {
     if (st->counts == NULL || sg_ddsketch__is_inline(s, st))
         return 0;
-    return (size_t)st->len * sg_ddsketch__width(st->wlog);
+    return sg_heap_bytes((size_t)st->len * sg_ddsketch__width(st->wlog));
 }
 
 /* The lowest bucket kept when a store spans [nlo, nhi]. */
@@ -651,6 +653,6 @@ double sg_ddsketch_alpha(const struct sg_ddsketch *s)
 
 size_t sg_ddsketch_memory(const struct sg_ddsketch *s)
 {
-    return sizeof(*s) + sg_ddsketch__store_memory(s, &s->pos) +
+    return sg_heap_bytes(sizeof(*s)) + sg_ddsketch__store_memory(s, &s->pos) +
            sg_ddsketch__store_memory(s, &s->neg);
 }

@@ -65,9 +65,15 @@ void sg_streams__oom(struct sg_streams *st, const char *what)
 
 /* ---- key table --------------------------------------------------------------------- */
 
-static size_t sg_streams__stream_bytes(size_t key_len)
+static size_t sg_streams__stream_size(size_t key_len)
 {
     return offsetof(struct sg_stream, key) + key_len;
+}
+
+/* What a stream costs the heap, as charged. */
+static size_t sg_streams__stream_bytes(size_t key_len)
+{
+    return sg_heap_bytes(sg_streams__stream_size(key_len));
 }
 
 /* The top 16 bits of a key's hash, kept beside its slot: a probe compares them before it
@@ -137,7 +143,7 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
             sg_streams__resize(st, nslots * 2))
             return NULL;
     }
-    struct sg_stream *s = malloc(sg_streams__stream_bytes(len));
+    struct sg_stream *s = malloc(sg_streams__stream_size(len));
     if (!s)
         return NULL;
     st->mem_bytes += sg_streams__stream_bytes(len);
@@ -326,8 +332,8 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
         sg_metrics_counter(m, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"predict_fields\"");
     if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
         !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped ||
-        !st->windows_waiting || !st->waiting_age || !st->firing_stalls || !st->streams_memory_hits ||
-        !st->anomalies || !st->predict_fields_hits)
+        !st->windows_waiting || !st->waiting_age || !st->firing_stalls ||
+        !st->streams_memory_hits || !st->anomalies || !st->predict_fields_hits)
         return -ENOMEM;
     return 0;
 }
@@ -469,8 +475,8 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
         st->paced = st->cbs.result != NULL;
     }
     st->seed = sg_streams__random_seed(st);
-    st->origin = (struct sg_streams_origin){.offset = -1, .watermark = INT64_MIN,
-                                            .max_event_time = INT64_MIN};
+    st->origin = (struct sg_streams_origin){
+        .offset = -1, .watermark = INT64_MIN, .max_event_time = INT64_MIN};
     st->parts_checked_ms = INT64_MIN;
     sg_buf_init(&st->out, SG_STREAMS_RESULT_MAX);
 
@@ -496,9 +502,9 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
     }
     st->mask = SG_STREAMS_MIN_SLOTS - 1;
     st->mem_bytes += sizeof(*st) + sg_streams__table_bytes(SG_STREAMS_MIN_SLOTS) +
-                    SG_STREAMS_MAX_NAMES * (sizeof(*st->names) + sizeof(*st->name_hashes) +
-                                            sizeof(*st->name_lens) + sizeof(*st->name_predicted)) +
-                    SG_STREAMS_NAME_SLOTS * sizeof(*st->name_slots);
+                     SG_STREAMS_MAX_NAMES * (sizeof(*st->names) + sizeof(*st->name_hashes) +
+                                             sizeof(*st->name_lens) + sizeof(*st->name_predicted)) +
+                     SG_STREAMS_NAME_SLOTS * sizeof(*st->name_slots);
     for (size_t i = 0; i < nq; i++) {
         double q;
         /* Validation rejects bad names; one that slips through is left out, not guessed. */
@@ -577,8 +583,7 @@ static void sg_streams__refuse_key(struct sg_streams *st)
                 SG_F_UINT("streams_bytes", st->mem_bytes),
                 SG_F_UINT("streams_limit", st->streams_limit),
                 SG_F_UINT("reserved_bytes", sg_streams__key_reserve(st)),
-                SG_F_UINT("keys", st->nkeys),
-                SG_F_INT("suppressed", suppressed));
+                SG_F_UINT("keys", st->nkeys), SG_F_INT("suppressed", suppressed));
 }
 
 /* An event of partition `p` (NULL outside an aggregator) takes its time into that partition's

@@ -305,9 +305,15 @@ static void sg_window__heap_remove(struct sg_streams *st, struct sg_window *w)
 
 /* ---- allocation -------------------------------------------------------------------- */
 
-static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
+static size_t sg_window__size(const struct sg_streams *st, unsigned cap)
 {
     return st->field_off + (size_t)cap * st->field_stride;
+}
+
+/* What a window costs the heap, as charged. */
+static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
+{
+    return sg_heap_bytes(sg_window__size(st, cap));
 }
 
 /* Ends a field's aggregate: its sketch, if it has one, is freed and taken off the engine's
@@ -352,7 +358,7 @@ struct sg_ddsketch *sg_window__sketch(struct sg_streams *st, struct sg_wfield *f
 /* Bytes of a window's distinct registers (allocated apart from it). */
 static size_t sg_window__hll_bytes(const struct sg_streams *st)
 {
-    return st->distinct ? (size_t)1 << st->distinct_precision : 0;
+    return st->distinct ? sg_heap_bytes((size_t)1 << st->distinct_precision) : 0;
 }
 
 /* Opens a window [start, end) for `s` with room for `cap` fields and links it in at `link`
@@ -369,7 +375,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
         st->nfree--;
         if (w->cap < cap) {
             size_t old = sg_window__bytes(st, w->cap);
-            struct sg_window *nw = realloc(w, sg_window__bytes(st, cap));
+            struct sg_window *nw = realloc(w, sg_window__size(st, cap));
             if (!nw) {
                 if (st->distinct)
                     sg_hll_free(sg_window__hll(w));
@@ -384,7 +390,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
         if (st->distinct) /* a reused window keeps its registers; they start empty again */
             memset(sg_window__hll(w)->registers, 0, (size_t)1 << st->distinct_precision);
     } else {
-        w = malloc(sg_window__bytes(st, cap));
+        w = malloc(sg_window__size(st, cap));
         if (!w)
             return NULL;
         w->cap = (uint8_t)cap;
@@ -447,7 +453,7 @@ static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window
     if (cap <= w->cap)
         return NULL;
     size_t old = sg_window__bytes(st, w->cap);
-    struct sg_window *nw = realloc(w, sg_window__bytes(st, cap));
+    struct sg_window *nw = realloc(w, sg_window__size(st, cap));
     if (!nw)
         return NULL;
     st->mem_bytes += sg_window__bytes(st, cap) - old;
