@@ -2,6 +2,7 @@
  * file that knows every stage. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,51 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
     return 0;
 }
 
+/* Open files beyond the connections: listeners, the writers' sockets and files, the loop's own
+ * descriptors, the logs. */
+#define SG_NOFILE_HEADROOM 1024
+
+/* Raises the soft open-files limit to what the connection limits need. Past the hard limit it
+ * goes as high as that allows and says so: the gateway runs, and connections past it are
+ * refused at accept (EMFILE) instead of reaching their configured limit. */
+static void raise_nofile(struct sg_app *app)
+{
+    const struct sg_config *cfg = &app->cfg;
+    uint64_t need = SG_NOFILE_HEADROOM;
+    struct rlimit rl;
+
+    if (cfg->http_listen[0])
+        need += (uint64_t)cfg->http_max_connections;
+    if (cfg->tcp_listen[0] && cfg->role != SG_ROLE_AGGREGATOR)
+        need += (uint64_t)cfg->tcp_max_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        sg_warn(&app->log, "cannot read the open-files limit (RLIMIT_NOFILE)",
+                SG_F_STR("error", sg_strerror(-errno)));
+        return;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return;
+    rlim_t target =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? (rlim_t)need : rl.rlim_max;
+    if (target > rl.rlim_cur) {
+        struct rlimit want = {.rlim_cur = target, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = target;
+    }
+    if (rl.rlim_cur >= need) {
+        sg_debug(&app->log, "open-files limit raised", SG_F_UINT("nofile", (uint64_t)need));
+        return;
+    }
+    sg_warn(&app->log,
+            "open-files hard limit (RLIMIT_NOFILE) is too low for the connection limits: the "
+            "gateway keeps running, and connections past it are refused when accepted",
+            SG_F_UINT("hard_limit", (uint64_t)rl.rlim_max),
+            SG_F_UINT("soft_limit", (uint64_t)rl.rlim_cur), SG_F_UINT("needed", need),
+            SG_F_STR("hint", "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, "
+                             "docker --ulimit nofile=) or lower tcp.max_connections and "
+                             "http.max_connections"));
+}
+
 static int run(struct sg_app *app)
 {
     char err[512] = "";
@@ -458,6 +504,7 @@ static int run(struct sg_app *app)
     app->sigint.data = app->sigterm.data = app;
 
     int exit_code = SG_EXIT_OK;
+    raise_nofile(app);
     rc = app_start(app, err, sizeof(err));
     if (rc) {
         sg_error(&app->log, "start-up failed", SG_F_STR("error", err));

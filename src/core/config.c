@@ -96,8 +96,9 @@ static const struct sg_config_option options[] = {
                 "beyond it is refused."),
     SG_OPT_SIZE("http.max_header_size", http_max_header_size, "16KiB", 1024,
                 "Largest request line plus headers, in bytes; at least 1KiB."),
-    SG_OPT_INT("http.max_connections", http_max_connections, "1024", 1, 0,
-               "Most HTTP connections open at once; further connections are refused."),
+    SG_OPT_INT("http.max_connections", http_max_connections, "10000", 1, 0,
+               "Most HTTP connections open at once; further connections are refused. The "
+               "open-files limit is raised at start to fit it and tcp.max_connections."),
     SG_OPT_DUR("http.header_timeout", http_header_timeout_ms, "10s", 1,
                "Longest wait from the first byte of a request to the end of its headers."),
     SG_OPT_DUR("http.body_timeout", http_body_timeout_ms, "30s", 1,
@@ -133,8 +134,9 @@ static const struct sg_config_option options[] = {
                 "free port); empty disables TCP."),
     SG_OPT_SIZE("tcp.max_line_size", tcp_max_line_size, "1MiB", 1,
                 "Longest NDJSON line (one event) in bytes; a longer line is rejected."),
-    SG_OPT_INT("tcp.max_connections", tcp_max_connections, "1024", 1, 0,
-               "Most TCP connections open at once; further connections are refused."),
+    SG_OPT_INT("tcp.max_connections", tcp_max_connections, "100000", 1, 0,
+               "Most TCP connections open at once; further connections are refused. The "
+               "open-files limit is raised at start to fit it and http.max_connections."),
     SG_OPT_DUR("tcp.idle_timeout", tcp_idle_timeout_ms, "5m", 1,
                "How long a TCP connection may stay silent before it is closed."),
     SG_OPT("tcp.reuse_port", SG_CONFIG_BOOL, bool, tcp_reuse_port, "false", 0, 0, 0,

@@ -97,6 +97,18 @@ static void conn_read_stop(struct sg_http_conn *conn)
 
 /* --- budget ------------------------------------------------------------------------------ */
 
+/* Brings the budget's account of what this connection holds of its input (an unparsed tail,
+ * a partial request's URL and headers) up to date. */
+static void conn_account_input(struct sg_http_conn *conn)
+{
+    size_t held = conn->tail_len + conn->req.url.cap;
+
+    for (int i = 0; i < SG_HTTP_HDR_COUNT; i++)
+        held += conn->req.hdr[i].cap;
+    if (conn->srv->budget)
+        sg_budget_set(conn->srv->budget, SG_BUDGET_CONNECTIONS, &conn->budget_conn, held);
+}
+
 /* Brings the budget's account of this connection's body storage (and of a held answer's
  * error list) up to date. */
 static void conn_account_body(struct sg_http_conn *conn)
@@ -126,7 +138,7 @@ void sg_http__conn_free(struct sg_http_conn *conn)
     sg_buf_free(&conn->req.url);
     for (int i = 0; i < SG_HTTP_HDR_COUNT; i++)
         sg_buf_free(&conn->req.hdr[i]);
-    free(conn->rbuf);
+    free(conn->tail);
     free(conn);
 }
 
@@ -193,6 +205,7 @@ static void conn_finish(struct sg_http_conn *conn)
     if (conn->state != SG_HTTP_OPEN)
         return;
     conn->state = SG_HTTP_FINISHING;
+    free(conn->tail);
     conn->tail = NULL;
     conn->tail_len = 0;
     conn->stalled = false;
@@ -215,6 +228,29 @@ static size_t conn_pending(const struct sg_http_conn *conn)
 static void conn_parse(struct sg_http_conn *conn, const char *data, size_t len);
 static void conn_resume(struct sg_http_conn *conn);
 
+/* Gives back the storage a connection does not need between requests (the request's URL,
+ * headers and body; output buffers with nothing in them; a held answer's errors once it is
+ * gone), so an idle keep-alive connection holds no buffer of its own. Called after input is
+ * handled and after a write completes. */
+static void conn_trim(struct sg_http_conn *conn)
+{
+    if (conn->state == SG_HTTP_CLOSING)
+        return;
+    if (!conn->req.active) {
+        sg_buf_free(&conn->req.url);
+        for (int i = 0; i < SG_HTTP_HDR_COUNT; i++)
+            sg_buf_free(&conn->req.hdr[i]);
+        sg_buf_free(&conn->body);
+    }
+    if (!conn->ack)
+        sg_buf_free(&conn->held_errors);
+    for (int i = 0; i < 2; i++)
+        if (conn->out[i].len == 0)
+            sg_buf_free(&conn->out[i]);
+    conn_account_input(conn);
+    conn_account_body(conn);
+}
+
 void sg_http__conn_on_write(struct sg_http_conn *conn, int status)
 {
     conn->writing = false;
@@ -228,13 +264,14 @@ void sg_http__conn_on_write(struct sg_http_conn *conn, int status)
     }
     conn_resume(conn);
     conn_flush(conn);
+    conn_trim(conn);
 }
 
 /* Once the output has drained below the mark and no answer is held: parse what was held back
  * at the last request boundary, then read again. */
 static void conn_resume(struct sg_http_conn *conn)
 {
-    const char *tail = conn->tail;
+    char *tail = conn->tail;
     size_t tail_len = conn->tail_len;
 
     if (!conn->stalled || conn->ack || conn->state != SG_HTTP_OPEN ||
@@ -246,7 +283,8 @@ static void conn_resume(struct sg_http_conn *conn)
     /* The parser was paused at the end of the last request it answered. */
     llhttp_resume(&conn->parser);
     if (tail_len > 0)
-        conn_parse(conn, tail, tail_len); /* flushes, and may stall again */
+        conn_parse(conn, tail, tail_len); /* flushes; stalling again copies what is left */
+    free(tail);
     if (conn->state == SG_HTTP_OPEN && !conn->stalled && conn_read_start(conn) < 0)
         sg_http__conn_close(conn);
 }
@@ -900,6 +938,7 @@ static void conn_release_held(struct sg_http_conn *conn, bool timed_out)
         conn_timer(conn, SG_HTTP_TIMER_IDLE, conn->srv->cfg->http_idle_timeout_ms);
     conn_resume(conn);
     conn_flush(conn);
+    conn_trim(conn);
 }
 
 /* Every accepted event of the held request is settled. Told by a writer; should that ever
@@ -1277,10 +1316,18 @@ static void conn_parse(struct sg_http_conn *conn, const char *data, size_t len)
         break;
     case HPE_PAUSED:
         if (conn->state == SG_HTTP_OPEN && conn->stalled) {
-            /* Keep the rest in the read buffer; reading stays off until it is parsed. */
-            conn->tail = data + used;
-            conn->tail_len = len - used;
+            /* The read buffer is the server's: keep a copy of the rest; reading stays off
+             * until it is parsed. */
             conn_read_stop(conn);
+            if (len > used) {
+                conn->tail = malloc(len - used);
+                if (!conn->tail) {
+                    conn->broken = true;
+                    break;
+                }
+                memcpy(conn->tail, data + used, len - used);
+                conn->tail_len = len - used;
+            }
         } else if (conn->state == SG_HTTP_OPEN) {
             conn->broken = true; /* paused for no known reason: cannot go on */
         }
@@ -1313,25 +1360,24 @@ static void conn_parse(struct sg_http_conn *conn, const char *data, size_t len)
     conn_flush(conn);
 }
 
-/* `len` > 0 bytes were read into the read buffer (or the scratch one). */
+/* `len` > 0 bytes were read into the server's read buffer. */
 static void conn_input(struct sg_http_conn *conn, const char *data, size_t len)
 {
     sg_counter_add(conn->srv->bytes_received, len);
     if (conn->state == SG_HTTP_OPEN && !conn->stalled)
         conn_parse(conn, data, len);
     /* LINGER: dropped. */
+    conn_trim(conn);
 }
 
 size_t sg_http__conn_feed(struct sg_http_conn *conn, const char *data, size_t len)
 {
-    char *dst = conn->rbuf ? conn->rbuf : conn->scratch;
-    size_t n = conn->rbuf ? SG_HTTP_READ_BUF_SIZE : sizeof(conn->scratch);
+    size_t n = SG_MIN((size_t)SG_HTTP_READ_BUF_SIZE, len);
 
     if (!conn->reading || len == 0)
         return 0;
-    n = SG_MIN(n, len);
-    memcpy(dst, data, n);
-    conn_input(conn, dst, n);
+    memcpy(conn->srv->rbuf, data, n);
+    conn_input(conn, conn->srv->rbuf, n);
     return n;
 }
 
@@ -1446,12 +1492,6 @@ int sg_http__conn_start(struct sg_http_conn *conn)
     const struct sg_config *cfg = conn->srv->cfg;
     size_t hdr_max = cfg->http_max_header_size ? cfg->http_max_header_size : 1;
 
-    conn->rbuf = malloc(SG_HTTP_READ_BUF_SIZE);
-    if (!conn->rbuf)
-        return -ENOMEM;
-    if (conn->srv->budget)
-        sg_budget_set(conn->srv->budget, SG_BUDGET_CONNECTIONS, &conn->budget_conn,
-                      SG_HTTP_READ_BUF_SIZE);
     sg_buf_init(&conn->out[0], SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->out[1], SG_HTTP_OUT_MAX);
     sg_buf_init(&conn->body, cfg->http_max_body_size ? cfg->http_max_body_size : 1);
@@ -1509,12 +1549,9 @@ static void tcp_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     struct sg_http_conn *conn = conn_of_tcp(handle);
 
-    /* The same buffer every time: all input is parsed before the next read, and reading is
-     * stopped while an unparsed tail waits in it. */
-    if (conn->rbuf)
-        *buf = uv_buf_init(conn->rbuf, SG_HTTP_READ_BUF_SIZE);
-    else
-        *buf = uv_buf_init(conn->scratch, sizeof(conn->scratch));
+    /* The server's buffer every time: all input is parsed before the next read, and an
+     * unparsed tail is copied out of it (see conn_parse). */
+    *buf = uv_buf_init(conn->srv->rbuf, SG_HTTP_READ_BUF_SIZE);
 }
 
 static void tcp_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)

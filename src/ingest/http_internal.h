@@ -19,7 +19,9 @@
 #include "streamgate/metrics.h"
 #include "rate.h"
 
-/* Bytes read from a socket at a time: one buffer per connection, allocated once. */
+/* Bytes read from a socket at a time, into one buffer the whole server shares: each read is
+ * parsed before the next one is asked for, and a connection that has to stop part-way (see
+ * `tail`) copies only the unparsed rest into storage of its own. */
 #define SG_HTTP_READ_BUF_SIZE (64 * 1024)
 /* Request body storage a connection keeps between requests; larger bodies are freed after use.
  * Also the largest body of a refused request that is read and dropped to keep the connection;
@@ -166,9 +168,7 @@ struct sg_http_conn {
     char peer[64];
 
     llhttp_t parser;
-    char *rbuf;        /* SG_HTTP_READ_BUF_SIZE; NULL for rejected connections */
-    char scratch[512]; /* read target while dropping input without an rbuf */
-    const char *tail;  /* unparsed input kept in rbuf while stalled */
+    char *tail; /* unparsed input kept while stalled: the connection's own copy, sized to it */
     size_t tail_len;
     uint64_t stream_off; /* input bytes handed to the parser so far, for error offsets */
 
@@ -178,7 +178,7 @@ struct sg_http_conn {
 
     struct sg_http_req req;
     struct sg_buf body;
-    size_t budget_conn; /* charged to the budget for the read buffer */
+    size_t budget_conn; /* charged for the unparsed tail and a partial request's URL/headers */
     size_t budget_body; /* charged for the body buffer's storage and the held answer's errors */
 
     /* ingest.ack delivered: the last request's answer waits for its events' confirmations.
@@ -213,7 +213,8 @@ struct sg_http_server {
     struct sg_metrics *metrics;
     struct sg_log *log;
     char address[80];
-    llhttp_settings_t settings; /* shared by every connection's parser */
+    llhttp_settings_t settings;       /* shared by every connection's parser */
+    char rbuf[SG_HTTP_READ_BUF_SIZE]; /* every connection's reads land here (see above) */
 
     struct sg_http_conn *conns; /* every connection, served or being rejected */
     size_t nconns;              /* served connections (the gauge) */
@@ -286,7 +287,7 @@ void sg_http__conn_free(struct sg_http_conn *conn);
 
 /* What a transport reports. */
 
-/* Input arrived: copies up to SG_HTTP_READ_BUF_SIZE bytes of `data` into the connection's read
+/* Input arrived: copies up to SG_HTTP_READ_BUF_SIZE bytes of `data` into the server's read
  * buffer, as one socket read would, and handles them. Returns the bytes taken: 0 when the
  * connection is not reading (the rest waits, as in a socket's receive buffer, until it reads
  * again; a finished connection reads and drops input while it lingers). */

@@ -1,6 +1,8 @@
 /* The raw TCP listener: each connection is a stream of newline-delimited JSON events. Reads go
- * into one fixed buffer per connection, the NDJSON framer cuts them into lines (copying only a
- * line that straddles two reads), and every line goes to ingest on its own. Bad input never
+ * into one buffer the whole server shares (each read is framed and ingested before the next
+ * one is asked for), the NDJSON framer cuts them into lines, and every line goes to ingest on
+ * its own. A connection keeps bytes of its own only while it holds the start of a line that
+ * straddles two reads; between lines an idle connection holds no buffer at all. Bad input never
  * ends a connection; only EOF, a read error, the idle timeout or shutdown do, and each of those
  * still ingests a last line that had no newline. Nothing is ever written back to the peer.
  *
@@ -47,11 +49,10 @@ struct sg_tcp_conn {
     unsigned open_handles; /* of tcp and idle, once closing */
     bool closing;
     bool reading;       /* uv_read_start is in effect */
-    size_t budget_held; /* read buffer and partial line, charged to the budget */
+    size_t budget_held; /* the partial line's storage, charged to the budget */
     int64_t now_ms;     /* arrival time of the bytes being framed */
     struct sg_ndjson fr;
-    struct sg_ingest_ahead ahead;    /* lines of the current read not ingested yet, in rbuf */
-    char rbuf[SG_TCP_READ_BUF_SIZE]; /* every read lands here; lines are framed at once */
+    struct sg_ingest_ahead ahead; /* lines of the current read not ingested yet, in srv->rbuf */
 };
 
 /* A socket accepted only to be closed, because the connection limit was reached. */
@@ -90,6 +91,11 @@ struct sg_tcp_server {
     struct sg_counter *m_limit_conns;
     struct sg_counter *m_limit_idle;
     struct sg_log_limiter refuse_limiter;
+    struct sg_log_limiter accept_limiter;
+
+    /* Every connection's reads land here; each read is framed and its lines ingested before
+     * the next read is asked for, so one buffer serves them all. */
+    char rbuf[SG_TCP_READ_BUF_SIZE];
 };
 
 /* Called whenever a handle has finished closing: reports the end of a shutdown, and frees the
@@ -205,7 +211,7 @@ static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
         sg_ingest_reject(srv->ingest, SG_TRANSPORT_TCP, SG_REJECT_LINE_TOO_LONG);
         return 0;
     }
-    if (line < conn->rbuf || line + len > conn->rbuf + sizeof(conn->rbuf)) {
+    if (line < srv->rbuf || line + len > srv->rbuf + sizeof(srv->rbuf)) {
         tcp_conn_flush_ahead(conn);
         tcp_conn_ingest(conn, line, len);
         return 0;
@@ -232,11 +238,15 @@ static void tcp_conn_end(struct sg_tcp_conn *conn)
     tcp_conn_close(conn);
 }
 
+/* After a read is framed: a connection between lines gives its partial-line storage back, so
+ * an idle connection holds no buffer; the budget counts what is held. */
 static void tcp_conn_account(struct sg_tcp_conn *conn)
 {
+    if (conn->fr.partial.len == 0 && conn->fr.partial.cap > 0)
+        sg_buf_free(&conn->fr.partial);
     if (conn->srv->budget)
         sg_budget_set(conn->srv->budget, SG_BUDGET_CONNECTIONS, &conn->budget_held,
-                      sizeof(conn->rbuf) + conn->fr.partial.cap);
+                      conn->fr.partial.cap);
 }
 
 static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
@@ -248,8 +258,8 @@ static void tcp_conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     struct sg_tcp_conn *conn = sg_container_of(handle, struct sg_tcp_conn, tcp);
 
     /* Each read is framed before the next one is asked for, so one buffer serves them all. */
-    buf->base = conn->rbuf;
-    buf->len = sizeof(conn->rbuf);
+    buf->base = conn->srv->rbuf;
+    buf->len = sizeof(conn->srv->rbuf);
 }
 
 static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -428,7 +438,11 @@ static void tcp_server_connection(uv_stream_t *server, int status)
     int rc;
 
     if (status < 0) {
-        sg_warn(srv->log, "tcp accept failed", SG_F_STR("error", uv_strerror(status)));
+        /* UV_EMFILE past the open-files limit: libuv has closed the waiting sockets. */
+        int64_t suppressed = sg_log_limiter_take(&srv->accept_limiter, sg_now_ms());
+        if (suppressed >= 0)
+            sg_warn(srv->log, "tcp accept failed", SG_F_STR("error", uv_strerror(status)),
+                    SG_F_INT("suppressed", suppressed));
         return;
     }
     if (srv->shutting_down || srv->destroy_requested)
@@ -443,7 +457,7 @@ static void tcp_server_connection(uv_stream_t *server, int status)
         sg_error(srv->log, "tcp accept failed", SG_F_STR("error", sg_strerror(-ENOMEM)));
         return;
     }
-    memset(conn, 0, offsetof(struct sg_tcp_conn, rbuf));
+    memset(conn, 0, sizeof(*conn));
     conn->srv = srv;
     rc = uv_tcp_init(srv->loop, &conn->tcp);
     if (rc != 0) {
@@ -518,6 +532,7 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
     srv->log = env->log;
     srv->budget = env->budget;
     srv->refuse_limiter.interval_ms = (int64_t)env->cfg->log_bad_input_interval_ms;
+    srv->accept_limiter.interval_ms = (int64_t)env->cfg->log_bad_input_interval_ms;
     uv_timer_init(srv->loop, &srv->recheck);
     srv->recheck_open = true;
     srv->live++;

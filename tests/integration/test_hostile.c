@@ -9,13 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 
-#define MIB (1024 * 1024)
+#define MIB               (1024 * 1024)
+#define SG_TEST_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static void read_resp(int fd, struct sgt_response *r)
 {
@@ -402,5 +404,167 @@ Test(hostile, rate_limit_answers_429_per_client_and_recovers)
                  (double)limited);
     /* Only the accepted requests' events were ingested. */
     cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)ok + 2, 5000), (size_t)ok + 2);
+    sgt_stop_ok(&p);
+}
+
+/* Raises this process's open-files soft limit to its hard limit, for tests holding thousands of
+ * sockets; returns the limit now in effect. */
+static rlim_t raise_own_nofile(void)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    return rl.rlim_cur;
+}
+
+/* Polls /metrics until `series` reaches at least `want`; returns the last value seen. */
+static double wait_metric_at_least(const char *hostport, const char *series, double want,
+                                   int timeout_ms)
+{
+    int64_t end = sgt_mono_ms() + timeout_ms;
+    double v;
+    while ((v = sgt_metric(hostport, series)) < want && sgt_mono_ms() < end)
+        sgt_sleep_ms(5);
+    return v;
+}
+
+#define CONN_BUDGET "streamgate_budget_use_bytes{use=\"connections\"}"
+#define TCP_BYTES   "streamgate_bytes_received_total{transport=\"tcp\"}"
+#define HTTP_BYTES  "streamgate_bytes_received_total{transport=\"http\"}"
+
+/* Thousands of idle connections, each of which has sent something and then gone quiet, hold
+ * (almost) nothing: reads go into one buffer the server shares, so the budget's account stays
+ * under 1% of a small limits.memory and a normal client is served. When each connection kept a
+ * 64 KiB read buffer, these alone were 250 MiB, far over the limit: ingest would be paused. */
+Test(hostile, idle_connections_hold_almost_nothing, .timeout = 240)
+{
+    enum { TCP_IDLE = 3000, HTTP_IDLE = 1000 };
+    const double limit = 16.0 * MIB;
+    cr_assert_geq(raise_own_nofile(), TCP_IDLE + HTTP_IDLE + 64, "this test needs %d open files",
+                  TCP_IDLE + HTTP_IDLE + 64);
+    const char *args[] = {"--limits-memory", "16MiB", "--log-level", "info", NULL};
+    struct sgt_proc p;
+    sgt_start(&p, args, NULL);
+
+    static int tcp[TCP_IDLE], http[HTTP_IDLE];
+    char line[96];
+    for (int i = 0; i < TCP_IDLE; i++) {
+        tcp[i] = sgt_connect(p.tcp);
+        int n = snprintf(line, sizeof(line), "{\"key\":\"idle-tcp\",\"seq\":%d}\n", i);
+        sgt_send_all(tcp[i], line, (size_t)n);
+    }
+    for (int i = 0; i < HTTP_IDLE; i++) {
+        http[i] = sgt_connect(p.http);
+        good_event(http[i], i); /* 202, and the connection stays open */
+    }
+    cr_assert_eq(sgt_wait_lines(p.out_path, TCP_IDLE + HTTP_IDLE, 60000), TCP_IDLE + HTTP_IDLE,
+                 "events from the idle connections lost");
+    cr_assert_eq(
+        sgt_wait_metric(p.http, "streamgate_connections{transport=\"tcp\"}", TCP_IDLE, 20000),
+        TCP_IDLE);
+    /* The scrape's own connection is one more. */
+    cr_assert_geq(sgt_metric(p.http, "streamgate_connections{transport=\"http\"}"), HTTP_IDLE);
+
+    char *text = NULL;
+    {
+        struct sgt_response r;
+        sgt_http(p.http, "GET", "/metrics", NULL, NULL, 0, &r);
+        text = strdup(r.body);
+        sgt_response_free(&r);
+    }
+    double held = sgt_metric_in(text, CONN_BUDGET),
+           total = sgt_metric_in(text, "streamgate_budget_bytes");
+    free(text);
+    cr_log_info("%d idle TCP + %d idle HTTP connections: connections hold %.0f bytes of the "
+                "budget, all uses %.0f of %.0f",
+                TCP_IDLE, HTTP_IDLE, held, total, limit);
+    cr_assert(held >= 0 && held < 0.01 * limit, "connections hold %.0f bytes", held);
+    cr_assert(total >= 0 && total < 0.01 * limit, "the budget holds %.0f bytes", total);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_ingest_paused"), 0);
+
+    /* A normal client among them is served. */
+    struct sgt_response r;
+    sgt_post(p.http, "application/json", "{\"key\":\"normal\",\"seq\":1}", &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+
+    /* The idle ones still work afterwards, on both transports. */
+    sgt_send_str(tcp[TCP_IDLE - 1], "{\"key\":\"idle-tcp\",\"seq\":-1}\n");
+    good_event(http[0], -1);
+    cr_assert_eq(sgt_wait_lines(p.out_path, TCP_IDLE + HTTP_IDLE + 3, 20000),
+                 TCP_IDLE + HTTP_IDLE + 3);
+    for (int i = 0; i < TCP_IDLE; i++)
+        close(tcp[i]);
+    for (int i = 0; i < HTTP_IDLE; i++)
+        close(http[i]);
+    sgt_stop_ok(&p);
+}
+
+/* A line that arrives a few bytes per read is held by its connection alone (and counted in the
+ * budget while it is), and arrives whole; once it is done the connection holds nothing again.
+ * The same for an HTTP request that arrives in pieces. Each piece is sent only once the server
+ * has read the one before, so every piece is a read of its own. */
+Test(hostile, partial_lines_and_requests_across_many_reads_arrive_whole, .timeout = 120)
+{
+    struct sgt_proc p;
+    sgt_start(&p, NULL, NULL);
+
+    static const char ev[] = "{\"key\":\"slow-tcp\",\"seq\":1,\"value\":42}\n";
+    int fd = sgt_connect(p.tcp);
+    double got = 0;
+    for (size_t off = 0; off < sizeof(ev) - 1; off += 5) {
+        size_t n = SG_TEST_MIN(5, sizeof(ev) - 1 - off);
+        sgt_send_all(fd, ev + off, n);
+        got += (double)n;
+        cr_assert_eq(wait_metric_at_least(p.http, TCP_BYTES, got, 10000), got);
+        if (off + n < sizeof(ev) - 1)
+            cr_assert_gt(sgt_metric(p.http, CONN_BUDGET), 0, "a partial line is not counted");
+    }
+    cr_assert_eq(sgt_wait_lines(p.out_path, 1, 10000), 1);
+    char *out = sgt_read_file(p.out_path, NULL);
+    cr_assert(out && strstr(out, "\"slow-tcp\"") && strstr(out, "42"), "%s", out ? out : "");
+    free(out);
+    cr_assert_eq(sgt_wait_metric(p.http, CONN_BUDGET, 0, 10000), 0);
+
+    /* HTTP: every scrape adds its own request's bytes; measure what one adds. */
+    double a = sgt_metric(p.http, HTTP_BYTES), b = sgt_metric(p.http, HTTP_BYTES);
+    double scrape = b - a;
+    static const char body[] = "{\"key\":\"slow-http\",\"seq\":2,\"value\":43}";
+    char req[512];
+    int len = snprintf(req, sizeof(req),
+                       "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       sizeof(body) - 1, body);
+    int hfd = sgt_connect(p.http);
+    double seen = b;
+    for (int off = 0; off < len; off += 9) {
+        int n = off + 9 <= len ? 9 : len - off;
+        sgt_send_all(hfd, req + off, (size_t)n);
+        if (off + n == len)
+            break;
+        /* Read by the server: the counter grew by the piece and by the scrapes. */
+        int64_t end = sgt_mono_ms() + 10000;
+        double v;
+        int scrapes = 0;
+        while ((v = sgt_metric(p.http, HTTP_BYTES), scrapes++, v - seen < scrape * scrapes + n) &&
+               sgt_mono_ms() < end)
+            sgt_sleep_ms(5);
+        cr_assert_geq(v - seen, scrape * scrapes + n, "piece at %d not read", off);
+        seen = v;
+    }
+    struct sgt_response r;
+    read_resp(hfd, &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+    close(hfd);
+    cr_assert_eq(sgt_wait_lines(p.out_path, 2, 10000), 2);
+    out = sgt_read_file(p.out_path, NULL);
+    cr_assert(out && strstr(out, "\"slow-http\"") && strstr(out, "43"), "%s", out ? out : "");
+    free(out);
+    cr_assert_eq(sgt_wait_metric(p.http, CONN_BUDGET, 0, 10000), 0);
+    close(fd);
     sgt_stop_ok(&p);
 }

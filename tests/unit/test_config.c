@@ -283,7 +283,7 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.http_max_body_size, 4u << 20);
     cr_assert_eq(cfg.http_max_decoded_size, 16u << 20);
     cr_assert_eq(cfg.http_max_header_size, 16u << 10);
-    cr_assert_eq(cfg.http_max_connections, 1024);
+    cr_assert_eq(cfg.http_max_connections, 10000);
     cr_assert_eq(cfg.http_header_timeout_ms, 10000);
     cr_assert_eq(cfg.http_body_timeout_ms, 30000);
     cr_assert_eq(cfg.http_idle_timeout_ms, 60000);
@@ -293,7 +293,7 @@ Test(defaults, every_field)
     cr_assert_str_eq(cfg.http_metrics_token, "");
     cr_assert_str_eq(cfg.tcp_listen, "127.0.0.1:9000");
     cr_assert_eq(cfg.tcp_max_line_size, 1u << 20);
-    cr_assert_eq(cfg.tcp_max_connections, 1024);
+    cr_assert_eq(cfg.tcp_max_connections, 100000);
     cr_assert_eq(cfg.tcp_idle_timeout_ms, 300000);
     cr_assert_eq(cfg.http_ack_timeout_ms, 30000);
     cr_assert(!cfg.http_reuse_port);
