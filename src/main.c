@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,26 @@ enum sg_exit_status {
 static const double lag_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
 
+/* Told after a reload applied live options, on the loop, with the configuration now running
+ * (e.g. for TLS to re-read its certificates for new connections). */
+struct reload_hook {
+    void (*fn)(void *arg, const struct sg_config *cfg);
+    void *arg;
+};
+#define SG_RELOAD_HOOKS 4
+
+enum { RELOAD_APPLIED, RELOAD_REFUSED, RELOAD_INVALID };
+
+/* A reload's loading and validation, done on the thread pool (it reads a file). */
+struct reload_job {
+    uv_work_t work;
+    struct sg_app *app;
+    struct sg_config next;
+    struct sg_cli cli;
+    int rc;
+    char err[512];
+};
+
 struct sg_app {
     uv_loop_t loop;
     struct sg_config cfg;
@@ -59,7 +80,7 @@ struct sg_app {
     struct sg_kafka_source *source;           /* role aggregator: the raw topic's consumer */
     struct sg_http_server *http;
     struct sg_tcp_server *tcp;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t lag_timer;
     uint64_t lag_expected_ns;
     struct sg_histogram *lag;
@@ -68,6 +89,19 @@ struct sg_app {
     bool stopping;
     bool drained;
     bool records_left; /* the drain deadline passed with writers still holding records */
+
+    /* SIGHUP reloads the configuration from what it was loaded from at start. */
+    int argc;
+    char **argv;
+    char **envp;
+    uint64_t config_hash;            /* sg_config_hash of the running configuration */
+    char config_loaded_at[32];       /* when it was loaded (UTC, RFC 3339) */
+    struct reload_job *reload;       /* the reload being read on the thread pool; NULL: none */
+    bool reload_again;               /* another SIGHUP came meanwhile */
+    const char *config_file;         /* --config, or NULL */
+    struct sg_counter *m_reloads[3]; /* applied, refused, invalid */
+    struct reload_hook reload_hooks[SG_RELOAD_HOOKS];
+    size_t nreload_hooks;
 };
 
 static void on_lag_timer(uv_timer_t *t)
@@ -112,6 +146,7 @@ static void close_loop_handles(struct sg_app *app)
     uv_close((uv_handle_t *)&app->tick_timer, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
     uv_close((uv_handle_t *)&app->lag_timer, NULL);
     uv_close((uv_handle_t *)&app->drain_timer, NULL);
 }
@@ -204,6 +239,120 @@ static void on_signal(uv_signal_t *sig, int signum)
     begin_shutdown(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* ---- SIGHUP: reload ---- */
+
+/* Registers a reload hook; returns 0 or -ENOSPC. */
+__attribute__((unused)) static int
+app_on_reload(struct sg_app *app, void (*fn)(void *arg, const struct sg_config *cfg), void *arg)
+{
+    if (app->nreload_hooks == SG_RELOAD_HOOKS)
+        return -ENOSPC;
+    app->reload_hooks[app->nreload_hooks++] = (struct reload_hook){.fn = fn, .arg = arg};
+    return 0;
+}
+
+static void config_loaded(struct sg_app *app)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    app->config_hash = sg_config_hash(&app->cfg);
+    gmtime_r(&now, &tm);
+    strftime(app->config_loaded_at, sizeof(app->config_loaded_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void reload_work(uv_work_t *work)
+{
+    struct reload_job *job = sg_container_of(work, struct reload_job, work);
+    struct sg_app *app = job->app;
+    job->rc = sg_config_load(&job->next, &job->cli, app->argc, app->argv, app->envp, job->err,
+                             sizeof(job->err));
+}
+
+static void start_reload(struct sg_app *app);
+
+/* Back on the loop: applies what may change live, or keeps the running configuration. */
+static void reload_done(uv_work_t *work, int status)
+{
+    struct reload_job *job = sg_container_of(work, struct reload_job, work);
+    struct sg_app *app = job->app;
+    char changed[512] = "", err[512] = "";
+    const char *file = app->config_file ? app->config_file : "";
+
+    app->reload = NULL;
+    if (status != 0 || app->stopping) {
+        if (job->rc == 0)
+            sg_config_free(&job->next);
+        free(job);
+        return;
+    }
+    if (job->rc != 0) {
+        sg_counter_inc(app->m_reloads[RELOAD_INVALID]);
+        sg_error(&app->log, "configuration reload failed: the running configuration is kept",
+                 SG_F_STR("file", file), SG_F_STR("error", job->err));
+    } else if (sg_config_reload_check(&app->cfg, &job->next, changed, sizeof(changed), err,
+                                      sizeof(err)) != 0) {
+        sg_counter_inc(app->m_reloads[RELOAD_REFUSED]);
+        sg_error(&app->log, "configuration reload refused", SG_F_STR("file", file),
+                 SG_F_STR("error", err));
+    } else {
+        sg_config_take_live(&app->cfg, &job->next);
+        app->log.level = app->cfg.log_level;
+        sg_budget_set_limits(app->budget, app->cfg.limits_memory,
+                             (unsigned)app->cfg.limits_high_watermark,
+                             (unsigned)app->cfg.limits_low_watermark);
+        if (app->http && sg_http_server_reload(app->http) != 0)
+            sg_warn(&app->log, "http.rate_limit not changed: out of memory");
+        for (size_t i = 0; i < app->nreload_hooks; i++)
+            app->reload_hooks[i].fn(app->reload_hooks[i].arg, &app->cfg);
+        config_loaded(app);
+        sg_counter_inc(app->m_reloads[RELOAD_APPLIED]);
+        char hash[20];
+        snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)app->config_hash);
+        sg_info(&app->log, "configuration reloaded", SG_F_STR("file", file),
+                SG_F_STR("changed", changed), SG_F_STR("hash", hash));
+    }
+    if (job->rc == 0)
+        sg_config_free(&job->next);
+    free(job);
+    if (app->reload_again) {
+        app->reload_again = false;
+        start_reload(app);
+    }
+}
+
+static void start_reload(struct sg_app *app)
+{
+    if (app->reload) {
+        app->reload_again = true; /* once this one is done, read the file again */
+        return;
+    }
+    struct reload_job *job = calloc(1, sizeof(*job));
+    if (!job) {
+        sg_counter_inc(app->m_reloads[RELOAD_INVALID]);
+        sg_error(&app->log, "configuration reload failed: out of memory");
+        return;
+    }
+    job->app = app;
+    int rc = uv_queue_work(&app->loop, &job->work, reload_work, reload_done);
+    if (rc != 0) {
+        free(job);
+        sg_counter_inc(app->m_reloads[RELOAD_INVALID]);
+        sg_error(&app->log, "configuration reload failed", SG_F_STR("error", uv_strerror(rc)));
+        return;
+    }
+    app->reload = job;
+}
+
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    struct sg_app *app = sig->data;
+    if (app->stopping)
+        return;
+    sg_info(&app->log, "SIGHUP: reloading the configuration",
+            SG_F_STR("file", app->config_file ? app->config_file : ""));
+    start_reload(app);
+}
+
 static void app_free(struct sg_app *app)
 {
     sg_http_server_destroy(app->http);
@@ -259,6 +408,9 @@ static int render_info(void *arg, struct sg_buf *out)
         rc = sg_buf_append_str(out, ",\"budget\":");
     if (rc == 0)
         rc = sg_budget_render(app->budget, out);
+    if (rc == 0)
+        rc = sg_buf_printf(out, ",\"config\":{\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
+                           (unsigned long long)app->config_hash, app->config_loaded_at);
     if (rc == 0)
         rc = sg_buf_printf(out, ",\"ready\":%s}",
                            sg_ingest_ready(app->ingest) && !sg_budget_paused(app->budget) &&
@@ -323,6 +475,14 @@ static int register_static_metrics(struct sg_app *app)
         sg_metrics_gauge(app->metrics, SG_METRIC_BUILD_INFO, "version=\"" SG_VERSION "\"");
     app->lag = sg_metrics_histogram(app->metrics, SG_METRIC_LOOP_LAG_SECONDS, NULL, lag_bounds,
                                     SG_ARRAY_SIZE(lag_bounds));
+    static const char *const results[] = {"result=\"applied\"", "result=\"refused\"",
+                                          "result=\"invalid\""};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(results); i++) {
+        app->m_reloads[i] =
+            sg_metrics_counter(app->metrics, SG_METRIC_CONFIG_RELOADS_TOTAL, results[i]);
+        if (!app->m_reloads[i])
+            return -ENOMEM;
+    }
     if (!build || !app->lag)
         return -ENOMEM;
     sg_gauge_set(build, 1);
@@ -498,10 +658,12 @@ static int run(struct sg_app *app)
     }
     uv_signal_init(&app->loop, &app->sigint);
     uv_signal_init(&app->loop, &app->sigterm);
+    uv_signal_init(&app->loop, &app->sighup);
     uv_timer_init(&app->loop, &app->lag_timer);
     uv_timer_init(&app->loop, &app->drain_timer);
     uv_timer_init(&app->loop, &app->tick_timer);
-    app->sigint.data = app->sigterm.data = app;
+    app->sigint.data = app->sigterm.data = app->sighup.data = app;
+    config_loaded(app);
 
     int exit_code = SG_EXIT_OK;
     raise_nofile(app);
@@ -514,6 +676,7 @@ static int run(struct sg_app *app)
     } else {
         uv_signal_start(&app->sigint, on_signal, SIGINT);
         uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&app->sighup, on_sighup, SIGHUP);
         app->lag_expected_ns = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
         uv_timer_start(&app->lag_timer, on_lag_timer, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
         if (app->streams)
@@ -603,6 +766,10 @@ int main(int argc, char **argv)
         return 0;
     }
     app.log.level = app.cfg.log_level;
+    app.argc = argc;
+    app.argv = argv;
+    app.envp = environ;
+    app.config_file = cli.config_file;
     warn_unknown_env(&app, false);
     return run(&app);
 }

@@ -41,6 +41,9 @@ struct sg_budget;
 struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low_pct,
                                    struct sg_metrics *metrics, struct sg_log *log);
 void sg_budget_destroy(struct sg_budget *b);
+/* A reload changed limits.*: new limit and watermarks (as for create). Pauses or resumes at once
+ * when what is held is past the new marks. */
+void sg_budget_set_limits(struct sg_budget *b, size_t limit, unsigned high_pct, unsigned low_pct);
 
 /* Registers a watcher, told of every pause and resume. Returns 0 or -ENOSPC. */
 int sg_budget_watch(struct sg_budget *b, sg_budget_watch_cb cb, void *arg);

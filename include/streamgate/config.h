@@ -193,6 +193,18 @@ void sg_config_free(struct sg_config *cfg);
 int sg_config_load(struct sg_config *cfg, struct sg_cli *cli, int argc, char **argv, char **envp,
                    char *errstr, size_t errstr_size);
 
+/* SIGHUP: `next` is the configuration loaded (and validated) again, from the same file,
+ * environment and flags. Returns 0 when every option that differs from `running` may change
+ * live, with their names, comma-separated, in `changed` ("" when none differs); otherwise
+ * -EINVAL, naming the first option that needs a restart in errstr. */
+int sg_config_reload_check(const struct sg_config *running, const struct sg_config *next,
+                           char *changed, size_t changed_size, char *errstr, size_t errstr_size);
+/* Moves the live options' values from `next` into `running` (the replaced ones go to `next`,
+ * which the caller frees). */
+void sg_config_take_live(struct sg_config *running, struct sg_config *next);
+/* A hash of every option's value, shown in /v1/info to tell configurations apart. */
+uint64_t sg_config_hash(const struct sg_config *cfg);
+
 /* Applies a JSON document (the config file's contents) to `cfg`. Unknown options are errors. */
 int sg_config_apply_json(struct sg_config *cfg, const char *json, size_t len, char *errstr,
                          size_t errstr_size);

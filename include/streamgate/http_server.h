@@ -13,6 +13,11 @@ int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server
                           char *errstr, size_t errstr_size);
 /* The bound address as "host:port". */
 const char *sg_http_server_address(const struct sg_http_server *srv);
+/* After a configuration reload changed live options in the configuration the server reads:
+ * takes limits.retry_after, and http.rate_limit and http.rate_burst (a changed rate starts
+ * every client with a full bucket). The other options it reads per request. Returns 0 or
+ * -ENOMEM (the previous rate limit stays). */
+int sg_http_server_reload(struct sg_http_server *srv);
 /* Stops accepting, lets requests in flight finish (their responses carry Connection: close),
  * closes idle connections, and calls `cb` once every handle is closed. */
 void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg);

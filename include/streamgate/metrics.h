@@ -94,6 +94,9 @@ struct sg_histogram {
       "Event fields ignored because the field-name table was full or the name too long.")          \
     X(ANOMALIES_TOTAL, "streamgate_anomalies_total", COUNTER, "",                                  \
       "Fields of final window results whose anomaly score was past predict.anomaly_threshold.")    \
+    X(CONFIG_RELOADS_TOTAL, "streamgate_config_reloads_total", COUNTER, "result",                  \
+      "Configuration reloads on SIGHUP, by result: applied, refused (an option that needs a "      \
+      "restart changed), invalid (the file did not load or validate).")                            \
     X(BUDGET_BYTES, "streamgate_budget_bytes", GAUGE, "",                                          \
       "Bytes held against the memory budget, in total.")                                           \
     X(BUDGET_USE_BYTES, "streamgate_budget_use_bytes", GAUGE, "use",                               \

@@ -37,6 +37,17 @@ struct sg_budget {
 static const char *const use_names[SG_BUDGET_USE_COUNT] = {"connections", "bodies", "streams",
                                                            "queues"};
 
+static void budget_marks(struct sg_budget *b, size_t limit, unsigned high_pct, unsigned low_pct)
+{
+    if (high_pct > 100)
+        high_pct = 100;
+    if (low_pct >= high_pct)
+        low_pct = high_pct > 0 ? high_pct - 1 : 0;
+    b->limit = limit;
+    b->high = (size_t)((double)limit * high_pct / 100.0);
+    b->low = (size_t)((double)limit * low_pct / 100.0);
+}
+
 struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low_pct,
                                    struct sg_metrics *metrics, struct sg_log *log)
 {
@@ -45,13 +56,7 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
 
     if (!b)
         return NULL;
-    if (high_pct > 100)
-        high_pct = 100;
-    if (low_pct >= high_pct)
-        low_pct = high_pct > 0 ? high_pct - 1 : 0;
-    b->limit = limit;
-    b->high = (size_t)((double)limit * high_pct / 100.0);
-    b->low = (size_t)((double)limit * low_pct / 100.0);
+    budget_marks(b, limit, high_pct, low_pct);
     b->log = log;
     b->m_used = sg_metrics_gauge(metrics, SG_METRIC_BUDGET_BYTES, NULL);
     b->m_limit = sg_metrics_gauge(metrics, SG_METRIC_BUDGET_LIMIT_BYTES, NULL);
@@ -104,6 +109,18 @@ void sg_budget_unwatch(struct sg_budget *b, sg_budget_watch_cb cb, void *arg)
             return;
         }
     }
+}
+
+static void budget_transition(struct sg_budget *b, bool paused);
+
+void sg_budget_set_limits(struct sg_budget *b, size_t limit, unsigned high_pct, unsigned low_pct)
+{
+    budget_marks(b, limit, high_pct, low_pct);
+    sg_gauge_set(b->m_limit, (double)limit);
+    if (!b->paused && b->used >= b->high)
+        budget_transition(b, true);
+    else if (b->paused && b->used < b->low)
+        budget_transition(b, false);
 }
 
 static void budget_transition(struct sg_budget *b, bool paused)

@@ -51,6 +51,14 @@
     SG_OPT(n, SG_CONFIG_STRING, char *, field, d, 1, 0, SG_CONFIG_F_NUMBER, h)
 #define SG_OPT_LIST(n, field, d, h)                                                                \
     SG_OPT(n, SG_CONFIG_STRLIST, struct sg_strlist, field, d, 0, 0, 0, h)
+/* Options a SIGHUP can change in a running process (SG_CONFIG_F_LIVE). */
+#define SG_OPT_INT_LIVE(n, field, d, lo, hi, h)                                                    \
+    SG_OPT(n, SG_CONFIG_INT, int64_t, field, d, lo, hi, SG_CONFIG_F_LIVE, h)
+#define SG_OPT_SIZE_LIVE(n, field, d, lo, h)                                                       \
+    SG_OPT(n, SG_CONFIG_SIZE, uint64_t, field, d, lo, 0, SG_CONFIG_F_LIVE, h)
+#define SG_OPT_DUR_LIVE(n, field, d, lo, h)                                                        \
+    SG_OPT(n, SG_CONFIG_DURATION, uint64_t, field, d, lo, SG_CONFIG_MAX_DURATION_MS,               \
+           SG_CONFIG_F_LIVE, h)
 
 /* Spelled as sg_log_level's values, in order: the index is the enum value. */
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -109,19 +117,22 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("http.max_errors", http_max_errors, "100", 1, 0,
                "Most per-event errors listed in one ingest response; the rest are only "
                "counted."),
-    SG_OPT_INT("http.rate_limit", http_rate_limit, "0", 0, 1000000000,
-               "Ingest requests per second allowed per client (its bearer token when "
-               "http.auth_tokens is set, else its address); over it: 429 with Retry-After. 0 "
-               "turns it off."),
-    SG_OPT_INT("http.rate_burst", http_rate_burst, "0", 0, 1000000000,
-               "Requests a client may send at once above http.rate_limit; 0 means one second's "
-               "worth (http.rate_limit)."),
-    SG_OPT_LIST("http.auth_tokens", http_auth_tokens, "",
-                "Bearer tokens accepted on POST /v1/events; empty means ingest needs no "
-                "token."),
-    SG_OPT_STR("http.metrics_token", http_metrics_token, "", 0,
-               "Bearer token required on /metrics, /healthz and /readyz; empty leaves them "
-               "open."),
+    SG_OPT_INT_LIVE("http.rate_limit", http_rate_limit, "0", 0, 1000000000,
+                    "Ingest requests per second allowed per client (its bearer token when "
+                    "http.auth_tokens is set, else its address); over it: 429 with Retry-After. 0 "
+                    "turns it off."),
+    SG_OPT_INT_LIVE(
+        "http.rate_burst", http_rate_burst, "0", 0, 1000000000,
+        "Requests a client may send at once above http.rate_limit; 0 means one second's "
+        "worth (http.rate_limit)."),
+    SG_OPT("http.auth_tokens", SG_CONFIG_STRLIST, struct sg_strlist, http_auth_tokens, "", 0, 0,
+           SG_CONFIG_F_LIVE,
+           "Bearer tokens accepted on POST /v1/events; empty means ingest needs no "
+           "token."),
+    SG_OPT("http.metrics_token", SG_CONFIG_STRING, char *, http_metrics_token, "", 0, 0,
+           SG_CONFIG_F_LIVE,
+           "Bearer token required on /metrics, /healthz and /readyz; empty leaves them "
+           "open."),
     SG_OPT_DUR("http.ack_timeout", http_ack_timeout_ms, "30s", 1,
                "With ingest.ack delivered: longest wait for an ingest request's events to be "
                "confirmed by the writers; past it the answer is 503 with Retry-After and the "
@@ -301,15 +312,16 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("stream.partitions", stream_partitions, "12", 1, 100000,
                "Number of partitions keys are spread over with Kafka's murmur2 (match the "
                "Kafka topics' partition count)."),
-    SG_OPT_SIZE("limits.memory", limits_memory, "256MiB", 1 << 20,
-                "Memory budget for connection buffers, request bodies being read, stream state "
-                "(keys and open windows) and writer queues; over its high watermark ingest "
-                "pushes back (HTTP 503, TCP reads paused)."),
-    SG_OPT_INT("limits.high_watermark", limits_high_watermark, "70", 2, 100,
-               "Percent of limits.memory at which ingest pauses."),
-    SG_OPT_INT("limits.low_watermark", limits_low_watermark, "50", 1, 99,
-               "Percent of limits.memory under which paused ingest resumes; below "
-               "limits.high_watermark."),
+    SG_OPT_SIZE_LIVE(
+        "limits.memory", limits_memory, "256MiB", 1 << 20,
+        "Memory budget for connection buffers, request bodies being read, stream state "
+        "(keys and open windows) and writer queues; over its high watermark ingest "
+        "pushes back (HTTP 503, TCP reads paused)."),
+    SG_OPT_INT_LIVE("limits.high_watermark", limits_high_watermark, "70", 2, 100,
+                    "Percent of limits.memory at which ingest pauses."),
+    SG_OPT_INT_LIVE("limits.low_watermark", limits_low_watermark, "50", 1, 99,
+                    "Percent of limits.memory under which paused ingest resumes; below "
+                    "limits.high_watermark."),
     SG_OPT_INT("limits.streams_share", limits_streams_share, "50", 1, 100,
                "Percent of limits.memory the streams engine may hold. Events for new keys are "
                "rejected (key_limit) once stream state, plus room for one more window per key, "
@@ -317,9 +329,9 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,
                "Percent of limits.memory the writers' queues may hold while windows fire; due "
                "windows past it wait, complete, until the writers drain."),
-    SG_OPT_DUR("limits.retry_after", limits_retry_after_ms, "1s", 1000,
-               "Retry-After sent with a 503 while ingest is paused (whole seconds, rounded "
-               "up)."),
+    SG_OPT_DUR_LIVE("limits.retry_after", limits_retry_after_ms, "1s", 1000,
+                    "Retry-After sent with a 503 while ingest is paused (whole seconds, rounded "
+                    "up)."),
     {
         .name = "log.level",
         .type = SG_CONFIG_ENUM,
@@ -327,6 +339,7 @@ static const struct sg_config_option options[] = {
         .help = "Least severe log level written to stderr.",
         .offset = SG_CFG_FIELD(log_level, int),
         .allowed = log_levels,
+        .flags = SG_CONFIG_F_LIVE,
     },
     SG_OPT_DUR("log.bad_input_interval", log_bad_input_interval_ms, "1s", 0,
                "At most one log line per interval for each kind of bad input and for late "
@@ -1620,8 +1633,9 @@ void sg_config_print_help(FILE *out, const char *argv0)
         const struct sg_config_option *opt = &options[i];
         char flag[128];
         sg_config__flag_name(opt, flag, sizeof(flag));
-        fprintf(out, "  %s <%s>  (default: %s)\n      %s", flag, sg_config__type_name(opt->type),
-                shown_default(opt), opt->help);
+        fprintf(out, "  %s <%s>  (default: %s%s)\n      %s", flag, sg_config__type_name(opt->type),
+                shown_default(opt), (opt->flags & SG_CONFIG_F_LIVE) ? "; SIGHUP reloads it" : "",
+                opt->help);
         print_allowed(out, opt, "");
         fputc('\n', out);
     }
@@ -1629,15 +1643,145 @@ void sg_config_print_help(FILE *out, const char *argv0)
 
 void sg_config_print_markdown(FILE *out)
 {
-    fputs("| option | type | default | env | description |\n", out);
-    fputs("| --- | --- | --- | --- | --- |\n", out);
+    fputs("| option | type | default | env | live | description |\n", out);
+    fputs("| --- | --- | --- | --- | --- | --- |\n", out);
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
         const struct sg_config_option *opt = &options[i];
         char env[128];
         sg_config__env_name(opt, env, sizeof(env));
-        fprintf(out, "| `%s` | %s | `%s` | `%s` | %s", opt->name, sg_config__type_name(opt->type),
-                shown_default(opt), env, opt->help);
+        fprintf(out, "| `%s` | %s | `%s` | `%s` | %s | %s", opt->name,
+                sg_config__type_name(opt->type), shown_default(opt), env,
+                (opt->flags & SG_CONFIG_F_LIVE) ? "yes" : "", opt->help);
         print_allowed(out, opt, "`");
         fputs(" |\n", out);
     }
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+static bool opt_equal(const struct sg_config *a, const struct sg_config *b,
+                      const struct sg_config_option *opt)
+{
+    const void *pa = opt_cptr(a, opt), *pb = opt_cptr(b, opt);
+
+    switch (opt->type) {
+    case SG_CONFIG_STRING: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return strcmp(sa ? sa : "", sb ? sb : "") == 0;
+    }
+    case SG_CONFIG_STRLIST: {
+        const struct sg_strlist *la = pa, *lb = pb;
+        if (la->count != lb->count)
+            return false;
+        for (size_t i = 0; i < la->count; i++)
+            if (strcmp(la->items[i], lb->items[i]) != 0)
+                return false;
+        return true;
+    }
+    case SG_CONFIG_INT:
+        return *(const int64_t *)pa == *(const int64_t *)pb;
+    case SG_CONFIG_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    case SG_CONFIG_DURATION:
+    case SG_CONFIG_SIZE:
+        return *(const uint64_t *)pa == *(const uint64_t *)pb;
+    case SG_CONFIG_ENUM:
+        return *(const int *)pa == *(const int *)pb;
+    }
+    return false;
+}
+
+int sg_config_reload_check(const struct sg_config *running, const struct sg_config *next,
+                           char *changed, size_t changed_size, char *errstr, size_t errstr_size)
+{
+    size_t used = 0;
+
+    if (changed_size > 0)
+        changed[0] = '\0';
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        const struct sg_config_option *opt = &options[i];
+        if (opt_equal(running, next, opt))
+            continue;
+        if (!(opt->flags & SG_CONFIG_F_LIVE))
+            return fail(errstr, errstr_size, NULL,
+                        "%s changed, and a change to it needs a restart; the running "
+                        "configuration is kept",
+                        opt->name);
+        if (used < changed_size) {
+            int w =
+                snprintf(changed + used, changed_size - used, "%s%s", used ? "," : "", opt->name);
+            used += w > 0 ? (size_t)w : 0;
+        }
+    }
+    return 0;
+}
+
+void sg_config_take_live(struct sg_config *running, struct sg_config *next)
+{
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        const struct sg_config_option *opt = &options[i];
+        if (!(opt->flags & SG_CONFIG_F_LIVE))
+            continue;
+        /* Swapped, not copied: freeing `next` frees the values replaced. */
+        char *a = opt_ptr(running, opt), *b = opt_ptr(next, opt), tmp[sizeof(struct sg_strlist)];
+        size_t size = opt->type == SG_CONFIG_STRING    ? sizeof(char *)
+                      : opt->type == SG_CONFIG_STRLIST ? sizeof(struct sg_strlist)
+                      : opt->type == SG_CONFIG_INT     ? sizeof(int64_t)
+                      : opt->type == SG_CONFIG_BOOL    ? sizeof(bool)
+                      : opt->type == SG_CONFIG_ENUM    ? sizeof(int)
+                                                       : sizeof(uint64_t);
+        memcpy(tmp, a, size);
+        memcpy(a, b, size);
+        memcpy(b, tmp, size);
+    }
+}
+
+/* FNV-1a, over each option's name and value in table order. */
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+uint64_t sg_config_hash(const struct sg_config *cfg)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
+        const struct sg_config_option *opt = &options[i];
+        const void *p = opt_cptr(cfg, opt);
+        h = hash_bytes(h, opt->name, strlen(opt->name) + 1);
+        switch (opt->type) {
+        case SG_CONFIG_STRING: {
+            const char *v = *(char *const *)p;
+            h = hash_bytes(h, v ? v : "", v ? strlen(v) + 1 : 1);
+            break;
+        }
+        case SG_CONFIG_STRLIST: {
+            const struct sg_strlist *l = p;
+            h = hash_bytes(h, &l->count, sizeof(l->count));
+            for (size_t j = 0; j < l->count; j++)
+                h = hash_bytes(h, l->items[j], strlen(l->items[j]) + 1);
+            break;
+        }
+        case SG_CONFIG_INT:
+            h = hash_bytes(h, p, sizeof(int64_t));
+            break;
+        case SG_CONFIG_BOOL:
+            h = hash_bytes(h, p, sizeof(bool));
+            break;
+        case SG_CONFIG_ENUM:
+            h = hash_bytes(h, p, sizeof(int));
+            break;
+        case SG_CONFIG_DURATION:
+        case SG_CONFIG_SIZE:
+            h = hash_bytes(h, p, sizeof(uint64_t));
+            break;
+        }
+    }
+    return h;
 }

@@ -23,6 +23,8 @@ enum sg_config_type {
 #define SG_CONFIG_F_PROPS 0x2u
 /* A string holding a decimal number: the config file may give it as a JSON number too. */
 #define SG_CONFIG_F_NUMBER 0x4u
+/* A SIGHUP reload may change it in a running process (sg_config_reload_check). */
+#define SG_CONFIG_F_LIVE 0x8u
 
 /* One row of the option table. */
 struct sg_config_option {

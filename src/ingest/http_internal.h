@@ -203,10 +203,11 @@ struct sg_http_server {
     uv_loop_t *loop;
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
-    struct sg_streams *streams;   /* the live query's source; NULL: 404 */
-    struct sg_budget *budget;     /* NULL: never pushes back */
-    struct sg_rate_limiter *rate; /* http.rate_limit; NULL: off */
-    char retry_after[40];         /* "Retry-After: N\r\n" for pushback answers */
+    struct sg_streams *streams;     /* the live query's source; NULL: 404 */
+    struct sg_budget *budget;       /* NULL: never pushes back */
+    struct sg_rate_limiter *rate;   /* http.rate_limit; NULL: off */
+    int64_t rate_limit, rate_burst; /* what `rate` was made with */
+    char retry_after[40];           /* "Retry-After: N\r\n" for pushback answers */
     int (*info)(void *arg, struct sg_buf *out);
     bool (*ready)(void *arg); /* called with info_arg; NULL: none */
     void *info_arg;

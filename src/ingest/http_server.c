@@ -274,6 +274,34 @@ static void http_server_abort(struct sg_http_server *srv)
 }
 
 /* Everything but the listener. On failure the server is freed and *out is NULL. */
+/* "Retry-After: N" for pushback answers, from limits.retry_after. */
+static void http_set_retry_after(struct sg_http_server *srv)
+{
+    snprintf(srv->retry_after, sizeof(srv->retry_after), "Retry-After: %llu\r\n",
+             (unsigned long long)((srv->cfg->limits_retry_after_ms + 999) / 1000));
+}
+
+/* (Re)creates the rate limiter from http.rate_limit and http.rate_burst; every client starts
+ * with a full bucket. Returns 0, or -ENOMEM with the previous limiter kept. */
+static int http_set_rate(struct sg_http_server *srv)
+{
+    const struct sg_config *cfg = srv->cfg;
+    struct sg_rate_limiter *rate = NULL;
+
+    if (cfg->http_rate_limit > 0) {
+        double r = (double)cfg->http_rate_limit;
+        double burst = cfg->http_rate_burst > 0 ? (double)cfg->http_rate_burst : r;
+        rate = sg_rate_create(r, burst, SG_HTTP_RATE_CLIENTS);
+        if (!rate)
+            return -ENOMEM;
+    }
+    sg_rate_destroy(srv->rate);
+    srv->rate = rate;
+    srv->rate_limit = cfg->http_rate_limit;
+    srv->rate_burst = cfg->http_rate_burst;
+    return 0;
+}
+
 static int http_server_init(const struct sg_server_env *env, struct sg_http_server **out,
                             char *errstr, size_t errstr_size)
 {
@@ -293,8 +321,7 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
     srv->ingest = env->ingest;
     srv->streams = env->streams;
     srv->budget = env->budget;
-    snprintf(srv->retry_after, sizeof(srv->retry_after), "Retry-After: %llu\r\n",
-             (unsigned long long)((cfg->limits_retry_after_ms + 999) / 1000));
+    http_set_retry_after(srv);
     srv->info = env->info;
     srv->ready = env->ready;
     srv->info_arg = env->info_arg;
@@ -315,18 +342,23 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
         http_server_free(srv);
         return rc;
     }
-    if (cfg->http_rate_limit > 0) {
-        double rate = (double)cfg->http_rate_limit;
-        double burst = cfg->http_rate_burst > 0 ? (double)cfg->http_rate_burst : rate;
-        srv->rate = sg_rate_create(rate, burst, SG_HTTP_RATE_CLIENTS);
-        if (!srv->rate) {
-            snprintf(errstr, errstr_size, "http server: out of memory");
-            http_server_free(srv);
-            return -ENOMEM;
-        }
+    rc = http_set_rate(srv);
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "http server: out of memory");
+        http_server_free(srv);
+        return rc;
     }
     *out = srv;
     return 0;
+}
+
+int sg_http_server_reload(struct sg_http_server *srv)
+{
+    http_set_retry_after(srv);
+    if (srv->cfg->http_rate_limit == srv->rate_limit &&
+        srv->cfg->http_rate_burst == srv->rate_burst)
+        return 0;
+    return http_set_rate(srv);
 }
 
 int sg_http__server_create_test(const struct sg_server_env *env, struct sg_http_server **out,

@@ -1206,15 +1206,16 @@ Test(help, lists_every_option)
     for (size_t i = 0; i < n; i++) {
         char flag[128], line[256];
         sg_config__flag_name(&opts[i], flag, sizeof(flag));
-        snprintf(line, sizeof(line), "  %s <%s>  (default: %s)\n      %s", flag,
+        snprintf(line, sizeof(line), "  %s <%s>  (default: %s%s)\n      %s", flag,
                  sg_config__type_name(opts[i].type),
                  opts[i].def[0] != '\0'              ? opts[i].def
                  : opts[i].type == SG_CONFIG_STRLIST ? "[]"
                                                      : "\"\"",
-                 opts[i].help);
+                 (opts[i].flags & SG_CONFIG_F_LIVE) ? "; SIGHUP reloads it" : "", opts[i].help);
         assert_contains(text, line);
     }
-    assert_contains(text, "--log-level <enum>  (default: info)\n      Least severe log level "
+    assert_contains(text, "--log-level <enum>  (default: info; SIGHUP reloads it)\n      Least "
+                          "severe log level "
                           "written to stderr. One of: debug, info, warn, error.\n");
     cr_assert_eq(text[len - 1], '\n');
     free(text);
@@ -1239,13 +1240,13 @@ Test(markdown, one_row_per_option)
         size_t pipes = 0;
         for (const char *c = line; c < nl; c++)
             pipes += *c == '|';
-        cr_assert_eq(pipes, 6, "row %zu: %.*s", row, (int)(nl - line), line);
+        cr_assert_eq(pipes, 7, "row %zu: %.*s", row, (int)(nl - line), line);
         if (row == 0) {
-            cr_assert(strncmp(line, "| option | type | default | env | description |\n",
+            cr_assert(strncmp(line, "| option | type | default | env | live | description |\n",
                               (size_t)(nl - line) + 1) == 0);
         } else if (row == 1) {
-            cr_assert(strncmp(line, "| --- | --- | --- | --- | --- |\n", (size_t)(nl - line) + 1) ==
-                      0);
+            cr_assert(strncmp(line, "| --- | --- | --- | --- | --- | --- |\n",
+                              (size_t)(nl - line) + 1) == 0);
         } else {
             /* Rows follow the table's order. */
             cr_assert_lt(row - 2, n);
@@ -1255,7 +1256,8 @@ Test(markdown, one_row_per_option)
                      sg_config__type_name(opts[row - 2].type));
             cr_assert(strncmp(line, prefix, strlen(prefix)) == 0, "%.*s", (int)(nl - line), line);
             char envcol[160];
-            snprintf(envcol, sizeof(envcol), "` | `%s` | %s", env, opts[row - 2].help);
+            snprintf(envcol, sizeof(envcol), "` | `%s` | %s | %s", env,
+                     (opts[row - 2].flags & SG_CONFIG_F_LIVE) ? "yes" : "", opts[row - 2].help);
             cr_assert(memmem(line, (size_t)(nl - line), envcol, strlen(envcol)) != NULL, "%.*s",
                       (int)(nl - line), line);
         }
