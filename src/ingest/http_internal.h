@@ -235,6 +235,7 @@ struct sg_http_server {
     size_t budget_decoded; /* charged for `decoded` while it holds a body */
     struct sg_buf errors;  /* ingest's per-event error list */
     struct sg_log_limiter bad_input;
+    struct sg_log_limiter accept_limiter; /* accept failures (EMFILE) */
 
     struct sg_http_code_counter codes[SG_HTTP_MAX_CODES];
     size_t ncodes;

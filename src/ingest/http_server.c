@@ -204,7 +204,11 @@ static void http_on_connection(uv_stream_t *listener, int status)
     int rc;
 
     if (status < 0) {
-        sg_debug(srv->log, "http accept failed", SG_F_STR("error", uv_strerror(status)));
+        /* UV_EMFILE past the open-files limit: libuv has closed the waiting sockets. */
+        int64_t suppressed = sg_log_limiter_take(&srv->accept_limiter, sg_now_ms());
+        if (suppressed >= 0)
+            sg_warn(srv->log, "http accept failed", SG_F_STR("error", uv_strerror(status)),
+                    SG_F_INT("suppressed", suppressed));
         return;
     }
     if (srv->shutting_down)
@@ -328,6 +332,7 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
     srv->metrics = env->metrics;
     srv->log = env->log;
     srv->bad_input.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    srv->accept_limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
     sg_buf_init(&srv->resp, SG_HTTP_OUT_MAX);
     sg_buf_init(&srv->decoded, cfg->http_max_decoded_size ? cfg->http_max_decoded_size : 1);
     /* Room for max_errors entries of a few hundred bytes each; ingest drops what does not fit
