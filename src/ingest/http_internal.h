@@ -1,7 +1,8 @@
 /* Shared between the HTTP listener (http_server.c: accept, connection limit, shutdown) and the
- * per-connection code (http_conn.c: parsing, timeouts, routing, responses). Nothing outside
- * these two files includes it, except the tests that drive a connection from memory (see
- * struct sg_http_io). */
+ * per-connection code: http_conn.c (the connection's state machine, timeouts, responses),
+ * http_request.c (the parser's callbacks: limits, route, auth), http_routes.c (the route table
+ * and its handlers) and http_tcp.c (the TCP transport). Nothing outside these files includes
+ * it, except the tests that drive a connection from memory (see struct sg_http_io). */
 #ifndef STREAMGATE_HTTP_INTERNAL_H
 #define STREAMGATE_HTTP_INTERNAL_H
 
@@ -12,6 +13,7 @@
 #include <uv.h>
 
 #include "streamgate/budget.h"
+#include "streamgate/common.h"
 #include "streamgate/buf.h"
 #include "streamgate/http_server.h"
 #include "streamgate/ingest.h"
@@ -68,15 +70,30 @@ enum sg_http_hdr {
     SG_HTTP_HDR_NONE = SG_HTTP_HDR_COUNT
 };
 
-enum sg_http_route {
-    SG_HTTP_ROUTE_NONE,
-    SG_HTTP_ROUTE_EVENTS,
-    SG_HTTP_ROUTE_METRICS,
-    SG_HTTP_ROUTE_HEALTHZ,
-    SG_HTTP_ROUTE_READYZ,
-    SG_HTTP_ROUTE_STREAMS, /* GET /v1/streams?limit=N */
-    SG_HTTP_ROUTE_STREAM,  /* GET /v1/streams/{key} */
-    SG_HTTP_ROUTE_INFO,    /* GET /v1/info */
+#define SG_HTTP_JSON       "application/json"
+#define SG_HTTP_PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
+
+struct sg_http_conn;
+
+/* Which bearer token a route asks for. */
+enum sg_http_auth {
+    SG_HTTP_AUTH_INGEST,  /* one of http.auth_tokens, when any is set */
+    SG_HTTP_AUTH_METRICS, /* http.metrics_token, when set */
+};
+
+/* Methods a route takes. */
+#define SG_HTTP_GET  0x1u /* GET and HEAD */
+#define SG_HTTP_POST 0x2u
+
+/* One row of the route table (http_routes.c). */
+struct sg_http_route {
+    const char *path; /* exact; a path ending in '/' takes every path under it */
+    unsigned methods; /* SG_HTTP_GET, SG_HTTP_POST */
+    enum sg_http_auth auth;
+    bool ingest; /* the body is kept and ingested (and the ingest checks apply); an aggregator
+                  * refuses it */
+    /* Answers the complete request (conn->req, conn->body); `close` ends the connection. */
+    void (*handle)(struct sg_http_conn *conn, bool close);
 };
 
 /* What the connection's one timer is counting down to. */
@@ -96,8 +113,6 @@ enum sg_http_state {
     SG_HTTP_LINGER,    /* write side shut down; input is read and dropped until EOF */
     SG_HTTP_CLOSING,   /* handles are closing; freed in the last close callback */
 };
-
-struct sg_http_conn;
 
 /* How a connection moves bytes: over its TCP socket (sg_http__tcp_io), or, in tests, over an
  * in-memory transport. The connection calls these; the transport reports what happens through
@@ -133,7 +148,7 @@ struct sg_http_req {
     bool buffer_body; /* the body is kept (POST /v1/events); otherwise it is dropped */
     bool gzip;
     enum sg_body_format format;
-    enum sg_http_route route;
+    const struct sg_http_route *route; /* NULL: no route has the path */
     int status;            /* an error decided at headers complete, answered at message complete */
     const char *error;     /* its message */
     uint64_t header_bytes; /* URL + header names + header values */
@@ -269,7 +284,7 @@ void sg_http__server_conn_gone(struct sg_http_server *srv, struct sg_http_conn *
 
 /* http_conn.c */
 
-/* The transport over `conn->tcp`, which the listener initialises and accepts. */
+/* http_tcp.c: the transport over `conn->tcp`, which the listener initialises and accepts. */
 extern const struct sg_http_io sg_http__tcp_io;
 
 /* Sets up the parser callbacks shared by every connection. */
@@ -286,6 +301,59 @@ void sg_http__conn_shutdown(struct sg_http_conn *conn);
 void sg_http__conn_close(struct sg_http_conn *conn);
 /* Frees a connection's memory (not its handles). */
 void sg_http__conn_free(struct sg_http_conn *conn);
+
+/* The connection's own, for the other HTTP files. */
+
+static inline struct sg_http_conn *sg_http__conn_of_parser(llhttp_t *parser)
+{
+    return sg_container_of(parser, struct sg_http_conn, parser);
+}
+/* Bad input and connection trouble, at debug level and at most one line per interval. */
+void sg_http__conn_debug(struct sg_http_conn *conn, const char *msg, int status,
+                         const char *detail);
+/* Sets the connection's one timer to `kind`, due in `ms`. */
+void sg_http__conn_timer(struct sg_http_conn *conn, enum sg_http_timer kind, uint64_t ms);
+/* Brings the budget's account of the body storage up to date. */
+void sg_http__conn_account_body(struct sg_http_conn *conn);
+/* The last response is queued: stop parsing, write it, then linger. */
+void sg_http__conn_finish(struct sg_http_conn *conn);
+/* Starts writing what is queued; moves a finishing connection on once all is out. */
+void sg_http__conn_flush(struct sg_http_conn *conn);
+/* Response bytes queued and not written yet. */
+size_t sg_http__conn_pending(const struct sg_http_conn *conn);
+/* Queues one response; `close` adds Connection: close and ends the connection after it.
+ * `extra` holds further header lines ("Name: value\r\n..."), or NULL. */
+void sg_http__conn_respond(struct sg_http_conn *conn, int status, const char *type,
+                           const char *body, size_t body_len, const char *extra, bool close);
+/* Answers {"error":"<msg>"}. */
+void sg_http__conn_respond_error(struct sg_http_conn *conn, int status, const char *msg,
+                                 const char *extra, bool close);
+/* The header lines an error status comes with (Retry-After, WWW-Authenticate, Allow), or NULL. */
+const char *sg_http__error_extra(const struct sg_http_server *srv, int status,
+                                 const struct sg_http_route *route);
+/* Appends the "errors" list (and errors_truncated) of an ingest answer, then closes the object. */
+int sg_http__append_errors(struct sg_buf *resp, const struct sg_buf *errors, size_t rejected,
+                           size_t nerrors);
+/* ingest.ack delivered: holds the answer to the request just ingested until `ack` settles. */
+void sg_http__conn_hold(struct sg_http_conn *conn, struct sg_ack *ack,
+                        const struct sg_ingest_result *res, bool close);
+/* Input the transport read (in the server's buffer, or decrypted by a layer between): parsed
+ * and answered at once; `data` need stay valid only during the call. */
+void sg_http__conn_input(struct sg_http_conn *conn, const char *data, size_t len);
+
+/* http_request.c */
+
+/* Starts a new request (the parser's message begin). */
+void sg_http__req_reset(struct sg_http_conn *conn);
+
+/* http_routes.c */
+
+/* The route for a request's URL (its query and fragment aside), or NULL. */
+const struct sg_http_route *sg_http__route_find(const char *url, size_t len);
+/* Whether the route takes the method (llhttp's enum; HEAD goes with GET). */
+bool sg_http__route_allows(const struct sg_http_route *route, uint8_t method);
+/* Answers the complete request: its error decided at the headers, or its route's handler. */
+void sg_http__handle_request(struct sg_http_conn *conn, bool close);
 
 /* What a transport reports. */
 
