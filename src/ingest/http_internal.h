@@ -20,6 +20,7 @@
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
 #include "rate.h"
+#include "server.h"
 
 /* Bytes read from a socket at a time, into one buffer the whole server shares: each read is
  * parsed before the next one is asked for, and a connection that has to stop part-way (see
@@ -212,9 +213,7 @@ struct sg_http_code_counter {
 };
 
 struct sg_http_server {
-    uv_tcp_t listener;
-    bool listener_init;   /* uv_tcp_init ran: the handle must be closed */
-    bool listener_closed; /* its close callback ran */
+    struct sg_listener listener; /* zeroed (never opened) for a test server */
     uv_loop_t *loop;
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
@@ -228,7 +227,6 @@ struct sg_http_server {
     void *info_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;
-    char address[80];
     llhttp_settings_t settings;       /* shared by every connection's parser */
     char rbuf[SG_HTTP_READ_BUF_SIZE]; /* every connection's reads land here (see above) */
 

@@ -103,7 +103,7 @@ static void http_server_free(struct sg_http_server *srv)
 
 static bool http_all_closed(const struct sg_http_server *srv)
 {
-    return (!srv->listener_init || srv->listener_closed) && srv->conns == NULL;
+    return sg_listener_gone(&srv->listener) && srv->conns == NULL;
 }
 
 /* Calls back (once) when shutdown has closed every handle, and frees a server whose owner
@@ -123,13 +123,9 @@ static void http_maybe_done(struct sg_http_server *srv)
     }
 }
 
-static void http_on_listener_closed(uv_handle_t *handle)
+static void http_on_listener_closed(struct sg_listener *l)
 {
-    struct sg_http_server *srv =
-        sg_container_of((uv_tcp_t *)handle, struct sg_http_server, listener);
-
-    srv->listener_closed = true;
-    http_maybe_done(srv);
+    http_maybe_done(sg_container_of(l, struct sg_http_server, listener));
 }
 
 void sg_http__server_conn_gone(struct sg_http_server *srv, struct sg_http_conn *conn)
@@ -199,7 +195,7 @@ static int http_conn_serve(struct sg_http_server *srv, struct sg_http_conn *conn
 static void http_on_connection(uv_stream_t *listener, int status)
 {
     struct sg_http_server *srv =
-        sg_container_of((uv_tcp_t *)listener, struct sg_http_server, listener);
+        sg_container_of((uv_tcp_t *)listener, struct sg_http_server, listener.tcp);
     struct sg_http_conn *conn;
     int rc;
 
@@ -268,10 +264,9 @@ int sg_http__server_open(struct sg_http_server *srv, const struct sg_http_io *io
  * must be closed through the loop; the server is freed in its close callback. */
 static void http_server_abort(struct sg_http_server *srv)
 {
-    if (srv->listener_init && !srv->listener_closed) {
+    if (!sg_listener_gone(&srv->listener)) {
         srv->free_on_close = true;
-        if (!uv_is_closing((uv_handle_t *)&srv->listener))
-            uv_close((uv_handle_t *)&srv->listener, http_on_listener_closed);
+        sg_listener_close(&srv->listener);
         return;
     }
     http_server_free(srv);
@@ -382,19 +377,11 @@ int sg_http_server_create(const struct sg_server_env *env, struct sg_http_server
     rc = http_server_init(env, &srv, errstr, errstr_size);
     if (rc < 0)
         return rc;
-    rc = sg_listen_tcp(env->loop, &srv->listener, env->cfg->http_listen, env->cfg->http_reuse_port,
-                       SG_HTTP_BACKLOG, http_on_connection, errstr, errstr_size);
-    /* sg_listen_tcp initialises the handle before anything that can fail; the handle's type
-     * tells whether that happened. */
-    srv->listener_init = srv->listener.loop == env->loop && srv->listener.type == UV_TCP;
+    rc = sg_listener_open(&srv->listener, env->loop, env->cfg->http_listen,
+                          env->cfg->http_reuse_port, SG_HTTP_BACKLOG, http_on_connection,
+                          http_on_listener_closed, "http.listen", errstr, errstr_size);
     if (rc < 0)
         goto fail;
-    rc = sg_tcp_local_address(&srv->listener, srv->address, sizeof(srv->address));
-    if (rc < 0) {
-        snprintf(errstr, errstr_size, "http server: cannot read the bound address: %s",
-                 uv_strerror(rc));
-        goto fail;
-    }
     *out = srv;
     return 0;
 
@@ -405,7 +392,7 @@ fail:
 
 const char *sg_http_server_address(const struct sg_http_server *srv)
 {
-    return srv->address;
+    return srv->listener.address;
 }
 
 void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg)
@@ -417,8 +404,7 @@ void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb,
     if (srv->shutting_down)
         return;
     srv->shutting_down = true;
-    if (srv->listener_init && !uv_is_closing((uv_handle_t *)&srv->listener))
-        uv_close((uv_handle_t *)&srv->listener, http_on_listener_closed);
+    sg_listener_close(&srv->listener);
     /* Connections leave the list only in their close callbacks, which never run inside this
      * loop, but take `next` first anyway. */
     for (conn = srv->conns; conn; conn = next) {
@@ -427,7 +413,7 @@ void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb,
     }
     /* Every close above completes in a later callback, which calls back; nothing to do now
      * unless nothing was open at all. */
-    if (!srv->listener_init)
+    if (sg_listener_gone(&srv->listener))
         http_maybe_done(srv);
 }
 
@@ -445,8 +431,7 @@ void sg_http_server_destroy(struct sg_http_server *srv)
      * free the server when the last handle is gone. */
     srv->free_on_close = true;
     srv->shutting_down = true;
-    if (srv->listener_init && !uv_is_closing((uv_handle_t *)&srv->listener))
-        uv_close((uv_handle_t *)&srv->listener, http_on_listener_closed);
+    sg_listener_close(&srv->listener);
     for (conn = srv->conns; conn; conn = conn->next)
         sg_http__conn_close(conn);
 }

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "streamgate/common.h"
 #include "streamgate/config.h"
 #include "server.h"
 
@@ -100,4 +101,45 @@ int sg_tcp_local_address(const uv_tcp_t *tcp, char *buf, size_t len)
         snprintf(buf, len, "%s:%d", ip, ntohs(a->sin_port));
     }
     return 0;
+}
+
+static void listener_closed(uv_handle_t *handle)
+{
+    struct sg_listener *l = sg_container_of((uv_tcp_t *)handle, struct sg_listener, tcp);
+
+    l->closed = true;
+    if (l->on_closed)
+        l->on_closed(l);
+}
+
+int sg_listener_open(struct sg_listener *l, uv_loop_t *loop, const char *hostport, bool reuse_port,
+                     int backlog, uv_connection_cb cb, void (*on_closed)(struct sg_listener *l),
+                     const char *what, char *errstr, size_t errstr_size)
+{
+    char detail[256] = "";
+    int rc;
+
+    l->on_closed = on_closed;
+    rc = sg_listen_tcp(loop, &l->tcp, hostport, reuse_port, backlog, cb, detail, sizeof(detail));
+    /* sg_listen_tcp initialises the handle before anything that can fail; the handle's type
+     * tells whether that happened. */
+    l->initialised = l->tcp.loop == loop && l->tcp.type == UV_TCP;
+    if (rc < 0) {
+        /* Both listeners report the same kinds of failure; say which one it was. */
+        snprintf(errstr, errstr_size, "%s: %s", what, detail);
+        return rc;
+    }
+    rc = sg_tcp_local_address(&l->tcp, l->address, sizeof(l->address));
+    if (rc < 0)
+        snprintf(errstr, errstr_size, "%s: cannot read the bound address: %s", what,
+                 uv_strerror(rc));
+    return rc;
+}
+
+void sg_listener_close(struct sg_listener *l)
+{
+    if (!l->initialised || l->closing)
+        return;
+    l->closing = true;
+    uv_close((uv_handle_t *)&l->tcp, listener_closed);
 }

@@ -13,9 +13,10 @@
  * good (sg_ingest_accepting): reads stay paused, rechecked every second, so what the peers
  * send waits with them instead of being read only to be refused.
  *
- * Life cycle: every loop handle the server owns (the listener, each connection, each socket
- * refused over the connection limit) counts in `live` until its close callback has run; the
- * shutdown callback fires, and a deferred destroy frees the server, when that count is 0. */
+ * Life cycle: every loop handle the server owns (each connection, each socket refused over the
+ * connection limit, the recheck timer) counts in `live` until its close callback has run, and
+ * the listener goes through the life cycle both servers share (struct sg_listener); the
+ * shutdown callback fires, and a deferred destroy frees the server, when all are closed. */
 #include "streamgate/tcp_server.h"
 
 #include <errno.h>
@@ -72,8 +73,7 @@ struct sg_tcp_server {
     uv_timer_t recheck;
     bool recheck_open; /* initialised and not closed yet */
 
-    uv_tcp_t listener;
-    bool listening; /* the listener handle is initialised and not closed yet */
+    struct sg_listener listener;
     bool shutting_down;
     bool destroy_requested;
     size_t live; /* handles not yet through their close callback */
@@ -81,7 +81,6 @@ struct sg_tcp_server {
     size_t nconns;
     sg_server_closed_cb closed_cb;
     void *closed_arg;
-    char address[96];
 
     struct sg_gauge *m_connections;
     struct sg_counter *m_refused;
@@ -104,7 +103,7 @@ static void tcp_server_maybe_closed(struct sg_tcp_server *srv)
 {
     sg_server_closed_cb cb;
 
-    if (srv->live > 0 || srv->listening)
+    if (srv->live > 0 || !sg_listener_gone(&srv->listener))
         return;
     if (srv->destroy_requested) {
         free(srv);
@@ -133,12 +132,9 @@ static void tcp_server_close_recheck(struct sg_tcp_server *srv)
     uv_close((uv_handle_t *)&srv->recheck, tcp_recheck_closed);
 }
 
-static void tcp_listener_closed(uv_handle_t *handle)
+static void tcp_listener_closed(struct sg_listener *l)
 {
-    struct sg_tcp_server *srv = sg_container_of(handle, struct sg_tcp_server, listener);
-
-    srv->live--;
-    tcp_server_maybe_closed(srv);
+    tcp_server_maybe_closed(sg_container_of(l, struct sg_tcp_server, listener));
 }
 
 static void tcp_conn_handle_closed(uv_handle_t *handle)
@@ -432,7 +428,7 @@ static void tcp_server_writer_down(struct sg_tcp_server *srv)
 
 static void tcp_server_connection(uv_stream_t *server, int status)
 {
-    struct sg_tcp_server *srv = sg_container_of(server, struct sg_tcp_server, listener);
+    struct sg_tcp_server *srv = sg_container_of(server, struct sg_tcp_server, listener.tcp);
     const struct sg_config *cfg = srv->cfg;
     struct sg_tcp_conn *conn;
     int rc;
@@ -517,7 +513,6 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
                          size_t errstr_size)
 {
     struct sg_tcp_server *srv;
-    char detail[256] = "";
     int rc;
 
     *out = NULL;
@@ -546,24 +541,11 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
         snprintf(errstr, errstr_size, "tcp server: %s", sg_strerror(rc));
         goto fail;
     }
-    rc = sg_listen_tcp(srv->loop, &srv->listener, env->cfg->tcp_listen, env->cfg->tcp_reuse_port,
-                       SG_TCP_BACKLOG, tcp_server_connection, detail, sizeof(detail));
-    if (srv->listener.type == UV_TCP) {
-        /* The handle is in the loop now, whether or not it got to listen. */
-        srv->listening = true;
-        srv->live++;
-    }
-    if (rc < 0) {
-        /* The HTTP listener reports the same kind of failure; say which one it was. */
-        snprintf(errstr, errstr_size, "tcp.listen: %s", detail);
+    rc = sg_listener_open(&srv->listener, srv->loop, env->cfg->tcp_listen, env->cfg->tcp_reuse_port,
+                          SG_TCP_BACKLOG, tcp_server_connection, tcp_listener_closed, "tcp.listen",
+                          errstr, errstr_size);
+    if (rc < 0)
         goto fail;
-    }
-    rc = sg_tcp_local_address(&srv->listener, srv->address, sizeof(srv->address));
-    if (rc < 0) {
-        snprintf(errstr, errstr_size, "tcp server: cannot read the bound address: %s",
-                 sg_strerror(rc));
-        goto fail;
-    }
     *out = srv;
     return 0;
 
@@ -574,15 +556,7 @@ fail:
 
 const char *sg_tcp_server_address(const struct sg_tcp_server *srv)
 {
-    return srv->address;
-}
-
-static void tcp_server_close_listener(struct sg_tcp_server *srv)
-{
-    if (!srv->listening)
-        return;
-    srv->listening = false;
-    uv_close((uv_handle_t *)&srv->listener, tcp_listener_closed);
+    return srv->listener.address;
 }
 
 void sg_tcp_server_shutdown(struct sg_tcp_server *srv, sg_server_closed_cb cb, void *arg)
@@ -590,7 +564,7 @@ void sg_tcp_server_shutdown(struct sg_tcp_server *srv, sg_server_closed_cb cb, v
     srv->shutting_down = true;
     srv->closed_cb = cb;
     srv->closed_arg = arg;
-    tcp_server_close_listener(srv);
+    sg_listener_close(&srv->listener);
     tcp_server_close_recheck(srv);
     while (srv->conns)
         tcp_conn_end(srv->conns);
@@ -606,13 +580,13 @@ void sg_tcp_server_destroy(struct sg_tcp_server *srv)
         return;
     if (srv->budget)
         sg_budget_unwatch(srv->budget, tcp_server_on_budget, srv);
-    if (srv->live == 0 && !srv->listening) {
+    if (srv->live == 0 && sg_listener_gone(&srv->listener)) {
         free(srv);
         return;
     }
     srv->destroy_requested = true;
     srv->closed_cb = NULL;
-    tcp_server_close_listener(srv);
+    sg_listener_close(&srv->listener);
     tcp_server_close_recheck(srv);
     while (srv->conns)
         tcp_conn_close(srv->conns);
