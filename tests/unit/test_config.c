@@ -1295,8 +1295,9 @@ Test(validate, window_rules)
         {"predict.beta", "a", "predict.beta: \"a\" is not a number in (0, 1]"},
         {"predict.beta", "0.1x", "predict.beta: \"0.1x\" is not a number"},
         {"predict.anomaly_threshold", "3.5", NULL},
-        {"predict.anomaly_threshold", "-1", "predict.anomaly_threshold: \"-1\" is not a number "
-                                            "above 0"},
+        {"predict.anomaly_threshold", "-1",
+         "predict.anomaly_threshold: \"-1\" is not a number "
+         "above 0"},
         {"predict.warmup", "2", "predict.warmup"},
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
@@ -1406,4 +1407,73 @@ Test(validate, role_needs_kafka)
     cr_assert_str_eq(errbuf, "role: aggregator needs kafka.raw_topic");
     cr_assert_neq(set(&cfg, "role", "router"), 0);
     sg_config_free(&cfg);
+}
+
+/* ---- reload ---- */
+
+Test(reload, live_options_are_the_documented_ones)
+{
+    static const char *const live[] = {
+        "http.rate_limit",      "http.rate_burst",    "http.auth_tokens",
+        "http.metrics_token",   "limits.memory",      "limits.high_watermark",
+        "limits.low_watermark", "limits.retry_after", "log.level",
+    };
+    size_t n, count = 0;
+    const struct sg_config_option *opts = sg_config__options(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (!(opts[i].flags & SG_CONFIG_F_LIVE))
+            continue;
+        count++;
+        bool listed = false;
+        for (size_t j = 0; j < sizeof(live) / sizeof(live[0]); j++)
+            listed = listed || strcmp(opts[i].name, live[j]) == 0;
+        cr_assert(listed, "%s is live but not documented as such", opts[i].name);
+    }
+    cr_assert_eq(count, sizeof(live) / sizeof(live[0]));
+}
+
+Test(reload, a_live_change_is_taken_and_swapped)
+{
+    struct sg_config run, next;
+    char changed[256];
+    cfg_init(&run);
+    cfg_init(&next);
+    cr_assert_eq(set(&run, "http.auth_tokens", "old"), 0);
+    cr_assert_eq(set(&next, "http.auth_tokens", "new,newer"), 0);
+    cr_assert_eq(set(&next, "limits.memory", "64MiB"), 0);
+    uint64_t before = sg_config_hash(&run);
+    cr_assert_eq(
+        sg_config_reload_check(&run, &next, changed, sizeof(changed), errbuf, sizeof(errbuf)), 0,
+        "%s", errbuf);
+    cr_assert_str_eq(changed, "http.auth_tokens,limits.memory");
+    sg_config_take_live(&run, &next);
+    cr_assert_eq(run.http_auth_tokens.count, 2);
+    cr_assert_str_eq(run.http_auth_tokens.items[1], "newer");
+    cr_assert_eq(run.limits_memory, 64u << 20);
+    cr_assert_eq(next.http_auth_tokens.count, 1); /* the old value, freed with next */
+    cr_assert_neq(sg_config_hash(&run), before);
+    /* Nothing differs any more. */
+    cr_assert_eq(
+        sg_config_reload_check(&run, &run, changed, sizeof(changed), errbuf, sizeof(errbuf)), 0);
+    cr_assert_str_eq(changed, "");
+    sg_config_free(&next);
+    sg_config_free(&run);
+}
+
+Test(reload, a_restart_only_change_is_refused_by_name)
+{
+    struct sg_config run, next;
+    char changed[256];
+    cfg_init(&run);
+    cfg_init(&next);
+    cr_assert_eq(set(&next, "http.auth_tokens", "t"), 0);
+    cr_assert_eq(set(&next, "tcp.listen", "127.0.0.1:9999"), 0);
+    cr_assert_eq(sg_config_hash(&run), sg_config_hash(&run));
+    cr_assert_neq(sg_config_hash(&run), sg_config_hash(&next));
+    cr_assert_eq(
+        sg_config_reload_check(&run, &next, changed, sizeof(changed), errbuf, sizeof(errbuf)),
+        -EINVAL);
+    assert_contains(errbuf, "tcp.listen changed, and a change to it needs a restart");
+    sg_config_free(&next);
+    sg_config_free(&run);
 }
