@@ -222,8 +222,9 @@ static void conn_resume(struct sg_http_conn *conn);
 
 /* Gives back the storage a connection does not need between requests (the request's URL,
  * headers and body; output buffers with nothing in them; a held answer's errors once it is
- * gone), so an idle keep-alive connection holds no buffer of its own. Called after input is
- * handled and after a write completes. */
+ * gone), so an idle keep-alive connection holds no buffer of its own. Called once the
+ * connection has waited SG_HTTP_TRIM_MS for its next request, and after a write that
+ * completes later than that. */
 static void conn_trim(struct sg_http_conn *conn)
 {
     if (conn->state == SG_HTTP_CLOSING)
@@ -256,7 +257,17 @@ void sg_http__conn_on_write(struct sg_http_conn *conn, int status)
     }
     conn_resume(conn);
     sg_http__conn_flush(conn);
-    conn_trim(conn);
+    if (conn->trimmed)
+        conn_trim(conn);
+}
+
+void sg_http__conn_idle(struct sg_http_conn *conn)
+{
+    uint64_t idle = conn->srv->cfg->http_idle_timeout_ms;
+
+    conn->idle_due = uv_now(conn->timer.loop) + idle;
+    conn->trimmed = false;
+    sg_http__conn_timer(conn, SG_HTTP_TIMER_IDLE, SG_MIN(idle, (uint64_t)SG_HTTP_TRIM_MS));
 }
 
 /* Once the output has drained below the mark and no answer is held: parse what was held back
@@ -472,10 +483,9 @@ static void conn_release_held(struct sg_http_conn *conn, bool timed_out)
 {
     conn_answer_held(conn, timed_out);
     if (conn->state == SG_HTTP_OPEN)
-        sg_http__conn_timer(conn, SG_HTTP_TIMER_IDLE, conn->srv->cfg->http_idle_timeout_ms);
+        sg_http__conn_idle(conn);
     conn_resume(conn);
     sg_http__conn_flush(conn);
-    conn_trim(conn);
 }
 
 /* Every accepted event of the held request is settled. Told by a writer; should that ever
@@ -586,7 +596,8 @@ void sg_http__conn_input(struct sg_http_conn *conn, const char *data, size_t len
     if (conn->state == SG_HTTP_OPEN && !conn->stalled)
         conn_parse(conn, data, len);
     /* LINGER: dropped. */
-    conn_trim(conn);
+    if (conn->state != SG_HTTP_CLOSING)
+        conn_account_input(conn);
 }
 
 size_t sg_http__conn_feed(struct sg_http_conn *conn, const char *data, size_t len)
@@ -624,6 +635,15 @@ static void conn_timer_expired(struct sg_http_conn *conn)
     conn->timer_due = 0;
     switch (conn->timer_kind) {
     case SG_HTTP_TIMER_IDLE:
+        if (!conn->trimmed) {
+            uint64_t now = uv_now(conn->timer.loop);
+            conn->trimmed = true;
+            conn_trim(conn);
+            if (conn->idle_due > now) {
+                sg_http__conn_timer(conn, SG_HTTP_TIMER_IDLE, conn->idle_due - now);
+                break;
+            }
+        }
         sg_http__count_limit(srv, SG_HTTP_LIMIT_IDLE_TIMEOUT);
         sg_http__conn_close(conn);
         break;
@@ -720,7 +740,7 @@ int sg_http__conn_start(struct sg_http_conn *conn)
     for (int i = 0; i < SG_HTTP_HDR_COUNT; i++)
         sg_buf_init(&conn->req.hdr[i], hdr_max);
     llhttp_init(&conn->parser, HTTP_REQUEST, &conn->srv->settings);
-    sg_http__conn_timer(conn, SG_HTTP_TIMER_IDLE, cfg->http_idle_timeout_ms);
+    sg_http__conn_idle(conn);
     return conn_read_start(conn);
 }
 

@@ -44,6 +44,10 @@
 #define SG_HTTP_MAX_REJECTING 64
 /* Clients whose request rate is tracked at once (http.rate_limit); about 100 bytes each. */
 #define SG_HTTP_RATE_CLIENTS 16384
+/* How long a keep-alive connection waits for its next request before it gives back the storage
+ * its last one used (the request's buffers, its output buffers), so that an idle connection
+ * holds none while a busy one does not free and allocate them for every request. */
+#define SG_HTTP_TRIM_MS 1000
 /* Distinct status codes counted in streamgate_http_requests_total. */
 #define SG_HTTP_MAX_CODES 32
 
@@ -175,6 +179,8 @@ struct sg_http_conn {
     enum sg_http_state state;
     enum sg_http_timer timer_kind;
     uint64_t timer_due; /* loop time (ms) timer_kind is due at; 0: nothing due */
+    uint64_t idle_due;  /* loop time (ms) the keep-alive wait ends (http.idle_timeout) */
+    bool trimmed;       /* idle, and its storage given back (SG_HTTP_TRIM_MS) */
     bool rejected;      /* over the connection limit: one 503, then gone */
     bool reading;
     bool writing;
@@ -309,6 +315,9 @@ static inline struct sg_http_conn *sg_http__conn_of_parser(llhttp_t *parser)
 /* Bad input and connection trouble, at debug level and at most one line per interval. */
 void sg_http__conn_debug(struct sg_http_conn *conn, const char *msg, int status,
                          const char *detail);
+/* Between requests: waits http.idle_timeout for the next one, giving the connection's storage
+ * back after SG_HTTP_TRIM_MS of it. */
+void sg_http__conn_idle(struct sg_http_conn *conn);
 /* Sets the connection's one timer to `kind`, due in `ms`. */
 void sg_http__conn_timer(struct sg_http_conn *conn, enum sg_http_timer kind, uint64_t ms);
 /* Brings the budget's account of the body storage up to date. */

@@ -446,7 +446,7 @@ static int on_message_complete(llhttp_t *parser)
     conn->req.active = false;
     if (conn->state != SG_HTTP_OPEN)
         return HPE_PAUSED; /* the connection ends here; ignore anything pipelined behind */
-    sg_http__conn_timer(conn, SG_HTTP_TIMER_IDLE, srv->cfg->http_idle_timeout_ms);
+    sg_http__conn_idle(conn);
     if (conn->ack) {
         /* The answer waits for its events' confirmations: parse nothing behind it, so no later
          * answer overtakes it. */

@@ -468,6 +468,13 @@ Test(hostile, idle_connections_hold_almost_nothing, .timeout = 240)
     /* The scrape's own connection is one more. */
     cr_assert_geq(sgt_metric(p.http, "streamgate_connections{transport=\"http\"}"), HTTP_IDLE);
 
+    /* A keep-alive connection gives its last request's storage back within a second of going
+     * quiet (the ones that just answered may still hold theirs). */
+    int64_t until = sgt_mono_ms() + 10000;
+    while ((sgt_metric(p.http, CONN_BUDGET) > 0 ||
+            sgt_metric(p.http, "streamgate_budget_bytes") >= 0.01 * limit) &&
+           sgt_mono_ms() < until)
+        sgt_sleep_ms(50);
     char *text = NULL;
     {
         struct sgt_response r;
