@@ -170,8 +170,6 @@ struct sg_http_conn {
     const struct sg_http_io *io;
     void *io_arg; /* the transport's own state; unused over TCP */
     uv_tcp_t tcp; /* the socket, when io is sg_http__tcp_io */
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
     uv_timer_t timer;
     struct sg_http_server *srv;
     struct sg_http_conn *prev, *next; /* in srv->conns */

@@ -2,6 +2,8 @@
  * the server's shared buffer and go to sg_http__conn_input; writes are tried at once and queued
  * when the socket is full. A TLS layer would sit here, between the socket and the connection,
  * handing sg_http__conn_input the plaintext. */
+#include <stdlib.h>
+
 #include "http_internal.h"
 #include "streamgate/common.h"
 
@@ -43,7 +45,10 @@ static void tcp_read_stop(struct sg_http_conn *conn)
 
 static void tcp_on_write(uv_write_t *req, int status)
 {
-    sg_http__conn_on_write(sg_container_of(req, struct sg_http_conn, write_req), status);
+    struct sg_http_conn *conn = req->data;
+
+    free(req);
+    sg_http__conn_on_write(conn, status);
 }
 
 /* Tries the write at once: a response usually fits the socket's buffer, and a write that
@@ -64,17 +69,36 @@ static int tcp_write(struct sg_http_conn *conn, const char *data, size_t len)
         else if (n != UV_EAGAIN)
             return n;
     }
-    return uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &ub, 1, tcp_on_write);
+    /* Made only for a write that has to wait (one at a time), so an idle connection does not
+     * carry one. libuv calls back even for a write cancelled by the close, which frees it. */
+    uv_write_t *req = malloc(sizeof(*req));
+    if (!req)
+        return UV_ENOMEM;
+    req->data = conn;
+    int rc = uv_write(req, (uv_stream_t *)&conn->tcp, &ub, 1, tcp_on_write);
+    if (rc < 0)
+        free(req);
+    return rc;
 }
 
 static void tcp_on_shutdown(uv_shutdown_t *req, int status)
 {
-    sg_http__conn_on_shutdown(sg_container_of(req, struct sg_http_conn, shutdown_req), status);
+    struct sg_http_conn *conn = req->data;
+
+    free(req);
+    sg_http__conn_on_shutdown(conn, status);
 }
 
 static int tcp_shutdown(struct sg_http_conn *conn)
 {
-    return uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, tcp_on_shutdown);
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req)
+        return UV_ENOMEM;
+    req->data = conn;
+    int rc = uv_shutdown(req, (uv_stream_t *)&conn->tcp, tcp_on_shutdown);
+    if (rc < 0)
+        free(req);
+    return rc;
 }
 
 static void tcp_on_close(uv_handle_t *handle)
