@@ -1716,6 +1716,27 @@ int sg_config_reload_check(const struct sg_config *running, const struct sg_conf
     return 0;
 }
 
+/* Bytes of an option's field in struct sg_config. */
+static size_t opt_size(const struct sg_config_option *opt)
+{
+    switch (opt->type) {
+    case SG_CONFIG_STRING:
+        return sizeof(char *);
+    case SG_CONFIG_STRLIST:
+        return sizeof(struct sg_strlist);
+    case SG_CONFIG_INT:
+        return sizeof(int64_t);
+    case SG_CONFIG_BOOL:
+        return sizeof(bool);
+    case SG_CONFIG_ENUM:
+        return sizeof(int);
+    case SG_CONFIG_DURATION:
+    case SG_CONFIG_SIZE:
+        return sizeof(uint64_t);
+    }
+    return 0;
+}
+
 void sg_config_take_live(struct sg_config *running, struct sg_config *next)
 {
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
@@ -1724,12 +1745,7 @@ void sg_config_take_live(struct sg_config *running, struct sg_config *next)
             continue;
         /* Swapped, not copied: freeing `next` frees the values replaced. */
         char *a = opt_ptr(running, opt), *b = opt_ptr(next, opt), tmp[sizeof(struct sg_strlist)];
-        size_t size = opt->type == SG_CONFIG_STRING    ? sizeof(char *)
-                      : opt->type == SG_CONFIG_STRLIST ? sizeof(struct sg_strlist)
-                      : opt->type == SG_CONFIG_INT     ? sizeof(int64_t)
-                      : opt->type == SG_CONFIG_BOOL    ? sizeof(bool)
-                      : opt->type == SG_CONFIG_ENUM    ? sizeof(int)
-                                                       : sizeof(uint64_t);
+        size_t size = opt_size(opt);
         memcpy(tmp, a, size);
         memcpy(a, b, size);
         memcpy(b, tmp, size);
@@ -1768,18 +1784,8 @@ uint64_t sg_config_hash(const struct sg_config *cfg)
                 h = hash_bytes(h, l->items[j], strlen(l->items[j]) + 1);
             break;
         }
-        case SG_CONFIG_INT:
-            h = hash_bytes(h, p, sizeof(int64_t));
-            break;
-        case SG_CONFIG_BOOL:
-            h = hash_bytes(h, p, sizeof(bool));
-            break;
-        case SG_CONFIG_ENUM:
-            h = hash_bytes(h, p, sizeof(int));
-            break;
-        case SG_CONFIG_DURATION:
-        case SG_CONFIG_SIZE:
-            h = hash_bytes(h, p, sizeof(uint64_t));
+        default: /* numbers, bools, enums: their bytes */
+            h = hash_bytes(h, p, opt_size(opt));
             break;
         }
     }

@@ -95,13 +95,19 @@ static void info_hash(const char *hostport, char *out)
     free(body);
 }
 
+/* Starts the binary with --config holding `text` (more flags after it, NULL-terminated). */
+static void start_with(struct cfgdir *c, struct sgt_proc *p, const char *text, const char *more)
+{
+    cfg_init(c, text);
+    const char *args[] = {"--config", c->path, more ? "--log-level" : NULL, more, NULL};
+    sgt_start(p, args, NULL);
+}
+
 Test(reload, a_rotated_token_takes_effect_in_the_same_process, .timeout = 60)
 {
     struct cfgdir c;
-    cfg_init(&c, "{\"http\": {\"auth_tokens\": [\"old-token\"]}}");
-    const char *args[] = {"--config", c.path, NULL};
     struct sgt_proc p;
-    sgt_start(&p, args, NULL);
+    start_with(&c, &p, "{\"http\": {\"auth_tokens\": [\"old-token\"]}}", NULL);
     pid_t pid = p.pid;
     char before[17], after[17];
     info_hash(p.http, before);
@@ -140,10 +146,8 @@ Test(reload, a_rotated_token_takes_effect_in_the_same_process, .timeout = 60)
 Test(reload, a_bad_file_and_a_restart_only_change_are_refused, .timeout = 60)
 {
     struct cfgdir c;
-    cfg_init(&c, "{\"http\": {\"auth_tokens\": [\"t1\"]}}");
-    const char *args[] = {"--config", c.path, NULL};
     struct sgt_proc p;
-    sgt_start(&p, args, NULL);
+    start_with(&c, &p, "{\"http\": {\"auth_tokens\": [\"t1\"]}}", NULL);
     char before[17], now[17];
     info_hash(p.http, before);
 
@@ -225,10 +229,8 @@ static void *send_loop(void *arg)
 Test(reload, events_sent_through_reloads_all_arrive, .timeout = 120)
 {
     struct cfgdir c;
-    cfg_init(&c, "{\"log\": {\"level\": \"info\"}}");
-    const char *args[] = {"--config", c.path, "--log-level", "info", NULL};
     struct sgt_proc p;
-    sgt_start(&p, args, NULL);
+    start_with(&c, &p, "{\"log\": {\"level\": \"info\"}}", "info");
 
     struct sender s = {.http = p.http, .tcp = p.tcp};
     atomic_init(&s.stop, false);
