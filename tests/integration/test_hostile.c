@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -407,19 +406,6 @@ Test(hostile, rate_limit_answers_429_per_client_and_recovers)
     sgt_stop_ok(&p);
 }
 
-/* Raises this process's open-files soft limit to its hard limit, for tests holding thousands of
- * sockets; returns the limit now in effect. */
-static rlim_t raise_own_nofile(void)
-{
-    struct rlimit rl;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-    }
-    return rl.rlim_cur;
-}
-
 /* Polls /metrics until `series` reaches at least `want`; returns the last value seen. */
 static double wait_metric_at_least(const char *hostport, const char *series, double want,
                                    int timeout_ms)
@@ -434,81 +420,6 @@ static double wait_metric_at_least(const char *hostport, const char *series, dou
 #define CONN_BUDGET "streamgate_budget_use_bytes{use=\"connections\"}"
 #define TCP_BYTES   "streamgate_bytes_received_total{transport=\"tcp\"}"
 #define HTTP_BYTES  "streamgate_bytes_received_total{transport=\"http\"}"
-
-/* Thousands of idle connections, each of which has sent something and then gone quiet, hold
- * (almost) nothing: reads go into one buffer the server shares, so the budget's account stays
- * under 1% of a small limits.memory and a normal client is served. When each connection kept a
- * 64 KiB read buffer, these alone were 250 MiB, far over the limit: ingest would be paused. */
-Test(hostile, idle_connections_hold_almost_nothing, .timeout = 240)
-{
-    enum { TCP_IDLE = 3000, HTTP_IDLE = 1000 };
-    const double limit = 16.0 * MIB;
-    cr_assert_geq(raise_own_nofile(), TCP_IDLE + HTTP_IDLE + 64, "this test needs %d open files",
-                  TCP_IDLE + HTTP_IDLE + 64);
-    const char *args[] = {"--limits-memory", "16MiB", "--log-level", "info", NULL};
-    struct sgt_proc p;
-    sgt_start(&p, args, NULL);
-
-    static int tcp[TCP_IDLE], http[HTTP_IDLE];
-    char line[96];
-    for (int i = 0; i < TCP_IDLE; i++) {
-        tcp[i] = sgt_connect(p.tcp);
-        int n = snprintf(line, sizeof(line), "{\"key\":\"idle-tcp\",\"seq\":%d}\n", i);
-        sgt_send_all(tcp[i], line, (size_t)n);
-    }
-    for (int i = 0; i < HTTP_IDLE; i++) {
-        http[i] = sgt_connect(p.http);
-        good_event(http[i], i); /* 202, and the connection stays open */
-    }
-    cr_assert_eq(sgt_wait_lines(p.out_path, TCP_IDLE + HTTP_IDLE, 60000), TCP_IDLE + HTTP_IDLE,
-                 "events from the idle connections lost");
-    cr_assert_eq(
-        sgt_wait_metric(p.http, "streamgate_connections{transport=\"tcp\"}", TCP_IDLE, 20000),
-        TCP_IDLE);
-    /* The scrape's own connection is one more. */
-    cr_assert_geq(sgt_metric(p.http, "streamgate_connections{transport=\"http\"}"), HTTP_IDLE);
-
-    /* A keep-alive connection gives its last request's storage back within a second of going
-     * quiet (the ones that just answered may still hold theirs). */
-    int64_t until = sgt_mono_ms() + 10000;
-    while ((sgt_metric(p.http, CONN_BUDGET) > 0 ||
-            sgt_metric(p.http, "streamgate_budget_bytes") >= 0.01 * limit) &&
-           sgt_mono_ms() < until)
-        sgt_sleep_ms(50);
-    char *text = NULL;
-    {
-        struct sgt_response r;
-        sgt_http(p.http, "GET", "/metrics", NULL, NULL, 0, &r);
-        text = strdup(r.body);
-        sgt_response_free(&r);
-    }
-    double held = sgt_metric_in(text, CONN_BUDGET),
-           total = sgt_metric_in(text, "streamgate_budget_bytes");
-    free(text);
-    cr_log_info("%d idle TCP + %d idle HTTP connections: connections hold %.0f bytes of the "
-                "budget, all uses %.0f of %.0f",
-                TCP_IDLE, HTTP_IDLE, held, total, limit);
-    cr_assert(held >= 0 && held < 0.01 * limit, "connections hold %.0f bytes", held);
-    cr_assert(total >= 0 && total < 0.01 * limit, "the budget holds %.0f bytes", total);
-    cr_assert_eq(sgt_metric(p.http, "streamgate_ingest_paused"), 0);
-
-    /* A normal client among them is served. */
-    struct sgt_response r;
-    sgt_post(p.http, "application/json", "{\"key\":\"normal\",\"seq\":1}", &r);
-    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
-    sgt_response_free(&r);
-
-    /* The idle ones still work afterwards, on both transports. */
-    sgt_send_str(tcp[TCP_IDLE - 1], "{\"key\":\"idle-tcp\",\"seq\":-1}\n");
-    good_event(http[0], -1);
-    cr_assert_eq(sgt_wait_lines(p.out_path, TCP_IDLE + HTTP_IDLE + 3, 20000),
-                 TCP_IDLE + HTTP_IDLE + 3);
-    for (int i = 0; i < TCP_IDLE; i++)
-        close(tcp[i]);
-    for (int i = 0; i < HTTP_IDLE; i++)
-        close(http[i]);
-    sgt_stop_ok(&p);
-}
 
 /* A line that arrives a few bytes per read is held by its connection alone (and counted in the
  * budget while it is), and arrives whole; once it is done the connection holds nothing again.

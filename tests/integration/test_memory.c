@@ -2,7 +2,7 @@
  * watermark's idle advance must end that pause; new keys are refused at limits.streams_share
  * while known keys go on; and windows fire at the writers' pace, the budget's account never
  * past limits.memory, every result exact (streamgate-gen's expectation) in the file and the
- * topic. */
+ * topic. Thousands of idle connections hold (almost) nothing. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -249,8 +250,9 @@ Test(memory, many_keys_fire_at_the_writers_pace_within_the_budget, .timeout = 60
     cr_assert_gt(max_streams, 1048576.0, "stream state is in the budget");
     cr_assert_gt(stalls, 0, "firing never waited for the writers");
     cr_assert_gt(max_waiting, 1000, "windows waiting: at most %.0f seen", max_waiting);
-    cr_assert_leq(refused, 0, "keys refused: the state should fit in limits.streams_share, with "
-                              "room for each key's next window");
+    cr_assert_leq(refused, 0,
+                  "keys refused: the state should fit in limits.streams_share, with "
+                  "room for each key's next window");
     if (!getenv("SG_SANITIZED"))
         cr_assert_leq(max_kb, idle_kb + PACE_BUDGET_MIB * 1024L * 11 / 10,
                       "peak RSS %ld kB over idle %ld kB + budget + 10%%", max_kb, idle_kb);
@@ -290,29 +292,15 @@ Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .time
     char results[320], budget[32];
     snprintf(results, sizeof(results), "%s/results.ndjson", dir);
     snprintf(budget, sizeof(budget), "%dMiB", STATE_BUDGET_MIB);
-    const char *args[] = {"--output-file",
-                          "",
-                          "--output-results-file",
-                          results,
-                          "--limits-memory",
-                          budget,
-                          "--limits-streams-share",
-                          "100",
-                          "--window-size",
-                          "1s",
-                          "--window-allowed-lateness",
-                          "3s",
-                          "--window-idle-timeout",
-                          "300ms",
-                          "--log-level",
-                          "info",
+    const char *args[] = {"--output-file", "", "--output-results-file", results, "--limits-memory",
+                          budget, "--limits-streams-share", "100", "--window-size", "1s",
+                          "--window-allowed-lateness", "3s", "--window-idle-timeout", "300ms",
+                          "--log-level", "info",
                           /* A key's forecast models (40 bytes a field) stay with the key for
                            * stream.key_idle_timeout, past any window: with them 20,000 keys
                            * would hold the budget above its low watermark for good. This test
                            * is about windows' state. */
-                          "--predict-enabled",
-                          "false",
-                          NULL};
+                          "--predict-enabled", "false", NULL};
     struct sgt_proc p;
     sgt_start(&p, args, NULL);
     const int events = 90000;
@@ -429,7 +417,8 @@ Test(memory, new_keys_are_refused_at_the_streams_share, .timeout = 120)
     free(body);
     char *text = scrape(p.http);
     double streams = metric_of(text, STREAMS_USE);
-    cr_assert_geq(streams, 0.24 * 4 * 1048576.0, "refused with stream state at %.0f bytes", streams);
+    cr_assert_geq(streams, 0.24 * 4 * 1048576.0, "refused with stream state at %.0f bytes",
+                  streams);
     cr_assert_lt(streams, 0.28 * 4 * 1048576.0, "refused with stream state at %.0f bytes", streams);
     cr_assert_gt(metric_of(text, "streamgate_limit_hits_total{limit=\"streams_memory\"}"), 0);
     cr_assert_gt(
@@ -463,5 +452,113 @@ Test(memory, new_keys_are_refused_at_the_streams_share, .timeout = 120)
     cr_assert(log && strstr(log, "new keys refused: stream state holds limits.streams_share"),
               "no log line about refused keys");
     free(log);
+    sgt_stop_ok(&p);
+}
+
+/* Raises this process's open-files soft limit to its hard limit, for tests holding thousands of
+ * sockets; returns the limit now in effect. */
+static rlim_t raise_own_nofile(void)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    return rl.rlim_cur;
+}
+
+/* One event POSTed on the keep-alive connection `fd`; fails the test unless it is accepted. */
+static void post_on(int fd, int seq)
+{
+    char body[96], head[256];
+    int n = snprintf(body, sizeof(body), "{\"key\":\"idle-http\",\"seq\":%d}", seq);
+    int m = snprintf(head, sizeof(head),
+                     "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n\r\n",
+                     n);
+    sgt_send_all(fd, head, (size_t)m);
+    sgt_send_all(fd, body, (size_t)n);
+    struct sgt_response r;
+    cr_assert_eq(sgt_read_response(fd, &r), 0, "no response");
+    cr_assert_eq(r.status, 202, "event %d: %d %s", seq, r.status, r.body);
+    sgt_response_free(&r);
+}
+
+#define MIB         (1024 * 1024)
+#define CONN_BUDGET "streamgate_budget_use_bytes{use=\"connections\"}"
+
+/* Thousands of idle connections, each of which has sent something and then gone quiet, hold
+ * (almost) nothing: reads go into one buffer the server shares, so the budget's account stays
+ * under 1% of a small limits.memory and a normal client is served. When each connection kept a
+ * 64 KiB read buffer, these alone were 250 MiB, far over the limit: ingest would be paused. */
+Test(memory, idle_connections_hold_almost_nothing, .timeout = 240)
+{
+    enum { TCP_IDLE = 3000, HTTP_IDLE = 1000 };
+    const double limit = 16.0 * MIB;
+    cr_assert_geq(raise_own_nofile(), TCP_IDLE + HTTP_IDLE + 64, "this test needs %d open files",
+                  TCP_IDLE + HTTP_IDLE + 64);
+    const char *args[] = {"--limits-memory", "16MiB", "--log-level", "info", NULL};
+    struct sgt_proc p;
+    sgt_start(&p, args, NULL);
+
+    static int tcp[TCP_IDLE], http[HTTP_IDLE];
+    char line[96];
+    for (int i = 0; i < TCP_IDLE; i++) {
+        tcp[i] = sgt_connect(p.tcp);
+        int n = snprintf(line, sizeof(line), "{\"key\":\"idle-tcp\",\"seq\":%d}\n", i);
+        sgt_send_all(tcp[i], line, (size_t)n);
+    }
+    for (int i = 0; i < HTTP_IDLE; i++) {
+        http[i] = sgt_connect(p.http);
+        post_on(http[i], i); /* 202, and the connection stays open */
+    }
+    cr_assert_eq(sgt_wait_lines(p.out_path, TCP_IDLE + HTTP_IDLE, 60000), TCP_IDLE + HTTP_IDLE,
+                 "events from the idle connections lost");
+    cr_assert_eq(
+        sgt_wait_metric(p.http, "streamgate_connections{transport=\"tcp\"}", TCP_IDLE, 20000),
+        TCP_IDLE);
+    /* The scrape's own connection is one more. */
+    cr_assert_geq(sgt_metric(p.http, "streamgate_connections{transport=\"http\"}"), HTTP_IDLE);
+
+    /* A keep-alive connection gives its last request's storage back within a second of going
+     * quiet (the ones that just answered may still hold theirs). */
+    int64_t until = sgt_mono_ms() + 10000;
+    while ((sgt_metric(p.http, CONN_BUDGET) > 0 ||
+            sgt_metric(p.http, "streamgate_budget_bytes") >= 0.01 * limit) &&
+           sgt_mono_ms() < until)
+        sgt_sleep_ms(50);
+    char *text = NULL;
+    {
+        struct sgt_response r;
+        sgt_http(p.http, "GET", "/metrics", NULL, NULL, 0, &r);
+        text = strdup(r.body);
+        sgt_response_free(&r);
+    }
+    double held = sgt_metric_in(text, CONN_BUDGET),
+           total = sgt_metric_in(text, "streamgate_budget_bytes");
+    free(text);
+    cr_log_info("%d idle TCP + %d idle HTTP connections: connections hold %.0f bytes of the "
+                "budget, all uses %.0f of %.0f",
+                TCP_IDLE, HTTP_IDLE, held, total, limit);
+    cr_assert(held >= 0 && held < 0.01 * limit, "connections hold %.0f bytes", held);
+    cr_assert(total >= 0 && total < 0.01 * limit, "the budget holds %.0f bytes", total);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_ingest_paused"), 0);
+
+    /* A normal client among them is served. */
+    struct sgt_response r;
+    sgt_post(p.http, "application/json", "{\"key\":\"normal\",\"seq\":1}", &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+
+    /* The idle ones still work afterwards, on both transports. */
+    sgt_send_str(tcp[TCP_IDLE - 1], "{\"key\":\"idle-tcp\",\"seq\":-1}\n");
+    post_on(http[0], -1);
+    cr_assert_eq(sgt_wait_lines(p.out_path, TCP_IDLE + HTTP_IDLE + 3, 20000),
+                 TCP_IDLE + HTTP_IDLE + 3);
+    for (int i = 0; i < TCP_IDLE; i++)
+        close(tcp[i]);
+    for (int i = 0; i < HTTP_IDLE; i++)
+        close(http[i]);
     sgt_stop_ok(&p);
 }
