@@ -57,8 +57,8 @@
  * made at the field's third value (or when a merge needs it); until then it is NULL and the
  * quantiles are made from min and max. */
 struct sg_wfield {
-    uint32_t id;       /* index into sg_streams.names */
-    bool sketch_lost;  /* its sketch could not be allocated: the quantiles are left out */
+    uint32_t id;      /* index into sg_streams.names */
+    bool sketch_lost; /* its sketch could not be allocated: the quantiles are left out */
     struct sg_agg agg;
 };
 
@@ -115,10 +115,10 @@ struct sg_heap_slot {
 /* A Kafka partition the engine owns (role aggregator): its own time. */
 struct sg_streams_part {
     bool assigned;
-    bool known;             /* has a watermark: a record, or the previous owner's time */
-    int64_t watermark;      /* windows of its keys ending at or before it are late */
+    bool known;        /* has a watermark: a record, or the previous owner's time */
+    int64_t watermark; /* windows of its keys ending at or before it are late */
     int64_t max_event_time;
-    int64_t last_wall;      /* wall clock of its last record, or of its assignment */
+    int64_t last_wall; /* wall clock of its last record, or of its assignment */
 };
 
 /* "At wall clock `wall_ms` the watermark had reached `watermark`": every window whose end is at
@@ -211,10 +211,10 @@ struct sg_streams {
     bool held;
 
     /* Time. */
-    int64_t now_ms;          /* the latest wall clock seen */
-    bool has_watermark;      /* false until the first event (event time) or tick */
-    int64_t watermark;       /* windows with end <= watermark have fired */
-    int64_t max_event_time;  /* event time */
+    int64_t now_ms;         /* the latest wall clock seen */
+    bool has_watermark;     /* false until the first event (event time) or tick */
+    int64_t watermark;      /* windows with end <= watermark have fired */
+    int64_t max_event_time; /* event time */
     /* Wall clock of the last event (event time), or of the last look at the time while ingest
      * was held back by pushback: the idle clock of window.idle_timeout starts from it. */
     int64_t last_event_wall;
@@ -244,6 +244,7 @@ struct sg_streams {
      * kept for reuse), field names and tables; not counting malloc's own overhead. What the
      * budget is charged with. */
     size_t mem_bytes;
+    size_t win_bytes; /* of mem_bytes, what the open windows hold (with their sketches) */
 
     /* Metrics, or the fallback series below when no registry was given. */
     struct sg_gauge *keys_active, *windows_open_gauge, *watermark_lag;
@@ -282,8 +283,7 @@ static inline struct sg_hll *sg_window__hll(const struct sg_window *w)
 static inline struct sg_streams_origin *sg_window__origin(const struct sg_streams *st,
                                                           const struct sg_window *w)
 {
-    return st->origin_off ? (struct sg_streams_origin *)(void *)((char *)w + st->origin_off)
-                          : NULL;
+    return st->origin_off ? (struct sg_streams_origin *)(void *)((char *)w + st->origin_off) : NULL;
 }
 static inline struct sg_wfield *sg_window__field_at(const struct sg_streams *st,
                                                     const struct sg_window *w, size_t i)

@@ -354,16 +354,23 @@ static inline void sg_streams__sync(struct sg_streams *st)
         sg_streams__charge(st);
 }
 
-/* Bytes to keep free for the keys already taken: one window more each, of the average size of
- * the windows open now. A key that reports in every window opens its next one while the last
- * still waits for the watermark (its end, plus the allowed lateness, or the writers), so the
- * keys taken need that room at every window boundary; without it stream state taken up to
- * the share grew past it there and paused ingest on its own. */
+/* Bytes to keep free for the keys already taken: one window more each. A key that reports in
+ * every window opens its next one while the last still waits for the watermark (its end, plus
+ * the allowed lateness, or the writers), so the keys taken need that room at every window
+ * boundary; without it stream state taken up to the share grew past it there and paused
+ * ingest on its own. A key's room is the engine's bytes per open window (its window and its
+ * share of the keys and tables, a margin kept on purpose), but never more than a key's share
+ * of the engine plus an average window: with few windows open among many keys (the others
+ * fired, their keys not yet idle long enough to go), bytes per open window would reckon each
+ * key at the whole engine. */
 static size_t sg_streams__key_reserve(const struct sg_streams *st)
 {
-    if (st->windows_open == 0)
+    if (st->windows_open == 0 || st->nkeys == 0)
         return 0;
-    return (size_t)((double)st->mem_bytes / (double)st->windows_open * (double)st->nkeys);
+    double per_window = (double)st->mem_bytes / (double)st->windows_open;
+    double per_key = (double)st->mem_bytes / (double)st->nkeys +
+                     (double)st->win_bytes / (double)st->windows_open;
+    return (size_t)(SG_MIN(per_window, per_key) * (double)st->nkeys);
 }
 
 /* Percent of a budget's limit, in bytes. */

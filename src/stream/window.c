@@ -320,8 +320,11 @@ static size_t sg_window__bytes(const struct sg_streams *st, unsigned cap)
  * bytes. */
 static void sg_window__field_free(struct sg_streams *st, struct sg_wfield *f)
 {
-    if (f->agg.sketch)
-        st->mem_bytes -= sg_ddsketch_memory(f->agg.sketch);
+    if (f->agg.sketch) {
+        size_t bytes = sg_ddsketch_memory(f->agg.sketch);
+        st->mem_bytes -= bytes;
+        st->win_bytes -= bytes;
+    }
     sg_agg_free(&f->agg);
 }
 
@@ -351,6 +354,7 @@ struct sg_ddsketch *sg_window__sketch(struct sg_streams *st, struct sg_wfield *f
         return NULL;
     }
     st->mem_bytes += sg_ddsketch_memory(sk);
+    st->win_bytes += sg_ddsketch_memory(sk);
     f->agg.sketch = sk;
     return sk;
 }
@@ -400,6 +404,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
         }
         st->mem_bytes += sg_window__bytes(st, cap) + sg_window__hll_bytes(st);
     }
+    st->win_bytes += sg_window__bytes(st, w->cap) + sg_window__hll_bytes(st);
     w->stream = s;
     w->start = start;
     w->end = end;
@@ -409,6 +414,7 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
     w->nfields = 0;
     w->dirty_idx = SG_STREAMS_NO_INDEX;
     if (sg_window__heap_push(st, w) != 0) {
+        st->win_bytes -= sg_window__bytes(st, w->cap) + sg_window__hll_bytes(st);
         w->next = st->free_windows;
         st->free_windows = w;
         st->nfree++;
@@ -427,6 +433,7 @@ static void sg_window__release(struct sg_streams *st, struct sg_window *w)
         sg_window__field_free(st, sg_window__field_at(st, w, i));
     w->nfields = 0;
     st->windows_open--;
+    st->win_bytes -= sg_window__bytes(st, w->cap) + sg_window__hll_bytes(st);
     if (st->nfree < st->free_max) {
         w->next = st->free_windows;
         st->free_windows = w;
@@ -457,6 +464,7 @@ static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window
     if (!nw)
         return NULL;
     st->mem_bytes += sg_window__bytes(st, cap) - old;
+    st->win_bytes += sg_window__bytes(st, cap) - old;
     nw->cap = (uint8_t)cap;
     *link = nw;
     st->heap[nw->heap_idx].w = nw;
@@ -534,7 +542,9 @@ static void sg_window__fold(struct sg_streams *st, struct sg_window **link,
          * NaN or infinite, makes it a little early, which is harmless). */
         if (!f->agg.sketch && f->agg.count >= SG_WFIELD_SKETCH_AFTER)
             (void)sg_window__sketch(st, f);
+        size_t before = st->mem_bytes;
         sg_agg_add_counted(&f->agg, ev->fields[i].value, t, &st->mem_bytes);
+        st->win_bytes += st->mem_bytes - before; /* the sketch's growth, or none */
     }
     struct sg_window *w = *link;
     w->count++;
@@ -641,6 +651,7 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
         }
         if (f->sketch_lost && dst->sketch) {
             st->mem_bytes -= sg_ddsketch_memory(dst->sketch);
+            st->win_bytes -= sg_ddsketch_memory(dst->sketch);
             sg_ddsketch_destroy(dst->sketch);
             dst->sketch = NULL;
         }
@@ -651,8 +662,10 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
         /* The merged sketch may need wider bucket arrays: counted as the engine's. */
         size_t before = dst->sketch ? sg_ddsketch_memory(dst->sketch) : 0;
         int merged = sg_agg_merge(dst, src);
-        if (dst->sketch)
+        if (dst->sketch) {
             st->mem_bytes += sg_ddsketch_memory(dst->sketch) - before;
+            st->win_bytes += sg_ddsketch_memory(dst->sketch) - before;
+        }
         if (merged != 0) {
             /* The sketch could not grow: merge the rest without it. */
             struct sg_ddsketch *keep = dst->sketch;

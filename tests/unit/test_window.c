@@ -2015,6 +2015,23 @@ static size_t recount(const struct sg_streams *st)
     return n;
 }
 
+/* What the open windows hold, with their sketches: the part of the engine's bytes the room kept
+ * for new keys' next windows is reckoned from. */
+static size_t recount_open(const struct sg_streams *st)
+{
+    size_t n = 0, hll = st->distinct ? sg_heap_bytes((size_t)1 << st->distinct_precision) : 0;
+    for (uint32_t i = 0; i < st->heap_len; i++) {
+        const struct sg_window *w = st->heap[i].w;
+        n += sg_heap_bytes(st->field_off + w->cap * st->field_stride) + hll;
+        for (unsigned j = 0; j < w->nfields; j++) {
+            const struct sg_wfield *fl = sg_window__field_at(st, w, j);
+            if (fl->agg.sketch)
+                n += sg_ddsketch_memory(fl->agg.sketch);
+        }
+    }
+    return n;
+}
+
 Test(memory, every_byte_the_engine_holds_is_charged)
 {
     struct fx f;
@@ -2047,6 +2064,7 @@ Test(memory, every_byte_the_engine_holds_is_charged)
         if (i % 997 == 0) {
             sg_streams_tick(f.st, clock);
             cr_assert_eq(recount(f.st), f.st->mem_bytes, "after %d events", i + 1);
+            cr_assert_eq(recount_open(f.st), f.st->win_bytes, "after %d events", i + 1);
             cr_assert_eq(sg_budget_used_by(f.budget, SG_BUDGET_STREAMS), f.st->mem_bytes);
         }
     }
@@ -2145,6 +2163,32 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
     cr_assert_eq(add(&f, "another", 50000, 40000, 1), 0);
     fx_stop(&f);
     memlog_close(&m);
+}
+
+/* Keys whose windows have fired stay until stream.key_idle_timeout. With few windows open among
+ * many such keys, the room kept for the keys' next windows is a window each, not the whole
+ * engine each: a new key is still taken. */
+Test(limits, keys_between_windows_do_not_reserve_the_engine_each)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.cfg.stream_key_idle_timeout_ms = 600000;
+    f.budget_limit = 1 << 20; /* 512 KiB for the streams */
+    fx_start(&f);
+    enum { KEYS = 500 }; /* about 560 fit with one window open each */
+    char key[32];
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof(key), "device-%06d", i);
+        cr_assert_eq(add(&f, key, 100, 0, i), 0, "key %d refused", i);
+    }
+    /* One key moves on: the others' windows fire, their keys stay. */
+    cr_assert_eq(add(&f, "device-000000", 5000, 0, 1), 0);
+    cr_assert_eq(f.st->windows_open, 1);
+    cr_assert_eq(f.st->nkeys, (size_t)KEYS);
+    cr_assert_lt(f.st->mem_bytes, f.st->streams_limit / 2, "%zu", f.st->mem_bytes);
+    cr_assert_eq(add(&f, "newcomer", 5000, 0, 1), 0, "a new key refused with %zu bytes held",
+                 f.st->mem_bytes);
+    fx_stop(&f);
 }
 
 /* Stream state alone past the high watermark pauses ingest when the keys taken open more
