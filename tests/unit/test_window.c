@@ -1983,6 +1983,23 @@ Test(pacing, no_pacing_without_a_result_callback)
 
 /* ---- the engine's bytes in the memory budget ---- */
 
+/* What the open windows hold, with their sketches: the part of the engine's bytes the room kept
+ * for new keys' next windows is reckoned from. */
+static size_t recount_open(const struct sg_streams *st)
+{
+    size_t n = 0, hll = st->distinct ? sg_heap_bytes((size_t)1 << st->distinct_precision) : 0;
+    for (uint32_t i = 0; i < st->heap_len; i++) {
+        const struct sg_window *w = st->heap[i].w;
+        n += sg_heap_bytes(st->field_off + w->cap * st->field_stride) + hll;
+        for (unsigned j = 0; j < w->nfields; j++) {
+            const struct sg_wfield *fl = sg_window__field_at(st, w, j);
+            if (fl->agg.sketch)
+                n += sg_ddsketch_memory(fl->agg.sketch);
+        }
+    }
+    return n;
+}
+
 /* What the engine holds, counted from its structures. */
 static size_t recount(const struct sg_streams *st)
 {
@@ -2000,35 +2017,10 @@ static size_t recount(const struct sg_streams *st)
         if (st->slots[i])
             n += sg_heap_bytes(offsetof(struct sg_stream, key) + st->slots[i]->key_len) +
                  st->slots[i]->nmodels * sizeof(struct sg_predict_model);
+    n += recount_open(st);
     size_t hll = st->distinct ? sg_heap_bytes((size_t)1 << st->distinct_precision) : 0;
-    for (uint32_t i = 0; i < st->heap_len; i++) {
-        const struct sg_window *w = st->heap[i].w;
-        n += sg_heap_bytes(st->field_off + w->cap * st->field_stride) + hll;
-        for (unsigned j = 0; j < w->nfields; j++) {
-            const struct sg_wfield *fl = sg_window__field_at(st, w, j);
-            if (fl->agg.sketch)
-                n += sg_ddsketch_memory(fl->agg.sketch);
-        }
-    }
     for (const struct sg_window *w = st->free_windows; w; w = w->next)
         n += sg_heap_bytes(st->field_off + w->cap * st->field_stride) + hll;
-    return n;
-}
-
-/* What the open windows hold, with their sketches: the part of the engine's bytes the room kept
- * for new keys' next windows is reckoned from. */
-static size_t recount_open(const struct sg_streams *st)
-{
-    size_t n = 0, hll = st->distinct ? sg_heap_bytes((size_t)1 << st->distinct_precision) : 0;
-    for (uint32_t i = 0; i < st->heap_len; i++) {
-        const struct sg_window *w = st->heap[i].w;
-        n += sg_heap_bytes(st->field_off + w->cap * st->field_stride) + hll;
-        for (unsigned j = 0; j < w->nfields; j++) {
-            const struct sg_wfield *fl = sg_window__field_at(st, w, j);
-            if (fl->agg.sketch)
-                n += sg_ddsketch_memory(fl->agg.sketch);
-        }
-    }
     return n;
 }
 
