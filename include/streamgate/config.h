@@ -60,6 +60,10 @@ struct sg_config {
     char *http_metrics_token;           /* empty: /metrics, /healthz, /readyz are open */
     uint64_t http_ack_timeout_ms;       /* longest hold of an answer (ingest.ack delivered) */
     bool http_reuse_port;               /* SO_REUSEPORT on the listener */
+    char *http_tls_cert;                /* empty: plain HTTP */
+    char *http_tls_key;
+    char *http_tls_client_ca; /* empty: no client certificate asked for */
+    uint64_t http_tls_handshake_timeout_ms;
 
     /* tcp.* */
     char *tcp_listen;           /* "host:port"; empty disables the TCP listener */
@@ -67,6 +71,10 @@ struct sg_config {
     int64_t tcp_max_connections;
     uint64_t tcp_idle_timeout_ms;
     bool tcp_reuse_port; /* SO_REUSEPORT on the listener */
+    char *tcp_tls_cert;  /* empty: plain TCP, unauthenticated */
+    char *tcp_tls_key;
+    char *tcp_tls_client_ca;
+    uint64_t tcp_tls_handshake_timeout_ms;
 
     /* ingest.* */
     int ingest_ack; /* enum sg_ack_mode */
@@ -95,6 +103,7 @@ struct sg_config {
     char *kafka_late_topic;          /* empty: off */
     char *kafka_anomaly_topic;       /* results with an anomalous field; empty: off */
     int64_t kafka_partitions;        /* embedded cluster's topics */
+    bool kafka_client_id_header;     /* raw records carry the TLS client's identity */
     struct sg_strlist kafka_rdkafka; /* "name=value" librdkafka properties */
     char *kafka_group_id;            /* the aggregators' consumer group */
 

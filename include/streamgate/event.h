@@ -58,10 +58,11 @@ struct sg_event {
     bool ts_from_event; /* false: arrival time was used */
     size_t nfields;
     struct sg_event_field fields[SG_EVENT_MAX_FIELDS];
-    bool flat;            /* decoded by the flat-event scanner, not the tree */
-    int transport;        /* enum sg_transport; set by ingest, not by the decoder */
-    int64_t received_ms;  /* arrival time; set by ingest */
-    const char *distinct; /* the distinct field's string value (not NUL-terminated), or NULL */
+    bool flat;             /* decoded by the flat-event scanner, not the tree */
+    int transport;         /* enum sg_transport; set by ingest, not by the decoder */
+    int64_t received_ms;   /* arrival time; set by ingest */
+    const char *client_id; /* the TLS client certificate's identity; NULL: none; set by ingest */
+    const char *distinct;  /* the distinct field's string value (not NUL-terminated), or NULL */
     size_t distinct_len;
     char keybuf[32]; /* storage for a numeric key's text */
 };

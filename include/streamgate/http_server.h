@@ -18,6 +18,11 @@ const char *sg_http_server_address(const struct sg_http_server *srv);
  * every client with a full bucket). The other options it reads per request. Returns 0 or
  * -ENOMEM (the previous rate limit stays). */
 int sg_http_server_reload(struct sg_http_server *srv);
+/* Reads http.tls_cert, http.tls_key and http.tls_client_ca again for the connections accepted
+ * from now on (on SIGHUP, say); open connections keep what they have. On failure the files in
+ * use stay in use, the error is logged and returned with errstr set. Returns 0 (also when the
+ * listener has no TLS) or a negative code. */
+int sg_http_server_reload_tls(struct sg_http_server *srv, char *errstr, size_t errstr_size);
 /* Stops accepting, lets requests in flight finish (their responses carry Connection: close),
  * closes idle connections, and calls `cb` once every handle is closed. */
 void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg);

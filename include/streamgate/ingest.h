@@ -76,6 +76,10 @@ void sg_ingest_set_sinks(struct sg_ingest *ing, struct sg_sinks *sinks);
 int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,
                     int64_t now_ms, enum sg_reject *why);
 
+/* Sets the identity (a TLS client certificate's, see kafka.client_id_header) of the events
+ * ingested until the next call; NULL or "": none. The string must stay valid meanwhile. */
+void sg_ingest_set_client(struct sg_ingest *ing, const char *client_id);
+
 /* Counts (and logs at a rate limit) an event rejected before decoding, e.g. a too-long line. */
 void sg_ingest_reject(struct sg_ingest *ing, enum sg_transport transport, enum sg_reject why);
 

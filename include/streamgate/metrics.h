@@ -57,6 +57,12 @@ struct sg_histogram {
       "Bytes read from client connections.")                                                       \
     X(LIMIT_HITS_TOTAL, "streamgate_limit_hits_total", COUNTER, "limit",                           \
       "Requests, connections or events cut off by a limit.")                                       \
+    X(TLS_HANDSHAKES_TOTAL, "streamgate_tls_handshakes_total", COUNTER, "transport,result",        \
+      "TLS handshakes by outcome: ok (a full handshake), resumed (a session resumed), failed "     \
+      "(a protocol error or a refused client certificate) or timeout.")                            \
+    X(TLS_ERRORS_TOTAL, "streamgate_tls_errors_total", COUNTER, "transport",                       \
+      "TLS connections closed on an error: bad records, failed handshakes, refused client "        \
+      "certificates.")                                                                             \
     X(LOOP_LAG_SECONDS, "streamgate_loop_lag_seconds", HISTOGRAM, "",                              \
       "How late the event loop ran a 100 ms timer.")                                               \
     X(SINK_RECORDS_TOTAL, "streamgate_sink_records_total", COUNTER, "sink,stream,result",          \

@@ -6,10 +6,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "config_internal.h"
 #include "streamgate/common.h"
@@ -140,6 +144,15 @@ static const struct sg_config_option options[] = {
     SG_OPT("http.reuse_port", SG_CONFIG_BOOL, bool, http_reuse_port, "false", 0, 0, 0,
            "Set SO_REUSEPORT on the HTTP listener, so several gateways can listen on one port "
            "and the kernel spreads connections over them."),
+    SG_OPT_STR("http.tls_cert", http_tls_cert, "", 0,
+               "PEM certificate (chain) of the HTTP listener; set with http.tls_key to serve "
+               "TLS (1.2 or later) instead of plain text."),
+    SG_OPT_STR("http.tls_key", http_tls_key, "", 0, "PEM private key matching http.tls_cert."),
+    SG_OPT_STR("http.tls_client_ca", http_tls_client_ca, "", 0,
+               "PEM CA bundle: with it, HTTP clients must present a certificate it signed, "
+               "and connections without a valid one are refused in the handshake."),
+    SG_OPT_DUR("http.tls_handshake_timeout", http_tls_handshake_timeout_ms, "10s", 1,
+               "Longest wait for an HTTP client to complete the TLS handshake."),
     SG_OPT_ADDR("tcp.listen", tcp_listen, "127.0.0.1:9000",
                 "Address of the NDJSON TCP listener, host:port or [v6]:port (port 0 picks a "
                 "free port); empty disables TCP."),
@@ -153,6 +166,15 @@ static const struct sg_config_option options[] = {
     SG_OPT("tcp.reuse_port", SG_CONFIG_BOOL, bool, tcp_reuse_port, "false", 0, 0, 0,
            "Set SO_REUSEPORT on the TCP listener, so several gateways can listen on one port "
            "and the kernel spreads connections over them."),
+    SG_OPT_STR("tcp.tls_cert", tcp_tls_cert, "", 0,
+               "PEM certificate (chain) of the TCP listener; set with tcp.tls_key to serve "
+               "TLS (1.2 or later) instead of plain text."),
+    SG_OPT_STR("tcp.tls_key", tcp_tls_key, "", 0, "PEM private key matching tcp.tls_cert."),
+    SG_OPT_STR("tcp.tls_client_ca", tcp_tls_client_ca, "", 0,
+               "PEM CA bundle: with it, TCP clients must present a certificate it signed, "
+               "and connections without a valid one are refused in the handshake."),
+    SG_OPT_DUR("tcp.tls_handshake_timeout", tcp_tls_handshake_timeout_ms, "10s", 1,
+               "Longest wait for a TCP client to complete the TLS handshake."),
     SG_OPT_ENUM("ingest.ack", ingest_ack, "accepted", ack_modes,
                 "When an HTTP ingest request is answered 202: once its events are accepted "
                 "(handed to the writers), or once every raw writer confirmed them (Kafka: the "
@@ -209,6 +231,9 @@ static const struct sg_config_option options[] = {
                "event key); empty turns it off."),
     SG_OPT_INT("kafka.partitions", kafka_partitions, "12", 1, 1000,
                "Partitions of each topic the embedded cluster creates."),
+    SG_OPT("kafka.client_id_header", SG_CONFIG_BOOL, bool, kafka_client_id_header, "false", 0, 0, 0,
+           "Attach a client-id header to every raw record that came over TLS with a client "
+           "certificate: the certificate's subject CN, or its first subject alternative name."),
     SG_OPT("kafka.rdkafka", SG_CONFIG_STRLIST, struct sg_strlist, kafka_rdkafka, "", 0, 0,
            SG_CONFIG_F_PROPS,
            "librdkafka properties passed through to the producer and, in an aggregator, the "
@@ -1537,6 +1562,74 @@ static int validate_tablestore(const struct sg_config *cfg, char *errstr, size_t
     return 0;
 }
 
+/* A listener's TLS files: both certificate and key or neither, each readable and in PEM, the
+ * key the certificate's, a client CA only with them. Read once at load, before the loop runs. */
+static int validate_tls(const char *pre, const char *cert, const char *key, const char *ca,
+                        char *errstr, size_t errstr_size)
+{
+    X509 *x509 = NULL;
+    EVP_PKEY *pkey = NULL;
+    FILE *f = NULL;
+    int rc = -EINVAL;
+
+    if (cert[0] == '\0' && key[0] == '\0') {
+        if (ca[0] == '\0')
+            return 0;
+        snprintf(errstr, errstr_size, "%s.tls_client_ca: needs %s.tls_cert and %s.tls_key", pre,
+                 pre, pre);
+        return -EINVAL;
+    }
+    if (cert[0] == '\0' || key[0] == '\0') {
+        snprintf(errstr, errstr_size, "%s.tls_cert and %s.tls_key: set both or neither", pre, pre);
+        return -EINVAL;
+    }
+    if (!(f = fopen(cert, "r"))) {
+        snprintf(errstr, errstr_size, "%s.tls_cert: cannot read %s: %s", pre, cert,
+                 strerror(errno));
+        goto out;
+    }
+    x509 = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!x509) {
+        snprintf(errstr, errstr_size, "%s.tls_cert: %s holds no PEM certificate", pre, cert);
+        goto out;
+    }
+    if (!(f = fopen(key, "r"))) {
+        snprintf(errstr, errstr_size, "%s.tls_key: cannot read %s: %s", pre, key, strerror(errno));
+        goto out;
+    }
+    pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!pkey) {
+        snprintf(errstr, errstr_size, "%s.tls_key: %s holds no PEM private key", pre, key);
+        goto out;
+    }
+    if (X509_check_private_key(x509, pkey) != 1) {
+        snprintf(errstr, errstr_size, "%s.tls_key: %s does not match the certificate in %s", pre,
+                 key, cert);
+        goto out;
+    }
+    if (ca[0] != '\0') {
+        X509 *cax = NULL;
+        if ((f = fopen(ca, "r"))) {
+            cax = PEM_read_X509(f, NULL, NULL, NULL);
+            fclose(f);
+        }
+        if (!cax) {
+            snprintf(errstr, errstr_size, "%s.tls_client_ca: %s: %s", pre, ca,
+                     f ? "holds no PEM certificate" : strerror(errno));
+            goto out;
+        }
+        X509_free(cax);
+    }
+    rc = 0;
+out:
+    ERR_clear_error();
+    X509_free(x509);
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
 /* Acknowledging on delivery waits for the raw topic's delivery reports: it needs one. */
 static int validate_ack(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
@@ -1568,6 +1661,12 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
         rc = validate_role(cfg, errstr, errstr_size);
     if (rc == 0)
         rc = validate_tablestore(cfg, errstr, errstr_size);
+    if (rc == 0)
+        rc = validate_tls("http", cfg->http_tls_cert, cfg->http_tls_key, cfg->http_tls_client_ca,
+                          errstr, errstr_size);
+    if (rc == 0)
+        rc = validate_tls("tcp", cfg->tcp_tls_cert, cfg->tcp_tls_key, cfg->tcp_tls_client_ca,
+                          errstr, errstr_size);
     if (rc == 0)
         rc = validate_ack(cfg, errstr, errstr_size);
     if (rc == 0)

@@ -186,6 +186,7 @@ struct sg_http_conn {
     bool stalled; /* reading stopped until pending output drains */
     bool broken;  /* a response could not be queued: close without more ado */
     char peer[64];
+    const char *client_id; /* the TLS client certificate's identity; NULL: none yet */
 
     llhttp_t parser;
     char *tail; /* unparsed input kept while stalled: the connection's own copy, sized to it */
@@ -218,6 +219,7 @@ struct sg_http_code_counter {
 
 struct sg_http_server {
     struct sg_listener listener; /* zeroed (never opened) for a test server */
+    struct sg_tls_server *tls;   /* http.tls_cert: connections are wrapped in TLS; NULL: plain */
     uv_loop_t *loop;
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
@@ -377,5 +379,12 @@ void sg_http__conn_on_shutdown(struct sg_http_conn *conn, int status);
 void sg_http__conn_on_closed(struct sg_http_conn *conn);
 /* For tests: does what the connection's timer does at its deadline, now, if one is set. */
 void sg_http__conn_expire(struct sg_http_conn *conn);
+
+/* http_tls.c */
+
+struct sg_tls_server;
+/* Puts an accepted connection's socket (conn->tcp) behind TLS: conn->io becomes the TLS
+ * transport. Before sg_http__conn_start. Returns 0 or -ENOMEM (the connection is unchanged). */
+int sg_http__tls_wrap(struct sg_http_conn *conn, struct sg_tls_server *ts);
 
 #endif

@@ -66,7 +66,9 @@ static void handle_events(struct sg_http_conn *conn, bool close)
         }
     }
     srv->ingesting = true;
+    sg_ingest_set_client(srv->ingest, conn->client_id);
     rc = sg_ingest_body(srv->ingest, req->format, data, len, sg_now_ms(), &res);
+    sg_ingest_set_client(srv->ingest, NULL);
     srv->ingesting = false;
     if (srv->budget_decoded > 0) {
         /* A large decoded body gives its storage back at once, like a large request body. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http_internal.h"
+#include "tls_link.h"
 #include "server.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
@@ -98,6 +99,7 @@ static void http_server_free(struct sg_http_server *srv)
     sg_buf_free(&srv->decoded);
     sg_buf_free(&srv->errors);
     sg_rate_destroy(srv->rate);
+    sg_tls_server_destroy(srv->tls);
     free(srv);
 }
 
@@ -178,7 +180,8 @@ static int http_conn_serve(struct sg_http_server *srv, struct sg_http_conn *conn
     int rc;
 
     if (conn->rejected) {
-        if (srv->nrejecting > SG_HTTP_MAX_REJECTING)
+        /* Over TLS the answer would need a handshake first: refusing costs less without. */
+        if (srv->nrejecting > SG_HTTP_MAX_REJECTING || srv->tls)
             sg_http__conn_close(conn);
         else
             sg_http__conn_reject(conn);
@@ -233,6 +236,14 @@ static void http_on_connection(uv_stream_t *listener, int status)
     }
     sg_http__conn_peer_name(conn);
     uv_tcp_nodelay(&conn->tcp, 1);
+    if (srv->tls && !conn->rejected) {
+        rc = sg_http__tls_wrap(conn, srv->tls);
+        if (rc < 0) {
+            sg_warn(srv->log, "http connection dropped", SG_F_STR("error", sg_strerror(rc)));
+            sg_http__conn_close(conn);
+            return;
+        }
+    }
     http_conn_serve(srv, conn);
 }
 
@@ -348,6 +359,12 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
         http_server_free(srv);
         return rc;
     }
+    rc = sg_tls_server_create(cfg, "http", "http/1.1", srv->log, srv->metrics, srv->budget,
+                              srv->rbuf, sizeof(srv->rbuf), &srv->tls, errstr, errstr_size);
+    if (rc < 0) {
+        http_server_free(srv);
+        return rc;
+    }
     *out = srv;
     return 0;
 }
@@ -393,6 +410,11 @@ fail:
 const char *sg_http_server_address(const struct sg_http_server *srv)
 {
     return srv->listener.address;
+}
+
+int sg_http_server_reload_tls(struct sg_http_server *srv, char *errstr, size_t errstr_size)
+{
+    return srv->tls ? sg_tls_server_reload(srv->tls, errstr, errstr_size) : 0;
 }
 
 void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg)

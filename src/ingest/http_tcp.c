@@ -1,7 +1,7 @@
 /* The HTTP connection's TCP transport: a connection's bytes over its libuv socket. Reads land in
  * the server's shared buffer and go to sg_http__conn_input; writes are tried at once and queued
- * when the socket is full. A TLS layer would sit here, between the socket and the connection,
- * handing sg_http__conn_input the plaintext. */
+ * when the socket is full. The TLS transport (http_tls.c) sits between the socket and the
+ * connection instead, handing sg_http__conn_input the plaintext. */
 #include <stdlib.h>
 
 #include "http_internal.h"

@@ -31,6 +31,7 @@
     "application/x-ndjson"
 
 struct sg_ingest {
+    const char *client_id; /* sg_ingest_set_client */
     struct sg_log *log;
     struct sg_event_decoder dec;
     bool dec_ready;
@@ -168,6 +169,7 @@ static int ingest_event(struct sg_ingest *ing, enum sg_transport transport, cons
     }
     ing->ev.transport = (int)transport;
     ing->ev.received_ms = now_ms;
+    ing->ev.client_id = ing->client_id;
     /* Windows first: an event the streams refuse (key_limit) reaches no writer either. */
     if (ing->streams && sg_streams_add(ing->streams, &ing->ev, now_ms, &reason) != 0) {
         ingest_rejected(ing, transport, reason, ing->ev.key, ing->ev.key_len, NULL, 0);
@@ -196,6 +198,11 @@ rejected:
     if (why)
         *why = reason;
     return -EINVAL;
+}
+
+void sg_ingest_set_client(struct sg_ingest *ing, const char *client_id)
+{
+    ing->client_id = client_id && client_id[0] ? client_id : NULL;
 }
 
 int sg_ingest_event(struct sg_ingest *ing, enum sg_transport transport, const char *buf, size_t len,

@@ -83,6 +83,21 @@ int sg_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, bool reu
     return rc;
 }
 
+/* Writes `ss` as "host:port" ("[v6]:port"). */
+static void sockaddr_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        snprintf(buf, len, "[%s]:%d", ip, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof(ip));
+        snprintf(buf, len, "%s:%d", ip, ntohs(a->sin_port));
+    }
+}
+
 int sg_tcp_local_address(const uv_tcp_t *tcp, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
@@ -90,17 +105,18 @@ int sg_tcp_local_address(const uv_tcp_t *tcp, char *buf, size_t len)
     int rc = uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &namelen);
     if (rc != 0)
         return rc;
-    char ip[INET6_ADDRSTRLEN];
-    if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof(ip));
-        snprintf(buf, len, "[%s]:%d", ip, ntohs(a->sin6_port));
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof(ip));
-        snprintf(buf, len, "%s:%d", ip, ntohs(a->sin_port));
-    }
+    sockaddr_name(&ss, buf, len);
     return 0;
+}
+
+void sg_tcp_peer_address(const uv_tcp_t *tcp, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    int namelen = sizeof(ss);
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &namelen) != 0)
+        snprintf(buf, len, "?");
+    else
+        sockaddr_name(&ss, buf, len);
 }
 
 static void listener_closed(uv_handle_t *handle)

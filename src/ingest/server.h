@@ -16,6 +16,8 @@ int sg_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *hostport, bool reu
                   int backlog, uv_connection_cb cb, char *errstr, size_t errstr_size);
 /* Writes the bound address of a listening handle as "host:port". */
 int sg_tcp_local_address(const uv_tcp_t *tcp, char *buf, size_t len);
+/* Writes the peer address of a connected handle as "host:port" ("?" when unknown). */
+void sg_tcp_peer_address(const uv_tcp_t *tcp, char *buf, size_t len);
 
 /* A server's listening socket through its life, the same for HTTP and TCP: opened (bound,
  * listening, its address read) at create; closed once, at shutdown or destroy; its close

@@ -34,6 +34,7 @@
 #include "ndjson.h"
 #include "ahead.h"
 #include "server.h"
+#include "tls_link.h"
 
 #define SG_TCP_READ_BUF_SIZE (64 * 1024)
 #define SG_TCP_BACKLOG       511
@@ -47,7 +48,9 @@ struct sg_tcp_conn {
     struct sg_tcp_conn *prev, *next; /* in srv->conns while open */
     uv_tcp_t tcp;
     uv_timer_t idle;
-    unsigned open_handles; /* of tcp and idle, once closing */
+    struct sg_tls_link *tls; /* tcp.tls_cert: the socket is read through it; NULL: plain */
+    const char *client_id;   /* the TLS client certificate's identity; NULL: none */
+    unsigned open_handles;   /* of tcp (or tls) and idle, once closing */
     bool closing;
     bool reading;       /* uv_read_start is in effect */
     size_t budget_held; /* the partial line's storage, charged to the budget */
@@ -67,9 +70,10 @@ struct sg_tcp_server {
     const struct sg_config *cfg;
     struct sg_ingest *ingest;
     struct sg_log *log;
-    struct sg_budget *budget; /* NULL: never pauses */
-    bool paused;              /* over the budget's high watermark */
-    bool writer_down;         /* a writer failed for good: reads paused, rechecked */
+    struct sg_budget *budget;  /* NULL: never pauses */
+    struct sg_tls_server *tls; /* tcp.tls_cert; NULL: plain TCP */
+    bool paused;               /* over the budget's high watermark */
+    bool writer_down;          /* a writer failed for good: reads paused, rechecked */
     uv_timer_t recheck;
     bool recheck_open; /* initialised and not closed yet */
 
@@ -106,6 +110,7 @@ static void tcp_server_maybe_closed(struct sg_tcp_server *srv)
     if (srv->live > 0 || !sg_listener_gone(&srv->listener))
         return;
     if (srv->destroy_requested) {
+        sg_tls_server_destroy(srv->tls);
         free(srv);
         return;
     }
@@ -137,11 +142,8 @@ static void tcp_listener_closed(struct sg_listener *l)
     tcp_server_maybe_closed(sg_container_of(l, struct sg_tcp_server, listener));
 }
 
-static void tcp_conn_handle_closed(uv_handle_t *handle)
+static void tcp_conn_gone(struct sg_tcp_conn *conn)
 {
-    struct sg_tcp_conn *conn = handle->type == UV_TIMER
-                                   ? sg_container_of(handle, struct sg_tcp_conn, idle)
-                                   : sg_container_of(handle, struct sg_tcp_conn, tcp);
     struct sg_tcp_server *srv = conn->srv;
 
     if (--conn->open_handles > 0)
@@ -152,6 +154,12 @@ static void tcp_conn_handle_closed(uv_handle_t *handle)
     free(conn);
     srv->live--;
     tcp_server_maybe_closed(srv);
+}
+
+static void tcp_conn_handle_closed(uv_handle_t *handle)
+{
+    tcp_conn_gone(handle->type == UV_TIMER ? sg_container_of(handle, struct sg_tcp_conn, idle)
+                                           : sg_container_of(handle, struct sg_tcp_conn, tcp));
 }
 
 static void tcp_conn_close(struct sg_tcp_conn *conn)
@@ -172,7 +180,10 @@ static void tcp_conn_close(struct sg_tcp_conn *conn)
     sg_gauge_set(srv->m_connections, (double)srv->nconns);
 
     conn->open_handles = 2;
-    uv_close((uv_handle_t *)&conn->tcp, tcp_conn_handle_closed);
+    if (conn->tls)
+        sg_tls_link_close(conn->tls); /* closes the socket */
+    else
+        uv_close((uv_handle_t *)&conn->tcp, tcp_conn_handle_closed);
     uv_close((uv_handle_t *)&conn->idle, tcp_conn_handle_closed);
 }
 
@@ -180,7 +191,9 @@ static void tcp_conn_close(struct sg_tcp_conn *conn)
 static void tcp_conn_ingest(struct sg_tcp_conn *conn, const char *line, size_t len)
 {
     enum sg_reject why;
+    sg_ingest_set_client(conn->srv->ingest, conn->client_id);
     sg_ingest_event(conn->srv->ingest, SG_TRANSPORT_TCP, line, len, conn->now_ms, &why);
+    sg_ingest_set_client(conn->srv->ingest, NULL);
 }
 
 /* Ingests the lines held back, in order. Before anything else of the connection is ingested,
@@ -219,19 +232,29 @@ static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
     return 0;
 }
 
+static void tcp_conn_read_stop(struct sg_tcp_conn *conn);
+
 /* The peer is gone or the server is closing the connection: what the peer sent last still
  * counts, even without a final newline, and then the connection closes. */
 static void tcp_conn_end(struct sg_tcp_conn *conn)
 {
     if (conn->closing)
         return;
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    tcp_conn_read_stop(conn);
     conn->reading = false;
     conn->now_ms = sg_now_ms();
     tcp_conn_flush_ahead(conn);
     sg_ndjson_finish(&conn->fr, tcp_conn_line, conn);
     tcp_conn_flush_ahead(conn);
     tcp_conn_close(conn);
+}
+
+static void tcp_conn_read_stop(struct sg_tcp_conn *conn)
+{
+    if (conn->tls)
+        sg_tls_link_read_stop(conn->tls);
+    else
+        uv_read_stop((uv_stream_t *)&conn->tcp);
 }
 
 /* After a read is framed: a connection between lines gives its partial-line storage back, so
@@ -258,25 +281,17 @@ static void tcp_conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(conn->srv->rbuf);
 }
 
-static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* `len` > 0 bytes of the stream arrived: from the socket, or decrypted. */
+static void tcp_conn_input(struct sg_tcp_conn *conn, const char *data, size_t len)
 {
-    struct sg_tcp_conn *conn = sg_container_of(stream, struct sg_tcp_conn, tcp);
     struct sg_tcp_server *srv = conn->srv;
     int rc;
 
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        if (nread != UV_EOF)
-            sg_debug(srv->log, "tcp read failed", SG_F_STR("error", uv_strerror((int)nread)));
-        tcp_conn_end(conn);
-        return;
-    }
-    sg_counter_add(srv->m_bytes, (uint64_t)nread);
+    sg_counter_add(srv->m_bytes, (uint64_t)len);
     if (srv->cfg->tcp_idle_timeout_ms > 0)
         uv_timer_again(&conn->idle);
     conn->now_ms = sg_now_ms();
-    rc = sg_ndjson_feed(&conn->fr, buf->base, (size_t)nread, tcp_conn_line, conn);
+    rc = sg_ndjson_feed(&conn->fr, data, len, tcp_conn_line, conn);
     tcp_conn_flush_ahead(conn); /* the buffer is read into again next time */
     if (!conn->closing)
         tcp_conn_account(conn);
@@ -289,6 +304,70 @@ static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *bu
         tcp_conn_close(conn);
     }
 }
+
+static void tcp_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sg_tcp_conn *conn = sg_container_of(stream, struct sg_tcp_conn, tcp);
+
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            sg_debug(conn->srv->log, "tcp read failed", SG_F_STR("error", uv_strerror((int)nread)));
+        tcp_conn_end(conn);
+        return;
+    }
+    tcp_conn_input(conn, buf->base, (size_t)nread);
+}
+
+/* --- over TLS ---------------------------------------------------------------------------- */
+
+static void tcp_tls_on_plain(void *arg, const char *data, size_t len)
+{
+    tcp_conn_input(arg, data, len);
+}
+
+static void tcp_tls_on_handshake(void *arg)
+{
+    struct sg_tcp_conn *conn = arg;
+
+    conn->client_id = sg_tls_link_client_id(conn->tls);
+}
+
+/* TLS errors and the handshake timeout are counted and logged by the link. */
+static void tcp_tls_on_end(void *arg, int status)
+{
+    struct sg_tcp_conn *conn = arg;
+
+    if (status != UV_EOF && status != UV_EPROTO && status != UV_ETIMEDOUT)
+        sg_debug(conn->srv->log, "tcp read failed", SG_F_STR("error", uv_strerror(status)));
+    tcp_conn_end(conn);
+}
+
+/* Nothing is written back but the TLS protocol's own messages. */
+static void tcp_tls_on_written(void *arg, int status)
+{
+    (void)arg;
+    (void)status;
+}
+
+static void tcp_tls_on_closed(void *arg)
+{
+    struct sg_tcp_conn *conn = arg;
+
+    conn->tls = NULL;
+    conn->client_id = NULL;
+    tcp_conn_gone(conn);
+}
+
+static const struct sg_tls_link_cbs tcp_tls_cbs = {
+    .on_plain = tcp_tls_on_plain,
+    .on_handshake = tcp_tls_on_handshake,
+    .on_end = tcp_tls_on_end,
+    .on_written = tcp_tls_on_written,
+    .on_shutdown = tcp_tls_on_written,
+    .on_closed = tcp_tls_on_closed,
+};
 
 static void tcp_conn_idle(uv_timer_t *timer)
 {
@@ -352,7 +431,10 @@ static int tcp_conn_resume(struct sg_tcp_conn *conn)
 
     if (conn->closing || conn->reading || srv->paused || srv->writer_down)
         return 0;
-    rc = uv_read_start((uv_stream_t *)&conn->tcp, tcp_conn_alloc, tcp_conn_read);
+    if (conn->tls)
+        rc = sg_tls_link_read_start(conn->tls);
+    else
+        rc = uv_read_start((uv_stream_t *)&conn->tcp, tcp_conn_alloc, tcp_conn_read);
     if (rc != 0)
         return rc;
     conn->reading = true;
@@ -366,7 +448,7 @@ static void tcp_conn_pause(struct sg_tcp_conn *conn)
 {
     if (conn->closing || !conn->reading)
         return;
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    tcp_conn_read_stop(conn);
     uv_timer_stop(&conn->idle);
     conn->reading = false;
     if (conn->srv->budget)
@@ -475,6 +557,11 @@ static void tcp_server_connection(uv_stream_t *server, int status)
     sg_gauge_set(srv->m_connections, (double)srv->nconns);
 
     rc = uv_accept(server, (uv_stream_t *)&conn->tcp);
+    if (rc == 0 && srv->tls) {
+        char peer[64];
+        sg_tcp_peer_address(&conn->tcp, peer, sizeof(peer));
+        rc = sg_tls_link_create(srv->tls, &conn->tcp, peer, &tcp_tls_cbs, conn, &conn->tls);
+    }
     if (!sg_ingest_accepting(srv->ingest))
         tcp_server_writer_down(srv);
     if (rc == 0)
@@ -513,6 +600,7 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
                          size_t errstr_size)
 {
     struct sg_tcp_server *srv;
+    char detail[256] = "";
     int rc;
 
     *out = NULL;
@@ -533,6 +621,13 @@ int sg_tcp_server_create(const struct sg_server_env *env, struct sg_tcp_server *
     srv->live++;
 
     rc = tcp_server_register(srv, env->metrics);
+    if (rc == 0)
+        rc = sg_tls_server_create(env->cfg, "tcp", NULL, srv->log, env->metrics, srv->budget,
+                                  srv->rbuf, sizeof(srv->rbuf), &srv->tls, detail, sizeof(detail));
+    if (rc < 0 && detail[0]) {
+        snprintf(errstr, errstr_size, "%s", detail);
+        goto fail;
+    }
     if (rc == 0 && srv->budget) {
         rc = sg_budget_watch(srv->budget, tcp_server_on_budget, srv);
         srv->paused = rc == 0 && sg_budget_paused(srv->budget);
@@ -559,6 +654,11 @@ const char *sg_tcp_server_address(const struct sg_tcp_server *srv)
     return srv->listener.address;
 }
 
+int sg_tcp_server_reload_tls(struct sg_tcp_server *srv, char *errstr, size_t errstr_size)
+{
+    return srv->tls ? sg_tls_server_reload(srv->tls, errstr, errstr_size) : 0;
+}
+
 void sg_tcp_server_shutdown(struct sg_tcp_server *srv, sg_server_closed_cb cb, void *arg)
 {
     srv->shutting_down = true;
@@ -581,6 +681,7 @@ void sg_tcp_server_destroy(struct sg_tcp_server *srv)
     if (srv->budget)
         sg_budget_unwatch(srv->budget, tcp_server_on_budget, srv);
     if (srv->live == 0 && sg_listener_gone(&srv->listener)) {
+        sg_tls_server_destroy(srv->tls);
         free(srv);
         return;
     }

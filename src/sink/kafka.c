@@ -77,6 +77,7 @@ struct kafka_sink {
     uv_loop_t *loop;
     struct sg_log *log;
     char *bootstrap;
+    bool client_id_header; /* kafka.client_id_header */
 
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq; /* holds the IO event */
@@ -413,6 +414,8 @@ static int kafka_write_raw(struct sg_sink *sink, const struct sg_event *ev,
     rd_kafka_headers_t *hdrs = event_headers((int)transport, received_ms);
     if (!hdrs)
         return -ENOMEM;
+    if (ks->client_id_header && ev->client_id)
+        rd_kafka_header_add(hdrs, "client-id", -1, ev->client_id, -1);
     return produce(ks, KAFKA_RAW, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs, done);
 }
 
@@ -844,6 +847,7 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
         .destroy = kafka_destroy,
     };
     ks->sink.ops = &ks->ops;
+    ks->client_id_header = cfg->kafka_client_id_header;
     int64_t interval = (int64_t)cfg->log_bad_input_interval_ms;
     ks->produce_limiter.interval_ms = interval;
     ks->delivery_limiter.interval_ms = interval;
