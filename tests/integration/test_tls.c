@@ -1,0 +1,586 @@
+/* TLS on both listeners, against the real binary: curl and openssl s_client as clients, and an
+ * in-process OpenSSL client where a test needs control of the bytes on the wire (garbage inside
+ * records, one byte at a time). Certificates are made for each run by tests/tls/gen_certs.sh. */
+#define _GNU_SOURCE /* strcasestr */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "harness.h"
+#include "kafka_util.h"
+
+#define WAIT_MS 10000
+
+static char pki[] = "/tmp/sg-tls-it-XXXXXX";
+
+static void make_certs(void)
+{
+    char cmd[1024];
+    const char *root = getenv("SG_SOURCE_ROOT");
+
+    cr_assert_not_null(root);
+    cr_assert_not_null(mkdtemp(pki));
+    snprintf(cmd, sizeof(cmd), "sh %s/tests/tls/gen_certs.sh %s", root, pki);
+    cr_assert_eq(system(cmd), 0, "gen_certs.sh failed");
+}
+
+static void remove_certs(void)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", pki);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(tls, .init = make_certs, .fini = remove_certs, .timeout = 120);
+
+/* A path in the certificate directory; each call has its own storage (up to 32 live). */
+static const char *pem(const char *name)
+{
+    static char buf[32][512];
+    static int next;
+    char *p = buf[next++ % 32];
+
+    snprintf(p, 512, "%s/%s", pki, name);
+    return p;
+}
+
+/* Runs `cmd` with sh, returns its stdout and stderr (malloc'd) and its exit status. */
+static char *shell(const char *cmd, int *status)
+{
+    FILE *f = popen(cmd, "r");
+    size_t len = 0, cap = 4096;
+    char *out = malloc(cap);
+
+    cr_assert_not_null(f, "popen %s", cmd);
+    for (;;) {
+        if (len + 1024 > cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+        }
+        size_t n = fread(out + len, 1, cap - len - 1, f);
+        if (n == 0)
+            break;
+        len += n;
+    }
+    out[len] = '\0';
+    int rc = pclose(f);
+    if (status)
+        *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return out;
+}
+
+/* /metrics over HTTPS with curl. */
+static double https_metric(const struct sgt_proc *p, const char *series)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "curl -sS --max-time 10 --cacert %s https://%s/metrics",
+             pem("ca.pem"), p->http);
+    char *text = shell(cmd, NULL);
+    double v = sgt_metric_in(text, series);
+    free(text);
+    return v;
+}
+
+static double wait_https_metric(const struct sgt_proc *p, const char *series, double want)
+{
+    int64_t deadline = sgt_mono_ms() + WAIT_MS;
+    double v;
+
+    while ((v = https_metric(p, series)) != want && sgt_mono_ms() < deadline)
+        sgt_sleep_ms(50);
+    return v;
+}
+
+static void start_tls(struct sgt_proc *p, const char *const *more)
+{
+    const char *args[40];
+    size_t n = 0;
+
+    args[n++] = "--http-tls-cert";
+    args[n++] = pem("server.pem");
+    args[n++] = "--http-tls-key";
+    args[n++] = pem("server.key");
+    args[n++] = "--tcp-tls-cert";
+    args[n++] = pem("server.pem");
+    args[n++] = "--tcp-tls-key";
+    args[n++] = pem("server.key");
+    for (const char *const *a = more; a && *a && n < 38; a++)
+        args[n++] = *a;
+    args[n] = NULL;
+    sgt_start(p, args, NULL);
+}
+
+/* --- an in-process client ---------------------------------------------------------------- */
+
+struct tcli {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+};
+
+/* Connects and completes the handshake (client certificate `cert`/`key` from the directory,
+ * or none). Returns 0, or -1 when the handshake failed. */
+static int tcli_open(struct tcli *c, const char *hostport, const char *cert, const char *key)
+{
+    c->fd = sgt_connect(hostport);
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    cr_assert_not_null(c->ctx);
+    cr_assert_eq(SSL_CTX_load_verify_locations(c->ctx, pem("ca.pem"), NULL), 1);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if (cert) {
+        cr_assert_eq(SSL_CTX_use_certificate_file(c->ctx, pem(cert), SSL_FILETYPE_PEM), 1);
+        cr_assert_eq(SSL_CTX_use_PrivateKey_file(c->ctx, pem(key), SSL_FILETYPE_PEM), 1);
+    }
+    c->ssl = SSL_new(c->ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, "localhost");
+    return SSL_connect(c->ssl) == 1 ? 0 : -1;
+}
+
+static void tcli_close(struct tcli *c)
+{
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    close(c->fd);
+    ERR_clear_error();
+}
+
+static void tcli_send(struct tcli *c, const void *data, size_t len)
+{
+    size_t n = 0;
+
+    cr_assert_eq(SSL_write_ex(c->ssl, data, len, &n), 1, "SSL_write failed");
+    cr_assert_eq(n, len);
+}
+
+/* Reads one response with a Content-Length body; returns its status, the body in `body`. */
+static int tcli_response(struct tcli *c, char *body, size_t cap)
+{
+    char buf[65536];
+    size_t len = 0;
+    char *end = NULL;
+
+    buf[0] = '\0';
+    while (!(end = strstr(buf, "\r\n\r\n"))) {
+        size_t n = 0;
+        cr_assert_lt(len, sizeof(buf) - 1);
+        cr_assert_eq(SSL_read_ex(c->ssl, buf + len, sizeof(buf) - 1 - len, &n), 1, "no response");
+        len += n;
+        buf[len] = '\0';
+    }
+    int status = atoi(buf + 9);
+    const char *cl = strcasestr(buf, "content-length:");
+    cr_assert_not_null(cl);
+    size_t want = (size_t)atol(cl + 15);
+    size_t have = len - (size_t)(end + 4 - buf);
+    while (have < want) {
+        size_t n = 0;
+        cr_assert_eq(SSL_read_ex(c->ssl, buf + len, sizeof(buf) - 1 - len, &n), 1);
+        len += n;
+        have += n;
+    }
+    buf[len] = '\0';
+    snprintf(body, cap, "%s", end + 4);
+    return status;
+}
+
+static int tcli_post(struct tcli *c, const char *body, size_t len, char *answer, size_t cap)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     len);
+    tcli_send(c, head, (size_t)n);
+    tcli_send(c, body, len);
+    return tcli_response(c, answer, cap);
+}
+
+static void tcli_good_event(struct tcli *c, int seq)
+{
+    char body[128], answer[512];
+    int n = snprintf(body, sizeof(body), "{\"key\":\"good\",\"seq\":%d}", seq);
+    int status = tcli_post(c, body, (size_t)n, answer, sizeof(answer));
+    cr_assert_eq(status, 202, "%d %s", status, answer);
+}
+
+/* --- tests ------------------------------------------------------------------------------- */
+
+Test(tls, https_ingest_metrics_alpn_and_resumption)
+{
+    struct sgt_proc p;
+    char cmd[2048];
+    int status;
+
+    start_tls(&p, NULL);
+    snprintf(cmd, sizeof(cmd),
+             "printf '{\"key\":\"a\",\"v\":1}\\n{\"key\":\"b\",\"v\":2}\\n' | "
+             "curl -sS --max-time 10 --cacert %s -H 'Content-Type: application/x-ndjson' "
+             "--data-binary @- -w ' %%{http_code} %%{http_version}' "
+             "https://localhost:%s/v1/events",
+             pem("ca.pem"), strrchr(p.http, ':') + 1);
+    char *out = shell(cmd, &status);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert(strstr(out, "\"accepted\":2") && strstr(out, " 202 1.1"), "%s", out);
+    free(out);
+    cr_assert_eq(sgt_wait_lines(p.out_path, 2, WAIT_MS), 2);
+
+    /* Plain HTTP on the TLS port is not served. */
+    snprintf(cmd, sizeof(cmd), "curl -sS --max-time 10 http://%s/healthz", p.http);
+    out = shell(cmd, &status);
+    cr_assert_neq(status, 0, "%s", out);
+    free(out);
+
+    /* ALPN: http/1.1 when offered. */
+    snprintf(cmd, sizeof(cmd),
+             "printf 'GET /healthz HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n' | "
+             "openssl s_client -connect %s -CAfile %s -alpn h2,http/1.1 -ign_eof 2>&1",
+             p.http, pem("ca.pem"));
+    out = shell(cmd, NULL);
+    cr_assert(strstr(out, "ALPN protocol: http/1.1"), "%s", out);
+    cr_assert(strstr(out, "{\"status\":\"ok\"}"), "%s", out);
+    free(out);
+
+    /* Resumption, TLS 1.3 (a ticket) and 1.2: the client waits for the answer, so it has the
+     * session when it leaves. */
+    const char *versions[] = {"-tls1_3", "-tls1_2"};
+    for (int v = 0; v < 2; v++) {
+        for (int round = 0; round < 2; round++) {
+            snprintf(
+                cmd, sizeof(cmd),
+                "printf 'GET /healthz HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n' "
+                "| openssl s_client %s -connect %s -CAfile %s -ign_eof %s %s/sess%d 2>&1",
+                versions[v], p.http, pem("ca.pem"), round == 0 ? "-sess_out" : "-sess_in", pki, v);
+            out = shell(cmd, NULL);
+            cr_assert(strstr(out, round == 0 ? "New, TLS" : "Reused, TLS"), "%s round %d: %s",
+                      versions[v], round, out);
+            free(out);
+        }
+    }
+    cr_assert_eq(https_metric(&p, "streamgate_tls_handshakes_total{transport=\"http\","
+                                  "result=\"resumed\"}"),
+                 2);
+    cr_assert_geq(https_metric(&p, "streamgate_tls_handshakes_total{transport=\"http\","
+                                   "result=\"ok\"}"),
+                  4);
+    cr_assert_eq(https_metric(&p, "streamgate_tls_errors_total{transport=\"http\"}"), 1,
+                 "the plain HTTP request is the one error");
+    sgt_stop_ok(&p);
+}
+
+/* s_client sends the lines of `file` over TLS to the TCP listener with a client certificate
+ * (cert NULL: none); returns its output. */
+static char *s_client_tcp(const struct sgt_proc *p, const char *cert, const char *key,
+                          const char *file, bool refused)
+{
+    char cmd[2048];
+
+    /* A client that is to be refused waits for the server to close (and reports its alert);
+     * an accepted one leaves after its lines, as the server never closes. */
+    snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s -CAfile %s %s%s %s%s %s < %s 2>&1",
+             p->tcp, pem("ca.pem"), cert ? "-cert " : "", cert ? pem(cert) : "", key ? "-key " : "",
+             key ? pem(key) : "", refused ? "-ign_eof" : "-no_ign_eof", file);
+    return shell(cmd, NULL);
+}
+
+Test(tls, tcp_needs_a_valid_client_certificate)
+{
+    const char *args[] = {
+        "--tcp-tls-client-ca", pem("ca.pem"), "--http-tls-cert", "", "--http-tls-key", "", NULL};
+    struct sgt_proc p;
+    char lines[600];
+    char *out;
+
+    start_tls(&p, args);
+    snprintf(lines, sizeof(lines), "%s/good.ndjson", p.dir);
+    FILE *f = fopen(lines, "w");
+    cr_assert_not_null(f);
+    fputs("{\"key\":\"dev\",\"seq\":1}\n{\"key\":\"dev\",\"seq\":2}\n", f);
+    fclose(f);
+
+    out = s_client_tcp(&p, "client.pem", "client.key", lines, false);
+    cr_assert(strstr(out, "Verification: OK"), "%s", out);
+    free(out);
+    cr_assert_eq(sgt_wait_lines(p.out_path, 2, WAIT_MS), 2);
+    cr_assert_eq(sgt_wait_metric(p.http,
+                                 "streamgate_tls_handshakes_total{transport=\"tcp\",result=\"ok\"}",
+                                 1, WAIT_MS),
+                 1);
+
+    snprintf(lines, sizeof(lines), "%s/bad.ndjson", p.dir);
+    f = fopen(lines, "w");
+    cr_assert_not_null(f);
+    fputs("{\"key\":\"intruder\",\"seq\":1}\n", f);
+    fclose(f);
+    const char *certs[][3] = {{"expired.pem", "client.key", "certificate expired"},
+                              {"stranger.pem", "client.key", "unknown ca"},
+                              {NULL, NULL, "certificate required"}};
+    for (int i = 0; i < 3; i++) {
+        out = s_client_tcp(&p, certs[i][0], certs[i][1], lines, true);
+        cr_assert(strstr(out, certs[i][2]), "%s: %s", certs[i][0] ? certs[i][0] : "none", out);
+        free(out);
+    }
+    cr_assert_eq(sgt_wait_metric(
+                     p.http, "streamgate_tls_handshakes_total{transport=\"tcp\",result=\"failed\"}",
+                     3, WAIT_MS),
+                 3);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_tls_errors_total{transport=\"tcp\"}"), 3);
+    /* The refused connections' lines never reached ingest. */
+    char *text = sgt_read_file(p.out_path, NULL);
+    cr_assert_null(strstr(text, "intruder"), "%s", text);
+    free(text);
+    text = sgt_read_file(p.log_path, NULL);
+    cr_assert(strstr(text, "client certificate: certificate has expired"), "%s", text);
+    cr_assert(strstr(text, "\"client_id\":\"device-42\""), "%s", text);
+    free(text);
+    sgt_stop_ok(&p);
+}
+
+/* Garbage before the handshake and a forged record after it close that connection with a
+ * counted error; a connection open meanwhile goes on. */
+Test(tls, garbage_closes_only_its_connection)
+{
+    struct sgt_proc p;
+    struct tcli good, bad;
+    static const char record[] = "\x17\x03\x03\x00\x20"
+                                 "0123456789abcdef0123456789abcdef";
+
+    start_tls(&p, NULL);
+    cr_assert_eq(tcli_open(&good, p.http, NULL, NULL), 0);
+    tcli_good_event(&good, 0);
+
+    int fd = sgt_connect(p.http);
+    sgt_send_str(fd, "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}");
+    cr_assert(sgt_wait_closed(fd, WAIT_MS));
+    close(fd);
+    cr_assert_eq(wait_https_metric(&p, "streamgate_tls_errors_total{transport=\"http\"}", 1), 1);
+    tcli_good_event(&good, 1);
+
+    cr_assert_eq(tcli_open(&bad, p.http, NULL, NULL), 0);
+    tcli_good_event(&bad, 2);
+    sgt_send_all(bad.fd, record, sizeof(record) - 1);
+    cr_assert(sgt_wait_closed(bad.fd, WAIT_MS));
+    tcli_close(&bad);
+    cr_assert_eq(wait_https_metric(&p, "streamgate_tls_errors_total{transport=\"http\"}", 2), 2);
+    tcli_good_event(&good, 3);
+
+    /* The TCP listener, the same way. */
+    fd = sgt_connect(p.tcp);
+    sgt_send_str(fd, "{\"key\":\"plain\"}\n");
+    cr_assert(sgt_wait_closed(fd, WAIT_MS));
+    close(fd);
+    cr_assert_eq(tcli_open(&bad, p.tcp, NULL, NULL), 0);
+    tcli_send(&bad, "{\"key\":\"tcp-good\"}\n", 19);
+    sgt_send_all(bad.fd, record, sizeof(record) - 1);
+    cr_assert(sgt_wait_closed(bad.fd, WAIT_MS));
+    tcli_close(&bad);
+    cr_assert_eq(wait_https_metric(&p, "streamgate_tls_errors_total{transport=\"tcp\"}", 2), 2);
+
+    tcli_good_event(&good, 4);
+    tcli_close(&good);
+    cr_assert_eq(sgt_wait_lines(p.out_path, 6, WAIT_MS), 6);
+    char *text = sgt_read_file(p.out_path, NULL);
+    cr_assert(strstr(text, "tcp-good"), "%s", text);
+    cr_assert_null(strstr(text, "plain"), "%s", text);
+    free(text);
+    sgt_stop_ok(&p);
+}
+
+/* The hostile bodies get the same answers over TLS, on one connection that goes on. */
+Test(tls, bad_input_over_tls)
+{
+    static const char nul_body[] = "{\"key\":\"n\0ul\",\"value\":1}";
+    static const struct {
+        const char *body;
+        size_t len;
+        int status;
+        const char *answer;
+    } cases[] = {
+        {"{\"key\":\"u\",\"s\":\"\xff\xfe\"}", 0, 400, "invalid_utf8"},
+        {nul_body, sizeof(nul_body) - 1, 400, "invalid_json"},
+        {"[1,\"two\",null]", 0, 400, "not_object"},
+        {"{\"value\":1}", 0, 400, "missing_key"},
+        {"[{\"key\":\"a\"},", 0, 400, "\"offset\":"},
+        {"[{\"key\":\"u\",\"s\":\"\xc0\xaf\"},{\"key\":\"good\",\"seq\":-1}]", 0, 202,
+         "\"accepted\":1,\"rejected\":1"},
+    };
+    struct sgt_proc p;
+    struct tcli c;
+    char answer[1024];
+    int seq = 0;
+
+    start_tls(&p, NULL);
+    cr_assert_eq(tcli_open(&c, p.http, NULL, NULL), 0);
+    tcli_good_event(&c, seq++);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].body);
+        int status = tcli_post(&c, cases[i].body, len, answer, sizeof(answer));
+        cr_assert_eq(status, cases[i].status, "case %zu: %d %s", i, status, answer);
+        cr_assert(strstr(answer, cases[i].answer), "case %zu: %s", i, answer);
+        tcli_good_event(&c, seq++);
+    }
+    /* A broken request line: 400, then the connection closes. */
+    tcli_send(&c, "BREW /pot HTCPCP/1.0\r\n\r\n", 24);
+    cr_assert_eq(tcli_response(&c, answer, sizeof(answer)), 400, "%s", answer);
+    tcli_close(&c);
+    /* The 7 good events, and the good one beside the overlong UTF-8. */
+    cr_assert_eq(sgt_wait_lines(p.out_path, 8, WAIT_MS), 8);
+    sgt_stop_ok(&p);
+}
+
+/* The handshake and a request, one byte of ciphertext per segment: the client drives its TLS
+ * through memory BIOs and writes each byte on its own. */
+Test(tls, slow_client_one_byte_at_a_time)
+{
+    struct sgt_proc p;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    BIO *rbio, *wbio;
+    char buf[16384];
+    static const char req[] = "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                              "application/json\r\nContent-Length: 20\r\n\r\n"
+                              "{\"key\":\"slow\",\"v\":1}";
+    bool sent = false;
+    size_t got = 0;
+
+    start_tls(&p, NULL);
+    int fd = sgt_connect(p.http);
+    ctx = SSL_CTX_new(TLS_client_method());
+    cr_assert_eq(SSL_CTX_load_verify_locations(ctx, pem("ca.pem"), NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    ssl = SSL_new(ctx);
+    rbio = BIO_new(BIO_s_mem());
+    wbio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(rbio, -1);
+    SSL_set_bio(ssl, rbio, wbio);
+    SSL_set_connect_state(ssl);
+    int64_t deadline = sgt_mono_ms() + 30000;
+    char answer[4096];
+    answer[0] = '\0';
+    while (!strstr(answer, "\"accepted\":1") && sgt_mono_ms() < deadline) {
+        size_t n = 0;
+        if (SSL_is_init_finished(ssl) && !sent) {
+            cr_assert_eq(SSL_write(ssl, req, sizeof(req) - 1), (int)sizeof(req) - 1);
+            sent = true;
+        }
+        if (!SSL_is_init_finished(ssl))
+            SSL_do_handshake(ssl);
+        else if (SSL_read_ex(ssl, answer + got, sizeof(answer) - 1 - got, &n) == 1)
+            answer[got += n] = '\0';
+        ERR_clear_error();
+        int w;
+        bool wrote = false;
+        while ((w = BIO_read(wbio, buf, 1)) == 1) {
+            sgt_send_all(fd, buf, 1);
+            wrote = true;
+        }
+        if (wrote || (SSL_is_init_finished(ssl) && sent && n > 0))
+            continue;
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        cr_assert_gt(r, 0, "connection closed: %s", answer);
+        BIO_write(rbio, buf, (int)r);
+    }
+    cr_assert(strstr(answer, "HTTP/1.1 202"), "%s", answer);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    cr_assert_eq(sgt_wait_lines(p.out_path, 1, WAIT_MS), 1);
+    sgt_stop_ok(&p);
+}
+
+Test(tls, handshake_timeout)
+{
+    const char *args[] = {
+        "--tcp-tls-handshake-timeout", "200ms", "--http-tls-cert", "", "--http-tls-key", "", NULL};
+    struct sgt_proc p;
+
+    start_tls(&p, args);
+    int fd = sgt_connect(p.tcp);
+    sgt_send_all(fd, "\x16\x03\x01", 3); /* the start of a record, never finished */
+    cr_assert(sgt_wait_closed(fd, WAIT_MS));
+    close(fd);
+    cr_assert_eq(sgt_wait_metric(p.http,
+                                 "streamgate_limit_hits_total{limit=\"tcp_tls_handshake_timeout\"}",
+                                 1, WAIT_MS),
+                 1);
+    cr_assert_eq(
+        sgt_metric(p.http, "streamgate_tls_handshakes_total{transport=\"tcp\",result=\"timeout\"}"),
+        1);
+    sgt_stop_ok(&p);
+}
+
+/* The client certificate's identity reaches Kafka as the client-id header, from both
+ * listeners: the subject's CN, or without one the first SAN. */
+Test(tls, client_id_header_in_kafka)
+{
+    struct sgt_mock m;
+    struct sgt_proc p;
+    struct sgt_recs rs;
+    char cmd[2048], lines[600], hdr[128];
+    int status;
+
+    sgt_mock_start(&m, "3", "events,aggregates");
+    const char *args[] = {"--kafka-brokers",
+                          m.bootstrap,
+                          "--kafka-partitions",
+                          "3",
+                          "--kafka-client-id-header",
+                          "true",
+                          "--tcp-tls-client-ca",
+                          pem("ca.pem"),
+                          "--http-tls-client-ca",
+                          pem("ca.pem"),
+                          NULL};
+    start_tls(&p, args);
+
+    snprintf(lines, sizeof(lines), "%s/dev.ndjson", p.dir);
+    FILE *f = fopen(lines, "w");
+    cr_assert_not_null(f);
+    fputs("{\"key\":\"over-tcp\",\"v\":1}\n", f);
+    fclose(f);
+    char *out = s_client_tcp(&p, "client.pem", "client.key", lines, false);
+    free(out);
+
+    snprintf(cmd, sizeof(cmd),
+             "curl -sS --max-time 10 --cacert %s --cert %s --key %s -H 'Content-Type: "
+             "application/json' -d '{\"key\":\"over-http\",\"v\":2}' https://%s/v1/events",
+             pem("ca.pem"), pem("san.pem"), pem("san.key"), p.http);
+    out = shell(cmd, &status);
+    cr_assert(status == 0 && strstr(out, "\"accepted\":1"), "%s", out);
+    free(out);
+    /* Without a certificate: refused in the handshake. */
+    snprintf(cmd, sizeof(cmd),
+             "curl -sS --max-time 10 --cacert %s -H 'Content-Type: application/json' -d "
+             "'{\"key\":\"anonymous\",\"v\":3}' https://%s/v1/events 2>&1",
+             pem("ca.pem"), p.http);
+    out = shell(cmd, &status);
+    cr_assert(status != 0 && !strstr(out, "accepted"), "%s", out);
+    free(out);
+
+    sgt_kcat_read(m.bootstrap, "events", 2, WAIT_MS, &rs);
+    cr_assert_eq(rs.n, 2, "kcat read %zu records", rs.n);
+    int seen = 0;
+    for (size_t i = 0; i < rs.n; i++) {
+        bool has = sgt_kafka_header(rs.v[i].headers, "client-id", hdr, sizeof(hdr));
+        if (strcmp(rs.v[i].key, "over-tcp") == 0) {
+            cr_assert(has && strcmp(hdr, "device-42") == 0, "%s", rs.v[i].headers);
+            seen |= 1;
+        } else if (strcmp(rs.v[i].key, "over-http") == 0) {
+            cr_assert(has && strcmp(hdr, "sensor-7.example") == 0, "%s", rs.v[i].headers);
+            seen |= 2;
+        }
+    }
+    cr_assert_eq(seen, 3);
+    sgt_recs_free(&rs);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
