@@ -94,6 +94,8 @@ static SSL_CTX *ctx_build(struct sg_tls_ctx *ctx, char *errstr, size_t errstr_si
         return NULL;
     }
     SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
+    /* A client asking to renegotiate makes the server redo the expensive part at will. */
+    SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(sc, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(sc, SG_TLS_SESSION_CACHE);
