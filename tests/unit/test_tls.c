@@ -11,7 +11,14 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "../../src/ingest/http_internal.h"
 #include "../../src/ingest/tls.h"
+#include "streamgate/config.h"
+#include "streamgate/http_server.h"
+#include "streamgate/ingest.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/tcp_server.h"
 
 static char dir[] = "/tmp/sg-tls-unit-XXXXXX";
 
@@ -431,4 +438,67 @@ Test(tls, write_before_handshake)
     client_free(&c);
     sg_tls_destroy(tls);
     sg_tls_ctx_destroy(ctx);
+}
+
+static void server_closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* The listeners' reload entry points (what a SIGHUP handler calls): 0 when the files load, the
+ * reason when they do not, and 0 for a listener without TLS. */
+Test(tls, listeners_reload)
+{
+    struct sg_config cfg;
+    struct sg_log log;
+    struct sg_metrics *metrics = sg_metrics_create();
+    struct sg_ingest *ing;
+    struct sg_server_env env = {0};
+    struct sg_http_server *http = NULL;
+    struct sg_tcp_server *tcp = NULL;
+    uv_loop_t loop;
+    char err[256] = "";
+    FILE *devnull = fopen("/dev/null", "w");
+    bool closed = false;
+
+    copy_file("server.pem", "listener.pem");
+    copy_file("server.key", "listener.key");
+    sg_config_defaults(&cfg);
+    cr_assert_eq(sg_config_set(&cfg, "tcp.listen", "127.0.0.1:0", err, sizeof(err)), 0);
+    cr_assert_eq(sg_config_set(&cfg, "http.tls_cert", path("listener.pem"), err, sizeof(err)), 0);
+    cr_assert_eq(sg_config_set(&cfg, "http.tls_key", path("listener.key"), err, sizeof(err)), 0);
+    sg_log_init(&log, SG_LOG_ERROR, devnull);
+    ing = sg_ingest_create(&cfg, metrics, &log);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    env.loop = &loop;
+    env.cfg = &cfg;
+    env.ingest = ing;
+    env.metrics = metrics;
+    env.log = &log;
+    cr_assert_eq(sg_http__server_create_test(&env, &http, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sg_tcp_server_create(&env, &tcp, err, sizeof(err)), 0, "%s", err);
+
+    cr_assert_eq(sg_http_server_reload_tls(http, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sg_tcp_server_reload_tls(tcp, err, sizeof(err)), 0, "no TLS: nothing to do");
+    copy_file("server2.pem", "listener.pem");
+    cr_assert_lt(sg_http_server_reload_tls(http, err, sizeof(err)), 0);
+    cr_assert(strstr(err, "does not match"), "%s", err);
+    copy_file("server2.key", "listener.key");
+    cr_assert_eq(sg_http_server_reload_tls(http, err, sizeof(err)), 0, "%s", err);
+
+    sg_http_server_shutdown(http, server_closed, &closed);
+    while (!closed)
+        cr_assert_geq(uv_run(&loop, UV_RUN_ONCE), 0);
+    sg_http_server_destroy(http);
+    closed = false;
+    sg_tcp_server_shutdown(tcp, server_closed, &closed);
+    while (!closed)
+        cr_assert_geq(uv_run(&loop, UV_RUN_ONCE), 0);
+    sg_tcp_server_destroy(tcp);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    sg_ingest_destroy(ing);
+    sg_metrics_destroy(metrics);
+    sg_config_free(&cfg);
+    fclose(devnull);
 }
