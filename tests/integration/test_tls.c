@@ -584,3 +584,37 @@ Test(tls, client_id_header_in_kafka)
     sgt_stop_ok(&p);
     sgt_mock_stop(&m);
 }
+
+/* --check-config names what is wrong with the TLS files, and exits non-zero. */
+Test(tls, check_config_errors)
+{
+    const struct {
+        const char *args[8];
+        const char *want;
+    } cases[] = {
+        {{"--http-tls-cert", pem("server.pem"), NULL}, "set both or neither"},
+        {{"--http-tls-cert", pem("server.pem"), "--http-tls-key", pem("client.key"), NULL},
+         "does not match the certificate"},
+        {{"--tcp-tls-cert", pem("server.pem"), "--tcp-tls-key", pem("missing.key"), NULL},
+         "tcp.tls_key: cannot read"},
+        {{"--tcp-tls-cert", pem("server.pem"), "--tcp-tls-key", pem("server.key"),
+          "--tcp-tls-client-ca", pem("server.key"), NULL},
+         "holds no PEM certificate"},
+        {{"--tcp-tls-client-ca", pem("ca.pem"), NULL}, "needs tcp.tls_cert"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[10] = {"--check-config"};
+        char *err = NULL;
+        for (int a = 0; cases[i].args[a]; a++)
+            args[a + 1] = cases[i].args[a];
+        int status = sgt_run(args, NULL, NULL, &err);
+        cr_assert_neq(status, 0, "case %zu", i);
+        cr_assert(err && strstr(err, cases[i].want), "case %zu: %s", i, err ? err : "");
+        free(err);
+    }
+    const char *ok[] = {"--check-config",      "--http-tls-cert", pem("server.pem"),
+                        "--http-tls-key",      pem("server.key"), "--tcp-tls-cert",
+                        pem("server.pem"),     "--tcp-tls-key",   pem("server.key"),
+                        "--tcp-tls-client-ca", pem("ca.pem"),     NULL};
+    cr_assert_eq(sgt_run(ok, NULL, NULL, NULL), 0);
+}
