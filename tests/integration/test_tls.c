@@ -499,22 +499,35 @@ Test(tls, slow_client_one_byte_at_a_time)
 
 Test(tls, handshake_timeout)
 {
-    const char *args[] = {
-        "--tcp-tls-handshake-timeout", "200ms", "--http-tls-cert", "", "--http-tls-key", "", NULL};
+    const char *args[] = {"--tcp-tls-handshake-timeout", "200ms", "--http-tls-handshake-timeout",
+                          "300ms", NULL};
     struct sgt_proc p;
 
     start_tls(&p, args);
+    /* The start of a record, never finished, on each listener. */
     int fd = sgt_connect(p.tcp);
-    sgt_send_all(fd, "\x16\x03\x01", 3); /* the start of a record, never finished */
+    sgt_send_all(fd, "\x16\x03\x01", 3);
     cr_assert(sgt_wait_closed(fd, WAIT_MS));
     close(fd);
-    cr_assert_eq(sgt_wait_metric(p.http,
-                                 "streamgate_limit_hits_total{limit=\"tcp_tls_handshake_timeout\"}",
-                                 1, WAIT_MS),
-                 1);
-    cr_assert_eq(
-        sgt_metric(p.http, "streamgate_tls_handshakes_total{transport=\"tcp\",result=\"timeout\"}"),
-        1);
+    fd = sgt_connect(p.http);
+    sgt_send_all(fd, "\x16\x03\x01", 3);
+    cr_assert(sgt_wait_closed(fd, WAIT_MS));
+    close(fd);
+    const char *t[] = {"tcp", "http"};
+    for (int i = 0; i < 2; i++) {
+        char series[160];
+        snprintf(series, sizeof(series),
+                 "streamgate_limit_hits_total{limit=\"%s_tls_handshake_timeout\"}", t[i]);
+        cr_assert_eq(wait_https_metric(&p, series, 1), 1, "%s", series);
+        snprintf(series, sizeof(series),
+                 "streamgate_tls_handshakes_total{transport=\"%s\",result=\"timeout\"}", t[i]);
+        cr_assert_eq(https_metric(&p, series), 1, "%s", series);
+    }
+    /* A client that completes its handshake in time is served. */
+    struct tcli c;
+    cr_assert_eq(tcli_open(&c, p.http, NULL, NULL), 0);
+    tcli_good_event(&c, 0);
+    tcli_close(&c);
     sgt_stop_ok(&p);
 }
 
