@@ -19,7 +19,8 @@ const char *sg_http_server_address(const struct sg_http_server *srv);
  * -ENOMEM (the previous rate limit stays). */
 int sg_http_server_reload(struct sg_http_server *srv);
 /* Reads http.tls_cert, http.tls_key and http.tls_client_ca again for the connections accepted
- * from now on (on SIGHUP, say); open connections keep what they have. On failure the files in
+ * from now on (on SIGHUP, say); open connections keep what they have. The files (a few KiB) are
+ * read and parsed on the calling thread, before this returns. On failure the files in
  * use stay in use, the error is logged and returned with errstr set. Returns 0 (also when the
  * listener has no TLS) or a negative code. */
 int sg_http_server_reload_tls(struct sg_http_server *srv, char *errstr, size_t errstr_size);
