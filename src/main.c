@@ -242,13 +242,27 @@ static void on_signal(uv_signal_t *sig, int signum)
 /* ---- SIGHUP: reload ---- */
 
 /* Registers a reload hook; returns 0 or -ENOSPC. */
-__attribute__((unused)) static int
-app_on_reload(struct sg_app *app, void (*fn)(void *arg, const struct sg_config *cfg), void *arg)
+static int app_on_reload(struct sg_app *app, void (*fn)(void *arg, const struct sg_config *cfg),
+                         void *arg)
 {
     if (app->nreload_hooks == SG_RELOAD_HOOKS)
         return -ENOSPC;
     app->reload_hooks[app->nreload_hooks++] = (struct reload_hook){.fn = fn, .arg = arg};
     return 0;
+}
+
+/* A reload hook: the listeners re-read their TLS certificate, key and client CA for new
+ * connections. A failure keeps the files in use; sg_tls_server_reload logs and counts it. */
+static void reload_tls(void *arg, const struct sg_config *cfg)
+{
+    struct sg_app *app = arg;
+    char err[256];
+    (void)cfg;
+
+    if (app->http)
+        (void)sg_http_server_reload_tls(app->http, err, sizeof(err));
+    if (app->tcp)
+        (void)sg_tcp_server_reload_tls(app->tcp, err, sizeof(err));
 }
 
 static void config_loaded(struct sg_app *app)
@@ -597,6 +611,12 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         rc = sg_tcp_server_create(&env, &app->tcp, err, errlen);
         if (rc)
             return rc;
+    }
+    /* The listeners' TLS files are read again on every reload that applies (their paths may
+     * be the same, their contents rotated). */
+    if (app_on_reload(app, reload_tls, app) != 0) {
+        snprintf(err, errlen, "reload hooks: %s", sg_strerror(-ENOSPC));
+        return -ENOSPC;
     }
     return 0;
 }

@@ -144,15 +144,17 @@ static const struct sg_config_option options[] = {
     SG_OPT("http.reuse_port", SG_CONFIG_BOOL, bool, http_reuse_port, "false", 0, 0, 0,
            "Set SO_REUSEPORT on the HTTP listener, so several gateways can listen on one port "
            "and the kernel spreads connections over them."),
-    SG_OPT_STR("http.tls_cert", http_tls_cert, "", 0,
-               "PEM certificate (chain) of the HTTP listener; set with http.tls_key to serve "
-               "TLS (1.2 or later) instead of plain text."),
-    SG_OPT_STR("http.tls_key", http_tls_key, "", 0, "PEM private key matching http.tls_cert."),
-    SG_OPT_STR("http.tls_client_ca", http_tls_client_ca, "", 0,
-               "PEM CA bundle: with it, HTTP clients must present a certificate it signed, "
-               "and connections without a valid one are refused in the handshake."),
-    SG_OPT_DUR("http.tls_handshake_timeout", http_tls_handshake_timeout_ms, "10s", 1,
-               "Longest wait for an HTTP client to complete the TLS handshake."),
+    SG_OPT("http.tls_cert", SG_CONFIG_STRING, char *, http_tls_cert, "", 0, 0, SG_CONFIG_F_LIVE,
+           "PEM certificate (chain) of the HTTP listener; set with http.tls_key to serve "
+           "TLS (1.2 or later) instead of plain text."),
+    SG_OPT("http.tls_key", SG_CONFIG_STRING, char *, http_tls_key, "", 0, 0, SG_CONFIG_F_LIVE,
+           "PEM private key matching http.tls_cert."),
+    SG_OPT("http.tls_client_ca", SG_CONFIG_STRING, char *, http_tls_client_ca, "", 0, 0,
+           SG_CONFIG_F_LIVE,
+           "PEM CA bundle: with it, HTTP clients must present a certificate it signed, "
+           "and connections without a valid one are refused in the handshake."),
+    SG_OPT_DUR_LIVE("http.tls_handshake_timeout", http_tls_handshake_timeout_ms, "10s", 1,
+                    "Longest wait for an HTTP client to complete the TLS handshake."),
     SG_OPT_ADDR("tcp.listen", tcp_listen, "127.0.0.1:9000",
                 "Address of the NDJSON TCP listener, host:port or [v6]:port (port 0 picks a "
                 "free port); empty disables TCP."),
@@ -166,15 +168,17 @@ static const struct sg_config_option options[] = {
     SG_OPT("tcp.reuse_port", SG_CONFIG_BOOL, bool, tcp_reuse_port, "false", 0, 0, 0,
            "Set SO_REUSEPORT on the TCP listener, so several gateways can listen on one port "
            "and the kernel spreads connections over them."),
-    SG_OPT_STR("tcp.tls_cert", tcp_tls_cert, "", 0,
-               "PEM certificate (chain) of the TCP listener; set with tcp.tls_key to serve "
-               "TLS (1.2 or later) instead of plain text."),
-    SG_OPT_STR("tcp.tls_key", tcp_tls_key, "", 0, "PEM private key matching tcp.tls_cert."),
-    SG_OPT_STR("tcp.tls_client_ca", tcp_tls_client_ca, "", 0,
-               "PEM CA bundle: with it, TCP clients must present a certificate it signed, "
-               "and connections without a valid one are refused in the handshake."),
-    SG_OPT_DUR("tcp.tls_handshake_timeout", tcp_tls_handshake_timeout_ms, "10s", 1,
-               "Longest wait for a TCP client to complete the TLS handshake."),
+    SG_OPT("tcp.tls_cert", SG_CONFIG_STRING, char *, tcp_tls_cert, "", 0, 0, SG_CONFIG_F_LIVE,
+           "PEM certificate (chain) of the TCP listener; set with tcp.tls_key to serve "
+           "TLS (1.2 or later) instead of plain text."),
+    SG_OPT("tcp.tls_key", SG_CONFIG_STRING, char *, tcp_tls_key, "", 0, 0, SG_CONFIG_F_LIVE,
+           "PEM private key matching tcp.tls_cert."),
+    SG_OPT("tcp.tls_client_ca", SG_CONFIG_STRING, char *, tcp_tls_client_ca, "", 0, 0,
+           SG_CONFIG_F_LIVE,
+           "PEM CA bundle: with it, TCP clients must present a certificate it signed, "
+           "and connections without a valid one are refused in the handshake."),
+    SG_OPT_DUR_LIVE("tcp.tls_handshake_timeout", tcp_tls_handshake_timeout_ms, "10s", 1,
+                    "Longest wait for a TCP client to complete the TLS handshake."),
     SG_OPT_ENUM("ingest.ack", ingest_ack, "accepted", ack_modes,
                 "When an HTTP ingest request is answered 202: once its events are accepted "
                 "(handed to the writers), or once every raw writer confirmed them (Kafka: the "
@@ -1790,6 +1794,11 @@ static bool opt_equal(const struct sg_config *a, const struct sg_config *b,
     return false;
 }
 
+static bool tls_on(const char *cert)
+{
+    return cert && cert[0];
+}
+
 int sg_config_reload_check(const struct sg_config *running, const struct sg_config *next,
                            char *changed, size_t changed_size, char *errstr, size_t errstr_size)
 {
@@ -1797,6 +1806,15 @@ int sg_config_reload_check(const struct sg_config *running, const struct sg_conf
 
     if (changed_size > 0)
         changed[0] = '\0';
+    /* The TLS files are re-read live, but a listener cannot start or stop speaking TLS. */
+    if (tls_on(running->http_tls_cert) != tls_on(next->http_tls_cert))
+        return fail(errstr, errstr_size, NULL,
+                    "http.tls_cert: turning TLS on or off needs a restart; the running "
+                    "configuration is kept");
+    if (tls_on(running->tcp_tls_cert) != tls_on(next->tcp_tls_cert))
+        return fail(errstr, errstr_size, NULL,
+                    "tcp.tls_cert: turning TLS on or off needs a restart; the running "
+                    "configuration is kept");
     for (size_t i = 0; i < SG_ARRAY_SIZE(options); i++) {
         const struct sg_config_option *opt = &options[i];
         if (opt_equal(running, next, opt))

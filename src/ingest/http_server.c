@@ -414,7 +414,7 @@ const char *sg_http_server_address(const struct sg_http_server *srv)
 
 int sg_http_server_reload_tls(struct sg_http_server *srv, char *errstr, size_t errstr_size)
 {
-    return srv->tls ? sg_tls_server_reload(srv->tls, errstr, errstr_size) : 0;
+    return srv->tls ? sg_tls_server_reload(srv->tls, srv->cfg, errstr, errstr_size) : 0;
 }
 
 void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb, void *arg)

@@ -656,7 +656,7 @@ const char *sg_tcp_server_address(const struct sg_tcp_server *srv)
 
 int sg_tcp_server_reload_tls(struct sg_tcp_server *srv, char *errstr, size_t errstr_size)
 {
-    return srv->tls ? sg_tls_server_reload(srv->tls, errstr, errstr_size) : 0;
+    return srv->tls ? sg_tls_server_reload(srv->tls, srv->cfg, errstr, errstr_size) : 0;
 }
 
 void sg_tcp_server_shutdown(struct sg_tcp_server *srv, sg_server_closed_cb cb, void *arg)

@@ -206,6 +206,39 @@ int sg_tls_ctx_reload(struct sg_tls_ctx *ctx, char *errstr, size_t errstr_size)
     return 0;
 }
 
+int sg_tls_ctx_reload_from(struct sg_tls_ctx *ctx, const struct sg_tls_ctx_opts *opts, char *errstr,
+                           size_t errstr_size)
+{
+    char *cert = dup_opt(opts->cert), *key = dup_opt(opts->key);
+    char *client_ca = dup_opt(opts->client_ca);
+    int rc;
+
+    if (!cert || !key || (opts->client_ca && opts->client_ca[0] && !client_ca)) {
+        snprintf(errstr, errstr_size, "TLS context: out of memory");
+        rc = -ENOMEM;
+    } else {
+        /* Built from the new paths; on failure the old ones (and the context) stay. */
+        char *old[3] = {ctx->cert, ctx->key, ctx->client_ca};
+        ctx->cert = cert;
+        ctx->key = key;
+        ctx->client_ca = client_ca;
+        rc = sg_tls_ctx_reload(ctx, errstr, errstr_size);
+        if (rc < 0) {
+            ctx->cert = old[0];
+            ctx->key = old[1];
+            ctx->client_ca = old[2];
+        } else {
+            cert = old[0];
+            key = old[1];
+            client_ca = old[2];
+        }
+    }
+    free(cert);
+    free(key);
+    free(client_ca);
+    return rc;
+}
+
 /* --- connections ------------------------------------------------------------------------- */
 
 void sg_tls_destroy(struct sg_tls *tls)

@@ -42,6 +42,10 @@ int sg_tls_ctx_create(const struct sg_tls_ctx_opts *opts, struct sg_tls_ctx **ou
  * key that does not match) nothing changes and errstr says why. Returns 0 or a negative code.
  * Sessions established before a reload are not resumed after it. */
 int sg_tls_ctx_reload(struct sg_tls_ctx *ctx, char *errstr, size_t errstr_size);
+/* As sg_tls_ctx_reload, from the paths in `opts` (its alpn is ignored): the context uses them
+ * from now on when they load, and keeps its old paths and certificate when they do not. */
+int sg_tls_ctx_reload_from(struct sg_tls_ctx *ctx, const struct sg_tls_ctx_opts *opts, char *errstr,
+                           size_t errstr_size);
 void sg_tls_ctx_destroy(struct sg_tls_ctx *ctx);
 
 /* A server-side connection. Returns 0 or -ENOMEM. */

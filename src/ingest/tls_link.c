@@ -56,18 +56,28 @@ void sg_tls_server_destroy(struct sg_tls_server *ts)
     free(ts);
 }
 
+/* The listener's `<prefix>.tls_*` paths (its alpn left NULL). */
+static struct sg_tls_ctx_opts tls_opts(const struct sg_config *cfg, bool http)
+{
+    return (struct sg_tls_ctx_opts){
+        .cert = http ? cfg->http_tls_cert : cfg->tcp_tls_cert,
+        .key = http ? cfg->http_tls_key : cfg->tcp_tls_key,
+        .client_ca = http ? cfg->http_tls_client_ca : cfg->tcp_tls_client_ca,
+    };
+}
+
+static uint64_t tls_handshake_timeout(const struct sg_config *cfg, bool http)
+{
+    return http ? cfg->http_tls_handshake_timeout_ms : cfg->tcp_tls_handshake_timeout_ms;
+}
+
 int sg_tls_server_create(const struct sg_config *cfg, const char *transport, const char *alpn,
                          struct sg_log *log, struct sg_metrics *metrics, struct sg_budget *budget,
                          char *plain, size_t plain_size, struct sg_tls_server **out, char *errstr,
                          size_t errstr_size)
 {
     bool http = strcmp(transport, "http") == 0;
-    struct sg_tls_ctx_opts opts = {
-        .cert = http ? cfg->http_tls_cert : cfg->tcp_tls_cert,
-        .key = http ? cfg->http_tls_key : cfg->tcp_tls_key,
-        .client_ca = http ? cfg->http_tls_client_ca : cfg->tcp_tls_client_ca,
-        .alpn = alpn,
-    };
+    struct sg_tls_ctx_opts opts = tls_opts(cfg, http);
     struct sg_tls_server *ts;
     char labels[80];
     char detail[256];
@@ -82,13 +92,13 @@ int sg_tls_server_create(const struct sg_config *cfg, const char *transport, con
         return -ENOMEM;
     }
     ts->transport = http ? "http" : "tcp";
-    ts->handshake_timeout_ms =
-        http ? cfg->http_tls_handshake_timeout_ms : cfg->tcp_tls_handshake_timeout_ms;
+    ts->handshake_timeout_ms = tls_handshake_timeout(cfg, http);
     ts->log = log;
     ts->budget = budget;
     ts->plain = plain;
     ts->plain_size = plain_size;
     ts->limiter.interval_ms = (int64_t)cfg->log_bad_input_interval_ms;
+    opts.alpn = alpn;
     rc = sg_tls_ctx_create(&opts, &ts->ctx, detail, sizeof(detail));
     if (rc < 0) {
         snprintf(errstr, errstr_size, "%s.tls_cert: %s", transport, detail);
@@ -122,15 +132,24 @@ fail:
     return rc;
 }
 
-int sg_tls_server_reload(struct sg_tls_server *ts, char *errstr, size_t errstr_size)
+int sg_tls_server_reload(struct sg_tls_server *ts, const struct sg_config *cfg, char *errstr,
+                         size_t errstr_size)
 {
-    int rc = sg_tls_ctx_reload(ts->ctx, errstr, errstr_size);
+    bool http = strcmp(ts->transport, "http") == 0;
+    struct sg_tls_ctx_opts opts = tls_opts(cfg, http);
+    int rc;
 
-    if (rc < 0)
+    /* Taken for the connections accepted from now on, whatever becomes of the files. */
+    ts->handshake_timeout_ms = tls_handshake_timeout(cfg, http);
+    rc = sg_tls_ctx_reload_from(ts->ctx, &opts, errstr, errstr_size);
+    if (rc < 0) {
+        sg_counter_inc(ts->errors);
         sg_error(ts->log, "tls reload failed, keeping the certificate in use",
                  SG_F_STR("transport", ts->transport), SG_F_STR("error", errstr));
-    else
-        sg_info(ts->log, "tls certificate reloaded", SG_F_STR("transport", ts->transport));
+    } else {
+        sg_info(ts->log, "tls certificate reloaded", SG_F_STR("transport", ts->transport),
+                SG_F_STR("cert", opts.cert), SG_F_STR("key", opts.key));
+    }
     return rc;
 }
 

@@ -51,9 +51,12 @@ int sg_tls_server_create(const struct sg_config *cfg, const char *transport, con
                          struct sg_log *log, struct sg_metrics *metrics, struct sg_budget *budget,
                          char *plain, size_t plain_size, struct sg_tls_server **out, char *errstr,
                          size_t errstr_size);
-/* Reloads the certificate, key and client CA for new connections (see sg_tls_ctx_reload);
- * logs the outcome. Returns 0 or a negative code with errstr set. */
-int sg_tls_server_reload(struct sg_tls_server *ts, char *errstr, size_t errstr_size);
+/* Reads the certificate, key and client CA again, from the paths `cfg` now names, for new
+ * connections (see sg_tls_ctx_reload_from), and takes its handshake timeout; logs the outcome.
+ * A failure keeps the certificate in use and counts in streamgate_tls_errors_total. Returns 0
+ * or a negative code with errstr set. */
+int sg_tls_server_reload(struct sg_tls_server *ts, const struct sg_config *cfg, char *errstr,
+                         size_t errstr_size);
 void sg_tls_server_destroy(struct sg_tls_server *ts);
 
 /* What a link reports to its owner. None is called from inside an sg_tls_link_* call. */

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,27 +78,38 @@ static char *shell(const char *cmd, int *status)
     return out;
 }
 
-/* /metrics over HTTPS with curl. */
-static double https_metric(const struct sgt_proc *p, const char *series)
+/* /metrics over HTTPS with curl, trusting the CA bundle `ca` of the directory. */
+static double https_metric_ca(const struct sgt_proc *p, const char *series, const char *ca)
 {
     char cmd[1024];
 
-    snprintf(cmd, sizeof(cmd), "curl -sS --max-time 10 --cacert %s https://%s/metrics",
-             pem("ca.pem"), p->http);
+    snprintf(cmd, sizeof(cmd), "curl -sS --max-time 10 --cacert %s https://%s/metrics", pem(ca),
+             p->http);
     char *text = shell(cmd, NULL);
     double v = sgt_metric_in(text, series);
     free(text);
     return v;
 }
 
-static double wait_https_metric(const struct sgt_proc *p, const char *series, double want)
+static double https_metric(const struct sgt_proc *p, const char *series)
+{
+    return https_metric_ca(p, series, "ca.pem");
+}
+
+static double wait_https_metric_ca(const struct sgt_proc *p, const char *series, double want,
+                                   const char *ca)
 {
     int64_t deadline = sgt_mono_ms() + WAIT_MS;
     double v;
 
-    while ((v = https_metric(p, series)) != want && sgt_mono_ms() < deadline)
+    while ((v = https_metric_ca(p, series, ca)) != want && sgt_mono_ms() < deadline)
         sgt_sleep_ms(50);
     return v;
+}
+
+static double wait_https_metric(const struct sgt_proc *p, const char *series, double want)
+{
+    return wait_https_metric_ca(p, series, want, "ca.pem");
 }
 
 static void start_tls(struct sgt_proc *p, const char *const *more)
@@ -630,4 +642,102 @@ Test(tls, check_config_errors)
                         pem("server.pem"),     "--tcp-tls-key",   pem("server.key"),
                         "--tcp-tls-client-ca", pem("ca.pem"),     NULL};
     cr_assert_eq(sgt_run(ok, NULL, NULL, NULL), 0);
+}
+
+/* Copies `from` over `to` in the certificate directory, through a rename: the gateway never
+ * reads a half-written file. */
+static void replace_file(const char *from, const char *to)
+{
+    char cmd[1200];
+
+    snprintf(cmd, sizeof(cmd), "cp %s %s.tmp && mv %s.tmp %s", pem(from), pem(to), pem(to),
+             pem(to));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* The subject and serial of the certificate a new connection to `hostport` is served (as
+ * `openssl x509 -subject -serial` prints them), malloc'd. */
+static char *served_cert(const char *hostport)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd),
+             "openssl s_client -connect %s -servername localhost </dev/null 2>/dev/null | "
+             "openssl x509 -noout -subject -serial",
+             hostport);
+    return shell(cmd, NULL);
+}
+
+/* The subject and serial of a certificate file of the directory, malloc'd. */
+static char *file_cert(const char *name)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "openssl x509 -noout -subject -serial -in %s", pem(name));
+    return shell(cmd, NULL);
+}
+
+#define RELOADS_APPLIED "streamgate_config_reloads_total{result=\"applied\"}"
+#define RELOADS_INVALID "streamgate_config_reloads_total{result=\"invalid\"}"
+
+/* A certificate rotated in place: the files replaced and SIGHUP sent, new connections on both
+ * listeners get the new certificate, a connection opened before keeps working, in the same
+ * process. Files that do not load keep the certificate in use. */
+Test(tls, a_certificate_rotated_on_sighup)
+{
+    replace_file("server.pem", "live.pem");
+    replace_file("server.key", "live.key");
+    const char *args[] = {"--http-tls-cert", pem("live.pem"),  "--http-tls-key",
+                          pem("live.key"),   "--tcp-tls-cert", pem("live.pem"),
+                          "--tcp-tls-key",   pem("live.key"),  NULL};
+    struct sgt_proc p;
+    struct tcli old;
+    char *first = file_cert("server.pem"), *second = file_cert("server2.pem"), *seen;
+
+    cr_assert(strstr(first, "CN = localhost\n") || strstr(first, "CN=localhost\n"), "%s", first);
+    cr_assert(strstr(second, "localhost-reloaded"), "%s", second);
+    sgt_start(&p, args, NULL);
+    pid_t pid = p.pid;
+    seen = served_cert(p.http);
+    cr_assert_str_eq(seen, first);
+    free(seen);
+    cr_assert_eq(tcli_open(&old, p.http, NULL, NULL), 0, "handshake failed");
+    tcli_good_event(&old, 1);
+
+    /* Rotated: the new certificate (from the other CA) and its key. */
+    replace_file("server2.pem", "live.pem");
+    replace_file("server2.key", "live.key");
+    cr_assert_eq(kill(pid, SIGHUP), 0);
+    cr_assert_eq(wait_https_metric_ca(&p, RELOADS_APPLIED, 1, "both-ca.pem"), 1);
+    seen = served_cert(p.http);
+    cr_assert_str_eq(seen, second, "the HTTP listener still serves the old certificate");
+    free(seen);
+    seen = served_cert(p.tcp);
+    cr_assert_str_eq(seen, second, "the TCP listener still serves the old certificate");
+    free(seen);
+    /* The connection from before keeps its session. */
+    tcli_good_event(&old, 2);
+    tcli_close(&old);
+    cr_assert_eq(p.pid, pid);
+    cr_assert_eq(kill(pid, 0), 0, "the process is gone");
+
+    /* A key that does not match the certificate: the whole reload is refused and the rotated
+     * certificate stays in use. */
+    replace_file("client.key", "live.key");
+    cr_assert_eq(kill(pid, SIGHUP), 0);
+    cr_assert_eq(wait_https_metric_ca(&p, RELOADS_INVALID, 1, "both-ca.pem"), 1);
+    cr_assert_eq(https_metric_ca(&p, RELOADS_APPLIED, "both-ca.pem"), 1);
+    seen = served_cert(p.http);
+    cr_assert_str_eq(seen, second);
+    free(seen);
+
+    char *log = sgt_read_file(p.log_path, NULL);
+    cr_assert(strstr(log, "\"msg\":\"tls certificate reloaded\",\"transport\":\"http\""), "%s",
+              log);
+    cr_assert(strstr(log, "\"msg\":\"tls certificate reloaded\",\"transport\":\"tcp\""), "%s", log);
+    cr_assert(strstr(log, "does not match"), "%s", log);
+    free(log);
+    free(first);
+    free(second);
+    sgt_stop_ok(&p);
 }

@@ -36,3 +36,5 @@ echo 01 > ca-db/serial
 printf '[ca]\ndefault_ca=t\n[t]\ndatabase=ca-db/index.txt\nnew_certs_dir=ca-db\nserial=ca-db/serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n' > ca.cnf
 openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in client.csr -out expired.pem \
     -startdate 20200101000000Z -enddate 20200201000000Z 2>/dev/null
+# Both CAs, for a client that talks to the server before and after its certificate is rotated.
+cat ca.pem other-ca.pem > both-ca.pem
