@@ -1414,9 +1414,23 @@ Test(validate, role_needs_kafka)
 Test(reload, live_options_are_the_documented_ones)
 {
     static const char *const live[] = {
-        "http.rate_limit",      "http.rate_burst",    "http.auth_tokens",
-        "http.metrics_token",   "limits.memory",      "limits.high_watermark",
-        "limits.low_watermark", "limits.retry_after", "log.level",
+        "http.rate_limit",
+        "http.rate_burst",
+        "http.auth_tokens",
+        "http.metrics_token",
+        "limits.memory",
+        "limits.high_watermark",
+        "limits.low_watermark",
+        "limits.retry_after",
+        "log.level",
+        "http.tls_cert",
+        "http.tls_key",
+        "http.tls_client_ca",
+        "http.tls_handshake_timeout",
+        "tcp.tls_cert",
+        "tcp.tls_key",
+        "tcp.tls_client_ca",
+        "tcp.tls_handshake_timeout",
     };
     size_t n, count = 0;
     const struct sg_config_option *opts = sg_config__options(&n);
@@ -1456,6 +1470,37 @@ Test(reload, a_live_change_is_taken_and_swapped)
     cr_assert_eq(
         sg_config_reload_check(&run, &run, changed, sizeof(changed), errbuf, sizeof(errbuf)), 0);
     cr_assert_str_eq(changed, "");
+    sg_config_free(&next);
+    sg_config_free(&run);
+}
+
+/* The TLS files' paths change live; TLS itself cannot be turned on or off. */
+Test(reload, tls_paths_are_live_but_tls_on_or_off_is_not)
+{
+    struct sg_config run, next;
+    char changed[256];
+    cfg_init(&run);
+    cfg_init(&next);
+    cr_assert_eq(set(&run, "tcp.tls_cert", "/etc/a.pem"), 0);
+    cr_assert_eq(set(&run, "tcp.tls_key", "/etc/a.key"), 0);
+    cr_assert_eq(set(&next, "tcp.tls_cert", "/etc/b.pem"), 0);
+    cr_assert_eq(set(&next, "tcp.tls_key", "/etc/b.key"), 0);
+    cr_assert_eq(set(&next, "tcp.tls_handshake_timeout", "3s"), 0);
+    cr_assert_eq(
+        sg_config_reload_check(&run, &next, changed, sizeof(changed), errbuf, sizeof(errbuf)), 0,
+        "%s", errbuf);
+    cr_assert_str_eq(changed, "tcp.tls_cert,tcp.tls_key,tcp.tls_handshake_timeout");
+    cr_assert_eq(set(&next, "http.tls_cert", "/etc/b.pem"), 0);
+    cr_assert_eq(
+        sg_config_reload_check(&run, &next, changed, sizeof(changed), errbuf, sizeof(errbuf)),
+        -EINVAL);
+    cr_assert(strstr(errbuf, "http.tls_cert: turning TLS on or off needs a restart"), "%s", errbuf);
+    cr_assert_eq(set(&next, "http.tls_cert", ""), 0);
+    cr_assert_eq(set(&next, "tcp.tls_cert", ""), 0);
+    cr_assert_eq(
+        sg_config_reload_check(&run, &next, changed, sizeof(changed), errbuf, sizeof(errbuf)),
+        -EINVAL);
+    cr_assert(strstr(errbuf, "tcp.tls_cert: turning TLS on or off needs a restart"), "%s", errbuf);
     sg_config_free(&next);
     sg_config_free(&run);
 }
