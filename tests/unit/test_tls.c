@@ -483,6 +483,9 @@ Test(tls, listeners_reload)
     copy_file("server2.pem", "listener.pem");
     cr_assert_lt(sg_http_server_reload_tls(http, err, sizeof(err)), 0);
     cr_assert(strstr(err, "does not match"), "%s", err);
+    /* Kept and counted as a TLS error of the listener. */
+    cr_assert_eq(
+        sg_metrics_counter_value(metrics, SG_METRIC_TLS_ERRORS_TOTAL, "transport=\"http\""), 1);
     copy_file("server2.key", "listener.key");
     cr_assert_eq(sg_http_server_reload_tls(http, err, sizeof(err)), 0, "%s", err);
 
