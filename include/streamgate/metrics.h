@@ -61,8 +61,8 @@ struct sg_histogram {
       "TLS handshakes by outcome: ok (a full handshake), resumed (a session resumed), failed "     \
       "(a protocol error or a refused client certificate) or timeout.")                            \
     X(TLS_ERRORS_TOTAL, "streamgate_tls_errors_total", COUNTER, "transport",                       \
-      "TLS connections closed on an error: bad records, failed handshakes, refused client "        \
-      "certificates.")                                                                             \
+      "TLS connections closed on an error (bad records, failed handshakes, refused client "        \
+      "certificates), and TLS files a reload could not read (the certificate in use stays).")      \
     X(LOOP_LAG_SECONDS, "streamgate_loop_lag_seconds", HISTOGRAM, "",                              \
       "How late the event loop ran a 100 ms timer.")                                               \
     X(SINK_RECORDS_TOTAL, "streamgate_sink_records_total", COUNTER, "sink,stream,result",          \
