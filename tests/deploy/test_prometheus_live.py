@@ -111,11 +111,15 @@ def first_line(p, pattern, name):
     return m.group(1)
 
 
+servers = {}
+
+
 def streamgate(name, args, env):
     log = os.path.join(workdir, name + '.log')
     p = subprocess.Popen([os.environ['SG_BINARY']] + args, env=env, stdout=subprocess.DEVNULL,
                          stderr=open(log, 'w'))
     procs.append(p)
+    servers[name] = p
 
     def listening():
         if p.poll() is not None:
@@ -320,7 +324,19 @@ def main():
     if not {'StreamgateRecordsFailed', 'StreamgateDeadLetters'} <= firing:
         fail('alerts firing: %s' % sorted(firing))
 
+    # The streamgate processes stop cleanly (under the sanitizers: with no report).
     gen.send_signal(signal.SIGTERM)
+    gen.wait(timeout=30 * SLOW)
+    for name in ('gateway', 'aggregator'):
+        p = servers[name]
+        p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=60 * SLOW)
+        except subprocess.TimeoutExpired:
+            fail(name + ' did not stop within a minute of SIGTERM')
+        log = open(os.path.join(workdir, name + '.log'), errors='replace').read()
+        if rc != 0 or re.search(r'ERROR: \w+Sanitizer|runtime error:', log):
+            fail('%s exited %d after SIGTERM' % (name, rc))
     stop_all()
     shutil.rmtree(workdir, ignore_errors=True)
     print('1 passed, 0 failed')
