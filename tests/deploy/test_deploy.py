@@ -260,8 +260,10 @@ def check_compose(image_conf, image_env):
     check(targets == {'streamgate-gateway': ['gateway:%d' % port_of(listen['gateway'])],
                       'streamgate-aggregator': ['aggregator:%d' % port_of(listen['aggregator'])]},
           'Prometheus scrapes %s' % targets)
+    mounted = {v.split(':')[1]: os.path.normpath(os.path.join(base, v.split(':')[0]))
+               for v in services['prometheus']['volumes'] if v.startswith('.')}
     check(prom['rule_files'] == ['/etc/prometheus/alerts.yml'] and
-          '../prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro' in services['prometheus']['volumes'],
+          mounted.get('/etc/prometheus/alerts.yml') == os.path.join(D, 'prometheus', 'alerts.yml'),
           'Prometheus does not load deploy/prometheus/alerts.yml')
 
 
