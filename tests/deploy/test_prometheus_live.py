@@ -27,30 +27,17 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'tools'))
+from sgproc import SLOW, fail, http, on_fail, procs, start_line, wait_for, workdir  # noqa: E402
+
 ROOT = sys.argv[1]
-SLOW = 3 if os.environ.get('SG_SANITIZED') else 1
 INSTANCE, AKID, SECRET = 'promit', 'AKPROM', 'prom-secret'
-workdir = tempfile.mkdtemp(prefix='sg-prom-')
-procs = []
-
-
-def fail(msg):
-    print('FAIL:', msg, '(files in %s)' % workdir, flush=True)
-    for name in sorted(os.listdir(workdir)):
-        if name.endswith('.log'):
-            text = open(os.path.join(workdir, name), errors='replace').read()
-            print('--- %s (last lines) ---' % name)
-            print('\n'.join(text.splitlines()[-15:]))
-    stop_all()
-    sys.exit(1)
 
 
 def stop_all():
@@ -65,50 +52,7 @@ def stop_all():
             p.wait()
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    fail('timed out waiting for ' + what)
-
-
-def http_get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, ConnectionError, OSError):
-        return 0, ''
-
-
-def http_post(url, body, token=None):
-    req = urllib.request.Request(url, data=body, method='POST')
-    req.add_header('Content-Type', 'application/json')
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
-def start(name, argv, env=None):
-    log = open(os.path.join(workdir, name + '.log'), 'w')
-    p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=log, text=True)
-    procs.append(p)
-    return p
-
-
-def first_line(p, pattern, name):
-    line = p.stdout.readline()
-    m = re.search(pattern, line)
-    if not m:
-        fail('%s did not start: %r' % (name, line))
-    return m.group(1)
+on_fail.append(stop_all)
 
 
 servers = {}
@@ -127,6 +71,13 @@ def streamgate(name, args, env):
         m = re.search(r'"msg":"listening","http":"([^"]+)"(?:,"tcp":"([^"]*)")?', open(log).read())
         return m.groups() if m else None
     return wait_for(listening, 20, name + ' listening')
+
+
+def background(name, argv):
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(workdir, name + '.log'), 'w'))
+    procs.append(p)
+    return p
 
 
 def free_port():
@@ -240,15 +191,14 @@ def main():
         'up{job=~"a.*",x!="y"} == bool 0 and b > bool 1'
 
     env = dict(os.environ, STREAMGATE_TABLESTORE_ACCESS_KEY_SECRET=SECRET)
-    mock = start('mock_kafka', [os.environ['SG_MOCK_KAFKA'], '--partitions', '4', '--topics',
-                                'events,aggregates'])
-    bootstrap = first_line(mock, r'^bootstrap=(\S+)', 'mock_kafka')
+    mock, bootstrap = start_line([os.environ['SG_MOCK_KAFKA'], '--partitions', '4', '--topics',
+                                  'events,aggregates'], r'^bootstrap=(\S+)', 'mock_kafka')
     # Busy answers: whole requests (5xx) and single rows; with one retry some rows fail for
     # good and go to the dead-letter output.
-    emu = start('tsemu', [os.environ['SG_TSEMU_BINARY'], '--listen', '127.0.0.1:0', '--instance',
-                          INSTANCE, '--access-key-id', AKID, '--access-key-secret', SECRET,
-                          '--busy', '0.1', '--busy-rows', '0.3'])
-    endpoint = first_line(emu, r'^listening (http://\S+)', 'tsemu')
+    emu, endpoint = start_line([os.environ['SG_TSEMU_BINARY'], '--listen', '127.0.0.1:0',
+                                '--instance', INSTANCE, '--access-key-id', AKID,
+                                '--access-key-secret', SECRET, '--busy', '0.1', '--busy-rows',
+                                '0.3'], r'^listening (http://\S+)', 'tsemu')
     common = ['--kafka-brokers', bootstrap, '--stream-partitions', '4', '--log-level', 'info']
     agg_http, _ = streamgate('aggregator', [
         '--role', 'aggregator', '--http-listen', '127.0.0.1:0', '--tcp-listen', '',
@@ -259,13 +209,13 @@ def main():
         os.path.join(workdir, 'dead.ndjson')] + common, env)
     gw_http, _ = streamgate('gateway', ['--role', 'gateway', '--http-listen', '127.0.0.1:0',
                                         '--tcp-listen', '127.0.0.1:0'] + common, env)
-    gen = start('gen', [os.environ['SG_GEN_BINARY'], '--http', 'http://%s/v1/events' % gw_http,
-                        '--rate', '400', '--keys', '50', '--batch', '10', '--ts-step', '0',
-                        '--late', '0.02', '--window-size', '1000', '--duration',
-                        str(150 * SLOW), '--quiet'])
+    gen = background('gen', [os.environ['SG_GEN_BINARY'], '--http',
+                             'http://%s/v1/events' % gw_http, '--rate', '400', '--keys', '50',
+                             '--batch', '10', '--ts-step', '0', '--late', '0.02',
+                             '--window-size', '1000', '--duration', str(150 * SLOW), '--quiet'])
     # Rejections, by reason.
     for body in (b'{"value":1}', b'not json', b'{"key":"k","ts":"yesterday","value":1}'):
-        if http_post('http://%s/v1/events' % gw_http, body) not in (400, 202):
+        if http(gw_http, 'POST', '/v1/events', body)[0] != 400:
             fail('a bad event was not answered 400')
 
     # Prometheus, with the compose file's scrape jobs pointed at these processes.
@@ -281,15 +231,16 @@ def main():
     conf_path = os.path.join(workdir, 'prometheus.yml')
     yaml.safe_dump(conf, open(conf_path, 'w'))
     port = free_port()
-    prom = 'http://127.0.0.1:%d' % port
-    start('prometheus', [os.environ.get('SG_PROMETHEUS') or 'prometheus',
+    prom = '127.0.0.1:%d' % port
+    background('prometheus', [os.environ.get('SG_PROMETHEUS') or 'prometheus',
                          '--config.file=' + conf_path,
                          '--storage.tsdb.path=' + os.path.join(workdir, 'tsdb'),
                          '--web.listen-address=127.0.0.1:%d' % port, '--log.level=warn'])
-    wait_for(lambda: http_get(prom + '/-/ready')[0] == 200, 30, 'Prometheus ready')
+    wait_for(lambda: http(prom, 'GET', '/-/ready')[0] == 200, 30, 'Prometheus ready')
 
     def query(q):
-        status, body = http_get(prom + '/api/v1/query?' + urllib.parse.urlencode({'query': q}))
+        status, body = http(prom, 'GET', '/api/v1/query?' +
+                            urllib.parse.urlencode({'query': q}))
         if status == 400:
             fail('Prometheus refuses %r: %s' % (q, body))
         if status != 200:

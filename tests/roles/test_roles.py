@@ -19,10 +19,11 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'tools'))
+from sgproc import SLOW, fail, http, procs, start_line, wait_for, workdir  # noqa: E402
 
 INSTANCE, AKID, SECRET = 'rolesit', 'AKROLES', 'roles-secret'
 BASE_TS = 1700000000000
@@ -31,43 +32,6 @@ LATENESS_MS = 5000
 RATE = 600         # events/s per generator; event time runs at the wall clock's pace (1 ms/event)
 DURATION = 36      # seconds the generators run
 KEYS = 60          # keys per generator
-SLOW = 3 if os.environ.get('SG_SANITIZED') else 1
-
-procs = []
-workdir = tempfile.mkdtemp(prefix='sg-roles-')
-
-
-def fail(msg):
-    print('FAIL:', msg, '(files in %s)' % workdir, flush=True)
-    for name in sorted(os.listdir(workdir)):
-        if name.endswith('.log'):
-            text = open(os.path.join(workdir, name), errors='replace').read()
-            print('--- %s (last lines) ---' % name)
-            print('\n'.join(text.splitlines()[-15:]))
-    sys.exit(1)
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    fail('timed out waiting for ' + what)
-
-
-def http(addr, method, path, body=None):
-    req = urllib.request.Request('http://%s%s' % (addr, path), data=body, method=method)
-    if body is not None:
-        req.add_header('Content-Type', 'application/json')
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, ConnectionError, OSError):
-        return 0, ''
 
 
 def metrics(addr):
@@ -111,18 +75,6 @@ class Server:
             fail(self.name + ' did not stop within a minute of SIGTERM')
         if rc != 0:
             fail('%s exited %d after SIGTERM' % (self.name, rc))
-
-
-def start_line(argv, pattern, name):
-    log = open(os.path.join(workdir, name + '.log'), 'w')
-    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                         text=True)
-    procs.append(p)
-    line = p.stdout.readline()
-    m = re.search(pattern, line)
-    if not m:
-        fail('%s did not start: %r' % (name, line))
-    return p, m.group(1)
 
 
 def main():
