@@ -249,6 +249,11 @@ def check_compose(image_conf, image_env):
     for s in ('gateway', 'aggregator'):
         for n in services[s].get('secrets', []):
             check(n in secrets and os.path.exists(secrets[n]), 'compose secret %s missing' % n)
+    # The topics are made with as many partitions as the aggregator's stream.partitions.
+    made = re.findall(r'--partitions (\d+)', ' '.join(services['kafka-init']['command']))
+    agg_env = {k: str(v) for k, v in services['aggregator']['environment'].items()}
+    check(made and all(int(n) == int(get(image_conf, 'stream.partitions', agg_env, 12))
+                       for n in made), 'compose: the topics\' partitions are not stream.partitions')
     gen = services['generator']['command']
     check(gen[gen.index('--http') + 1] == 'http://gateway:%d/v1/events' % port_of(listen['gateway']),
           'the generator does not send to the gateway')
