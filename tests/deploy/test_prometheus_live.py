@@ -271,9 +271,10 @@ def main():
     print('%d expressions returned data after %.0f s' % (len(exprs), time.monotonic() - t0))
 
     # The two alerts without `for` fire on what the emulator refused.
-    firing = {a['metric']['alertname'] for a in query('ALERTS{alertstate="firing"}') or []}
-    if not {'StreamgateRecordsFailed', 'StreamgateDeadLetters'} <= firing:
-        fail('alerts firing: %s' % sorted(firing))
+    def firing():
+        alerts = {a['metric']['alertname'] for a in query('ALERTS{alertstate="firing"}') or []}
+        return {'StreamgateRecordsFailed', 'StreamgateDeadLetters'} <= alerts
+    wait_for(firing, 30, 'StreamgateRecordsFailed and StreamgateDeadLetters firing')
 
     # The streamgate processes stop cleanly (under the sanitizers: with no report).
     gen.send_signal(signal.SIGTERM)
