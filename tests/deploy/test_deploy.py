@@ -5,7 +5,8 @@ with the real tools and the real binaries.
   - every YAML and JSON file under deploy/ parses;
   - the container: the Dockerfile's build stage runs exactly README.md's "Installing" commands;
     its runtime stage installs the Debian package of every shared library the three programs
-    name (DT_NEEDED, resolved with ldd and dpkg -S); a non-root user, /healthz, SIGTERM;
+    name (DT_NEEDED, resolved with ldd and dpkg -S); a non-root user, SIGTERM, and a
+    HEALTHCHECK command that passes against a running streamgate and fails once it stopped;
   - compose: the gateway's and the aggregator's environment over the image's configuration
     passes `streamgate --check-config`; Prometheus scrapes the ports they listen on; the
     files it mounts exist; its stop grace period exceeds shutdown.timeout;
@@ -30,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -164,6 +166,32 @@ def needed_packages(binary):
     return pkgs
 
 
+def check_healthcheck(healthcheck):
+    """The HEALTHCHECK command, run by /bin/sh as the runtime would: 0 against a running
+    streamgate on the port STREAMGATE_HTTP_LISTEN names, non-zero once it has stopped."""
+    m = re.search(r'\bCMD\s+(.*)', healthcheck)
+    if not check(m, 'HEALTHCHECK has no CMD'):
+        return
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        addr = '127.0.0.1:%d' % s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith('STREAMGATE_')}
+    env.update(STREAMGATE_HTTP_LISTEN=addr, STREAMGATE_TCP_LISTEN='')
+    p = subprocess.Popen([os.environ['SG_BINARY']], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:  # the listening line comes once the listener is up
+            if '"msg":"listening"' in line:
+                break
+        r = subprocess.run(['/bin/sh', '-c', m.group(1)], env=env, capture_output=True)
+        check(r.returncode == 0, 'HEALTHCHECK fails against a running streamgate: %r' % r)
+    finally:
+        p.terminate()
+        check(p.wait(timeout=60) == 0, 'streamgate did not stop cleanly')
+    r = subprocess.run(['/bin/sh', '-c', m.group(1)], env=env, capture_output=True)
+    check(r.returncode != 0, 'HEALTHCHECK passes with nothing listening')
+
+
 def check_container():
     stages = dockerfile_stages()
     check(len(stages) == 2, 'the Dockerfile has %d stages, expected build and runtime' % len(stages))
@@ -199,6 +227,7 @@ def check_container():
           'ENTRYPOINT %s' % entry)
     check('COPY deploy/container/streamgate.json /etc/streamgate/streamgate.json' in
           ['COPY ' + a for w, a in run['lines'] if w == 'COPY'], 'the default configuration is not copied')
+    check_healthcheck(lines.get('HEALTHCHECK', ''))
     env = {}
     for w, a in run['lines']:
         if w == 'ENV':
