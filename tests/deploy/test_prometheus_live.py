@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'tools'))
 from sgproc import SLOW, fail, http, on_fail, procs, start_line, wait_for, workdir  # noqa: E402
 
-ROOT = sys.argv[1]
+ROOT = os.path.abspath(sys.argv[1])
 INSTANCE, AKID, SECRET = 'promit', 'AKPROM', 'prom-secret'
 
 
