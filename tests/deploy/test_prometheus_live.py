@@ -22,7 +22,6 @@ Every streamgate_* name these use must also be one `streamgate --metrics-markdow
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +33,8 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'tools'))
-from sgproc import SLOW, fail, http, on_fail, procs, start_line, wait_for, workdir  # noqa: E402
+from sgproc import (SLOW, fail, http, on_fail, procs, run, start_line, wait_for,  # noqa: E402
+                    workdir)
 
 ROOT = os.path.abspath(sys.argv[1])
 INSTANCE, AKID, SECRET = 'promit', 'AKPROM', 'prom-secret'
@@ -290,14 +290,8 @@ def main():
         if rc != 0 or re.search(r'ERROR: \w+Sanitizer|runtime error:', log):
             fail('%s exited %d after SIGTERM' % (name, rc))
     stop_all()
-    shutil.rmtree(workdir, ignore_errors=True)
     print('1 passed, 0 failed')
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    run(main)

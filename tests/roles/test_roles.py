@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'tools'))
-from sgproc import SLOW, fail, http, procs, start_line, wait_for, workdir  # noqa: E402
+from sgproc import SLOW, fail, http, procs, run, start_line, wait_for, workdir  # noqa: E402
 
 INSTANCE, AKID, SECRET = 'rolesit', 'AKROLES', 'roles-secret'
 BASE_TS = 1700000000000
@@ -236,11 +236,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    subprocess.run(['rm', '-rf', workdir])
+    run(main)

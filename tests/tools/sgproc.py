@@ -4,6 +4,7 @@ processes that announce themselves on their first line of stdout (the mock Kafka
 Tablestore emulator). Import it after putting tests/tools on sys.path."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,3 +67,16 @@ def start_line(argv, pattern, name):
     if not m:
         fail('%s did not start: %r' % (name, line))
     return p, m.group(1)
+
+
+def run(main):
+    """Runs a test's main(): whatever it started and left running is killed at the end, and the
+    work directory is removed when it passed (kept for a look when it failed)."""
+    try:
+        main()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
