@@ -62,8 +62,28 @@ int sg_kafka_conf_apply(rd_kafka_conf_t *conf, const struct sg_strlist *props, c
                         size_t errstr_size);
 /* A librdkafka log line (syslog level) as one of ours. */
 void sg_kafka_log(struct sg_log *log, int level, const char *fac, const char *buf);
-/* Empties the non-blocking pipe a queue's IO event writes to (rd_kafka_queue_io_event_enable). */
-void sg_kafka_wake_drain(int fd);
+typedef struct rd_kafka_queue_s rd_kafka_queue_t;
+/* A librdkafka queue waking the loop: the queue writes a byte into a non-blocking pipe when it
+ * becomes non-empty (rd_kafka_queue_io_event_enable), and a uv_poll_t on the read end empties
+ * the pipe and calls `cb`. The owner embeds it and finds itself with sg_container_of. */
+struct sg_kafka_wake {
+    int pipefd[2];
+    rd_kafka_queue_t *queue;
+    uv_poll_t poll;
+    bool poll_init; /* the poll handle needs uv_close */
+    void (*cb)(struct sg_kafka_wake *wake);
+};
+/* No pipe, no queue: release is a no-op until open. */
+void sg_kafka_wake_init(struct sg_kafka_wake *wake);
+/* The pipe, the queue's IO event and the poll handle (not started). Returns 0, or a negative
+ * errno / libuv code with the reason, prefixed by `who`, in errstr. */
+int sg_kafka_wake_open(struct sg_kafka_wake *wake, uv_loop_t *loop, rd_kafka_queue_t *queue,
+                       const char *who, char *errstr, size_t errstr_size);
+/* Starts watching the pipe; `cb` runs on the loop whenever the queue has something. */
+int sg_kafka_wake_start(struct sg_kafka_wake *wake, void (*cb)(struct sg_kafka_wake *wake));
+/* After the poll handle is closed (or never opened): turns the IO event off and closes the
+ * pipe. The queue stays the caller's. */
+void sg_kafka_wake_release(struct sg_kafka_wake *wake);
 /* A log callback that drops everything, for the configuration checks' clients. */
 void sg_kafka_log_discard(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 

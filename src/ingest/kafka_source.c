@@ -7,17 +7,14 @@
  * first record of an open window (the engine's holds), the first record of an unconfirmed
  * result, or the next offset; its metadata carries the written mark and the partition's time
  * just before that record ("sg1 mark=<ms> wm=<ms> max=<ms>"). */
-#define _GNU_SOURCE /* pipe2 */
 #include "streamgate/kafka_source.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"
@@ -88,8 +85,7 @@ struct sg_kafka_source {
 
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue; /* the consumer queue, with the IO event; main and logs forwarded */
-    int pipefd[2];
-    uv_poll_t poll;
+    struct sg_kafka_wake wake;
     uv_timer_t timer, more_timer, commit_timer, retry_timer;
     int handles_open;
     bool handles_init;
@@ -721,13 +717,9 @@ static void serve(struct sg_kafka_source *src)
     maybe_closed(src);
 }
 
-static void on_pipe_readable(uv_poll_t *handle, int status, int events)
+static void on_wake(struct sg_kafka_wake *wake)
 {
-    struct sg_kafka_source *src = sg_container_of(handle, struct sg_kafka_source, poll);
-    (void)status;
-    (void)events;
-    sg_kafka_wake_drain(src->pipefd[0]);
-    serve(src);
+    serve(sg_container_of(wake, struct sg_kafka_source, wake));
 }
 
 static void on_timer(uv_timer_t *t)
@@ -875,7 +867,7 @@ int sg_kafka_source_create(uv_loop_t *loop, const struct sg_config *cfg, const c
         snprintf(errstr, errstr_size, "kafka consumer: out of memory");
         return -ENOMEM;
     }
-    src->pipefd[0] = src->pipefd[1] = -1;
+    sg_kafka_wake_init(&src->wake);
     src->loop = loop;
     src->log = log;
     src->streams = streams;
@@ -917,20 +909,15 @@ int sg_kafka_source_create(uv_loop_t *loop, const struct sg_config *cfg, const c
     rd_kafka_poll_set_consumer(src->rk);
     rd_kafka_set_log_queue(src->rk, NULL);
     src->queue = rd_kafka_queue_get_consumer(src->rk);
-    if (pipe2(src->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        rc = -errno;
-        snprintf(errstr, errstr_size, "kafka consumer: pipe: %s", strerror(errno));
+    if ((rc = sg_kafka_wake_open(&src->wake, loop, src->queue, "kafka consumer", errstr,
+                                 errstr_size)) != 0)
         goto fail;
-    }
-    rd_kafka_queue_io_event_enable(src->queue, src->pipefd[1], "1", 1);
-    if ((rc = uv_poll_init(loop, &src->poll, src->pipefd[0])) != 0)
-        goto fail_uv;
     uv_timer_init(loop, &src->timer);
     uv_timer_init(loop, &src->more_timer);
     uv_timer_init(loop, &src->commit_timer);
     uv_timer_init(loop, &src->retry_timer);
     src->handles_init = true;
-    if ((rc = uv_poll_start(&src->poll, UV_READABLE, on_pipe_readable)) != 0 ||
+    if ((rc = sg_kafka_wake_start(&src->wake, on_wake)) != 0 ||
         (rc = uv_timer_start(&src->timer, on_timer, KAFKA_SOURCE_POLL_MS, KAFKA_SOURCE_POLL_MS)) !=
             0 ||
         (rc = uv_timer_start(&src->commit_timer, on_commit_timer, KAFKA_SOURCE_COMMIT_MS,
@@ -973,7 +960,7 @@ static void close_handles(struct sg_kafka_source *src)
     if (!src->handles_init)
         return;
     src->handles_init = false;
-    uv_handle_t *hs[] = {(uv_handle_t *)&src->poll, (uv_handle_t *)&src->timer,
+    uv_handle_t *hs[] = {(uv_handle_t *)&src->wake.poll, (uv_handle_t *)&src->timer,
                          (uv_handle_t *)&src->more_timer, (uv_handle_t *)&src->commit_timer,
                          (uv_handle_t *)&src->retry_timer};
     for (size_t i = 0; i < SG_ARRAY_SIZE(hs); i++) {
@@ -1041,10 +1028,9 @@ void sg_kafka_source_destroy(struct sg_kafka_source *src)
         uv_run(src->loop, UV_RUN_NOWAIT);
     }
     if (src->rk) {
-        if (src->queue) {
-            rd_kafka_queue_io_event_enable(src->queue, -1, NULL, 0);
+        sg_kafka_wake_release(&src->wake);
+        if (src->queue)
             rd_kafka_queue_destroy(src->queue);
-        }
         /* A close that finished left the group; otherwise do not block here to leave it: the
          * group notices within session.timeout.ms. */
         rd_kafka_destroy_flags(src->rk, src->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -1066,9 +1052,7 @@ void sg_kafka_source_destroy(struct sg_kafka_source *src)
         pending_unlink(src, pd);
         free(pd);
     }
-    for (int i = 0; i < 2; i++)
-        if (src->pipefd[i] >= 0)
-            close(src->pipefd[i]);
+    sg_kafka_wake_release(&src->wake); /* the pipe, when the consumer was never made */
     if (src->dec_ready)
         sg_event_decoder_free(&src->dec);
     free(src->parts);

@@ -82,11 +82,10 @@ struct kafka_sink {
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq; /* holds the IO event */
     rd_kafka_topic_t *rkt[KAFKA_NSTREAMS];
-    int pipefd[2];
+    struct sg_kafka_wake wake;
 
-    uv_poll_t poll;
     uv_timer_t timer;
-    bool poll_init, timer_init, handles_closing;
+    bool timer_init, handles_closing;
 
     bool fatal;            /* rd_kafka_fatal_error() is set: the producer is unusable */
     bool all_brokers_down; /* until the next successful delivery */
@@ -162,8 +161,8 @@ static void close_handles(struct kafka_sink *ks)
     if (ks->handles_closing)
         return;
     ks->handles_closing = true;
-    if (ks->poll_init)
-        uv_close((uv_handle_t *)&ks->poll, on_handle_closed);
+    if (ks->wake.poll_init)
+        uv_close((uv_handle_t *)&ks->wake.poll, on_handle_closed);
     if (ks->timer_init)
         uv_close((uv_handle_t *)&ks->timer, on_handle_closed);
 }
@@ -194,20 +193,61 @@ static void serve(struct kafka_sink *ks)
     maybe_drained(ks);
 }
 
-void sg_kafka_wake_drain(int fd)
+void sg_kafka_wake_init(struct sg_kafka_wake *wake)
 {
-    char scratch[256];
-    while (read(fd, scratch, sizeof(scratch)) > 0)
-        ;
+    *wake = (struct sg_kafka_wake){.pipefd = {-1, -1}};
 }
 
-static void on_pipe_readable(uv_poll_t *handle, int status, int events)
+int sg_kafka_wake_open(struct sg_kafka_wake *wake, uv_loop_t *loop, rd_kafka_queue_t *queue,
+                       const char *who, char *errstr, size_t errstr_size)
 {
-    struct kafka_sink *ks = sg_container_of(handle, struct kafka_sink, poll);
+    if (pipe2(wake->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        int rc = -errno;
+        snprintf(errstr, errstr_size, "%s: pipe: %s", who, strerror(errno));
+        return rc;
+    }
+    wake->queue = queue;
+    rd_kafka_queue_io_event_enable(queue, wake->pipefd[1], "1", 1);
+    int rc = uv_poll_init(loop, &wake->poll, wake->pipefd[0]);
+    if (rc != 0) {
+        snprintf(errstr, errstr_size, "%s: %s", who, uv_strerror(rc));
+        return rc;
+    }
+    wake->poll_init = true;
+    return 0;
+}
+
+static void on_wake_readable(uv_poll_t *handle, int status, int events)
+{
+    struct sg_kafka_wake *wake = sg_container_of(handle, struct sg_kafka_wake, poll);
+    char scratch[256];
     (void)status;
     (void)events;
-    sg_kafka_wake_drain(ks->pipefd[0]);
-    serve(ks);
+    while (read(wake->pipefd[0], scratch, sizeof(scratch)) > 0)
+        ;
+    wake->cb(wake);
+}
+
+int sg_kafka_wake_start(struct sg_kafka_wake *wake, void (*cb)(struct sg_kafka_wake *wake))
+{
+    wake->cb = cb;
+    return uv_poll_start(&wake->poll, UV_READABLE, on_wake_readable);
+}
+
+void sg_kafka_wake_release(struct sg_kafka_wake *wake)
+{
+    if (wake->queue)
+        rd_kafka_queue_io_event_enable(wake->queue, -1, NULL, 0);
+    wake->queue = NULL;
+    for (int i = 0; i < 2; i++)
+        if (wake->pipefd[i] >= 0)
+            close(wake->pipefd[i]);
+    wake->pipefd[0] = wake->pipefd[1] = -1;
+}
+
+static void on_wake(struct sg_kafka_wake *wake)
+{
+    serve(sg_container_of(wake, struct kafka_sink, wake));
 }
 
 static void on_timer(uv_timer_t *handle)
@@ -603,7 +643,7 @@ static void kafka_destroy(struct sg_sink *sink)
         return;
     struct kafka_sink *ks = kafka_sink_of(sink);
     ks->destroying = true;
-    if ((ks->poll_init || ks->timer_init) && !ks->handles_closing) {
+    if ((ks->wake.poll_init || ks->timer_init) && !ks->handles_closing) {
         close_handles(ks);
         uv_run(ks->loop, UV_RUN_NOWAIT);
     }
@@ -620,10 +660,9 @@ static void kafka_destroy(struct sg_sink *sink)
                      SG_F_INT("records", left),
                      SG_F_UINT("reported_failed", ks->failed - failed_before));
         }
-        if (ks->mainq) {
-            rd_kafka_queue_io_event_enable(ks->mainq, -1, NULL, 0);
+        sg_kafka_wake_release(&ks->wake);
+        if (ks->mainq)
             rd_kafka_queue_destroy(ks->mainq);
-        }
         for (int i = 0; i < KAFKA_NSTREAMS; i++)
             if (ks->rkt[i])
                 rd_kafka_topic_destroy(ks->rkt[i]);
@@ -641,9 +680,7 @@ static void kafka_destroy(struct sg_sink *sink)
     }
     if (ks->budget)
         sg_budget_set(ks->budget, SG_BUDGET_QUEUES, &ks->budget_held, 0);
-    for (int i = 0; i < 2; i++)
-        if (ks->pipefd[i] >= 0)
-            close(ks->pipefd[i]);
+    sg_kafka_wake_release(&ks->wake); /* the pipe, when the producer was never made */
     for (struct kafka_msg *m = ks->all_msgs, *next; m; m = next) {
         next = m->next_all;
         if (m->in_flight) /* its purge report never came */
@@ -826,7 +863,7 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
         snprintf(errstr, errstr_size, "kafka: out of memory");
         return -ENOMEM;
     }
-    ks->pipefd[0] = ks->pipefd[1] = -1;
+    sg_kafka_wake_init(&ks->wake);
     ks->loop = loop;
     ks->log = log;
     ks->budget = budget;
@@ -891,22 +928,15 @@ int sg_sink_kafka_create(uv_loop_t *loop, const struct sg_config *cfg, const cha
     /* Everything librdkafka reports goes to the main queue, and the main queue wakes the loop
      * through the pipe. */
     rd_kafka_set_log_queue(ks->rk, NULL);
-    if (pipe2(ks->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        rc = -errno;
-        snprintf(errstr, errstr_size, "kafka: pipe: %s", strerror(errno));
-        goto fail;
-    }
     ks->mainq = rd_kafka_queue_get_main(ks->rk);
-    rd_kafka_queue_io_event_enable(ks->mainq, ks->pipefd[1], "1", 1);
-    rc = uv_poll_init(loop, &ks->poll, ks->pipefd[0]);
+    rc = sg_kafka_wake_open(&ks->wake, loop, ks->mainq, "kafka", errstr, errstr_size);
     if (rc != 0)
-        goto fail_uv;
-    ks->poll_init = true;
+        goto fail;
     rc = uv_timer_init(loop, &ks->timer);
     if (rc != 0)
         goto fail_uv;
     ks->timer_init = true;
-    rc = uv_poll_start(&ks->poll, UV_READABLE, on_pipe_readable);
+    rc = sg_kafka_wake_start(&ks->wake, on_wake);
     if (rc != 0)
         goto fail_uv;
     rc = uv_timer_start(&ks->timer, on_timer, KAFKA_POLL_MS, KAFKA_POLL_MS);
