@@ -52,7 +52,7 @@ static const char *const kafka_stream_names[KAFKA_NSTREAMS] = {"raw", "agg", "la
 struct kafka_msg {
     struct kafka_msg *next_free;
     struct kafka_msg *next_all;
-    uint64_t produced_ns; /* uv_hrtime() at produce */
+    uint64_t produced_ms; /* the loop's time at produce */
     size_t bytes;         /* key + value, for the queue-bytes gauge */
     enum kafka_stream stream;
     bool in_flight;            /* produced, its report not served yet */
@@ -95,6 +95,10 @@ struct kafka_sink {
     bool draining;
 
     struct kafka_msg *free_msgs, *all_msgs;
+    uint64_t served_ms;  /* the loop's time, read afresh once per serve(), for the reports */
+    int64_t received_ms; /* of the cached received-at header value */
+    char received[24];   /* received_ms in decimal */
+    size_t received_len;
     size_t queue_bytes;   /* key + value of the records in librdkafka's queue */
     size_t queue_records; /* produced and not reported yet */
     struct kafka_pending *backlog, *backlog_tail;
@@ -185,6 +189,10 @@ static void flush_backlog(struct kafka_sink *ks);
  * from the backlog into librdkafka's queue. */
 static void serve(struct kafka_sink *ks)
 {
+    /* One clock read for every report served here: the delivery time is the loop's time now
+     * less the loop's time at produce (millisecond resolution). */
+    uv_update_time(ks->loop);
+    ks->served_ms = uv_now(ks->loop);
     for (int i = 0; i < KAFKA_MAX_POLLS; i++)
         if (rd_kafka_poll(ks->rk, 0) == 0)
             break;
@@ -309,7 +317,7 @@ static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const ch
         return -ENOMEM;
     m->stream = stream;
     m->bytes = key_len + value_len;
-    m->produced_ns = uv_hrtime();
+    m->produced_ms = uv_now(ks->loop);
     m->done = done;
     /* F_COPY: the caller's bytes are a short-lived view. Never F_BLOCK: a full queue is
      * handled by the backlog, not by stalling the loop. */
@@ -430,17 +438,21 @@ static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *
 }
 
 /* Headers of a raw or late record: content type, transport and arrival time. NULL when out of
- * memory. */
-static rd_kafka_headers_t *event_headers(int transport, int64_t received_ms)
+ * memory. Records arrive in bursts within one millisecond, so the arrival time's decimal form is
+ * made once per millisecond, not once per record. */
+static rd_kafka_headers_t *event_headers(struct kafka_sink *ks, int transport, int64_t received_ms)
 {
-    char received[24];
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5);
     if (!hdrs)
         return NULL;
-    snprintf(received, sizeof(received), "%" PRId64, received_ms);
-    rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
-    rd_kafka_header_add(hdrs, "transport", -1, sg_transport_name((enum sg_transport)transport), -1);
-    rd_kafka_header_add(hdrs, "received-at", -1, received, -1);
+    if (received_ms != ks->received_ms || ks->received_len == 0) {
+        int n = snprintf(ks->received, sizeof(ks->received), "%" PRId64, received_ms);
+        ks->received_len = n > 0 ? (size_t)n : 0;
+        ks->received_ms = received_ms;
+    }
+    rd_kafka_header_add(hdrs, "content-type", 12, "application/json", 16);
+    rd_kafka_header_add(hdrs, "transport", 9, sg_transport_name((enum sg_transport)transport), -1);
+    rd_kafka_header_add(hdrs, "received-at", 11, ks->received, (ssize_t)ks->received_len);
     return hdrs;
 }
 
@@ -451,7 +463,7 @@ static int kafka_write_raw(struct sg_sink *sink, const struct sg_event *ev,
     struct kafka_sink *ks = kafka_sink_of(sink);
     if (ks->draining)
         return -ESHUTDOWN;
-    rd_kafka_headers_t *hdrs = event_headers((int)transport, received_ms);
+    rd_kafka_headers_t *hdrs = event_headers(ks, (int)transport, received_ms);
     if (!hdrs)
         return -ENOMEM;
     if (ks->client_id_header && ev->client_id)
@@ -493,7 +505,7 @@ static int kafka_write_late(struct sg_sink *sink, const struct sg_event *ev, int
     char end[24];
     if (ks->draining)
         return -ESHUTDOWN;
-    rd_kafka_headers_t *hdrs = event_headers(ev->transport, ev->received_ms);
+    rd_kafka_headers_t *hdrs = event_headers(ks, ev->transport, ev->received_ms);
     if (!hdrs)
         return -ENOMEM;
     snprintf(end, sizeof(end), "%" PRId64, window_end);
@@ -538,7 +550,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, voi
     ks->queue_bytes -= SG_MIN(ks->queue_bytes, m->bytes);
     if (ks->queue_records > 0)
         ks->queue_records--;
-    sg_histogram_observe(ks->m_delivery, (double)(uv_hrtime() - m->produced_ns) / 1e9);
+    sg_histogram_observe(ks->m_delivery,
+                         (double)(ks->served_ms - SG_MIN(ks->served_ms, m->produced_ms)) / 1e3);
     struct sg_sink_done *done = m->done;
     m->in_flight = false;
     m->done = NULL;
