@@ -72,7 +72,8 @@ struct sg_histogram {
     X(SINK_QUEUE_MESSAGES, "streamgate_sink_queue_messages", GAUGE, "sink",                        \
       "Records accepted by a writer and not yet acknowledged.")                                    \
     X(SINK_DELIVERY_SECONDS, "streamgate_sink_delivery_seconds", HISTOGRAM, "sink",                \
-      "Time from handing a record to the writer to its delivery report.")                          \
+      "Time from handing a record to the writer to its delivery report (Kafka: read from the "     \
+      "loop's clock, to the millisecond).")                                                        \
     X(SINK_BACKPRESSURE_TOTAL, "streamgate_sink_backpressure_total", COUNTER, "sink",              \
       "Records a writer held back in its own backlog because its queue was full.")                 \
     X(KEYS_ACTIVE, "streamgate_keys_active", GAUGE, "", "Keys with a stream (open or idle).")      \
