@@ -366,6 +366,43 @@ int sg_ts_bwr_parse(const void *body, size_t len, struct sg_ts_bwr_result *out, 
 /* Safe on a zeroed struct and twice. */
 void sg_ts_bwr_result_free(struct sg_ts_bwr_result *res);
 
+/* ---- Table administration (PROTOCOL.md sections 2.2 and 2.3) --------------------------- */
+
+/* A primary key column: SG_TS_INTEGER, SG_TS_STRING or SG_TS_BLOB (BINARY). */
+struct sg_ts_pk_column {
+    const char *name;
+    enum sg_ts_type type;
+};
+
+struct sg_ts_table_schema {
+    const struct sg_ts_pk_column *pk;
+    size_t pk_count;
+};
+
+/* What a CreateTable asks for. Zero max_versions means 1, zero time_to_live means -1 (rows
+ * never expire); reserved throughput is always 0/0 (on demand). */
+struct sg_ts_create_table {
+    const char *table;
+    struct sg_ts_table_schema schema;
+    int32_t max_versions;
+    int32_t time_to_live;
+};
+
+/* Appends a serialized DescribeTableRequest for `table`. -EINVAL for a bad name. */
+int sg_ts_describe_table_build(struct sg_buf *out, const char *table, char *errstr,
+                               size_t errstr_size);
+
+/* Appends a serialized CreateTableRequest. -EINVAL for a bad name, type or column count. */
+int sg_ts_create_table_build(struct sg_buf *out, const struct sg_ts_create_table *ct, char *errstr,
+                             size_t errstr_size);
+
+/* Reads a DescribeTableResponse body (HTTP 200) and compares the table's primary key with
+ * `schema`, names and types in order. Returns 0 when they match, -EINVAL when they differ (the
+ * message names the expected key: a configuration error), -EBADMSG for an unreadable body. */
+int sg_ts_describe_table_check(const void *body, size_t len, const char *table,
+                               const struct sg_ts_table_schema *schema, char *errstr,
+                               size_t errstr_size);
+
 /* ---- Errors and retries (PROTOCOL.md section 4) ----------------------------------------- */
 
 /* Parses the Error body of a non-2xx response into the caller's buffers (truncated to fit,

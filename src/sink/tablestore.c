@@ -1,17 +1,15 @@
 /* The Tablestore writer.
  *
- * Rows live in one of four places: the pending list (waiting for a batch), the waiting list
+ * Rows live in one of four places: the pending list (waiting for a batch), the retry heap
  * (failed, waiting out a retry backoff), a request in flight, or behind an in-flight row of the
  * same primary key (`newer`). A hash map keyed by table and primary key finds the one row per
  * key that is pending, waiting or in flight, so a newer version of a window replaces a pending
  * one in place and waits behind one in flight: the table never sees versions out of order.
  *
- * libcurl's multi interface does the HTTP: CURLMOPT_SOCKETFUNCTION tells which sockets to
- * watch (one uv_poll_t each), CURLMOPT_TIMERFUNCTION when to call back (one uv_timer_t), and
- * curl_multi_socket_action is called from those handles' callbacks, so no call ever blocks
- * the loop. Connections stay open between requests (the multi handle's connection cache), and
- * each request slot keeps its easy handle for reuse. */
-#define _GNU_SOURCE /* asprintf */
+ * The row store (tablestore_rows.c) keeps the rows; this file decides what becomes of them.
+ * Requests go out on libcurl's multi interface on the loop (curl_uv.c), each as a signed call
+ * (tablestore_call.c) on a request slot that keeps its easy handle for reuse. The start-up
+ * checks build and read their messages with the protocol library's table administration. */
 #include <ctype.h>
 #include <curl/curl.h>
 #include <limits.h>
@@ -27,7 +25,6 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
-#include "ots.pb-c.h"
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
@@ -40,6 +37,7 @@
 #include "streamgate/sink_tablestore.h"
 #include "streamgate/streams.h"
 #include "streamgate/tablestore.h"
+#include "tablestore_internal.h"
 
 /* Room left in a request for what sg_ts_pb_row_size does not count: the table names, the
  * protobuf framing of every row and its condition. */
@@ -50,18 +48,12 @@
 #define TS_ROW_OVERHEAD 32
 /* Consecutive failed requests after which the writer reports itself unhealthy. */
 #define TS_UNHEALTHY_AFTER 3
-/* Most response header bytes kept for the signature check. */
-#define TS_MAX_RESPONSE_HEADERS (64 * 1024)
-#define TS_MAX_RESPONSE_BODY    (16 * 1024 * 1024)
 /* Timeouts of one start-up check call (DescribeTable, CreateTable): to connect, and in all.
  * The first round blocks start-up, so a service that does not answer must not hold it long. */
 #define TS_CHECK_CONNECT_TIMEOUT_MS 3000
 #define TS_CHECK_TIMEOUT_MS         10000
 
-enum ts_kind { TS_RAW = 0, TS_AGG = 1, TS_NKINDS };
-static const char *const ts_kind_names[TS_NKINDS] = {"raw", "agg"};
-
-enum ts_state { ROW_PENDING, ROW_WAITING, ROW_IN_FLIGHT, ROW_NEWER };
+static const char *const ts_kind_names[SG_TS_NKINDS] = {"raw", "agg"};
 
 /* The writer's life: its start-up checks are being retried (rows are held, none is sent), they
  * passed, or one found a definite configuration error (every row fails). */
@@ -90,84 +82,17 @@ static const char *const ts_known_codes[] = {
 };
 #define TS_NCODES (SG_ARRAY_SIZE(ts_known_codes) + 1) /* + "other" */
 
-/* A row held until it is written: what it weighs on the wire, and little else. One
- * allocation: this header, then the row's identity (the index key: its table kind, then each
- * primary key value as a 32-bit length and its bytes, integers as 8 bytes), then the row
- * encoded exactly as it is sent (PlainBuffer, header included), then for a raw event the event
- * as received (its dead-letter record; a result's is decoded from the encoding when needed).
- * The key for logs is the first primary key value, inside the identity. */
-struct ts_row {
-    struct ts_row *prev, *next; /* pending or waiting list */
-    struct ts_row *hnext;       /* hash chain */
-    struct ts_row *newer;       /* a newer version waiting for this in-flight row */
-    /* Confirmations to tell when the row is written (or given up): its own record's, and
-     * those of the older versions of the same key it replaced. NULL: nobody waits. */
-    struct ts_done *dones;
-    uint64_t hash;
-    int64_t due_ms;    /* waiting: when to send again */
-    size_t bytes;      /* charged to the budget */
-    size_t record_len; /* raw rows: the event's bytes */
-    uint32_t wire;     /* encoded size, for batching */
-    uint32_t ident_len;
-    uint32_t enc_len;
-    int32_t attempts; /* retries so far */
-    uint16_t key_len;
-    uint8_t kind;  /* enum ts_kind */
-    uint8_t state; /* enum ts_state */
-    char data[];
-};
-
-#define TS_IDENT_KEY_OFF 5 /* the first primary key value in the identity: after kind, length */
-
-static const char *row_ident(const struct ts_row *r)
-{
-    return r->data;
-}
-
-static const char *row_key(const struct ts_row *r)
-{
-    return r->data + TS_IDENT_KEY_OFF;
-}
-
-static const void *row_encoded(const struct ts_row *r)
-{
-    return r->data + r->ident_len;
-}
-
-static const char *row_record(const struct ts_row *r)
-{
-    return r->data + r->ident_len + r->enc_len;
-}
-
-struct ts_list {
-    struct ts_row *head, *tail;
-    size_t count;
-};
-
-struct ts_sink;
-
-struct ts_poll {
-    uv_poll_t handle;
-    curl_socket_t fd;
-    struct ts_sink *ts;
-    struct ts_poll *prev, *next;
-};
-
 /* One request slot: its easy handle is reused, request after request. */
 struct ts_req {
+    struct sg_ts_call call;
     struct ts_req *next; /* free list or in-flight list */
     struct ts_sink *ts;
-    CURL *easy;
-    struct curl_slist *hdrs;
-    struct ts_row **rows;
+    struct sg_ts_held **rows;
     size_t nrows;
     /* Room for req_build, SG_TS_BATCH_MAX_ROWS each: the rows ordered by table, and the
      * request's writes, pointing at the rows' encodings. */
-    struct ts_row **sorted;
+    struct sg_ts_held **sorted;
     struct sg_ts_encoded_write *writes;
-    struct sg_buf body, resp, resp_hdrs;
-    uint64_t start_ns;
-    char errbuf[CURL_ERROR_SIZE];
 };
 
 struct ts_sink {
@@ -179,25 +104,21 @@ struct ts_sink {
     size_t budget_held;
     struct sg_dead_letter *dead_letter;
 
-    char *endpoint, *instance, *akid, *secret, *sts_token, *url;
-    char *tables[TS_NKINDS];
+    char *endpoint, *instance, *akid, *secret, *sts_token;
+    struct sg_ts_creds creds;
+    char *tables[SG_TS_NKINDS];
     char *key_field, *time_field;
     int64_t max_in_flight, max_retries;
     uint64_t linger_ms, timeout_ms, backoff_ms, backoff_max_ms;
     bool create_tables;
 
-    CURLM *multi;
-    uv_timer_t curl_timer, linger_timer, retry_timer;
+    struct sg_curl_uv *curl;
+    uv_timer_t linger_timer, retry_timer;
     bool timers_init, closing;
-    struct ts_poll *polls;
     struct ts_req *free_reqs, *inflight_reqs;
     int64_t requests_in_flight;
 
-    /* Row index: one entry per primary key held (pending, waiting or in flight). */
-    struct ts_row **buckets;
-    size_t nbuckets, nrows_indexed;
-    struct ts_list pending, waiting;
-    size_t pending_wire;
+    struct sg_ts_store store;
     size_t rows_in_flight, rows_newer;
     size_t held_bytes;
     bool flush_now;         /* linger passed or retries are due: send what is pending */
@@ -225,7 +146,7 @@ struct ts_sink {
     struct sg_log_limiter fail_limiter, request_limiter, check_limiter;
     struct row_builder *rb;
 
-    struct sg_counter *m_written[TS_NKINDS], *m_failed[TS_NKINDS], *m_retried[TS_NKINDS];
+    struct sg_counter *m_written[SG_TS_NKINDS], *m_failed[SG_TS_NKINDS], *m_retried[SG_TS_NKINDS];
     struct sg_counter *m_superseded;
     struct sg_counter *m_codes[TS_NCODES];
     struct sg_counter *m_requests[4]; /* 2xx, 4xx, 5xx, error */
@@ -241,124 +162,10 @@ static struct ts_sink *ts_of(struct sg_sink *sink)
     return sg_container_of(sink, struct ts_sink, sink);
 }
 
-/* ---- Lists and the row index ------------------------------------------------------------ */
-
-static void list_append(struct ts_list *l, struct ts_row *r)
-{
-    r->next = NULL;
-    r->prev = l->tail;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
-    l->count++;
-}
-
-static void list_prepend(struct ts_list *l, struct ts_row *r)
-{
-    r->prev = NULL;
-    r->next = l->head;
-    if (l->head)
-        l->head->prev = r;
-    else
-        l->tail = r;
-    l->head = r;
-    l->count++;
-}
-
-static void list_remove(struct ts_list *l, struct ts_row *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        l->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        l->tail = r->prev;
-    r->prev = r->next = NULL;
-    l->count--;
-}
-
-/* Puts `r` where `old` stands in the list. */
-static void list_replace(struct ts_list *l, struct ts_row *old, struct ts_row *r)
-{
-    r->prev = old->prev;
-    r->next = old->next;
-    if (r->prev)
-        r->prev->next = r;
-    else
-        l->head = r;
-    if (r->next)
-        r->next->prev = r;
-    else
-        l->tail = r;
-    old->prev = old->next = NULL;
-}
-
-static struct ts_row **index_slot(struct ts_sink *ts, const struct ts_row *r)
-{
-    struct ts_row **slot = &ts->buckets[r->hash & (ts->nbuckets - 1)];
-    while (*slot && !((*slot)->hash == r->hash && (*slot)->ident_len == r->ident_len &&
-                      memcmp(row_ident(*slot), row_ident(r), r->ident_len) == 0))
-        slot = &(*slot)->hnext;
-    return slot;
-}
-
-static int index_grow(struct ts_sink *ts)
-{
-    size_t n = ts->nbuckets ? ts->nbuckets * 2 : 1024;
-    struct ts_row **b = calloc(n, sizeof(*b));
-    if (!b)
-        return -ENOMEM;
-    for (size_t i = 0; i < ts->nbuckets; i++) {
-        for (struct ts_row *r = ts->buckets[i], *next; r; r = next) {
-            next = r->hnext;
-            r->hnext = b[r->hash & (n - 1)];
-            b[r->hash & (n - 1)] = r;
-        }
-    }
-    free(ts->buckets);
-    ts->buckets = b;
-    ts->nbuckets = n;
-    return 0;
-}
-
-static struct ts_row *index_find(struct ts_sink *ts, const struct ts_row *r)
-{
-    return ts->nbuckets ? *index_slot(ts, r) : NULL;
-}
-
-/* The key must not be indexed yet; the table has room (index_reserve). */
-static void index_insert(struct ts_sink *ts, struct ts_row *r)
-{
-    struct ts_row **slot = &ts->buckets[r->hash & (ts->nbuckets - 1)];
-    r->hnext = *slot;
-    *slot = r;
-    ts->nrows_indexed++;
-}
-
-static int index_reserve(struct ts_sink *ts)
-{
-    if (ts->nrows_indexed + 1 > ts->nbuckets)
-        return index_grow(ts);
-    return 0;
-}
-
-static void index_remove(struct ts_sink *ts, struct ts_row *r)
-{
-    struct ts_row **slot = index_slot(ts, r);
-    if (*slot == r) {
-        *slot = r->hnext;
-        ts->nrows_indexed--;
-    }
-    r->hnext = NULL;
-}
-
 static void update_gauges(struct ts_sink *ts)
 {
-    sg_gauge_set(ts->m_pending, (double)(ts->pending.count + ts->waiting.count + ts->rows_newer));
+    sg_gauge_set(ts->m_pending,
+                 (double)(ts->store.pending.count + ts->store.nheap + ts->rows_newer));
     sg_gauge_set(ts->m_inflight, (double)ts->requests_in_flight);
     sg_gauge_set(ts->m_queue_bytes, (double)ts->held_bytes);
     sg_gauge_set(ts->m_ready, ts->phase == TS_READY ? 1 : 0);
@@ -366,39 +173,11 @@ static void update_gauges(struct ts_sink *ts)
         sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, ts->held_bytes);
 }
 
-struct ts_done {
-    struct ts_done *next;
-    struct sg_sink_done *done;
-};
-
-/* Tells the row's confirmations how it ended and lets them go. */
-static void row_tell(struct ts_row *r, bool written)
-{
-    while (r->dones) {
-        struct ts_done *d = r->dones;
-        r->dones = d->next;
-        struct sg_sink_done *done = d->done;
-        free(d);
-        done->cb(done, written);
-    }
-}
-
-/* A newer version of the same key takes the place of `old`: writing it confirms the older
- * records too, since the row then holds their window's latest state. */
-static void row_pass_dones(struct ts_row *old, struct ts_row *r)
-{
-    struct ts_done **tail = &r->dones;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = old->dones;
-    old->dones = NULL;
-}
-
 /* A row freed with confirmations still waiting was never written. */
-static void row_free(struct ts_sink *ts, struct ts_row *r)
+static void row_free(struct ts_sink *ts, struct sg_ts_held *r)
 {
     ts->held_bytes -= r->bytes;
-    row_tell(r, false);
+    sg_ts_held_tell(r, false);
     free(r);
 }
 
@@ -615,16 +394,16 @@ static int append_columns_json(struct sg_buf *out, const struct sg_ts_row *row)
 
 /* The row to hold: identity, then rb->enc (the encoded row), then `record` (raw rows). Its
  * primary key is valid: rb->enc encodes it. NULL when out of memory. */
-static struct ts_row *row_make(struct row_builder *rb, enum ts_kind kind, const char *record,
-                               size_t record_len)
+static struct sg_ts_held *row_make(struct row_builder *rb, enum sg_ts_kind kind, const char *record,
+                                   size_t record_len)
 {
     size_t ident_len = 1;
     for (size_t i = 0; i < rb->row.pk_count; i++) {
         const struct sg_ts_value *v = &rb->row.pk[i].value;
         ident_len += 4 + (v->type == SG_TS_STRING ? v->bytes.len : 8);
     }
-    size_t size = sizeof(struct ts_row) + ident_len + rb->enc.len + record_len;
-    struct ts_row *r = malloc(size);
+    size_t size = sizeof(struct sg_ts_held) + ident_len + rb->enc.len + record_len;
+    struct sg_ts_held *r = malloc(size);
     if (!r)
         return NULL;
     memset(r, 0, sizeof(*r));
@@ -674,8 +453,8 @@ static int build_forecast_cells(struct row_builder *rb, const struct sg_result_f
 }
 
 /* Adds one window result's cells: PK (key, window_start), then window_end, count, per field
- * its statistics and forecast, distinct, final. The values are the result's own numbers, the ones its JSON
- * holds. */
+ * its statistics and forecast, distinct, final. The values are the result's own numbers, the ones
+ * its JSON holds. */
 static int build_result_row(struct ts_sink *ts, const struct sg_window_result *res)
 {
     struct row_builder *rb = ts->rb;
@@ -789,16 +568,16 @@ static void pump(struct ts_sink *ts);
 
 /* The row left its place (written, failed for good or superseded): its key is free, and a
  * newer version that waited behind it becomes pending. */
-static void row_done(struct ts_sink *ts, struct ts_row *r)
+static void row_done(struct ts_sink *ts, struct sg_ts_held *r)
 {
-    index_remove(ts, r);
-    struct ts_row *newer = r->newer;
+    sg_ts_store_unindex(&ts->store, r);
+    struct sg_ts_held *newer = r->newer;
     if (newer) {
         ts->rows_newer--;
-        newer->state = ROW_PENDING;
-        index_insert(ts, newer); /* the slot `r` held is free again */
-        list_append(&ts->pending, newer);
-        ts->pending_wire += newer->wire;
+        newer->state = SG_TS_ROW_PENDING;
+        sg_ts_store_index(&ts->store, newer); /* the slot `r` held is free again */
+        sg_ts_list_append(&ts->store.pending, newer);
+        ts->store.pending_wire += newer->wire;
         arm_linger(ts);
     }
     row_free(ts, r);
@@ -806,7 +585,7 @@ static void row_done(struct ts_sink *ts, struct ts_row *r)
 
 /* Counts a row given up on, logs it (rate-limited) and hands its record to the dead-letter
  * output. `attempts` is how often it was sent (0: never). */
-static void fail_record(struct ts_sink *ts, enum ts_kind kind, const char *key, size_t key_len,
+static void fail_record(struct ts_sink *ts, enum sg_ts_kind kind, const char *key, size_t key_len,
                         int attempts, const char *code, const char *message, const char *record,
                         size_t record_len)
 {
@@ -826,17 +605,19 @@ static void fail_record(struct ts_sink *ts, enum ts_kind kind, const char *key, 
 /* A held row given up on. A raw event's record is the event as received, which the row keeps;
  * a result's is the object of its columns, decoded from its encoding (into rb->record), since
  * the row keeps nothing else of it. */
-static void row_failed(struct ts_sink *ts, struct ts_row *r, const char *code, const char *message)
+static void row_failed(struct ts_sink *ts, struct sg_ts_held *r, const char *code,
+                       const char *message)
 {
-    const char *record = row_record(r);
+    const char *record = sg_ts_held_record(r);
     size_t record_len = r->record_len;
-    if (ts->dead_letter && r->kind == TS_AGG) {
+    if (ts->dead_letter && r->kind == SG_TS_KIND_AGG) {
         struct sg_ts_rows rows;
         struct sg_buf *out = &ts->rb->record;
         sg_buf_reset(out);
         record = NULL;
         record_len = 0;
-        if (sg_ts_pb_decode(row_encoded(r), r->enc_len, SG_TS_DECODE_SINGLE, &rows, NULL, 0) == 0) {
+        if (sg_ts_pb_decode(sg_ts_held_encoded(r), r->enc_len, SG_TS_DECODE_SINGLE, &rows, NULL,
+                            0) == 0) {
             if (append_columns_json(out, &rows.rows[0]) == 0) {
                 record = out->data;
                 record_len = out->len;
@@ -844,7 +625,7 @@ static void row_failed(struct ts_sink *ts, struct ts_row *r, const char *code, c
             sg_ts_rows_free(&rows);
         }
     }
-    fail_record(ts, r->kind, row_key(r), r->key_len, r->attempts, code, message, record,
+    fail_record(ts, r->kind, sg_ts_held_key(r), r->key_len, r->attempts, code, message, record,
                 record_len);
 }
 
@@ -873,11 +654,10 @@ static void on_retry_timer(uv_timer_t *t);
 
 static void arm_retry(struct ts_sink *ts)
 {
-    if (ts->closing || !ts->waiting.head)
+    const struct sg_ts_held *top = sg_ts_heap_first(&ts->store);
+    if (ts->closing || !top)
         return;
-    int64_t first = INT64_MAX;
-    for (struct ts_row *r = ts->waiting.head; r; r = r->next)
-        first = SG_MIN(first, r->due_ms);
+    int64_t first = top->due_ms;
     if (ts->retry_armed_ms && ts->retry_armed_ms <= first)
         return;
     int64_t now = sg_now_ms();
@@ -890,16 +670,13 @@ static void on_retry_timer(uv_timer_t *t)
     struct ts_sink *ts = sg_container_of(t, struct ts_sink, retry_timer);
     int64_t now = sg_now_ms();
     ts->retry_armed_ms = 0;
-    for (struct ts_row *r = ts->waiting.head, *next; r; r = next) {
-        next = r->next;
-        if (r->due_ms > now)
-            continue;
-        list_remove(&ts->waiting, r);
-        r->state = ROW_PENDING;
-        list_append(&ts->pending, r);
-        ts->pending_wire += r->wire;
+    for (struct sg_ts_held *r; (r = sg_ts_heap_first(&ts->store)) && r->due_ms <= now;) {
+        sg_ts_heap_remove(&ts->store, r);
+        r->state = SG_TS_ROW_PENDING;
+        sg_ts_list_append(&ts->store.pending, r);
+        ts->store.pending_wire += r->wire;
     }
-    if (ts->pending.head)
+    if (ts->store.pending.head)
         ts->flush_now = true; /* retries have waited long enough already */
     arm_retry(ts);
     pump(ts);
@@ -907,12 +684,13 @@ static void on_retry_timer(uv_timer_t *t)
 
 /* A retriable failure: the row waits out a backoff and goes again, unless a newer version
  * replaces it or it is out of retries. */
-static void row_retry(struct ts_sink *ts, struct ts_row *r, const char *code, const char *message)
+static void row_retry(struct ts_sink *ts, struct sg_ts_held *r, const char *code,
+                      const char *message)
 {
     if (r->newer) {
         ts->superseded++;
         sg_counter_inc(ts->m_superseded);
-        row_pass_dones(r, r->newer);
+        sg_ts_held_pass_dones(r, r->newer);
         row_done(ts, r);
         return;
     }
@@ -924,9 +702,9 @@ static void row_retry(struct ts_sink *ts, struct ts_row *r, const char *code, co
     r->attempts++;
     ts->retried++;
     sg_counter_inc(ts->m_retried[r->kind]);
-    r->state = ROW_WAITING;
+    r->state = SG_TS_ROW_WAITING;
     r->due_ms = sg_now_ms() + (int64_t)backoff_ms(ts, r->attempts);
-    list_append(&ts->waiting, r);
+    sg_ts_heap_push(&ts->store, r); /* room was reserved when the row was accepted */
     arm_retry(ts);
 }
 
@@ -947,14 +725,14 @@ static void arm_linger(struct ts_sink *ts)
 
 /* Takes a built row: replaces a pending or waiting version of the same key, waits behind an
  * in-flight one, or joins the pending list. `done` (may be NULL) is told when it is written. */
-static int accept_row(struct ts_sink *ts, struct ts_row *r, struct sg_sink_done *done)
+static int accept_row(struct ts_sink *ts, struct sg_ts_held *r, struct sg_sink_done *done)
 {
     if (done) {
         r->dones = malloc(sizeof(*r->dones));
         if (r->dones)
-            *r->dones = (struct ts_done){NULL, done};
+            *r->dones = (struct sg_ts_done){NULL, done};
     }
-    if ((done && !r->dones) || index_reserve(ts) != 0) {
+    if ((done && !r->dones) || sg_ts_store_reserve(&ts->store) != 0) {
         row_failed(ts, r, "OutOfMemory", "no room to index the row");
         free(r->dones);
         free(r);
@@ -963,37 +741,37 @@ static int accept_row(struct ts_sink *ts, struct ts_row *r, struct sg_sink_done 
     /* The row without its PlainBuffer header, as sg_ts_pb_row_size counts it. */
     r->wire = (uint32_t)(r->enc_len - 4 + strlen(ts->tables[r->kind]) + TS_ROW_FRAMING);
     ts->held_bytes += r->bytes;
-    struct ts_row *old = index_find(ts, r);
+    struct sg_ts_held *old = sg_ts_store_find(&ts->store, r);
     if (!old) {
-        r->state = ROW_PENDING;
-        index_insert(ts, r);
-        list_append(&ts->pending, r);
-        ts->pending_wire += r->wire;
-    } else if (old->state == ROW_PENDING || old->state == ROW_WAITING) {
+        r->state = SG_TS_ROW_PENDING;
+        sg_ts_store_index(&ts->store, r);
+        sg_ts_list_append(&ts->store.pending, r);
+        ts->store.pending_wire += r->wire;
+    } else if (old->state == SG_TS_ROW_PENDING || old->state == SG_TS_ROW_WAITING) {
         /* Not sent yet: the newer version takes its place (and its retry count: the key has
          * been failing). */
-        index_remove(ts, old);
-        index_insert(ts, r);
-        r->state = ROW_PENDING;
+        sg_ts_store_unindex(&ts->store, old);
+        sg_ts_store_index(&ts->store, r);
+        r->state = SG_TS_ROW_PENDING;
         r->attempts = old->attempts;
-        if (old->state == ROW_PENDING) {
-            list_replace(&ts->pending, old, r);
-            ts->pending_wire -= old->wire;
+        if (old->state == SG_TS_ROW_PENDING) {
+            sg_ts_list_replace(&ts->store.pending, old, r);
+            ts->store.pending_wire -= old->wire;
         } else {
-            list_remove(&ts->waiting, old);
-            list_append(&ts->pending, r);
+            sg_ts_heap_remove(&ts->store, old);
+            sg_ts_list_append(&ts->store.pending, r);
         }
-        ts->pending_wire += r->wire;
+        ts->store.pending_wire += r->wire;
         ts->superseded++;
         sg_counter_inc(ts->m_superseded);
-        row_pass_dones(old, r);
+        sg_ts_held_pass_dones(old, r);
         row_free(ts, old);
     } else { /* in flight: wait for its answer, then go */
-        r->state = ROW_NEWER;
+        r->state = SG_TS_ROW_NEWER;
         if (old->newer) {
             ts->superseded++;
             sg_counter_inc(ts->m_superseded);
-            row_pass_dones(old->newer, r);
+            sg_ts_held_pass_dones(old->newer, r);
             row_free(ts, old->newer);
         } else {
             ts->rows_newer++;
@@ -1011,9 +789,8 @@ static int accept_row(struct ts_sink *ts, struct ts_row *r, struct sg_sink_done 
  * request: they fail here with the code the service answers for them. `record` is a raw
  * event's bytes (kept with its row as its dead-letter record); a result's record is rendered
  * from its columns when needed. */
-static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const char *key,
-                   size_t key_len, const char *record, size_t record_len,
-                   struct sg_sink_done *done)
+static int add_row(struct ts_sink *ts, enum sg_ts_kind kind, int build_rc, const char *key,
+                   size_t key_len, const char *record, size_t record_len, struct sg_sink_done *done)
 {
     struct row_builder *rb = ts->rb;
     char err[256] = "";
@@ -1055,9 +832,10 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
         code = "OTSRequestBodyTooLarge";
         snprintf(err, sizeof(err), "the row alone exceeds the request size limit");
     }
-    struct ts_row *r = NULL;
+    struct sg_ts_held *r = NULL;
     if (rc == 0) {
-        r = row_make(rb, kind, kind == TS_RAW ? record : NULL, kind == TS_RAW ? record_len : 0);
+        r = row_make(rb, kind, kind == SG_TS_KIND_RAW ? record : NULL,
+                     kind == SG_TS_KIND_RAW ? record_len : 0);
         if (!r) {
             rc = -ENOMEM;
             code = "OutOfMemory";
@@ -1066,7 +844,7 @@ static int add_row(struct ts_sink *ts, enum ts_kind kind, int build_rc, const ch
     }
     if (rc != 0) {
         /* Reported as a row of the table it was meant for, not yet held. */
-        if (kind == TS_AGG) {
+        if (kind == SG_TS_KIND_AGG) {
             record = NULL;
             record_len = 0;
             sg_buf_reset(&rb->record);
@@ -1089,12 +867,11 @@ static int ts_write_result(struct sg_sink *sink, const struct sg_window_result *
         return -ESHUTDOWN;
     rb_reset(ts->rb, SIZE_MAX);
     int rc = build_result_row(ts, res);
-    return add_row(ts, TS_AGG, rc, res->key, res->key_len, NULL, 0, done);
+    return add_row(ts, SG_TS_KIND_AGG, rc, res->key, res->key_len, NULL, 0, done);
 }
 
 static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
-                        enum sg_transport transport, int64_t received_ms,
-                        struct sg_sink_done *done)
+                        enum sg_transport transport, int64_t received_ms, struct sg_sink_done *done)
 {
     struct ts_sink *ts = ts_of(sink);
     char idbuf[48];
@@ -1104,195 +881,13 @@ static int ts_write_raw(struct sg_sink *sink, const struct sg_event *ev,
         return -ESHUTDOWN;
     rb_reset(ts->rb, TS_MAX_COLUMNS);
     int rc = build_raw_row(ts, ev, idbuf, sizeof(idbuf));
-    return add_row(ts, TS_RAW, rc, ev->key, ev->key_len, ev->raw, ev->raw_len, done);
-}
-
-/* ---- HTTP ------------------------------------------------------------------------------- */
-
-/* The signed x-ots-* headers of one request, as a curl header list. NULL when out of memory. */
-static struct curl_slist *signed_headers(const char *akid, const char *secret, const char *instance,
-                                         const char *sts_token, const char *operation,
-                                         const void *body, size_t len)
-{
-    char date[SG_TS_DATE_SIZE], md5[SG_TS_MD5_SIZE], sig[SG_TS_SIGNATURE_SIZE];
-    struct sg_ts_header h[6];
-    size_t n = 0;
-    if (sg_ts_format_date(sg_now_ms(), date) != 0 || sg_ts_content_md5(body, len, md5) != 0)
-        return NULL;
-    h[n++] = sg_ts_hdr("x-ots-date", date);
-    h[n++] = sg_ts_hdr("x-ots-apiversion", SG_TS_API_VERSION);
-    h[n++] = sg_ts_hdr("x-ots-accesskeyid", akid);
-    h[n++] = sg_ts_hdr("x-ots-instancename", instance);
-    h[n++] = sg_ts_hdr("x-ots-contentmd5", md5);
-    if (sts_token && *sts_token)
-        h[n++] = sg_ts_hdr("x-ots-ststoken", sts_token);
-    if (sg_ts_sign_request(secret, strlen(secret), operation, h, n, sig) != 0)
-        return NULL;
-    struct curl_slist *list = NULL;
-    char line[4096];
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n)
-            snprintf(line, sizeof(line), "%.*s: %.*s", (int)h[i].name_len, h[i].name,
-                     (int)h[i].value_len, h[i].value);
-        else
-            snprintf(line, sizeof(line), "x-ots-signature: %s", sig);
-        struct curl_slist *next = curl_slist_append(list, line);
-        if (!next) {
-            curl_slist_free_all(list);
-            return NULL;
-        }
-        list = next;
-    }
-    /* No "Expect: 100-continue" round trip for large bodies. */
-    struct curl_slist *next = curl_slist_append(list, "Expect:");
-    if (!next)
-        curl_slist_free_all(list);
-    return next ? next : NULL;
-}
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct sg_buf *b = userdata;
-    return sg_buf_append(b, ptr, size * nmemb) == 0 ? size * nmemb : 0;
-}
-
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct sg_buf *b = userdata;
-    size_t n = size * nmemb;
-    /* A new status line starts a new header block (after a 1xx or a redirect). */
-    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0)
-        sg_buf_reset(b);
-    return sg_buf_append(b, ptr, n) == 0 ? n : 0;
-}
-
-/* Splits a raw header block into headers pointing into it. Returns the count. */
-static size_t parse_headers(const struct sg_buf *raw, struct sg_ts_header *out, size_t max)
-{
-    size_t n = 0;
-    const char *p = raw->data, *end = raw->data + raw->len;
-    while (p && p < end && n < max) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *line_end = eol ? eol : end;
-        const char *colon = memchr(p, ':', (size_t)(line_end - p));
-        if (colon) {
-            const char *v = colon + 1, *ve = line_end;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            out[n].name = p;
-            out[n].name_len = (size_t)(colon - p);
-            out[n].value = v;
-            out[n].value_len = (size_t)(ve - v);
-            n++;
-        }
-        p = eol ? eol + 1 : NULL;
-    }
-    return n;
-}
-
-static int verify_response(struct ts_sink *ts, struct ts_req *req, const char *operation)
-{
-    struct sg_ts_header h[SG_TS_MAX_SIGNED_HEADERS + 16];
-    size_t n = parse_headers(&req->resp_hdrs, h, SG_ARRAY_SIZE(h));
-    return sg_ts_verify_response(ts->secret, strlen(ts->secret), ts->akid, operation, h, n,
-                                 req->resp.data, req->resp.len);
-}
-
-/* ---- libcurl on the loop ---------------------------------------------------------------- */
-
-static void check_multi_info(struct ts_sink *ts);
-
-static void on_poll_closed(uv_handle_t *handle)
-{
-    struct ts_poll *p = sg_container_of((uv_poll_t *)handle, struct ts_poll, handle);
-    struct ts_sink *ts = p->ts;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        ts->polls = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    free(p);
-}
-
-static void on_poll(uv_poll_t *handle, int status, int events)
-{
-    struct ts_poll *p = sg_container_of(handle, struct ts_poll, handle);
-    struct ts_sink *ts = p->ts;
-    int flags = 0, running = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    else {
-        if (events & UV_READABLE)
-            flags |= CURL_CSELECT_IN;
-        if (events & UV_WRITABLE)
-            flags |= CURL_CSELECT_OUT;
-    }
-    curl_multi_socket_action(ts->multi, p->fd, flags, &running);
-    check_multi_info(ts);
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct ts_sink *ts = userp;
-    struct ts_poll *p = socketp;
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (p) {
-            uv_poll_stop(&p->handle);
-            uv_close((uv_handle_t *)&p->handle, on_poll_closed);
-            curl_multi_assign(ts->multi, s, NULL);
-        }
-        return 0;
-    }
-    if (!p) {
-        p = calloc(1, sizeof(*p));
-        if (!p)
-            return -1;
-        if (uv_poll_init_socket(ts->loop, &p->handle, s) != 0) {
-            free(p);
-            return -1;
-        }
-        p->fd = s;
-        p->ts = ts;
-        p->next = ts->polls;
-        if (ts->polls)
-            ts->polls->prev = p;
-        ts->polls = p;
-        curl_multi_assign(ts->multi, s, p);
-    }
-    int events = 0;
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    return uv_poll_start(&p->handle, events, on_poll) == 0 ? 0 : -1;
-}
-
-static void on_curl_timer(uv_timer_t *t)
-{
-    struct ts_sink *ts = sg_container_of(t, struct ts_sink, curl_timer);
-    int running = 0;
-    curl_multi_socket_action(ts->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi_info(ts);
-}
-
-static int on_curl_timeout(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct ts_sink *ts = userp;
-    (void)multi;
-    if (ts->closing)
-        return 0;
-    if (timeout_ms < 0)
-        uv_timer_stop(&ts->curl_timer);
-    else /* 0 means now: the timer runs it on the next loop iteration, never from here */
-        uv_timer_start(&ts->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-    return 0;
+    return add_row(ts, SG_TS_KIND_RAW, rc, ev->key, ev->key_len, ev->raw, ev->raw_len, done);
 }
 
 /* ---- Requests --------------------------------------------------------------------------- */
+
+static void on_request_done(struct sg_curl_xfer *xfer, CURL *easy, CURLcode result);
+static void req_free(struct ts_req *req);
 
 static struct ts_req *req_get(struct ts_sink *ts)
 {
@@ -1308,30 +903,19 @@ static struct ts_req *req_get(struct ts_sink *ts)
     req->rows = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->rows));
     req->sorted = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->sorted));
     req->writes = calloc(SG_TS_BATCH_MAX_ROWS, sizeof(*req->writes));
-    req->easy = curl_easy_init();
-    if (!req->rows || !req->sorted || !req->writes || !req->easy) {
-        if (req->easy)
-            curl_easy_cleanup(req->easy);
-        free(req->writes);
-        free(req->sorted);
-        free(req->rows);
-        free(req);
+    req->call.xfer.done = on_request_done;
+    if (sg_ts_call_init(&req->call, SG_TS_REQUEST_MAX_BYTES) != 0 || !req->rows || !req->sorted ||
+        !req->writes) {
+        req_free(req);
         return NULL;
     }
-    sg_buf_init(&req->body, SG_TS_REQUEST_MAX_BYTES);
-    sg_buf_init(&req->resp, TS_MAX_RESPONSE_BODY);
-    sg_buf_init(&req->resp_hdrs, TS_MAX_RESPONSE_HEADERS);
+    req->call.xfer.done = on_request_done;
     return req;
 }
 
 static void req_free(struct ts_req *req)
 {
-    if (req->easy)
-        curl_easy_cleanup(req->easy);
-    curl_slist_free_all(req->hdrs);
-    sg_buf_free(&req->body);
-    sg_buf_free(&req->resp);
-    sg_buf_free(&req->resp_hdrs);
+    sg_ts_call_free(&req->call);
     free(req->writes);
     free(req->sorted);
     free(req->rows);
@@ -1340,12 +924,8 @@ static void req_free(struct ts_req *req)
 
 static void req_put(struct ts_sink *ts, struct ts_req *req)
 {
-    curl_slist_free_all(req->hdrs);
-    req->hdrs = NULL;
+    sg_ts_call_reset(&req->call);
     req->nrows = 0;
-    sg_buf_reset(&req->body);
-    sg_buf_reset(&req->resp);
-    sg_buf_reset(&req->resp_hdrs);
     req->next = ts->free_reqs;
     ts->free_reqs = req;
 }
@@ -1364,18 +944,18 @@ static void inflight_unlink(struct ts_sink *ts, struct ts_req *req)
 /* Assembles the body of `req` from its rows' encodings (raw table first, then results). */
 static int req_build(struct ts_sink *ts, struct ts_req *req, char *err, size_t errlen)
 {
-    struct sg_ts_encoded_table_writes tables[TS_NKINDS];
+    struct sg_ts_encoded_table_writes tables[SG_TS_NKINDS];
     size_t ntables = 0, w = 0;
     /* Result rows must come back in request order: order rows by table first. */
-    for (int k = 0; k < TS_NKINDS; k++) {
+    for (int k = 0; k < SG_TS_NKINDS; k++) {
         size_t first = w;
         for (size_t i = 0; i < req->nrows; i++) {
-            const struct ts_row *r = req->rows[i];
+            const struct sg_ts_held *r = req->rows[i];
             if (r->kind != k)
                 continue;
             req->sorted[w] = req->rows[i];
             req->writes[w] = (struct sg_ts_encoded_write){.type = SG_TS_WRITE_PUT,
-                                                          .row = row_encoded(r),
+                                                          .row = sg_ts_held_encoded(r),
                                                           .row_len = r->enc_len,
                                                           .expect = SG_TS_EXPECT_IGNORE,
                                                           .return_type = SG_TS_RETURN_NONE};
@@ -1386,8 +966,8 @@ static int req_build(struct ts_sink *ts, struct ts_req *req, char *err, size_t e
                 .table = ts->tables[k], .writes = req->writes + first, .write_count = w - first};
     }
     memcpy(req->rows, req->sorted, req->nrows * sizeof(*req->sorted));
-    sg_buf_reset(&req->body);
-    return sg_ts_bwr_build_encoded(&req->body, tables, ntables, err, errlen);
+    sg_buf_reset(&req->call.body);
+    return sg_ts_bwr_build_encoded(&req->call.body, tables, ntables, err, errlen);
 }
 
 /* Every row of a request failed the same way. */
@@ -1395,7 +975,7 @@ static void fail_request(struct ts_sink *ts, struct ts_req *req, bool retriable,
                          const char *message)
 {
     for (size_t i = 0; i < req->nrows; i++) {
-        struct ts_row *r = req->rows[i];
+        struct sg_ts_held *r = req->rows[i];
         ts->rows_in_flight--;
         count_code(ts, code);
         if (retriable) {
@@ -1412,11 +992,11 @@ static void fail_request(struct ts_sink *ts, struct ts_req *req, bool retriable,
 static void requeue_rows(struct ts_sink *ts, struct ts_req *req)
 {
     for (size_t i = req->nrows; i-- > 0;) {
-        struct ts_row *r = req->rows[i];
+        struct sg_ts_held *r = req->rows[i];
         ts->rows_in_flight--;
-        r->state = ROW_PENDING;
-        list_prepend(&ts->pending, r);
-        ts->pending_wire += r->wire;
+        r->state = SG_TS_ROW_PENDING;
+        sg_ts_list_prepend(&ts->store.pending, r);
+        ts->store.pending_wire += r->wire;
     }
     req->nrows = 0;
     ts->flush_now = true;
@@ -1435,16 +1015,16 @@ static void log_request_failure(struct ts_sink *ts, long status, const char *cod
 static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
 {
     long status = 0;
-    double secs = (double)(uv_hrtime() - req->start_ns) / 1e9;
+    double secs = (double)(uv_hrtime() - req->call.start_ns) / 1e9;
     sg_histogram_observe(ts->m_latency, secs);
     if (result == CURLE_OK)
-        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+        status = sg_ts_call_status(&req->call);
     sg_counter_inc(ts->m_requests[result != CURLE_OK ? 3
                                   : status >= 500    ? 2
                                   : status >= 400    ? 1
                                                      : 0]);
     if (result != CURLE_OK) {
-        const char *msg = req->errbuf[0] ? req->errbuf : curl_easy_strerror(result);
+        const char *msg = sg_ts_call_error(&req->call, result);
         log_request_failure(ts, 0, "connection", msg, req->nrows);
         ts->consecutive_failures++;
         fail_request(ts, req, true, result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "connection",
@@ -1454,14 +1034,14 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
     if (status == 200) {
         struct sg_ts_bwr_result res = {0};
         char err[256] = "";
-        if (verify_response(ts, req, "BatchWriteRow") != 0) {
+        if (sg_ts_call_verify(&req->call, &ts->creds, "BatchWriteRow") != 0) {
             log_request_failure(ts, status, "bad_signature",
                                 "the response failed signature verification", req->nrows);
             ts->consecutive_failures++;
             fail_request(ts, req, true, "bad_signature", "response signature check failed");
             return;
         }
-        if (sg_ts_bwr_parse(req->resp.data, req->resp.len, &res, err, sizeof(err)) != 0 ||
+        if (sg_ts_bwr_parse(req->call.resp.data, req->call.resp.len, &res, err, sizeof(err)) != 0 ||
             res.row_count != req->nrows) {
             log_request_failure(ts, status, "bad_response", err, req->nrows);
             sg_ts_bwr_result_free(&res);
@@ -1472,13 +1052,13 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
         ts->consecutive_failures = 0;
         ts->batch_cap = SG_TS_BATCH_MAX_ROWS;
         for (size_t i = 0; i < req->nrows; i++) {
-            struct ts_row *r = req->rows[i];
+            struct sg_ts_held *r = req->rows[i];
             const struct sg_ts_row_result *rr = &res.rows[i];
             ts->rows_in_flight--;
             if (rr->ok) {
                 ts->written++;
                 sg_counter_inc(ts->m_written[r->kind]);
-                row_tell(r, true);
+                sg_ts_held_tell(r, true);
                 row_done(ts, r);
                 continue;
             }
@@ -1496,7 +1076,7 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
         return;
     }
     char code[128] = "", message[512] = "";
-    if (sg_ts_error_parse(req->resp.data, req->resp.len, code, sizeof(code), message,
+    if (sg_ts_error_parse(req->call.resp.data, req->call.resp.len, code, sizeof(code), message,
                           sizeof(message)) != 0) {
         snprintf(code, sizeof(code), "http_%ld", status);
         snprintf(message, sizeof(message), "HTTP %ld without an error body", status);
@@ -1504,7 +1084,8 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
     /* Error answers are signed too; only an authentication failure may come unsigned (the
      * service cannot sign for a key it did not accept). A forged or garbled error must not
      * make rows fail for good: treat it like a lost answer. */
-    if (strcmp(code, "OTSAuthFailed") != 0 && verify_response(ts, req, "BatchWriteRow") != 0) {
+    if (strcmp(code, "OTSAuthFailed") != 0 &&
+        sg_ts_call_verify(&req->call, &ts->creds, "BatchWriteRow") != 0) {
         log_request_failure(ts, status, "bad_signature",
                             "the error response failed signature verification", req->nrows);
         ts->consecutive_failures++;
@@ -1528,34 +1109,28 @@ static void handle_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
 static void maybe_drained(struct ts_sink *ts);
 static void check_done(struct ts_sink *ts, struct ts_req *req, CURLcode result);
 
-static void check_multi_info(struct ts_sink *ts)
+/* A request or a check call has finished and is off the multi handle. */
+static void on_request_done(struct sg_curl_xfer *xfer, CURL *easy, CURLcode result)
 {
-    CURLMsg *msg;
-    int left;
-    bool any = false;
-    while ((msg = curl_multi_info_read(ts->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct ts_req *req = NULL;
-        CURL *easy = msg->easy_handle;
-        CURLcode result = msg->data.result;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
-        curl_multi_remove_handle(ts->multi, easy);
-        any = true;
-        if (req == ts->check_req) {
-            check_done(ts, req, result);
-            req_put(ts, req);
-            continue;
-        }
+    struct ts_req *req = sg_container_of(xfer, struct ts_req, call.xfer);
+    struct ts_sink *ts = req->ts;
+    (void)easy;
+    if (req == ts->check_req) {
+        check_done(ts, req, result);
+    } else {
         inflight_unlink(ts, req);
         handle_done(ts, req, result);
-        req_put(ts, req);
     }
-    if (any) {
-        pump(ts);
-        update_gauges(ts);
-        maybe_drained(ts);
-    }
+    req_put(ts, req);
+}
+
+/* After a round of finished requests: send what became ready, and see whether that was all. */
+static void on_curl_idle(void *arg)
+{
+    struct ts_sink *ts = arg;
+    pump(ts);
+    update_gauges(ts);
+    maybe_drained(ts);
 }
 
 /* Moves up to a batch of pending rows into `req`. */
@@ -1563,14 +1138,14 @@ static void take_batch(struct ts_sink *ts, struct ts_req *req)
 {
     size_t wire = 0;
     size_t limit = SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN;
-    while (ts->pending.head && req->nrows < ts->batch_cap) {
-        struct ts_row *r = ts->pending.head;
+    while (ts->store.pending.head && req->nrows < ts->batch_cap) {
+        struct sg_ts_held *r = ts->store.pending.head;
         if (req->nrows > 0 && wire + r->wire > limit)
             break;
-        list_remove(&ts->pending, r);
-        ts->pending_wire -= r->wire;
+        sg_ts_list_remove(&ts->store.pending, r);
+        ts->store.pending_wire -= r->wire;
         wire += r->wire;
-        r->state = ROW_IN_FLIGHT;
+        r->state = SG_TS_ROW_IN_FLIGHT;
         req->rows[req->nrows++] = r;
         ts->rows_in_flight++;
     }
@@ -1593,32 +1168,13 @@ static int send_request(struct ts_sink *ts, struct ts_req *req)
                      err[0] ? err : sg_strerror(rc));
         return rc;
     }
-    req->hdrs = signed_headers(ts->akid, ts->secret, ts->instance, ts->sts_token, "BatchWriteRow",
-                               req->body.data, req->body.len);
-    if (!req->hdrs) {
+    if (sg_ts_call_prepare(&req->call, &ts->creds, "BatchWriteRow", 0, (long)ts->timeout_ms) != 0) {
         fail_request(ts, req, true, "OutOfMemory", "cannot build the request headers");
         return -ENOMEM;
     }
-    CURL *e = req->easy;
-    curl_easy_reset(e);
-    req->errbuf[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, ts->url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->resp);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &req->resp_hdrs);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)req);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)ts->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
-    req->start_ns = uv_hrtime();
-    CURLMcode mc = curl_multi_add_handle(ts->multi, e);
-    if (mc != CURLM_OK) {
-        fail_request(ts, req, true, "connection", curl_multi_strerror(mc));
+    req->call.start_ns = uv_hrtime();
+    if (sg_curl_uv_add(ts->curl, req->call.easy, &req->call.xfer) != 0) {
+        fail_request(ts, req, true, "connection", "cannot start the request");
         return -EIO;
     }
     req->next = ts->inflight_reqs;
@@ -1631,10 +1187,10 @@ static int send_request(struct ts_sink *ts, struct ts_req *req)
  * draining), as long as fewer than max_in_flight requests run. */
 static void pump(struct ts_sink *ts)
 {
-    while (!ts->closing && ts->phase == TS_READY && ts->pending.head &&
+    while (!ts->closing && ts->phase == TS_READY && ts->store.pending.head &&
            ts->requests_in_flight < ts->max_in_flight) {
-        bool full = ts->pending.count >= ts->batch_cap ||
-                    ts->pending_wire >= SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN;
+        bool full = ts->store.pending.count >= ts->batch_cap ||
+                    ts->store.pending_wire >= SG_TS_REQUEST_MAX_BYTES - TS_REQUEST_MARGIN;
         if (!full && !ts->flush_now && !ts->draining)
             break;
         struct ts_req *req = req_get(ts);
@@ -1644,7 +1200,7 @@ static void pump(struct ts_sink *ts)
         if (send_request(ts, req) != 0)
             req_put(ts, req);
     }
-    if (!ts->pending.head) {
+    if (!ts->store.pending.head) {
         ts->flush_now = false;
         if (ts->timers_init)
             uv_timer_stop(&ts->linger_timer);
@@ -1673,28 +1229,23 @@ static void on_timer_closed(uv_handle_t *handle)
     (void)handle;
 }
 
-/* Releases every loop handle: libcurl's sockets (its REMOVE callbacks close their polls), then
- * the timers. Requests still in flight are taken off the multi handle; their rows stay held and
- * are counted as failed by destroy. */
+/* Releases every loop handle: libcurl's (its sockets and timer), then the writer's timers. Requests
+ * still in flight are taken off the multi handle; their rows stay held and are counted as failed by
+ * destroy. */
 static void close_handles(struct ts_sink *ts)
 {
     if (ts->closing)
         return;
     ts->closing = true;
-    if (ts->multi) {
+    if (ts->curl) {
         for (struct ts_req *req = ts->inflight_reqs; req; req = req->next)
-            curl_multi_remove_handle(ts->multi, req->easy);
+            sg_curl_uv_remove(ts->curl, req->call.easy);
         if (ts->check_req)
-            curl_multi_remove_handle(ts->multi, ts->check_req->easy);
-        /* Closing the cached connections calls the socket callback for each of them. */
-        curl_multi_cleanup(ts->multi);
-        ts->multi = NULL;
+            sg_curl_uv_remove(ts->curl, ts->check_req->call.easy);
+        sg_curl_uv_close(ts->curl);
+        ts->curl = NULL;
     }
-    for (struct ts_poll *p = ts->polls; p; p = p->next)
-        if (!uv_is_closing((uv_handle_t *)&p->handle))
-            uv_close((uv_handle_t *)&p->handle, on_poll_closed);
     if (ts->timers_init) {
-        uv_close((uv_handle_t *)&ts->curl_timer, on_timer_closed);
         uv_close((uv_handle_t *)&ts->linger_timer, on_timer_closed);
         uv_close((uv_handle_t *)&ts->retry_timer, on_timer_closed);
         uv_close((uv_handle_t *)&ts->check_timer, on_timer_closed);
@@ -1703,8 +1254,8 @@ static void close_handles(struct ts_sink *ts)
 
 static void maybe_drained(struct ts_sink *ts)
 {
-    if (!ts->drained_cb || ts->pending.head || ts->waiting.head || ts->requests_in_flight > 0 ||
-        ts->rows_newer > 0)
+    if (!ts->drained_cb || ts->store.pending.head || ts->store.nheap > 0 ||
+        ts->requests_in_flight > 0 || ts->rows_newer > 0)
         return;
     sg_sink_drained_cb cb = ts->drained_cb;
     ts->drained_cb = NULL;
@@ -1728,17 +1279,18 @@ static void ts_abandon(struct sg_sink *sink)
     struct ts_sink *ts = ts_of(sink);
     if (ts->closing)
         return;
-    sg_warn(ts->log, "tablestore drain abandoned", SG_F_UINT("rows_pending", ts->pending.count),
-            SG_F_UINT("rows_waiting", ts->waiting.count),
+    sg_warn(ts->log, "tablestore drain abandoned",
+            SG_F_UINT("rows_pending", ts->store.pending.count),
+            SG_F_UINT("rows_waiting", ts->store.nheap),
             SG_F_UINT("rows_in_flight", ts->rows_in_flight));
     ts->drained_cb = NULL;
     close_handles(ts);
 }
 
-static size_t fail_list(struct ts_sink *ts, struct ts_row *r)
+static size_t fail_list(struct ts_sink *ts, struct sg_ts_held *r)
 {
     size_t n = 0;
-    for (struct ts_row *next; r; r = next) {
+    for (struct sg_ts_held *next; r; r = next) {
         next = r->next;
         if (r->newer) {
             ts->failed++;
@@ -1759,12 +1311,16 @@ static void ts_destroy(struct sg_sink *sink)
     if (!sink)
         return;
     struct ts_sink *ts = ts_of(sink);
-    if (!ts->closing && (ts->timers_init || ts->polls || ts->multi)) {
+    if (!ts->closing && (ts->timers_init || ts->curl)) {
         close_handles(ts);
         uv_run(ts->loop, UV_RUN_NOWAIT);
     }
     /* What is still held could not be written: count it, and say so. */
-    size_t left = fail_list(ts, ts->pending.head) + fail_list(ts, ts->waiting.head);
+    size_t left = fail_list(ts, ts->store.pending.head);
+    for (size_t i = 0; i < ts->store.nheap; i++) {
+        ts->store.heap[i]->next = NULL;
+        left += fail_list(ts, ts->store.heap[i]);
+    }
     for (struct ts_req *req = ts->inflight_reqs, *next; req; req = next) {
         next = req->next;
         for (size_t i = 0; i < req->nrows; i++)
@@ -1781,12 +1337,10 @@ static void ts_destroy(struct sg_sink *sink)
         next = req->next;
         req_free(req);
     }
-    if (ts->multi)
-        curl_multi_cleanup(ts->multi);
     if (ts->budget)
         sg_budget_set(ts->budget, SG_BUDGET_QUEUES, &ts->budget_held, 0);
     rb_free(ts->rb);
-    free(ts->buckets);
+    sg_ts_store_free(&ts->store);
     if (ts->secret) /* do not leave the secret in freed memory */
         memset(ts->secret, 0, strlen(ts->secret));
     free(ts->endpoint);
@@ -1794,8 +1348,7 @@ static void ts_destroy(struct sg_sink *sink)
     free(ts->akid);
     free(ts->secret);
     free(ts->sts_token);
-    free(ts->url);
-    for (int k = 0; k < TS_NKINDS; k++)
+    for (int k = 0; k < SG_TS_NKINDS; k++)
         free(ts->tables[k]);
     free(ts->key_field);
     free(ts->time_field);
@@ -1841,24 +1394,16 @@ static int read_secret(const char *path, char **out, char *errstr, size_t errstr
  * retry backoff until they pass; then it sends what it holds. A definite error found by a later
  * round fails the writer for good. */
 
-struct ts_schema {
-    const char *const *pk_names;
-    const Ots__PrimaryKeyType *pk_types;
-    size_t npk;
-};
-
-static const char *const ts_agg_pk[] = {"key", "window_start"};
-static const Ots__PrimaryKeyType ts_agg_types[] = {OTS__PRIMARY_KEY_TYPE__STRING,
-                                                   OTS__PRIMARY_KEY_TYPE__INTEGER};
-static const char *const ts_raw_pk[] = {"key", "ts", "id"};
-static const Ots__PrimaryKeyType ts_raw_types[] = {
-    OTS__PRIMARY_KEY_TYPE__STRING, OTS__PRIMARY_KEY_TYPE__INTEGER, OTS__PRIMARY_KEY_TYPE__STRING};
-static const struct ts_schema ts_schemas[TS_NKINDS] = {
-    [TS_RAW] = {ts_raw_pk, ts_raw_types, 3},
-    [TS_AGG] = {ts_agg_pk, ts_agg_types, 2},
+static const struct sg_ts_pk_column ts_agg_pk[] = {{"key", SG_TS_STRING},
+                                                   {"window_start", SG_TS_INTEGER}};
+static const struct sg_ts_pk_column ts_raw_pk[] = {
+    {"key", SG_TS_STRING}, {"ts", SG_TS_INTEGER}, {"id", SG_TS_STRING}};
+static const struct sg_ts_table_schema ts_schemas[SG_TS_NKINDS] = {
+    [SG_TS_KIND_RAW] = {ts_raw_pk, 3},
+    [SG_TS_KIND_AGG] = {ts_agg_pk, 2},
 };
 /* The order the tables are checked in. */
-static const enum ts_kind ts_check_order[TS_NKINDS] = {TS_AGG, TS_RAW};
+static const enum sg_ts_kind ts_check_order[SG_TS_NKINDS] = {SG_TS_KIND_AGG, SG_TS_KIND_RAW};
 
 enum ts_check_result {
     TS_CHECK_NEXT,  /* the call did its part: on to the next one */
@@ -1866,112 +1411,47 @@ enum ts_check_result {
     TS_CHECK_FATAL, /* a definite configuration error */
 };
 
-/* The table being checked, skipping the kinds that are off; TS_NKINDS once all passed. */
-static enum ts_kind check_kind(struct ts_sink *ts)
+/* The table being checked, skipping the kinds that are off; SG_TS_NKINDS once all passed. */
+static enum sg_ts_kind check_kind(struct ts_sink *ts)
 {
-    while (ts->check_at < TS_NKINDS && !ts->tables[ts_check_order[ts->check_at]][0])
+    while (ts->check_at < SG_TS_NKINDS && !ts->tables[ts_check_order[ts->check_at]][0])
         ts->check_at++;
-    return ts->check_at < TS_NKINDS ? ts_check_order[ts->check_at] : TS_NKINDS;
+    return ts->check_at < SG_TS_NKINDS ? ts_check_order[ts->check_at] : SG_TS_NKINDS;
 }
 
-/* Packs the next check call of table `kind` into `body`. Returns its operation, or NULL when
- * out of memory. */
-static const char *check_pack(struct ts_sink *ts, enum ts_kind kind, struct sg_buf *body)
+/* Packs the next check call of table `kind` into the call's body and signs it. Returns its
+ * operation, or NULL when out of memory. */
+static const char *check_pack(struct ts_sink *ts, enum sg_ts_kind kind, struct ts_req *req)
 {
-    const struct ts_schema *schema = &ts_schemas[kind];
-    char *table = ts->tables[kind];
-    sg_buf_reset(body);
-    if (!ts->check_create) {
-        Ots__DescribeTableRequest dreq = OTS__DESCRIBE_TABLE_REQUEST__INIT;
-        dreq.table_name = table;
-        size_t len = ots__describe_table_request__get_packed_size(&dreq);
-        if (sg_buf_reserve(body, len + 1) != 0)
-            return NULL;
-        body->len = ots__describe_table_request__pack(&dreq, (uint8_t *)body->data);
-        return "DescribeTable";
-    }
-    Ots__PrimaryKeySchema cols[SG_TS_PK_MAX_COLUMNS], *colp[SG_TS_PK_MAX_COLUMNS];
-    for (size_t i = 0; i < schema->npk; i++) {
-        ots__primary_key_schema__init(&cols[i]);
-        cols[i].name = (char *)schema->pk_names[i];
-        cols[i].type = schema->pk_types[i];
-        colp[i] = &cols[i];
-    }
-    Ots__TableMeta meta = OTS__TABLE_META__INIT;
-    meta.table_name = table;
-    meta.n_primary_key = schema->npk;
-    meta.primary_key = colp;
-    Ots__CapacityUnit cu = OTS__CAPACITY_UNIT__INIT;
-    cu.has_read = cu.has_write = true;
-    Ots__ReservedThroughput rt = OTS__RESERVED_THROUGHPUT__INIT;
-    rt.capacity_unit = &cu;
-    Ots__TableOptions opts = OTS__TABLE_OPTIONS__INIT;
-    opts.has_time_to_live = opts.has_max_versions = true;
-    opts.time_to_live = -1;
-    opts.max_versions = 1;
-    Ots__CreateTableRequest creq = OTS__CREATE_TABLE_REQUEST__INIT;
-    creq.table_meta = &meta;
-    creq.reserved_throughput = &rt;
-    creq.table_options = &opts;
-    size_t len = ots__create_table_request__get_packed_size(&creq);
-    if (sg_buf_reserve(body, len + 1) != 0)
-        return NULL;
-    body->len = ots__create_table_request__pack(&creq, (uint8_t *)body->data);
-    return "CreateTable";
-}
-
-/* Signs a check call of `operation` with the body already in `req` and sets up its easy handle.
- * Returns 0 or -ENOMEM. */
-static int check_request(struct ts_sink *ts, struct ts_req *req, const char *operation)
-{
-    char url[1024];
-    curl_slist_free_all(req->hdrs);
-    req->hdrs = signed_headers(ts->akid, ts->secret, ts->instance, ts->sts_token, operation,
-                               req->body.data, req->body.len);
-    if (!req->hdrs)
-        return -ENOMEM;
-    sg_buf_reset(&req->resp);
-    sg_buf_reset(&req->resp_hdrs);
-    snprintf(url, sizeof(url), "%s/%s", ts->endpoint, operation);
-    CURL *e = req->easy;
-    curl_easy_reset(e);
-    req->errbuf[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, url); /* libcurl keeps its own copy */
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.data);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &req->resp);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &req->resp_hdrs);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)req);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)TS_CHECK_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)TS_CHECK_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
-    return 0;
+    const char *table = ts->tables[kind];
+    const char *operation = ts->check_create ? "CreateTable" : "DescribeTable";
+    struct sg_ts_create_table ct = {.table = table, .schema = ts_schemas[kind], .max_versions = 1};
+    sg_buf_reset(&req->call.body);
+    int rc = ts->check_create ? sg_ts_create_table_build(&req->call.body, &ct, NULL, 0)
+                              : sg_ts_describe_table_build(&req->call.body, table, NULL, 0);
+    if (rc == 0)
+        rc = sg_ts_call_prepare(&req->call, &ts->creds, operation, TS_CHECK_CONNECT_TIMEOUT_MS,
+                                TS_CHECK_TIMEOUT_MS);
+    return rc == 0 ? operation : NULL;
 }
 
 /* Judges the answer to check call `operation` of table `kind` (`result`: the transfer's
  * outcome) and moves the check on when it did its part. For RETRY and FATAL, says why in
  * errstr; FATAL also sets ts->fatal_code. */
-static enum ts_check_result check_answer(struct ts_sink *ts, enum ts_kind kind,
+static enum ts_check_result check_answer(struct ts_sink *ts, enum sg_ts_kind kind,
                                          const char *operation, struct ts_req *req, CURLcode result,
                                          char *errstr, size_t errstr_size)
 {
-    const struct ts_schema *schema = &ts_schemas[kind];
     const char *table = ts->tables[kind];
     char code[128] = "", msg[512] = "";
-    long status = 0;
     if (result != CURLE_OK) {
         snprintf(errstr, errstr_size, "tablestore: %s %s: %s", operation, ts->endpoint,
-                 req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+                 sg_ts_call_error(&req->call, result));
         return TS_CHECK_RETRY;
     }
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    long status = sg_ts_call_status(&req->call);
     if (status != 200) {
-        if (sg_ts_error_parse(req->resp.data, req->resp.len, code, sizeof(code), msg,
+        if (sg_ts_error_parse(req->call.resp.data, req->call.resp.len, code, sizeof(code), msg,
                               sizeof(msg)) != 0) {
             snprintf(code, sizeof(code), "HTTP %ld", status);
             msg[0] = '\0';
@@ -1981,7 +1461,7 @@ static enum ts_check_result check_answer(struct ts_sink *ts, enum ts_kind kind,
      * sign for a key it did not accept). Anything else that fails the check (a proxy's error
      * page, a garbled answer) says nothing about the table: ask again. */
     bool auth_failed = status != 200 && strcmp(code, "OTSAuthFailed") == 0;
-    if (!auth_failed && verify_response(ts, req, operation) != 0) {
+    if (!auth_failed && sg_ts_call_verify(&req->call, &ts->creds, operation) != 0) {
         snprintf(errstr, errstr_size,
                  "tablestore: %s %s: HTTP %ld, the answer failed signature verification", operation,
                  table, status);
@@ -1992,26 +1472,12 @@ static enum ts_check_result check_answer(struct ts_sink *ts, enum ts_kind kind,
         goto next_table;
     }
     if (status == 200) {
-        Ots__DescribeTableResponse *d = ots__describe_table_response__unpack(
-            NULL, req->resp.len, (const uint8_t *)req->resp.data);
-        if (!d || !d->table_meta) {
-            if (d)
-                ots__describe_table_response__free_unpacked(d, NULL);
-            snprintf(errstr, errstr_size, "tablestore: DescribeTable %s: unreadable answer", table);
+        size_t at = (size_t)snprintf(errstr, errstr_size, "tablestore: ");
+        int rc = sg_ts_describe_table_check(req->call.resp.data, req->call.resp.len, table,
+                                            &ts_schemas[kind], errstr + at, errstr_size - at);
+        if (rc == -EBADMSG)
             return TS_CHECK_RETRY;
-        }
-        bool same = d->table_meta->n_primary_key == schema->npk;
-        for (size_t i = 0; same && i < schema->npk; i++)
-            same = strcmp(d->table_meta->primary_key[i]->name, schema->pk_names[i]) == 0 &&
-                   d->table_meta->primary_key[i]->type == schema->pk_types[i];
-        ots__describe_table_response__free_unpacked(d, NULL);
-        if (!same) {
-            const char *const *pk = schema->pk_names;
-            size_t npk = schema->npk;
-            snprintf(errstr, errstr_size,
-                     "tablestore: table %s exists with another primary key; expected (%s%s%s%s%s)",
-                     table, pk[0], npk > 1 ? ", " : "", npk > 1 ? pk[1] : "", npk > 2 ? ", " : "",
-                     npk > 2 ? pk[2] : "");
+        if (rc != 0) {
             snprintf(ts->fatal_code, sizeof(ts->fatal_code), "table_schema");
             return TS_CHECK_FATAL;
         }
@@ -2052,20 +1518,20 @@ next_table:
 static int check_blocking(struct ts_sink *ts, char *errstr, size_t errstr_size)
 {
     struct ts_req *req = req_get(ts);
-    enum ts_kind kind;
+    enum sg_ts_kind kind;
     int rc = 0;
     if (!req) {
         snprintf(errstr, errstr_size, "tablestore: out of memory");
         return -ENOMEM;
     }
-    while (rc == 0 && (kind = check_kind(ts)) != TS_NKINDS) {
-        const char *operation = check_pack(ts, kind, &req->body);
-        if (!operation || check_request(ts, req, operation) != 0) {
+    while (rc == 0 && (kind = check_kind(ts)) != SG_TS_NKINDS) {
+        const char *operation = check_pack(ts, kind, req);
+        if (!operation) {
             snprintf(errstr, errstr_size, "tablestore: out of memory");
             rc = -ENOMEM;
             break;
         }
-        CURLcode result = curl_easy_perform(req->easy);
+        CURLcode result = curl_easy_perform(req->call.easy);
         switch (check_answer(ts, kind, operation, req, result, errstr, errstr_size)) {
         case TS_CHECK_NEXT:
             break;
@@ -2104,19 +1570,20 @@ static void become_ready(struct ts_sink *ts)
 {
     ts->phase = TS_READY;
     sg_info(ts->log, "tablestore writer ready", SG_F_STR("endpoint", ts->endpoint),
-            SG_F_STR("instance", ts->instance), SG_F_STR("results_table", ts->tables[TS_AGG]),
-            SG_F_STR("raw_table", ts->tables[TS_RAW]));
+            SG_F_STR("instance", ts->instance),
+            SG_F_STR("results_table", ts->tables[SG_TS_KIND_AGG]),
+            SG_F_STR("raw_table", ts->tables[SG_TS_KIND_RAW]));
     ts->flush_now = true;
     pump(ts);
 }
 
-static void fail_all_held(struct ts_sink *ts, struct ts_list *l)
+static void fail_all_held(struct ts_sink *ts, struct sg_ts_list *l)
 {
     while (l->head) {
-        struct ts_row *r = l->head;
-        list_remove(l, r);
-        if (r->state == ROW_PENDING)
-            ts->pending_wire -= r->wire;
+        struct sg_ts_held *r = l->head;
+        sg_ts_list_remove(l, r);
+        if (r->state == SG_TS_ROW_PENDING)
+            ts->store.pending_wire -= r->wire;
         row_failed(ts, r, ts->fatal_code, ts->fatal_message);
         row_done(ts, r); /* a newer version cannot wait behind a row that was never sent */
     }
@@ -2129,25 +1596,28 @@ static void become_failed(struct ts_sink *ts, const char *why)
     ts->phase = TS_FAILED;
     snprintf(ts->fatal_message, sizeof(ts->fatal_message), "%s", why);
     sg_error(ts->log, "tablestore writer failed for good", SG_F_STR("error", why));
-    fail_all_held(ts, &ts->pending);
-    fail_all_held(ts, &ts->waiting);
+    fail_all_held(ts, &ts->store.pending);
+    for (struct sg_ts_held *r; (r = sg_ts_heap_first(&ts->store));) {
+        sg_ts_heap_remove(&ts->store, r);
+        row_failed(ts, r, ts->fatal_code, ts->fatal_message);
+        row_done(ts, r);
+    }
     update_gauges(ts);
 }
 
 /* The next check call, on the loop. */
 static void check_start(struct ts_sink *ts)
 {
-    enum ts_kind kind = check_kind(ts);
+    enum sg_ts_kind kind = check_kind(ts);
     if (ts->closing || ts->check_req)
         return;
-    if (kind == TS_NKINDS) {
+    if (kind == SG_TS_NKINDS) {
         become_ready(ts);
         return;
     }
     struct ts_req *req = req_get(ts);
-    const char *operation = req ? check_pack(ts, kind, &req->body) : NULL;
-    if (!operation || check_request(ts, req, operation) != 0 ||
-        curl_multi_add_handle(ts->multi, req->easy) != CURLM_OK) {
+    const char *operation = req ? check_pack(ts, kind, req) : NULL;
+    if (!operation || sg_curl_uv_add(ts->curl, req->call.easy, &req->call.xfer) != 0) {
         if (req)
             req_put(ts, req);
         check_log_retry(ts, "tablestore: cannot start a check call (out of memory)");
@@ -2166,7 +1636,7 @@ static void on_check_timer(uv_timer_t *t)
 static void check_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
 {
     char why[1024];
-    enum ts_kind kind = check_kind(ts);
+    enum sg_ts_kind kind = check_kind(ts);
     const char *operation = ts->check_create ? "CreateTable" : "DescribeTable";
     ts->check_req = NULL;
     switch (check_answer(ts, kind, operation, req, result, why, sizeof(why))) {
@@ -2188,7 +1658,7 @@ static void check_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
 static int register_metrics(struct ts_sink *ts, struct sg_metrics *m)
 {
     char labels[160];
-    for (int k = 0; k < TS_NKINDS; k++) {
+    for (int k = 0; k < SG_TS_NKINDS; k++) {
         snprintf(labels, sizeof(labels), "sink=\"tablestore\",stream=\"%s\",result=\"written\"",
                  ts_kind_names[k]);
         ts->m_written[k] = sg_metrics_counter(m, SG_METRIC_SINK_RECORDS_TOTAL, labels);
@@ -2282,14 +1752,14 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
     ts->instance = dup_or_empty(cfg->tablestore_instance);
     ts->akid = dup_or_empty(cfg->tablestore_access_key_id);
     ts->sts_token = dup_or_empty(cfg->tablestore_sts_token);
-    ts->tables[TS_RAW] = dup_or_empty(raw);
-    ts->tables[TS_AGG] = dup_or_empty(agg);
+    ts->tables[SG_TS_KIND_RAW] = dup_or_empty(raw);
+    ts->tables[SG_TS_KIND_AGG] = dup_or_empty(agg);
     ts->key_field = dup_or_empty(cfg->event_key_field);
     ts->time_field = dup_or_empty(cfg->event_time_field);
     ts->rb = calloc(1, sizeof(*ts->rb));
-    if (!ts->endpoint || !ts->instance || !ts->akid || !ts->sts_token || !ts->tables[TS_RAW] ||
-        !ts->tables[TS_AGG] || !ts->key_field || !ts->time_field || !ts->rb ||
-        register_metrics(ts, metrics) != 0) {
+    if (!ts->endpoint || !ts->instance || !ts->akid || !ts->sts_token ||
+        !ts->tables[SG_TS_KIND_RAW] || !ts->tables[SG_TS_KIND_AGG] || !ts->key_field ||
+        !ts->time_field || !ts->rb || register_metrics(ts, metrics) != 0) {
         snprintf(errstr, errstr_size, "tablestore: out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -2322,12 +1792,11 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
         rc = -EINVAL;
         goto fail;
     }
-    if (asprintf(&ts->url, "%s/BatchWriteRow", ts->endpoint) < 0) {
-        ts->url = NULL;
-        rc = -ENOMEM;
-        snprintf(errstr, errstr_size, "tablestore: out of memory");
-        goto fail;
-    }
+    ts->creds = (struct sg_ts_creds){.endpoint = ts->endpoint,
+                                     .instance = ts->instance,
+                                     .akid = ts->akid,
+                                     .secret = ts->secret,
+                                     .sts_token = ts->sts_token};
     /* A definite configuration error stops start-up here. */
     char why[1024] = "";
     int check_rc = check_blocking(ts, why, sizeof(why));
@@ -2337,18 +1806,12 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
         goto fail;
     }
 
-    ts->multi = curl_multi_init();
-    if (!ts->multi) {
+    if (sg_curl_uv_create(loop, (long)ts->max_in_flight, &ts->curl) != 0 ||
+        sg_curl_uv_on_idle(ts->curl, on_curl_idle, ts) != 0) {
         snprintf(errstr, errstr_size, "tablestore: cannot create the HTTP client");
         rc = -ENOMEM;
         goto fail;
     }
-    curl_multi_setopt(ts->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(ts->multi, CURLMOPT_SOCKETDATA, ts);
-    curl_multi_setopt(ts->multi, CURLMOPT_TIMERFUNCTION, on_curl_timeout);
-    curl_multi_setopt(ts->multi, CURLMOPT_TIMERDATA, ts);
-    curl_multi_setopt(ts->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)ts->max_in_flight);
-    uv_timer_init(loop, &ts->curl_timer);
     uv_timer_init(loop, &ts->linger_timer);
     uv_timer_init(loop, &ts->retry_timer);
     uv_timer_init(loop, &ts->check_timer);
@@ -2385,7 +1848,7 @@ static int ts_info(struct sg_sink *sink, struct sg_buf *out)
             ",\"rows_pending\":%zu,\"rows_waiting\":%zu,\"rows_in_flight\":%zu,"
             "\"requests_in_flight\":%" PRId64 ",\"written\":%" PRIu64 ",\"failed\":%" PRIu64
             ",\"retried\":%" PRIu64 ",\"state\":\"%s\",\"healthy\":%s}",
-            ts->pending.count + ts->rows_newer, ts->waiting.count, ts->rows_in_flight,
+            ts->store.pending.count + ts->rows_newer, ts->store.nheap, ts->rows_in_flight,
             ts->requests_in_flight, ts->written, ts->failed, ts->retried, ts_phase_names[ts->phase],
             ts_healthy(sink) ? "true" : "false");
     return rc;
