@@ -51,6 +51,14 @@ int sg_buf_vprintf(struct sg_buf *b, const char *fmt, va_list ap);
 int sg_buf_append_json_string(struct sg_buf *b, const char *s, size_t len);
 /* Drops the first `n` bytes, keeping the rest. */
 void sg_buf_consume(struct sg_buf *b, size_t n);
+
+/* Appends `v` as an unsigned LEB128 varint (7 bits a byte, low first, high bit = more): 1 to 10
+ * bytes. Returns 0, -ENOMEM or -E2BIG. */
+int sg_buf_append_varint(struct sg_buf *b, unsigned long long v);
+
+/* Reads an unsigned LEB128 varint at *p (not past `end`) and moves *p past it. Returns 0, or
+ * -EINVAL when it is cut short or longer than 10 bytes or over 64 bits. */
+int sg_varint_read(const unsigned char **p, const unsigned char *end, unsigned long long *v);
 static inline void sg_buf_reset(struct sg_buf *b)
 {
     b->len = 0;

@@ -183,3 +183,37 @@ void sg_buf_consume(struct sg_buf *b, size_t n)
     memmove(b->data, b->data + n, b->len - n);
     b->len -= n;
 }
+
+int sg_buf_append_varint(struct sg_buf *b, unsigned long long v)
+{
+    unsigned char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    return sg_buf_append(b, tmp, n);
+}
+
+int sg_varint_read(const unsigned char **p, const unsigned char *end, unsigned long long *v)
+{
+    unsigned long long out = 0;
+    const unsigned char *q = *p;
+    for (unsigned shift = 0; shift < 70; shift += 7) {
+        if (q >= end)
+            return -EINVAL;
+        unsigned char c = *q++;
+        if (shift == 63 && (c & 0x7e))
+            return -EINVAL; /* past 64 bits */
+        out |= (unsigned long long)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *p = q;
+            *v = out;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}

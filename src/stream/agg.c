@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <math.h>
 
-#include "ddsketch.h"
+#include "streamgate/ddsketch.h"
 
 void sg_agg_init(struct sg_agg *a, struct sg_ddsketch *sketch)
 {

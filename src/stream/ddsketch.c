@@ -28,7 +28,7 @@
  * ends up in bucket max(i, highest index - max_bins + 1)), so merging is exact and independent
  * of order even after collapsing. Every operation that allocates does so before it changes
  * anything, so -ENOMEM leaves the sketch as it was. */
-#include "ddsketch.h"
+#include "streamgate/ddsketch.h"
 
 #include "streamgate/common.h"
 
@@ -655,4 +655,147 @@ size_t sg_ddsketch_memory(const struct sg_ddsketch *s)
 {
     return sg_heap_bytes(sizeof(*s)) + sg_ddsketch__store_memory(s, &s->pos) +
            sg_ddsketch__store_memory(s, &s->neg);
+}
+
+/* ---- stored form ----------------------------------------------------------------------- */
+
+static uint64_t sg_ddsketch__zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t sg_ddsketch__unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static int sg_ddsketch__encode_store(const struct sg_ddsketch_store *st, struct sg_buf *out)
+{
+    uint64_t n = 0;
+    for (int64_t i = st->lo; i <= st->hi; i++)
+        n += sg_ddsketch__get(st, i) != 0;
+    int rc = sg_buf_append_varint(out, n);
+    int64_t prev = 0;
+    for (int64_t i = st->lo; rc == 0 && i <= st->hi; i++) {
+        uint64_t c = sg_ddsketch__get(st, i);
+        if (c == 0)
+            continue;
+        rc = sg_buf_append_varint(out, i == st->lo ? sg_ddsketch__zigzag(i) : (uint64_t)(i - prev));
+        if (rc == 0)
+            rc = sg_buf_append_varint(out, c);
+        prev = i;
+    }
+    return rc;
+}
+
+int sg_ddsketch_encode(const struct sg_ddsketch *s, struct sg_buf *out)
+{
+    size_t start = out->len;
+    unsigned char head[9] = {SG_DDSKETCH_ENCODING_VERSION};
+    uint64_t abits;
+    memcpy(&abits, &s->alpha, sizeof(abits));
+    for (int i = 0; i < 8; i++)
+        head[1 + i] = (unsigned char)(abits >> (8 * i));
+    int rc = sg_buf_append(out, head, sizeof(head));
+    if (rc == 0)
+        rc = sg_buf_append_varint(out, s->max_bins);
+    if (rc == 0)
+        rc = sg_buf_append_varint(out, s->zeros);
+    if (rc == 0)
+        rc = sg_ddsketch__encode_store(&s->pos, out);
+    if (rc == 0)
+        rc = sg_ddsketch__encode_store(&s->neg, out);
+    if (rc != 0)
+        out->len = start;
+    return rc;
+}
+
+/* Reads one store into `st` as uint64_t counts over exactly [lo, hi]; *total gets its sum. */
+static int sg_ddsketch__decode_store(const unsigned char **p, const unsigned char *end,
+                                     uint32_t max_bins, struct sg_ddsketch_store *st,
+                                     uint64_t *total)
+{
+    unsigned long long n, v, c;
+    *total = 0;
+    if (sg_varint_read(p, end, &n) != 0 || n > max_bins)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    /* Bucket indices and counts, read once to learn the span, then again into the array. */
+    const unsigned char *start = *p;
+    int64_t idx = 0, lo = 0;
+    for (unsigned long long k = 0; k < n; k++) {
+        if (sg_varint_read(p, end, &v) != 0 || sg_varint_read(p, end, &c) != 0 || c == 0)
+            return -EINVAL;
+        if (k == 0) {
+            idx = lo = sg_ddsketch__unzigzag(v);
+        } else {
+            if (v == 0 || v > (unsigned long long)max_bins)
+                return -EINVAL;
+            idx += (int64_t)v;
+        }
+        if (idx < -SG_DDSKETCH_MAX_INDEX || idx > SG_DDSKETCH_MAX_INDEX ||
+            idx - lo + 1 > (int64_t)max_bins || c > UINT64_MAX - *total)
+            return -EINVAL;
+        *total += c;
+    }
+    uint64_t *counts = calloc((size_t)(idx - lo + 1), sizeof(*counts));
+    if (!counts)
+        return -ENOMEM;
+    const unsigned char *q = start;
+    int64_t i = 0;
+    for (unsigned long long k = 0; k < n; k++) {
+        (void)sg_varint_read(&q, end, &v);
+        (void)sg_varint_read(&q, end, &c);
+        i = k == 0 ? lo : i + (int64_t)v;
+        counts[i - lo] = c;
+    }
+    st->counts = counts;
+    st->offset = (int32_t)lo;
+    st->len = (uint32_t)(idx - lo + 1);
+    st->wlog = SG_DDSKETCH_U64;
+    st->lo = (int32_t)lo;
+    st->hi = (int32_t)idx;
+    return 0;
+}
+
+int sg_ddsketch_decode(const void *buf, size_t len, struct sg_ddsketch **out)
+{
+    const unsigned char *p = buf, *end = p + len;
+    unsigned long long max_bins, zeros;
+    uint64_t abits = 0, npos = 0, nneg = 0;
+    double alpha;
+    if (len < 9 || p[0] != SG_DDSKETCH_ENCODING_VERSION)
+        return -EINVAL;
+    for (int i = 0; i < 8; i++)
+        abits |= (uint64_t)p[1 + i] << (8 * i);
+    memcpy(&alpha, &abits, sizeof(alpha));
+    p += 9;
+    if (sg_varint_read(&p, end, &max_bins) != 0 || max_bins < 16 ||
+        max_bins > SG_DDSKETCH_MAX_INDEX || sg_varint_read(&p, end, &zeros) != 0)
+        return -EINVAL;
+    /* A stand-in whose stores hold the decoded counts: merging it into an empty sketch builds
+     * the stores exactly as adding the values would have. */
+    struct sg_ddsketch tmp;
+    if (sg_ddsketch_init(&tmp, alpha, (uint32_t)max_bins) != 0)
+        return -EINVAL;
+    int rc = sg_ddsketch__decode_store(&p, end, tmp.max_bins, &tmp.pos, &npos);
+    if (rc == 0)
+        rc = sg_ddsketch__decode_store(&p, end, tmp.max_bins, &tmp.neg, &nneg);
+    if (rc == 0 && (p != end || zeros > UINT64_MAX - npos || zeros + npos > UINT64_MAX - nneg))
+        rc = -EINVAL;
+    struct sg_ddsketch *s = NULL;
+    if (rc == 0) {
+        tmp.zeros = zeros;
+        s = sg_ddsketch_create(alpha, (uint32_t)max_bins);
+        rc = s ? sg_ddsketch_merge(s, &tmp) : -ENOMEM;
+    }
+    free(tmp.pos.counts);
+    free(tmp.neg.counts);
+    if (rc != 0) {
+        sg_ddsketch_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
 }

@@ -1,9 +1,10 @@
 /* HyperLogLog with one byte per register. The register index is the top `precision` bits of a
  * 64-bit hash and the rank is one plus the number of leading zeros of the remaining bits, so with
  * a 64-bit hash no large-range correction is needed; small cardinalities use linear counting. */
-#include "hll.h"
+#include "streamgate/hll.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,4 +101,88 @@ double sg_hll_estimate(const struct sg_hll *h)
     if (e <= 2.5 * md && zeros > 0)
         return md * log(md / (double)zeros);
     return e;
+}
+
+enum { SG_HLL_DENSE = 0, SG_HLL_SPARSE = 1 };
+
+int sg_hll_encode(const struct sg_hll *h, struct sg_buf *out)
+{
+    size_t m = (size_t)1 << h->precision, nonzero = 0, sparse = 0;
+    size_t prev = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (!h->registers[i])
+            continue;
+        size_t gap = nonzero ? i - prev : i;
+        sparse += 1 + (gap < 128 ? 1 : gap < 16384 ? 2 : 3);
+        nonzero++;
+        prev = i;
+    }
+    size_t start = out->len;
+    bool dense = sparse + 3 >= m; /* the count's varint takes at most 3 bytes */
+    unsigned char head[3] = {SG_HLL_ENCODING_VERSION, h->precision,
+                             dense ? SG_HLL_DENSE : SG_HLL_SPARSE};
+    int rc = sg_buf_append(out, head, sizeof(head));
+    if (rc == 0 && dense)
+        rc = sg_buf_append(out, h->registers, m);
+    if (rc == 0 && !dense)
+        rc = sg_buf_append_varint(out, nonzero);
+    for (size_t i = 0, k = 0; rc == 0 && !dense && i < m; i++) {
+        if (!h->registers[i])
+            continue;
+        rc = sg_buf_append_varint(out, k ? i - prev : i);
+        if (rc == 0)
+            rc = sg_buf_append_char(out, (char)h->registers[i]);
+        prev = i;
+        k++;
+    }
+    if (rc != 0)
+        out->len = start;
+    return rc;
+}
+
+int sg_hll_decode(const void *buf, size_t len, struct sg_hll *h)
+{
+    const unsigned char *p = buf, *end = p + len;
+    h->precision = 0;
+    h->registers = NULL;
+    if (len < 3 || p[0] != SG_HLL_ENCODING_VERSION ||
+        (p[2] != SG_HLL_DENSE && p[2] != SG_HLL_SPARSE))
+        return -EINVAL;
+    unsigned precision = p[1], form = p[2];
+    int rc = sg_hll_init(h, precision);
+    if (rc != 0)
+        return rc;
+    size_t m = (size_t)1 << precision;
+    uint8_t max_rank = (uint8_t)SG_HLL_MAX_RANK(precision);
+    p += 3;
+    if (form == SG_HLL_DENSE) {
+        if ((size_t)(end - p) != m)
+            goto bad;
+        for (size_t i = 0; i < m; i++) {
+            if (p[i] > max_rank)
+                goto bad;
+            h->registers[i] = p[i];
+        }
+        return 0;
+    }
+    unsigned long long n, gap;
+    if (sg_varint_read(&p, end, &n) != 0 || n > m)
+        goto bad;
+    size_t idx = 0;
+    for (unsigned long long k = 0; k < n; k++) {
+        if (sg_varint_read(&p, end, &gap) != 0 || p >= end || (k > 0 && gap == 0) ||
+            gap >= m - (k ? idx : 0))
+            goto bad;
+        idx = k ? idx + (size_t)gap : (size_t)gap;
+        uint8_t rank = *p++;
+        if (rank == 0 || rank > max_rank)
+            goto bad;
+        h->registers[idx] = rank;
+    }
+    if (p == end)
+        return 0;
+bad:
+    sg_hll_free(h);
+    h->precision = 0;
+    return -EINVAL;
 }

@@ -11,7 +11,7 @@
 
 #include "stream_internal.h"
 #include "streamgate/common.h"
-#include "ddsketch.h"
+#include "streamgate/ddsketch.h"
 
 /* Values with a short decimal form, as most data values and their sums are, without printf:
  * v = m / 10^k for the smallest k, where m is an integer of at most 2^53. Both are exact

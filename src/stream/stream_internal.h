@@ -11,7 +11,7 @@
 #include "agg.h"
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"
-#include "hll.h"
+#include "streamgate/hll.h"
 #include "predict.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"

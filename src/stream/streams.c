@@ -17,7 +17,7 @@
 #include "stream_internal.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
-#include "ddsketch.h"
+#include "streamgate/ddsketch.h"
 #include "streamgate/hash.h"
 
 /* Fields of a window that sg_streams_prefetch_window brings in, whatever the event carries

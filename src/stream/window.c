@@ -17,7 +17,7 @@
 
 #include "stream_internal.h"
 #include "streamgate/config.h"
-#include "ddsketch.h"
+#include "streamgate/ddsketch.h"
 #include "streamgate/event.h"
 
 /* 2001-01-01T00:00:00Z in epoch ms: a late event before it, against a watermark after it, was

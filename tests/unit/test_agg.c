@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../../src/stream/agg.h"
-#include "../../src/stream/ddsketch.h"
+#include "streamgate/ddsketch.h"
 
 struct rng {
     uint64_t s;

@@ -128,3 +128,32 @@ Test(buf, int_matches_printf)
     cr_assert_eq(c.len, 4);
     sg_buf_free(&c);
 }
+
+Test(buf, varints_round_trip_and_refuse_bad_input)
+{
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    const unsigned long long values[] = {0, 1, 127, 128, 16383, 16384, 1ull << 35, ~0ull};
+    const size_t lens[] = {1, 1, 1, 2, 2, 3, 6, 10};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        size_t before = b.len;
+        cr_assert_eq(sg_buf_append_varint(&b, values[i]), 0);
+        cr_assert_eq(b.len - before, lens[i], "%llu", values[i]);
+    }
+    const unsigned char *p = (const unsigned char *)b.data, *end = p + b.len;
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        unsigned long long v;
+        cr_assert_eq(sg_varint_read(&p, end, &v), 0);
+        cr_assert_eq(v, values[i]);
+    }
+    cr_assert_eq(p, end);
+    unsigned long long v;
+    const unsigned char cut[] = {0x80, 0x80};
+    p = cut;
+    cr_assert_eq(sg_varint_read(&p, cut + 2, &v), -EINVAL);
+    cr_assert_eq(p, cut); /* unmoved on failure */
+    const unsigned char wide[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02};
+    p = wide;
+    cr_assert_eq(sg_varint_read(&p, wide + 10, &v), -EINVAL); /* 65 bits */
+    sg_buf_free(&b);
+}

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/stream/ddsketch.h"
 #include "streamgate/common.h"
+#include "streamgate/ddsketch.h"
 
 static const double quantiles[] = {0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1};
 #define NQ (sizeof(quantiles) / sizeof(quantiles[0]))
@@ -1318,4 +1318,115 @@ Test(ddsketch, counted_add_keeps_the_owners_account)
                      sg_ddsketch_quantile(ref, quantiles[q]));
     sg_ddsketch_destroy(s);
     sg_ddsketch_destroy(ref);
+}
+
+/* Two sketches answer alike everywhere: count and every quantile on a fine grid. */
+static void assert_same_sketch(const struct sg_ddsketch *a, const struct sg_ddsketch *b)
+{
+    cr_assert_eq(sg_ddsketch_count(a), sg_ddsketch_count(b));
+    cr_assert_eq(sg_ddsketch_alpha(a), sg_ddsketch_alpha(b));
+    for (int i = 0; i <= 1000; i++) {
+        double q = i / 1000.0, x = sg_ddsketch_quantile(a, q), y = sg_ddsketch_quantile(b, q);
+        cr_assert(x == y || (isnan(x) && isnan(y)), "q=%g: %.17g vs %.17g", q, x, y);
+    }
+}
+
+static struct sg_ddsketch *round_trip(const struct sg_ddsketch *s, size_t *len)
+{
+    struct sg_buf b;
+    struct sg_ddsketch *back = NULL;
+    sg_buf_init(&b, 0);
+    cr_assert_eq(sg_ddsketch_encode(s, &b), 0);
+    cr_assert_eq(sg_ddsketch_decode(b.data, b.len, &back), 0);
+    if (len)
+        *len = b.len;
+    sg_buf_free(&b);
+    return back;
+}
+
+Test(ddsketch, stored_form_round_trips)
+{
+    struct rng r = {7};
+    struct sg_ddsketch *s = sg_ddsketch_create(0.01, 2048);
+    struct sg_ddsketch *back = round_trip(s, NULL); /* empty */
+    assert_same_sketch(s, back);
+    sg_ddsketch_destroy(back);
+    for (int i = 0; i < 100000; i++) {
+        double v = exp(rng_normal(&r) * 3);
+        cr_assert_eq(sg_ddsketch_add(s, i % 7 == 0 ? -v : i % 11 == 0 ? 0.0 : v), 0);
+    }
+    for (int i = 0; i < 70000; i++) /* past 16-bit counts in one bucket */
+        cr_assert_eq(sg_ddsketch_add(s, 42.0), 0);
+    size_t len;
+    back = round_trip(s, &len);
+    assert_same_sketch(s, back);
+    /* A stored form is a few bytes per occupied bucket, not per value. */
+    cr_assert_lt(len, 8 * 2048);
+    sg_ddsketch_destroy(back);
+    sg_ddsketch_destroy(s);
+}
+
+Test(ddsketch, stored_form_keeps_collapsed_stores_and_alpha)
+{
+    struct sg_ddsketch *s = sg_ddsketch_create(0.02, 64);
+    for (int i = 0; i < 5000; i++)
+        cr_assert_eq(sg_ddsketch_add(s, pow(1.1, i % 400)), 0);
+    struct sg_ddsketch *back = round_trip(s, NULL);
+    assert_same_sketch(s, back);
+    sg_ddsketch_destroy(back);
+    sg_ddsketch_destroy(s);
+}
+
+Test(ddsketch, decoded_sketches_merge_like_the_originals)
+{
+    struct rng r = {11};
+    struct sg_ddsketch *a = sg_ddsketch_create(0.01, 2048), *b = sg_ddsketch_create(0.01, 2048);
+    for (int i = 0; i < 20000; i++) {
+        cr_assert_eq(sg_ddsketch_add(a, rng_unit(&r) * 100), 0);
+        cr_assert_eq(sg_ddsketch_add(b, 50 + rng_unit(&r) * 1000), 0);
+    }
+    struct sg_ddsketch *da = round_trip(a, NULL), *db = round_trip(b, NULL);
+    cr_assert_eq(sg_ddsketch_merge(a, b), 0);
+    cr_assert_eq(sg_ddsketch_merge(da, db), 0);
+    assert_same_sketch(a, da);
+    sg_ddsketch_destroy(a);
+    sg_ddsketch_destroy(b);
+    sg_ddsketch_destroy(da);
+    sg_ddsketch_destroy(db);
+}
+
+Test(ddsketch, decode_refuses_what_is_not_a_stored_form)
+{
+    struct sg_ddsketch *s = sg_ddsketch_create(0.01, 2048), *back = NULL;
+    for (int i = 1; i <= 100; i++)
+        cr_assert_eq(sg_ddsketch_add(s, i), 0);
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    cr_assert_eq(sg_ddsketch_encode(s, &b), 0);
+    unsigned char *p = (unsigned char *)b.data;
+    /* Every truncation fails cleanly. */
+    for (size_t n = 0; n < b.len; n++)
+        cr_assert_eq(sg_ddsketch_decode(p, n, &back), -EINVAL, "length %zu", n);
+    cr_assert_eq(sg_buf_append_char(&b, 0), 0); /* a trailing byte */
+    cr_assert_eq(sg_ddsketch_decode(b.data, b.len, &back), -EINVAL);
+    b.len--;
+    p[0] = 2; /* another version */
+    cr_assert_eq(sg_ddsketch_decode(b.data, b.len, &back), -EINVAL);
+    p[0] = 1;
+    double bad_alpha = 1.5;
+    memcpy(p + 1, &bad_alpha, 8); /* little-endian hosts: the stored byte order */
+    cr_assert_eq(sg_ddsketch_decode(b.data, b.len, &back), -EINVAL);
+    /* Arbitrary bytes never crash and never pass unless they form a valid sketch. */
+    struct rng r = {3};
+    for (int t = 0; t < 20000; t++) {
+        unsigned char junk[40];
+        size_t n = rng_u64(&r) % sizeof(junk);
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (unsigned char)rng_u64(&r);
+        junk[0] = 1;
+        if (sg_ddsketch_decode(junk, n, &back) == 0)
+            sg_ddsketch_destroy(back);
+    }
+    sg_buf_free(&b);
+    sg_ddsketch_destroy(s);
 }

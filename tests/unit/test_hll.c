@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "streamgate/hash.h"
-#include "../../src/stream/hll.h"
+#include "streamgate/hll.h"
 
 static void add_keys(struct sg_hll *h, const char *prefix, uint64_t from, uint64_t to)
 {
@@ -259,4 +259,91 @@ Test(hll, saturated_registers_stay_finite)
     double est = sg_hll_estimate(&h);
     cr_expect(isfinite(est) && est > 1e18, "estimate %g", est);
     sg_hll_free(&h);
+}
+
+/* Encodes `h`, decodes it, and checks the registers came back; returns the stored length. */
+static size_t hll_round_trip(const struct sg_hll *h, unsigned char want_form)
+{
+    struct sg_buf b;
+    struct sg_hll back;
+    sg_buf_init(&b, 0);
+    cr_assert_eq(sg_hll_encode(h, &b), 0);
+    cr_assert_eq((unsigned char)b.data[0], SG_HLL_ENCODING_VERSION);
+    cr_assert_eq((unsigned char)b.data[2], want_form, "form %d", b.data[2]);
+    cr_assert_eq(sg_hll_decode(b.data, b.len, &back), 0);
+    cr_assert_eq(back.precision, h->precision);
+    cr_assert_eq(memcmp(back.registers, h->registers, (size_t)1 << h->precision), 0);
+    cr_assert_eq(sg_hll_estimate(&back), sg_hll_estimate(h));
+    size_t len = b.len;
+    sg_hll_free(&back);
+    sg_buf_free(&b);
+    return len;
+}
+
+Test(hll, stored_form_sparse_then_dense)
+{
+    struct sg_hll h;
+    cr_assert_eq(sg_hll_init(&h, 14), 0);
+    cr_assert_eq(hll_round_trip(&h, 1), 4); /* empty: header and a zero count */
+    add_keys(&h, "k", 0, 100);
+    size_t sparse = hll_round_trip(&h, 1);
+    cr_assert_lt(sparse, 100 * 4 + 8, "%zu bytes for 100 keys", sparse);
+    add_keys(&h, "k", 100, 200000);
+    cr_assert_eq(hll_round_trip(&h, 0), 3 + (1u << 14));
+    sg_hll_free(&h);
+}
+
+Test(hll, decoded_sketches_merge_like_the_originals)
+{
+    struct sg_hll a, b, da, db;
+    struct sg_buf ba, bb;
+    cr_assert_eq(sg_hll_init(&a, 12), 0);
+    cr_assert_eq(sg_hll_init(&b, 12), 0);
+    add_keys(&a, "x", 0, 3000);
+    add_keys(&b, "x", 2000, 50000);
+    sg_buf_init(&ba, 0);
+    sg_buf_init(&bb, 0);
+    cr_assert_eq(sg_hll_encode(&a, &ba), 0);
+    cr_assert_eq(sg_hll_encode(&b, &bb), 0);
+    cr_assert_eq(sg_hll_decode(ba.data, ba.len, &da), 0);
+    cr_assert_eq(sg_hll_decode(bb.data, bb.len, &db), 0);
+    cr_assert_eq(sg_hll_merge(&a, &b), 0);
+    cr_assert_eq(sg_hll_merge(&da, &db), 0);
+    cr_assert_eq(memcmp(a.registers, da.registers, 1u << 12), 0);
+    cr_assert_eq(sg_hll_estimate(&a), sg_hll_estimate(&da));
+    sg_hll_free(&a);
+    sg_hll_free(&b);
+    sg_hll_free(&da);
+    sg_hll_free(&db);
+    sg_buf_free(&ba);
+    sg_buf_free(&bb);
+}
+
+Test(hll, decode_refuses_what_is_not_a_stored_form)
+{
+    struct sg_hll h;
+    /* version, precision 4, sparse: count 1, index 3, rank 2 */
+    const unsigned char good[] = {1, 4, 1, 1, 3, 2};
+    cr_assert_eq(sg_hll_decode(good, sizeof(good), &h), 0);
+    cr_assert_eq(h.registers[3], 2);
+    sg_hll_free(&h);
+    const unsigned char *bad[] = {
+        (const unsigned char[]){2, 4, 1, 1, 3, 2},       /* version */
+        (const unsigned char[]){1, 3, 1, 1, 3, 2},       /* precision */
+        (const unsigned char[]){1, 4, 2, 1, 3, 2},       /* form */
+        (const unsigned char[]){1, 4, 1, 1, 16, 2},      /* index past 2^4 */
+        (const unsigned char[]){1, 4, 1, 1, 3, 62},      /* rank past 64 - 4 + 1 */
+        (const unsigned char[]){1, 4, 1, 2, 3, 2},       /* cut short */
+        (const unsigned char[]){1, 4, 1, 1, 3, 0},       /* a zero register listed */
+        (const unsigned char[]){1, 4, 1, 2, 3, 2, 0, 2}, /* the same index twice */
+    };
+    const size_t lens[] = {6, 6, 6, 6, 6, 6, 6, 8};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        cr_assert_eq(sg_hll_decode(bad[i], lens[i], &h), -EINVAL, "case %zu", i);
+    const unsigned char trailing[] = {1, 4, 1, 1, 3, 2, 0};
+    cr_assert_eq(sg_hll_decode(trailing, sizeof(trailing), &h), -EINVAL);
+    unsigned char dense[3 + 16] = {1, 4, 0};
+    cr_assert_eq(sg_hll_decode(dense, sizeof(dense), &h), 0);
+    sg_hll_free(&h);
+    cr_assert_eq(sg_hll_decode(dense, sizeof(dense) - 1, &h), -EINVAL);
 }

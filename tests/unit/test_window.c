@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/stream/ddsketch.h"
+#include "streamgate/ddsketch.h"
 #include "../../src/stream/stream_internal.h"
 #include "streamgate/budget.h"
 #include "streamgate/buf.h"

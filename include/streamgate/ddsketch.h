@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamgate/buf.h"
+
 #define SG_DDSKETCH_DEFAULT_ALPHA    0.01
 #define SG_DDSKETCH_DEFAULT_MAX_BINS 2048
 #define SG_DDSKETCH_MIN_VALUE        1e-9
@@ -54,5 +56,22 @@ double sg_ddsketch_alpha(const struct sg_ddsketch *s);
 /* Bytes the sketch holds: its own allocation (which has room for a narrow range's buckets) and
  * any bucket arrays. */
 size_t sg_ddsketch_memory(const struct sg_ddsketch *s);
+
+/* The stored form (README "Stored sketches"): version 1 is a byte 1, alpha as 8 bytes of a
+ * little-endian IEEE-754 double, then LEB128 varints: max_bins, the zero count, and for the
+ * positive then the negative store the number of non-empty buckets followed, when there are
+ * any, by the first bucket's index (zigzag) and count, then each next bucket's distance from the
+ * one before (at least 1) and count. Decoding gives a sketch equal to the encoded one: the same
+ * buckets, the same quantiles, and it merges as the original would. */
+#define SG_DDSKETCH_ENCODING_VERSION 1
+
+/* Appends the stored form of `s`. Returns 0, -ENOMEM or -E2BIG from the buffer (which is then
+ * unchanged). */
+int sg_ddsketch_encode(const struct sg_ddsketch *s, struct sg_buf *out);
+
+/* Reads a stored form from (buf, len) into a new sketch (*out, sg_ddsketch_destroy frees it).
+ * Returns 0, -EINVAL for anything that is not a valid stored form (another version, a bad
+ * alpha, a store wider than max_bins, trailing bytes), or -ENOMEM. Safe on any input. */
+int sg_ddsketch_decode(const void *buf, size_t len, struct sg_ddsketch **out);
 
 #endif
