@@ -123,6 +123,7 @@ struct sg_config {
     int64_t tablestore_max_retries;
     uint64_t tablestore_retry_backoff_ms;
     uint64_t tablestore_retry_backoff_max_ms;
+    int64_t tablestore_index_shards;
 
     /* window.* */
     int window_type; /* enum sg_window_type */

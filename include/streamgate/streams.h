@@ -39,7 +39,9 @@
 
 struct sg_buf;
 struct sg_budget;
+struct sg_ddsketch;
 struct sg_config;
+struct sg_hll;
 struct sg_log;
 struct sg_metrics;
 struct sg_streams;
@@ -70,6 +72,9 @@ struct sg_result_field {
      * (the JSON leaves them out too). */
     const struct sg_result_quantile *quantiles;
     size_t nquantiles;
+    /* The sketch the quantiles come from (NULL exactly when there are none), to store or merge:
+     * a field of a value or two gets one made of its min and max. */
+    const struct sg_ddsketch *sketch;
     /* predict.*: whether the field is forecast, and then what the model says of this window:
      * forecast (none for a model's first window), anomaly (none during warm-up), next, and
      * whether |anomaly| is past predict.anomaly_threshold. */
@@ -103,9 +108,10 @@ struct sg_window_result {
     int64_t window_start; /* epoch ms, inclusive */
     int64_t window_end;   /* epoch ms, exclusive */
     bool final;
-    uint64_t count;    /* events in the window */
-    bool has_distinct; /* window.distinct_field is set */
-    uint64_t distinct; /* the distinct estimate, rounded as the JSON writes it */
+    uint64_t count;           /* events in the window */
+    bool has_distinct;        /* window.distinct_field is set */
+    uint64_t distinct;        /* the distinct estimate, rounded as the JSON writes it */
+    const struct sg_hll *hll; /* the registers behind it (has_distinct), to store or merge */
     /* The fields in the JSON's order; a field that saw no finite value is left out of both. */
     const struct sg_result_field *fields;
     size_t nfields;

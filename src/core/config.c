@@ -285,6 +285,10 @@ static const struct sg_config_option options[] = {
                "tablestore.retry_backoff_max."),
     SG_OPT_DUR("tablestore.retry_backoff_max", tablestore_retry_backoff_max_ms, "10s", 1,
                "Longest retry delay."),
+    SG_OPT_INT("tablestore.index_shards", tablestore_index_shards, "16", 1, 1024,
+               "Shards of the time index: each result row's shard column is murmur2(key) mod "
+               "this (Kafka's partitioner), so the index spreads over as many ranges; a "
+               "cross-key query reads them all."),
     SG_OPT_ENUM("window.type", window_type, "tumbling", window_types,
                 "Window kind: fixed non-overlapping windows, overlapping windows every "
                 "window.slide, or per-key sessions closed by window.gap of silence."),

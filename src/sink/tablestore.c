@@ -29,6 +29,8 @@
 #include "streamgate/buf.h"
 #include "streamgate/config.h"
 #include "streamgate/dead_letter.h"
+#include "streamgate/ddsketch.h"
+#include "streamgate/hll.h"
 #include "streamgate/event.h"
 #include "streamgate/hash.h"
 #include "streamgate/log.h"
@@ -111,6 +113,7 @@ struct ts_sink {
     int64_t max_in_flight, max_retries;
     uint64_t linger_ms, timeout_ms, backoff_ms, backoff_max_ms;
     bool create_tables;
+    int32_t index_shards;
 
     struct sg_curl_uv *curl;
     uv_timer_t linger_timer, retry_timer;
@@ -186,7 +189,7 @@ static void row_free(struct ts_sink *ts, struct sg_ts_held *r)
 struct rb_col {
     size_t name_off, name_len;
     struct sg_ts_value v;
-    size_t str_off; /* STRING values: where the bytes are in the arena */
+    size_t str_off; /* STRING and BINARY values: where the bytes are in the arena */
 };
 
 /* Columns a row may have: more are refused (OTSOutOfColumnCountLimit) before sending. */
@@ -207,6 +210,7 @@ struct row_builder {
     size_t tscap;
     struct sg_ts_row row;
     struct sg_buf enc, record;
+    struct sg_buf sketch; /* a sketch's stored form, copied into the arena by rb_add */
 };
 
 /* `max`: columns to keep. A raw event's record is its own bytes, so its row may stop at one
@@ -231,6 +235,7 @@ static void rb_free(struct row_builder *rb)
     sg_buf_free(&rb->arena);
     sg_buf_free(&rb->enc);
     sg_buf_free(&rb->record);
+    sg_buf_free(&rb->sketch);
     free(rb);
 }
 
@@ -280,7 +285,7 @@ static int rb_add(struct row_builder *rb, const char *prefix, const char *name, 
     if (rc)
         return rc;
     c->v = v;
-    if (v.type == SG_TS_STRING) {
+    if (v.type == SG_TS_STRING || v.type == SG_TS_BLOB) {
         c->str_off = rb->arena.len;
         rc = sg_buf_append(&rb->arena, v.bytes.ptr, v.bytes.len);
         if (rc)
@@ -309,7 +314,7 @@ static int rb_finish(struct row_builder *rb)
                                      .has_value = true,
                                      .value = c->v,
                                      .op = SG_TS_OP_PUT};
-        if (c->v.type == SG_TS_STRING)
+        if (c->v.type == SG_TS_STRING || c->v.type == SG_TS_BLOB)
             col->value.bytes.ptr = rb->arena.data + c->str_off;
     }
     rb->row = (struct sg_ts_row){.pk = rb->tscols,
@@ -452,9 +457,20 @@ static int build_forecast_cells(struct row_builder *rb, const struct sg_result_f
     return rc;
 }
 
-/* Adds one window result's cells: PK (key, window_start), then window_end, count, per field
- * its statistics and forecast, distinct, final. The values are the result's own numbers, the ones
- * its JSON holds. */
+/* Adds a sketch's stored form as a BINARY cell `<prefix>_<name>`. */
+static int rb_add_encoded(struct row_builder *rb, const char *prefix, const char *name,
+                          const struct sg_ddsketch *sketch, const struct sg_hll *hll)
+{
+    sg_buf_reset(&rb->sketch);
+    int rc = sketch ? sg_ddsketch_encode(sketch, &rb->sketch) : sg_hll_encode(hll, &rb->sketch);
+    if (rc == 0)
+        rc = rb_add(rb, prefix, name, strlen(name), sg_ts_blob(rb->sketch.data, rb->sketch.len));
+    return rc;
+}
+
+/* Adds one window result's cells: PK (key, window_start), then window_end, count, shard, per
+ * field its statistics, its sketch and forecast, distinct and its registers, final. The values
+ * are the result's own numbers, the ones its JSON holds. */
 static int build_result_row(struct ts_sink *ts, const struct sg_window_result *res)
 {
     struct row_builder *rb = ts->rb;
@@ -466,6 +482,9 @@ static int build_result_row(struct ts_sink *ts, const struct sg_window_result *r
         rc = rb_add(rb, NULL, "window_end", 10, sg_ts_int(res->window_end));
     if (rc == 0)
         rc = rb_add(rb, NULL, "count", 5, sg_ts_int((int64_t)res->count));
+    if (rc == 0)
+        rc = rb_add(rb, NULL, "shard", 5,
+                    sg_ts_int(sg_kafka_partition(res->key, res->key_len, ts->index_shards)));
     for (size_t i = 0; rc == 0 && i < res->nfields; i++) {
         const struct sg_result_field *f = &res->fields[i];
         rc = rb_add(rb, f->name, "count", 5, sg_ts_double((double)f->count));
@@ -485,11 +504,15 @@ static int build_result_row(struct ts_sink *ts, const struct sg_window_result *r
             rc = rb_add_stat(rb, f->name, "last", f->last);
         for (size_t q = 0; rc == 0 && q < f->nquantiles; q++)
             rc = rb_add_stat(rb, f->name, f->quantiles[q].name, f->quantiles[q].value);
+        if (rc == 0 && f->sketch)
+            rc = rb_add_encoded(rb, f->name, "sketch", f->sketch, NULL);
         if (rc == 0 && f->predicted)
             rc = build_forecast_cells(rb, f);
     }
     if (rc == 0 && res->has_distinct)
         rc = rb_add(rb, NULL, "distinct", 8, sg_ts_int((int64_t)res->distinct));
+    if (rc == 0 && res->has_distinct && res->hll)
+        rc = rb_add_encoded(rb, "distinct", "hll", NULL, res->hll);
     if (rc == 0)
         rc = rb_add(rb, NULL, "final", 5, sg_ts_bool(res->final));
     return rc;
@@ -1727,6 +1750,7 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
     ts->backoff_ms = cfg->tablestore_retry_backoff_ms;
     ts->backoff_max_ms = SG_MAX(cfg->tablestore_retry_backoff_max_ms, ts->backoff_ms);
     ts->create_tables = cfg->tablestore_create_tables;
+    ts->index_shards = (int32_t)SG_MAX(cfg->tablestore_index_shards, (int64_t)1);
     ts->phase = TS_CHECKING;
     ts->batch_cap = SG_TS_BATCH_MAX_ROWS;
     ts->boot_id = (uint64_t)sg_now_ms();
@@ -1767,6 +1791,7 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
     sg_buf_init(&ts->rb->arena, 0);
     sg_buf_init(&ts->rb->enc, 0);
     sg_buf_init(&ts->rb->record, 0);
+    sg_buf_init(&ts->rb->sketch, 0);
     /* A trailing slash would make "//BatchWriteRow", which the service does not route. */
     size_t elen = strlen(ts->endpoint);
     while (elen > 0 && ts->endpoint[elen - 1] == '/')

@@ -83,15 +83,18 @@ struct sg_ts_done;
  * as received (its dead-letter record; a result's is decoded from the encoding when needed).
  * The key for logs is the first primary key value, inside the identity. */
 struct sg_ts_held {
-    struct sg_ts_held *prev, *next; /* pending list */
-    struct sg_ts_held *hnext;       /* hash chain */
-    struct sg_ts_held *newer;       /* a newer version waiting for this in-flight row */
+    union {
+        struct sg_ts_held *prev; /* pending list */
+        size_t heap_at;          /* waiting: its place in the retry heap */
+    };
+    struct sg_ts_held *next;  /* pending list */
+    struct sg_ts_held *hnext; /* hash chain */
+    struct sg_ts_held *newer; /* a newer version waiting for this in-flight row */
     /* Confirmations to tell when the row is written (or given up): its own record's, and
      * those of the older versions of the same key it replaced. NULL: nobody waits. */
     struct sg_ts_done *dones;
     uint64_t hash;
     int64_t due_ms;    /* waiting: when to send again */
-    size_t heap_at;    /* waiting: its place in the retry heap */
     size_t bytes;      /* charged to the budget */
     size_t record_len; /* raw rows: the event's bytes */
     uint32_t wire;     /* encoded size, for batching */
@@ -104,8 +107,9 @@ struct sg_ts_held {
     char data[];
 };
 
-#define SG_TS_IDENT_KEY_OFF 5 /* the first primary key value in the identity: after kind, length   \
-                               */
+#define SG_TS_IDENT_KEY_OFF                                                                        \
+    5 /* the first primary key value in the identity: after kind, length                           \
+       */
 
 static inline const char *sg_ts_held_ident(const struct sg_ts_held *r)
 {

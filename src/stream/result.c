@@ -131,8 +131,19 @@ static struct sg_result_stat sg_result__stat(double v)
     return s;
 }
 
-/* One field's numbers; its quantiles go to `q` (room for st->nquantiles). */
-static void sg_result__fill_field(const struct sg_streams *st, const struct sg_wfield *f,
+/* Bytes of one of the view's rooms for a sketch. */
+#define SG_RESULT_ROOM 256
+
+void sg_result__release_rooms(struct sg_streams *st)
+{
+    for (size_t i = 0; i < st->view_rooms_used; i++)
+        sg_ddsketch_fini((struct sg_ddsketch *)(void *)(st->view_rooms + i * SG_RESULT_ROOM));
+    st->view_rooms_used = 0;
+}
+
+/* One field's numbers; its quantiles go to `q` (room for st->nquantiles). A field without a
+ * sketch of its own gets one in the view's next free room. */
+static void sg_result__fill_field(struct sg_streams *st, const struct sg_wfield *f,
                                   struct sg_result_field *rf, struct sg_result_quantile *q)
 {
     const struct sg_agg *a = &f->agg;
@@ -148,30 +159,30 @@ static void sg_result__fill_field(const struct sg_streams *st, const struct sg_w
     rf->last = sg_result__stat(a->last);
     rf->quantiles = NULL;
     rf->nquantiles = 0;
+    rf->sketch = NULL;
     if (st->nquantiles == 0 || f->sketch_lost)
         return; /* a lost sketch: the quantiles are left out rather than guessed */
     /* A field of a value or two has no sketch yet: the one its min and max make, in memory
      * of our own, answers exactly as the field's would. */
-    _Alignas(16) unsigned char room[256];
     struct sg_ddsketch *sk = a->sketch;
     if (!sk) {
-        if (sg_ddsketch_size() > sizeof(room))
+        if (sg_ddsketch_size() > SG_RESULT_ROOM)
             return;
-        sk = (struct sg_ddsketch *)(void *)room;
+        sk = (struct sg_ddsketch *)(void *)(st->view_rooms + st->view_rooms_used * SG_RESULT_ROOM);
         (void)sg_ddsketch_init(sk, SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
         if (sg_window__sketch_fill(sk, a) != 0) {
             sg_ddsketch_fini(sk);
             return;
         }
+        st->view_rooms_used++;
     }
+    rf->sketch = sk;
     rf->quantiles = q;
     rf->nquantiles = st->nquantiles;
     for (size_t i = 0; i < rf->nquantiles; i++) {
         q[i].name = st->quantile_names[i];
         q[i].value = sg_result__stat(sg_result__quantile(a, sk, st->quantiles[i]));
     }
-    if (sk != a->sketch)
-        sg_ddsketch_fini(sk);
 }
 
 _Static_assert(SG_RESULT_MODEL_SIZE == SG_PREDICT_ENCODED_SIZE,
@@ -228,8 +239,15 @@ static int sg_result__view_reserve(struct sg_streams *st, size_t nfields)
     size_t cap = nfields > st->max_fields ? nfields : st->max_fields;
     size_t fields_bytes = cap * sizeof(struct sg_result_field);
     void *p = malloc(fields_bytes + cap * st->nquantiles * sizeof(struct sg_result_quantile));
-    if (!p)
+    unsigned char *rooms = st->nquantiles ? aligned_alloc(16, cap * SG_RESULT_ROOM) : NULL;
+    if (!p || (st->nquantiles && !rooms)) {
+        free(p);
+        free(rooms);
         return -ENOMEM;
+    }
+    sg_result__release_rooms(st);
+    free(st->view_rooms);
+    st->view_rooms = rooms;
     free(st->view_fields);
     st->view_fields = p;
     st->view_quantiles = (struct sg_result_quantile *)(void *)((char *)p + fields_bytes);
@@ -243,6 +261,7 @@ static int sg_result__view(struct sg_streams *st, const struct sg_window *w, boo
 {
     if (sg_result__view_reserve(st, w->nfields) != 0)
         return -ENOMEM;
+    sg_result__release_rooms(st);
     size_t n = 0, nanomalous = 0;
     for (unsigned i = 0; i < w->nfields; i++) {
         const struct sg_wfield *f = sg_window__field_at(st, w, i);
@@ -263,6 +282,7 @@ static int sg_result__view(struct sg_streams *st, const struct sg_window *w, boo
         .count = w->count,
         .has_distinct = st->distinct,
         .distinct = st->distinct ? (uint64_t)llround(sg_hll_estimate(sg_window__hll(w))) : 0,
+        .hll = st->distinct ? sg_window__hll(w) : NULL,
         .fields = n ? st->view_fields : NULL,
         .nfields = n,
         .nanomalous = nanomalous,

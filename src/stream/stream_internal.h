@@ -238,6 +238,11 @@ struct sg_streams {
     struct sg_result_field *view_fields;
     struct sg_result_quantile *view_quantiles;
     size_t view_cap;
+    /* Sketches made for the fields of a value or two, which have none of their own, so that a
+     * result shows every field's sketch: view_cap rooms of SG_RESULT_ROOM bytes, the first
+     * view_rooms_used of them holding a sketch until the next result. */
+    unsigned char *view_rooms;
+    size_t view_rooms_used;
 
     /* Bytes requested from malloc for the engine itself, keys, windows (their distinct
      * registers and the bucket arrays their sketches allocate included, and the freed windows
@@ -353,6 +358,8 @@ int sg_result__render(struct sg_streams *st, const struct sg_window *w, int fina
 /* Fills the view of a window and renders its JSON into the engine's buffer, then hands both to
  * the result callback. */
 void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool final);
+/* Frees the sketches the last result made for its fields of a value or two. */
+void sg_result__release_rooms(struct sg_streams *st);
 /* Appends the shortest decimal text that reads back as exactly `v`; null when not finite. */
 int sg_result__append_double(struct sg_buf *out, double v);
 

@@ -559,7 +559,9 @@ void sg_streams_destroy(struct sg_streams *st)
     free(st->quantiles);
     free(st->quantile_names);
     sg_buf_free(&st->out);
+    sg_result__release_rooms(st);
     free(st->view_fields);
+    free(st->view_rooms);
     free(st->parts);
     free(st);
 }

@@ -24,6 +24,10 @@
 
 #include "harness.h"
 #include "kafka_util.h"
+#include "streamgate/buf.h"
+#include "streamgate/ddsketch.h"
+#include "streamgate/hash.h"
+#include "streamgate/hll.h"
 
 #define INSTANCE "itinst"
 #define AKID     "AKIDIT"
@@ -307,8 +311,61 @@ static void check_model(const cJSON *row, const cJSON *field)
     double next = cJSON_GetObjectItemCaseSensitive(field, "next")->valuedouble;
     double level = hex_double(hex->valuestring, 13), trend = hex_double(hex->valuestring, 21);
     /* The result shows 7 significant digits of it. */
-    cr_expect(fabs(level + trend - next) <= 5e-7 * fabs(next), "%s: level %.17g + trend %.17g != "
-              "next %.17g", col, level, trend, next);
+    cr_expect(fabs(level + trend - next) <= 5e-7 * fabs(next),
+              "%s: level %.17g + trend %.17g != "
+              "next %.17g",
+              col, level, trend, next);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The bytes of a BINARY cell as readback.js shows it ({"hex": ...}), into `out`. */
+static void blob_cell(const cJSON *row, const char *name, struct sg_buf *out)
+{
+    const cJSON *hex =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(row, name), "hex");
+    cr_assert(cJSON_IsString(hex), "no BINARY cell %s", name);
+    size_t n = strlen(hex->valuestring);
+    cr_assert_eq(n % 2, 0);
+    sg_buf_reset(out);
+    for (size_t i = 0; i < n; i += 2) {
+        unsigned byte;
+        cr_assert_eq(sscanf(hex->valuestring + i, "%2x", &byte), 1);
+        cr_assert_eq(sg_buf_append_char(out, (char)byte), 0);
+    }
+}
+
+/* A field's stored sketch (README "Stored sketches") holds the field's count, and the
+ * quantiles the server rendered come from it: the same estimate, clamped to [min, max] and
+ * shown to 7 significant digits. */
+static void check_sketch(const cJSON *row, const cJSON *field, uint64_t count)
+{
+    char col[128];
+    struct sg_buf b;
+    struct sg_ddsketch *sk = NULL;
+    sg_buf_init(&b, 0);
+    snprintf(col, sizeof(col), "%s_sketch", field->string);
+    blob_cell(row, col, &b);
+    cr_assert_eq(sg_ddsketch_decode(b.data, b.len, &sk), 0, "%s does not decode", col);
+    cr_expect_eq(sg_ddsketch_count(sk), count, "%s count", col);
+    double min = cJSON_GetObjectItemCaseSensitive(field, "min")->valuedouble;
+    double max = cJSON_GetObjectItemCaseSensitive(field, "max")->valuedouble;
+    const cJSON *stat;
+    cJSON_ArrayForEach(stat, field)
+    {
+        double q;
+        if (stat->string[0] != 'p' || sscanf(stat->string + 1, "%lf", &q) != 1)
+            continue;
+        double v = fmin(fmax(sg_ddsketch_quantile(sk, q / 100), min), max);
+        cr_expect(fabs(v - stat->valuedouble) <= 1e-6 * fabs(stat->valuedouble) + 1e-12,
+                  "%s %s: sketch %.17g, rendered %.17g", col, stat->string, v, stat->valuedouble);
+    }
+    sg_ddsketch_destroy(sk);
+    sg_buf_free(&b);
 }
 
 /* Every row of the results table equals the expected aggregate of its window, and every
@@ -346,13 +403,15 @@ static void check_results(const struct emu *e, const struct expect *x, const cha
                   "%s mean %.17g != %.17g", a->key, dbl_cell(row, "value_mean"), mean);
         const cJSON *fin = cJSON_GetObjectItemCaseSensitive(row, "final");
         cr_expect(cJSON_IsTrue(fin), "%s/%" PRId64 " not final", a->key, a->start);
+        cr_expect_eq(int_cell(row, "shard"), sg_kafka_partition(a->key, strlen(a->key), 16),
+                     "%s shard", a->key);
 
         /* Column by column against the server's own rendering of the window. */
         cJSON *res = find_result(rendered, a->key, a->start);
         cr_assert(res, "no rendered result for %s/%" PRId64, a->key, a->start);
         const cJSON *fields = cJSON_GetObjectItemCaseSensitive(res, "fields");
         const cJSON *field;
-        size_t ncols = 5; /* key, window_start, window_end, count, final */
+        size_t ncols = 6; /* key, window_start, window_end, count, shard, final */
         cJSON_ArrayForEach(field, fields)
         {
             const cJSON *stat;
@@ -371,6 +430,10 @@ static void check_results(const struct emu *e, const struct expect *x, const cha
             }
             if (cJSON_HasObjectItem(field, "next")) {
                 check_model(row, field);
+                ncols++;
+            }
+            if (cJSON_HasObjectItem(field, "p50")) {
+                check_sketch(row, field, (uint64_t)a->count);
                 ncols++;
             }
         }
@@ -586,6 +649,93 @@ static void run_mixed(const char *const *emu_args, const char *const *server_arg
 Test(tablestore, results_read_back_exactly, .timeout = 120)
 {
     run_mixed(NULL, NULL, 1200);
+}
+
+/* The stored sketches read back through the official SDK merge into the sketch of all the
+ * windows together: the merged count is exact, quantiles are within 1% of the exact order
+ * statistics of every value sent, and the merged registers estimate the distinct users within
+ * three standard errors; each row's registers give the distinct count its result showed. */
+Test(tablestore, stored_sketches_merge_across_windows, .timeout = 120)
+{
+    if (!sdk_available())
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
+    enum { WINDOWS = 3, PER = 400, USERS = 700 };
+    struct emu e = {0};
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    const char *extra[] = {"--window-distinct-field", "user", "--window-quantiles",
+                           "p10,p50,p90,p99", NULL};
+    emu_start(&e, NULL);
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+    static double values[WINDOWS * PER];
+    char *body = malloc(WINDOWS * PER * 128);
+    size_t len = 0;
+    for (int i = 0; i < WINDOWS * PER; i++) {
+        int w = i / PER;
+        values[i] = 1.0 + (double)((i * 7919) % 1000) * 0.37; /* 1 to 370.63, shuffled */
+        len += (size_t)sprintf(body + len,
+                               "{\"key\":\"mk\",\"ts\":%" PRId64 ",\"value\":%.2f,"
+                               "\"user\":\"u%d\"}\n",
+                               BASE_TS + (int64_t)w * WINDOW + i % PER, values[i], i % USERS);
+    }
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    sgt_response_free(&r);
+    free(body);
+    check_clean_log(&p);
+    cr_assert_eq(sgt_stop(&p), 0);
+
+    cJSON *rows = read_table(&e, "streamgate_results", "key,window_start");
+    cJSON *rendered = read_results_file(results);
+    cr_assert_eq(cJSON_GetArraySize(rows), WINDOWS);
+    struct sg_buf b;
+    sg_buf_init(&b, 0);
+    struct sg_ddsketch *all =
+        sg_ddsketch_create(SG_DDSKETCH_DEFAULT_ALPHA, SG_DDSKETCH_DEFAULT_MAX_BINS);
+    struct sg_hll users = {0};
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        struct sg_ddsketch *sk = NULL;
+        struct sg_hll h;
+        blob_cell(row, "value_sketch", &b);
+        cr_assert_eq(sg_ddsketch_decode(b.data, b.len, &sk), 0);
+        cr_assert_eq(sg_ddsketch_merge(all, sk), 0);
+        sg_ddsketch_destroy(sk);
+        blob_cell(row, "distinct_hll", &b);
+        cr_assert_eq(sg_hll_decode(b.data, b.len, &h), 0);
+        cr_expect_eq(int_cell(row, "distinct"), llround(sg_hll_estimate(&h)));
+        const cJSON *res = find_result(rendered, "mk", int_cell(row, "window_start"));
+        cr_assert(res);
+        cr_expect_eq(int_cell(row, "distinct"),
+                     (int64_t)cJSON_GetObjectItemCaseSensitive(res, "distinct")->valuedouble);
+        if (!users.registers)
+            users = h;
+        else {
+            cr_assert_eq(sg_hll_merge(&users, &h), 0);
+            sg_hll_free(&h);
+        }
+    }
+    cr_expect_eq(sg_ddsketch_count(all), WINDOWS * PER);
+    qsort(values, WINDOWS * PER, sizeof(values[0]), cmp_double);
+    static const double qs[] = {0.1, 0.5, 0.9, 0.99};
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        double exact = values[(size_t)floor(qs[i] * (WINDOWS * PER - 1))];
+        double est = sg_ddsketch_quantile(all, qs[i]);
+        cr_expect(fabs(est - exact) <= 0.01 * exact, "q%g: merged %.6g, exact %.6g", qs[i], est,
+                  exact);
+    }
+    double est = sg_hll_estimate(&users), se = 1.04 / sqrt(4096.0);
+    cr_expect(fabs(est - USERS) <= 3 * se * USERS, "distinct users: %.1f, sent %d", est, USERS);
+    sg_hll_free(&users);
+    sg_ddsketch_destroy(all);
+    sg_buf_free(&b);
+    cJSON_Delete(rows);
+    cJSON_Delete(rendered);
+    emu_stop(&e);
 }
 
 /* Requests the service refuses as too large: the writer halves its batches until they fit, and
@@ -817,7 +967,9 @@ Test(tablestore, queued_rows_given_up_go_to_dead_letter, .timeout = 120)
                      cJSON_GetObjectItemCaseSensitive(res, top[i])->valuedouble, "%s", top[i]);
     cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(rec, "key")->valuestring, "dl");
     cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "final")));
-    size_t want_cols = 6; /* key, window_start, window_end, count, distinct, final */
+    /* key, window_start, window_end, count, shard, distinct, distinct_hll, final */
+    size_t want_cols = 8;
+    cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "distinct_hll")));
     const cJSON *field, *stat;
     cJSON_ArrayForEach(field, cJSON_GetObjectItemCaseSensitive(res, "fields"))
     {
@@ -836,6 +988,9 @@ Test(tablestore, queued_rows_given_up_go_to_dead_letter, .timeout = 120)
                       stat->valuedouble);
             want_cols++;
         }
+        /* And its sketch (BINARY, base64 here). */
+        cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "value_sketch")));
+        want_cols++;
         /* A forecast field of a final result also stores its model (BINARY, base64 here). */
         if (cJSON_HasObjectItem(field, "forecast")) {
             char col[128];
