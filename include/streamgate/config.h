@@ -123,6 +123,7 @@ struct sg_config {
     int64_t tablestore_max_retries;
     uint64_t tablestore_retry_backoff_ms;
     uint64_t tablestore_retry_backoff_max_ms;
+    char *tablestore_time_index; /* "auto": <results_table>_by_time; empty: off */
     int64_t tablestore_index_shards;
 
     /* window.* */

@@ -374,13 +374,37 @@ struct sg_ts_pk_column {
     enum sg_ts_type type;
 };
 
+/* A predefined (defined) column: SG_TS_INTEGER, SG_TS_DOUBLE, SG_TS_BOOLEAN, SG_TS_STRING or
+ * SG_TS_BLOB. A writer must send such a column with exactly this type. */
+struct sg_ts_defined_column {
+    const char *name;
+    enum sg_ts_type type;
+};
+
+/* A global secondary index, updated asynchronously (PROTOCOL.md section 7): its own primary key
+ * columns (main-table primary key columns or predefined columns; the service appends the
+ * main-table primary key columns not among them), and the predefined columns it carries. */
+struct sg_ts_index {
+    const char *name;
+    const char *const *pk;
+    size_t pk_count;
+    const char *const *columns;
+    size_t column_count;
+};
+
+/* What a table must have: its primary key, and optionally predefined columns and indexes. */
 struct sg_ts_table_schema {
     const struct sg_ts_pk_column *pk;
     size_t pk_count;
+    const struct sg_ts_defined_column *defined;
+    size_t defined_count;
+    const struct sg_ts_index *indexes;
+    size_t index_count;
 };
 
-/* What a CreateTable asks for. Zero max_versions means 1, zero time_to_live means -1 (rows
- * never expire); reserved throughput is always 0/0 (on demand). */
+/* What a CreateTable asks for: the schema's primary key, predefined columns and indexes (made
+ * with the table). Zero max_versions means 1, zero time_to_live means -1 (rows never expire);
+ * reserved throughput is always 0/0 (on demand). */
 struct sg_ts_create_table {
     const char *table;
     struct sg_ts_table_schema schema;
@@ -396,9 +420,17 @@ int sg_ts_describe_table_build(struct sg_buf *out, const char *table, char *errs
 int sg_ts_create_table_build(struct sg_buf *out, const struct sg_ts_create_table *ct, char *errstr,
                              size_t errstr_size);
 
-/* Reads a DescribeTableResponse body (HTTP 200) and compares the table's primary key with
- * `schema`, names and types in order. Returns 0 when they match, -EINVAL when they differ (the
- * message names the expected key: a configuration error), -EBADMSG for an unreadable body. */
+/* Appends a serialized CreateIndexRequest adding `index` to `table`; with include_base_data
+ * the rows already in the table are indexed too. -EINVAL for a bad name or an empty index. */
+int sg_ts_create_index_build(struct sg_buf *out, const char *table, const struct sg_ts_index *index,
+                             bool include_base_data, char *errstr, size_t errstr_size);
+
+/* Reads a DescribeTableResponse body (HTTP 200) and compares the table with `schema`: the
+ * primary key, names and types in order, then each index. Returns 0 when everything matches;
+ * -ENOENT when only indexes are missing and the table has the predefined columns to create
+ * them (the message names the first); -EINVAL when the table cannot serve (another primary key,
+ * an index of that name with other columns, a predefined column missing or of another type;
+ * the message says what: a configuration error); -EBADMSG for an unreadable body. */
 int sg_ts_describe_table_check(const void *body, size_t len, const char *table,
                                const struct sg_ts_table_schema *schema, char *errstr,
                                size_t errstr_size);

@@ -285,6 +285,10 @@ static const struct sg_config_option options[] = {
                "tablestore.retry_backoff_max."),
     SG_OPT_DUR("tablestore.retry_backoff_max", tablestore_retry_backoff_max_ms, "10s", 1,
                "Longest retry delay."),
+    SG_OPT_STR("tablestore.time_index", tablestore_time_index, "auto", 0,
+               "Global index of the results table by time (primary key: shard, window_start, "
+               "key; columns count, window_end), which cross-key history queries read; auto "
+               "names it <results_table>_by_time, empty turns it off."),
     SG_OPT_INT("tablestore.index_shards", tablestore_index_shards, "16", 1, 1024,
                "Shards of the time index: each result row's shard column is murmur2(key) mod "
                "this (Kafka's partitioner), so the index spreads over as many ranges; a "

@@ -10,6 +10,7 @@
  * Requests go out on libcurl's multi interface on the loop (curl_uv.c), each as a signed call
  * (tablestore_call.c) on a request slot that keeps its easy handle for reuse. The start-up
  * checks build and read their messages with the protocol library's table administration. */
+#define _GNU_SOURCE /* asprintf */
 #include <ctype.h>
 #include <curl/curl.h>
 #include <limits.h>
@@ -56,6 +57,11 @@
 #define TS_CHECK_TIMEOUT_MS         10000
 
 static const char *const ts_kind_names[SG_TS_NKINDS] = {"raw", "agg"};
+
+/* The start-up check calls of one table: DescribeTable, then CreateTable when the table is
+ * missing, or CreateIndex when only its time index is. */
+enum ts_check_op { TS_CHECK_DESCRIBE, TS_CHECK_CREATE_TABLE, TS_CHECK_CREATE_INDEX };
+static const char *const ts_check_ops[] = {"DescribeTable", "CreateTable", "CreateIndex"};
 
 /* The writer's life: its start-up checks are being retried (rows are held, none is sent), they
  * passed, or one found a definite configuration error (every row fails). */
@@ -114,6 +120,8 @@ struct ts_sink {
     uint64_t linger_ms, timeout_ms, backoff_ms, backoff_max_ms;
     bool create_tables;
     int32_t index_shards;
+    struct sg_ts_index time_index; /* name NULL: off */
+    char *time_index_name;
 
     struct sg_curl_uv *curl;
     uv_timer_t linger_timer, retry_timer;
@@ -130,10 +138,10 @@ struct ts_sink {
 
     /* Start-up checks (see that section below). */
     enum ts_phase phase;
-    size_t check_at;          /* index into ts_check_order of the table being checked */
-    bool check_create;        /* that table is missing: the next call is CreateTable */
-    int check_failures;       /* failed check calls in a row, for the backoff */
-    struct ts_req *check_req; /* the check call in flight, or NULL */
+    size_t check_at;           /* index into ts_check_order of the table being checked */
+    enum ts_check_op check_op; /* the next call for that table */
+    int check_failures;        /* failed check calls in a row, for the backoff */
+    struct ts_req *check_req;  /* the check call in flight, or NULL */
     uv_timer_t check_timer;
     char fatal_code[128]; /* TS_FAILED: the error every row fails with */
     char fatal_message[1024];
@@ -1375,6 +1383,7 @@ static void ts_destroy(struct sg_sink *sink)
         free(ts->tables[k]);
     free(ts->key_field);
     free(ts->time_field);
+    free(ts->time_index_name);
     free(ts);
 }
 
@@ -1421,10 +1430,28 @@ static const struct sg_ts_pk_column ts_agg_pk[] = {{"key", SG_TS_STRING},
                                                    {"window_start", SG_TS_INTEGER}};
 static const struct sg_ts_pk_column ts_raw_pk[] = {
     {"key", SG_TS_STRING}, {"ts", SG_TS_INTEGER}, {"id", SG_TS_STRING}};
-static const struct sg_ts_table_schema ts_schemas[SG_TS_NKINDS] = {
-    [SG_TS_KIND_RAW] = {ts_raw_pk, 3},
-    [SG_TS_KIND_AGG] = {ts_agg_pk, 2},
-};
+/* The time index (tablestore.time_index): results by shard, then time, then key, carrying
+ * the two columns a time slice shows without reading the row. Its columns are predefined in
+ * the results table with the types the writer sends. */
+static const struct sg_ts_defined_column ts_time_defined[] = {
+    {"shard", SG_TS_INTEGER}, {"count", SG_TS_INTEGER}, {"window_end", SG_TS_INTEGER}};
+static const char *const ts_time_pk[] = {"shard", "window_start", "key"};
+static const char *const ts_time_columns[] = {"count", "window_end"};
+
+/* Table `kind`'s schema: the results table has the time index when it is on. */
+static struct sg_ts_table_schema ts_schema(const struct ts_sink *ts, enum sg_ts_kind kind)
+{
+    if (kind == SG_TS_KIND_RAW)
+        return (struct sg_ts_table_schema){.pk = ts_raw_pk, .pk_count = 3};
+    struct sg_ts_table_schema s = {.pk = ts_agg_pk, .pk_count = 2};
+    if (ts->time_index.name) {
+        s.defined = ts_time_defined;
+        s.defined_count = SG_ARRAY_SIZE(ts_time_defined);
+        s.indexes = &ts->time_index;
+        s.index_count = 1;
+    }
+    return s;
+}
 /* The order the tables are checked in. */
 static const enum sg_ts_kind ts_check_order[SG_TS_NKINDS] = {SG_TS_KIND_AGG, SG_TS_KIND_RAW};
 
@@ -1447,11 +1474,16 @@ static enum sg_ts_kind check_kind(struct ts_sink *ts)
 static const char *check_pack(struct ts_sink *ts, enum sg_ts_kind kind, struct ts_req *req)
 {
     const char *table = ts->tables[kind];
-    const char *operation = ts->check_create ? "CreateTable" : "DescribeTable";
-    struct sg_ts_create_table ct = {.table = table, .schema = ts_schemas[kind], .max_versions = 1};
-    sg_buf_reset(&req->call.body);
-    int rc = ts->check_create ? sg_ts_create_table_build(&req->call.body, &ct, NULL, 0)
-                              : sg_ts_describe_table_build(&req->call.body, table, NULL, 0);
+    const char *operation = ts_check_ops[ts->check_op];
+    struct sg_ts_create_table ct = {
+        .table = table, .schema = ts_schema(ts, kind), .max_versions = 1};
+    struct sg_buf *body = &req->call.body;
+    sg_buf_reset(body);
+    /* The index of a table that already holds rows indexes them too. */
+    int rc = ts->check_op == TS_CHECK_CREATE_TABLE ? sg_ts_create_table_build(body, &ct, NULL, 0)
+             : ts->check_op == TS_CHECK_CREATE_INDEX
+                 ? sg_ts_create_index_build(body, table, &ts->time_index, true, NULL, 0)
+                 : sg_ts_describe_table_build(body, table, NULL, 0);
     if (rc == 0)
         rc = sg_ts_call_prepare(&req->call, &ts->creds, operation, TS_CHECK_CONNECT_TIMEOUT_MS,
                                 TS_CHECK_TIMEOUT_MS);
@@ -1490,16 +1522,36 @@ static enum ts_check_result check_answer(struct ts_sink *ts, enum sg_ts_kind kin
                  table, status);
         return TS_CHECK_RETRY;
     }
-    if (status == 200 && strcmp(operation, "CreateTable") == 0) {
-        sg_info(ts->log, "tablestore table created", SG_F_STR("table", table));
+    if (status == 200 && ts->check_op == TS_CHECK_CREATE_TABLE) {
+        sg_info(ts->log, "tablestore table created", SG_F_STR("table", table),
+                SG_F_STR("index", kind == SG_TS_KIND_AGG ? ts->time_index.name : NULL));
+        goto next_table;
+    }
+    if (status == 200 && ts->check_op == TS_CHECK_CREATE_INDEX) {
+        sg_info(ts->log, "tablestore index created", SG_F_STR("table", table),
+                SG_F_STR("index", ts->time_index.name));
         goto next_table;
     }
     if (status == 200) {
+        struct sg_ts_table_schema schema = ts_schema(ts, kind);
         size_t at = (size_t)snprintf(errstr, errstr_size, "tablestore: ");
-        int rc = sg_ts_describe_table_check(req->call.resp.data, req->call.resp.len, table,
-                                            &ts_schemas[kind], errstr + at, errstr_size - at);
+        int rc = sg_ts_describe_table_check(req->call.resp.data, req->call.resp.len, table, &schema,
+                                            errstr + at, errstr_size - at);
         if (rc == -EBADMSG)
             return TS_CHECK_RETRY;
+        if (rc == -ENOENT && ts->create_tables) {
+            ts->check_op = TS_CHECK_CREATE_INDEX;
+            return TS_CHECK_NEXT;
+        }
+        if (rc == -ENOENT) {
+            snprintf(errstr, errstr_size,
+                     "tablestore: index %s of table %s does not exist (create it, set "
+                     "tablestore.create_tables=true, or turn it off with "
+                     "tablestore.time_index=\"\")",
+                     ts->time_index.name, table);
+            snprintf(ts->fatal_code, sizeof(ts->fatal_code), "OTSObjectNotExist");
+            return TS_CHECK_FATAL;
+        }
         if (rc != 0) {
             snprintf(ts->fatal_code, sizeof(ts->fatal_code), "table_schema");
             return TS_CHECK_FATAL;
@@ -1515,22 +1567,22 @@ static enum ts_check_result check_answer(struct ts_sink *ts, enum sg_ts_kind kin
             snprintf(ts->fatal_code, sizeof(ts->fatal_code), "%s", code);
             return TS_CHECK_FATAL;
         }
-        ts->check_create = true;
+        ts->check_op = TS_CHECK_CREATE_TABLE;
         return TS_CHECK_NEXT;
     }
     /* Created meanwhile by another instance: fine, its schema is checked at the next start. */
-    if (strcmp(operation, "CreateTable") == 0 && strcmp(code, "OTSObjectAlreadyExist") == 0)
+    if (ts->check_op != TS_CHECK_DESCRIBE && strcmp(code, "OTSObjectAlreadyExist") == 0)
         goto next_table;
     snprintf(errstr, errstr_size, "tablestore: %s %s: %s %s", operation, table, code, msg);
     /* Table operations are throttled too; and a CreateTable that failed on the server's side
      * may be asked again (it either created the table or not). */
     if (!auth_failed && (sg_ts_error_should_retry(operation, false, (int)status, code, msg) ||
-                         (strcmp(operation, "CreateTable") == 0 && status >= 500)))
+                         (ts->check_op != TS_CHECK_DESCRIBE && status >= 500)))
         return TS_CHECK_RETRY;
     snprintf(ts->fatal_code, sizeof(ts->fatal_code), "%s", code);
     return TS_CHECK_FATAL;
 next_table:
-    ts->check_create = false;
+    ts->check_op = TS_CHECK_DESCRIBE;
     ts->check_at++;
     return TS_CHECK_NEXT;
 }
@@ -1660,7 +1712,7 @@ static void check_done(struct ts_sink *ts, struct ts_req *req, CURLcode result)
 {
     char why[1024];
     enum sg_ts_kind kind = check_kind(ts);
-    const char *operation = ts->check_create ? "CreateTable" : "DescribeTable";
+    const char *operation = ts_check_ops[ts->check_op];
     ts->check_req = NULL;
     switch (check_answer(ts, kind, operation, req, result, why, sizeof(why))) {
     case TS_CHECK_NEXT: /* the next call (or becoming ready) from the loop, not from here */
@@ -1822,6 +1874,33 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
                                      .akid = ts->akid,
                                      .secret = ts->secret,
                                      .sts_token = ts->sts_token};
+    const char *ti = cfg->tablestore_time_index ? cfg->tablestore_time_index : "";
+    if (agg && *agg && *ti) {
+        if (strcmp(ti, "auto") == 0 ? asprintf(&ts->time_index_name, "%s_by_time", agg) < 0
+                                    : !(ts->time_index_name = strdup(ti))) {
+            ts->time_index_name = NULL;
+            snprintf(errstr, errstr_size, "tablestore: out of memory");
+            rc = -ENOMEM;
+            goto fail;
+        }
+        struct sg_buf probe; /* the protocol library judges the name */
+        sg_buf_init(&probe, 0);
+        struct sg_ts_index ix = {.name = ts->time_index_name, .pk = ts_time_pk, .pk_count = 1};
+        rc = sg_ts_create_index_build(&probe, agg, &ix, false, NULL, 0);
+        sg_buf_free(&probe);
+        if (rc == -EINVAL) {
+            snprintf(errstr, errstr_size,
+                     "tablestore.time_index: \"%s\" is not a valid index name (1 to 255 ASCII "
+                     "letters, digits and _, not starting with a digit)",
+                     ts->time_index_name);
+            goto fail;
+        }
+        ts->time_index = (struct sg_ts_index){.name = ts->time_index_name,
+                                              .pk = ts_time_pk,
+                                              .pk_count = SG_ARRAY_SIZE(ts_time_pk),
+                                              .columns = ts_time_columns,
+                                              .column_count = SG_ARRAY_SIZE(ts_time_columns)};
+    }
     /* A definite configuration error stops start-up here. */
     char why[1024] = "";
     int check_rc = check_blocking(ts, why, sizeof(why));

@@ -738,6 +738,163 @@ Test(tablestore, stored_sketches_merge_across_windows, .timeout = 120)
     emu_stop(&e);
 }
 
+/* ---- The time index ---------------------------------------------------------------------- */
+
+/* Runs streamgate with `extra` against the emulator, sends `keys` keys x `windows` windows of
+ * 3 events each (key t<k>, window w from BASE_TS + offset_windows), and stops it cleanly. */
+static void run_windows(const struct emu *e, const char *const *extra, int keys, int windows,
+                        int offset_windows)
+{
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    build_args(argv, e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+    char *body = malloc((size_t)keys * windows * 3 * 96 + 1);
+    size_t len = 0;
+    for (int w = 0; w < windows; w++)
+        for (int k = 0; k < keys; k++)
+            for (int i = 0; i < 3; i++)
+                len += (size_t)sprintf(body + len,
+                                       "{\"key\":\"t%03d\",\"ts\":%" PRId64 ",\"value\":%d}\n", k,
+                                       BASE_TS + (int64_t)(w + offset_windows) * WINDOW + i, k + i);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    sgt_response_free(&r);
+    free(body);
+    check_clean_log(&p);
+    cr_assert_eq(sgt_stop(&p), 0);
+}
+
+/* The index `index` read through the official SDK holds exactly one row per results row, in
+ * (shard, window_start, key) order, with the row's count and window_end and the shard its key
+ * hashes to. */
+static void check_time_index(const struct emu *e, const char *index, int want_rows)
+{
+    cJSON *rows = read_table(e, "streamgate_results", "key,window_start");
+    cJSON *idx = read_table(e, index, "shard,window_start,key");
+    cr_assert_eq(cJSON_GetArraySize(rows), want_rows);
+    cr_assert_eq(cJSON_GetArraySize(idx), want_rows, "index rows: %d, table rows: %d",
+                 cJSON_GetArraySize(idx), want_rows);
+    int64_t last_shard = -1, last_start = -1;
+    char last_key[64] = "";
+    const cJSON *ir, *row;
+    cJSON_ArrayForEach(ir, idx)
+    {
+        const char *key = cJSON_GetObjectItemCaseSensitive(ir, "key")->valuestring;
+        int64_t shard = int_cell(ir, "shard"), start = int_cell(ir, "window_start");
+        cr_expect_eq(shard, sg_kafka_partition(key, strlen(key), 16), "%s shard", key);
+        bool ordered = shard > last_shard ||
+                       (shard == last_shard &&
+                        (start > last_start || (start == last_start && strcmp(key, last_key) > 0)));
+        cr_expect(ordered, "index out of order at %s/%" PRId64, key, start);
+        last_shard = shard;
+        last_start = start;
+        snprintf(last_key, sizeof(last_key), "%s", key);
+        const cJSON *match = NULL;
+        cJSON_ArrayForEach(row, rows)
+        {
+            if (strcmp(cJSON_GetObjectItemCaseSensitive(row, "key")->valuestring, key) == 0 &&
+                int_cell(row, "window_start") == start)
+                match = row;
+        }
+        cr_assert(match, "index row %s/%" PRId64 " has no table row", key, start);
+        cr_expect_eq(int_cell(ir, "count"), int_cell(match, "count"));
+        cr_expect_eq(int_cell(ir, "window_end"), int_cell(match, "window_end"));
+        /* Only the columns the index carries. */
+        cr_expect_eq(cJSON_GetArraySize((cJSON *)ir), 5, "index columns of %s", key);
+    }
+    cJSON_Delete(rows);
+    cJSON_Delete(idx);
+}
+
+/* tablestore.create_tables makes the results table with the time index; the official SDK reads
+ * the index. */
+Test(tablestore, time_index_created_with_the_table, .timeout = 120)
+{
+    if (!sdk_available())
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    run_windows(&e, NULL, 40, 3, 0);
+    check_time_index(&e, "streamgate_results_by_time", 120);
+    emu_stop(&e);
+}
+
+/* A results table that has the index's columns but not the index: CreateIndex adds it, and it
+ * indexes the rows already there as well as the new ones. Without tablestore.create_tables a
+ * missing index stops start-up with a message that says what to do, and so does a table made
+ * without the index's predefined columns. */
+Test(tablestore, time_index_added_to_an_existing_table, .timeout = 180)
+{
+    if (!sdk_available())
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    static const char *const other[] = {"--tablestore-time-index", "first_index", NULL};
+    run_windows(&e, other, 20, 2, 0);
+
+    const char *no_create[] = {"--http-listen",
+                               "127.0.0.1:0",
+                               "--tcp-listen",
+                               "",
+                               "--tablestore-endpoint",
+                               e.endpoint,
+                               "--tablestore-instance",
+                               INSTANCE,
+                               "--tablestore-access-key-id",
+                               AKID,
+                               "--tablestore-access-key-secret",
+                               SECRET,
+                               "--tablestore-results-table",
+                               "streamgate_results",
+                               NULL};
+    char *out = NULL, *err = NULL;
+    int rc = sgt_run(no_create, NULL, &out, &err);
+    cr_expect_eq(rc, 1, "exit status %d", rc);
+    cr_expect(err && strstr(err, "index streamgate_results_by_time of table streamgate_results "
+                                 "does not exist (create it, set tablestore.create_tables=true, "
+                                 "or turn it off with tablestore.time_index=\\\"\\\")"),
+              "stderr: %s", err);
+    free(out);
+    free(err);
+
+    run_windows(&e, NULL, 20, 2, 2); /* create_tables: CreateIndex, with the rows there */
+    check_time_index(&e, "streamgate_results_by_time", 80);
+    check_time_index(&e, "first_index", 80);
+
+    /* A table made with the index off has no predefined columns: no index can be added. */
+    static const char *const plain[] = {"--tablestore-time-index", "", "--tablestore-results-table",
+                                        "plain_results", NULL};
+    run_windows(&e, plain, 2, 1, 0);
+    const char *want[] = {"--http-listen",
+                          "127.0.0.1:0",
+                          "--tcp-listen",
+                          "",
+                          "--tablestore-endpoint",
+                          e.endpoint,
+                          "--tablestore-instance",
+                          INSTANCE,
+                          "--tablestore-access-key-id",
+                          AKID,
+                          "--tablestore-access-key-secret",
+                          SECRET,
+                          "--tablestore-create-tables",
+                          "true",
+                          "--tablestore-results-table",
+                          "plain_results",
+                          NULL};
+    rc = sgt_run(want, NULL, &out, &err);
+    cr_expect_eq(rc, 1, "exit status %d", rc);
+    cr_expect(err && strstr(err, "table plain_results has no predefined column shard of type "
+                                 "INTEGER, which index plain_results_by_time needs"),
+              "stderr: %s", err);
+    free(out);
+    free(err);
+    emu_stop(&e);
+}
+
 /* Requests the service refuses as too large: the writer halves its batches until they fit, and
  * every row still ends exactly right. */
 Test(tablestore, too_large_requests_are_split, .timeout = 180)
