@@ -435,6 +435,76 @@ int sg_ts_describe_table_check(const void *body, size_t len, const char *table,
                                const struct sg_ts_table_schema *schema, char *errstr,
                                size_t errstr_size);
 
+/* ---- Reading: GetRange and BatchGetRow -------------------------------------------------- */
+
+#define SG_TS_BATCH_GET_MAX_ROWS 100 /* rows per BatchGetRow (PROTOCOL.md section 5) */
+
+enum sg_ts_direction { SG_TS_FORWARD = 0, SG_TS_BACKWARD = 1 };
+
+/* A GetRange of one version per column. The bounds are single-row primary key buffers as
+ * sg_ts_pb_encode writes them for SG_TS_ROW_PK (INF_MIN / INF_MAX allowed); going BACKWARD the
+ * start is the higher bound. limit 0: none (the service still pages). No columns: all. */
+struct sg_ts_get_range {
+    const char *table; /* a table or an index */
+    enum sg_ts_direction direction;
+    const void *start;
+    size_t start_len;
+    const void *end;
+    size_t end_len;
+    int32_t limit;
+    const char *const *columns;
+    size_t column_count;
+};
+
+/* Appends a serialized GetRangeRequest. -EINVAL for a bad name, bound or limit. */
+int sg_ts_get_range_build(struct sg_buf *out, const struct sg_ts_get_range *gr, char *errstr,
+                          size_t errstr_size);
+
+/* A GetRange answer: its rows, and where the next page starts (NULL: the range is done). The
+ * rows and next_start point into the parsed message, owned here. */
+struct sg_ts_range_result {
+    struct sg_ts_rows rows;
+    const uint8_t *next_start;
+    size_t next_start_len;
+    void *msg;
+};
+
+/* Parses a GetRangeResponse body (HTTP 200), checking every row's checksums. Returns 0,
+ * -EINVAL or -ENOMEM; on failure nothing needs freeing. */
+int sg_ts_get_range_parse(const void *body, size_t len, struct sg_ts_range_result *out,
+                          char *errstr, size_t errstr_size);
+
+/* Safe on a zeroed struct and twice. */
+void sg_ts_range_result_free(struct sg_ts_range_result *res);
+
+/* Appends a serialized BatchGetRowRequest for `count` rows of one table (1 to
+ * SG_TS_BATCH_GET_MAX_ROWS; -E2BIG past it), each key a single-row primary key buffer. */
+int sg_ts_batch_get_build(struct sg_buf *out, const char *table, const void *const *keys,
+                          const size_t *key_lens, size_t count, const char *const *columns,
+                          size_t column_count, char *errstr, size_t errstr_size);
+
+/* One row of a BatchGetRow answer, in request order: failed (ok false, with the service's
+ * error), missing (ok, not found), or found and decoded. */
+struct sg_ts_batch_get_row {
+    bool ok, found;
+    const char *error_code, *error_message;
+    struct sg_ts_rows decoded; /* found: one row */
+};
+
+struct sg_ts_batch_get_result {
+    struct sg_ts_batch_get_row *rows;
+    size_t row_count;
+    void *msg;
+};
+
+/* Parses a one-table BatchGetRowResponse body (HTTP 200). Returns 0, -EINVAL or -ENOMEM; on
+ * failure nothing needs freeing. */
+int sg_ts_batch_get_parse(const void *body, size_t len, struct sg_ts_batch_get_result *out,
+                          char *errstr, size_t errstr_size);
+
+/* Safe on a zeroed struct and twice. */
+void sg_ts_batch_get_result_free(struct sg_ts_batch_get_result *res);
+
 /* ---- Errors and retries (PROTOCOL.md section 4) ----------------------------------------- */
 
 /* Parses the Error body of a non-2xx response into the caller's buffers (truncated to fit,
