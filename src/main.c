@@ -25,6 +25,8 @@
 #include "streamgate/sink_file.h"
 #include "streamgate/sink_kafka.h"
 #include "streamgate/sink_tablestore.h"
+#include "streamgate/tablestore_reader.h"
+#include "query/history.h"
 #include "streamgate/streams.h"
 #include "streamgate/tcp_server.h"
 
@@ -79,6 +81,8 @@ struct sg_app {
     struct sg_dead_letter *dead_letter;       /* output.dead_letter_file; NULL: off */
     struct sg_kafka_source *source;           /* role aggregator: the raw topic's consumer */
     struct sg_http_server *http;
+    struct sg_sink *tablestore; /* also in sinks; NULL: no Tablestore writer */
+    struct sg_history *history; /* GET /v1/history */
     struct sg_tcp_server *tcp;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t lag_timer;
@@ -371,6 +375,7 @@ static void app_free(struct sg_app *app)
 {
     sg_http_server_destroy(app->http);
     sg_tcp_server_destroy(app->tcp);
+    sg_history_destroy(app->history); /* after the connections, before the reader's writer */
     sg_ingest_destroy(app->ingest);
     sg_streams_destroy(app->streams);
     sg_sinks_destroy(app->sinks);
@@ -480,6 +485,8 @@ static int start_tablestore(struct sg_app *app, char *err, size_t errlen)
     struct sg_sink *tablestore;
     int rc = sg_sink_tablestore_create(&app->loop, &app->cfg, app->budget, app->dead_letter,
                                        app->metrics, &app->log, &tablestore, err, errlen);
+    if (rc == 0)
+        app->tablestore = tablestore;
     return rc ? rc : add_sink(app, tablestore, err, errlen);
 }
 
@@ -591,6 +598,12 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
             return rc;
     }
 
+    rc = sg_history_create(&app->cfg, sg_sink_tablestore_reader(app->tablestore), app->metrics,
+                           &app->log, app->budget, &app->history);
+    if (rc) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
     struct sg_server_env env = {.loop = &app->loop,
                                 .cfg = &app->cfg,
                                 .ingest = app->ingest,
@@ -599,6 +612,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                                 .info = render_info,
                                 .ready = source_ready,
                                 .info_arg = app,
+                                .history = sg_history_handle,
+                                .history_arg = app->history,
                                 .metrics = app->metrics,
                                 .log = &app->log};
     if (app->cfg.http_listen[0]) {

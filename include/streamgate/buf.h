@@ -52,6 +52,10 @@ int sg_buf_append_json_string(struct sg_buf *b, const char *s, size_t len);
 /* Drops the first `n` bytes, keeping the rest. */
 void sg_buf_consume(struct sg_buf *b, size_t n);
 
+/* Appends `v` as the shortest decimal text that reads back as the same double, or null when
+ * it is not finite (JSON has no infinity). */
+int sg_buf_append_double(struct sg_buf *b, double v);
+
 /* Appends `v` as an unsigned LEB128 varint (7 bits a byte, low first, high bit = more): 1 to 10
  * bytes. Returns 0, -ENOMEM or -E2BIG. */
 int sg_buf_append_varint(struct sg_buf *b, unsigned long long v);

@@ -125,6 +125,7 @@ struct sg_config {
     uint64_t tablestore_retry_backoff_max_ms;
     char *tablestore_time_index; /* "auto": <results_table>_by_time; empty: off */
     int64_t tablestore_index_shards;
+    uint64_t query_timeout_ms;
 
     /* window.* */
     int window_type; /* enum sg_window_type */

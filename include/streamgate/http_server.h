@@ -30,4 +30,14 @@ void sg_http_server_shutdown(struct sg_http_server *srv, sg_server_closed_cb cb,
 /* Frees the server; only after shutdown has called back. Safe on NULL. */
 void sg_http_server_destroy(struct sg_http_server *srv);
 
+/* For a handler (sg_http_handler): the answer comes later. The connection reads nothing more
+ * meanwhile, so no later answer overtakes it. Should the connection close first, `cancel` runs
+ * (with `arg`) and the handler must not touch `conn` again. */
+void sg_http_hold(struct sg_http_conn *conn, void (*cancel)(void *arg), void *arg);
+
+/* A handler's answer, JSON with `status`; `extra` holds further header lines or NULL. After a
+ * hold, the connection goes on with the requests behind it. */
+void sg_http_answer(struct sg_http_conn *conn, int status, const char *body, size_t len,
+                    const char *extra);
+
 #endif

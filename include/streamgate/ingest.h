@@ -24,6 +24,14 @@ struct sg_streams;
 /* What the wiring gives each server (HTTP and TCP), and their common life cycle: create (bind
  * and listen) -> shutdown (stop accepting, finish what is in flight, close every connection,
  * then call back) -> destroy. */
+struct sg_http_conn;
+
+/* A handler of GET (and HEAD) requests under a path prefix, behind the ingest tokens like the
+ * live query. It answers with sg_http_answer, at once or, after sg_http_hold, later. `url` is
+ * the request target as received (path and query). */
+typedef void (*sg_http_handler)(void *arg, struct sg_http_conn *conn, const char *url,
+                                size_t url_len);
+
 struct sg_server_env {
     uv_loop_t *loop;
     const struct sg_config *cfg;
@@ -36,6 +44,10 @@ struct sg_server_env {
      * info_arg; NULL: none. */
     bool (*ready)(void *arg);
     void *info_arg;
+    /* GET /v1/history and /v1/history/...: the stored-results query (see http_server.h);
+     * NULL answers 404. */
+    sg_http_handler history;
+    void *history_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;
 };

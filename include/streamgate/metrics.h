@@ -136,6 +136,12 @@ struct sg_histogram {
       "BatchWriteRow requests in flight.")                                                         \
     X(TABLESTORE_ROWS_SUPERSEDED_TOTAL, "streamgate_tablestore_rows_superseded_total", COUNTER,    \
       "", "Row versions replaced by a newer version of the same row before being written.")        \
+    X(TABLESTORE_READ_REQUESTS_TOTAL, "streamgate_tablestore_read_requests_total", COUNTER,        \
+      "outcome",                                                                                   \
+      "Reads of stored results (GetRange, BatchGetRow) by outcome: ok, unavailable (busy or "     \
+      "down until query.timeout), refused, cancelled.")                                            \
+    X(QUERY_SECONDS, "streamgate_query_seconds", HISTOGRAM, "",                                     \
+      "Latency of GET /v1/history queries, from the request to the answer.")                       \
     X(TABLESTORE_READY, "streamgate_tablestore_ready", GAUGE, "",                                  \
       "1 once the start-up checks of the tables (DescribeTable, CreateTable) have passed; 0 "      \
       "while they are retried, or after one failed for good.")                                     \

@@ -1,6 +1,7 @@
 #include "streamgate/buf.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -216,4 +217,17 @@ int sg_varint_read(const unsigned char **p, const unsigned char *end, unsigned l
         }
     }
     return -EINVAL;
+}
+
+int sg_buf_append_double(struct sg_buf *b, double v)
+{
+    char num[40];
+    if (!isfinite(v))
+        return sg_buf_append_str(b, "null");
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(num, sizeof(num), "%.*g", prec, v);
+        if (strtod(num, NULL) == v)
+            break;
+    }
+    return sg_buf_append_str(b, num);
 }

@@ -289,6 +289,9 @@ static const struct sg_config_option options[] = {
                "Global index of the results table by time (primary key: shard, window_start, "
                "key; columns count, window_end), which cross-key history queries read; auto "
                "names it <results_table>_by_time, empty turns it off."),
+    SG_OPT_DUR("query.timeout", query_timeout_ms, "5s", 1,
+               "Longest time a GET /v1/history query waits for Tablestore, retries included; "
+               "past it the query answers 503 with Retry-After."),
     SG_OPT_INT("tablestore.index_shards", tablestore_index_shards, "16", 1, 1024,
                "Shards of the time index: each result row's shard column is murmur2(key) mod "
                "this (Kafka's partitioner), so the index spreads over as many ranges; a "

@@ -112,6 +112,18 @@ void sg_http__conn_account_body(struct sg_http_conn *conn)
 
 /* --- closing ----------------------------------------------------------------------------- */
 
+/* The connection ends with a handler's answer to come: the handler lets go of it. */
+static void conn_cancel_later(struct sg_http_conn *conn)
+{
+    void (*cancel)(void *arg) = conn->later_cancel;
+    if (!conn->later)
+        return;
+    conn->later = false;
+    conn->later_cancel = NULL;
+    if (cancel)
+        cancel(conn->later_arg);
+}
+
 void sg_http__conn_free(struct sg_http_conn *conn)
 {
     struct sg_budget *budget = conn->srv->budget;
@@ -123,6 +135,7 @@ void sg_http__conn_free(struct sg_http_conn *conn)
     /* Its events go on to the writers without it (see ack.h). */
     sg_ack_detach(conn->ack);
     conn->ack = NULL;
+    conn_cancel_later(conn);
     sg_buf_free(&conn->held_errors);
     sg_buf_free(&conn->out[0]);
     sg_buf_free(&conn->out[1]);
@@ -159,6 +172,7 @@ void sg_http__conn_close(struct sg_http_conn *conn)
     /* No answer can go out any more; a held one's events go on to the writers without it. */
     sg_ack_detach(conn->ack);
     conn->ack = NULL;
+    conn_cancel_later(conn);
     /* The timer closes last, so its callback (never run before this returns) is the earliest
      * point the connection can be freed, even when the transport reports at once. */
     conn->io->close(conn);
@@ -277,7 +291,7 @@ static void conn_resume(struct sg_http_conn *conn)
     char *tail = conn->tail;
     size_t tail_len = conn->tail_len;
 
-    if (!conn->stalled || conn->ack || conn->state != SG_HTTP_OPEN ||
+    if (!conn->stalled || conn->ack || conn->later || conn->state != SG_HTTP_OPEN ||
         sg_http__conn_pending(conn) >= SG_HTTP_OUT_HIGH)
         return;
     conn->stalled = false;
@@ -410,6 +424,31 @@ const char *sg_http__error_extra(const struct sg_http_server *srv, int status,
     if (status == 405 && route)
         return route->methods == SG_HTTP_POST ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
     return NULL;
+}
+
+/* --- answers a handler gives later (sg_http_hold) ---------------------------------------- */
+
+void sg_http_hold(struct sg_http_conn *conn, void (*cancel)(void *arg), void *arg)
+{
+    conn->later = true;
+    conn->later_cancel = cancel;
+    conn->later_arg = arg;
+}
+
+void sg_http_answer(struct sg_http_conn *conn, int status, const char *body, size_t len,
+                    const char *extra)
+{
+    bool held = conn->later;
+    conn->later = false;
+    conn->later_cancel = NULL;
+    sg_http__conn_respond(conn, status, SG_HTTP_JSON, body, len, extra,
+                          conn->later_close || conn->srv->shutting_down);
+    if (!held || conn->req.active)
+        return; /* answered inside its request: on_message_complete goes on */
+    if (conn->state == SG_HTTP_OPEN)
+        sg_http__conn_idle(conn);
+    conn_resume(conn);
+    sg_http__conn_flush(conn);
 }
 
 /* --- answers held for delivery (ingest.ack delivered) ----------------------------------- */

@@ -210,6 +210,12 @@ struct sg_http_conn {
     size_t held_rejected;
     size_t held_nerrors;
     bool held_close; /* the held answer ends the connection */
+
+    /* A handler's answer given later (sg_http_hold). */
+    bool later;
+    bool later_close;
+    void (*later_cancel)(void *arg);
+    void *later_arg;
 };
 
 struct sg_http_code_counter {
@@ -231,6 +237,8 @@ struct sg_http_server {
     int (*info)(void *arg, struct sg_buf *out);
     bool (*ready)(void *arg); /* called with info_arg; NULL: none */
     void *info_arg;
+    sg_http_handler history;
+    void *history_arg;
     struct sg_metrics *metrics;
     struct sg_log *log;
     llhttp_settings_t settings;       /* shared by every connection's parser */

@@ -454,6 +454,10 @@ static int on_message_complete(llhttp_t *parser)
         conn->stalled = true;
         return HPE_PAUSED;
     }
+    if (conn->later) { /* the same for a handler's answer to come */
+        conn->stalled = true;
+        return HPE_PAUSED;
+    }
     if (sg_http__conn_pending(conn) >= SG_HTTP_OUT_HIGH) {
         /* Stop at this request boundary until the client reads what it asked for. */
         conn->stalled = true;

@@ -286,6 +286,23 @@ static void handle_info(struct sg_http_conn *conn, bool close)
     sg_http__conn_respond(conn, 200, SG_HTTP_JSON, srv->resp.data, srv->resp.len, NULL, close);
 }
 
+/* GET /v1/history[/{key}]: the stored-results query, a handler of its own (env.history). */
+static void handle_history(struct sg_http_conn *conn, bool close)
+{
+    struct sg_http_server *srv = conn->srv;
+    struct sg_http_req *req = &conn->req;
+
+    if (!srv->history) {
+        sg_http__conn_respond_error(conn, 404,
+                                    "no stored results to query: set tablestore.endpoint (and "
+                                    "tablestore.results_table)",
+                                    NULL, close);
+        return;
+    }
+    conn->later_close = close;
+    srv->history(srv->history_arg, conn, req->url.data, req->url.len);
+}
+
 /* Every route, looked up by path (the query and fragment aside). A path ending in '/' takes
  * every path under it. To add a route, add a row. */
 static const struct sg_http_route routes[] = {
@@ -296,6 +313,8 @@ static const struct sg_http_route routes[] = {
     {"/v1/info", SG_HTTP_GET, SG_HTTP_AUTH_METRICS, false, handle_info},
     {"/v1/streams", SG_HTTP_GET, SG_HTTP_AUTH_INGEST, false, handle_streams}, /* ?limit=N */
     {"/v1/streams/", SG_HTTP_GET, SG_HTTP_AUTH_INGEST, false, handle_stream}, /* {key} */
+    {"/v1/history", SG_HTTP_GET, SG_HTTP_AUTH_INGEST, false, handle_history},
+    {"/v1/history/", SG_HTTP_GET, SG_HTTP_AUTH_INGEST, false, handle_history}, /* {key} */
 };
 
 const struct sg_http_route *sg_http__route_find(const char *url, size_t len)

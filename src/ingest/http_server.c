@@ -330,6 +330,8 @@ static int http_server_init(const struct sg_server_env *env, struct sg_http_serv
     srv->cfg = cfg;
     srv->ingest = env->ingest;
     srv->streams = env->streams;
+    srv->history = env->history;
+    srv->history_arg = env->history_arg;
     srv->budget = env->budget;
     http_set_retry_after(srv);
     srv->info = env->info;

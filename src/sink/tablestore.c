@@ -40,6 +40,7 @@
 #include "streamgate/sink_tablestore.h"
 #include "streamgate/streams.h"
 #include "streamgate/tablestore.h"
+#include "streamgate/tablestore_reader.h"
 #include "tablestore_internal.h"
 
 /* Room left in a request for what sg_ts_pb_row_size does not count: the table names, the
@@ -124,6 +125,8 @@ struct ts_sink {
     char *time_index_name;
 
     struct sg_curl_uv *curl;
+    struct sg_ts_reader reader; /* reads on the same connections (GET /v1/history) */
+    bool reader_init;
     uv_timer_t linger_timer, retry_timer;
     bool timers_init, closing;
     struct ts_req *free_reqs, *inflight_reqs;
@@ -332,21 +335,6 @@ static int rb_finish(struct row_builder *rb)
     return 0;
 }
 
-/* Appends `v` as the shortest text that reads back as the same double; null when it is not
- * finite (JSON has no infinity). */
-static int append_double(struct sg_buf *out, double v)
-{
-    char num[40];
-    if (!isfinite(v))
-        return sg_buf_append_str(out, "null");
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(num, sizeof(num), "%.*g", prec, v);
-        if (strtod(num, NULL) == v)
-            break;
-    }
-    return sg_buf_append_str(out, num);
-}
-
 /* Appends bytes as a JSON string of their base64. */
 static int append_base64(struct sg_buf *out, const void *p, size_t len)
 {
@@ -386,7 +374,7 @@ static int append_columns_json(struct sg_buf *out, const struct sg_ts_row *row)
             rc = sg_buf_append_int(out, c->value.i);
             break;
         case SG_TS_DOUBLE:
-            rc = append_double(out, c->value.d);
+            rc = sg_buf_append_double(out, c->value.d);
             break;
         case SG_TS_BOOLEAN:
             rc = sg_buf_append_str(out, c->value.b ? "true" : "false");
@@ -1268,6 +1256,8 @@ static void close_handles(struct ts_sink *ts)
     if (ts->closing)
         return;
     ts->closing = true;
+    if (ts->reader_init)
+        sg_ts_reader_close(&ts->reader);
     if (ts->curl) {
         for (struct ts_req *req = ts->inflight_reqs; req; req = req->next)
             sg_curl_uv_remove(ts->curl, req->call.easy);
@@ -1911,11 +1901,22 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
     }
 
     if (sg_curl_uv_create(loop, (long)ts->max_in_flight, &ts->curl) != 0 ||
-        sg_curl_uv_on_idle(ts->curl, on_curl_idle, ts) != 0) {
+        sg_curl_uv_on_idle(ts->curl, on_curl_idle, ts) != 0 ||
+        sg_ts_reader_init(&ts->reader,
+                          &(struct sg_ts_reader_conf){.loop = loop,
+                                                      .curl = ts->curl,
+                                                      .creds = &ts->creds,
+                                                      .results_table = ts->tables[SG_TS_KIND_AGG],
+                                                      .time_index = ts->time_index.name,
+                                                      .index_shards = ts->index_shards,
+                                                      .backoff_ms = ts->backoff_ms,
+                                                      .backoff_max_ms = ts->backoff_max_ms},
+                          metrics) != 0) {
         snprintf(errstr, errstr_size, "tablestore: cannot create the HTTP client");
         rc = -ENOMEM;
         goto fail;
     }
+    ts->reader_init = true;
     uv_timer_init(loop, &ts->linger_timer);
     uv_timer_init(loop, &ts->retry_timer);
     uv_timer_init(loop, &ts->check_timer);
@@ -1934,6 +1935,14 @@ int sg_sink_tablestore_create(uv_loop_t *loop, const struct sg_config *cfg,
 fail:
     ts_destroy(&ts->sink);
     return rc;
+}
+
+struct sg_ts_reader *sg_sink_tablestore_reader(struct sg_sink *sink)
+{
+    if (!sink || sink->ops->destroy != ts_destroy)
+        return NULL;
+    struct ts_sink *ts = ts_of(sink);
+    return ts->reader_init ? &ts->reader : NULL;
 }
 
 static int ts_info(struct sg_sink *sink, struct sg_buf *out)

@@ -188,4 +188,38 @@ void sg_ts_held_tell(struct sg_ts_held *r, bool written);
  * records too, since the row then holds their window's latest state. */
 void sg_ts_held_pass_dones(struct sg_ts_held *old, struct sg_ts_held *r);
 
+/* ---- The reader (tablestore_read.c) ------------------------------------------------------ */
+
+#define SG_TS_READ_NOUTCOMES 4
+
+struct sg_ts_read;
+struct sg_counter;
+struct sg_metrics;
+
+struct sg_ts_reader_conf {
+    uv_loop_t *loop;
+    struct sg_curl_uv *curl; /* the writer's */
+    const struct sg_ts_creds *creds;
+    const char *results_table;
+    const char *time_index; /* NULL: off */
+    int32_t index_shards;
+    uint64_t backoff_ms, backoff_max_ms;
+};
+
+/* The writer embeds its reader. */
+struct sg_ts_reader {
+    struct sg_ts_reader_conf conf;
+    struct sg_ts_read *reads; /* in progress */
+    bool closing;
+    struct sg_counter *m_reads[SG_TS_READ_NOUTCOMES];
+};
+
+/* Sets a reader up; 0 or -ENOMEM (its metrics). */
+int sg_ts_reader_init(struct sg_ts_reader *r, const struct sg_ts_reader_conf *conf,
+                      struct sg_metrics *m);
+
+/* Cancels every read in progress (their callbacks run) and refuses new ones: before the
+ * writer closes its multi handle. */
+void sg_ts_reader_close(struct sg_ts_reader *r);
+
 #endif

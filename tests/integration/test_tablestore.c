@@ -895,6 +895,217 @@ Test(tablestore, time_index_added_to_an_existing_table, .timeout = 180)
     emu_stop(&e);
 }
 
+/* ---- GET /v1/history ---------------------------------------------------------------------- */
+
+/* GET `path`; returns the parsed JSON body (the test fails when it is not JSON) and the status. */
+static cJSON *get_json(const char *http, const char *path, const char *headers, int *status)
+{
+    struct sgt_response r;
+    sgt_http(http, "GET", path, headers, NULL, 0, &r);
+    *status = r.status;
+    cJSON *doc = cJSON_Parse(r.body);
+    cr_assert(doc, "GET %s: not JSON: %s", path, r.body);
+    sgt_response_free(&r);
+    return doc;
+}
+
+/* The window_start values of an answer's windows, checked to be for `key` and in order. */
+static size_t window_starts(const cJSON *doc, const char *key, int64_t *out, size_t max, bool desc)
+{
+    size_t n = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(doc, "windows"))
+    {
+        cr_assert_lt(n, max);
+        cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(w, "key")->valuestring, key);
+        out[n] = (int64_t)cJSON_GetObjectItemCaseSensitive(w, "window_start")->valuedouble;
+        if (n > 0)
+            cr_expect(desc ? out[n] < out[n - 1] : out[n] > out[n - 1], "out of order");
+        n++;
+    }
+    return n;
+}
+
+/* One key's stored windows, shaped like a live result: a time range in epoch ms or RFC 3339,
+ * either order, and pages of `limit` windows linked by opaque tokens until next_page is null.
+ * Bad times and tokens are 400s; Tablestore down is a 503 with Retry-After once query.timeout
+ * has passed; the latency and the reads are counted. */
+Test(tablestore, history_of_one_key, .timeout = 180)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    static const char *const extra[] = {"--query-timeout", "500ms", "--window-quantiles",
+                                        "p50,p99.9", NULL};
+    build_args(argv, &e, secret, results, extra);
+    sgt_start(&p, argv, NULL);
+    /* Key h1: windows 0 to 39, window w holding w + 1 events; key h2 in between. */
+    char *body = malloc(256 * 1024);
+    size_t len = 0;
+    for (int w = 0; w < 40; w++)
+        for (int i = 0; i <= w; i++)
+            len += (size_t)sprintf(body + len,
+                                   "{\"key\":\"h1\",\"ts\":%" PRId64 ",\"value\":%d}\n"
+                                   "{\"key\":\"h2\",\"ts\":%" PRId64 ",\"value\":1}\n",
+                                   BASE_TS + (int64_t)w * WINDOW + i, i, BASE_TS + w * WINDOW);
+    struct sgt_response r;
+    sgt_post(p.http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202);
+    sgt_response_free(&r);
+    free(body);
+    /* Written once the windows close: lateness is 1 h, so flush them with a second run of
+     * events an hour and more later. */
+    char late[128];
+    snprintf(late, sizeof(late), "{\"key\":\"zz\",\"ts\":%" PRId64 ",\"value\":1}\n",
+             BASE_TS + 3 * 3600 * 1000);
+    sgt_post(p.http, "application/x-ndjson", late, &r);
+    sgt_response_free(&r);
+    cr_assert_geq(sgt_wait_metric(p.http,
+                                  "streamgate_sink_records_total{sink=\"tablestore\","
+                                  "stream=\"agg\",result=\"written\"}",
+                                  80, 30000),
+                  80);
+
+    char path[2048];
+    int status;
+    int64_t from = BASE_TS + 5 * WINDOW, to = BASE_TS + 25 * WINDOW;
+    snprintf(path, sizeof(path), "/v1/history/h1?from=%" PRId64 "&to=%" PRId64, from, to);
+    cJSON *doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200);
+    int64_t starts[64];
+    cr_assert_eq(window_starts(doc, "h1", starts, 64, false), 20);
+    cr_expect_eq(starts[0], from);
+    const cJSON *w0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "windows"), 0);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(w0, "count")->valuedouble, 6);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(w0, "window_end")->valuedouble, from + WINDOW);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(w0, "final")));
+    const cJSON *value =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(w0, "fields"), "value");
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(value, "sum")->valuedouble, 15);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(value, "max")->valuedouble, 5);
+    cr_expect(cJSON_HasObjectItem(value, "p99.9"), "quantile names as in a live result");
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(value, "sketch"));
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(doc, "next_page")));
+    cJSON_Delete(doc);
+
+    /* RFC 3339 bounds, newest first. */
+    snprintf(path, sizeof(path),
+             "/v1/history/h1?from=2023-11-14T22:13:25Z&to=2023-11-14T22:13:30.000%%2B00:00"
+             "&order=desc");
+    doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200);
+    size_t n = window_starts(doc, "h1", starts, 64, true);
+    cr_expect_eq(n, 5, "1700000005000 to 1700000010000: %zu windows", n);
+    cr_expect_eq(starts[0], BASE_TS + 9 * WINDOW);
+    cJSON_Delete(doc);
+
+    /* Pages of 7 in both orders, through every window of h1. */
+    for (int d = 0; d < 2; d++) {
+        int64_t all[64];
+        size_t total = 0;
+        char token[1024] = "";
+        int pages = 0;
+        do {
+            snprintf(path, sizeof(path),
+                     "/v1/history/h1?from=%" PRId64 "&to=%" PRId64 "&limit=7%s%s%s", BASE_TS,
+                     BASE_TS + 40 * WINDOW, d ? "&order=desc" : "", token[0] ? "&page=" : "",
+                     token);
+            doc = get_json(p.http, path, NULL, &status);
+            cr_assert_eq(status, 200, "page %d", pages);
+            size_t got = window_starts(doc, "h1", all + total, 64 - total, d == 1);
+            cr_assert_leq(got, 7);
+            if (total > 0 && got > 0)
+                cr_expect(d ? all[total] < all[total - 1] : all[total] > all[total - 1]);
+            total += got;
+            const cJSON *next = cJSON_GetObjectItemCaseSensitive(doc, "next_page");
+            token[0] = '\0';
+            if (cJSON_IsString(next))
+                snprintf(token, sizeof(token), "%s", next->valuestring);
+            else
+                cr_assert(cJSON_IsNull(next));
+            cJSON_Delete(doc);
+            pages++;
+        } while (token[0] && pages < 20);
+        cr_expect_eq(total, 40, "order %d: %zu windows in %d pages", d, total, pages);
+        cr_expect_geq(pages, 6);
+    }
+
+    /* Bad requests. */
+    static const char *const bad[] = {
+        "/v1/history/h1?to=1700000010000",
+        "/v1/history/h1?from=yesterday&to=1700000010000",
+        "/v1/history/h1?from=1700000010000&to=1700000000000",
+        "/v1/history/h1?from=1&to=2&order=sideways",
+        "/v1/history/h1?from=1&to=2&limit=0",
+        "/v1/history/h1?from=1&to=2&page=%%%%",
+        "/v1/history/h1?from=1700000000000&to=1700000040000&page=dQAAAA",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        doc = get_json(p.http, bad[i], NULL, &status);
+        cr_expect_eq(status, 400, "%s: %d", bad[i], status);
+        cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "error")));
+        cJSON_Delete(doc);
+    }
+    /* A token of another key's range is refused too. */
+    snprintf(path, sizeof(path), "/v1/history/h1?from=%" PRId64 "&to=%" PRId64 "&limit=1", BASE_TS,
+             BASE_TS + 40 * WINDOW);
+    doc = get_json(p.http, path, NULL, &status);
+    char token[1024];
+    snprintf(token, sizeof(token), "%s",
+             cJSON_GetObjectItemCaseSensitive(doc, "next_page")->valuestring);
+    cJSON_Delete(doc);
+    snprintf(path, sizeof(path), "/v1/history/h2?from=%" PRId64 "&to=%" PRId64 "&page=%s", BASE_TS,
+             BASE_TS + 40 * WINDOW, token);
+    doc = get_json(p.http, path, NULL, &status);
+    cr_expect_eq(status, 400);
+    cJSON_Delete(doc);
+
+    /* 15 reads (1 + 1 + 6 + 6 pages + 1), 8 queries refused before reading. */
+    cr_expect_eq(sgt_metric(p.http, "streamgate_query_seconds_count"), 23);
+    cr_expect_eq(sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"ok\"}"),
+                 15);
+
+    /* Tablestore down: retried until query.timeout, then 503 with Retry-After. */
+    emu_halt(&e);
+    struct sgt_response down;
+    int64_t t0 = sgt_mono_ms();
+    snprintf(path, sizeof(path), "/v1/history/h1?from=1&to=2");
+    sgt_http(p.http, "GET", path, NULL, NULL, 0, &down);
+    int64_t took = sgt_mono_ms() - t0;
+    cr_expect_eq(down.status, 503, "%d: %s", down.status, down.body);
+    char *ra = sgt_header(&down, "Retry-After");
+    cr_expect(ra, "no Retry-After");
+    free(ra);
+    cr_expect(strstr(down.body, "query.timeout"), "%s", down.body);
+    cr_expect(took >= 300 && took < 5000, "answered after %" PRId64 " ms", took);
+    sgt_response_free(&down);
+    cr_expect_eq(
+        sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"unavailable\"}"),
+        1);
+    sgt_stop(&p);
+    emu_stop(&e);
+}
+
+/* Without Tablestore the history says which option it needs; it takes the ingest tokens. */
+Test(tablestore, history_needs_tablestore_and_a_token, .timeout = 60)
+{
+    struct sgt_proc p;
+    const char *args[] = {"--http-auth-tokens", "tok1", NULL};
+    sgt_start(&p, args, NULL);
+    int status;
+    cJSON *doc = get_json(p.http, "/v1/history/k?from=1&to=2", NULL, &status);
+    cr_expect_eq(status, 401);
+    cJSON_Delete(doc);
+    doc = get_json(p.http, "/v1/history/k?from=1&to=2", "Authorization: Bearer tok1\r\n", &status);
+    cr_expect_eq(status, 404);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    cr_expect(cJSON_IsString(err) && strstr(err->valuestring, "tablestore.endpoint"));
+    cJSON_Delete(doc);
+    sgt_stop(&p);
+}
+
 /* Requests the service refuses as too large: the writer halves its batches until they fit, and
  * every row still ends exactly right. */
 Test(tablestore, too_large_requests_are_split, .timeout = 180)

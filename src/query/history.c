@@ -1,0 +1,614 @@
+/* GET /v1/history/{key}: one key's stored windows, read with GetRange on the results table
+ * (primary key key, window_start: a key's windows are already in time order), through the
+ * Tablestore writer's reader, so the query never blocks the loop. */
+#define _GNU_SOURCE /* timegm */
+#include "history.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "streamgate/budget.h"
+#include "streamgate/buf.h"
+#include "streamgate/common.h"
+#include "streamgate/config.h"
+#include "streamgate/http_server.h"
+#include "streamgate/log.h"
+#include "streamgate/metrics.h"
+#include "streamgate/tablestore.h"
+#include "streamgate/tablestore_reader.h"
+
+#define HQ_DEFAULT_LIMIT 100
+#define HQ_MAX_LIMIT     1000
+/* Longest query parameter value kept (a page token, a time). */
+#define HQ_MAX_PARAM 2048
+
+struct sg_history;
+
+/* One query in progress: its connection waits for it (sg_http_hold). */
+struct hq {
+    struct sg_history *h;
+    struct hq *prev, *next;
+    struct sg_http_conn *conn; /* NULL once the connection has gone */
+    struct sg_ts_read *rd;
+    int64_t from, to;
+    bool desc;
+    uint64_t start_ns;
+    size_t key_len;
+    char key[]; /* not NUL-terminated */
+};
+
+struct sg_history {
+    const struct sg_config *cfg;
+    struct sg_ts_reader *reader;
+    struct sg_log *log;
+    struct sg_budget *budget;
+    size_t budget_held;
+    size_t held; /* bytes of the queries in progress */
+    struct hq *queries;
+    struct sg_histogram *m_latency;
+    struct sg_buf start, end, body, out;
+};
+
+static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10};
+
+int sg_history_create(const struct sg_config *cfg, struct sg_ts_reader *reader,
+                      struct sg_metrics *metrics, struct sg_log *log, struct sg_budget *budget,
+                      struct sg_history **out)
+{
+    struct sg_history *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->cfg = cfg;
+    h->reader = reader;
+    h->log = log;
+    h->budget = budget;
+    h->m_latency = sg_metrics_histogram(metrics, SG_METRIC_QUERY_SECONDS, NULL, latency_bounds,
+                                        SG_ARRAY_SIZE(latency_bounds));
+    if (!h->m_latency) {
+        free(h);
+        return -ENOMEM;
+    }
+    sg_buf_init(&h->start, 0);
+    sg_buf_init(&h->end, 0);
+    sg_buf_init(&h->body, 0);
+    sg_buf_init(&h->out, 0);
+    *out = h;
+    return 0;
+}
+
+static void hq_account(struct sg_history *h)
+{
+    if (h->budget)
+        sg_budget_set(h->budget, SG_BUDGET_BODIES, &h->budget_held,
+                      h->held + h->out.cap + h->body.cap);
+}
+
+static void hq_free(struct hq *q)
+{
+    struct sg_history *h = q->h;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        h->queries = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    h->held -= sizeof(*q) + q->key_len;
+    hq_account(h);
+    free(q);
+}
+
+void sg_history_destroy(struct sg_history *h)
+{
+    if (!h)
+        return;
+    while (h->queries)
+        sg_ts_read_cancel(h->queries->rd); /* answers 503 and frees the query */
+    if (h->budget)
+        sg_budget_set(h->budget, SG_BUDGET_BODIES, &h->budget_held, 0);
+    sg_buf_free(&h->start);
+    sg_buf_free(&h->end);
+    sg_buf_free(&h->body);
+    sg_buf_free(&h->out);
+    free(h);
+}
+
+/* ---- Answers ----------------------------------------------------------------------------- */
+
+static void answer_error(struct sg_http_conn *conn, struct sg_buf *out, int status,
+                         const char *message, const char *extra)
+{
+    sg_buf_reset(out);
+    int rc = sg_buf_append_str(out, "{\"error\":");
+    if (rc == 0)
+        rc = sg_buf_append_json_string(out, message, strlen(message));
+    if (rc == 0)
+        rc = sg_buf_append_char(out, '}');
+    if (rc != 0)
+        sg_http_answer(conn, 500, "{\"error\":\"out of memory\"}", 25, NULL);
+    else
+        sg_http_answer(conn, status, out->data, out->len, extra);
+}
+
+/* ---- Parameters -------------------------------------------------------------------------- */
+
+/* The value of query parameter `name` in `url`, percent-decoded into `out` (NUL-terminated).
+ * Returns 1 when present, 0 when absent, -1 when malformed or longer than `size` - 1. */
+static int param(const char *url, size_t len, const char *name, char *out, size_t size)
+{
+    const char *q = memchr(url, '?', len), *end = url + len;
+    size_t nlen = strlen(name);
+    for (const char *p = q ? q + 1 : end; p < end;) {
+        const char *stop = memchr(p, '&', (size_t)(end - p));
+        stop = stop ? stop : end;
+        if ((size_t)(stop - p) >= nlen + 1 && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            size_t o = 0;
+            for (const char *c = p + nlen + 1; c < stop; c++) {
+                int v = (unsigned char)*c;
+                if (v == '%') {
+                    if (stop - c < 3 || sg_hex_digit(c[1]) < 0 || sg_hex_digit(c[2]) < 0)
+                        return -1;
+                    v = sg_hex_digit(c[1]) * 16 + sg_hex_digit(c[2]);
+                    c += 2;
+                }
+                if (o + 1 >= size)
+                    return -1;
+                out[o++] = (char)v;
+            }
+            out[o] = '\0';
+            return 1;
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
+/* A time: epoch milliseconds (digits, optionally negative), or RFC 3339
+ * (2024-05-06T07:08:09[.123](Z|+hh:mm|-hh:mm)). Returns 0 or -EINVAL. */
+static int parse_time(const char *s, int64_t *out)
+{
+    char *end;
+    if (*s && (isdigit((unsigned char)*s) || *s == '-') && !strchr(s, 'T') && !strchr(s, 't')) {
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || *end || end == s)
+            return -EINVAL;
+        *out = v;
+        return 0;
+    }
+    struct tm tm = {0};
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n != 19 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return -EINVAL;
+    const char *p = s + n;
+    int64_t ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; isdigit((unsigned char)*p); p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        if (digits == 0)
+            return -EINVAL;
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    int64_t offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, m = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &m) != 2 || m != 5 || oh > 23 || om > 59)
+            return -EINVAL;
+        offset = (oh * 60 + om) * 60000LL * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -EINVAL;
+    }
+    if (*p)
+        return -EINVAL;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    *out = (int64_t)t * 1000 + ms - offset;
+    return 0;
+}
+
+/* ---- Page tokens: the next start primary key, base64url without padding ------------------ */
+
+static int token_encode(struct sg_buf *out, const uint8_t *p, size_t len)
+{
+    size_t n = 4 * ((len + 2) / 3);
+    int rc = sg_buf_reserve(out, n + 1);
+    if (rc != 0)
+        return rc;
+    char *dst = out->data + out->len;
+    EVP_EncodeBlock((unsigned char *)dst, p, (int)len);
+    while (n > 0 && dst[n - 1] == '=')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = dst[i] == '+' ? '-' : dst[i] == '/' ? '_' : dst[i];
+    out->len += n;
+    return 0;
+}
+
+/* Decodes a token into `out` (the primary key buffer it stands for). -EINVAL when it is not
+ * base64url. */
+static int token_decode(const char *tok, struct sg_buf *out)
+{
+    size_t n = strlen(tok);
+    if (n == 0 || n % 4 == 1 || n > HQ_MAX_PARAM)
+        return -EINVAL;
+    char padded[HQ_MAX_PARAM + 4];
+    size_t i = 0;
+    for (; i < n; i++) {
+        char c = tok[i];
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '_'))
+            return -EINVAL;
+        padded[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    size_t pad = (4 - n % 4) % 4;
+    for (size_t k = 0; k < pad; k++)
+        padded[i++] = '=';
+    sg_buf_reset(out);
+    if (sg_buf_reserve(out, i) != 0)
+        return -ENOMEM;
+    int len = EVP_DecodeBlock((unsigned char *)out->data, (unsigned char *)padded, (int)i);
+    if (len < 0)
+        return -EINVAL;
+    out->len = (size_t)len - pad;
+    return 0;
+}
+
+/* ---- Rows to results --------------------------------------------------------------------- */
+
+/* Splits a statistic's column name `<field>_<stat>` at the statistic, whose name it writes
+ * into `stat` (a quantile's p99_9 back to p99.9). False for a column that is not one. */
+static bool split_stat(const char *name, size_t len, size_t *field_len, char *stat, size_t size)
+{
+    static const char *const stats[] = {"count", "sum",  "min",      "max",     "mean", "stddev",
+                                        "first", "last", "forecast", "anomaly", "next"};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(stats); i++) {
+        size_t sl = strlen(stats[i]);
+        if (len > sl + 1 && name[len - sl - 1] == '_' &&
+            memcmp(name + len - sl, stats[i], sl) == 0) {
+            *field_len = len - sl - 1;
+            snprintf(stat, size, "%s", stats[i]);
+            return true;
+        }
+    }
+    /* A quantile: _p<digits>, or _p<digits>_<digits> for p99.9. */
+    size_t e = len, digits2 = 0, digits1 = 0;
+    while (e > 0 && isdigit((unsigned char)name[e - 1]))
+        e--, digits2++;
+    size_t frac_at = 0;
+    if (digits2 && e > 1 && name[e - 1] == '_' && isdigit((unsigned char)name[e - 2])) {
+        frac_at = e - 1;
+        e--;
+        while (e > 0 && isdigit((unsigned char)name[e - 1]))
+            e--, digits1++;
+    } else {
+        digits1 = digits2;
+        digits2 = 0;
+    }
+    if (!digits1 || e < 3 || name[e - 1] != 'p' || name[e - 2] != '_' || len - e + 2 >= size)
+        return false;
+    *field_len = e - 2;
+    size_t o = 0;
+    for (size_t i = e - 1; i < len; i++)
+        stat[o++] = i == frac_at ? '.' : name[i];
+    stat[o] = '\0';
+    return true;
+}
+
+static cJSON *row_result(const struct sg_ts_row *row)
+{
+    cJSON *res = cJSON_CreateObject(), *fields = cJSON_CreateObject();
+    if (!res || !fields) {
+        cJSON_Delete(res);
+        cJSON_Delete(fields);
+        return NULL;
+    }
+    const struct sg_ts_value *k = &row->pk[0].value, *ws = &row->pk[1].value;
+    char name[SG_TS_NAME_MAX_BYTES + 1], stat[64];
+    snprintf(name, sizeof(name), "%.*s", (int)k->bytes.len, (const char *)k->bytes.ptr);
+    cJSON_AddStringToObject(res, "key", name);
+    cJSON_AddNumberToObject(res, "window_start", (double)ws->i);
+    cJSON *window_end = NULL, *count = NULL, *distinct = NULL, *final = NULL;
+    for (size_t i = 0; i < row->attr_count; i++) {
+        const struct sg_ts_column *c = &row->attrs[i];
+        const struct sg_ts_value *v = &c->value;
+        snprintf(name, sizeof(name), "%.*s", (int)c->name_len, c->name);
+        size_t flen;
+        if (v->type == SG_TS_INTEGER && strcmp(name, "window_end") == 0)
+            window_end = cJSON_CreateNumber((double)v->i);
+        else if (v->type == SG_TS_INTEGER && strcmp(name, "count") == 0)
+            count = cJSON_CreateNumber((double)v->i);
+        else if (v->type == SG_TS_INTEGER && strcmp(name, "distinct") == 0)
+            distinct = cJSON_CreateNumber((double)v->i);
+        else if (v->type == SG_TS_BOOLEAN && strcmp(name, "final") == 0)
+            final = cJSON_CreateBool(v->b);
+        else if (v->type == SG_TS_DOUBLE &&
+                 split_stat(name, c->name_len, &flen, stat, sizeof(stat))) {
+            name[flen] = '\0';
+            cJSON *f = cJSON_GetObjectItemCaseSensitive(fields, name);
+            if (!f)
+                f = cJSON_AddObjectToObject(fields, name);
+            if (f && strcmp(stat, "count") == 0)
+                cJSON_AddNumberToObject(f, stat, v->d);
+            else if (f)
+                cJSON_AddNumberToObject(f, stat, v->d);
+        }
+        /* shard, the sketches and models are for merging and restoring, not for showing. */
+    }
+    if (window_end)
+        cJSON_AddItemToObject(res, "window_end", window_end);
+    if (count)
+        cJSON_AddItemToObject(res, "count", count);
+    cJSON_AddItemToObject(res, "fields", fields);
+    if (distinct)
+        cJSON_AddItemToObject(res, "distinct", distinct);
+    cJSON_AddItemToObject(res, "final", final ? final : cJSON_CreateBool(false));
+    return res;
+}
+
+/* ---- The query --------------------------------------------------------------------------- */
+
+static void observe(struct hq *q)
+{
+    sg_histogram_observe(q->h->m_latency, (double)(uv_hrtime() - q->start_ns) / 1e9);
+}
+
+static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
+                     const char *message, const void *body, size_t len)
+{
+    struct hq *q = arg;
+    struct sg_history *h = q->h;
+    struct sg_http_conn *conn = q->conn;
+    char why[768];
+    if (!conn) { /* the client has gone */
+        hq_free(q);
+        return;
+    }
+    observe(q);
+    if (outcome != SG_TS_READ_OK) {
+        int status = outcome == SG_TS_READ_REFUSED ? 502 : 503;
+        snprintf(why, sizeof(why), "%s: %s %s",
+                 outcome == SG_TS_READ_REFUSED     ? "Tablestore refused the read"
+                 : outcome == SG_TS_READ_CANCELLED ? "the query was cancelled (shutting down)"
+                                                   : "Tablestore is busy or unreachable "
+                                                     "(retried for query.timeout)",
+                 code, message);
+        answer_error(conn, &h->out, status, why, status == 503 ? "Retry-After: 1\r\n" : NULL);
+        hq_free(q);
+        return;
+    }
+    struct sg_ts_range_result res;
+    char err[256] = "";
+    if (sg_ts_get_range_parse(body, len, &res, err, sizeof(err)) != 0) {
+        snprintf(why, sizeof(why), "unreadable GetRange answer: %s", err);
+        answer_error(conn, &h->out, 502, why, NULL);
+        hq_free(q);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject(), *windows = cJSON_AddArrayToObject(doc, "windows");
+    bool ok = doc && windows;
+    for (size_t i = 0; ok && i < res.rows.row_count; i++) {
+        const struct sg_ts_row *row = &res.rows.rows[i];
+        cJSON *w = NULL;
+        if (row->pk_count == 2 && row->pk[0].value.type == SG_TS_STRING &&
+            row->pk[1].value.type == SG_TS_INTEGER)
+            w = row_result(row);
+        ok = w && cJSON_AddItemToArray(windows, w);
+    }
+    sg_buf_reset(&h->out);
+    if (ok && res.next_start)
+        ok = token_encode(&h->out, res.next_start, res.next_start_len) == 0 &&
+             sg_buf_append_char(&h->out, '\0') == 0;
+    if (ok) {
+        cJSON *next = res.next_start ? cJSON_CreateString(h->out.data) : cJSON_CreateNull();
+        ok = next && cJSON_AddItemToObject(doc, "next_page", next);
+    }
+    sg_ts_range_result_free(&res);
+    char *text = ok ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text) {
+        answer_error(conn, &h->out, 500, "out of memory", NULL);
+    } else {
+        sg_http_answer(conn, 200, text, strlen(text), NULL);
+        free(text);
+    }
+    hq_free(q);
+}
+
+/* The connection closed before the answer: the read goes on to its end, unanswered. */
+static void on_conn_gone(void *arg)
+{
+    struct hq *q = arg;
+    q->conn = NULL;
+}
+
+/* Encodes the primary key (key, window_start) into `out`. */
+static int encode_pk(struct sg_buf *out, const char *key, size_t key_len, int64_t ws)
+{
+    struct sg_ts_column cols[2] = {sg_ts_col("key", sg_ts_string(key, key_len)),
+                                   sg_ts_col("window_start", sg_ts_int(ws))};
+    struct sg_ts_row row = {.pk = cols, .pk_count = 2};
+    sg_buf_reset(out);
+    return sg_ts_pb_encode(out, SG_TS_ROW_PK, &row, NULL, 0);
+}
+
+/* A page token must be a primary key of this key inside the range. */
+static bool token_ok(const struct sg_buf *pk, const char *key, size_t key_len, int64_t from,
+                     int64_t to)
+{
+    struct sg_ts_rows rows;
+    if (sg_ts_pb_decode(pk->data, pk->len, SG_TS_DECODE_SINGLE, &rows, NULL, 0) != 0)
+        return false;
+    const struct sg_ts_row *r = &rows.rows[0];
+    bool ok = r->pk_count == 2 && r->attr_count == 0 && r->pk[0].value.type == SG_TS_STRING &&
+              r->pk[0].value.bytes.len == key_len &&
+              memcmp(r->pk[0].value.bytes.ptr, key, key_len) == 0 &&
+              r->pk[1].value.type == SG_TS_INTEGER && r->pk[1].value.i >= from &&
+              r->pk[1].value.i < to;
+    sg_ts_rows_free(&rows);
+    return ok;
+}
+
+static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const char *url,
+                          size_t url_len, uint64_t start_ns);
+
+void sg_history_handle(void *arg, struct sg_http_conn *conn, const char *url, size_t url_len)
+{
+    struct sg_history *h = arg;
+    uint64_t start_ns = uv_hrtime();
+    /* A query answered at once (refused) is timed here; one that reads, when it is answered. */
+    if (!history_start(h, conn, url, url_len, start_ns))
+        sg_histogram_observe(h->m_latency, (double)(uv_hrtime() - start_ns) / 1e9);
+}
+
+/* Answers at once (false) or starts the read (true). */
+static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const char *url,
+                          size_t url_len, uint64_t start_ns)
+{
+    char value[HQ_MAX_PARAM + 1], msg[512];
+    if (!h->reader) {
+        answer_error(conn, &h->out, 404,
+                     "no stored results to query: set tablestore.endpoint (and "
+                     "tablestore.results_table)",
+                     NULL);
+        return false;
+    }
+    const char *table = sg_ts_reader_results_table(h->reader);
+    if (!table[0]) {
+        answer_error(conn, &h->out, 404,
+                     "no stored results to query: tablestore.results_table is empty", NULL);
+        return false;
+    }
+    /* The key: the path after /v1/history/, percent-decoded. */
+    const char *q = memchr(url, '?', url_len);
+    size_t path_len = q ? (size_t)(q - url) : url_len;
+    if (path_len <= 12) {
+        answer_error(conn, &h->out, 501,
+                     "a query across keys (GET /v1/history without a key) is not available in "
+                     "this version; ask for one key: GET /v1/history/{key}?from=..&to=..",
+                     NULL);
+        return false;
+    }
+    char key[SG_TS_PK_VALUE_MAX_BYTES + 1];
+    size_t key_len = 0;
+    for (size_t i = 12; i < path_len; i++) {
+        int v = (unsigned char)url[i];
+        if (v == '%') {
+            if (path_len - i < 3 || sg_hex_digit(url[i + 1]) < 0 || sg_hex_digit(url[i + 2]) < 0) {
+                answer_error(conn, &h->out, 400, "malformed key in the path", NULL);
+                return false;
+            }
+            v = sg_hex_digit(url[i + 1]) * 16 + sg_hex_digit(url[i + 2]);
+            i += 2;
+        }
+        if (key_len >= SG_TS_PK_VALUE_MAX_BYTES) {
+            answer_error(conn, &h->out, 400, "key longer than 1024 bytes", NULL);
+            return false;
+        }
+        key[key_len++] = (char)v;
+    }
+    int64_t from, to;
+    static const char *const names[] = {"from", "to"};
+    int64_t *times[] = {&from, &to};
+    for (int i = 0; i < 2; i++) {
+        int rc = param(url, url_len, names[i], value, sizeof(value));
+        if (rc <= 0 || parse_time(value, times[i]) != 0) {
+            snprintf(msg, sizeof(msg),
+                     "%s: %s; expected epoch milliseconds or RFC 3339 (2024-05-06T07:08:09Z)",
+                     names[i], rc == 0 ? "missing" : "not a time");
+            answer_error(conn, &h->out, 400, msg, NULL);
+            return false;
+        }
+    }
+    if (from >= to) {
+        answer_error(conn, &h->out, 400, "from must be before to", NULL);
+        return false;
+    }
+    bool desc = false;
+    int rc = param(url, url_len, "order", value, sizeof(value));
+    if (rc < 0 || (rc == 1 && strcmp(value, "asc") != 0 && strcmp(value, "desc") != 0)) {
+        answer_error(conn, &h->out, 400, "order: asc or desc", NULL);
+        return false;
+    }
+    desc = rc == 1 && strcmp(value, "desc") == 0;
+    long limit = HQ_DEFAULT_LIMIT;
+    rc = param(url, url_len, "limit", value, sizeof(value));
+    if (rc == 1) {
+        char *end;
+        limit = strtol(value, &end, 10);
+        if (*end || end == value || limit < 1 || limit > HQ_MAX_LIMIT)
+            rc = -1;
+    }
+    if (rc < 0) {
+        answer_error(conn, &h->out, 400, "limit: a whole number from 1 to 1000", NULL);
+        return false;
+    }
+    /* Forward: [(key, from), (key, to)); backward: from (key, to - 1) down to (key, from - 1),
+     * exclusive. A page token replaces the start. */
+    int erc = encode_pk(&h->start, key, key_len, desc ? to - 1 : from);
+    if (erc == 0)
+        erc = encode_pk(&h->end, key, key_len, desc ? from - 1 : to);
+    if (erc != 0) {
+        answer_error(conn, &h->out, 400, "the key is not a valid Tablestore key", NULL);
+        return false;
+    }
+    rc = param(url, url_len, "page", value, sizeof(value));
+    if (rc < 0 || (rc == 1 && (token_decode(value, &h->start) != 0 ||
+                               !token_ok(&h->start, key, key_len, from, to)))) {
+        answer_error(conn, &h->out, 400,
+                     "page: not a page token of this query (use next_page as it was given)", NULL);
+        return false;
+    }
+    struct sg_ts_get_range gr = {.table = table,
+                                 .direction = desc ? SG_TS_BACKWARD : SG_TS_FORWARD,
+                                 .start = h->start.data,
+                                 .start_len = h->start.len,
+                                 .end = h->end.data,
+                                 .end_len = h->end.len,
+                                 .limit = (int32_t)limit};
+    sg_buf_reset(&h->body);
+    if (sg_ts_get_range_build(&h->body, &gr, msg, sizeof(msg)) != 0) {
+        answer_error(conn, &h->out, 400, msg, NULL);
+        return false;
+    }
+    struct hq *hq = calloc(1, sizeof(*hq) + key_len);
+    if (!hq) {
+        answer_error(conn, &h->out, 500, "out of memory", NULL);
+        return false;
+    }
+    *hq = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .desc = desc};
+    hq->start_ns = start_ns;
+    hq->key_len = key_len;
+    memcpy(hq->key, key, key_len);
+    if (sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len,
+                          h->cfg->query_timeout_ms, on_range, hq, &hq->rd) != 0) {
+        free(hq);
+        answer_error(conn, &h->out, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
+        return false;
+    }
+    hq->next = h->queries;
+    if (h->queries)
+        h->queries->prev = hq;
+    h->queries = hq;
+    h->held += sizeof(*hq) + key_len;
+    hq_account(h);
+    sg_http_hold(conn, on_conn_gone, hq);
+    return true;
+}
