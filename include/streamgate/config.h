@@ -126,6 +126,7 @@ struct sg_config {
     char *tablestore_time_index; /* "auto": <results_table>_by_time; empty: off */
     int64_t tablestore_index_shards;
     uint64_t query_timeout_ms;
+    int64_t query_max_rows;
 
     /* window.* */
     int window_type; /* enum sg_window_type */

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 #include "streamgate/buf.h"
 #include "streamgate/common.h"
 #include "streamgate/config.h"
+#include "streamgate/ddsketch.h"
+#include "streamgate/hll.h"
 #include "streamgate/http_server.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
@@ -33,6 +36,25 @@
 
 struct sg_history;
 
+/* One field's roll-up: the windows' statistics combined. */
+struct hq_field {
+    char name[SG_TS_NAME_MAX_BYTES + 1];
+    double count, sum, min, max, mean, m2;
+    int64_t first_ws, last_ws;
+    double first, last;
+    struct sg_ddsketch *sketch; /* NULL until a window brings one */
+    bool sketch_lost;           /* a window had quantiles but no sketch: none are shown */
+};
+
+/* A roll-up in progress: every window of the range folded in, page after page. */
+struct hq_rollup {
+    uint64_t windows, count, rows_scanned;
+    struct hq_field *fields;
+    size_t nfields, cap;
+    struct sg_hll hll;
+    bool has_distinct, distinct_lost;
+};
+
 /* One query in progress: its connection waits for it (sg_http_hold). */
 struct hq {
     struct sg_history *h;
@@ -41,6 +63,7 @@ struct hq {
     struct sg_ts_read *rd;
     int64_t from, to;
     bool desc;
+    struct hq_rollup *rollup; /* rollup=true; NULL: the windows themselves */
     uint64_t start_ns;
     size_t key_len;
     char key[]; /* not NUL-terminated */
@@ -103,6 +126,14 @@ static void hq_free(struct hq *q)
     if (q->next)
         q->next->prev = q->prev;
     h->held -= sizeof(*q) + q->key_len;
+    if (q->rollup) {
+        for (size_t i = 0; i < q->rollup->nfields; i++)
+            sg_ddsketch_destroy(q->rollup->fields[i].sketch);
+        h->held -= sizeof(*q->rollup) + q->rollup->cap * sizeof(*q->rollup->fields);
+        free(q->rollup->fields);
+        sg_hll_free(&q->rollup->hll);
+        free(q->rollup);
+    }
     hq_account(h);
     free(q);
 }
@@ -363,12 +394,213 @@ static cJSON *row_result(const struct sg_ts_row *row)
     return res;
 }
 
+/* ---- Roll-ups ----------------------------------------------------------------------------- */
+
+static struct hq_field *rollup_field(struct sg_history *h, struct hq_rollup *ru, const char *name,
+                                     size_t len)
+{
+    for (size_t i = 0; i < ru->nfields; i++)
+        if (strlen(ru->fields[i].name) == len && memcmp(ru->fields[i].name, name, len) == 0)
+            return &ru->fields[i];
+    if (ru->nfields == ru->cap) {
+        size_t cap = ru->cap ? ru->cap * 2 : 8;
+        struct hq_field *f = realloc(ru->fields, cap * sizeof(*f));
+        if (!f)
+            return NULL;
+        h->held += (cap - ru->cap) * sizeof(*f);
+        ru->fields = f;
+        ru->cap = cap;
+    }
+    struct hq_field *f = &ru->fields[ru->nfields++];
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%.*s", (int)len, name);
+    f->first_ws = INT64_MAX;
+    f->last_ws = INT64_MIN;
+    return f;
+}
+
+/* One window's statistics of a field, as stored. */
+struct hq_window_field {
+    double count, sum, min, max, mean, stddev, first, last;
+    bool has_min, has_max, has_mean, has_stddev, has_first, has_last, has_quantiles;
+    const void *sketch;
+    size_t sketch_len;
+};
+
+/* Folds one stored window into the roll-up. The mean and variance combine by the parallel
+ * algorithm (Chan, Golub, LeVeque): M2 = n * stddev^2 per part, and for the union
+ * M2 = M2a + M2b + delta^2 * na * nb / n. Returns 0, -ENOMEM, or -EINVAL (an unreadable
+ * sketch). */
+static int rollup_window(struct sg_history *h, struct hq_rollup *ru, const struct sg_ts_row *row)
+{
+    int64_t ws = row->pk[1].value.i;
+    ru->windows++;
+    /* Group this row's columns by field: a row has at most a few hundred. */
+    for (size_t i = 0; i < row->attr_count; i++) {
+        const struct sg_ts_column *c = &row->attrs[i];
+        const struct sg_ts_value *v = &c->value;
+        if (c->name_len == 5 && memcmp(c->name, "count", 5) == 0 && v->type == SG_TS_INTEGER)
+            ru->count += (uint64_t)v->i;
+        if (c->name_len == 12 && memcmp(c->name, "distinct_hll", 12) == 0 &&
+            v->type == SG_TS_BLOB) {
+            struct sg_hll one;
+            if (sg_hll_decode(v->bytes.ptr, v->bytes.len, &one) != 0)
+                return -EINVAL;
+            int rc = ru->hll.registers ? sg_hll_merge(&ru->hll, &one) : 0;
+            if (!ru->hll.registers)
+                ru->hll = one;
+            else
+                sg_hll_free(&one);
+            if (rc != 0)
+                ru->distinct_lost = true; /* another precision: cannot merge */
+            ru->has_distinct = true;
+        }
+    }
+    for (size_t i = 0; i < row->attr_count; i++) {
+        const struct sg_ts_column *c = &row->attrs[i];
+        char stat[64];
+        size_t flen;
+        if (c->value.type != SG_TS_DOUBLE ||
+            !split_stat(c->name, c->name_len, &flen, stat, sizeof(stat)) ||
+            strcmp(stat, "count") != 0)
+            continue;
+        /* A field of this window: gather its statistics. */
+        struct hq_window_field w = {.count = c->value.d};
+        for (size_t j = 0; j < row->attr_count; j++) {
+            const struct sg_ts_column *d = &row->attrs[j];
+            char st[64];
+            size_t fl;
+            if (d->name_len == flen + 7 && memcmp(d->name, c->name, flen) == 0 &&
+                memcmp(d->name + flen, "_sketch", 7) == 0 && d->value.type == SG_TS_BLOB) {
+                w.sketch = d->value.bytes.ptr;
+                w.sketch_len = d->value.bytes.len;
+                continue;
+            }
+            if (d->value.type != SG_TS_DOUBLE ||
+                !split_stat(d->name, d->name_len, &fl, st, sizeof(st)) || fl != flen ||
+                memcmp(d->name, c->name, flen) != 0)
+                continue;
+            double x = d->value.d;
+            if (strcmp(st, "sum") == 0)
+                w.sum = x;
+            else if (strcmp(st, "min") == 0)
+                w.min = x, w.has_min = true;
+            else if (strcmp(st, "max") == 0)
+                w.max = x, w.has_max = true;
+            else if (strcmp(st, "mean") == 0)
+                w.mean = x, w.has_mean = true;
+            else if (strcmp(st, "stddev") == 0)
+                w.stddev = x, w.has_stddev = true;
+            else if (strcmp(st, "first") == 0)
+                w.first = x, w.has_first = true;
+            else if (strcmp(st, "last") == 0)
+                w.last = x, w.has_last = true;
+            else if (st[0] == 'p')
+                w.has_quantiles = true;
+        }
+        struct hq_field *f = rollup_field(h, ru, c->name, flen);
+        if (!f)
+            return -ENOMEM;
+        if (w.count <= 0)
+            continue;
+        double n = f->count + w.count, delta = w.mean - f->mean;
+        double m2w = w.has_stddev ? w.count * w.stddev * w.stddev : 0;
+        if (f->count == 0) {
+            f->mean = w.mean;
+            f->m2 = m2w;
+            f->min = w.min;
+            f->max = w.max;
+        } else {
+            f->mean += delta * w.count / n;
+            f->m2 += m2w + delta * delta * f->count * w.count / n;
+            f->min = w.has_min && w.min < f->min ? w.min : f->min;
+            f->max = w.has_max && w.max > f->max ? w.max : f->max;
+        }
+        f->count = n;
+        f->sum += w.sum;
+        if (w.has_first && ws < f->first_ws)
+            f->first_ws = ws, f->first = w.first;
+        if (w.has_last && ws > f->last_ws)
+            f->last_ws = ws, f->last = w.last;
+        if (w.sketch) {
+            struct sg_ddsketch *sk = NULL;
+            if (sg_ddsketch_decode(w.sketch, w.sketch_len, &sk) != 0)
+                return -EINVAL;
+            int rc = 0;
+            if (!f->sketch)
+                f->sketch = sk;
+            else {
+                rc = sg_ddsketch_merge(f->sketch, sk);
+                sg_ddsketch_destroy(sk);
+            }
+            if (rc == -ENOMEM)
+                return rc;
+            f->sketch_lost |= rc != 0;
+        } else if (w.has_quantiles) {
+            f->sketch_lost = true;
+        }
+    }
+    return 0;
+}
+
+/* The roll-up as a result: {"key":..,"from":..,"to":..,"windows":N,"count":..,"fields":{..},
+ * "distinct":..}. */
+static cJSON *rollup_render(const struct sg_history *h, const struct hq *q)
+{
+    const struct hq_rollup *ru = q->rollup;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *fields = doc ? cJSON_CreateObject() : NULL;
+    if (!fields) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    char key[SG_TS_PK_VALUE_MAX_BYTES + 1];
+    snprintf(key, sizeof(key), "%.*s", (int)q->key_len, q->key);
+    cJSON_AddStringToObject(doc, "key", key);
+    cJSON_AddNumberToObject(doc, "from", (double)q->from);
+    cJSON_AddNumberToObject(doc, "to", (double)q->to);
+    cJSON_AddNumberToObject(doc, "windows", (double)ru->windows);
+    cJSON_AddNumberToObject(doc, "count", (double)ru->count);
+    for (size_t i = 0; i < ru->nfields; i++) {
+        const struct hq_field *f = &ru->fields[i];
+        cJSON *o = cJSON_AddObjectToObject(fields, f->name);
+        if (!o || f->count <= 0)
+            continue;
+        cJSON_AddNumberToObject(o, "count", f->count);
+        cJSON_AddNumberToObject(o, "sum", f->sum);
+        cJSON_AddNumberToObject(o, "min", f->min);
+        cJSON_AddNumberToObject(o, "max", f->max);
+        cJSON_AddNumberToObject(o, "mean", f->mean);
+        cJSON_AddNumberToObject(o, "stddev", sqrt(f->m2 / f->count));
+        if (f->first_ws != INT64_MAX)
+            cJSON_AddNumberToObject(o, "first", f->first);
+        if (f->last_ws != INT64_MIN)
+            cJSON_AddNumberToObject(o, "last", f->last);
+        const struct sg_strlist *qs = &h->cfg->window_quantiles;
+        for (size_t k = 0; f->sketch && !f->sketch_lost && k < qs->count; k++) {
+            double qv, v;
+            if (sg_parse_quantile(qs->items[k], &qv) != 0)
+                continue;
+            v = sg_ddsketch_quantile(f->sketch, qv);
+            /* As a live result does: the true quantile lies within [min, max]. */
+            v = v < f->min ? f->min : v > f->max ? f->max : v;
+            cJSON_AddNumberToObject(o, qs->items[k], v);
+        }
+    }
+    cJSON_AddItemToObject(doc, "fields", fields);
+    if (ru->has_distinct && !ru->distinct_lost)
+        cJSON_AddNumberToObject(doc, "distinct", (double)llround(sg_hll_estimate(&ru->hll)));
+    return doc;
+}
+
 /* ---- The query --------------------------------------------------------------------------- */
 
 static void observe(struct hq *q)
 {
     sg_histogram_observe(q->h->m_latency, (double)(uv_hrtime() - q->start_ns) / 1e9);
 }
+
+static void rollup_page(struct hq *q, struct sg_ts_range_result *res);
 
 static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
                      const char *message, const void *body, size_t len)
@@ -381,7 +613,8 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         hq_free(q);
         return;
     }
-    observe(q);
+    if (!q->rollup || outcome != SG_TS_READ_OK)
+        observe(q);
     if (outcome != SG_TS_READ_OK) {
         int status = outcome == SG_TS_READ_REFUSED ? 502 : 503;
         snprintf(why, sizeof(why), "%s: %s %s",
@@ -400,6 +633,10 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         snprintf(why, sizeof(why), "unreadable GetRange answer: %s", err);
         answer_error(conn, &h->out, 502, why, NULL);
         hq_free(q);
+        return;
+    }
+    if (q->rollup) {
+        rollup_page(q, &res);
         return;
     }
     cJSON *doc = cJSON_CreateObject(), *windows = cJSON_AddArrayToObject(doc, "windows");
@@ -427,6 +664,76 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         answer_error(conn, &h->out, 500, "out of memory", NULL);
     } else {
         sg_http_answer(conn, 200, text, strlen(text), NULL);
+        free(text);
+    }
+    hq_free(q);
+}
+
+static int encode_pk(struct sg_buf *out, const char *key, size_t key_len, int64_t ws);
+
+/* A roll-up's page: fold its windows in, then read the next page or answer. */
+static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
+{
+    struct sg_history *h = q->h;
+    struct sg_http_conn *conn = q->conn;
+    struct hq_rollup *ru = q->rollup;
+    char why[256];
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < res->rows.row_count; i++) {
+        const struct sg_ts_row *row = &res->rows.rows[i];
+        if (++ru->rows_scanned > (uint64_t)h->cfg->query_max_rows) {
+            rc = -E2BIG;
+            break;
+        }
+        if (row->pk_count == 2 && row->pk[1].value.type == SG_TS_INTEGER)
+            rc = rollup_window(h, ru, row);
+    }
+    hq_account(h);
+    if (rc == 0 && res->next_start) {
+        /* The next page, from where this one stopped to the same end. */
+        int erc = encode_pk(&h->end, q->key, q->key_len, q->to);
+        struct sg_ts_get_range gr = {.table = sg_ts_reader_results_table(h->reader),
+                                     .direction = SG_TS_FORWARD,
+                                     .start = res->next_start,
+                                     .start_len = res->next_start_len,
+                                     .end = h->end.data,
+                                     .end_len = h->end.len};
+        sg_buf_reset(&h->body);
+        if (erc == 0)
+            erc = sg_ts_get_range_build(&h->body, &gr, NULL, 0);
+        sg_ts_range_result_free(res);
+        uint64_t spent_ms = (uv_hrtime() - q->start_ns) / 1000000;
+        uint64_t timeout = h->cfg->query_timeout_ms;
+        if (erc == 0 && spent_ms < timeout &&
+            sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len, timeout - spent_ms,
+                              on_range, q, &q->rd) == 0)
+            return;
+        observe(q);
+        answer_error(conn, &h->out, 503,
+                     "Tablestore is busy or unreachable (retried for query.timeout)",
+                     "Retry-After: 1\r\n");
+        hq_free(q);
+        return;
+    }
+    sg_ts_range_result_free(res);
+    observe(q);
+    if (rc == -E2BIG) {
+        snprintf(why, sizeof(why),
+                 "the roll-up would scan more than query.max_rows (%" PRId64
+                 ") stored windows: narrow the range or raise the option",
+                 h->cfg->query_max_rows);
+        answer_error(conn, &h->out, 422, why, NULL);
+    } else if (rc != 0) {
+        answer_error(conn, &h->out, rc == -ENOMEM ? 500 : 502,
+                     rc == -ENOMEM ? "out of memory" : "a stored sketch does not decode", NULL);
+    } else {
+        cJSON *doc = rollup_render(h, q);
+        char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+        cJSON_Delete(doc);
+        if (text)
+            sg_http_answer(conn, 200, text, strlen(text), NULL);
+        else
+            answer_error(conn, &h->out, 500, "out of memory", NULL);
         free(text);
     }
     hq_free(q);
@@ -576,13 +883,29 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
                      "page: not a page token of this query (use next_page as it was given)", NULL);
         return false;
     }
+    bool rollup = false;
+    rc = param(url, url_len, "rollup", value, sizeof(value));
+    if (rc < 0 || (rc == 1 && strcmp(value, "true") != 0 && strcmp(value, "false") != 0)) {
+        answer_error(conn, &h->out, 400, "rollup: true or false", NULL);
+        return false;
+    }
+    rollup = rc == 1 && strcmp(value, "true") == 0;
+    if (rollup) {
+        /* A roll-up reads the whole range, oldest first, in one answer. */
+        if (encode_pk(&h->start, key, key_len, from) != 0 ||
+            encode_pk(&h->end, key, key_len, to) != 0) {
+            answer_error(conn, &h->out, 400, "the key is not a valid Tablestore key", NULL);
+            return false;
+        }
+        desc = false;
+    }
     struct sg_ts_get_range gr = {.table = table,
                                  .direction = desc ? SG_TS_BACKWARD : SG_TS_FORWARD,
                                  .start = h->start.data,
                                  .start_len = h->start.len,
                                  .end = h->end.data,
                                  .end_len = h->end.len,
-                                 .limit = (int32_t)limit};
+                                 .limit = rollup ? 0 : (int32_t)limit};
     sg_buf_reset(&h->body);
     if (sg_ts_get_range_build(&h->body, &gr, msg, sizeof(msg)) != 0) {
         answer_error(conn, &h->out, 400, msg, NULL);
@@ -594,11 +917,17 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         return false;
     }
     *hq = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .desc = desc};
+    if (rollup && !(hq->rollup = calloc(1, sizeof(*hq->rollup)))) {
+        free(hq);
+        answer_error(conn, &h->out, 500, "out of memory", NULL);
+        return false;
+    }
     hq->start_ns = start_ns;
     hq->key_len = key_len;
     memcpy(hq->key, key, key_len);
     if (sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len,
                           h->cfg->query_timeout_ms, on_range, hq, &hq->rd) != 0) {
+        free(hq->rollup);
         free(hq);
         answer_error(conn, &h->out, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
         return false;
@@ -607,7 +936,7 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
     if (h->queries)
         h->queries->prev = hq;
     h->queries = hq;
-    h->held += sizeof(*hq) + key_len;
+    h->held += sizeof(*hq) + key_len + (rollup ? sizeof(*hq->rollup) : 0);
     hq_account(h);
     sg_http_hold(conn, on_conn_gone, hq);
     return true;

@@ -937,8 +937,13 @@ Test(tablestore, history_of_one_key, .timeout = 180)
     struct sgt_proc p;
     char secret[320], results[320];
     const char *argv[64];
-    static const char *const extra[] = {"--query-timeout", "500ms", "--window-quantiles",
-                                        "p50,p99.9", NULL};
+    static const char *const extra[] = {"--query-timeout",
+                                        "500ms",
+                                        "--window-quantiles",
+                                        "p50,p99.9",
+                                        "--query-max-rows",
+                                        "30",
+                                        NULL};
     build_args(argv, &e, secret, results, extra);
     sgt_start(&p, argv, NULL);
     /* Key h1: windows 0 to 39, window w holding w + 1 events; key h2 in between. */
@@ -1062,10 +1067,64 @@ Test(tablestore, history_of_one_key, .timeout = 180)
     cr_expect_eq(status, 400);
     cJSON_Delete(doc);
 
-    /* 15 reads (1 + 1 + 6 + 6 pages + 1), 8 queries refused before reading. */
-    cr_expect_eq(sgt_metric(p.http, "streamgate_query_seconds_count"), 23);
+    /* A roll-up of windows 0 to 24 of h1 (window w holds the values 0 to w): counts, sums and
+     * extremes exact, the mean and stddev combined exactly, first and last by time, quantiles
+     * from the merged sketches within 1% of the exact order statistics. */
+    snprintf(path, sizeof(path), "/v1/history/h1?from=%" PRId64 "&to=%" PRId64 "&rollup=true",
+             BASE_TS, BASE_TS + 25 * WINDOW);
+    doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200);
+    static double vals[400];
+    size_t nv = 0;
+    double sum = 0;
+    for (int w = 0; w < 25; w++)
+        for (int i = 0; i <= w; i++)
+            vals[nv++] = i, sum += i;
+    double mean = sum / (double)nv, m2 = 0;
+    for (size_t i = 0; i < nv; i++)
+        m2 += (vals[i] - mean) * (vals[i] - mean);
+    qsort(vals, nv, sizeof(vals[0]), cmp_double);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(doc, "windows")->valuedouble, 25);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(doc, "count")->valuedouble, (double)nv);
+    const cJSON *rv =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "fields"), "value");
+    cr_assert(rv, "no value field in the roll-up");
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rv, "count")->valuedouble, (double)nv);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rv, "sum")->valuedouble, sum);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rv, "min")->valuedouble, 0);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rv, "max")->valuedouble, 24);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rv, "first")->valuedouble, 0);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(rv, "last")->valuedouble, 24);
+    double got_mean = cJSON_GetObjectItemCaseSensitive(rv, "mean")->valuedouble;
+    double got_sd = cJSON_GetObjectItemCaseSensitive(rv, "stddev")->valuedouble;
+    cr_expect(fabs(got_mean - mean) <= 1e-9 * mean, "mean %.17g, exact %.17g", got_mean, mean);
+    cr_expect(fabs(got_sd - sqrt(m2 / (double)nv)) <= 1e-9 * got_sd, "stddev %.17g, exact %.17g",
+              got_sd, sqrt(m2 / (double)nv));
+    static const struct {
+        const char *name;
+        double q;
+    } quants[] = {{"p50", 0.5}, {"p99.9", 0.999}};
+    for (size_t i = 0; i < 2; i++) {
+        double exact = vals[(size_t)floor(quants[i].q * (double)(nv - 1))];
+        double est = cJSON_GetObjectItemCaseSensitive(rv, quants[i].name)->valuedouble;
+        cr_expect(fabs(est - exact) <= 0.01 * exact, "%s: %.6g, exact %.6g", quants[i].name, est,
+                  exact);
+    }
+    cJSON_Delete(doc);
+    /* 40 windows is more than query.max_rows (30): a clear 4xx, not a partial answer. */
+    snprintf(path, sizeof(path), "/v1/history/h1?from=%" PRId64 "&to=%" PRId64 "&rollup=true",
+             BASE_TS, BASE_TS + 40 * WINDOW);
+    doc = get_json(p.http, path, NULL, &status);
+    cr_expect_eq(status, 422);
+    const cJSON *e422 = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    cr_expect(cJSON_IsString(e422) && strstr(e422->valuestring, "query.max_rows"));
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(doc, "fields"));
+    cJSON_Delete(doc);
+
+    /* 17 reads (1 + 1 + 6 + 6 pages + 1 + 2 roll-ups), 8 queries refused before reading. */
+    cr_expect_eq(sgt_metric(p.http, "streamgate_query_seconds_count"), 25);
     cr_expect_eq(sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"ok\"}"),
-                 15);
+                 17);
 
     /* Tablestore down: retried until query.timeout, then 503 with Retry-After. */
     emu_halt(&e);
