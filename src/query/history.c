@@ -55,6 +55,28 @@ struct hq_rollup {
     bool has_distinct, distinct_lost;
 };
 
+/* A window found in the time index. */
+struct hq_entry {
+    int64_t ws;
+    size_t key_off; /* in hq_slice.keys */
+    size_t key_len;
+};
+
+/* A time slice across keys in progress: every shard's range of the time index, one after the
+ * other, then the windows' rows from the results table, SG_TS_BATCH_GET_MAX_ROWS at a time. */
+struct hq_slice {
+    int32_t shard, nshards;
+    int32_t limit;
+    bool has_page; /* start every shard at (page_ws, page_key) */
+    int64_t page_ws;
+    struct sg_buf page_key;
+    struct sg_buf keys;
+    struct hq_entry *e;
+    size_t n, cap;
+    size_t fetched, take; /* entries read from the table so far; entries answered with */
+    cJSON *doc, *windows;
+};
+
 /* One query in progress: its connection waits for it (sg_http_hold). */
 struct hq {
     struct sg_history *h;
@@ -64,6 +86,7 @@ struct hq {
     int64_t from, to;
     bool desc;
     struct hq_rollup *rollup; /* rollup=true; NULL: the windows themselves */
+    struct hq_slice *slice;   /* across keys (GET /v1/history); NULL: one key */
     uint64_t start_ns;
     size_t key_len;
     char key[]; /* not NUL-terminated */
@@ -126,6 +149,15 @@ static void hq_free(struct hq *q)
     if (q->next)
         q->next->prev = q->prev;
     h->held -= sizeof(*q) + q->key_len;
+    if (q->slice) {
+        struct hq_slice *sl = q->slice;
+        h->held -= sizeof(*sl) + sl->keys.cap + sl->cap * sizeof(*sl->e);
+        sg_buf_free(&sl->keys);
+        sg_buf_free(&sl->page_key);
+        free(sl->e);
+        cJSON_Delete(sl->doc);
+        free(sl);
+    }
     if (q->rollup) {
         for (size_t i = 0; i < q->rollup->nfields; i++)
             sg_ddsketch_destroy(q->rollup->fields[i].sketch);
@@ -601,6 +633,7 @@ static void observe(struct hq *q)
 }
 
 static void rollup_page(struct hq *q, struct sg_ts_range_result *res);
+static void slice_page(struct hq *q, struct sg_ts_range_result *res);
 
 static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
                      const char *message, const void *body, size_t len)
@@ -613,7 +646,7 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         hq_free(q);
         return;
     }
-    if (!q->rollup || outcome != SG_TS_READ_OK)
+    if ((!q->rollup && !q->slice) || outcome != SG_TS_READ_OK)
         observe(q);
     if (outcome != SG_TS_READ_OK) {
         int status = outcome == SG_TS_READ_REFUSED ? 502 : 503;
@@ -637,6 +670,10 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
     }
     if (q->rollup) {
         rollup_page(q, &res);
+        return;
+    }
+    if (q->slice) {
+        slice_page(q, &res);
         return;
     }
     cJSON *doc = cJSON_CreateObject(), *windows = cJSON_AddArrayToObject(doc, "windows");
@@ -739,6 +776,326 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
     hq_free(q);
 }
 
+/* ---- Time slices across keys -------------------------------------------------------------- */
+
+static void on_conn_gone(void *arg);
+
+static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
+                     const char *message, const void *body, size_t len);
+
+/* Encodes a time index bound (shard, window_start, key), the key INF_MIN when NULL. */
+static int encode_index_pk(struct sg_buf *out, int32_t shard, int64_t ws, const char *key,
+                           size_t key_len)
+{
+    struct sg_ts_column cols[3] = {
+        sg_ts_col("shard", sg_ts_int(shard)), sg_ts_col("window_start", sg_ts_int(ws)),
+        sg_ts_col("key", key ? sg_ts_string(key, key_len) : sg_ts_special(SG_TS_INF_MIN))};
+    struct sg_ts_row row = {.pk = cols, .pk_count = 3};
+    sg_buf_reset(out);
+    return sg_ts_pb_encode(out, SG_TS_ROW_PK, &row, NULL, 0);
+}
+
+/* Starts the next read of a slice: a shard's range (from `start`, or its beginning), or the
+ * next batch of rows. Returns 0, or a negative code when it could not. */
+static int slice_read(struct hq *q, const uint8_t *start, size_t start_len);
+
+static void slice_fail(struct hq *q, int status, const char *why, const char *extra)
+{
+    observe(q);
+    answer_error(q->conn, &q->h->out, status, why, extra);
+    hq_free(q);
+}
+
+static int entry_cmp(const void *a, const void *b, void *arg)
+{
+    const struct hq_entry *x = a, *y = b;
+    const char *keys = arg;
+    if (x->ws != y->ws)
+        return x->ws < y->ws ? -1 : 1;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(keys + x->key_off, keys + y->key_off, n);
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* A page of a shard's range: note its windows; on to the rest of the range, the next shard, or
+ * the rows. */
+static void slice_page(struct hq *q, struct sg_ts_range_result *res)
+{
+    struct sg_history *h = q->h;
+    struct hq_slice *sl = q->slice;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < res->rows.row_count; i++) {
+        const struct sg_ts_row *row = &res->rows.rows[i];
+        if (row->pk_count != 3 || row->pk[1].value.type != SG_TS_INTEGER ||
+            row->pk[2].value.type != SG_TS_STRING)
+            continue;
+        if (sl->n >= (size_t)h->cfg->query_max_rows) {
+            rc = -E2BIG;
+            break;
+        }
+        if (sl->n == sl->cap) {
+            size_t cap = sl->cap ? sl->cap * 2 : 256;
+            struct hq_entry *e = realloc(sl->e, cap * sizeof(*e));
+            if (!e) {
+                rc = -ENOMEM;
+                break;
+            }
+            h->held += (cap - sl->cap) * sizeof(*e);
+            sl->e = e;
+            sl->cap = cap;
+        }
+        size_t before = sl->keys.cap;
+        struct hq_entry *e = &sl->e[sl->n];
+        e->ws = row->pk[1].value.i;
+        e->key_off = sl->keys.len;
+        e->key_len = row->pk[2].value.bytes.len;
+        rc = sg_buf_append(&sl->keys, row->pk[2].value.bytes.ptr, e->key_len);
+        h->held += sl->keys.cap - before;
+        sl->n += rc == 0;
+    }
+    hq_account(h);
+    if (rc != 0) {
+        sg_ts_range_result_free(res);
+        char why[256];
+        snprintf(why, sizeof(why),
+                 "the time slice holds more than query.max_rows (%" PRId64
+                 ") windows: narrow the range or raise the option",
+                 h->cfg->query_max_rows);
+        slice_fail(q, rc == -E2BIG ? 422 : 500, rc == -E2BIG ? why : "out of memory", NULL);
+        return;
+    }
+    if (res->next_start) {
+        rc = slice_read(q, res->next_start, res->next_start_len);
+        sg_ts_range_result_free(res);
+    } else {
+        sg_ts_range_result_free(res);
+        if (++sl->shard < sl->nshards) {
+            rc = slice_read(q, NULL, 0);
+        } else {
+            /* Every shard read: all the windows in time order, then their rows. */
+            qsort_r(sl->e, sl->n, sizeof(*sl->e), entry_cmp, sl->keys.data);
+            sl->take = sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
+            rc = slice_read(q, NULL, 0);
+        }
+    }
+    if (rc != 0)
+        slice_fail(q, 503, "Tablestore is busy or unreachable (retried for query.timeout)",
+                   "Retry-After: 1\r\n");
+}
+
+/* The answer of a slice once every row is read. */
+static void slice_answer(struct hq *q)
+{
+    struct hq_slice *sl = q->slice;
+    struct sg_history *h = q->h;
+    bool ok = true;
+    cJSON *next = cJSON_CreateNull();
+    if (sl->take < sl->n) {
+        /* The next page starts at the first window left out. */
+        const struct hq_entry *e = &sl->e[sl->take];
+        struct sg_ts_column cols[2] = {
+            sg_ts_col("window_start", sg_ts_int(e->ws)),
+            sg_ts_col("key", sg_ts_string(sl->keys.data + e->key_off, e->key_len))};
+        struct sg_ts_row row = {.pk = cols, .pk_count = 2};
+        sg_buf_reset(&h->start);
+        sg_buf_reset(&h->out);
+        cJSON_Delete(next);
+        next = NULL;
+        ok = sg_ts_pb_encode(&h->start, SG_TS_ROW_PK, &row, NULL, 0) == 0 &&
+             token_encode(&h->out, (const uint8_t *)h->start.data, h->start.len) == 0 &&
+             sg_buf_append_char(&h->out, '\0') == 0 && (next = cJSON_CreateString(h->out.data));
+    }
+    ok = ok && next && cJSON_AddItemToObject(sl->doc, "next_page", next);
+    char *text = ok ? cJSON_PrintUnformatted(sl->doc) : NULL;
+    observe(q);
+    if (text)
+        sg_http_answer(q->conn, 200, text, strlen(text), NULL);
+    else
+        answer_error(q->conn, &h->out, 500, "out of memory", NULL);
+    free(text);
+    hq_free(q);
+}
+
+static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *code,
+                     const char *message, const void *body, size_t len)
+{
+    struct hq *q = arg;
+    struct hq_slice *sl = q->slice;
+    char why[768];
+    if (!q->conn) {
+        hq_free(q);
+        return;
+    }
+    struct sg_ts_batch_get_result res = {0};
+    if (outcome != SG_TS_READ_OK || sg_ts_batch_get_parse(body, len, &res, why, sizeof(why)) != 0) {
+        if (outcome != SG_TS_READ_OK)
+            snprintf(why, sizeof(why), "reading the windows' rows: %s %s", code, message);
+        slice_fail(q, outcome == SG_TS_READ_REFUSED || outcome == SG_TS_READ_OK ? 502 : 503, why,
+                   outcome == SG_TS_READ_UNAVAILABLE ? "Retry-After: 1\r\n" : NULL);
+        return;
+    }
+    bool ok = true;
+    for (size_t i = 0; ok && i < res.row_count; i++) {
+        const struct sg_ts_batch_get_row *r = &res.rows[i];
+        if (!r->ok) {
+            snprintf(why, sizeof(why), "reading a window's row: %s %s", r->error_code,
+                     r->error_message);
+            sg_ts_batch_get_result_free(&res);
+            slice_fail(q, 503, why, "Retry-After: 1\r\n");
+            return;
+        }
+        if (!r->found)
+            continue; /* gone from the table since the index listed it */
+        cJSON *w = row_result(&r->decoded.rows[0]);
+        ok = w && cJSON_AddItemToArray(sl->windows, w);
+    }
+    sg_ts_batch_get_result_free(&res);
+    if (!ok) {
+        slice_fail(q, 500, "out of memory", NULL);
+        return;
+    }
+    if (sl->fetched < sl->take) {
+        if (slice_read(q, NULL, 0) != 0)
+            slice_fail(q, 503, "Tablestore is busy or unreachable (retried for query.timeout)",
+                       "Retry-After: 1\r\n");
+        return;
+    }
+    slice_answer(q);
+}
+
+static int slice_read(struct hq *q, const uint8_t *start, size_t start_len)
+{
+    struct sg_history *h = q->h;
+    struct hq_slice *sl = q->slice;
+    uint64_t spent_ms = (uv_hrtime() - q->start_ns) / 1000000;
+    uint64_t timeout = h->cfg->query_timeout_ms;
+    if (spent_ms >= timeout)
+        return -ETIMEDOUT;
+    sg_buf_reset(&h->body);
+    if (sl->shard < sl->nshards) {
+        int rc = 0;
+        if (!start) {
+            rc = encode_index_pk(&h->start, sl->shard, sl->has_page ? sl->page_ws : q->from,
+                                 sl->has_page ? sl->page_key.data : NULL, sl->page_key.len);
+            start = (const uint8_t *)h->start.data;
+            start_len = h->start.len;
+        }
+        if (rc == 0)
+            rc = encode_index_pk(&h->end, sl->shard, q->to, NULL, 0);
+        struct sg_ts_get_range gr = {.table = sg_ts_reader_time_index(h->reader),
+                                     .direction = SG_TS_FORWARD,
+                                     .start = start,
+                                     .start_len = start_len,
+                                     .end = h->end.data,
+                                     .end_len = h->end.len};
+        if (rc == 0)
+            rc = sg_ts_get_range_build(&h->body, &gr, NULL, 0);
+        return rc ? rc
+                  : sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len,
+                                      timeout - spent_ms, on_range, q, &q->rd);
+    }
+    if (sl->take == 0) {
+        slice_answer(q); /* nothing in the range */
+        return 0;
+    }
+    /* The next rows, at most SG_TS_BATCH_GET_MAX_ROWS, encoded one after the other in h->start. */
+    size_t n = sl->take - sl->fetched;
+    n = n < SG_TS_BATCH_GET_MAX_ROWS ? n : SG_TS_BATCH_GET_MAX_ROWS;
+    const void *keys[SG_TS_BATCH_GET_MAX_ROWS];
+    size_t lens[SG_TS_BATCH_GET_MAX_ROWS], offs[SG_TS_BATCH_GET_MAX_ROWS];
+    sg_buf_reset(&h->start);
+    for (size_t i = 0; i < n; i++) {
+        const struct hq_entry *e = &sl->e[sl->fetched + i];
+        struct sg_ts_column cols[2] = {
+            sg_ts_col("key", sg_ts_string(sl->keys.data + e->key_off, e->key_len)),
+            sg_ts_col("window_start", sg_ts_int(e->ws))};
+        struct sg_ts_row row = {.pk = cols, .pk_count = 2};
+        offs[i] = h->start.len;
+        if (sg_ts_pb_encode(&h->start, SG_TS_ROW_PK, &row, NULL, 0) != 0)
+            return -ENOMEM;
+        lens[i] = h->start.len - offs[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        keys[i] = h->start.data + offs[i];
+    int rc = sg_ts_batch_get_build(&h->body, sg_ts_reader_results_table(h->reader), keys, lens, n,
+                                   NULL, 0, NULL, 0);
+    sl->fetched += n;
+    return rc ? rc
+              : sg_ts_reader_call(h->reader, "BatchGetRow", h->body.data, h->body.len,
+                                  timeout - spent_ms, on_batch, q, &q->rd);
+}
+
+/* A GET /v1/history across keys: sets the slice up and reads the first shard. */
+static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const char *url,
+                        size_t url_len, int64_t from, int64_t to, long limit, uint64_t start_ns)
+{
+    char value[HQ_MAX_PARAM + 1];
+    if (!sg_ts_reader_time_index(h->reader)[0]) {
+        answer_error(conn, &h->out, 404,
+                     "no time index to query across keys: tablestore.time_index is empty; ask "
+                     "for one key: GET /v1/history/{key}",
+                     NULL);
+        return false;
+    }
+    struct hq *q = calloc(1, sizeof(*q));
+    struct hq_slice *sl = q ? calloc(1, sizeof(*sl)) : NULL;
+    if (!sl) {
+        free(q);
+        answer_error(conn, &h->out, 500, "out of memory", NULL);
+        return false;
+    }
+    *q = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .slice = sl};
+    q->start_ns = start_ns;
+    sl->nshards = sg_ts_reader_index_shards(h->reader);
+    sl->limit = (int32_t)limit;
+    sg_buf_init(&sl->keys, 0);
+    sg_buf_init(&sl->page_key, 0);
+    sl->doc = cJSON_CreateObject();
+    sl->windows = sl->doc ? cJSON_AddArrayToObject(sl->doc, "windows") : NULL;
+    /* The list of queries owns it from here: hq_free releases what it holds. */
+    q->next = h->queries;
+    if (h->queries)
+        h->queries->prev = q;
+    h->queries = q;
+    h->held += sizeof(*q) + sizeof(*sl);
+    if (!sl->windows) {
+        slice_fail(q, 500, "out of memory", NULL);
+        return true;
+    }
+    int rc = param(url, url_len, "page", value, sizeof(value));
+    if (rc == 1) {
+        /* A page token here is (window_start, key): where the next page starts. */
+        struct sg_ts_rows rows;
+        bool ok =
+            token_decode(value, &h->start) == 0 &&
+            sg_ts_pb_decode(h->start.data, h->start.len, SG_TS_DECODE_SINGLE, &rows, NULL, 0) == 0;
+        if (ok) {
+            const struct sg_ts_row *r = &rows.rows[0];
+            ok = r->pk_count == 2 && r->pk[0].value.type == SG_TS_INTEGER &&
+                 r->pk[1].value.type == SG_TS_STRING && r->pk[0].value.i >= from &&
+                 r->pk[0].value.i < to &&
+                 sg_buf_append(&sl->page_key, r->pk[1].value.bytes.ptr, r->pk[1].value.bytes.len) ==
+                     0;
+            sl->page_ws = ok ? r->pk[0].value.i : 0;
+            sg_ts_rows_free(&rows);
+        }
+        sl->has_page = ok;
+        rc = ok ? 1 : -1;
+    }
+    if (rc < 0) {
+        slice_fail(q, 400, "page: not a page token of this query (use next_page as it was given)",
+                   NULL);
+        return true;
+    }
+    if (slice_read(q, NULL, 0) != 0) {
+        slice_fail(q, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
+        return true;
+    }
+    hq_account(h);
+    sg_http_hold(conn, on_conn_gone, q);
+    return true;
+}
+
 /* The connection closed before the answer: the read goes on to its end, unanswered. */
 static void on_conn_gone(void *arg)
 {
@@ -806,16 +1163,10 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
     /* The key: the path after /v1/history/, percent-decoded. */
     const char *q = memchr(url, '?', url_len);
     size_t path_len = q ? (size_t)(q - url) : url_len;
-    if (path_len <= 12) {
-        answer_error(conn, &h->out, 501,
-                     "a query across keys (GET /v1/history without a key) is not available in "
-                     "this version; ask for one key: GET /v1/history/{key}?from=..&to=..",
-                     NULL);
-        return false;
-    }
+    bool all_keys = path_len <= 12;
     char key[SG_TS_PK_VALUE_MAX_BYTES + 1];
     size_t key_len = 0;
-    for (size_t i = 12; i < path_len; i++) {
+    for (size_t i = 12; !all_keys && i < path_len; i++) {
         int v = (unsigned char)url[i];
         if (v == '%') {
             if (path_len - i < 3 || sg_hex_digit(url[i + 1]) < 0 || sg_hex_digit(url[i + 2]) < 0) {
@@ -866,6 +1217,17 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
     if (rc < 0) {
         answer_error(conn, &h->out, 400, "limit: a whole number from 1 to 1000", NULL);
         return false;
+    }
+    if (all_keys) {
+        if (param(url, url_len, "rollup", value, sizeof(value)) != 0 ||
+            param(url, url_len, "order", value, sizeof(value)) != 0) {
+            answer_error(conn, &h->out, 501,
+                         "rollup and order across keys are not available in this version: a "
+                         "time slice across keys comes oldest first, window by window",
+                         NULL);
+            return false;
+        }
+        return slice_start(h, conn, url, url_len, from, to, limit, start_ns);
     }
     /* Forward: [(key, from), (key, to)); backward: from (key, to - 1) down to (key, from - 1),
      * exclusive. A page token replaces the start. */
