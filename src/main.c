@@ -598,8 +598,8 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
             return rc;
     }
 
-    rc = sg_history_create(&app->cfg, sg_sink_tablestore_reader(app->tablestore), app->metrics,
-                           &app->log, app->budget, &app->history);
+    rc = sg_history_create(&app->cfg, sg_sink_tablestore_reader(app->tablestore), app->streams,
+                           app->metrics, &app->log, app->budget, &app->history);
     if (rc) {
         snprintf(err, errlen, "out of memory");
         return rc;

@@ -26,6 +26,7 @@
 #include "streamgate/http_server.h"
 #include "streamgate/log.h"
 #include "streamgate/metrics.h"
+#include "streamgate/streams.h"
 #include "streamgate/tablestore.h"
 #include "streamgate/tablestore_reader.h"
 
@@ -85,6 +86,7 @@ struct hq {
     struct sg_ts_read *rd;
     int64_t from, to;
     bool desc;
+    bool live;                /* live=true: the key's open windows too, on the last page */
     struct hq_rollup *rollup; /* rollup=true; NULL: the windows themselves */
     struct hq_slice *slice;   /* across keys (GET /v1/history); NULL: one key */
     uint64_t start_ns;
@@ -95,6 +97,7 @@ struct hq {
 struct sg_history {
     const struct sg_config *cfg;
     struct sg_ts_reader *reader;
+    struct sg_streams *streams;
     struct sg_log *log;
     struct sg_budget *budget;
     size_t budget_held;
@@ -108,14 +111,15 @@ static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                         0.25,  0.5,    1,     2.5,  5,     10};
 
 int sg_history_create(const struct sg_config *cfg, struct sg_ts_reader *reader,
-                      struct sg_metrics *metrics, struct sg_log *log, struct sg_budget *budget,
-                      struct sg_history **out)
+                      struct sg_streams *streams, struct sg_metrics *metrics, struct sg_log *log,
+                      struct sg_budget *budget, struct sg_history **out)
 {
     struct sg_history *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
     h->cfg = cfg;
     h->reader = reader;
+    h->streams = streams;
     h->log = log;
     h->budget = budget;
     h->m_latency = sg_metrics_histogram(metrics, SG_METRIC_QUERY_SECONDS, NULL, latency_bounds,
@@ -633,6 +637,49 @@ static void observe(struct hq *q)
 }
 
 static void rollup_page(struct hq *q, struct sg_ts_range_result *res);
+
+static int64_t ws_of(const cJSON *w)
+{
+    return (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(w, "window_start"));
+}
+
+/* live=true: the key's open windows in [from, to), from memory, marked "final":false; each
+ * takes the place of a stored early emission of the same window, and the list stays in order. */
+static int add_live(struct sg_history *h, const struct hq *q, cJSON *windows)
+{
+    sg_buf_reset(&h->out);
+    int rc = sg_streams_render_key(h->streams, q->key, q->key_len, &h->out);
+    if (rc == -ENOENT)
+        return 0; /* no open window */
+    if (rc < 0)
+        return rc;
+    cJSON *live = cJSON_ParseWithLength(h->out.data, h->out.len);
+    cJSON *open = cJSON_GetObjectItemCaseSensitive(live, "windows");
+    cJSON *w;
+    while (open && (w = cJSON_DetachItemFromArray(open, 0))) {
+        int64_t ws = ws_of(w);
+        if (ws < q->from || ws >= q->to) {
+            cJSON_Delete(w);
+            continue;
+        }
+        cJSON_AddItemToObject(w, "final", cJSON_CreateBool(false));
+        int at = 0;
+        const cJSON *s;
+        cJSON_ArrayForEach(s, windows)
+        {
+            if (q->desc ? ws_of(s) <= ws : ws_of(s) >= ws)
+                break;
+            at++;
+        }
+        const cJSON *same = cJSON_GetArrayItem(windows, at);
+        if (same && ws_of(same) == ws)
+            cJSON_ReplaceItemInArray(windows, at, w);
+        else
+            cJSON_InsertItemInArray(windows, at, w);
+    }
+    cJSON_Delete(live);
+    return 0;
+}
 static void slice_page(struct hq *q, struct sg_ts_range_result *res);
 
 static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
@@ -694,6 +741,8 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         cJSON *next = res.next_start ? cJSON_CreateString(h->out.data) : cJSON_CreateNull();
         ok = next && cJSON_AddItemToObject(doc, "next_page", next);
     }
+    if (ok && q->live && !res.next_start)
+        ok = add_live(h, q, windows) == 0;
     sg_ts_range_result_free(&res);
     char *text = ok ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
@@ -1252,6 +1301,20 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         return false;
     }
     rollup = rc == 1 && strcmp(value, "true") == 0;
+    rc = param(url, url_len, "live", value, sizeof(value));
+    if (rc < 0 || (rc == 1 && strcmp(value, "true") != 0 && strcmp(value, "false") != 0)) {
+        answer_error(conn, &h->out, 400, "live: true or false", NULL);
+        return false;
+    }
+    bool live = rc == 1 && strcmp(value, "true") == 0;
+    if (live && (rollup || !h->streams)) {
+        answer_error(conn, &h->out, 501,
+                     rollup ? "live=true with rollup=true is not available in this version"
+                            : "live=true needs the windows, which this process does not keep "
+                              "(role gateway)",
+                     NULL);
+        return false;
+    }
     if (rollup) {
         /* A roll-up reads the whole range, oldest first, in one answer. */
         if (encode_pk(&h->start, key, key_len, from) != 0 ||
@@ -1278,7 +1341,7 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         answer_error(conn, &h->out, 500, "out of memory", NULL);
         return false;
     }
-    *hq = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .desc = desc};
+    *hq = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .desc = desc, .live = live};
     if (rollup && !(hq->rollup = calloc(1, sizeof(*hq->rollup)))) {
         free(hq);
         answer_error(conn, &h->out, 500, "out of memory", NULL);

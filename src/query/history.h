@@ -11,12 +11,14 @@ struct sg_history;
 struct sg_http_conn;
 struct sg_log;
 struct sg_metrics;
+struct sg_streams;
 struct sg_ts_reader;
 
 /* `reader` may be NULL (no Tablestore writer): every query then answers 404 naming
- * tablestore.endpoint. `budget` (may be NULL) is charged with the queries' buffers. Returns 0
- * or -ENOMEM. */
+ * tablestore.endpoint. `streams` (may be NULL: a gateway) has the open windows live=true adds.
+ * `budget` (may be NULL) is charged with the queries' buffers. Returns 0 or -ENOMEM. */
 int sg_history_create(const struct sg_config *cfg, struct sg_ts_reader *reader,
+                      struct sg_streams *streams,
                       struct sg_metrics *metrics, struct sg_log *log, struct sg_budget *budget,
                       struct sg_history **out);
 

@@ -1121,10 +1121,36 @@ Test(tablestore, history_of_one_key, .timeout = 180)
     cr_expect_null(cJSON_GetObjectItemCaseSensitive(doc, "fields"));
     cJSON_Delete(doc);
 
-    /* 17 reads (1 + 1 + 6 + 6 pages + 1 + 2 roll-ups), 8 queries refused before reading. */
-    cr_expect_eq(sgt_metric(p.http, "streamgate_query_seconds_count"), 25);
+    /* live=true: an open window of h1 (within the hour of lateness) joins the stored ones,
+     * marked not final; without it, only what is stored. */
+    int64_t open_ts = BASE_TS + 3 * 3600 * 1000 - 600 * 1000;
+    snprintf(late, sizeof(late), "{\"key\":\"h1\",\"ts\":%" PRId64 ",\"value\":42}\n", open_ts);
+    sgt_post(p.http, "application/x-ndjson", late, &r);
+    cr_assert_eq(r.status, 202);
+    sgt_response_free(&r);
+    for (int live = 0; live < 2; live++) {
+        snprintf(path, sizeof(path), "/v1/history/h1?from=%" PRId64 "&to=%" PRId64 "%s",
+                 BASE_TS + 39 * WINDOW, open_ts + WINDOW, live ? "&live=true" : "");
+        doc = get_json(p.http, path, NULL, &status);
+        cr_assert_eq(status, 200);
+        const cJSON *ws = cJSON_GetObjectItemCaseSensitive(doc, "windows");
+        cr_assert_eq(cJSON_GetArraySize(ws), 1 + live);
+        cr_expect(
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ws, 0), "final")));
+        if (live) {
+            const cJSON *o = cJSON_GetArrayItem(ws, 1);
+            cr_expect(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "final")));
+            cr_expect_eq(cJSON_GetObjectItemCaseSensitive(o, "window_start")->valuedouble,
+                         (double)(open_ts - open_ts % WINDOW));
+            cr_expect_eq(cJSON_GetObjectItemCaseSensitive(o, "count")->valuedouble, 1);
+        }
+        cJSON_Delete(doc);
+    }
+
+    /* 19 reads (1 + 1 + 6 + 6 pages + 1 + 2 roll-ups + 2), 8 queries refused before reading. */
+    cr_expect_eq(sgt_metric(p.http, "streamgate_query_seconds_count"), 27);
     cr_expect_eq(sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"ok\"}"),
-                 17);
+                 19);
 
     /* Tablestore down: retried until query.timeout, then 503 with Retry-After. */
     emu_halt(&e);
