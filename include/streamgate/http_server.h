@@ -1,5 +1,6 @@
 /* The HTTP listener: llhttp on libuv, keep-alive, pipelining, chunked and gzip bodies.
- * Routes: POST /v1/events, GET /metrics, GET /healthz, GET /readyz. */
+ * Routes: POST /v1/events, GET /metrics, GET /healthz, GET /readyz, GET /v1/info, the live query
+ * (GET /v1/streams[/{key}]) and, through a handler, GET /v1/history[/{key}]. */
 #ifndef STREAMGATE_HTTP_SERVER_H
 #define STREAMGATE_HTTP_SERVER_H
 
