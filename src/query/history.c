@@ -206,6 +206,39 @@ static void answer_error(struct sg_http_conn *conn, struct sg_buf *out, int stat
         sg_http_answer(conn, status, out->data, out->len, extra);
 }
 
+/* cJSON prints a number with 15 significant digits whenever that reads back within an epsilon
+ * of it, which can lose the last bit of a sum; answers carry every number exactly instead:
+ * integral values as integers, others as the shortest text that reads back as the same double. */
+static int exact_numbers(cJSON *item)
+{
+    char num[48];
+    for (cJSON *c = item ? item->child : NULL; c; c = c->next) {
+        if (!cJSON_IsNumber(c)) {
+            if (exact_numbers(c) != 0)
+                return -ENOMEM;
+            continue;
+        }
+        double v = c->valuedouble;
+        struct sg_buf b = {.data = num, .cap = sizeof(num), .max = sizeof(num) - 1};
+        if (isfinite(v) && v == trunc(v) && fabs(v) < 1e15)
+            snprintf(num, sizeof(num), "%" PRId64, (int64_t)v);
+        else if (sg_buf_append_double(&b, v) != 0 || sg_buf_append_char(&b, '\0') != 0)
+            return -ENOMEM;
+        char *raw = strdup(num);
+        if (!raw)
+            return -ENOMEM;
+        c->type = cJSON_Raw;
+        c->valuestring = raw;
+    }
+    return 0;
+}
+
+/* The text of an answer (malloc'd), or NULL when out of memory. */
+static char *print_exact(cJSON *doc)
+{
+    return doc && exact_numbers(doc) == 0 ? cJSON_PrintUnformatted(doc) : NULL;
+}
+
 /* ---- Parameters -------------------------------------------------------------------------- */
 
 /* The value of query parameter `name` in `url`, percent-decoded into `out` (NUL-terminated).
@@ -744,7 +777,7 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
     if (ok && q->live && !res.next_start)
         ok = add_live(h, q, windows) == 0;
     sg_ts_range_result_free(&res);
-    char *text = ok ? cJSON_PrintUnformatted(doc) : NULL;
+    char *text = ok ? print_exact(doc) : NULL;
     cJSON_Delete(doc);
     if (!text) {
         answer_error(conn, &h->out, 500, "out of memory", NULL);
@@ -814,7 +847,7 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
                      rc == -ENOMEM ? "out of memory" : "a stored sketch does not decode", NULL);
     } else {
         cJSON *doc = rollup_render(h, q);
-        char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+        char *text = print_exact(doc);
         cJSON_Delete(doc);
         if (text)
             sg_http_answer(conn, 200, text, strlen(text), NULL);
@@ -955,7 +988,7 @@ static void slice_answer(struct hq *q)
              sg_buf_append_char(&h->out, '\0') == 0 && (next = cJSON_CreateString(h->out.data));
     }
     ok = ok && next && cJSON_AddItemToObject(sl->doc, "next_page", next);
-    char *text = ok ? cJSON_PrintUnformatted(sl->doc) : NULL;
+    char *text = ok ? print_exact(sl->doc) : NULL;
     observe(q);
     if (text)
         sg_http_answer(q->conn, 200, text, strlen(text), NULL);

@@ -235,12 +235,12 @@ Test(gen, help_lists_every_option)
     run_gen((const char *[]){"--help", NULL}, &r);
     cr_assert_eq(r.status, 0);
     static const char *const opts[] = {
-        "--http",     "--tcp",           "--file",        "--source",       "--count",
-        "--duration", "--rate",          "--keys",        "--dist",         "--zipf-s",
-        "--batch",    "--ndjson",        "--connections", "--start-ts",     "--ts-step",
-        "--disorder", "--max-delay",     "--late",        "--lateness",     "--window-size",
-        "--expect",   "--expect-fields", "--seed",        "--retry",        "--max-retries",
-        "--quiet",    "--json",          "--token",       "--check-results"};
+        "--http",     "--tcp",           "--file",        "--source",        "--count",
+        "--duration", "--rate",          "--keys",        "--dist",          "--zipf-s",
+        "--batch",    "--ndjson",        "--connections", "--start-ts",      "--ts-step",
+        "--disorder", "--max-delay",     "--late",        "--lateness",      "--window-size",
+        "--expect",   "--expect-fields", "--seed",        "--retry",         "--max-retries",
+        "--quiet",    "--json",          "--token",       "--check-results", "--check-history"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         cr_assert_not_null(strstr(r.out, opts[i]), "--help misses %s", opts[i]);
     run_free(&r);
@@ -707,10 +707,27 @@ Test(gen, planted_signal_and_forecast_scores)
     /* 4 keys, 25 events of each per 100 ms window, 40 windows; noise 1, so a window mean's noise
      * is 0.2 and a planted shift 6 * 0.2 = 1.2. */
     free(gen_file(dir, "events",
-                  (const char *[]){"--count", "4000", "--keys", "4", "--dist", "round-robin",
-                                   "--start-ts", "1700000000000", "--window-size", "100",
-                                   "--trend", "1", "--noise", "1", "--anomaly-rate", "0.2",
-                                   "--anomaly-size", "6", "--expect", exp, NULL}));
+                  (const char *[]){"--count",
+                                   "4000",
+                                   "--keys",
+                                   "4",
+                                   "--dist",
+                                   "round-robin",
+                                   "--start-ts",
+                                   "1700000000000",
+                                   "--window-size",
+                                   "100",
+                                   "--trend",
+                                   "1",
+                                   "--noise",
+                                   "1",
+                                   "--anomaly-rate",
+                                   "0.2",
+                                   "--anomaly-size",
+                                   "6",
+                                   "--expect",
+                                   exp,
+                                   NULL}));
     char *text = sgt_read_file(exp, NULL);
     char **lines;
     size_t n = split_lines(text, &lines), planted = 0;
@@ -744,8 +761,8 @@ Test(gen, planted_signal_and_forecast_scores)
         const char *fields_end = strstr(lines[i], "}}");
         const char *sig = strstr(lines[i], "\"signal\":") + 9;
         fprintf(out, "%.*s,\"forecast\":%.*s,\"anomaly\":%d%.*s,\"final\":true}\n",
-                (int)(fields_end - lines[i]), lines[i], (int)strcspn(sig, ",}"), sig,
-                flag ? -9 : 1, (int)(strlen(fields_end) - 1), fields_end);
+                (int)(fields_end - lines[i]), lines[i], (int)strcspn(sig, ",}"), sig, flag ? -9 : 1,
+                (int)(strlen(fields_end) - 1), fields_end);
         cJSON_Delete(e);
     }
     fclose(out);

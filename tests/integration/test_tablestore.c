@@ -1258,6 +1258,72 @@ Test(tablestore, history_across_keys, .timeout = 180)
     emu_stop(&e);
 }
 
+/* Runs streamgate-gen with `args` (a shell word list); returns its exit status and its stdout
+ * and stderr in the files given. */
+static int gen_run(const char *args, const char *out, const char *err)
+{
+    const char *bin = getenv("SG_GEN_BINARY");
+    cr_assert(bin && *bin, "SG_GEN_BINARY is not set (run the tests through meson test)");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "'%s' %s >'%s' 2>'%s'", bin, args, out, err);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* streamgate-gen --check-history: each key's roll-up over the run, asked of a gateway that
+ * reads the stored windows back, equals the generator's expectation folded together; an
+ * expectation changed by one value makes it fail. */
+Test(tablestore, gen_check_history, .timeout = 180)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    char secret[320], results[320], expect[400], out[400], err[400], args[2048];
+    const char *argv[64];
+    build_args(argv, &e, secret, results, NULL);
+    sgt_start(&p, argv, NULL);
+    snprintf(expect, sizeof(expect), "%s/expect.ndjson", e.dir);
+    snprintf(out, sizeof(out), "%s/gen.out", e.dir);
+    snprintf(err, sizeof(err), "%s/gen.err", e.dir);
+    snprintf(args, sizeof(args),
+             "--http http://%s --count 3000 --keys 12 --start-ts %" PRId64
+             " --ts-step 7 --window-size 1000 --lateness 3600000 --expect '%s' --quiet",
+             p.http, BASE_TS, expect);
+    cr_assert_eq(gen_run(args, out, err), 0, "gen: %s", sgt_read_file(err, NULL));
+    cr_assert_eq(sgt_stop(&p), 0); /* the windows fire and are written */
+
+    /* A gateway started afresh reads them back. */
+    sgt_start(&p, argv, NULL);
+    snprintf(args, sizeof(args), "--check-history http://%s --expect '%s' --json", p.http, expect);
+    int rc = gen_run(args, out, err);
+    char *text = sgt_read_file(out, NULL);
+    cr_assert_eq(rc, 0, "check-history: %s %s", text, sgt_read_file(err, NULL));
+    cJSON *j = cJSON_Parse(text);
+    cr_assert(j, "%s", text);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(j, "keys")->valuedouble, 12);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "match")));
+    cJSON_Delete(j);
+    free(text);
+
+    /* One window's sum changed in the expectation: that key's roll-up differs. */
+    char *et = sgt_read_file(expect, NULL);
+    cr_assert(et);
+    char *m = strstr(et, "\"sum\":");
+    cr_assert(m);
+    m[6] = m[6] == '9' ? '8' : '9'; /* the first digit of the first sum */
+    FILE *f = fopen(expect, "w");
+    fputs(et, f);
+    fclose(f);
+    free(et);
+    rc = gen_run(args, out, err);
+    cr_expect_eq(rc, 1, "a changed expectation passed");
+    char *etext = sgt_read_file(err, NULL);
+    cr_expect(etext && strstr(etext, "value sum"), "%s", etext);
+    free(etext);
+    sgt_stop(&p);
+    emu_stop(&e);
+}
+
 /* Without Tablestore the history says which option it needs; it takes the ingest tokens. */
 Test(tablestore, history_needs_tablestore_and_a_token, .timeout = 60)
 {

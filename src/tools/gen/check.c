@@ -12,6 +12,10 @@
  * --anomaly-threshold against those planted (precision and recall), and the mean absolute error
  * of the forecast against the noise-free signal beside the noise of a window mean. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -149,8 +153,8 @@ static void gen_check__forecast(const cJSON *o, bool expect, struct gen_cwin *w)
         w->planted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "planted"));
         return;
     }
-    const cJSON *value = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(o, "fields"), "value");
+    const cJSON *value =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "fields"), "value");
     const cJSON *forecast = cJSON_GetObjectItemCaseSensitive(value, "forecast");
     const cJSON *anomaly = cJSON_GetObjectItemCaseSensitive(value, "anomaly");
     w->has_forecast = cJSON_IsNumber(forecast);
@@ -431,10 +435,165 @@ int gen_check_results(const struct gen_opts *o)
         fprintf(stderr, "streamgate-gen: %s matches %s: %zu windows\n", rf.path, ef.path, rf.n);
     gen_check__forecast_report(&ck, o->quiet, forecast_json, sizeof(forecast_json));
     if (o->json)
-        printf("{\"windows\":%zu,\"expected\":%zu,\"differences\":%zu,\"match\":%s%s}\n",
-               rf.n, ef.n, ck.ndiff, ck.ndiff ? "false" : "true", forecast_json);
+        printf("{\"windows\":%zu,\"expected\":%zu,\"differences\":%zu,\"match\":%s%s}\n", rf.n,
+               ef.n, ck.ndiff, ck.ndiff ? "false" : "true", forecast_json);
 out:
     gen_check__free(&rf);
+    gen_check__free(&ef);
+    for (int k = 0; k < ck.nnames; k++)
+        free(ck.names[k]);
+    return code;
+}
+
+/* ---- --check-history ------------------------------------------------------------------------ */
+
+/* GET `path` from the server at `url` (http://host:port), blocking, on a connection of its
+ * own. Returns the body (malloc'd, NUL-terminated) and the status in *status, or NULL. */
+static char *gen_check__get(const char *url, const char *path, const char *token, int *status)
+{
+    char host[256], port[16] = "80";
+    const char *hp = strncmp(url, "http://", 7) == 0 ? url + 7 : url;
+    const char *colon = strchr(hp, ':'), *slash = strchr(hp, '/');
+    size_t hlen = colon ? (size_t)(colon - hp) : slash ? (size_t)(slash - hp) : strlen(hp);
+    if (hlen == 0 || hlen >= sizeof(host))
+        return NULL;
+    memcpy(host, hp, hlen);
+    host[hlen] = '\0';
+    if (colon)
+        snprintf(port, sizeof(port), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0)
+        return NULL;
+    int fd = socket(ai->ai_family, ai->ai_socktype, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    freeaddrinfo(ai);
+    char req[4096];
+    int n = snprintf(
+        req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s%s\r\n", path,
+        host, token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap + 1);
+    ssize_t got;
+    while (buf && (got = read(fd, buf + len, cap - len)) > 0) {
+        len += (size_t)got;
+        if (len == cap) {
+            char *more = realloc(buf, 2 * cap + 1);
+            if (!more) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = more;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    if (!buf)
+        return NULL;
+    buf[len] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    if (sscanf(buf, "HTTP/1.%*d %d", status) != 1 || !body) {
+        free(buf);
+        return NULL;
+    }
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+int gen_check_history(const struct gen_opts *o)
+{
+    struct gen_check ck = {.nnames = 0};
+    struct gen_cfile ef = {.path = o->expect_path};
+    int code = 2;
+    size_t keys = 0;
+    if (gen_check__load(&ck, &ef, true) != 0)
+        goto out;
+    /* The run's time range: every expected window falls in it. */
+    double from = ef.n ? ef.w[0].start : 0, to = 0;
+    for (size_t i = 0; i < ef.n; i++) {
+        from = ef.w[i].start < from ? ef.w[i].start : from;
+        to = ef.w[i].end > to ? ef.w[i].end : to;
+    }
+    for (size_t i = 0; i < ef.n;) {
+        /* One key's windows (sorted by key, then start): folded in time order. */
+        size_t j = i;
+        double count = 0, f[GEN_CHECK_NAMES][GEN_CHECK_STATS];
+        bool seen[GEN_CHECK_NAMES] = {false};
+        for (; j < ef.n && strcmp(ef.w[j].key, ef.w[i].key) == 0; j++) {
+            count += ef.w[j].count;
+            for (int k = 0; k < ef.w[j].nf; k++) {
+                const struct gen_cfield *x = &ef.w[j].f[k];
+                double *y = f[x->name];
+                if (!seen[x->name]) {
+                    memcpy(y, x->v, sizeof(x->v));
+                    seen[x->name] = true;
+                    continue;
+                }
+                y[0] += x->v[0];
+                y[1] += x->v[1];
+                y[2] = x->v[2] < y[2] ? x->v[2] : y[2];
+                y[3] = x->v[3] > y[3] ? x->v[3] : y[3];
+            }
+        }
+        const char *key = ef.w[i].key;
+        char path[2048], enc[1536];
+        size_t e = 0;
+        for (const char *p = key; *p && e + 4 < sizeof(enc); p++)
+            e +=
+                (size_t)snprintf(enc + e, sizeof(enc) - e,
+                                 isalnum((unsigned char)*p) || strchr("-_.~", *p) ? "%c" : "%%%02X",
+                                 (unsigned char)*p);
+        snprintf(path, sizeof(path), "/v1/history/%s?from=%.0f&to=%.0f&rollup=true", enc, from, to);
+        int status = 0;
+        char *body = gen_check__get(o->check_history, path, o->token, &status);
+        cJSON *doc = body ? cJSON_Parse(body) : NULL;
+        if (!doc || status != 200) {
+            gen_check__diff(&ck, "%s: GET %s answered %d: %.300s", key, path, status,
+                            body ? body : "(no answer)");
+        } else {
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "count");
+            if (!cJSON_IsNumber(c) || c->valuedouble != count)
+                gen_check__diff(&ck, "%s: count %.17g, expected %.17g", key,
+                                cJSON_IsNumber(c) ? c->valuedouble : NAN, count);
+            const cJSON *fields = cJSON_GetObjectItemCaseSensitive(doc, "fields");
+            for (int n = 0; n < ck.nnames; n++) {
+                if (!seen[n])
+                    continue;
+                const cJSON *fo = cJSON_GetObjectItemCaseSensitive(fields, ck.names[n]);
+                for (int s = 0; s < GEN_CHECK_STATS; s++) {
+                    const cJSON *v = cJSON_GetObjectItemCaseSensitive(fo, gen_check_stat_names[s]);
+                    if (!cJSON_IsNumber(v) || v->valuedouble != f[n][s])
+                        gen_check__diff(&ck, "%s: %s %s %.17g, expected %.17g", key, ck.names[n],
+                                        gen_check_stat_names[s],
+                                        cJSON_IsNumber(v) ? v->valuedouble : NAN, f[n][s]);
+                }
+            }
+        }
+        cJSON_Delete(doc);
+        free(body);
+        keys++;
+        i = j;
+    }
+    code = ck.ndiff ? 1 : 0;
+    if (ck.ndiff)
+        fprintf(stderr, "streamgate-gen: %zu difference%s between %s's roll-ups and %s\n", ck.ndiff,
+                ck.ndiff == 1 ? "" : "s", o->check_history, ef.path);
+    else if (!o->quiet)
+        fprintf(stderr, "streamgate-gen: %s's roll-ups match %s: %zu keys, %zu windows\n",
+                o->check_history, ef.path, keys, ef.n);
+    if (o->json)
+        printf("{\"keys\":%zu,\"windows\":%zu,\"differences\":%zu,\"match\":%s}\n", keys, ef.n,
+               ck.ndiff, ck.ndiff ? "false" : "true");
+out:
     gen_check__free(&ef);
     for (int k = 0; k < ck.nnames; k++)
         free(ck.names[k]);

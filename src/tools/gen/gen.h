@@ -54,6 +54,7 @@ struct gen_opts {
     uint64_t seed;
     char *expect_path;
     char *check_results; /* compare this results file with expect_path instead of generating */
+    char *check_history; /* ask this server's GET /v1/history for each key's roll-up instead */
     int64_t window_size_ms;
     char *expect_fields;
     bool retry;
@@ -61,12 +62,12 @@ struct gen_opts {
     bool quiet;
     bool json;
     /* A planted signal in the sensors' value field, per key and window (source.c). */
-    double trend;           /* largest drift per window; each key drifts by 0.5..1.5 of it */
-    double season;          /* amplitude of a per-key sine */
-    uint64_t period;        /* its period, in windows */
-    double noise;           /* standard deviation of each event's noise */
-    double anomaly_rate;    /* fraction of (key, window) pairs shifted */
-    double anomaly_size;    /* by this many standard deviations of a window mean's noise */
+    double trend;             /* largest drift per window; each key drifts by 0.5..1.5 of it */
+    double season;            /* amplitude of a per-key sine */
+    uint64_t period;          /* its period, in windows */
+    double noise;             /* standard deviation of each event's noise */
+    double anomaly_rate;      /* fraction of (key, window) pairs shifted */
+    double anomaly_size;      /* by this many standard deviations of a window mean's noise */
     double anomaly_threshold; /* --check-results: |anomaly| past it flags a window */
 };
 
@@ -179,6 +180,11 @@ size_t gen_format_double(double v, char *buf);
  * Returns the exit status: 0 equal, 1 different (the first differences on stderr), 2 an
  * unreadable file or a broken expectation. */
 int gen_check_results(const struct gen_opts *o);
+/* --check-history URL --expect EXPECT: for each key of the expectation, asks the server for the
+ * roll-up of the key's stored windows over the expectation's time range and compares count, sum,
+ * min and max of every expected field with the expected windows folded in time order (exact:
+ * the server adds the stored window sums in that order). Exit status as gen_check_results. */
+int gen_check_history(const struct gen_opts *o);
 
 /* ---- statistics (stats.c) ------------------------------------------------------------- */
 

@@ -177,8 +177,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "streamgate-gen: %s\n", errstr);
         return 2;
     }
-    if (app->opts.check_results) {
-        rc = gen_check_results(&app->opts);
+    if (app->opts.check_history || app->opts.check_results) {
+        rc =
+            app->opts.check_history ? gen_check_history(&app->opts) : gen_check_results(&app->opts);
         gen_opts_free(&app->opts);
         free(app);
         return rc;

@@ -77,6 +77,11 @@ static const struct gen_opt gen_opt_table[] = {
      "Compare instead of generating: the window results in PATH (the server's "
      "--output-results-file) against --expect PATH, exactly (count, sum, min, max of each "
      "expected field); exit 0 when equal, 1 with the first differences on stderr."},
+    {"check-history", GEN_OPT_STR, O(check_history), NULL, "URL",
+     "Compare instead of generating: for each key of --expect PATH, the server at URL's roll-up "
+     "of the key's stored windows over the run (GET /v1/history/{key}?rollup=true) against the "
+     "expected windows folded together, exactly (count, sum, min, max of each expected "
+     "field); exit 0 when equal, 1 with the first differences on stderr."},
     {"trend", GEN_OPT_DBL, O(trend), "0", "T",
      "sensors: replace value by a planted signal; each key drifts by 0.5 to 1.5 times T per "
      "window, up or down."},
@@ -105,7 +110,8 @@ static const struct gen_opt gen_opt_table[] = {
 static void gen_opts__help(void)
 {
     printf("Usage: streamgate-gen (--http URL | --tcp HOST:PORT | --file PATH) [OPTION]...\n"
-           "       streamgate-gen --check-results RESULTS --expect EXPECT [--quiet] [--json]\n\n"
+           "       streamgate-gen --check-results RESULTS --expect EXPECT [--quiet] [--json]\n"
+           "       streamgate-gen --check-history URL --expect EXPECT [--token T] [--quiet]\n\n"
            "Generates keyed JSON events (key, ts, seq, id, fields) and sends them to streamgate;\n"
            "counts what was sent and acknowledged; exits 0 only when every event was.\n"
            "With --check-results, compares a server's window results with an expectation\n"
@@ -192,11 +198,11 @@ static int gen_opts__set(struct gen_opts *o, const struct gen_opt *op, const cha
 static int gen_opts__check(struct gen_opts *o, char *errstr, size_t errstr_size)
 {
     int targets = (o->http_url != NULL) + (o->tcp_addr != NULL) + (o->file_path != NULL);
-    if (o->check_results) {
-        if (targets != 0 || !o->expect_path) {
+    if (o->check_results || o->check_history) {
+        if (targets != 0 || !o->expect_path || (o->check_results && o->check_history)) {
             snprintf(errstr, errstr_size,
-                     "--check-results compares files: it needs --expect and no --http, --tcp "
-                     "or --file");
+                     "--check-results and --check-history compare: one of them, with --expect "
+                     "and no --http, --tcp or --file");
             return -EINVAL;
         }
         return 0;
