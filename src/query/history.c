@@ -76,6 +76,10 @@ struct hq_slice {
     size_t n, cap;
     size_t fetched, take; /* entries read from the table so far; entries answered with */
     cJSON *doc, *windows;
+    /* rollup=true: one aggregate per key ("keys"), or of every key together (group=none). The
+     * entries are then read in (key, window_start) order, so a key's windows come together. */
+    bool group_none;
+    struct sg_buf cur_key; /* the key being rolled up */
 };
 
 /* One query in progress: its connection waits for it (sg_http_hold). */
@@ -143,6 +147,8 @@ static void hq_account(struct sg_history *h)
                       h->held + h->out.cap + h->body.cap);
 }
 
+static void rollup_clear(struct sg_history *h, struct hq_rollup *ru);
+
 static void hq_free(struct hq *q)
 {
     struct sg_history *h = q->h;
@@ -158,16 +164,14 @@ static void hq_free(struct hq *q)
         h->held -= sizeof(*sl) + sl->keys.cap + sl->cap * sizeof(*sl->e);
         sg_buf_free(&sl->keys);
         sg_buf_free(&sl->page_key);
+        sg_buf_free(&sl->cur_key);
         free(sl->e);
         cJSON_Delete(sl->doc);
         free(sl);
     }
     if (q->rollup) {
-        for (size_t i = 0; i < q->rollup->nfields; i++)
-            sg_ddsketch_destroy(q->rollup->fields[i].sketch);
-        h->held -= sizeof(*q->rollup) + q->rollup->cap * sizeof(*q->rollup->fields);
-        free(q->rollup->fields);
-        sg_hll_free(&q->rollup->hll);
+        rollup_clear(h, q->rollup);
+        h->held -= sizeof(*q->rollup);
         free(q->rollup);
     }
     hq_account(h);
@@ -612,11 +616,22 @@ static int rollup_window(struct sg_history *h, struct hq_rollup *ru, const struc
     return 0;
 }
 
+/* Empties a roll-up for the next key. */
+static void rollup_clear(struct sg_history *h, struct hq_rollup *ru)
+{
+    for (size_t i = 0; i < ru->nfields; i++)
+        sg_ddsketch_destroy(ru->fields[i].sketch);
+    sg_hll_free(&ru->hll);
+    h->held -= ru->cap * sizeof(*ru->fields);
+    free(ru->fields);
+    memset(ru, 0, sizeof(*ru));
+}
+
 /* The roll-up as a result: {"key":..,"from":..,"to":..,"windows":N,"count":..,"fields":{..},
  * "distinct":..}. */
-static cJSON *rollup_render(const struct sg_history *h, const struct hq *q)
+static cJSON *rollup_render(const struct sg_history *h, const struct hq_rollup *ru,
+                            const char *key_bytes, size_t key_len, int64_t from, int64_t to)
 {
-    const struct hq_rollup *ru = q->rollup;
     cJSON *doc = cJSON_CreateObject();
     cJSON *fields = doc ? cJSON_CreateObject() : NULL;
     if (!fields) {
@@ -624,10 +639,11 @@ static cJSON *rollup_render(const struct sg_history *h, const struct hq *q)
         return NULL;
     }
     char key[SG_TS_PK_VALUE_MAX_BYTES + 1];
-    snprintf(key, sizeof(key), "%.*s", (int)q->key_len, q->key);
-    cJSON_AddStringToObject(doc, "key", key);
-    cJSON_AddNumberToObject(doc, "from", (double)q->from);
-    cJSON_AddNumberToObject(doc, "to", (double)q->to);
+    snprintf(key, sizeof(key), "%.*s", (int)key_len, key_bytes ? key_bytes : "");
+    if (key_bytes) /* NULL: every key merged (group=none) */
+        cJSON_AddStringToObject(doc, "key", key);
+    cJSON_AddNumberToObject(doc, "from", (double)from);
+    cJSON_AddNumberToObject(doc, "to", (double)to);
     cJSON_AddNumberToObject(doc, "windows", (double)ru->windows);
     cJSON_AddNumberToObject(doc, "count", (double)ru->count);
     for (size_t i = 0; i < ru->nfields; i++) {
@@ -748,12 +764,12 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         hq_free(q);
         return;
     }
-    if (q->rollup) {
-        rollup_page(q, &res);
-        return;
-    }
     if (q->slice) {
         slice_page(q, &res);
+        return;
+    }
+    if (q->rollup) {
+        rollup_page(q, &res);
         return;
     }
     cJSON *doc = cJSON_CreateObject(), *windows = cJSON_AddArrayToObject(doc, "windows");
@@ -846,7 +862,7 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
         answer_error(conn, &h->out, rc == -ENOMEM ? 500 : 502,
                      rc == -ENOMEM ? "out of memory" : "a stored sketch does not decode", NULL);
     } else {
-        cJSON *doc = rollup_render(h, q);
+        cJSON *doc = rollup_render(h, q->rollup, q->key, q->key_len, q->from, q->to);
         char *text = print_exact(doc);
         cJSON_Delete(doc);
         if (text)
@@ -886,6 +902,17 @@ static void slice_fail(struct hq *q, int status, const char *why, const char *ex
     observe(q);
     answer_error(q->conn, &q->h->out, status, why, extra);
     hq_free(q);
+}
+
+static int entry_key_cmp(const void *a, const void *b, void *arg)
+{
+    const struct hq_entry *x = a, *y = b;
+    const char *keys = arg;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(keys + x->key_off, keys + y->key_off, n);
+    if (c == 0)
+        c = (x->key_len > y->key_len) - (x->key_len < y->key_len);
+    return c ? c : (x->ws > y->ws) - (x->ws < y->ws);
 }
 
 static int entry_cmp(const void *a, const void *b, void *arg)
@@ -955,8 +982,9 @@ static void slice_page(struct hq *q, struct sg_ts_range_result *res)
             rc = slice_read(q, NULL, 0);
         } else {
             /* Every shard read: all the windows in time order, then their rows. */
-            qsort_r(sl->e, sl->n, sizeof(*sl->e), entry_cmp, sl->keys.data);
-            sl->take = sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
+            qsort_r(sl->e, sl->n, sizeof(*sl->e), q->rollup ? entry_key_cmp : entry_cmp,
+                    sl->keys.data);
+            sl->take = q->rollup ? sl->n : sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
             rc = slice_read(q, NULL, 0);
         }
     }
@@ -965,12 +993,67 @@ static void slice_page(struct hq *q, struct sg_ts_range_result *res)
                    "Retry-After: 1\r\n");
 }
 
+/* Adds the roll-up of the key folded so far to "keys", and empties it. */
+static int slice_flush_key(struct hq *q)
+{
+    struct hq_slice *sl = q->slice;
+    if (q->rollup->windows == 0)
+        return 0;
+    cJSON *o = rollup_render(q->h, q->rollup, sl->cur_key.data, sl->cur_key.len, q->from, q->to);
+    if (!o || !cJSON_AddItemToArray(sl->windows, o)) {
+        cJSON_Delete(o);
+        return -ENOMEM;
+    }
+    rollup_clear(q->h, q->rollup);
+    return 0;
+}
+
+/* Folds one window's row into the roll-up of its key (or of every key). */
+static int slice_fold(struct hq *q, const struct sg_ts_row *row)
+{
+    struct hq_slice *sl = q->slice;
+    const struct sg_ts_value *k = &row->pk[0].value;
+    if (row->pk_count != 2 || k->type != SG_TS_STRING || row->pk[1].value.type != SG_TS_INTEGER)
+        return 0;
+    if (!sl->group_none &&
+        (sl->cur_key.len != k->bytes.len || memcmp(sl->cur_key.data, k->bytes.ptr, k->bytes.len))) {
+        if (slice_flush_key(q) != 0)
+            return -ENOMEM;
+        sg_buf_reset(&sl->cur_key);
+        if (sg_buf_append(&sl->cur_key, k->bytes.ptr, k->bytes.len) != 0)
+            return -ENOMEM;
+    }
+    return rollup_window(q->h, q->rollup, row) == -ENOMEM ? -ENOMEM : 0;
+}
+
 /* The answer of a slice once every row is read. */
 static void slice_answer(struct hq *q)
 {
     struct hq_slice *sl = q->slice;
     struct sg_history *h = q->h;
     bool ok = true;
+    if (q->rollup) {
+        /* One aggregate per key in "keys", or of them all. */
+        cJSON *doc = NULL;
+        if (sl->group_none) {
+            doc = rollup_render(h, q->rollup, NULL, 0, q->from, q->to);
+        } else if (slice_flush_key(q) == 0 && (doc = cJSON_CreateObject())) {
+            cJSON_AddNumberToObject(doc, "from", (double)q->from);
+            cJSON_AddNumberToObject(doc, "to", (double)q->to);
+            cJSON_DetachItemViaPointer(sl->doc, sl->windows);
+            cJSON_AddItemToObject(doc, "keys", sl->windows);
+        }
+        char *text = print_exact(doc);
+        cJSON_Delete(doc);
+        observe(q);
+        if (text)
+            sg_http_answer(q->conn, 200, text, strlen(text), NULL);
+        else
+            answer_error(q->conn, &h->out, 500, "out of memory", NULL);
+        free(text);
+        hq_free(q);
+        return;
+    }
     cJSON *next = cJSON_CreateNull();
     if (sl->take < sl->n) {
         /* The next page starts at the first window left out. */
@@ -1028,7 +1111,12 @@ static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         }
         if (!r->found)
             continue; /* gone from the table since the index listed it */
-        cJSON *w = row_result(&r->decoded.rows[0]);
+        const struct sg_ts_row *row = &r->decoded.rows[0];
+        if (q->rollup) {
+            ok = slice_fold(q, row) == 0;
+            continue;
+        }
+        cJSON *w = row_result(row);
         ok = w && cJSON_AddItemToArray(sl->windows, w);
     }
     sg_ts_batch_get_result_free(&res);
@@ -1109,7 +1197,8 @@ static int slice_read(struct hq *q, const uint8_t *start, size_t start_len)
 
 /* A GET /v1/history across keys: sets the slice up and reads the first shard. */
 static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const char *url,
-                        size_t url_len, int64_t from, int64_t to, long limit, uint64_t start_ns)
+                        size_t url_len, int64_t from, int64_t to, long limit, bool rollup,
+                        bool group_none, uint64_t start_ns)
 {
     char value[HQ_MAX_PARAM + 1];
     if (!sg_ts_reader_time_index(h->reader)[0]) {
@@ -1127,6 +1216,9 @@ static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const c
         return false;
     }
     *q = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .slice = sl};
+    sl->group_none = group_none;
+    sg_buf_init(&sl->cur_key, 0);
+    q->rollup = rollup ? calloc(1, sizeof(*q->rollup)) : NULL;
     q->start_ns = start_ns;
     sl->nshards = sg_ts_reader_index_shards(h->reader);
     sl->limit = (int32_t)limit;
@@ -1139,8 +1231,8 @@ static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const c
     if (h->queries)
         h->queries->prev = q;
     h->queries = q;
-    h->held += sizeof(*q) + sizeof(*sl);
-    if (!sl->windows) {
+    h->held += sizeof(*q) + sizeof(*sl) + (q->rollup ? sizeof(*q->rollup) : 0);
+    if (!sl->windows || (rollup && !q->rollup)) {
         slice_fail(q, 500, "out of memory", NULL);
         return true;
     }
@@ -1301,15 +1393,28 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         return false;
     }
     if (all_keys) {
-        if (param(url, url_len, "rollup", value, sizeof(value)) != 0 ||
-            param(url, url_len, "order", value, sizeof(value)) != 0) {
+        if (param(url, url_len, "order", value, sizeof(value)) != 0 ||
+            param(url, url_len, "live", value, sizeof(value)) != 0) {
             answer_error(conn, &h->out, 501,
-                         "rollup and order across keys are not available in this version: a "
-                         "time slice across keys comes oldest first, window by window",
+                         "order and live across keys are not available in this version: a "
+                         "time slice across keys comes oldest first",
                          NULL);
             return false;
         }
-        return slice_start(h, conn, url, url_len, from, to, limit, start_ns);
+        int r2 = param(url, url_len, "rollup", value, sizeof(value));
+        bool all_rollup = r2 == 1 && strcmp(value, "true") == 0;
+        if (r2 < 0 || (r2 == 1 && !all_rollup && strcmp(value, "false") != 0)) {
+            answer_error(conn, &h->out, 400, "rollup: true or false", NULL);
+            return false;
+        }
+        r2 = param(url, url_len, "group", value, sizeof(value));
+        if (r2 < 0 || (r2 == 1 && strcmp(value, "none") != 0 && strcmp(value, "key") != 0) ||
+            (r2 == 1 && !all_rollup)) {
+            answer_error(conn, &h->out, 400, "group: key or none, with rollup=true", NULL);
+            return false;
+        }
+        return slice_start(h, conn, url, url_len, from, to, limit, all_rollup,
+                           r2 == 1 && strcmp(value, "none") == 0, start_ns);
     }
     /* Forward: [(key, from), (key, to)); backward: from (key, to - 1) down to (key, from - 1),
      * exclusive. A page token replaces the start. */

@@ -1243,13 +1243,49 @@ Test(tablestore, history_across_keys, .timeout = 180)
         cr_expect_eq(total, 120, "limit %d: %zu windows", limit, total);
         cr_expect_eq(pages, limit == 150 ? 1 : 3);
     }
+    /* Roll-ups across keys: one per key, then every key together. */
+    char path[512];
+    int status;
+    snprintf(path, sizeof(path), "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true", BASE_TS,
+             BASE_TS + 3 * WINDOW);
+    cJSON *doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200);
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(doc, "keys");
+    cr_assert_eq(cJSON_GetArraySize(keys), 40);
+    const cJSON *o;
+    cJSON_ArrayForEach(o, keys)
+    {
+        int k = atoi(cJSON_GetObjectItemCaseSensitive(o, "key")->valuestring + 1);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(o, "fields"), "value");
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(o, "windows")->valuedouble, 3);
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(v, "count")->valuedouble, 9);
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(v, "sum")->valuedouble, 90 * k + 9);
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(v, "min")->valuedouble, 10 * k);
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(v, "max")->valuedouble, 10 * k + 2);
+    }
+    cJSON_Delete(doc);
+    snprintf(path, sizeof(path),
+             "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true&group=none", BASE_TS,
+             BASE_TS + 3 * WINDOW);
+    doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200);
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(doc, "key"));
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(doc, "windows")->valuedouble, 120);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(doc, "count")->valuedouble, 360);
+    const cJSON *all =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "fields"), "value");
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(all, "sum")->valuedouble, 70560);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(all, "min")->valuedouble, 0);
+    cr_expect_eq(cJSON_GetObjectItemCaseSensitive(all, "max")->valuedouble, 392);
+    cJSON_Delete(doc);
+
     /* With the time index off, a query across keys says so. */
     sgt_stop(&p);
     static const char *const off[] = {"--tablestore-time-index", "", NULL};
     build_args(argv, &e, secret, results, off);
     sgt_start(&p, argv, NULL);
-    int status;
-    cJSON *doc = get_json(p.http, "/v1/history?from=1&to=2", NULL, &status);
+    doc = get_json(p.http, "/v1/history?from=1&to=2", NULL, &status);
     cr_expect_eq(status, 404);
     cr_expect(strstr(cJSON_GetObjectItemCaseSensitive(doc, "error")->valuestring,
                      "tablestore.time_index"));
