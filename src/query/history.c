@@ -1026,6 +1026,18 @@ static int slice_fold(struct hq *q, const struct sg_ts_row *row)
     return rollup_window(q->h, q->rollup, row) == -ENOMEM ? -ENOMEM : 0;
 }
 
+/* Answers a slice with `text` (taken; NULL: out of memory) and lets it go. */
+static void slice_answer_text(struct hq *q, char *text)
+{
+    observe(q);
+    if (text)
+        sg_http_answer(q->conn, 200, text, strlen(text), NULL);
+    else
+        answer_error(q->conn, &q->h->out, 500, "out of memory", NULL);
+    free(text);
+    hq_free(q);
+}
+
 /* The answer of a slice once every row is read. */
 static void slice_answer(struct hq *q)
 {
@@ -1045,13 +1057,7 @@ static void slice_answer(struct hq *q)
         }
         char *text = print_exact(doc);
         cJSON_Delete(doc);
-        observe(q);
-        if (text)
-            sg_http_answer(q->conn, 200, text, strlen(text), NULL);
-        else
-            answer_error(q->conn, &h->out, 500, "out of memory", NULL);
-        free(text);
-        hq_free(q);
+        slice_answer_text(q, text);
         return;
     }
     cJSON *next = cJSON_CreateNull();
@@ -1071,14 +1077,7 @@ static void slice_answer(struct hq *q)
              sg_buf_append_char(&h->out, '\0') == 0 && (next = cJSON_CreateString(h->out.data));
     }
     ok = ok && next && cJSON_AddItemToObject(sl->doc, "next_page", next);
-    char *text = ok ? print_exact(sl->doc) : NULL;
-    observe(q);
-    if (text)
-        sg_http_answer(q->conn, 200, text, strlen(text), NULL);
-    else
-        answer_error(q->conn, &h->out, 500, "out of memory", NULL);
-    free(text);
-    hq_free(q);
+    slice_answer_text(q, ok ? print_exact(sl->doc) : NULL);
 }
 
 static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *code,

@@ -115,7 +115,7 @@ static int check_schema(const char *table, const struct sg_ts_table_schema *sche
 #define MAX_DEFINED 32
 #define MAX_INDEXES 8
 
-static int pack_into(struct sg_buf *out, const ProtobufCMessage *msg)
+int sg_ts__pack(struct sg_buf *out, const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
     int rc = sg_buf_reserve(out, len + 1);
@@ -132,7 +132,7 @@ int sg_ts_describe_table_build(struct sg_buf *out, const char *table, char *errs
         return sg_ts__fail(errstr, errstr_size, -EINVAL, "invalid table name");
     Ots__DescribeTableRequest req = OTS__DESCRIBE_TABLE_REQUEST__INIT;
     req.table_name = (char *)table;
-    return pack_into(out, &req.base);
+    return sg_ts__pack(out, &req.base);
 }
 
 int sg_ts_create_table_build(struct sg_buf *out, const struct sg_ts_create_table *ct, char *errstr,
@@ -185,7 +185,7 @@ int sg_ts_create_table_build(struct sg_buf *out, const struct sg_ts_create_table
     req.table_options = &opts;
     req.n_index_metas = sc->index_count;
     req.index_metas = idxp;
-    return pack_into(out, &req.base);
+    return sg_ts__pack(out, &req.base);
 }
 
 int sg_ts_create_index_build(struct sg_buf *out, const char *table, const struct sg_ts_index *index,
@@ -203,7 +203,7 @@ int sg_ts_create_index_build(struct sg_buf *out, const char *table, const struct
     req.index_meta = &m;
     req.has_include_base_data = true;
     req.include_base_data = include_base_data;
-    return pack_into(out, &req.base);
+    return sg_ts__pack(out, &req.base);
 }
 
 static bool same_names(char *const *got, size_t ngot, const char *const *want, size_t nwant)

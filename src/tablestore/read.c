@@ -9,16 +9,6 @@
 #include "ots.pb-c.h"
 #include "tablestore_internal.h"
 
-static int pack_into(struct sg_buf *out, const ProtobufCMessage *msg)
-{
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    int rc = sg_buf_reserve(out, len + 1);
-    if (rc != 0)
-        return rc;
-    out->len += protobuf_c_message_pack(msg, (uint8_t *)out->data + out->len);
-    return 0;
-}
-
 static bool columns_ok(const char *const *columns, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -52,7 +42,7 @@ int sg_ts_get_range_build(struct sg_buf *out, const struct sg_ts_get_range *gr, 
     req.inclusive_start_primary_key.len = gr->start_len;
     req.exclusive_end_primary_key.data = (uint8_t *)gr->end;
     req.exclusive_end_primary_key.len = gr->end_len;
-    return pack_into(out, &req.base);
+    return sg_ts__pack(out, &req.base);
 }
 
 int sg_ts_get_range_parse(const void *body, size_t len, struct sg_ts_range_result *out,
@@ -114,7 +104,7 @@ int sg_ts_batch_get_build(struct sg_buf *out, const char *table, const void *con
     Ots__BatchGetRowRequest req = OTS__BATCH_GET_ROW_REQUEST__INIT;
     req.n_tables = 1;
     req.tables = &tp;
-    int rc = pack_into(out, &req.base);
+    int rc = sg_ts__pack(out, &req.base);
     free(pks);
     return rc;
 }

@@ -2,8 +2,11 @@
 #ifndef STREAMGATE_TABLESTORE_INTERNAL_H
 #define STREAMGATE_TABLESTORE_INTERNAL_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "streamgate/buf.h"
 
 /* PlainBuffer tags and constants (PROTOCOL.md section 3.1). */
 #define SG_TS__PB_HEADER       0x75u
@@ -25,5 +28,8 @@ __attribute__((format(printf, 4, 5))) int sg_ts__fail(char *errstr, size_t errst
 /* True for a valid table or column name: 1 to 255 bytes of ASCII letters, digits and '_', not
  * starting with a digit. Non-ASCII is refused because the JS SDK mis-encodes it (quirk 2). */
 bool sg_ts__name_ok(const char *name, size_t len);
+
+/* Appends the serialized `msg` to `out`. Returns 0, -ENOMEM or -E2BIG (out unchanged). */
+int sg_ts__pack(struct sg_buf *out, const ProtobufCMessage *msg);
 
 #endif

@@ -809,6 +809,37 @@ static void check_time_index(const struct emu *e, const char *index, int want_ro
     cJSON_Delete(idx);
 }
 
+/* Starts streamgate against the emulator with `results_table` (creating missing tables when
+ * `create`) and expects start-up to fail (exit status 1) with `want` on stderr. */
+static void expect_startup_error(const struct emu *e, const char *results_table, bool create,
+                                 const char *want)
+{
+    const char *args[] = {"--http-listen",
+                          "127.0.0.1:0",
+                          "--tcp-listen",
+                          "",
+                          "--tablestore-endpoint",
+                          e->endpoint,
+                          "--tablestore-instance",
+                          INSTANCE,
+                          "--tablestore-access-key-id",
+                          AKID,
+                          "--tablestore-access-key-secret",
+                          SECRET,
+                          "--tablestore-create-tables",
+                          create ? "true" : "false",
+                          "--tablestore-results-table",
+                          results_table,
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = sgt_run(args, NULL, &out, &err);
+    cr_expect_eq(rc, 1, "exit status %d", rc);
+    cr_expect(err && strstr(err, want), "stderr: %s", err);
+    cr_expect(err && !strstr(err, SECRET), "the secret was printed");
+    free(out);
+    free(err);
+}
+
 /* tablestore.create_tables makes the results table with the time index; the official SDK reads
  * the index. */
 Test(tablestore, time_index_created_with_the_table, .timeout = 120)
@@ -835,30 +866,10 @@ Test(tablestore, time_index_added_to_an_existing_table, .timeout = 180)
     static const char *const other[] = {"--tablestore-time-index", "first_index", NULL};
     run_windows(&e, other, 20, 2, 0);
 
-    const char *no_create[] = {"--http-listen",
-                               "127.0.0.1:0",
-                               "--tcp-listen",
-                               "",
-                               "--tablestore-endpoint",
-                               e.endpoint,
-                               "--tablestore-instance",
-                               INSTANCE,
-                               "--tablestore-access-key-id",
-                               AKID,
-                               "--tablestore-access-key-secret",
-                               SECRET,
-                               "--tablestore-results-table",
-                               "streamgate_results",
-                               NULL};
-    char *out = NULL, *err = NULL;
-    int rc = sgt_run(no_create, NULL, &out, &err);
-    cr_expect_eq(rc, 1, "exit status %d", rc);
-    cr_expect(err && strstr(err, "index streamgate_results_by_time of table streamgate_results "
-                                 "does not exist (create it, set tablestore.create_tables=true, "
-                                 "or turn it off with tablestore.time_index=\\\"\\\")"),
-              "stderr: %s", err);
-    free(out);
-    free(err);
+    expect_startup_error(&e, "streamgate_results", false,
+                         "index streamgate_results_by_time of table streamgate_results does not "
+                         "exist (create it, set tablestore.create_tables=true, or turn it off "
+                         "with tablestore.time_index=\\\"\\\")");
 
     run_windows(&e, NULL, 20, 2, 2); /* create_tables: CreateIndex, with the rows there */
     check_time_index(&e, "streamgate_results_by_time", 80);
@@ -868,30 +879,9 @@ Test(tablestore, time_index_added_to_an_existing_table, .timeout = 180)
     static const char *const plain[] = {"--tablestore-time-index", "", "--tablestore-results-table",
                                         "plain_results", NULL};
     run_windows(&e, plain, 2, 1, 0);
-    const char *want[] = {"--http-listen",
-                          "127.0.0.1:0",
-                          "--tcp-listen",
-                          "",
-                          "--tablestore-endpoint",
-                          e.endpoint,
-                          "--tablestore-instance",
-                          INSTANCE,
-                          "--tablestore-access-key-id",
-                          AKID,
-                          "--tablestore-access-key-secret",
-                          SECRET,
-                          "--tablestore-create-tables",
-                          "true",
-                          "--tablestore-results-table",
-                          "plain_results",
-                          NULL};
-    rc = sgt_run(want, NULL, &out, &err);
-    cr_expect_eq(rc, 1, "exit status %d", rc);
-    cr_expect(err && strstr(err, "table plain_results has no predefined column shard of type "
-                                 "INTEGER, which index plain_results_by_time needs"),
-              "stderr: %s", err);
-    free(out);
-    free(err);
+    expect_startup_error(&e, "plain_results", true,
+                         "table plain_results has no predefined column shard of type INTEGER, "
+                         "which index plain_results_by_time needs");
     emu_stop(&e);
 }
 
