@@ -6,8 +6,11 @@
  * logged and handed to the dead-letter output. Every row held is charged to the memory budget,
  * whose watermark pushes back on clients.
  *
- * Results rows: PK (key STRING, window_start INTEGER), columns window_end, count, per field
- * <field>_count/_sum/_min/_max/_mean/_stddev/_first/_last and _<quantile>, distinct, final.
+ * Results rows: PK (key STRING, window_start INTEGER), columns window_end, count, shard, per
+ * field <field>_count/_sum/_min/_max/_mean/_stddev/_first/_last, _<quantile> and _sketch (its
+ * DDSketch's stored form), distinct and distinct_hll (the registers), final. With
+ * tablestore.time_index the results table has a global index by (shard, window_start, key).
+ * The writer's reader (streamgate/tablestore_reader.h) reads them back on the same connections.
  * Raw rows: PK (key STRING, ts INTEGER, id STRING), one column per top-level scalar field. */
 #ifndef STREAMGATE_SINK_TABLESTORE_H
 #define STREAMGATE_SINK_TABLESTORE_H
