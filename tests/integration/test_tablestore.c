@@ -1297,8 +1297,9 @@ static int gen_run(const char *args, const char *out, const char *err)
 }
 
 /* streamgate-gen --check-history: each key's roll-up over the run, asked of a gateway that
- * reads the stored windows back, equals the generator's expectation folded together; an
- * expectation changed by one value makes it fail. */
+ * reads the stored windows back, equals the generator's expectation folded together (the
+ * distinct ids within three standard errors of the count); an expectation changed by one value
+ * makes it fail. */
 Test(tablestore, gen_check_history, .timeout = 180)
 {
     struct emu e = {0};
@@ -1306,7 +1307,8 @@ Test(tablestore, gen_check_history, .timeout = 180)
     struct sgt_proc p;
     char secret[320], results[320], expect[400], out[400], err[400], args[2048];
     const char *argv[64];
-    build_args(argv, &e, secret, results, NULL);
+    static const char *const distinct[] = {"--window-distinct-field", "id", NULL};
+    build_args(argv, &e, secret, results, distinct);
     sgt_start(&p, argv, NULL);
     snprintf(expect, sizeof(expect), "%s/expect.ndjson", e.dir);
     snprintf(out, sizeof(out), "%s/gen.out", e.dir);
@@ -1330,6 +1332,16 @@ Test(tablestore, gen_check_history, .timeout = 180)
     cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "match")));
     cJSON_Delete(j);
     free(text);
+
+    /* The roll-ups it compared carry the distinct ids it checked. */
+    char path[256];
+    int status;
+    snprintf(path, sizeof(path), "/v1/history/sensor-0?from=%" PRId64 "&to=%" PRId64 "&rollup=true",
+             BASE_TS, BASE_TS + 3600 * 1000);
+    j = get_json(p.http, path, NULL, &status);
+    cr_expect_eq(status, 200);
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "distinct")));
+    cJSON_Delete(j);
 
     /* One window's sum changed in the expectation: that key's roll-up differs. */
     char *et = sgt_read_file(expect, NULL);

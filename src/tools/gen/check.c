@@ -564,6 +564,12 @@ int gen_check_history(const struct gen_opts *o)
             if (!cJSON_IsNumber(c) || c->valuedouble != count)
                 gen_check__diff(&ck, "%s: count %.17g, expected %.17g", key,
                                 cJSON_IsNumber(c) ? c->valuedouble : NAN, count);
+            /* With window.distinct_field id (unique per event), distinct estimates the count. */
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(doc, "distinct");
+            double se = 1.04 / sqrt((double)(1ull << (o->distinct_precision & 31)));
+            if (cJSON_IsNumber(d) && fabs(d->valuedouble - count) > 3 * se * count)
+                gen_check__diff(&ck, "%s: distinct %.0f, expected %.0f within %.2f%%", key,
+                                d->valuedouble, count, 300 * se);
             const cJSON *fields = cJSON_GetObjectItemCaseSensitive(doc, "fields");
             for (int n = 0; n < ck.nnames; n++) {
                 if (!seen[n])

@@ -55,6 +55,7 @@ struct gen_opts {
     char *expect_path;
     char *check_results; /* compare this results file with expect_path instead of generating */
     char *check_history; /* ask this server's GET /v1/history for each key's roll-up instead */
+    uint64_t distinct_precision; /* --check-history: the gateway's window.distinct_precision */
     int64_t window_size_ms;
     char *expect_fields;
     bool retry;

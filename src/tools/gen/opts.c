@@ -82,6 +82,10 @@ static const struct gen_opt gen_opt_table[] = {
      "of the key's stored windows over the run (GET /v1/history/{key}?rollup=true) against the "
      "expected windows folded together, exactly (count, sum, min, max of each expected "
      "field); exit 0 when equal, 1 with the first differences on stderr."},
+    {"distinct-precision", GEN_OPT_U64, O(distinct_precision), "12", "P",
+     "--check-history: the gateway's window.distinct_precision; a roll-up's distinct (with "
+     "window.distinct_field id, every event's id being unique) must be within three standard "
+     "errors (3 x 1.04 / sqrt(2^P)) of the key's event count."},
     {"trend", GEN_OPT_DBL, O(trend), "0", "T",
      "sensors: replace value by a planted signal; each key drifts by 0.5 to 1.5 times T per "
      "window, up or down."},
