@@ -454,7 +454,10 @@ static int on_message_complete(llhttp_t *parser)
         conn->stalled = true;
         return HPE_PAUSED;
     }
-    if (conn->later) { /* the same for a handler's answer to come */
+    if (conn->later) {
+        /* The same for a handler's answer to come, which its own deadline bounds
+         * (query.timeout): no idle timer meanwhile. */
+        sg_http__conn_timer(conn, SG_HTTP_TIMER_NONE, 0);
         conn->stalled = true;
         return HPE_PAUSED;
     }
