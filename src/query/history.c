@@ -1,6 +1,11 @@
-/* GET /v1/history/{key}: one key's stored windows, read with GetRange on the results table
- * (primary key key, window_start: a key's windows are already in time order), through the
- * Tablestore writer's reader, so the query never blocks the loop. */
+/* GET /v1/history: stored window results read back through the Tablestore writer's reader, so
+ * a query never blocks the loop (README "Querying stored results").
+ *
+ * /v1/history/{key}: one key's windows with GetRange on the results table (primary key key,
+ * window_start: a key's windows are already in time order), a page at a time, or all of them
+ * folded into one roll-up. /v1/history: a time slice across keys through the time index, each
+ * shard's range in turn, the windows sorted by time and their rows read with BatchGetRow, or
+ * folded into roll-ups per key or of every key. */
 #define _GNU_SOURCE /* timegm */
 #include "history.h"
 
