@@ -887,6 +887,15 @@ Test(tablestore, time_index_added_to_an_existing_table, .timeout = 180)
 
 /* ---- GET /v1/history ---------------------------------------------------------------------- */
 
+/* Stops streamgate (any exit status) and checks that it reported no sanitizer error. */
+static void stop_no_sanitizer(struct sgt_proc *p)
+{
+    int rc = sgt_stop_keep(p);
+    cr_expect(!log_has(p, "Sanitizer") && !log_has(p, "runtime error:"),
+              "streamgate (exit %d) reported a sanitizer error", rc);
+    remove_run_dir(p);
+}
+
 /* GET `path`; returns the parsed JSON body (the test fails when it is not JSON) and the status. */
 static cJSON *get_json(const char *http, const char *path, const char *headers, int *status)
 {
@@ -1159,7 +1168,7 @@ Test(tablestore, history_of_one_key, .timeout = 180)
     cr_expect_eq(
         sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"unavailable\"}"),
         1);
-    sgt_stop(&p);
+    stop_no_sanitizer(&p);
     emu_stop(&e);
 }
 
@@ -1271,7 +1280,7 @@ Test(tablestore, history_across_keys, .timeout = 180)
     cJSON_Delete(doc);
 
     /* With the time index off, a query across keys says so. */
-    sgt_stop(&p);
+    stop_no_sanitizer(&p);
     static const char *const off[] = {"--tablestore-time-index", "", NULL};
     build_args(argv, &e, secret, results, off);
     sgt_start(&p, argv, NULL);
@@ -1280,7 +1289,7 @@ Test(tablestore, history_across_keys, .timeout = 180)
     cr_expect(strstr(cJSON_GetObjectItemCaseSensitive(doc, "error")->valuestring,
                      "tablestore.time_index"));
     cJSON_Delete(doc);
-    sgt_stop(&p);
+    stop_no_sanitizer(&p);
     emu_stop(&e);
 }
 
@@ -1358,7 +1367,7 @@ Test(tablestore, gen_check_history, .timeout = 180)
     char *etext = sgt_read_file(err, NULL);
     cr_expect(etext && strstr(etext, "value sum"), "%s", etext);
     free(etext);
-    sgt_stop(&p);
+    stop_no_sanitizer(&p);
     emu_stop(&e);
 }
 
@@ -1377,7 +1386,7 @@ Test(tablestore, history_needs_tablestore_and_a_token, .timeout = 60)
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
     cr_expect(cJSON_IsString(err) && strstr(err->valuestring, "tablestore.endpoint"));
     cJSON_Delete(doc);
-    sgt_stop(&p);
+    stop_no_sanitizer(&p);
 }
 
 /* Requests the service refuses as too large: the writer halves its batches until they fit, and
