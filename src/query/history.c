@@ -68,10 +68,22 @@ struct hq_entry {
     size_t key_len;
 };
 
-/* A time slice across keys in progress: every shard's range of the time index, one after the
- * other, then the windows' rows from the results table, SG_TS_BATCH_GET_MAX_ROWS at a time. */
+struct hq;
+
+/* One shard's range of the time index being read. */
+struct hq_shard {
+    struct hq *q;
+    struct sg_ts_read *rd; /* NULL once its range is read */
+    int32_t s;
+};
+
+/* A time slice across keys in progress: every shard's range of the time index at once, then the
+ * windows' rows from the results table, SG_TS_BATCH_GET_MAX_ROWS at a time. */
 struct hq_slice {
-    int32_t shard, nshards;
+    int32_t nshards;
+    struct hq_shard *shards;
+    int32_t reading; /* shard reads in flight */
+    bool ending;     /* being answered: shard reads cancelled now only end */
     int32_t limit;
     bool has_page; /* start every shard at (page_ws, page_key) */
     int64_t page_ws;
@@ -166,10 +178,12 @@ static void hq_free(struct hq *q)
     h->held -= sizeof(*q) + q->key_len;
     if (q->slice) {
         struct hq_slice *sl = q->slice;
-        h->held -= sizeof(*sl) + sl->keys.cap + sl->cap * sizeof(*sl->e);
+        h->held -= sizeof(*sl) + sl->keys.cap + sl->cap * sizeof(*sl->e) +
+                   (sl->shards ? (size_t)sl->nshards * sizeof(*sl->shards) : 0);
         sg_buf_free(&sl->keys);
         sg_buf_free(&sl->page_key);
         sg_buf_free(&sl->cur_key);
+        free(sl->shards);
         free(sl->e);
         cJSON_Delete(sl->doc);
         free(sl);
@@ -183,12 +197,14 @@ static void hq_free(struct hq *q)
     free(q);
 }
 
+static void hq_cancel(struct hq *q);
+
 void sg_history_destroy(struct sg_history *h)
 {
     if (!h)
         return;
     while (h->queries)
-        sg_ts_read_cancel(h->queries->rd); /* answers 503 and frees the query */
+        hq_cancel(h->queries); /* answers 503 and frees the query */
     if (h->budget)
         sg_budget_set(h->budget, SG_BUDGET_BODIES, &h->budget_held, 0);
     sg_buf_free(&h->start);
@@ -734,7 +750,6 @@ static int add_live(struct sg_history *h, const struct hq *q, cJSON *windows)
     cJSON_Delete(live);
     return 0;
 }
-static void slice_page(struct hq *q, struct sg_ts_range_result *res);
 
 static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
                      const char *message, const void *body, size_t len)
@@ -743,6 +758,7 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
     struct sg_history *h = q->h;
     struct sg_http_conn *conn = q->conn;
     char why[768];
+    q->rd = NULL;
     if (!conn) { /* the client has gone */
         hq_free(q);
         return;
@@ -767,10 +783,6 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         snprintf(why, sizeof(why), "unreadable GetRange answer: %s", err);
         answer_error(conn, &h->out, 502, why, NULL);
         hq_free(q);
-        return;
-    }
-    if (q->slice) {
-        slice_page(q, &res);
         return;
     }
     if (q->rollup) {
@@ -902,10 +914,37 @@ static int encode_index_pk(struct sg_buf *out, int32_t shard, int64_t ws, const 
  * next batch of rows. Returns 0, or a negative code when it could not. */
 static int slice_read(struct hq *q, const uint8_t *start, size_t start_len);
 
+/* Ends a slice: the shard reads still in flight are cancelled, the client (if still there) gets
+ * `status`, and the query goes. */
 static void slice_fail(struct hq *q, int status, const char *why, const char *extra)
 {
-    observe(q);
-    answer_error(q->conn, &q->h->out, status, why, extra);
+    struct hq_slice *sl = q->slice;
+    sl->ending = true;
+    for (int32_t i = 0; sl->shards && i < sl->nshards; i++)
+        if (sl->shards[i].rd)
+            sg_ts_read_cancel(sl->shards[i].rd); /* on_shard only notes it */
+    if (q->rd)
+        sg_ts_read_cancel(q->rd);
+    if (q->conn) {
+        observe(q);
+        answer_error(q->conn, &q->h->out, status, why, extra);
+    }
+    hq_free(q);
+}
+
+static void hq_cancel(struct hq *q)
+{
+    if (q->slice) {
+        slice_fail(q, 503, "the query was cancelled (shutting down)", "Retry-After: 1\r\n");
+        return;
+    }
+    if (q->rd) {
+        sg_ts_read_cancel(q->rd); /* answers 503 and frees the query */
+        return;
+    }
+    if (q->conn)
+        answer_error(q->conn, &q->h->out, 503, "the query was cancelled (shutting down)",
+                     "Retry-After: 1\r\n");
     hq_free(q);
 }
 
@@ -931,15 +970,42 @@ static int entry_cmp(const void *a, const void *b, void *arg)
     return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
-/* A page of a shard's range: note its windows; on to the rest of the range, the next shard, or
- * the rows. */
-static void slice_page(struct hq *q, struct sg_ts_range_result *res)
+static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_len);
+
+/* A page of a shard's range: note its windows; on to the rest of the range, or, once every
+ * shard is read, to the rows. */
+static void on_shard(void *arg, enum sg_ts_read_outcome outcome, const char *code,
+                     const char *message, const void *body, size_t len)
 {
+    struct hq_shard *sh = arg;
+    struct hq *q = sh->q;
     struct sg_history *h = q->h;
     struct hq_slice *sl = q->slice;
+    char why[768];
+    sh->rd = NULL;
+    sl->reading--;
+    if (sl->ending)
+        return; /* slice_fail is cancelling the reads and frees the query */
+    if (outcome != SG_TS_READ_OK || !q->conn) {
+        snprintf(why, sizeof(why), "%s: %s %s",
+                 outcome == SG_TS_READ_REFUSED ? "Tablestore refused the read"
+                                               : "Tablestore is busy or unreachable (retried "
+                                                 "for query.timeout)",
+                 code, message);
+        slice_fail(q, outcome == SG_TS_READ_REFUSED ? 502 : 503, why,
+                   outcome == SG_TS_READ_REFUSED ? NULL : "Retry-After: 1\r\n");
+        return;
+    }
+    struct sg_ts_range_result res;
+    char err[256] = "";
+    if (sg_ts_get_range_parse(body, len, &res, err, sizeof(err)) != 0) {
+        snprintf(why, sizeof(why), "unreadable GetRange answer: %s", err);
+        slice_fail(q, 502, why, NULL);
+        return;
+    }
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < res->rows.row_count; i++) {
-        const struct sg_ts_row *row = &res->rows.rows[i];
+    for (size_t i = 0; rc == 0 && i < res.rows.row_count; i++) {
+        const struct sg_ts_row *row = &res.rows.rows[i];
         if (row->pk_count != 3 || row->pk[1].value.type != SG_TS_INTEGER ||
             row->pk[2].value.type != SG_TS_STRING)
             continue;
@@ -968,34 +1034,69 @@ static void slice_page(struct hq *q, struct sg_ts_range_result *res)
         sl->n += rc == 0;
     }
     hq_account(h);
-    if (rc != 0) {
-        sg_ts_range_result_free(res);
-        char why[256];
+    if (rc == 0 && res.next_start)
+        rc = shard_read(sh, res.next_start, res.next_start_len);
+    sg_ts_range_result_free(&res);
+    if (rc == -E2BIG) {
         snprintf(why, sizeof(why),
                  "the time slice holds more than query.max_rows (%" PRId64
                  ") windows: narrow the range or raise the option",
                  h->cfg->query_max_rows);
-        slice_fail(q, rc == -E2BIG ? 422 : 500, rc == -E2BIG ? why : "out of memory", NULL);
+        slice_fail(q, 422, why, NULL);
         return;
     }
-    if (res->next_start) {
-        rc = slice_read(q, res->next_start, res->next_start_len);
-        sg_ts_range_result_free(res);
-    } else {
-        sg_ts_range_result_free(res);
-        if (++sl->shard < sl->nshards) {
-            rc = slice_read(q, NULL, 0);
-        } else {
-            /* Every shard read: all the windows in time order, then their rows. */
-            qsort_r(sl->e, sl->n, sizeof(*sl->e), q->rollup ? entry_key_cmp : entry_cmp,
-                    sl->keys.data);
-            sl->take = q->rollup ? sl->n : sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
-            rc = slice_read(q, NULL, 0);
-        }
+    if (rc != 0) {
+        slice_fail(q, rc == -ENOMEM ? 500 : 503,
+                   rc == -ENOMEM ? "out of memory"
+                                 : "Tablestore is busy or unreachable (retried for "
+                                   "query.timeout)",
+                   rc == -ENOMEM ? NULL : "Retry-After: 1\r\n");
+        return;
     }
-    if (rc != 0)
+    if (sl->reading > 0)
+        return;
+    /* Every shard read: all the windows in time order (or by key, for roll-ups), then their
+     * rows. */
+    qsort_r(sl->e, sl->n, sizeof(*sl->e), q->rollup ? entry_key_cmp : entry_cmp, sl->keys.data);
+    sl->take = q->rollup ? sl->n : sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
+    if (slice_read(q, NULL, 0) != 0)
         slice_fail(q, 503, "Tablestore is busy or unreachable (retried for query.timeout)",
                    "Retry-After: 1\r\n");
+}
+
+/* Reads (the rest of) shard sh's range of the time index: from `start`, or its beginning. */
+static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_len)
+{
+    struct hq *q = sh->q;
+    struct sg_history *h = q->h;
+    struct hq_slice *sl = q->slice;
+    uint64_t spent_ms = (uv_hrtime() - q->start_ns) / 1000000;
+    uint64_t timeout = h->cfg->query_timeout_ms;
+    if (spent_ms >= timeout)
+        return -ETIMEDOUT;
+    int rc = 0;
+    if (!start) {
+        rc = encode_index_pk(&h->start, sh->s, sl->has_page ? sl->page_ws : q->from,
+                             sl->has_page ? sl->page_key.data : NULL, sl->page_key.len);
+        start = (const uint8_t *)h->start.data;
+        start_len = h->start.len;
+    }
+    if (rc == 0)
+        rc = encode_index_pk(&h->end, sh->s, q->to, NULL, 0);
+    struct sg_ts_get_range gr = {.table = sg_ts_reader_time_index(h->reader),
+                                 .direction = SG_TS_FORWARD,
+                                 .start = start,
+                                 .start_len = start_len,
+                                 .end = h->end.data,
+                                 .end_len = h->end.len};
+    sg_buf_reset(&h->body);
+    if (rc == 0)
+        rc = sg_ts_get_range_build(&h->body, &gr, NULL, 0);
+    if (rc == 0)
+        rc = sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len, timeout - spent_ms,
+                               on_shard, sh, &sh->rd);
+    sl->reading += rc == 0;
+    return rc;
 }
 
 /* Adds the roll-up of the key folded so far to "keys", and empties it. */
@@ -1091,6 +1192,9 @@ static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *cod
     struct hq *q = arg;
     struct hq_slice *sl = q->slice;
     char why[768];
+    q->rd = NULL;
+    if (sl->ending)
+        return; /* slice_fail is cancelling it and frees the query */
     if (!q->conn) {
         hq_free(q);
         return;
@@ -1139,6 +1243,8 @@ static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *cod
 
 static int slice_read(struct hq *q, const uint8_t *start, size_t start_len)
 {
+    (void)start;
+    (void)start_len;
     struct sg_history *h = q->h;
     struct hq_slice *sl = q->slice;
     uint64_t spent_ms = (uv_hrtime() - q->start_ns) / 1000000;
@@ -1146,28 +1252,6 @@ static int slice_read(struct hq *q, const uint8_t *start, size_t start_len)
     if (spent_ms >= timeout)
         return -ETIMEDOUT;
     sg_buf_reset(&h->body);
-    if (sl->shard < sl->nshards) {
-        int rc = 0;
-        if (!start) {
-            rc = encode_index_pk(&h->start, sl->shard, sl->has_page ? sl->page_ws : q->from,
-                                 sl->has_page ? sl->page_key.data : NULL, sl->page_key.len);
-            start = (const uint8_t *)h->start.data;
-            start_len = h->start.len;
-        }
-        if (rc == 0)
-            rc = encode_index_pk(&h->end, sl->shard, q->to, NULL, 0);
-        struct sg_ts_get_range gr = {.table = sg_ts_reader_time_index(h->reader),
-                                     .direction = SG_TS_FORWARD,
-                                     .start = start,
-                                     .start_len = start_len,
-                                     .end = h->end.data,
-                                     .end_len = h->end.len};
-        if (rc == 0)
-            rc = sg_ts_get_range_build(&h->body, &gr, NULL, 0);
-        return rc ? rc
-                  : sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len,
-                                      timeout - spent_ms, on_range, q, &q->rd);
-    }
     if (sl->take == 0) {
         slice_answer(q); /* nothing in the range */
         return 0;
@@ -1265,9 +1349,18 @@ static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const c
                    NULL);
         return true;
     }
-    if (slice_read(q, NULL, 0) != 0) {
-        slice_fail(q, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
+    sl->shards = calloc((size_t)sl->nshards, sizeof(*sl->shards));
+    if (!sl->shards) {
+        slice_fail(q, 500, "out of memory", NULL);
         return true;
+    }
+    h->held += (size_t)sl->nshards * sizeof(*sl->shards);
+    for (int32_t i = 0; i < sl->nshards; i++) {
+        sl->shards[i] = (struct hq_shard){.q = q, .s = i};
+        if (shard_read(&sl->shards[i], NULL, 0) != 0) {
+            slice_fail(q, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
+            return true;
+        }
     }
     hq_account(h);
     sg_http_hold(conn, on_conn_gone, q);
