@@ -115,7 +115,7 @@ static void on_lag_timer(uv_timer_t *t)
     uint64_t late = now > app->lag_expected_ns ? now - app->lag_expected_ns : 0;
     sg_histogram_observe(app->lag, (double)late / 1e9);
     app->lag_expected_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000u;
-    (void)sg_budget_trim(app->budget);
+    (void)sg_budget_trim(app->budget, (int64_t)(now / 1000000u));
 }
 
 /* Window results go to every writer that takes them. An aggregator follows each one until

@@ -57,12 +57,14 @@ void sg_budget_release(struct sg_budget *b, enum sg_budget_use use, size_t bytes
 void sg_budget_set(struct sg_budget *b, enum sg_budget_use use, size_t *held, size_t now);
 
 /* glibc keeps what is freed in its heap, and a heap churned by windows opening and firing
- * fragments: left alone, the process's RSS grows past the budget by the holes between the
- * chunks in use. When the heap's free chunks have grown by a 32nd of the limit since the last
- * trim, this hands their whole free pages back to the system (malloc_trim; the chunks stay
- * free for reuse). Returns whether it trimmed. Called from a timer on the loop (10 a second). */
-#define SG_BUDGET_TRIM_FRACTION 32
-bool sg_budget_trim(struct sg_budget *b);
+ * fragments: left alone, the process's RSS stays near the budget's highest point plus the holes
+ * between the chunks in use. When the budget has fallen by a 16th of its limit since its highest
+ * point, this hands the heap's whole free pages back to the system (malloc_trim; the chunks
+ * stay free for reuse), at most once every SG_BUDGET_TRIM_INTERVAL_MS. Returns whether it
+ * trimmed. Called from a timer on the loop. */
+#define SG_BUDGET_TRIM_FRACTION    16
+#define SG_BUDGET_TRIM_INTERVAL_MS 5000
+bool sg_budget_trim(struct sg_budget *b, int64_t now_ms);
 
 /* True from crossing the high watermark until falling under the low one. */
 bool sg_budget_paused(const struct sg_budget *b);

@@ -22,7 +22,8 @@ struct sg_budget {
     size_t limit, high, low;
     size_t used;
     size_t by_use[SG_BUDGET_USE_COUNT];
-    size_t free_mark; /* the heap's free bytes at the last trim, or lower since */
+    size_t peak;        /* the highest `used` since the last trim */
+    int64_t trimmed_ms; /* when the heap was last trimmed */
     bool paused;
     struct sg_budget_watcher watchers[SG_BUDGET_MAX_WATCHERS];
     size_t nwatchers;
@@ -63,6 +64,7 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
     b->m_paused = sg_metrics_gauge(metrics, SG_METRIC_INGEST_PAUSED, NULL);
     b->m_pauses = sg_metrics_counter(metrics, SG_METRIC_INGEST_PAUSES_TOTAL, NULL);
     b->m_trims = sg_metrics_counter(metrics, SG_METRIC_MEMORY_TRIMS_TOTAL, NULL);
+    b->trimmed_ms = INT64_MIN / 2;
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
         snprintf(labels, sizeof(labels), "transport=\"%s\"",
                  sg_transport_name((enum sg_transport)t));
@@ -145,6 +147,8 @@ void sg_budget_charge(struct sg_budget *b, enum sg_budget_use use, size_t bytes)
 {
     b->used += bytes;
     b->by_use[use] += bytes;
+    if (b->used > b->peak)
+        b->peak = b->used;
     sg_gauge_set(b->m_used, (double)b->used);
     sg_gauge_set(b->m_by_use[use], (double)b->by_use[use]);
     if (!b->paused && b->used >= b->high)
@@ -173,23 +177,21 @@ void sg_budget_set(struct sg_budget *b, enum sg_budget_use use, size_t *held, si
     *held = now;
 }
 
-bool sg_budget_trim(struct sg_budget *b)
+bool sg_budget_trim(struct sg_budget *b, int64_t now_ms)
 {
-#if defined(__GLIBC__)
-    struct mallinfo2 mi = mallinfo2();
-    /* Free chunks reused since the last look lower the mark; only what was freed since counts. */
-    if (mi.fordblks < b->free_mark)
-        b->free_mark = mi.fordblks;
-    if (mi.fordblks - b->free_mark < b->limit / SG_BUDGET_TRIM_FRACTION)
+    /* Reading the heap's free bytes (mallinfo2) walks every free chunk, as malloc_trim does:
+     * tens of milliseconds in a heap of a few hundred MB. So the trigger is the budget's own
+     * fall, which costs nothing to read, and a trim is at most one per interval. */
+    if (b->peak < b->used + b->limit / SG_BUDGET_TRIM_FRACTION ||
+        now_ms - b->trimmed_ms < SG_BUDGET_TRIM_INTERVAL_MS)
         return false;
+#if defined(__GLIBC__)
     malloc_trim(0);
-    b->free_mark = mi.fordblks;
+#endif
+    b->peak = b->used;
+    b->trimmed_ms = now_ms;
     sg_counter_inc(b->m_trims);
     return true;
-#else
-    (void)b;
-    return false;
-#endif
 }
 
 bool sg_budget_paused(const struct sg_budget *b)

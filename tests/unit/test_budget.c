@@ -200,32 +200,24 @@ Test(budget, watchers_can_be_removed_and_are_bounded)
     teardown(&f);
 }
 
-/* Freed heap comes back to the system once the heap's free chunks have grown by a 32nd of the
- * limit since the last trim, and not again until more is freed. Under the sanitizers, whose
- * allocator is their own, glibc's heap holds nothing to trim. */
-Test(budget, trims_the_heap_after_enough_is_freed)
+/* The heap is trimmed once the budget has fallen by a 16th of its limit from its highest point
+ * since the last trim, and at most once an interval. */
+Test(budget, trims_the_heap_after_the_budget_falls)
 {
     struct fixture f;
-    setup(&f, 32u << 20, 70, 50);  /* a 32nd: 1 MiB */
-    enum { N = 8192, SIZE = 512 }; /* 4 MiB in chunks under the mmap threshold */
-    static void *blocks[N];
-    for (int i = 0; i < N; i++)
-        cr_assert_not_null(blocks[i] = malloc(SIZE));
-    int trims = sg_budget_trim(f.b); /* whatever was free before: the mark starts from here */
-    cr_assert_not(sg_budget_trim(f.b), "nothing freed since");
-    for (int i = 0; i < N; i += 2) /* every other chunk: holes, not the heap's top */
-        free(blocks[i]);
-    for (int i = 1; i < N / 4; i += 2) /* and the first quarter whole: whole free pages */
-        free(blocks[i]);
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-    cr_assert(sg_budget_trim(f.b), "2.5 MiB freed, over the 1 MiB step");
-    trims++;
-#else
-    cr_assert_not(sg_budget_trim(f.b), "not glibc's heap");
-#endif
-    cr_assert_not(sg_budget_trim(f.b), "nothing more freed");
-    cr_assert_eq(gauge(&f, "streamgate_memory_trims_total"), (double)trims);
-    for (int i = N / 4 + 1; i < N; i += 2)
-        free(blocks[i]);
+    setup(&f, 16u << 20, 70, 50); /* a 16th: 1 MiB */
+    int64_t now = 1000000;
+    sg_budget_charge(f.b, SG_BUDGET_STREAMS, 4u << 20);
+    cr_assert_not(sg_budget_trim(f.b, now), "nothing released");
+    sg_budget_release(f.b, SG_BUDGET_STREAMS, (1u << 20) - 1);
+    cr_assert_not(sg_budget_trim(f.b, now), "less than a 16th released");
+    sg_budget_release(f.b, SG_BUDGET_STREAMS, 1);
+    cr_assert(sg_budget_trim(f.b, now), "a 16th released");
+    sg_budget_charge(f.b, SG_BUDGET_QUEUES, 2u << 20);
+    sg_budget_release(f.b, SG_BUDGET_QUEUES, 2u << 20);
+    cr_assert_not(sg_budget_trim(f.b, now + SG_BUDGET_TRIM_INTERVAL_MS - 1), "within the interval");
+    cr_assert(sg_budget_trim(f.b, now + SG_BUDGET_TRIM_INTERVAL_MS), "after it");
+    cr_assert_not(sg_budget_trim(f.b, now + 10 * SG_BUDGET_TRIM_INTERVAL_MS), "nothing since");
+    cr_assert_eq(gauge(&f, "streamgate_memory_trims_total"), 2.0);
     teardown(&f);
 }
