@@ -58,12 +58,12 @@ void sg_budget_set(struct sg_budget *b, enum sg_budget_use use, size_t *held, si
 
 /* glibc keeps what is freed in its heap, and a heap churned by windows opening and firing
  * fragments: left alone, the process's RSS stays near the budget's highest point plus the holes
- * between the chunks in use. When the budget has fallen by a 16th of its limit since its highest
+ * between the chunks in use. When the budget has fallen by a 32nd of its limit since its highest
  * point, this hands the heap's whole free pages back to the system (malloc_trim; the chunks
- * stay free for reuse), at most once every SG_BUDGET_TRIM_INTERVAL_MS. Returns whether it
- * trimmed. Called from a timer on the loop. */
-#define SG_BUDGET_TRIM_FRACTION    16
-#define SG_BUDGET_TRIM_INTERVAL_MS 5000
+ * stay free for reuse), at most once every SG_BUDGET_TRIM_INTERVAL_MS and never more than 2% of
+ * the time. Returns whether it trimmed. Called from a timer on the loop. */
+#define SG_BUDGET_TRIM_FRACTION    32
+#define SG_BUDGET_TRIM_INTERVAL_MS 1000
 bool sg_budget_trim(struct sg_budget *b, int64_t now_ms);
 
 /* True from crossing the high watermark until falling under the low one. */

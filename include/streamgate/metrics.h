@@ -118,7 +118,7 @@ struct sg_histogram {
       "Times ingest paused over the budget's high watermark.")                                     \
     X(MEMORY_TRIMS_TOTAL, "streamgate_memory_trims_total", COUNTER, "",                            \
       "Times the heap's free pages were handed back to the system, each after the budget fell by "  \
-      "a 16th of limits.memory (at most one in 5 s).")                                             \
+      "a 32nd of limits.memory (at most one a second, and 2% of the time).")                       \
     X(PUSHBACK_TOTAL, "streamgate_pushback_total", COUNTER, "transport",                           \
       "Requests answered 503 and connections whose reads were paused because of the memory "       \
       "budget.")                                                                                   \

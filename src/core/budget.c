@@ -22,8 +22,8 @@ struct sg_budget {
     size_t limit, high, low;
     size_t used;
     size_t by_use[SG_BUDGET_USE_COUNT];
-    size_t peak;        /* the highest `used` since the last trim */
-    int64_t trimmed_ms; /* when the heap was last trimmed */
+    size_t peak;           /* the highest `used` since the last trim */
+    int64_t trim_after_ms; /* no trim before */
     bool paused;
     struct sg_budget_watcher watchers[SG_BUDGET_MAX_WATCHERS];
     size_t nwatchers;
@@ -64,7 +64,6 @@ struct sg_budget *sg_budget_create(size_t limit, unsigned high_pct, unsigned low
     b->m_paused = sg_metrics_gauge(metrics, SG_METRIC_INGEST_PAUSED, NULL);
     b->m_pauses = sg_metrics_counter(metrics, SG_METRIC_INGEST_PAUSES_TOTAL, NULL);
     b->m_trims = sg_metrics_counter(metrics, SG_METRIC_MEMORY_TRIMS_TOTAL, NULL);
-    b->trimmed_ms = INT64_MIN / 2;
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++) {
         snprintf(labels, sizeof(labels), "transport=\"%s\"",
                  sg_transport_name((enum sg_transport)t));
@@ -181,15 +180,19 @@ bool sg_budget_trim(struct sg_budget *b, int64_t now_ms)
 {
     /* Reading the heap's free bytes (mallinfo2) walks every free chunk, as malloc_trim does:
      * tens of milliseconds in a heap of a few hundred MB. So the trigger is the budget's own
-     * fall, which costs nothing to read, and a trim is at most one per interval. */
-    if (b->peak < b->used + b->limit / SG_BUDGET_TRIM_FRACTION ||
-        now_ms - b->trimmed_ms < SG_BUDGET_TRIM_INTERVAL_MS)
+     * fall, which costs nothing to read, and the next trim waits 50 times as long as the last
+     * one took (at least SG_BUDGET_TRIM_INTERVAL_MS): trimming takes at most 2% of the loop. */
+    if (b->peak < b->used + b->limit / SG_BUDGET_TRIM_FRACTION || now_ms < b->trim_after_ms)
         return false;
 #if defined(__GLIBC__)
+    int64_t t0 = sg_now_ms();
     malloc_trim(0);
+    int64_t took = sg_now_ms() - t0;
+#else
+    int64_t took = 0;
 #endif
     b->peak = b->used;
-    b->trimmed_ms = now_ms;
+    b->trim_after_ms = now_ms + SG_MAX(SG_BUDGET_TRIM_INTERVAL_MS, 50 * took);
     sg_counter_inc(b->m_trims);
     return true;
 }

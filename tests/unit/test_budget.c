@@ -200,19 +200,19 @@ Test(budget, watchers_can_be_removed_and_are_bounded)
     teardown(&f);
 }
 
-/* The heap is trimmed once the budget has fallen by a 16th of its limit from its highest point
+/* The heap is trimmed once the budget has fallen by a 32nd of its limit from its highest point
  * since the last trim, and at most once an interval. */
 Test(budget, trims_the_heap_after_the_budget_falls)
 {
     struct fixture f;
-    setup(&f, 16u << 20, 70, 50); /* a 16th: 1 MiB */
+    setup(&f, 32u << 20, 70, 50); /* a 32nd: 1 MiB */
     int64_t now = 1000000;
     sg_budget_charge(f.b, SG_BUDGET_STREAMS, 4u << 20);
     cr_assert_not(sg_budget_trim(f.b, now), "nothing released");
     sg_budget_release(f.b, SG_BUDGET_STREAMS, (1u << 20) - 1);
-    cr_assert_not(sg_budget_trim(f.b, now), "less than a 16th released");
+    cr_assert_not(sg_budget_trim(f.b, now), "less than a 32nd released");
     sg_budget_release(f.b, SG_BUDGET_STREAMS, 1);
-    cr_assert(sg_budget_trim(f.b, now), "a 16th released");
+    cr_assert(sg_budget_trim(f.b, now), "a 32nd released");
     sg_budget_charge(f.b, SG_BUDGET_QUEUES, 2u << 20);
     sg_budget_release(f.b, SG_BUDGET_QUEUES, 2u << 20);
     cr_assert_not(sg_budget_trim(f.b, now + SG_BUDGET_TRIM_INTERVAL_MS - 1), "within the interval");
