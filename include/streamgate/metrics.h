@@ -117,7 +117,7 @@ struct sg_histogram {
     X(INGEST_PAUSES_TOTAL, "streamgate_ingest_pauses_total", COUNTER, "",                          \
       "Times ingest paused over the budget's high watermark.")                                     \
     X(MEMORY_TRIMS_TOTAL, "streamgate_memory_trims_total", COUNTER, "",                            \
-      "Times the heap's free pages were handed back to the system, each after the budget fell by "  \
+      "Times the heap's free pages were handed back to the system, each after the budget fell by " \
       "a 32nd of limits.memory (at most one a second, and 2% of the time).")                       \
     X(PUSHBACK_TOTAL, "streamgate_pushback_total", COUNTER, "transport",                           \
       "Requests answered 503 and connections whose reads were paused because of the memory "       \
@@ -138,9 +138,9 @@ struct sg_histogram {
       "", "Row versions replaced by a newer version of the same row before being written.")        \
     X(TABLESTORE_READ_REQUESTS_TOTAL, "streamgate_tablestore_read_requests_total", COUNTER,        \
       "outcome",                                                                                   \
-      "Reads of stored results (GetRange, BatchGetRow) by outcome: ok, unavailable (busy or "     \
+      "Reads of stored results (GetRange, BatchGetRow) by outcome: ok, unavailable (busy or "      \
       "down until query.timeout), refused, cancelled.")                                            \
-    X(QUERY_SECONDS, "streamgate_query_seconds", HISTOGRAM, "",                                     \
+    X(QUERY_SECONDS, "streamgate_query_seconds", HISTOGRAM, "",                                    \
       "Latency of GET /v1/history queries, from the request to the answer.")                       \
     X(TABLESTORE_READY, "streamgate_tablestore_ready", GAUGE, "",                                  \
       "1 once the start-up checks of the tables (DescribeTable, CreateTable) have passed; 0 "      \

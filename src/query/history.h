@@ -18,9 +18,8 @@ struct sg_ts_reader;
  * tablestore.endpoint. `streams` (may be NULL: a gateway) has the open windows live=true adds.
  * `budget` (may be NULL) is charged with the queries' buffers. Returns 0 or -ENOMEM. */
 int sg_history_create(const struct sg_config *cfg, struct sg_ts_reader *reader,
-                      struct sg_streams *streams,
-                      struct sg_metrics *metrics, struct sg_log *log, struct sg_budget *budget,
-                      struct sg_history **out);
+                      struct sg_streams *streams, struct sg_metrics *metrics, struct sg_log *log,
+                      struct sg_budget *budget, struct sg_history **out);
 
 /* Ends the queries in progress (their connections get 503) and frees it. Safe on NULL. */
 void sg_history_destroy(struct sg_history *h);

@@ -631,9 +631,14 @@ Test(cli, check_config_roles)
     const char *want_aggregator[] = {"role: aggregator needs kafka.brokers", NULL};
     expect_config_error(aggregator, env, want_aggregator);
 
-    const char *mixed[] = {"--check-config", "--role", "aggregator", "--kafka-brokers",
-                           "127.0.0.1:9", "--kafka-rdkafka",
-                           "linger.ms=20,session.timeout.ms=10000,fetch.wait.max.ms=50", NULL};
+    const char *mixed[] = {"--check-config",
+                           "--role",
+                           "aggregator",
+                           "--kafka-brokers",
+                           "127.0.0.1:9",
+                           "--kafka-rdkafka",
+                           "linger.ms=20,session.timeout.ms=10000,fetch.wait.max.ms=50",
+                           NULL};
     struct run r = run(mixed, NULL);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_str_eq(r.out, "configuration ok\n");

@@ -231,9 +231,15 @@ Test(kafka, anomalies_reach_their_topic_and_file)
     unlink(anomalies);
     struct sgt_mock m = {0};
     sgt_mock_start(&m, PARTITIONS, "events,aggregates,anomalies");
-    const char *more[] = {"--window-size",       "1s",        "--window-idle-timeout",
-                          "200ms",               "--kafka-anomaly-topic", "anomalies",
-                          "--output-anomaly-file", anomalies, NULL};
+    const char *more[] = {"--window-size",
+                          "1s",
+                          "--window-idle-timeout",
+                          "200ms",
+                          "--kafka-anomaly-topic",
+                          "anomalies",
+                          "--output-anomaly-file",
+                          anomalies,
+                          NULL};
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, more);
 
@@ -472,8 +478,7 @@ Test(kafka, permanent_failure_goes_to_the_dead_letter_file_and_the_late_topic)
     sgt_mock_start(&m, PARTITIONS, "events,aggregates,late");
     /* The next Produce request fails with TOPIC_AUTHORIZATION_FAILED, which is not retried. */
     sgt_mock_cmd(&m, "errors 0 1 29");
-    const char *more[] = {"--kafka-late-topic", "late", "--output-dead-letter-file", dl_path,
-                          NULL};
+    const char *more[] = {"--kafka-late-topic", "late", "--output-dead-letter-file", dl_path, NULL};
     struct sgt_proc p;
     start_gateway(&p, m.bootstrap, more);
 
@@ -502,14 +507,13 @@ Test(kafka, permanent_failure_goes_to_the_dead_letter_file_and_the_late_topic)
               rs.v[0].headers);
     cr_assert_str_eq(reason, "TOPIC_AUTHORIZATION_FAILED");
     char sink[16];
-    cr_assert(sgt_kafka_header(rs.v[0].headers, "sink", sink, sizeof(sink)), "%s",
-              rs.v[0].headers);
+    cr_assert(sgt_kafka_header(rs.v[0].headers, "sink", sink, sizeof(sink)), "%s", rs.v[0].headers);
     cr_assert_str_eq(sink, "kafka");
     sgt_recs_free(&rs);
     cr_assert_eq(sgt_wait_lines(dl_path, 1, WAIT_MS), 1, "no dead-letter line");
     char *dl = sgt_read_file(dl_path, NULL);
     cr_assert(dl && strstr(dl, "{\"sink\":\"kafka\",\"key\":\"denied\",\"error\":"
-                                "\"TOPIC_AUTHORIZATION_FAILED\""),
+                               "\"TOPIC_AUTHORIZATION_FAILED\""),
               "dead-letter file: %s", dl ? dl : "(none)");
     cr_assert(strstr(dl, "\"record\":{\"key\":\"denied\",\"seq\":0,\"value\":1}}"), "%s", dl);
     free(dl);

@@ -269,8 +269,8 @@ static void file_confirmations(const char *path, bool expect_written)
     cr_assert_eq(uv_loop_init(&loop), 0);
     sg_log_init(&log, SG_LOG_OFF, stderr);
     struct sg_metrics *metrics = sg_metrics_create();
-    cr_assert_eq(sg_sink_file_create(&loop, path, SG_FILE_RESULTS, NULL, metrics, &log, &sink,
-                                     err, sizeof(err)),
+    cr_assert_eq(sg_sink_file_create(&loop, path, SG_FILE_RESULTS, NULL, metrics, &log, &sink, err,
+                                     sizeof(err)),
                  0, "%s", err);
     int told[8], ntold = 0, drained = 0;
     struct file_done d[4];

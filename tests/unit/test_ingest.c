@@ -1052,8 +1052,7 @@ Test(sinks, write_raw_counts_the_writers_that_took_the_confirmation)
     cr_assert_eq(c.written, 3);
 
     /* Without a confirmation nobody takes one. */
-    cr_assert_eq(sg_sinks_write_raw(fx.sinks, &ev, SG_TRANSPORT_TCP, NOW_MS, NULL, &out),
-                 -ENOBUFS);
+    cr_assert_eq(sg_sinks_write_raw(fx.sinks, &ev, SG_TRANSPORT_TCP, NOW_MS, NULL, &out), -ENOBUFS);
     cr_assert_eq(out.took, 0);
     fx_free(&fx);
 }
