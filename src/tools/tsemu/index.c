@@ -109,9 +109,12 @@ static int index_row_of(const struct tsemu_index *ix, const struct tsemu_row *r,
         struct tsemu_cell *cell =
             tsemu_row_cell((struct tsemu_row *)r, ix->attrs[i], strlen(ix->attrs[i]));
 
-        if (cell && cell->count > 0)
+        if (cell && cell->count > 0) {
+            struct sg_ts_value view = tsemu_value_view(&cell->versions[0].value);
+
             rc = tsemu_row_put(out, ix->attrs[i], strlen(ix->attrs[i]), cell->versions[0].ts,
-                               &cell->versions[0].value, 1);
+                               &view, 1);
+        }
     }
     if (rc < 0) {
         tsemu_row_free_contents(out);

@@ -465,13 +465,9 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         }
         for (size_t i = 0; i < in->attr_count; i++) {
             const struct sg_ts_column *c = &in->attrs[i];
-            struct tsemu_value v;
 
-            rc = tsemu_value_copy(&v, &c->value);
-            if (rc == 0)
-                rc = tsemu_row_put(row, c->name, c->name_len, c->has_ts ? c->ts : ctx->now_ms, &v,
-                                   t->max_versions);
-            tsemu_value_free(&v);
+            rc = tsemu_row_put(row, c->name, c->name_len, c->has_ts ? c->ts : ctx->now_ms,
+                               &c->value, t->max_versions);
             if (rc < 0)
                 goto out;
         }
@@ -488,15 +484,12 @@ static int apply_write(struct op_ctx *ctx, struct tsemu_table *t, enum sg_ts_wri
         for (size_t i = 0; i < in->attr_count; i++) {
             const struct sg_ts_column *c = &in->attrs[i];
             struct tsemu_cell *cell;
-            struct tsemu_value v;
+            struct sg_ts_value v;
 
             switch (c->op) {
             case SG_TS_OP_PUT:
-                rc = tsemu_value_copy(&v, &c->value);
-                if (rc == 0)
-                    rc = tsemu_row_put(row, c->name, c->name_len, c->has_ts ? c->ts : ctx->now_ms,
-                                       &v, t->max_versions);
-                tsemu_value_free(&v);
+                rc = tsemu_row_put(row, c->name, c->name_len, c->has_ts ? c->ts : ctx->now_ms,
+                                   &c->value, t->max_versions);
                 break;
             case SG_TS_OP_DELETE:
                 tsemu_row_delete_version(row, c->name, c->name_len, c->ts);

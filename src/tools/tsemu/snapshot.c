@@ -557,6 +557,7 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
         cJSON_ArrayForEach(ver, versions)
         {
             struct tsemu_value v;
+            struct sg_ts_value view;
             int64_t ts;
 
             rc = parse_i64(cJSON_GetObjectItemCaseSensitive(ver, "ts"), &ts);
@@ -564,7 +565,8 @@ static int load_row(struct tsemu_store *store, const cJSON *j)
                 rc = parse_value(cJSON_GetObjectItemCaseSensitive(ver, "v"), &v);
             if (rc < 0)
                 goto out;
-            rc = tsemu_row_put(&row, cn->valuestring, strlen(cn->valuestring), ts, &v,
+            view = tsemu_value_view(&v);
+            rc = tsemu_row_put(&row, cn->valuestring, strlen(cn->valuestring), ts, &view,
                                t->max_versions);
             tsemu_value_free(&v);
             if (rc < 0)

@@ -26,7 +26,8 @@
 
 /* ---- Store ----------------------------------------------------------------------------- */
 
-/* A stored value. STRING and BLOB bytes are owned (malloc'd) by the value. */
+/* A stored value. STRING and BLOB bytes are owned (malloc'd) by the value, except in a row's cells,
+ * where they live in the row's blocks (struct tsemu_row). */
 struct tsemu_value {
     enum sg_ts_type type;
     int64_t i;
@@ -45,8 +46,8 @@ struct tsemu_version {
 struct tsemu_cell {
     char *name;
     size_t name_len;
-    struct tsemu_version *versions;
-    size_t count;
+    struct tsemu_version *versions; /* newest first */
+    size_t count, cap;
 };
 
 /* A row as operations work on it: the primary key values in schema order, then the columns
@@ -57,6 +58,7 @@ struct tsemu_row {
     struct tsemu_cell *cells;
     size_t cell_count;
     size_t cell_cap;
+    struct tsemu_row_block *mem; /* the cells' names, versions and values (store.c) */
 };
 
 /* A stored row: one allocation holding the encoded key and every column version (layout in
@@ -200,7 +202,7 @@ int tsemu_row_set_key(const struct tsemu_table *table, struct tsemu_row *row,
 /* Adds a version of column `name` (creating the column), replacing a version with the same
  * timestamp and keeping the newest `max_versions`. The value is copied. */
 int tsemu_row_put(struct tsemu_row *row, const char *name, size_t name_len, int64_t ts,
-                  const struct tsemu_value *value, int32_t max_versions);
+                  const struct sg_ts_value *value, int32_t max_versions);
 /* Removes the version at `ts` of a column; nothing when there is none. */
 void tsemu_row_delete_version(struct tsemu_row *row, const char *name, size_t name_len, int64_t ts);
 /* Removes a column with all its versions. */
