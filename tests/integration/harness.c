@@ -362,17 +362,19 @@ struct pending {
 };
 static struct pending pending_bytes = {-1, NULL, 0};
 
-static int fill(int fd, char **buf, size_t *len, size_t *cap)
+struct reader {
+    sgt_recv_fn recv;
+    void *ctx;
+};
+
+static int fill_from(const struct reader *rd, char **buf, size_t *len, size_t *cap)
 {
     if (*cap - *len < 4096) {
         *cap = *cap * 2 + 4096;
         *buf = realloc(*buf, *cap);
         cr_assert(*buf);
     }
-    ssize_t n;
-    do
-        n = recv(fd, *buf + *len, *cap - *len - 1, 0);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = rd->recv(rd->ctx, *buf + *len, *cap - *len - 1);
     if (n <= 0)
         return -1;
     *len += (size_t)n;
@@ -380,8 +382,23 @@ static int fill(int fd, char **buf, size_t *len, size_t *cap)
     return 0;
 }
 
+static ssize_t recv_fd(void *ctx, void *buf, size_t cap)
+{
+    ssize_t n;
+    do
+        n = recv(*(int *)ctx, buf, cap, 0);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
 int sgt_read_response(int fd, struct sgt_response *r)
 {
+    return sgt_read_response_with(fd, recv_fd, &fd, r);
+}
+
+int sgt_read_response_with(int fd, sgt_recv_fn recv_fn, void *ctx, struct sgt_response *r)
+{
+    const struct reader rd = {recv_fn, ctx};
     memset(r, 0, sizeof(*r));
     size_t cap = 8192, len = 0;
     char *buf = malloc(cap);
@@ -408,7 +425,7 @@ int sgt_read_response(int fd, struct sgt_response *r)
         }
         if (hend)
             break;
-        if (fill(fd, &buf, &len, &cap) != 0) {
+        if (fill_from(&rd, &buf, &len, &cap) != 0) {
             free(buf);
             return -1;
         }
@@ -433,12 +450,12 @@ int sgt_read_response(int fd, struct sgt_response *r)
         for (;;) {
             char *eol;
             while (!(eol = strstr(buf + pos, "\r\n")))
-                if (fill(fd, &buf, &len, &cap) != 0)
+                if (fill_from(&rd, &buf, &len, &cap) != 0)
                     goto fail;
             size_t sz = strtoul(buf + pos, NULL, 16);
             pos = (size_t)(eol + 2 - buf);
             while (len < pos + sz + 2)
-                if (fill(fd, &buf, &len, &cap) != 0)
+                if (fill_from(&rd, &buf, &len, &cap) != 0)
                     goto fail;
             body.d = realloc(body.d, body.n + sz + 1);
             memcpy(body.d + body.n, buf + pos, sz);
@@ -454,7 +471,7 @@ int sgt_read_response(int fd, struct sgt_response *r)
     } else {
         size_t want = cl ? strtoul(cl, NULL, 10) : 0;
         while (len < body_start + want)
-            if (fill(fd, &buf, &len, &cap) != 0)
+            if (fill_from(&rd, &buf, &len, &cap) != 0)
                 goto fail;
         r->body = strndup(buf + body_start, want);
         r->body_len = want;

@@ -67,6 +67,10 @@ char *sgt_header(const struct sgt_response *r, const char *name);
 /* Reads one HTTP/1.1 response (Content-Length or chunked) from a keep-alive connection.
  * Returns 0, or -1 on EOF/timeout before a whole response. */
 int sgt_read_response(int fd, struct sgt_response *r);
+/* The same through `recv_fn` (like recv(2): bytes read, 0 at EOF, < 0 on error or timeout),
+ * e.g. a TLS client's; `fd` is the socket under it, which keeps bytes past the response. */
+typedef ssize_t (*sgt_recv_fn)(void *ctx, void *buf, size_t cap);
+int sgt_read_response_with(int fd, sgt_recv_fn recv_fn, void *ctx, struct sgt_response *r);
 /* One request on a new connection: `extra_headers` is "Name: value\r\n..." or NULL; a
  * Content-Length is added when body != NULL. Returns the response; fails the test on error. */
 void sgt_http(const char *hostport, const char *method, const char *path, const char *extra_headers,

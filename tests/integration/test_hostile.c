@@ -13,9 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bad_input.h"
 #include "harness.h"
 
-#define MIB               (1024 * 1024)
 #define SG_TEST_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static void read_resp(int fd, struct sgt_response *r)
@@ -47,165 +47,24 @@ static void good_event(int fd, int seq)
     sgt_response_free(&r);
 }
 
-struct bad_case {
-    const char *name;
-    const char *body;
-    size_t len; /* 0: strlen */
-    int status;
-    const char *answer; /* a substring of the response body */
-};
-
+/* The corpus of bad input (bad_input.c), the same as over TLS (test_tls.c). */
 Test(hostile, bad_http_bodies_get_their_answer_and_affect_nothing_else)
 {
-    static const char nul_body[] = "{\"key\":\"n\0ul\",\"value\":1}";
-    static const struct bad_case cases[] = {
-        {"invalid UTF-8", "{\"key\":\"u\",\"s\":\"\xff\xfe\"}", 0, 400,
-         "invalid_utf8: not valid UTF-8"},
-        {"overlong UTF-8 in an array, beside a good event",
-         "[{\"key\":\"u\",\"s\":\"\xc0\xaf\"},{\"key\":\"good\",\"seq\":-1}]", 0, 202,
-         "\"accepted\":1,\"rejected\":1"},
-        {"NUL byte", nul_body, sizeof(nul_body) - 1, 400, "invalid_json"},
-        {"an escape JSON does not have", "{\"key\":\"ab\\uZZZZcd\",\"value\":1}", 0, 400,
-         "invalid_json"},
-        {"an escaped NUL", "{\"key\\u0000x\":\"a\",\"key\":\"b\"}", 0, 400, "invalid_json"},
-        {"duplicate keys: the first wins", "{\"key\":\"dupA\",\"key\":\"dupB\",\"value\":1}", 0,
-         202, "\"accepted\":1"},
-        {"huge numbers", "{\"key\":\"big\",\"value\":1e400,\"w\":123456789012345678901234567890}",
-         0, 202, "\"accepted\":1"},
-        {"not an object", "[1,\"two\",null]", 0, 400, "not_object"},
-        {"missing key", "{\"value\":1}", 0, 400, "missing_key"},
-        {"broken framing", "[{\"key\":\"a\"},", 0, 400, "\"offset\":"},
-    };
+    const char *args[] = {SGT_BAD_INPUT_ARGS, NULL};
     struct sgt_proc p;
-    sgt_start(&p, NULL, NULL);
-    int fd = sgt_connect(p.http);
-    int seq = 0;
-    good_event(fd, seq++);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const struct bad_case *c = &cases[i];
-        struct sgt_response r;
-        post_on(fd, NULL, c->body, c->len ? c->len : strlen(c->body), &r);
-        cr_assert_eq(r.status, c->status, "%s: status %d: %s", c->name, r.status, r.body);
-        cr_assert(strstr(r.body, c->answer), "%s: %s", c->name, r.body);
-        sgt_response_free(&r);
-        good_event(fd, seq++); /* the same connection goes on */
-    }
 
-    /* Nesting deeper than the framer allows: refused with where it happened. */
-    size_t depth = 2000;
-    char *deep = malloc(2 * depth + 1);
-    memset(deep, '[', depth);
-    memset(deep + depth, ']', depth);
-    struct sgt_response r;
-    post_on(fd, NULL, deep, 2 * depth, &r);
-    cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-    cr_assert(strstr(r.body, "nesting too deep"), "%s", r.body);
-    sgt_response_free(&r);
-    free(deep);
-    good_event(fd, seq++);
-
-    /* Truncated gzip. */
-    const char plain[] = "{\"key\":\"gz\",\"value\":1}";
-    size_t zlen;
-    char *z = sgt_gzip(plain, strlen(plain), &zlen);
-    post_on(fd, "Content-Encoding: gzip\r\n", z, zlen - 6, &r);
-    cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-    cr_assert(strstr(r.body, "invalid gzip body"), "%s", r.body);
-    sgt_response_free(&r);
-    free(z);
-    good_event(fd, seq++);
-    close(fd);
-
-    /* 10 MB body: refused from its Content-Length, before a byte of it is read. */
-    fd = sgt_connect(p.http);
-    char head[256];
-    int n = snprintf(head, sizeof(head),
-                     "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\n\r\n",
-                     10 * MIB);
-    sgt_send_all(fd, head, (size_t)n);
-    read_resp(fd, &r);
-    cr_assert_eq(r.status, 413, "%d %s", r.status, r.body);
-    sgt_response_free(&r);
-    cr_assert(sgt_wait_closed(fd, 5000), "connection kept after a 413");
-    close(fd);
-
-    /* A Content-Length shorter than the body: the rest is read as the next request, which is
-     * malformed; the first body is judged on its own bytes. */
-    fd = sgt_connect(p.http);
-    const char *shorter =
-        "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        "Content-Length: 10\r\n\r\n{\"key\":\"cut\",\"value\":1}";
-    sgt_send_str(fd, shorter);
-    read_resp(fd, &r);
-    cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-    sgt_response_free(&r);
-    read_resp(fd, &r);
-    cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-    sgt_response_free(&r);
-    cr_assert(sgt_wait_closed(fd, 5000));
-    close(fd);
-
-    /* Every good event arrived, the accepted bad-but-valid ones too, nothing else. */
-    fd = sgt_connect(p.http);
-    good_event(fd, seq++);
-    close(fd);
-    size_t want = (size_t)seq + 1 /* array's good */ + 2 /* dup, big */;
-    cr_assert_eq(sgt_wait_lines(p.out_path, want, 10000), want);
-    char *out = sgt_read_file(p.out_path, NULL);
-    cr_assert(strstr(out, "{\"key\":\"dupA\",\"key\":\"dupB\",\"value\":1}"), "%s", out);
-    cr_assert(strstr(out, "\"w\":123456789012345678901234567890}"), "the big number was altered");
-    cr_assert_null(strstr(out, "\"u\""), "an invalid event reached the writer");
-    free(out);
-    cr_assert_eq(sgt_metric(p.http, "streamgate_events_rejected_total{transport=\"http\","
-                                    "reason=\"invalid_utf8\"}"),
-                 2);
+    sgt_start(&p, args, NULL);
+    sgt_bad_http_run(&p, &sgt_plain_link, sgt_plain_metric);
     sgt_stop_ok(&p);
 }
 
 Test(hostile, bad_tcp_lines_are_counted_and_the_connection_goes_on)
 {
-    const char *args[] = {"--tcp-max-line-size", "1MiB", NULL};
+    const char *args[] = {SGT_BAD_INPUT_ARGS, NULL};
     struct sgt_proc p;
+
     sgt_start(&p, args, NULL);
-    int fd = sgt_connect(p.tcp);
-    sgt_send_str(fd, "{\"key\":\"good\",\"seq\":0}\n");
-    sgt_send_str(fd, "{\"key\":\"u\",\"s\":\"\xed\xa0\x80\"}\n"); /* a surrogate */
-    sgt_send_str(fd, "{\"key\":\"good\",\"seq\":1}\n");
-    sgt_send_all(fd, "{\"key\":\"n\0\"}\n", 13); /* NUL */
-    sgt_send_str(fd, "{\"key\":\"good\",\"seq\":2}\n");
-    /* A 10 MB line. */
-    size_t big = 10 * MIB;
-    char *line = malloc(big + 1);
-    memset(line, 'x', big);
-    memcpy(line, "{\"key\":\"huge\",\"s\":\"", 19);
-    line[big] = '\n';
-    sgt_send_all(fd, line, big + 1);
-    free(line);
-    sgt_send_str(fd, "{\"key\":\"good\",\"seq\":3}\n");
-    char deep[4100];
-    memset(deep, '[', 2048);
-    memset(deep + 2048, ']', 2048);
-    deep[4096] = '\n';
-    sgt_send_all(fd, deep, 4097);
-    sgt_send_str(fd, "{\"key\":\"good\",\"seq\":4}\n");
-    cr_assert_eq(sgt_wait_lines(p.out_path, 5, 10000), 5);
-    /* The NUL and the nesting deeper than the JSON parser takes are both invalid_json. */
-    static const struct {
-        const char *reason;
-        double count;
-    } want[] = {{"invalid_utf8", 1}, {"invalid_json", 2}, {"line_too_long", 1}};
-    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-        char series[160];
-        snprintf(series, sizeof(series),
-                 "streamgate_events_rejected_total{transport=\"tcp\",reason=\"%s\"}",
-                 want[i].reason);
-        cr_assert_eq(sgt_metric(p.http, series), want[i].count, "%s", series);
-    }
-    /* Still open and still read. */
-    sgt_send_str(fd, "{\"key\":\"good\",\"seq\":5}\n");
-    cr_assert_eq(sgt_wait_lines(p.out_path, 6, 10000), 6);
-    close(fd);
+    sgt_bad_tcp_run(&p, &sgt_plain_link, sgt_plain_metric);
     sgt_stop_ok(&p);
 }
 
