@@ -14,13 +14,13 @@
 
 /* ---- the plain link ---- */
 
-struct sgt_link {
+struct plain {
     int fd;
 };
 
-static struct sgt_link *plain_open(const struct sgt_link_ops *ops, const char *hostport)
+static void *plain_open(const struct sgt_link_ops *ops, const char *hostport)
 {
-    struct sgt_link *l = malloc(sizeof(*l));
+    struct plain *l = malloc(sizeof(*l));
 
     (void)ops;
     cr_assert_not_null(l);
@@ -28,23 +28,31 @@ static struct sgt_link *plain_open(const struct sgt_link_ops *ops, const char *h
     return l;
 }
 
-static void plain_send(struct sgt_link *l, const void *buf, size_t len)
+static void plain_send(void *link, const void *buf, size_t len)
 {
+    struct plain *l = link;
+
     sgt_send_all(l->fd, buf, len);
 }
 
-static int plain_response(struct sgt_link *l, struct sgt_response *r)
+static int plain_response(void *link, struct sgt_response *r)
 {
+    struct plain *l = link;
+
     return sgt_read_response(l->fd, r);
 }
 
-static bool plain_closed(struct sgt_link *l, int timeout_ms)
+static bool plain_closed(void *link, int timeout_ms)
 {
+    struct plain *l = link;
+
     return sgt_wait_closed(l->fd, timeout_ms);
 }
 
-static void plain_close(struct sgt_link *l)
+static void plain_close(void *link)
 {
+    struct plain *l = link;
+
     close(l->fd);
     free(l);
 }
@@ -302,7 +310,7 @@ static void unprepare(struct http_case *c)
 }
 
 /* Sends the case's request: a POST of its body with its headers, or its raw bytes. */
-static void send_case(const struct sgt_link_ops *ops, struct sgt_link *l, const struct http_case *c)
+static void send_case(const struct sgt_link_ops *ops, void *l, const struct http_case *c)
 {
     bool raw = c->raw || c->gen == GEN_BIG_HEADER || c->gen == GEN_HUGE_CONTENT;
     const char *body = c->made ? c->made : c->raw ? c->raw : c->body;
@@ -321,7 +329,7 @@ static void send_case(const struct sgt_link_ops *ops, struct sgt_link *l, const 
     ops->send(l, body, len);
 }
 
-static void good_event(const struct sgt_link_ops *ops, struct sgt_link *l, int seq)
+static void good_event(const struct sgt_link_ops *ops, void *l, int seq)
 {
     char body[96];
     struct http_case good = {.body = body};
@@ -335,7 +343,7 @@ static void good_event(const struct sgt_link_ops *ops, struct sgt_link *l, int s
 }
 
 /* Sends the case and checks its answer(s); the connection is closed after them if it must. */
-static void run_case(const struct sgt_link_ops *ops, struct sgt_link *l, const struct http_case *c)
+static void run_case(const struct sgt_link_ops *ops, void *l, const struct http_case *c)
 {
     struct sgt_response r;
 
@@ -372,7 +380,7 @@ static void run_case(const struct sgt_link_ops *ops, struct sgt_link *l, const s
 void sgt_bad_http_run(const struct sgt_proc *p, const struct sgt_link_ops *ops,
                       sgt_metric_fn metric)
 {
-    struct sgt_link *l = ops->open(ops, p->http);
+    void *l = ops->open(ops, p->http);
     size_t want = 0;
     int seq = 0;
 
@@ -382,7 +390,7 @@ void sgt_bad_http_run(const struct sgt_proc *p, const struct sgt_link_ops *ops,
     for (size_t i = 0; i < NELEM(http_cases); i++) {
         const struct http_case *c = &http_cases[i];
         if (c->closes) {
-            struct sgt_link *own = ops->open(ops, p->http);
+            void *own = ops->open(ops, p->http);
             run_case(ops, own, c);
             ops->close(own);
         } else {
@@ -456,7 +464,7 @@ static const struct tcp_case tcp_cases[] = {
     {"truncated JSON", "{\"key\":\"t\",\"v\":\n", 0, GEN_NONE, "invalid_json"},
 };
 
-static void tcp_good(const struct sgt_link_ops *ops, struct sgt_link *l, int seq)
+static void tcp_good(const struct sgt_link_ops *ops, void *l, int seq)
 {
     char line[64];
     int n = snprintf(line, sizeof(line), "{\"key\":\"good\",\"seq\":%d}\n", seq);
@@ -484,7 +492,7 @@ static size_t tcp_rejections_logged(const struct sgt_proc *p)
 
 void sgt_bad_tcp_run(const struct sgt_proc *p, const struct sgt_link_ops *ops, sgt_metric_fn metric)
 {
-    struct sgt_link *l = ops->open(ops, p->tcp);
+    void *l = ops->open(ops, p->tcp);
     int seq = 0;
 
     tcp_good(ops, l, seq++);

@@ -10,21 +10,19 @@
 
 #include "harness.h"
 
-/* One client connection, plain or TLS. */
-struct sgt_link;
-
 struct sgt_link_ops {
     const char *name; /* "plain", "tls", ...: named in failure messages */
     const void *arg;  /* for open(): e.g. the client certificate to present */
-    /* Connects (and completes the TLS handshake); fails the test when it cannot. */
-    struct sgt_link *(*open)(const struct sgt_link_ops *ops, const char *hostport);
+    /* Connects (and completes the TLS handshake); fails the test when it cannot. Returns the
+     * connection, which the other operations take. */
+    void *(*open)(const struct sgt_link_ops *ops, const char *hostport);
     /* Sends everything or fails the test. */
-    void (*send)(struct sgt_link *l, const void *buf, size_t len);
+    void (*send)(void *l, const void *buf, size_t len);
     /* Reads one HTTP response; 0, or -1 at EOF or after the socket's timeout. */
-    int (*response)(struct sgt_link *l, struct sgt_response *r);
+    int (*response)(void *l, struct sgt_response *r);
     /* True when the server closed the connection within timeout_ms. */
-    bool (*closed)(struct sgt_link *l, int timeout_ms);
-    void (*close)(struct sgt_link *l);
+    bool (*closed)(void *l, int timeout_ms);
+    void (*close)(void *l);
 };
 
 /* Plain TCP, through the harness's socket helpers. */

@@ -1,9 +1,10 @@
 /* TLS on both listeners, against the real binary: curl and openssl s_client as clients, and an
  * in-process OpenSSL client where a test needs control of the bytes on the wire (garbage inside
  * records, one byte at a time). Certificates are made for each run by tests/tls/gen_certs.sh. */
-#define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "bad_input.h"
 #include "harness.h"
 #include "kafka_util.h"
 
@@ -174,34 +176,29 @@ static void tcli_send(struct tcli *c, const void *data, size_t len)
     cr_assert_eq(n, len);
 }
 
-/* Reads one response with a Content-Length body; returns its status, the body in `body`. */
+static ssize_t tls_recv(void *ssl, void *buf, size_t cap)
+{
+    size_t n = 0;
+
+    return SSL_read_ex(ssl, buf, cap, &n) == 1 ? (ssize_t)n : -1;
+}
+
+static int tls_link_response(void *link, struct sgt_response *r)
+{
+    struct tcli *c = link;
+
+    return sgt_read_response_with(c->fd, tls_recv, c->ssl, r);
+}
+
+/* Reads one response; returns its status, the body in `body`. */
 static int tcli_response(struct tcli *c, char *body, size_t cap)
 {
-    char buf[65536];
-    size_t len = 0;
-    char *end = NULL;
+    struct sgt_response r;
 
-    buf[0] = '\0';
-    while (!(end = strstr(buf, "\r\n\r\n"))) {
-        size_t n = 0;
-        cr_assert_lt(len, sizeof(buf) - 1);
-        cr_assert_eq(SSL_read_ex(c->ssl, buf + len, sizeof(buf) - 1 - len, &n), 1, "no response");
-        len += n;
-        buf[len] = '\0';
-    }
-    int status = atoi(buf + 9);
-    const char *cl = strcasestr(buf, "content-length:");
-    cr_assert_not_null(cl);
-    size_t want = (size_t)atol(cl + 15);
-    size_t have = len - (size_t)(end + 4 - buf);
-    while (have < want) {
-        size_t n = 0;
-        cr_assert_eq(SSL_read_ex(c->ssl, buf + len, sizeof(buf) - 1 - len, &n), 1);
-        len += n;
-        have += n;
-    }
-    buf[len] = '\0';
-    snprintf(body, cap, "%s", end + 4);
+    cr_assert_eq(tls_link_response(c, &r), 0, "no response");
+    snprintf(body, cap, "%s", r.body);
+    int status = r.status;
+    sgt_response_free(&r);
     return status;
 }
 
@@ -407,45 +404,109 @@ Test(tls, garbage_closes_only_its_connection)
     sgt_stop_ok(&p);
 }
 
-/* The hostile bodies get the same answers over TLS, on one connection that goes on. */
-Test(tls, bad_input_over_tls)
-{
-    static const char nul_body[] = "{\"key\":\"n\0ul\",\"value\":1}";
-    static const struct {
-        const char *body;
-        size_t len;
-        int status;
-        const char *answer;
-    } cases[] = {
-        {"{\"key\":\"u\",\"s\":\"\xff\xfe\"}", 0, 400, "invalid_utf8"},
-        {nul_body, sizeof(nul_body) - 1, 400, "invalid_json"},
-        {"[1,\"two\",null]", 0, 400, "not_object"},
-        {"{\"value\":1}", 0, 400, "missing_key"},
-        {"[{\"key\":\"a\"},", 0, 400, "\"offset\":"},
-        {"[{\"key\":\"u\",\"s\":\"\xc0\xaf\"},{\"key\":\"good\",\"seq\":-1}]", 0, 202,
-         "\"accepted\":1,\"rejected\":1"},
-    };
-    struct sgt_proc p;
-    struct tcli c;
-    char answer[1024];
-    int seq = 0;
+/* --- the bad-input corpus (bad_input.c) over TLS ----------------------------------------- */
 
-    start_tls(&p, NULL);
-    cr_assert_eq(tcli_open(&c, p.http, NULL, NULL), 0);
-    tcli_good_event(&c, seq++);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].body);
-        int status = tcli_post(&c, cases[i].body, len, answer, sizeof(answer));
-        cr_assert_eq(status, cases[i].status, "case %zu: %d %s", i, status, answer);
-        cr_assert(strstr(answer, cases[i].answer), "case %zu: %s", i, answer);
-        tcli_good_event(&c, seq++);
+/* The in-process client as a link for the corpus's driver; `arg` names the client certificate
+ * and key to present (NULL: none). */
+static void *tls_link_open(const struct sgt_link_ops *ops, const char *hostport)
+{
+    const char *const *cert = ops->arg;
+    struct tcli *c = malloc(sizeof(*c));
+
+    cr_assert_not_null(c);
+    cr_assert_eq(tcli_open(c, hostport, cert ? cert[0] : NULL, cert ? cert[1] : NULL), 0,
+                 "%s: handshake failed", ops->name);
+    return c;
+}
+
+static void tls_link_send(void *link, const void *buf, size_t len)
+{
+    tcli_send(link, buf, len);
+}
+
+/* Reads and drops what comes until the server closes (a close_notify, or the socket's end). */
+static bool tls_link_closed(void *link, int timeout_ms)
+{
+    struct tcli *c = link;
+    int64_t deadline = sgt_mono_ms() + timeout_ms;
+    char junk[4096];
+
+    while (sgt_mono_ms() < deadline) {
+        if (SSL_pending(c->ssl) == 0) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+            if (poll(&pfd, 1, (int)(deadline - sgt_mono_ms())) <= 0)
+                return false;
+        }
+        size_t n = 0;
+        if (SSL_read_ex(c->ssl, junk, sizeof(junk), &n) == 1)
+            continue;
+        int err = SSL_get_error(c->ssl, 0);
+        ERR_clear_error();
+        if (err != SSL_ERROR_WANT_READ)
+            return true;
     }
-    /* A broken request line: 400, then the connection closes. */
-    tcli_send(&c, "BREW /pot HTCPCP/1.0\r\n\r\n", 24);
-    cr_assert_eq(tcli_response(&c, answer, sizeof(answer)), 400, "%s", answer);
-    tcli_close(&c);
-    /* The 7 good events, and the good one beside the overlong UTF-8. */
-    cr_assert_eq(sgt_wait_lines(p.out_path, 8, WAIT_MS), 8);
+    return false;
+}
+
+static void tls_link_close(void *link)
+{
+    tcli_close(link);
+    free(link);
+}
+
+static const char *const client_cert[] = {"client.pem", "client.key"};
+
+static const struct sgt_link_ops tls_link = {
+    .name = "tls",
+    .open = tls_link_open,
+    .send = tls_link_send,
+    .response = tls_link_response,
+    .closed = tls_link_closed,
+    .close = tls_link_close,
+};
+
+static const struct sgt_link_ops tls_link_with_cert = {
+    .name = "tls with a client certificate",
+    .arg = client_cert,
+    .open = tls_link_open,
+    .send = tls_link_send,
+    .response = tls_link_response,
+    .closed = tls_link_closed,
+    .close = tls_link_close,
+};
+
+/* Every HTTP case of the corpus gets the same answer as in plain text, on one TLS connection
+ * that goes on where plain text keeps it. */
+Test(tls, bad_http_input_over_tls)
+{
+    const char *args[] = {SGT_BAD_INPUT_ARGS, NULL};
+    struct sgt_proc p;
+
+    start_tls(&p, args);
+    sgt_bad_http_run(&p, &tls_link, https_metric);
+    sgt_stop_ok(&p);
+}
+
+/* Every bad line of the corpus, counted and logged as in plain text, on a TLS connection that
+ * goes on: without a client certificate, then with one required and presented. Metrics over
+ * plain HTTP. */
+Test(tls, bad_tcp_input_over_tls)
+{
+    const char *plain_http[] = {
+        SGT_BAD_INPUT_ARGS, "--http-tls-cert", "", "--http-tls-key", "", NULL};
+    const char *with_ca[] = {SGT_BAD_INPUT_ARGS,    "--http-tls-cert", "",  "--http-tls-key", "",
+                             "--tcp-tls-client-ca", pem("ca.pem"),     NULL};
+    struct sgt_proc p;
+
+    start_tls(&p, plain_http);
+    sgt_bad_tcp_run(&p, &tls_link, sgt_plain_metric);
+    sgt_stop_ok(&p);
+
+    start_tls(&p, with_ca);
+    sgt_bad_tcp_run(&p, &tls_link_with_cert, sgt_plain_metric);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_tls_handshakes_total{transport=\"tcp\","
+                                    "result=\"ok\"}"),
+                 1);
     sgt_stop_ok(&p);
 }
 
@@ -540,6 +601,213 @@ Test(tls, handshake_timeout)
     cr_assert_eq(tcli_open(&c, p.http, NULL, NULL), 0);
     tcli_good_event(&c, 0);
     tcli_close(&c);
+    sgt_stop_ok(&p);
+}
+
+/* --- slow clients beside a good one ------------------------------------------------------- */
+
+/* A client that stops mid-handshake: it sends its ClientHello, reads the server's answer to it,
+ * and never sends the rest. Returns the socket. */
+static int stall_handshake(const char *hostport)
+{
+    int fd = sgt_connect(hostport);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+    char buf[16384];
+    int n;
+
+    cr_assert_not_null(ctx);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_bio(ssl, rbio, wbio);
+    SSL_set_connect_state(ssl);
+    cr_assert_leq(SSL_do_handshake(ssl), 0, "a handshake with no server finished");
+    while ((n = BIO_read(wbio, buf, sizeof(buf))) > 0)
+        sgt_send_all(fd, buf, (size_t)n);
+    cr_assert_gt(recv(fd, buf, sizeof(buf), 0), 0, "no ServerHello");
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return fd;
+}
+
+/* True when `fd` has something to read now. */
+static bool readable(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+    return poll(&pfd, 1, 0) == 1;
+}
+
+/* Whether the server closed `fd`, without waiting; what it sent first is dropped. */
+static bool closed_now(int fd)
+{
+    char junk[4096];
+
+    while (readable(fd)) {
+        ssize_t n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+        if (n <= 0)
+            return n == 0 || (errno != EAGAIN && errno != EINTR);
+    }
+    return false;
+}
+
+/* Whether the server sent `c` application data: not only a record (TLS 1.3 session tickets
+ * come unasked after the handshake), without waiting. */
+static bool tls_readable(struct tcli *c)
+{
+    char byte;
+    size_t n = 0;
+
+    if (SSL_pending(c->ssl) > 0)
+        return true;
+    if (!readable(c->fd))
+        return false;
+    int flags = fcntl(c->fd, F_GETFL);
+    cr_assert_eq(fcntl(c->fd, F_SETFL, flags | O_NONBLOCK), 0);
+    int ok = SSL_peek_ex(c->ssl, &byte, 1, &n);
+    int err = SSL_get_error(c->ssl, ok);
+    ERR_clear_error();
+    cr_assert_eq(fcntl(c->fd, F_SETFL, flags), 0);
+    return ok == 1 || err != SSL_ERROR_WANT_READ;
+}
+
+#define SLOW_PACE_MS 100 /* the slow clients send a byte this often */
+
+/* Slowloris over TLS (handshakes done, then a header byte per SLOW_PACE_MS on each connection)
+ * and a client that stops mid-handshake, beside a good client: the slow ones get their 408 at
+ * http.header_timeout and are closed, the stalled one is closed at http.tls_handshake_timeout,
+ * each is counted, and the good client's requests are answered all along. */
+Test(tls, slow_https_clients_are_cut_beside_a_good_one)
+{
+    const char *args[] = {"--http-header-timeout", "1s", "--http-tls-handshake-timeout", "1s",
+                          NULL};
+    static const char req[] = "POST /v1/events HTTP/1.1\r\nHost: slow\r\nContent-Type: "
+                              "application/json\r\nContent-Length: 20\r\n\r\n";
+    enum { SLOW = 5 };
+    struct sgt_proc p;
+    struct tcli good, slow[SLOW];
+    bool cut[SLOW] = {false}, stalled_closed = false;
+    int ncut = 0, seq = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    start_tls(&p, args);
+    cr_assert_eq(tcli_open(&good, p.http, NULL, NULL), 0);
+    tcli_good_event(&good, seq++);
+    for (int i = 0; i < SLOW; i++)
+        cr_assert_eq(tcli_open(&slow[i], p.http, NULL, NULL), 0);
+    int64_t start = sgt_mono_ms();
+    int stalled = stall_handshake(p.http);
+    for (size_t pos = 0; ncut < SLOW || !stalled_closed; pos++) {
+        cr_assert_lt(sgt_mono_ms() - start, 30000, "%d of %d slow clients cut", ncut, SLOW);
+        for (int i = 0; i < SLOW; i++) {
+            if (cut[i])
+                continue;
+            if (tls_readable(&slow[i])) {
+                struct sgt_response r;
+                cr_assert_eq(tls_link_response(&slow[i], &r), 0, "slow client %d: no answer", i);
+                cr_assert_eq(r.status, 408, "slow client %d: %d %s", i, r.status, r.body);
+                sgt_response_free(&r);
+                cr_assert_geq(sgt_mono_ms() - start, 1000, "cut before the timeout");
+                cr_assert(tls_link_closed(&slow[i], WAIT_MS), "slow client %d kept", i);
+                tcli_close(&slow[i]);
+                cut[i] = true;
+                ncut++;
+                continue;
+            }
+            cr_assert_lt(pos, sizeof(req) - 1, "slow client %d sent its headers uncut", i);
+            tcli_send(&slow[i], req + pos, 1);
+        }
+        if (!stalled_closed && closed_now(stalled)) {
+            cr_assert_geq(sgt_mono_ms() - start, 1000, "closed before the handshake timeout");
+            stalled_closed = true;
+        }
+        tcli_good_event(&good, seq++);
+        sgt_sleep_ms(SLOW_PACE_MS);
+    }
+    close(stalled);
+    tcli_good_event(&good, seq++);
+    tcli_close(&good);
+    cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)seq, WAIT_MS), (size_t)seq);
+    cr_assert_eq(https_metric(&p, "streamgate_limit_hits_total{limit=\"http_header_timeout\"}"),
+                 SLOW);
+    cr_assert_eq(
+        https_metric(&p, "streamgate_limit_hits_total{limit=\"http_tls_handshake_timeout\"}"), 1);
+    cr_assert_eq(
+        https_metric(&p, "streamgate_tls_handshakes_total{transport=\"http\",result=\"timeout\"}"),
+        1);
+    sgt_stop_ok(&p);
+}
+
+#define TCP_BYTES "streamgate_bytes_received_total{transport=\"tcp\"}"
+
+/* The TCP listener over TLS, beside a good client sending a line every SLOW_PACE_MS: a line sent
+ * one byte per record (each read by the server before the next is sent) arrives whole; an idle
+ * client (handshake done, nothing sent) is closed at tcp.idle_timeout and one that stops
+ * mid-handshake at tcp.tls_handshake_timeout, each counted. Metrics over plain HTTP. */
+Test(tls, slow_tcp_clients_over_tls)
+{
+    const char *args[] = {"--http-tls-cert",
+                          "",
+                          "--http-tls-key",
+                          "",
+                          "--tcp-tls-handshake-timeout",
+                          "1s",
+                          "--tcp-idle-timeout",
+                          "2s",
+                          NULL};
+    static const char ev[] = "{\"key\":\"slow-tls\",\"seq\":1,\"value\":42}\n";
+    struct sgt_proc p;
+    struct tcli good, idle, partial;
+    bool idle_closed = false, stalled_closed = false;
+    int seq = 0;
+    double sent = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    start_tls(&p, args);
+    cr_assert_eq(tcli_open(&good, p.tcp, NULL, NULL), 0);
+    cr_assert_eq(tcli_open(&partial, p.tcp, NULL, NULL), 0);
+    int64_t start = sgt_mono_ms();
+    cr_assert_eq(tcli_open(&idle, p.tcp, NULL, NULL), 0);
+    int stalled = stall_handshake(p.tcp);
+    for (size_t pos = 0; pos < sizeof(ev) - 1 || !idle_closed || !stalled_closed; pos++) {
+        cr_assert_lt(sgt_mono_ms() - start, 30000);
+        char line[64];
+        int n = snprintf(line, sizeof(line), "{\"key\":\"good\",\"seq\":%d}\n", seq++);
+        tcli_send(&good, line, (size_t)n);
+        sent += n;
+        if (pos < sizeof(ev) - 1) {
+            tcli_send(&partial, ev + pos, 1);
+            sent += 1;
+        }
+        /* Read by the server before the next byte goes. */
+        cr_assert_eq(sgt_wait_metric(p.http, TCP_BYTES, sent, WAIT_MS), sent);
+        if (!idle_closed && closed_now(idle.fd)) {
+            cr_assert_geq(sgt_mono_ms() - start, 2000, "closed before the idle timeout");
+            idle_closed = true;
+        }
+        if (!stalled_closed && closed_now(stalled)) {
+            cr_assert_geq(sgt_mono_ms() - start, 1000, "closed before the handshake timeout");
+            stalled_closed = true;
+        }
+        sgt_sleep_ms(SLOW_PACE_MS);
+    }
+    cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)seq + 1, WAIT_MS), (size_t)seq + 1);
+    char *out = sgt_read_file(p.out_path, NULL);
+    cr_assert(strstr(out, "{\"key\":\"slow-tls\",\"seq\":1,\"value\":42}\n"), "%s", out);
+    free(out);
+    /* The slow-but-steady clients were not cut. */
+    tcli_send(&partial, ev, sizeof(ev) - 1);
+    cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)seq + 2, WAIT_MS), (size_t)seq + 2);
+    cr_assert_eq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"tcp_idle_timeout\"}"), 1);
+    cr_assert_eq(
+        sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"tcp_tls_handshake_timeout\"}"), 1);
+    cr_assert_eq(
+        sgt_metric(p.http, "streamgate_tls_handshakes_total{transport=\"tcp\",result=\"timeout\"}"),
+        1);
+    close(stalled);
+    tcli_close(&idle);
+    tcli_close(&partial);
+    tcli_close(&good);
     sgt_stop_ok(&p);
 }
 
