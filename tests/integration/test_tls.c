@@ -673,20 +673,42 @@ static bool tls_readable(struct tcli *c)
 
 #define SLOW_PACE_MS 100 /* the slow clients send a byte this often */
 
-/* Slowloris over TLS (handshakes done, then a header byte per SLOW_PACE_MS on each connection)
- * and a client that stops mid-handshake, beside a good client: the slow ones get their 408 at
- * http.header_timeout and are closed, the stalled one is closed at http.tls_handshake_timeout,
- * each is counted, and the good client's requests are answered all along. */
+/* Reads the answer the server gave `c` when it cut it: `status` (0: none, the connection is only
+ * closed), then the close. */
+static void expect_cut(struct tcli *c, const char *who, int status)
+{
+    if (status) {
+        struct sgt_response r;
+        cr_assert_eq(tls_link_response(c, &r), 0, "%s: no answer", who);
+        cr_assert_eq(r.status, status, "%s: %d %s", who, r.status, r.body);
+        cr_assert(strstr(r.body, "{\"error\":\""), "%s: %s", who, r.body);
+        sgt_response_free(&r);
+    }
+    cr_assert(tls_link_closed(c, WAIT_MS), "%s: kept", who);
+}
+
+/* Slow clients over TLS beside a good one whose requests are answered all along: slowloris
+ * connections (handshakes done, then a header byte per SLOW_PACE_MS) get their 408 at
+ * http.header_timeout, a body that stops short its 408 at http.body_timeout, an idle keep-alive
+ * connection is closed at http.idle_timeout and a client that stops mid-handshake at
+ * http.tls_handshake_timeout; each is counted, none before its time. */
 Test(tls, slow_https_clients_are_cut_beside_a_good_one)
 {
-    const char *args[] = {"--http-header-timeout", "1s", "--http-tls-handshake-timeout", "1s",
+    const char *args[] = {"--http-header-timeout",
+                          "1s",
+                          "--http-body-timeout",
+                          "1s",
+                          "--http-tls-handshake-timeout",
+                          "1s",
+                          "--http-idle-timeout",
+                          "2s",
                           NULL};
     static const char req[] = "POST /v1/events HTTP/1.1\r\nHost: slow\r\nContent-Type: "
                               "application/json\r\nContent-Length: 20\r\n\r\n";
     enum { SLOW = 5 };
     struct sgt_proc p;
-    struct tcli good, slow[SLOW];
-    bool cut[SLOW] = {false}, stalled_closed = false;
+    struct tcli good, slow[SLOW], short_body, idle;
+    bool cut[SLOW] = {false}, stalled_closed = false, short_cut = false, idle_closed = false;
     int ncut = 0, seq = 0;
 
     signal(SIGPIPE, SIG_IGN);
@@ -695,20 +717,21 @@ Test(tls, slow_https_clients_are_cut_beside_a_good_one)
     tcli_good_event(&good, seq++);
     for (int i = 0; i < SLOW; i++)
         cr_assert_eq(tcli_open(&slow[i], p.http, NULL, NULL), 0);
+    cr_assert_eq(tcli_open(&short_body, p.http, NULL, NULL), 0);
+    cr_assert_eq(tcli_open(&idle, p.http, NULL, NULL), 0);
     int64_t start = sgt_mono_ms();
+    tcli_good_event(&idle, seq++);
+    tcli_send(&short_body, req, sizeof(req) - 1);
+    tcli_send(&short_body, "{\"key\":", 7);
     int stalled = stall_handshake(p.http);
-    for (size_t pos = 0; ncut < SLOW || !stalled_closed; pos++) {
-        cr_assert_lt(sgt_mono_ms() - start, 30000, "%d of %d slow clients cut", ncut, SLOW);
+    for (size_t pos = 0; ncut < SLOW || !stalled_closed || !short_cut || !idle_closed; pos++) {
+        cr_assert_lt(sgt_mono_ms() - start, 30000, "%d of %d slowloris clients cut", ncut, SLOW);
         for (int i = 0; i < SLOW; i++) {
             if (cut[i])
                 continue;
             if (tls_readable(&slow[i])) {
-                struct sgt_response r;
-                cr_assert_eq(tls_link_response(&slow[i], &r), 0, "slow client %d: no answer", i);
-                cr_assert_eq(r.status, 408, "slow client %d: %d %s", i, r.status, r.body);
-                sgt_response_free(&r);
-                cr_assert_geq(sgt_mono_ms() - start, 1000, "cut before the timeout");
-                cr_assert(tls_link_closed(&slow[i], WAIT_MS), "slow client %d kept", i);
+                cr_assert_geq(sgt_mono_ms() - start, 1000, "cut before the header timeout");
+                expect_cut(&slow[i], "slowloris", 408);
                 tcli_close(&slow[i]);
                 cut[i] = true;
                 ncut++;
@@ -716,6 +739,16 @@ Test(tls, slow_https_clients_are_cut_beside_a_good_one)
             }
             cr_assert_lt(pos, sizeof(req) - 1, "slow client %d sent its headers uncut", i);
             tcli_send(&slow[i], req + pos, 1);
+        }
+        if (!short_cut && tls_readable(&short_body)) {
+            cr_assert_geq(sgt_mono_ms() - start, 1000, "cut before the body timeout");
+            expect_cut(&short_body, "short body", 408);
+            short_cut = true;
+        }
+        if (!idle_closed && tls_readable(&idle)) {
+            cr_assert_geq(sgt_mono_ms() - start, 2000, "closed before the idle timeout");
+            expect_cut(&idle, "idle", 0);
+            idle_closed = true;
         }
         if (!stalled_closed && closed_now(stalled)) {
             cr_assert_geq(sgt_mono_ms() - start, 1000, "closed before the handshake timeout");
@@ -725,16 +758,23 @@ Test(tls, slow_https_clients_are_cut_beside_a_good_one)
         sgt_sleep_ms(SLOW_PACE_MS);
     }
     close(stalled);
+    tcli_close(&short_body);
+    tcli_close(&idle);
     tcli_good_event(&good, seq++);
     tcli_close(&good);
     cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)seq, WAIT_MS), (size_t)seq);
-    cr_assert_eq(https_metric(&p, "streamgate_limit_hits_total{limit=\"http_header_timeout\"}"),
-                 SLOW);
-    cr_assert_eq(
-        https_metric(&p, "streamgate_limit_hits_total{limit=\"http_tls_handshake_timeout\"}"), 1);
-    cr_assert_eq(
-        https_metric(&p, "streamgate_tls_handshakes_total{transport=\"http\",result=\"timeout\"}"),
-        1);
+    static const struct {
+        const char *series;
+        double want;
+    } counted[] = {
+        {"streamgate_limit_hits_total{limit=\"http_header_timeout\"}", SLOW},
+        {"streamgate_limit_hits_total{limit=\"http_body_timeout\"}", 1},
+        {"streamgate_limit_hits_total{limit=\"http_idle_timeout\"}", 1},
+        {"streamgate_limit_hits_total{limit=\"http_tls_handshake_timeout\"}", 1},
+        {"streamgate_tls_handshakes_total{transport=\"http\",result=\"timeout\"}", 1},
+    };
+    for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++)
+        cr_assert_eq(https_metric(&p, counted[i].series), counted[i].want, "%s", counted[i].series);
     sgt_stop_ok(&p);
 }
 
