@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -789,6 +791,93 @@ Test(tls, slow_https_clients_are_cut_beside_a_good_one)
     };
     for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++)
         cr_assert_eq(https_metric(&p, counted[i].series), counted[i].want, "%s", counted[i].series);
+    sgt_stop_ok(&p);
+}
+
+/* A client that sends requests and never reads an answer. */
+struct deaf {
+    struct tcli c;
+    long requests;    /* sent before the server cut it */
+    int64_t ended_ms; /* when a write failed */
+    atomic_bool done;
+};
+
+static void *deaf_client(void *arg)
+{
+    struct deaf *d = arg;
+    static const char body[] = "{\"key\":\"deaf\",\"v\":1}";
+    char req[256];
+    int len = snprintf(req, sizeof(req),
+                       "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       sizeof(body) - 1, body);
+    size_t n;
+
+    while (SSL_write_ex(d->c.ssl, req, (size_t)len, &n) == 1)
+        d->requests++;
+    d->ended_ms = sgt_mono_ms();
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+#define CONN_BUDGET "streamgate_budget_use_bytes{use=\"connections\"}"
+
+/* A client over TLS that sends requests and never reads their answers: once its answers back up
+ * the server stops reading it, and closes it at http.idle_timeout (counted there), holding
+ * nothing for it afterwards; a good client is answered meanwhile. Over HTTPS the scrape's own
+ * connection holds its TLS state in the budget: that, measured on the idle server, is the
+ * floor. */
+Test(tls, a_client_that_never_reads_its_answers_is_cut)
+{
+    const char *args[] = {"--http-idle-timeout", "2s", NULL};
+    struct sgt_proc p;
+    struct tcli good;
+    struct deaf deaf = {.requests = 0};
+    pthread_t t;
+    int seq = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    atomic_init(&deaf.done, false);
+    start_tls(&p, args);
+    double idle_budget = https_metric(&p, CONN_BUDGET);
+    cr_assert_gt(idle_budget, 0);
+    cr_assert_eq(tcli_open(&good, p.http, NULL, NULL), 0);
+    cr_assert_eq(tcli_open(&deaf.c, p.http, NULL, NULL), 0);
+    int64_t start = sgt_mono_ms();
+    cr_assert_eq(pthread_create(&t, NULL, deaf_client, &deaf), 0);
+    while (!atomic_load(&deaf.done)) {
+        cr_assert_lt(sgt_mono_ms() - start, 30000, "the deaf client was never cut");
+        tcli_good_event(&good, seq++);
+        sgt_sleep_ms(SLOW_PACE_MS);
+    }
+    pthread_join(t, NULL);
+    cr_log_info("the deaf client sent %ld requests in %lld ms", deaf.requests,
+                (long long)(deaf.ended_ms - start));
+    cr_assert_gt(deaf.requests, 100, "cut before its answers backed up");
+    cr_assert_geq(deaf.ended_ms - start, 2000, "cut before the idle timeout");
+    tcli_close(&deaf.c);
+    tcli_good_event(&good, seq++);
+    tcli_close(&good);
+    cr_assert_eq(https_metric(&p, "streamgate_limit_hits_total{limit=\"http_idle_timeout\"}"), 1);
+    /* Nothing held but what the scrape's own TLS connection holds, as on the idle server. */
+    cr_assert_eq(wait_https_metric(&p, "streamgate_connections{transport=\"http\"}", 1), 1);
+    double held = https_metric(&p, CONN_BUDGET);
+    cr_assert(held <= idle_budget + 1024, "%g bytes held, %g idle", held, idle_budget);
+    /* The good events all arrived, beside what was read of the deaf client's. */
+    size_t good_lines = 0, deaf_lines = 0;
+    for (int64_t end = sgt_mono_ms() + WAIT_MS; good_lines < (size_t)seq && sgt_mono_ms() < end;
+         sgt_sleep_ms(20)) {
+        char *out = sgt_read_file(p.out_path, NULL);
+        good_lines = deaf_lines = 0;
+        for (const char *at = out; at && (at = strstr(at, "{\"key\":\"")); at++) {
+            good_lines += strncmp(at + 8, "good\"", 5) == 0;
+            deaf_lines += strncmp(at + 8, "deaf\"", 5) == 0;
+        }
+        free(out);
+    }
+    cr_assert_eq(good_lines, (size_t)seq);
+    cr_assert(deaf_lines > 0 && deaf_lines <= (size_t)deaf.requests, "%zu of %ld", deaf_lines,
+              deaf.requests);
     sgt_stop_ok(&p);
 }
 
