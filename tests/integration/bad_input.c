@@ -82,6 +82,7 @@ enum gen {
     GEN_GZIP_BOMB,    /* 20 MiB of spaces, a few KiB compressed: over http.max_decoded_size */
     GEN_BIG_HEADER,   /* a header line of 20,000 bytes: over http.max_header_size */
     GEN_HUGE_CONTENT, /* a Content-Length of 10 MiB announced, nothing sent */
+    GEN_HUGE_CHUNKED, /* chunks adding up to one byte over http.max_body_size's default */
 };
 
 struct http_case {
@@ -195,11 +196,33 @@ static struct http_case http_cases[] = {
      .body = "{\"key\":\"d\"}",
      .status = 415,
      .answer = "content encoding"},
+    {.name = "NDJSON with a bad line between good ones",
+     .headers = "Content-Type: application/x-ndjson\r\n",
+     .body = "{\"key\":\"good\",\"seq\":-2}\n{\"key\":\"u\",\"s\":\"\xff\"}\n"
+             "{\"key\":\"good\",\"seq\":-3}\n",
+     .status = 202,
+     .answer = "\"accepted\":2,\"rejected\":1",
+     .accepted = 2,
+     .stored = "{\"key\":\"good\",\"seq\":-3}",
+     .reason = "invalid_utf8",
+     .rejected = 1},
+    {.name = "NDJSON sent as application/json",
+     .body = "{\"key\":\"nd1\"}\n{\"key\":\"nd2\"}\n",
+     .status = 400,
+     .answer = "send it with Content-Type: application/x-ndjson",
+     .reason = "invalid_json",
+     .rejected = 1},
     /* The rest close their connection. */
     {.name = "a Content-Length over http.max_body_size, refused before a byte of it is read",
      .gen = GEN_HUGE_CONTENT,
      .status = 413,
      .answer = "\"error\":",
+     .closes = true,
+     .limit = "http_body_size"},
+    {.name = "a chunked body over http.max_body_size",
+     .gen = GEN_HUGE_CHUNKED,
+     .status = 413,
+     .answer = "body exceeds http.max_body_size",
      .closes = true,
      .limit = "http_body_size"},
     {.name = "headers over http.max_header_size",
@@ -291,6 +314,21 @@ static void prepare(struct http_case *c)
         memcpy(c->made + c->made_len, "\r\n\r\n", 4);
         c->made_len += 4;
         return;
+    case GEN_HUGE_CHUNKED:
+        /* 4 chunks of 1 MiB, then the byte over: nothing follows it, so the server has read
+         * every byte sent when it answers and closes. */
+        c->made = malloc(4 * (MIB + 16) + 256);
+        cr_assert_not_null(c->made);
+        c->made_len = (size_t)sprintf(c->made, "POST /v1/events HTTP/1.1\r\nHost: t\r\n"
+                                               "Transfer-Encoding: chunked\r\n\r\n");
+        for (int i = 0; i < 4; i++) {
+            c->made_len += (size_t)sprintf(c->made + c->made_len, "%x\r\n", MIB);
+            memset(c->made + c->made_len, ' ', MIB);
+            c->made_len += MIB;
+            c->made_len += (size_t)sprintf(c->made + c->made_len, "\r\n");
+        }
+        c->made_len += (size_t)sprintf(c->made + c->made_len, "1\r\n ");
+        return;
     case GEN_HUGE_CONTENT:
         c->made = malloc(256);
         cr_assert_not_null(c->made);
@@ -312,7 +350,8 @@ static void unprepare(struct http_case *c)
 /* Sends the case's request: a POST of its body with its headers, or its raw bytes. */
 static void send_case(const struct sgt_link_ops *ops, void *l, const struct http_case *c)
 {
-    bool raw = c->raw || c->gen == GEN_BIG_HEADER || c->gen == GEN_HUGE_CONTENT;
+    bool raw = c->raw || c->gen == GEN_BIG_HEADER || c->gen == GEN_HUGE_CONTENT ||
+               c->gen == GEN_HUGE_CHUNKED;
     const char *body = c->made ? c->made : c->raw ? c->raw : c->body;
     size_t len = c->made ? c->made_len : c->len ? c->len : strlen(body);
     char head[512];

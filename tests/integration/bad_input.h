@@ -40,7 +40,8 @@ double sgt_plain_metric(const struct sgt_proc *p, const char *series);
  * connection, each followed by a good event on it; the others each on a connection of their
  * own, which must be closed after the answer. Then checks that every good event and every
  * accepted event of the corpus arrived in p->out_path and nothing else, and the rejection
- * counters through `metric`. Expects a fresh gateway (its output empty). */
+ * counters through `metric`. Expects a fresh gateway (its output empty) with the default
+ * http.max_body_size, http.max_decoded_size and http.max_header_size. */
 void sgt_bad_http_run(const struct sgt_proc *p, const struct sgt_link_ops *link,
                       sgt_metric_fn metric);
 
