@@ -179,10 +179,29 @@ static void link_on_closed(uv_handle_t *handle)
     free(link);
 }
 
+/* A close the peer did not get a close_notify for (an idle or timed-out connection, or an
+ * answer to the client's own close_notify) would read to it as a truncation: send the alert if
+ * the socket takes it at once. Never waits: a write in flight, or a socket that does not take
+ * the few bytes now, leaves the close as it was. */
+static void link_close_notify(struct sg_tls_link *link)
+{
+    struct sg_buf *b = &link->out[link->fill];
+
+    if (link->writing || b->len > 0)
+        return;
+    sg_tls_close_notify(link->tls);
+    if (sg_tls_out(link->tls, b) < 0 || b->len == 0)
+        return;
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned int)b->len);
+    (void)uv_try_write((uv_stream_t *)link->tcp, &ub, 1);
+    sg_buf_reset(b);
+}
+
 void sg_tls_link_close(struct sg_tls_link *link)
 {
     if (link->closing)
         return;
+    link_close_notify(link);
     link->closing = true;
     link->reading = false;
     link->open_handles = 3;

@@ -93,7 +93,9 @@ void sg_tls_link_read_stop(struct sg_tls_link *link);
 int sg_tls_link_write(struct sg_tls_link *link, const char *data, size_t len, bool defer);
 /* Sends close_notify, then ends the write side once everything is out (on_shutdown). */
 int sg_tls_link_shutdown(struct sg_tls_link *link);
-/* Closes the socket and the link's timers; on_closed follows. */
+/* Closes the socket and the link's timers; on_closed follows. After a handshake, a
+ * close_notify goes first when the socket takes it at once (none was sent yet, nothing is in
+ * flight). */
 void sg_tls_link_close(struct sg_tls_link *link);
 /* The client certificate's identity ("" before the handshake or without one). */
 const char *sg_tls_link_client_id(const struct sg_tls_link *link);
