@@ -704,6 +704,27 @@ static void expect_cut(struct tcli *c, const char *who, int status)
     cr_assert(tls_link_closed(c, WAIT_MS), "%s: kept, or closed without a close_notify", who);
 }
 
+/* Once the server sends `c` something: not before `after_ms` since `start`, it was cut with
+ * `status` (0: only closed). Sets *cut then. */
+static void watch_cut(struct tcli *c, bool *cut, int64_t start, int64_t after_ms, const char *who,
+                      int status)
+{
+    if (*cut || !tls_readable(c))
+        return;
+    cr_assert_geq(sgt_mono_ms() - start, after_ms, "%s: cut before its timeout", who);
+    expect_cut(c, who, status);
+    *cut = true;
+}
+
+/* The same for a client stalled in its handshake, which gets no TLS close. */
+static void watch_stalled(int fd, bool *cut, int64_t start, int64_t after_ms)
+{
+    if (*cut || !closed_now(fd))
+        return;
+    cr_assert_geq(sgt_mono_ms() - start, after_ms, "closed before the handshake timeout");
+    *cut = true;
+}
+
 /* Slow clients over TLS beside a good one whose requests are answered all along: slowloris
  * connections (handshakes done, then a header byte per SLOW_PACE_MS) get their 408 at
  * http.header_timeout, a body that stops short its 408 at http.body_timeout, an idle keep-alive
@@ -746,31 +767,18 @@ Test(tls, slow_https_clients_are_cut_beside_a_good_one)
         for (int i = 0; i < SLOW; i++) {
             if (cut[i])
                 continue;
-            if (tls_readable(&slow[i])) {
-                cr_assert_geq(sgt_mono_ms() - start, 1000, "cut before the header timeout");
-                expect_cut(&slow[i], "slowloris", 408);
+            watch_cut(&slow[i], &cut[i], start, 1000, "slowloris", 408);
+            if (cut[i]) {
                 tcli_close(&slow[i]);
-                cut[i] = true;
                 ncut++;
                 continue;
             }
             cr_assert_lt(pos, sizeof(req) - 1, "slow client %d sent its headers uncut", i);
             tcli_send(&slow[i], req + pos, 1);
         }
-        if (!short_cut && tls_readable(&short_body)) {
-            cr_assert_geq(sgt_mono_ms() - start, 1000, "cut before the body timeout");
-            expect_cut(&short_body, "short body", 408);
-            short_cut = true;
-        }
-        if (!idle_closed && tls_readable(&idle)) {
-            cr_assert_geq(sgt_mono_ms() - start, 2000, "closed before the idle timeout");
-            expect_cut(&idle, "idle", 0);
-            idle_closed = true;
-        }
-        if (!stalled_closed && closed_now(stalled)) {
-            cr_assert_geq(sgt_mono_ms() - start, 1000, "closed before the handshake timeout");
-            stalled_closed = true;
-        }
+        watch_cut(&short_body, &short_cut, start, 1000, "short body", 408);
+        watch_cut(&idle, &idle_closed, start, 2000, "idle", 0);
+        watch_stalled(stalled, &stalled_closed, start, 1000);
         tcli_good_event(&good, seq++);
         sgt_sleep_ms(SLOW_PACE_MS);
     }
@@ -926,15 +934,8 @@ Test(tls, slow_tcp_clients_over_tls)
         }
         /* Read by the server before the next byte goes. */
         cr_assert_eq(sgt_wait_metric(p.http, TCP_BYTES, sent, WAIT_MS), sent);
-        if (!idle_closed && tls_readable(&idle)) {
-            cr_assert_geq(sgt_mono_ms() - start, 2000, "closed before the idle timeout");
-            expect_cut(&idle, "idle", 0);
-            idle_closed = true;
-        }
-        if (!stalled_closed && closed_now(stalled)) {
-            cr_assert_geq(sgt_mono_ms() - start, 1000, "closed before the handshake timeout");
-            stalled_closed = true;
-        }
+        watch_cut(&idle, &idle_closed, start, 2000, "idle", 0);
+        watch_stalled(stalled, &stalled_closed, start, 1000);
         sgt_sleep_ms(SLOW_PACE_MS);
     }
     cr_assert_eq(sgt_wait_lines(p.out_path, (size_t)seq + 1, WAIT_MS), (size_t)seq + 1);
