@@ -250,6 +250,9 @@ struct sg_streams {
      * budget is charged with. */
     size_t mem_bytes;
     size_t win_bytes; /* of mem_bytes, what the open windows hold (with their sketches) */
+    /* What a window held when it ended (its sketches grown with every value it took), as a
+     * moving average; 0 before the first one. */
+    double ended_win_bytes;
 
     /* Metrics, or the fallback series below when no registry was given. */
     struct sg_gauge *keys_active, *windows_open_gauge, *watermark_lag;

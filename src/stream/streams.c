@@ -362,15 +362,26 @@ static inline void sg_streams__sync(struct sg_streams *st)
  * share of the keys and tables, a margin kept on purpose), but never more than a key's share
  * of the engine plus an average window: with few windows open among many keys (the others
  * fired, their keys not yet idle long enough to go), bytes per open window would reckon each
- * key at the whole engine. */
+ * key at the whole engine.
+ *
+ * Open windows are young, though: a window's sketches come with its third value and grow with
+ * the values after it, so early in a window the open ones weigh less than they will when they
+ * end. Each key then also needs its open window's growth to what windows held when they ended,
+ * plus a next window of that size: twice the ended size, less the average open window. With
+ * 200,000 keys reporting about twice a window, reckoning the young windows alone let stream
+ * state grow from its share to the high watermark by itself, and the pause that followed could
+ * only end with the watermark moving on, which made the events held back by it late. */
 static size_t sg_streams__key_reserve(const struct sg_streams *st)
 {
     if (st->windows_open == 0 || st->nkeys == 0)
         return 0;
+    double open_avg = (double)st->win_bytes / (double)st->windows_open;
     double per_window = (double)st->mem_bytes / (double)st->windows_open;
-    double per_key = (double)st->mem_bytes / (double)st->nkeys +
-                     (double)st->win_bytes / (double)st->windows_open;
-    return (size_t)(SG_MIN(per_window, per_key) * (double)st->nkeys);
+    double per_key = (double)st->mem_bytes / (double)st->nkeys + open_avg;
+    double room = SG_MIN(per_window, per_key);
+    if (2.0 * st->ended_win_bytes - open_avg > room)
+        room = 2.0 * st->ended_win_bytes - open_avg;
+    return (size_t)(room * (double)st->nkeys);
 }
 
 /* Percent of a budget's limit, in bytes. */

@@ -429,11 +429,16 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
 /* Returns a window that is off the heap, the dirty list and its stream's list. */
 static void sg_window__release(struct sg_streams *st, struct sg_window *w)
 {
+    size_t held = st->win_bytes;
     for (unsigned i = 0; i < w->nfields; i++)
         sg_window__field_free(st, sg_window__field_at(st, w, i));
     w->nfields = 0;
     st->windows_open--;
     st->win_bytes -= sg_window__bytes(st, w->cap) + sg_window__hll_bytes(st);
+    held -= st->win_bytes;
+    st->ended_win_bytes = st->ended_win_bytes > 0
+                              ? st->ended_win_bytes + ((double)held - st->ended_win_bytes) / 256.0
+                              : (double)held;
     if (st->nfree < st->free_max) {
         w->next = st->free_windows;
         st->free_windows = w;
