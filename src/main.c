@@ -27,6 +27,7 @@
 #include "streamgate/sink_tablestore.h"
 #include "streamgate/tablestore_reader.h"
 #include "query/history.h"
+#include "query/models.h"
 #include "streamgate/streams.h"
 #include "streamgate/tcp_server.h"
 
@@ -83,6 +84,7 @@ struct sg_app {
     struct sg_http_server *http;
     struct sg_sink *tablestore; /* also in sinks; NULL: no Tablestore writer */
     struct sg_history *history; /* GET /v1/history */
+    struct sg_models *models;   /* new keys' forecast models read back; NULL: none */
     struct sg_tcp_server *tcp;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t lag_timer;
@@ -120,6 +122,12 @@ static void on_lag_timer(uv_timer_t *t)
 
 /* Window results go to every writer that takes them. An aggregator follows each one until
  * every writer confirmed it: only then may its records' offsets be committed. */
+static bool on_key_new(void *arg, const char *key, size_t key_len)
+{
+    struct sg_app *app = arg;
+    return sg_models_key_new(app->models, key, key_len);
+}
+
 static void on_result(void *arg, const struct sg_window_result *res)
 {
     struct sg_app *app = arg;
@@ -376,6 +384,7 @@ static void app_free(struct sg_app *app)
     sg_http_server_destroy(app->http);
     sg_tcp_server_destroy(app->tcp);
     sg_history_destroy(app->history); /* after the connections, before the reader's writer */
+    sg_models_destroy(app->models);
     sg_ingest_destroy(app->ingest);
     sg_streams_destroy(app->streams);
     sg_sinks_destroy(app->sinks);
@@ -582,6 +591,18 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
                                        .numbers_only = sg_sinks_results_numbers_only(app->sinks),
                                        .late = sg_sinks_take_late(app->sinks) ? on_late : NULL,
                                        .arg = app};
+    /* New keys' models come back from the results table, where the last run stored them. */
+    struct sg_ts_reader *reader = sg_sink_tablestore_reader(app->tablestore);
+    if (app->cfg.role != SG_ROLE_GATEWAY && app->cfg.predict_enabled && app->cfg.predict_restore &&
+        reader) {
+        rc =
+            sg_models_create(&app->cfg, reader, app->budget, app->metrics, &app->log, &app->models);
+        if (rc) {
+            snprintf(err, errlen, "out of memory");
+            return rc;
+        }
+        cbs.key_new = on_key_new;
+    }
     /* A gateway keeps no windows: its events go to the raw topic, for the aggregators. */
     if (app->cfg.role != SG_ROLE_GATEWAY) {
         app->streams = sg_streams_create(&app->cfg, app->metrics, &app->log, app->budget, &cbs);
@@ -590,6 +611,7 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
             return -ENOMEM;
         }
         sg_ingest_set_streams(app->ingest, app->streams);
+        sg_models_set_streams(app->models, app->streams);
     }
     if (app->cfg.role == SG_ROLE_AGGREGATOR) {
         rc = sg_kafka_source_create(&app->loop, &app->cfg, bootstrap, app->streams, app->budget,

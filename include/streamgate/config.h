@@ -147,6 +147,9 @@ struct sg_config {
     /* Decimal numbers, checked by sg_config_validate (read them with sg_parse_real). */
     char *predict_alpha, *predict_beta, *predict_anomaly_threshold;
     int64_t predict_warmup;
+    bool predict_restore;          /* read new keys' models back from Tablestore */
+    int64_t predict_restore_reads; /* in flight at once */
+    int64_t predict_restore_queue; /* keys waiting */
 
     /* stream.* */
     int64_t stream_max_keys;

@@ -101,6 +101,10 @@ struct sg_histogram {
       "Event fields ignored because the field-name table was full or the name too long.")          \
     X(ANOMALIES_TOTAL, "streamgate_anomalies_total", COUNTER, "",                                  \
       "Fields of final window results whose anomaly score was past predict.anomaly_threshold.")    \
+    X(PREDICT_RESTORES_TOTAL, "streamgate_predict_restores_total", COUNTER, "outcome",             \
+      "New keys' forecast models read back from their latest stored result, by outcome: "          \
+      "restored, none (no stored model), failed (the read failed), skipped (too many reads "       \
+      "waiting), late (the key's first window fired first: its models started afresh).")           \
     X(CONFIG_RELOADS_TOTAL, "streamgate_config_reloads_total", COUNTER, "result",                  \
       "Configuration reloads on SIGHUP, by result: applied, refused (an option that needs a "      \
       "restart changed), invalid (the file did not load or validate).")                            \

@@ -131,6 +131,10 @@ struct sg_window_result {
 typedef void (*sg_streams_result_cb)(void *arg, const struct sg_window_result *res);
 /* A late event (its bytes are ev->raw); `window_end` is the end of the fired window it missed. */
 typedef void (*sg_streams_late_cb)(void *arg, const struct sg_event *ev, int64_t window_end);
+/* A stream was made for a key that had none (forecasts on). Returns true when the key's stored
+ * models will be handed over (sg_streams_restore): the engine then waits for them until the
+ * key's first window fires. */
+typedef bool (*sg_streams_key_cb)(void *arg, const char *key, size_t key_len);
 
 /* The callbacks run inside sg_streams_add, _tick and _flush; they must not call back into the
  * engine. */
@@ -140,6 +144,8 @@ struct sg_streams_callbacks {
      * most of what firing a window costs. */
     bool numbers_only;
     sg_streams_late_cb late; /* may be NULL */
+    /* May be NULL: every new key's models start afresh. Called only with predict.enabled. */
+    sg_streams_key_cb key_new;
     void *arg;
 };
 
@@ -182,6 +188,25 @@ int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms);
 /* Shutdown: emits every open window as final, in order of window end, and frees them; pacing
  * does not hold anything back (ingest has stopped). */
 void sg_streams_flush(struct sg_streams *st);
+
+/* One field's stored model, as the Tablestore writer stores it: the column's name without its
+ * "_model" suffix (the field's name with characters other than ASCII letters and digits as
+ * `_`, and `_` before a leading digit) and the column's value. */
+struct sg_streams_stored_model {
+    const char *column;
+    size_t column_len;
+    const uint8_t *model;
+    size_t len;
+};
+
+/* The models the key_new callback went to read for `key` (`n` of them; none when the key has
+ * no stored model or the read failed). They are applied when the key's stream waits for them:
+ * it exists and has fired no window with a forecast field since it was made; a model that
+ * does not decode, or of a field predict.fields leaves out, is skipped. Returns the number of
+ * models applied, or -ENOENT when the stream does not wait (gone, or its first window fired
+ * first: counted then as streamgate_predict_restores_total{outcome="late"}). */
+int sg_streams_restore(struct sg_streams *st, const char *key, size_t key_len,
+                       const struct sg_streams_stored_model *models, size_t n);
 
 /* Live query. Appends {"key":..,"partition":..,"windows":[<result objects without "final">],
  * "forecast":{"<field>":..}} for one key ("forecast": what each field's model expects of the

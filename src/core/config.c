@@ -343,6 +343,15 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("predict.warmup", predict_warmup, "5", 3, 1000000,
                "Windows of a key and field folded in before its windows get an anomaly score "
                "(null until then); at least 3."),
+    SG_OPT("predict.restore", SG_CONFIG_BOOL, bool, predict_restore, "true", 0, 0, 0,
+           "With the Tablestore writer on, read a new key's models back from its latest stored "
+           "result (one GetRange, newest first), so a restart or a rebalance goes on "
+           "forecasting; a key whose first window fires before the read ends starts afresh."),
+    SG_OPT_INT("predict.restore_reads", predict_restore_reads, "64", 1, 4096,
+               "Most reads of new keys' stored models in flight at once; further keys wait."),
+    SG_OPT_INT("predict.restore_queue", predict_restore_queue, "100000", 0, 100000000,
+               "Most new keys waiting for a read of their stored models; a key past it starts "
+               "afresh (counted in streamgate_predict_restores_total{outcome=\"skipped\"})."),
     SG_OPT_REAL("predict.anomaly_threshold", predict_anomaly_threshold, "3.5",
                 "Anomaly score (window mean minus forecast, in residual standard deviations) "
                 "past which a window is flagged; also where the model clips a residual."),

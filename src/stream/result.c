@@ -210,6 +210,11 @@ static void sg_result__predict(struct sg_streams *st, const struct sg_window *w,
     struct sg_predict_model *m = sg_streams__model(st, w->stream, f->id);
     if (!m)
         return;
+    if (final && w->stream->restore_pending) {
+        /* The key's stored models did not come in time: they start afresh. */
+        w->stream->restore_pending = false;
+        sg_counter_inc(st->restores_late);
+    }
     /* Fixed windows start on multiples of window.slide; sessions are one step apart. */
     int64_t step = st->type == SG_WINDOW_SESSION ? m->last_step + 1 : w->start / st->slide_ms;
     struct sg_predict_out o;

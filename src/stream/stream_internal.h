@@ -97,6 +97,9 @@ struct sg_stream {
     int32_t partition;
     uint32_t key_len;
     bool is_idle;
+    /* Made with the key_new callback, and no window with a forecast field has fired since:
+     * sg_streams_restore may still set its models. */
+    bool restore_pending;
     uint8_t nmodels;
     char key[];
 };
@@ -260,8 +263,9 @@ struct sg_streams {
     struct sg_counter *windows_fired, *window_updates, *late_events, *keys_evicted, *names_dropped;
     struct sg_counter *firing_stalls, *streams_memory_hits;
     struct sg_counter *anomalies, *predict_fields_hits;
+    struct sg_counter *restores_late; /* first windows fired before their models were read */
     struct sg_gauge own_gauges[5];
-    struct sg_counter own_counters[9];
+    struct sg_counter own_counters[10];
 
     /* While windows wait: marks (a ring, oldest first) that date when the watermark passed
      * their ends, and when they were last counted. Cold, so last. */

@@ -7,6 +7,7 @@
  * a probe, one name lookup per field and the folds. */
 #include "streamgate/streams.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -154,6 +155,7 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
     s->partition = partition >= 0 ? partition : sg_kafka_partition(key, len, st->partitions);
     s->key_len = (uint32_t)len;
     s->is_idle = false;
+    s->restore_pending = false;
     memcpy(s->key, key, len);
     sg_streams__place(st->slots, st->tags, st->mask, s);
     st->nkeys++;
@@ -280,6 +282,61 @@ dropped:
     return UINT32_MAX;
 }
 
+/* ---- stored models ------------------------------------------------------------------ */
+
+static inline void sg_streams__sync(struct sg_streams *st);
+
+/* Whether a field's name, spelled as the Tablestore writer spells a column's prefix (ASCII
+ * letters and digits kept, anything else `_`, a `_` before a leading digit), is `column`. */
+static bool sg_streams__column_is(const char *name, size_t len, const char *column,
+                                  size_t column_len)
+{
+    size_t lead = len && isdigit((unsigned char)name[0]) ? 1 : 0;
+    if (column_len != len + lead || (lead && column[0] != '_'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = isalnum((unsigned char)name[i]) ? name[i] : '_';
+        if (column[lead + i] != c)
+            return false;
+    }
+    return true;
+}
+
+/* The id of the field a stored model's column names: a field seen already whose name the
+ * column spells, else the column's name itself (a field the key has not sent yet, whose name
+ * needed no respelling). UINT32_MAX when the name table is full. */
+static uint32_t sg_streams__column_field(struct sg_streams *st, const char *column, size_t len)
+{
+    for (uint32_t id = 0; id < st->nnames; id++)
+        if (sg_streams__column_is(st->names[id], st->name_lens[id], column, len))
+            return id;
+    uint32_t hint = st->last_ids[0];
+    uint32_t id = sg_streams__intern(st, 0, column, len);
+    st->last_ids[0] = hint;
+    return id;
+}
+
+int sg_streams_restore(struct sg_streams *st, const char *key, size_t key_len,
+                       const struct sg_streams_stored_model *models, size_t n)
+{
+    struct sg_stream *s = sg_streams__find(st, key, key_len, sg_hash64(key, key_len, st->seed));
+    if (!s || !s->restore_pending)
+        return -ENOENT;
+    s->restore_pending = false;
+    int applied = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = sg_streams__column_field(st, models[i].column, models[i].column_len);
+        if (id == UINT32_MAX || !st->name_predicted[id])
+            continue;
+        struct sg_predict_model *m = sg_streams__model(st, s, id);
+        /* A model that folded a window in here already (none has: the stream waited) wins. */
+        if (m && m->n == 0 && sg_predict_decode(m, models[i].model, models[i].len) == 0)
+            applied++;
+    }
+    sg_streams__sync(st);
+    return applied;
+}
+
 /* ---- create / destroy -------------------------------------------------------------- */
 
 static uint64_t sg_streams__random_seed(const void *salt)
@@ -312,6 +369,7 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
         st->streams_memory_hits = &st->own_counters[6];
         st->anomalies = &st->own_counters[7];
         st->predict_fields_hits = &st->own_counters[8];
+        st->restores_late = &st->own_counters[9];
         return 0;
     }
     st->keys_active = sg_metrics_gauge(m, SG_METRIC_KEYS_ACTIVE, NULL);
@@ -330,10 +388,12 @@ static int sg_streams__register(struct sg_streams *st, struct sg_metrics *m)
     st->anomalies = sg_metrics_counter(m, SG_METRIC_ANOMALIES_TOTAL, NULL);
     st->predict_fields_hits =
         sg_metrics_counter(m, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"predict_fields\"");
+    st->restores_late = sg_metrics_counter(m, SG_METRIC_PREDICT_RESTORES_TOTAL, "outcome=\"late\"");
     if (!st->keys_active || !st->windows_open_gauge || !st->watermark_lag || !st->windows_fired ||
         !st->window_updates || !st->late_events || !st->keys_evicted || !st->names_dropped ||
         !st->windows_waiting || !st->waiting_age || !st->firing_stalls ||
-        !st->streams_memory_hits || !st->anomalies || !st->predict_fields_hits)
+        !st->streams_memory_hits || !st->anomalies || !st->predict_fields_hits ||
+        !st->restores_late)
         return -ENOMEM;
     return 0;
 }
@@ -719,6 +779,8 @@ static int sg_streams__add(struct sg_streams *st, const struct sg_event *ev,
             rc = -ENOMEM;
             goto out;
         }
+        if (st->predict && st->cbs.key_new)
+            s->restore_pending = st->cbs.key_new(st->cbs.arg, s->key, s->key_len);
     }
     if (p && st->time_mode == SG_TIME_EVENT) {
         global_wm = st->watermark;

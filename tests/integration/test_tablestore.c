@@ -936,12 +936,15 @@ Test(tablestore, history_of_one_key, .timeout = 180)
     struct sgt_proc p;
     char secret[320], results[320];
     const char *argv[64];
+    /* The reads counted below are the queries' own: no new key's models are read back. */
     static const char *const extra[] = {"--query-timeout",
                                         "500ms",
                                         "--window-quantiles",
                                         "p50,p99.9",
                                         "--query-max-rows",
                                         "30",
+                                        "--predict-restore",
+                                        "false",
                                         NULL};
     build_args(argv, &e, secret, results, extra);
     sgt_start(&p, argv, NULL);
@@ -1387,6 +1390,74 @@ Test(tablestore, gen_check_history, .timeout = 180)
 }
 
 /* Without Tablestore the history says which option it needs; it takes the ingest tokens. */
+/* Posts three events a window for `key`, windows [w0, w1), means 10 + 2w (+-0.5 in turn). */
+static void post_trend(struct sgt_proc *p, const char *key, int w0, int w1)
+{
+    char body[16384];
+    size_t len = 0;
+    for (int w = w0; w < w1; w++)
+        for (int i = 0; i < 3; i++)
+            len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                    "{\"key\":\"%s\",\"ts\":%" PRId64 ",\"value\":%g}\n", key,
+                                    BASE_TS + (int64_t)w * WINDOW + i,
+                                    10 + 2 * w + (w % 2 ? 0.5 : -0.5) + (i - 1));
+    struct sgt_response r;
+    sgt_post(p->http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    sgt_response_free(&r);
+}
+
+static const cJSON *result_field(cJSON *results, const char *key, int w, const char *member)
+{
+    cJSON *res = find_result(results, key, BASE_TS + (int64_t)w * WINDOW);
+    cr_assert_not_null(res, "no result for %s window %d", key, w);
+    const cJSON *v =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(res, "fields"), "value");
+    return cJSON_GetObjectItemCaseSensitive(v, member);
+}
+
+/* A restarted gateway reads a key's models back from its latest stored row: its first window
+ * after the restart is forecast (the last run's `next`) and scored at once, as if the gateway
+ * had never stopped; a key with no stored row starts afresh. */
+Test(tablestore, forecasts_go_on_after_a_restart, .timeout = 120)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    build_args(argv, &e, secret, results, NULL);
+    sgt_start(&p, argv, NULL);
+    post_trend(&p, "r1", 0, 10);
+    check_clean_log(&p);
+    cr_assert_eq(sgt_stop(&p), 0); /* the windows fire at the stop, all written */
+    cJSON *first = read_results_file(results);
+    double next9 = result_field(first, "r1", 9, "next")->valuedouble;
+    cJSON_Delete(first);
+    cr_assert_eq(unlink(results), 0);
+
+    sgt_start(&p, argv, NULL);
+    post_trend(&p, "r1", 10, 11);
+    post_trend(&p, "r2", 10, 11);
+    cr_assert_eq(sgt_wait_metric(p.http, "streamgate_predict_restores_total{outcome=\"restored\"}",
+                                 1, 20000),
+                 1);
+    cr_assert_eq(
+        sgt_wait_metric(p.http, "streamgate_predict_restores_total{outcome=\"none\"}", 1, 20000),
+        1);
+    check_clean_log(&p);
+    cr_assert_eq(sgt_stop(&p), 0);
+    cJSON *second = read_results_file(results);
+    const cJSON *forecast = result_field(second, "r1", 10, "forecast");
+    cr_assert(cJSON_IsNumber(forecast), "r1 was forecast after the restart");
+    cr_expect(fabs(forecast->valuedouble - next9) <= 1e-6 * fabs(next9), "%.17g against %.17g",
+              forecast->valuedouble, next9);
+    cr_expect(cJSON_IsNumber(result_field(second, "r1", 10, "anomaly")), "and scored");
+    cr_expect(cJSON_IsNull(result_field(second, "r2", 10, "forecast")), "r2 starts afresh");
+    cJSON_Delete(second);
+    emu_stop(&e);
+}
+
 Test(tablestore, history_needs_tablestore_and_a_token, .timeout = 60)
 {
     struct sgt_proc p;

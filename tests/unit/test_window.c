@@ -51,6 +51,8 @@ struct fx {
     size_t views_checked;
     size_t budget_limit;      /* set before fx_start: the engine gets a budget of this size */
     struct sg_budget *budget; /* NULL: no accounting, no pacing */
+    bool restore;             /* set before fx_start: new keys wait for stored models */
+    size_t keys_new;          /* key_new calls */
 };
 
 /* A NUL-terminated copy of a slice that is not terminated (strndup may read past it). */
@@ -178,6 +180,15 @@ static void on_late(void *arg, const struct sg_event *ev, int64_t window_end)
     l->window_end = window_end;
 }
 
+static bool on_key_new(void *arg, const char *key, size_t key_len)
+{
+    struct fx *f = arg;
+    cr_assert_gt(key_len, 0);
+    cr_assert_not_null(key);
+    f->keys_new++;
+    return true;
+}
+
 static void set_opt(struct fx *f, const char *name, const char *value)
 {
     char err[256];
@@ -209,7 +220,8 @@ static void fx_start(struct fx *f)
                                      (unsigned)f->cfg.limits_low_watermark, f->metrics, &quiet);
         cr_assert_not_null(f->budget);
     }
-    struct sg_streams_callbacks cbs = {.result = on_result, .late = on_late, .arg = f};
+    struct sg_streams_callbacks cbs = {
+        .result = on_result, .late = on_late, .key_new = f->restore ? on_key_new : NULL, .arg = f};
     f->st = sg_streams_create(&f->cfg, f->metrics, f->log, f->budget, &cbs);
     cr_assert_not_null(f->st);
 }
@@ -2504,5 +2516,81 @@ Test(predict, models_per_key_are_bounded)
     cr_expect_eq(
         sg_metrics_counter_value(f.metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"predict_fields\""),
         1);
+    fx_stop(&f);
+}
+
+/* A model as a run of windows 0..9 with means 10 + 2 t leaves it, in its stored form. */
+static void stored_model(struct sg_predict_model *m, uint8_t out[SG_PREDICT_ENCODED_SIZE])
+{
+    struct sg_predict_conf c = {.alpha = 0.1, .beta = 0.02, .threshold = 3.5, .warmup = 5};
+    struct sg_predict_out o;
+    sg_predict_init(m, 0);
+    for (int t = 0; t < 10; t++)
+        sg_predict_update(&c, m, t, 10 + 2 * t + (t % 2 ? 0.5 : -0.5), &o);
+    sg_predict_encode(m, out);
+}
+
+/* A new key's stored models, handed over before its first window fires, carry its forecasts
+ * on: the first result's forecast is what the stored model expected, with a score. Fields are
+ * matched by the column's spelling; a model that does not decode is skipped; a key whose first
+ * window fired first starts afresh, counted. */
+Test(predict, stored_models_restore_a_new_key)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.restore = true;
+    fx_start(&f);
+    struct sg_predict_model m;
+    uint8_t enc[SG_PREDICT_ENCODED_SIZE];
+    stored_model(&m, enc);
+    static const char *const names[] = {"v", "temp.c", "2x"};
+    const double vals[] = {30, 30, 30};
+
+    cr_assert_eq(add_fields(&f, "k", 10000, 0, names, vals, 3, NULL), 0);
+    cr_assert_eq(add_fields(&f, "k", 10100, 0, names, vals, 3, NULL), 0);
+    cr_assert_eq(f.keys_new, 1, "once per new key");
+    const uint8_t junk[3] = {1, 2, 3};
+    struct sg_streams_stored_model stored[] = {
+        {"v", 1, enc, sizeof(enc)},
+        {"temp_c", 6, enc, sizeof(enc)},
+        {"_2x", 3, enc, sizeof(enc)},
+        {"w", 1, junk, sizeof(junk)}, /* not a model: skipped */
+    };
+    cr_assert_eq(sg_streams_restore(f.st, "k", 1, stored, SG_ARRAY_SIZE(stored)), 3);
+    cr_assert_eq(sg_streams_restore(f.st, "k", 1, stored, 1), -ENOENT, "only once");
+    cr_assert_eq(sg_streams_restore(f.st, "nokey", 5, stored, 1), -ENOENT);
+    sg_streams_flush(f.st);
+    cr_assert_eq(f.nres, 1);
+    cJSON *root = parse(f.res[0].json);
+    for (size_t i = 0; i < SG_ARRAY_SIZE(names); i++) {
+        const cJSON *v = field_of(root, names[i]);
+        /* Window 10, one step after the stored model's last. */
+        cr_expect(close_rel(num(v, "forecast"), m.level + m.trend, 1e-6), "%s: %s", names[i],
+                  f.res[0].json);
+        cr_expect(cJSON_IsNumber(member(v, "anomaly")), "%s: scored at once: %s", names[i],
+                  f.res[0].json);
+    }
+    cJSON_Delete(root);
+    cr_expect_eq(
+        sg_metrics_counter_value(f.metrics, SG_METRIC_PREDICT_RESTORES_TOTAL, "outcome=\"late\""),
+        0);
+
+    /* Too late: the key's first window fired before its models came. */
+    fx_clear(&f);
+    cr_assert_eq(add(&f, "j", 20000, 0, 5), 0);
+    cr_assert_eq(add(&f, "j", 21000, 0, 5), 0); /* fires window 20 */
+    cr_assert_eq(f.nres, 1);
+    cr_expect_eq(
+        sg_metrics_counter_value(f.metrics, SG_METRIC_PREDICT_RESTORES_TOTAL, "outcome=\"late\""),
+        1);
+    cr_assert_eq(sg_streams_restore(f.st, "j", 1, stored, 1), -ENOENT);
+    cJSON *late = parse(f.res[0].json);
+    cr_expect(cJSON_IsNull(member(field_of(late, "v"), "forecast")), "started afresh: %s",
+              f.res[0].json);
+    cJSON_Delete(late);
+    /* No models stored: the key waits no more, and goes on afresh. */
+    cr_assert_eq(add(&f, "n", 22000, 0, 5), 0);
+    cr_assert_eq(sg_streams_restore(f.st, "n", 1, NULL, 0), 0);
+    cr_assert_eq(f.keys_new, 3);
     fx_stop(&f);
 }
