@@ -145,7 +145,8 @@ struct sg_config {
     bool predict_enabled;
     struct sg_strlist predict_fields; /* empty: every numeric field */
     /* Decimal numbers, checked by sg_config_validate (read them with sg_parse_real). */
-    char *predict_alpha, *predict_beta, *predict_anomaly_threshold;
+    char *predict_alpha, *predict_beta, *predict_anomaly_threshold, *predict_gamma;
+    int64_t predict_season; /* windows per season; 0: none */
     int64_t predict_warmup;
     bool predict_restore;          /* read new keys' models back from Tablestore */
     int64_t predict_restore_reads; /* in flight at once */

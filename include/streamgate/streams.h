@@ -53,9 +53,6 @@ struct sg_result_stat {
     bool has_value;
 };
 
-/* Bytes of a field's stored model. */
-#define SG_RESULT_MODEL_SIZE 37
-
 /* A quantile of a field, under its name as configured in window.quantiles ("p50", "p99.9"). */
 struct sg_result_quantile {
     const char *name; /* NUL-terminated */
@@ -81,10 +78,12 @@ struct sg_result_field {
     bool predicted;
     bool anomalous;
     struct sg_result_stat forecast, anomaly, next;
-    /* A final result's model after this window, in its stored form (SG_RESULT_MODEL_SIZE bytes,
-     * encoding in README "Forecasts and anomalies"); has_model is false otherwise. */
+    /* A final result's model after this window, in its stored form (model_len bytes: 37, more
+     * with predict.season; encoding in README "Forecasts and anomalies"); has_model is false
+     * otherwise. */
     bool has_model;
-    uint8_t model[SG_RESULT_MODEL_SIZE];
+    const uint8_t *model;
+    size_t model_len;
 };
 
 /* Where a window began in its Kafka partition (role aggregator): the offset of the first

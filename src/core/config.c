@@ -352,6 +352,14 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT("predict.restore_queue", predict_restore_queue, "100000", 0, 100000000,
                "Most new keys waiting for a read of their stored models; a key past it starts "
                "afresh (counted in streamgate_predict_restores_total{outcome=\"skipped\"})."),
+    SG_OPT_INT("predict.season", predict_season, "0", 0, 1024,
+               "Windows in a season, 2 to 1024 (an hourly cycle of 10 s windows is 360): the "
+               "model adds a seasonal term per step of it (Holt-Winters) and starts after two "
+               "seasons; 0 turns seasons off. Each forecast field of a key keeps (season + 3) "
+               "doubles."),
+    SG_OPT_REAL("predict.gamma", predict_gamma, "0.1",
+                "Smoothing of the seasonal terms (predict.season), a number in (0, 1]: higher "
+                "follows a changing cycle faster."),
     SG_OPT_REAL("predict.anomaly_threshold", predict_anomaly_threshold, "3.5",
                 "Anomaly score (window mean minus forecast, in residual standard deviations) "
                 "past which a window is flagged; also where the model clips a residual."),
@@ -1484,6 +1492,7 @@ static int validate_predict(const struct sg_config *cfg, char *errstr, size_t er
     } reals[] = {
         {"predict.alpha", offsetof(struct sg_config, predict_alpha), 0, 1, "in (0, 1]"},
         {"predict.beta", offsetof(struct sg_config, predict_beta), 0, 1, "in (0, 1]"},
+        {"predict.gamma", offsetof(struct sg_config, predict_gamma), 0, 1, "in (0, 1]"},
         {"predict.anomaly_threshold", offsetof(struct sg_config, predict_anomaly_threshold), 0, 1e6,
          "above 0 and at most 1000000"},
     };
@@ -1495,6 +1504,10 @@ static int validate_predict(const struct sg_config *cfg, char *errstr, size_t er
             return fail(errstr, errstr_size, NULL, "%s: \"%s\" is not a number %s", reals[i].name,
                         quote(text, qbuf, sizeof(qbuf)), reals[i].range);
     }
+    if (cfg->predict_season == 1)
+        return fail(errstr, errstr_size, NULL,
+                    "predict.season: a season of 1 window is no season (0 turns it off, or 2 to "
+                    "1024)");
     return 0;
 }
 

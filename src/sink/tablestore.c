@@ -449,7 +449,7 @@ static int build_forecast_cells(struct row_builder *rb, const struct sg_result_f
     if (rc == 0)
         rc = rb_add_stat(rb, f->name, "next", f->next);
     if (rc == 0 && f->has_model)
-        rc = rb_add(rb, f->name, "model", 5, sg_ts_blob(f->model, sizeof(f->model)));
+        rc = rb_add(rb, f->name, "model", 5, sg_ts_blob(f->model, f->model_len));
     return rc;
 }
 

@@ -185,9 +185,6 @@ static void sg_result__fill_field(struct sg_streams *st, const struct sg_wfield 
     }
 }
 
-_Static_assert(SG_RESULT_MODEL_SIZE == SG_PREDICT_ENCODED_SIZE,
-               "the view holds a model's stored form");
-
 /* The stat of a forecast number that may be absent (then NaN, written as null), to
  * SG_RESULT_QUANTILE_DIGITS significant digits: a forecast is no more precise than that, and
  * the full 17 would cost the slow path of sg_result__append_double three times per field and
@@ -228,7 +225,9 @@ static void sg_result__predict(struct sg_streams *st, const struct sg_window *w,
     rf->anomaly = sg_result__maybe(o.anomaly, o.has_anomaly);
     rf->next = sg_result__maybe(o.next, true);
     if (final) {
-        sg_predict_encode(m, rf->model);
+        uint8_t *enc = st->view_models + (size_t)(rf - st->view_fields) * st->view_model_size;
+        rf->model = enc;
+        rf->model_len = sg_predict_encode(&st->predict_conf, m, enc);
         rf->has_model = true;
         if (o.anomalous)
             sg_counter_inc(st->anomalies);
@@ -243,7 +242,12 @@ static int sg_result__view_reserve(struct sg_streams *st, size_t nfields)
         return 0;
     size_t cap = nfields > st->max_fields ? nfields : st->max_fields;
     size_t fields_bytes = cap * sizeof(struct sg_result_field);
-    void *p = malloc(fields_bytes + cap * st->nquantiles * sizeof(struct sg_result_quantile));
+    size_t quantiles_bytes = cap * st->nquantiles * sizeof(struct sg_result_quantile);
+    /* The fields' stored models after them. */
+    size_t model_size = st->predict_conf.season
+                            ? SG_PREDICT_ENCODED_SIZE_SEASONAL(st->predict_conf.season)
+                            : SG_PREDICT_ENCODED_SIZE;
+    void *p = malloc(fields_bytes + quantiles_bytes + cap * model_size);
     unsigned char *rooms = st->nquantiles ? aligned_alloc(16, cap * SG_RESULT_ROOM) : NULL;
     if (!p || (st->nquantiles && !rooms)) {
         free(p);
@@ -256,6 +260,8 @@ static int sg_result__view_reserve(struct sg_streams *st, size_t nfields)
     free(st->view_fields);
     st->view_fields = p;
     st->view_quantiles = (struct sg_result_quantile *)(void *)((char *)p + fields_bytes);
+    st->view_models = (uint8_t *)p + fields_bytes + quantiles_bytes;
+    st->view_model_size = model_size;
     st->view_cap = cap;
     return 0;
 }

@@ -246,6 +246,8 @@ struct sg_streams {
      * view_rooms_used of them holding a sketch until the next result. */
     unsigned char *view_rooms;
     size_t view_rooms_used;
+    uint8_t *view_models; /* per field, view_model_size bytes: its stored model */
+    size_t view_model_size;
 
     /* Bytes requested from malloc for the engine itself, keys, windows (their distinct
      * registers and the bucket arrays their sketches allocate included, and the freed windows

@@ -134,6 +134,25 @@ static int sg_streams__resize(struct sg_streams *st, size_t nslots)
     return 0;
 }
 
+/* Bytes of a model's seasonal array (predict.season). */
+static size_t sg_streams__season_bytes(const struct sg_streams *st)
+{
+    return SG_PREDICT_SEASON_SLOTS(st->predict_conf.season) * sizeof(double);
+}
+
+/* Frees a stream's models; returns the bytes they held. */
+static size_t sg_streams__free_models(const struct sg_streams *st, struct sg_stream *s)
+{
+    size_t bytes = s->nmodels * sizeof(*s->models);
+    for (unsigned i = 0; i < s->nmodels; i++)
+        if (s->models[i].season) {
+            free(s->models[i].season);
+            bytes += sg_streams__season_bytes(st);
+        }
+    free(s->models);
+    return bytes;
+}
+
 /* A new stream for `key`, in the table, with no window yet. NULL when out of memory. */
 static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *key, size_t len,
                                             uint64_t hash, int32_t partition)
@@ -181,8 +200,7 @@ static void sg_streams__remove(struct sg_streams *st, struct sg_stream *s)
             i = j;
         }
     }
-    st->mem_bytes -= sg_streams__stream_bytes(s->key_len) + s->nmodels * sizeof(*s->models);
-    free(s->models);
+    st->mem_bytes -= sg_streams__stream_bytes(s->key_len) + sg_streams__free_models(st, s);
     free(s);
     st->nkeys--;
     sg_gauge_set(st->keys_active, (double)st->nkeys);
@@ -228,15 +246,24 @@ struct sg_predict_model *sg_streams__model(struct sg_streams *st, struct sg_stre
         sg_counter_inc(st->predict_fields_hits);
         return NULL;
     }
+    double *season = NULL;
+    if (st->predict_conf.season) {
+        season = malloc(sg_streams__season_bytes(st));
+        if (!season) {
+            sg_streams__oom(st, "forecast model");
+            return NULL;
+        }
+    }
     struct sg_predict_model *m = realloc(s->models, (s->nmodels + 1u) * sizeof(*m));
     if (!m) {
+        free(season);
         sg_streams__oom(st, "forecast model");
         return NULL;
     }
     s->models = m;
-    st->mem_bytes += sizeof(*m);
+    st->mem_bytes += sizeof(*m) + (season ? sg_streams__season_bytes(st) : 0);
     m += s->nmodels++;
-    sg_predict_init(m, id);
+    sg_predict_init(m, id, season);
     return m;
 }
 
@@ -330,7 +357,8 @@ int sg_streams_restore(struct sg_streams *st, const char *key, size_t key_len,
             continue;
         struct sg_predict_model *m = sg_streams__model(st, s, id);
         /* A model that folded a window in here already (none has: the stream waited) wins. */
-        if (m && m->n == 0 && sg_predict_decode(m, models[i].model, models[i].len) == 0)
+        if (m && m->n == 0 &&
+            sg_predict_decode(&st->predict_conf, m, models[i].model, models[i].len) == 0)
             applied++;
     }
     sg_streams__sync(st);
@@ -470,6 +498,12 @@ static int sg_streams__predict_setup(struct sg_streams *st, const struct sg_conf
         (void)sg_parse_real(cfg->predict_anomaly_threshold, 0, 1e6, &c->threshold);
     if (cfg->predict_warmup >= 3)
         c->warmup = cfg->predict_warmup > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->predict_warmup;
+    if (cfg->predict_season >= 2 && cfg->predict_season <= SG_PREDICT_MAX_SEASON) {
+        c->season = (uint32_t)cfg->predict_season;
+        c->gamma = 0.1;
+        if (cfg->predict_gamma)
+            (void)sg_parse_real(cfg->predict_gamma, 0, 1, &c->gamma);
+    }
     size_t n = cfg->predict_fields.count;
     if (n == 0)
         return 0;
@@ -610,7 +644,7 @@ void sg_streams_destroy(struct sg_streams *st)
     if (st->slots)
         for (size_t i = 0; i <= st->mask; i++)
             if (st->slots[i]) {
-                free(st->slots[i]->models);
+                (void)sg_streams__free_models(st, st->slots[i]);
                 free(st->slots[i]);
             }
     free(st->slots);
@@ -915,6 +949,7 @@ int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len
         rc = sg_buf_append_str(out, ",\"forecast\":{");
         for (unsigned i = 0; rc == 0 && i < s->nmodels; i++) {
             const struct sg_predict_model *m = &s->models[i];
+            double next;
             if (i > 0)
                 rc = sg_buf_append_char(out, ',');
             if (rc == 0)
@@ -922,8 +957,9 @@ int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len
             if (rc == 0)
                 rc = sg_buf_append_char(out, ':');
             if (rc == 0)
-                rc = m->n > 0 ? sg_result__append_double(out, m->level + m->trend)
-                              : sg_buf_append_str(out, "null");
+                rc = sg_predict_next(&st->predict_conf, m, &next)
+                         ? sg_result__append_double(out, next)
+                         : sg_buf_append_str(out, "null");
         }
         if (rc == 0)
             rc = sg_buf_append_char(out, '}');

@@ -347,7 +347,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 102);
+    cr_assert_eq(n, 104);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1299,6 +1299,10 @@ Test(validate, window_rules)
          "predict.anomaly_threshold: \"-1\" is not a number "
          "above 0"},
         {"predict.warmup", "2", "predict.warmup"},
+        {"predict.season", "24", NULL},
+        {"predict.season", "1", "predict.season: a season of 1 window is no season"},
+        {"predict.season", "1025", "predict.season"},
+        {"predict.gamma", "0", "predict.gamma: \"0\" is not a number in (0, 1]"},
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
         struct sg_config cfg;

@@ -19,7 +19,7 @@ Test(predict, linear_trend_is_forecast_exactly)
 {
     struct sg_predict_model m;
     struct sg_predict_out o;
-    sg_predict_init(&m, 7);
+    sg_predict_init(&m, 7, NULL);
     sg_predict_update(&conf, &m, 0, 5, &o);
     cr_expect(!o.has_forecast && !o.has_anomaly);
     cr_expect_eq(o.next, 5); /* the level, no trend yet */
@@ -47,7 +47,7 @@ Test(predict, warmup_spike_clipping_and_gap)
     c.threshold = 3;
     struct sg_predict_model m;
     struct sg_predict_out o;
-    sg_predict_init(&m, 0);
+    sg_predict_init(&m, 0, NULL);
     sg_predict_update(&c, &m, 0, 10, &o); /* level 10 */
     sg_predict_update(&c, &m, 1, 12, &o); /* f 10; trend 2, level 12 */
     cr_expect_eq(o.forecast, 10);
@@ -98,7 +98,7 @@ Test(predict, peek_leaves_the_model_alone)
 {
     struct sg_predict_model m, before;
     struct sg_predict_out o, p;
-    sg_predict_init(&m, 0);
+    sg_predict_init(&m, 0, NULL);
     for (int t = 0; t < 6; t++)
         sg_predict_update(&conf, &m, t, t % 2 ? 1 : -1, &o);
     before = m;
@@ -112,7 +112,7 @@ Test(predict, constant_series_scores_a_change_far_out)
 {
     struct sg_predict_model m;
     struct sg_predict_out o;
-    sg_predict_init(&m, 0);
+    sg_predict_init(&m, 0, NULL);
     for (int t = 0; t < 6; t++)
         sg_predict_update(&conf, &m, t, 4, &o);
     cr_expect(o.has_anomaly && o.anomaly == 0);
@@ -125,20 +125,120 @@ Test(predict, encoding_round_trips_and_refuses_garbage)
     struct sg_predict_model m, back;
     struct sg_predict_out o;
     uint8_t enc[SG_PREDICT_ENCODED_SIZE];
-    sg_predict_init(&m, 3);
+    sg_predict_init(&m, 3, NULL);
     for (int t = -3; t < 5; t++)
         sg_predict_update(&conf, &m, t, t * 0.25, &o);
-    sg_predict_encode(&m, enc);
+    cr_expect_eq(sg_predict_encode(&conf, &m, enc), SG_PREDICT_ENCODED_SIZE);
     cr_expect_eq(enc[0], SG_PREDICT_ENCODING_VERSION);
     cr_expect_eq(enc[1], 8); /* n, little-endian */
     cr_expect_eq(enc[5], 4); /* last_step */
-    sg_predict_init(&back, 3);
-    cr_assert_eq(sg_predict_decode(&back, enc, sizeof(enc)), 0);
+    sg_predict_init(&back, 3, NULL);
+    cr_assert_eq(sg_predict_decode(&conf, &back, enc, sizeof(enc)), 0);
     cr_expect(memcmp(&back, &m, sizeof(m)) == 0);
-    cr_expect_eq(sg_predict_decode(&back, enc, sizeof(enc) - 1), -EINVAL);
+    cr_expect_eq(sg_predict_decode(&conf, &back, enc, sizeof(enc) - 1), -EINVAL);
     enc[0] = 2;
-    cr_expect_eq(sg_predict_decode(&back, enc, sizeof(enc)), -EINVAL);
+    cr_expect_eq(sg_predict_decode(&conf, &back, enc, sizeof(enc)), -EINVAL);
     enc[0] = SG_PREDICT_ENCODING_VERSION;
     memset(enc + 29, 0xff, 8); /* var: a NaN */
-    cr_expect_eq(sg_predict_decode(&back, enc, sizeof(enc)), -EINVAL);
+    cr_expect_eq(sg_predict_decode(&conf, &back, enc, sizeof(enc)), -EINVAL);
+}
+
+/* Holt-Winters by hand: a season of 4 with terms 2, 0, -2, 0 on the line 10 + t. The start
+ * after two seasons finds the line and the terms exactly; then a spike moves level, trend and
+ * its own slot by the gains, and nothing else. */
+static const struct sg_predict_conf seasonal = {
+    .alpha = 0.5, .beta = 0.5, .threshold = 100, .warmup = 3, .season = 4, .gamma = 0.5};
+
+static double seasonal_y(int t)
+{
+    static const double terms[4] = {2, 0, -2, 0};
+    return 10 + t + terms[t % 4];
+}
+
+Test(predict, seasons_start_from_two_seasons_then_follow_the_cycle)
+{
+    double arr[SG_PREDICT_SEASON_SLOTS(4)];
+    struct sg_predict_model m;
+    struct sg_predict_out o;
+    sg_predict_init(&m, 0, arr);
+    double next;
+    for (int t = 0; t < 7; t++) {
+        sg_predict_update(&seasonal, &m, t, seasonal_y(t), &o);
+        cr_expect_not(o.has_forecast, "no forecast in the first two seasons (t %d)", t);
+        cr_expect(isnan(o.next));
+        cr_expect_not(sg_predict_next(&seasonal, &m, &next));
+    }
+    sg_predict_update(&seasonal, &m, 7, seasonal_y(7), &o);
+    /* mean 11.5 then 15.5: trend 1; the terms come out exactly; level at t 7 is 17. */
+    cr_expect_float_eq(m.trend, 1.0, 1e-12);
+    cr_expect_float_eq(m.level, 17.0, 1e-12);
+    const double terms[4] = {2, 0, -2, 0};
+    for (int i = 0; i < 4; i++)
+        cr_expect_float_eq(arr[i], terms[i], 1e-12, "slot %d", i);
+    cr_expect_float_eq(o.next, 20.0, 1e-12);
+    cr_assert(sg_predict_next(&seasonal, &m, &next));
+    cr_expect_float_eq(next, 20.0, 1e-12);
+
+    sg_predict_update(&seasonal, &m, 8, 20, &o); /* as forecast: e = 0 */
+    cr_expect(o.has_forecast && !o.has_anomaly);
+    cr_expect_float_eq(o.forecast, 20.0, 1e-12);
+    cr_expect_float_eq(m.level, 18.0, 1e-12);
+    cr_expect_float_eq(m.var, 0.0, 1e-12);
+    sg_predict_update(&seasonal, &m, 9, seasonal_y(9) + 5, &o); /* 24 against 19 */
+    cr_expect_float_eq(o.forecast, 19.0, 1e-12);
+    cr_expect_float_eq(m.level, 21.5, 1e-12); /* 18 + 1 + 0.5 * 5 */
+    cr_expect_float_eq(m.trend, 2.25, 1e-12); /* 1 + 0.5 * 0.5 * 5 */
+    cr_expect_float_eq(arr[1], 2.5, 1e-12);   /* 0 + 0.5 * 5 */
+    cr_expect_float_eq(arr[2], -2.0, 1e-12);  /* the others untouched */
+    cr_expect_float_eq(m.var, 12.5, 1e-12);   /* the second residual: w = 1/2 */
+    cr_expect_float_eq(o.next, 21.75, 1e-12); /* 21.5 + 2.25 - 2 */
+}
+
+/* A gap over the whole second season: the start has no trend to take, and the step after the
+ * gap is forecast from the level by the slot it falls in. Peeking changes nothing. */
+Test(predict, seasons_start_across_a_gap_and_peek_changes_nothing)
+{
+    double arr[SG_PREDICT_SEASON_SLOTS(4)];
+    struct sg_predict_model m;
+    struct sg_predict_out o;
+    sg_predict_init(&m, 0, arr);
+    for (int t = 0; t < 4; t++)
+        sg_predict_update(&seasonal, &m, t, seasonal_y(t), &o);
+    double before[SG_PREDICT_SEASON_SLOTS(4)];
+    memcpy(before, arr, sizeof(arr));
+    struct sg_predict_model copy = m;
+    sg_predict_peek(&seasonal, &m, 9, 100, &o);
+    cr_expect(o.has_forecast);
+    cr_expect(memcmp(&copy, &m, sizeof(m)) == 0 && memcmp(before, arr, sizeof(arr)) == 0,
+              "peek left the model and its terms alone");
+    sg_predict_update(&seasonal, &m, 9, 11, &o);
+    /* level 11.5, trend 0, slot 1: 11 - 11.5 */
+    cr_expect_float_eq(o.forecast, 11.0, 1e-12);
+    cr_expect_eq(m.last_step, 9);
+}
+
+Test(predict, seasonal_encoding_round_trips_and_needs_the_same_season)
+{
+    double arr[SG_PREDICT_SEASON_SLOTS(4)], arr2[SG_PREDICT_SEASON_SLOTS(4)];
+    struct sg_predict_model m, back;
+    struct sg_predict_out o;
+    uint8_t enc[SG_PREDICT_ENCODED_SIZE_SEASONAL(4)];
+    sg_predict_init(&m, 0, arr);
+    for (int t = 0; t < 3; t++) /* still starting: a slot is NaN */
+        sg_predict_update(&seasonal, &m, t, seasonal_y(t), &o);
+    cr_assert_eq(sg_predict_encode(&seasonal, &m, enc), sizeof(enc));
+    cr_expect_eq(enc[0], SG_PREDICT_ENCODING_SEASONAL);
+    sg_predict_init(&back, 0, arr2);
+    cr_assert_eq(sg_predict_decode(&seasonal, &back, enc, sizeof(enc)), 0);
+    for (int t = 3; t < 12; t++) {
+        struct sg_predict_out a, b;
+        sg_predict_update(&seasonal, &m, t, seasonal_y(t), &a);
+        sg_predict_update(&seasonal, &back, t, seasonal_y(t), &b);
+        cr_expect(a.has_forecast == b.has_forecast && (!a.has_forecast || a.forecast == b.forecast),
+                  "t %d", t);
+    }
+    struct sg_predict_conf other = seasonal;
+    other.season = 5;
+    cr_expect_eq(sg_predict_decode(&other, &back, enc, sizeof(enc)), -EINVAL);
+    cr_expect_eq(sg_predict_decode(&conf, &back, enc, sizeof(enc)), -EINVAL, "not a Holt model");
 }

@@ -2524,10 +2524,10 @@ static void stored_model(struct sg_predict_model *m, uint8_t out[SG_PREDICT_ENCO
 {
     struct sg_predict_conf c = {.alpha = 0.1, .beta = 0.02, .threshold = 3.5, .warmup = 5};
     struct sg_predict_out o;
-    sg_predict_init(m, 0);
+    sg_predict_init(m, 0, NULL);
     for (int t = 0; t < 10; t++)
         sg_predict_update(&c, m, t, 10 + 2 * t + (t % 2 ? 0.5 : -0.5), &o);
-    sg_predict_encode(m, out);
+    sg_predict_encode(&c, m, out);
 }
 
 /* A new key's stored models, handed over before its first window fires, carry its forecasts
@@ -2592,5 +2592,39 @@ Test(predict, stored_models_restore_a_new_key)
     cr_assert_eq(add(&f, "n", 22000, 0, 5), 0);
     cr_assert_eq(sg_streams_restore(f.st, "n", 1, NULL, 0), 0);
     cr_assert_eq(f.keys_new, 3);
+    fx_stop(&f);
+}
+
+/* predict.season through the engine: no forecast in the first two seasons, then the cycle's
+ * terms in every forecast (a season of 4 with terms 2, 0, -2, 0 on the line 10 + t). */
+Test(predict, seasons_in_results)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    set_opt(&f, "predict.season", "4");
+    fx_start(&f);
+    static const double terms[4] = {2, 0, -2, 0};
+    for (int t = 0; t < 12; t++)
+        cr_assert_eq(add(&f, "k", t * 1000, 0, 10 + t + terms[t % 4]), 0);
+    cr_assert_eq(f.nres, 11); /* the 12th is open */
+    for (int t = 0; t < 11; t++) {
+        cJSON *root = parse(f.res[t].json);
+        const cJSON *forecast = member(field_of(root, "v"), "forecast");
+        if (t < 8)
+            cr_expect(cJSON_IsNull(forecast), "window %d: %s", t, f.res[t].json);
+        else /* exact: the start found the line and the terms */
+            cr_expect(close_rel(forecast->valuedouble, 10 + t + terms[t % 4], 1e-6),
+                      "window %d: %s", t, f.res[t].json);
+        cJSON_Delete(root);
+    }
+    struct sg_buf b;
+    sg_buf_init(&b, 1 << 16);
+    cr_assert_eq(sg_streams_render_key(f.st, "k", 1, &b), 0);
+    cJSON *live = cJSON_ParseWithLength(b.data, b.len);
+    cr_assert_not_null(live);
+    cr_expect(close_rel(num(member(live, "forecast"), "v"), 10 + 11 + terms[3], 1e-6), "%.*s",
+              (int)b.len, b.data);
+    cJSON_Delete(live);
+    sg_buf_free(&b);
     fx_stop(&f);
 }
