@@ -19,6 +19,18 @@ static double sg_predict__scale(const struct sg_predict_model *m, double f)
     return s > floor ? s : floor;
 }
 
+/* Scores residual e of forecast f into `out`; returns e clipped to +-threshold scales. */
+static double sg_predict__score(const struct sg_predict_conf *c, const struct sg_predict_model *m,
+                                double f, double e, struct sg_predict_out *out)
+{
+    double s = sg_predict__scale(m, f);
+    double clip = c->threshold * s;
+    out->anomaly = e / s;
+    out->has_anomaly = true;
+    out->anomalous = fabs(out->anomaly) > c->threshold;
+    return e > clip ? clip : e < -clip ? -clip : e;
+}
+
 /* Holt's model, without a season. */
 static void sg_predict__holt(const struct sg_predict_conf *c, struct sg_predict_model *m,
                              int64_t step, double y, struct sg_predict_out *out)
@@ -41,15 +53,7 @@ static void sg_predict__holt(const struct sg_predict_conf *c, struct sg_predict_
         m->trend = (y - m->level) / k;
         m->level = y;
     } else {
-        double ec = e;
-        if (m->n >= c->warmup) {
-            double s = sg_predict__scale(m, f);
-            double clip = c->threshold * s;
-            out->anomaly = e / s;
-            out->has_anomaly = true;
-            out->anomalous = fabs(out->anomaly) > c->threshold;
-            ec = e > clip ? clip : e < -clip ? -clip : e;
-        }
+        double ec = m->n >= c->warmup ? sg_predict__score(c, m, f, e, out) : e;
         /* While few windows are in, the gains of a least-squares line through all of them. */
         double t = (double)m->n + 1;
         double a = fmax(c->alpha, 2 * (2 * t - 1) / (t * (t + 1)));
@@ -155,19 +159,13 @@ static void sg_predict__seasonal(const struct sg_predict_conf *c, struct sg_pred
     int64_t at = step > m->last_step ? step : m->last_step + 1;
     double *sl = &s[sg_predict__slot(c, at)];
     double f = m->level + k * m->trend + *sl;
-    double e = y - f, ec = e;
+    double e = y - f;
     out->forecast = f;
     out->has_forecast = true;
     double fitted = (double)m->n - SEASON_START(c, m); /* windows since the start */
     /* Scored from the third season on: until then each term is one window's noise. */
-    if (fitted >= fmax((double)c->warmup, (double)p)) {
-        double sc = sg_predict__scale(m, f);
-        double clip = c->threshold * sc;
-        out->anomaly = e / sc;
-        out->has_anomaly = true;
-        out->anomalous = fabs(out->anomaly) > c->threshold;
-        ec = e > clip ? clip : e < -clip ? -clip : e;
-    }
+    double ec =
+        fitted >= fmax((double)c->warmup, (double)p) ? sg_predict__score(c, m, f, e, out) : e;
     m->level += k * m->trend + c->alpha * ec;
     m->trend += c->alpha * c->beta * ec;
     /* A term starts as one noisy window; while few seasons are in, it is their mean (the gain
