@@ -213,6 +213,15 @@ int sg_streams_restore(struct sg_streams *st, const char *key, size_t key_len,
  * -ENOENT when the key has no stream. */
 int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len,
                           struct sg_buf *out);
+/* Called with each open window's numbers (json NULL, final false); a nonzero return stops the
+ * walk and is returned by sg_streams_open_windows. */
+typedef int (*sg_streams_open_cb)(void *arg, const struct sg_window_result *res);
+/* Live query, numbers only: hands cb the result of each open window of `key` (of every key when
+ * `key` is NULL), built as an early emission's is, forecasts looked at but no model moved.
+ * The results are valid during the call only, and cb must not call back into the engine.
+ * Returns 0 (also for a key without a stream), cb's nonzero return, or -ENOMEM. */
+int sg_streams_open_windows(struct sg_streams *st, const char *key, size_t key_len,
+                            sg_streams_open_cb cb, void *arg);
 /* Appends {"active_keys":N,"keys":[{"key":..,"partition":..,"open_windows":..,"count":..}],
  * "truncated":bool} listing at most `limit` keys (count = events in open windows). */
 int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *out);

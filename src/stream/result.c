@@ -378,6 +378,16 @@ static int sg_result__json(const struct sg_window_result *res, int final, struct
     return rc ? rc : sg_buf_append_char(out, '}');
 }
 
+int sg_result__open_numbers(struct sg_streams *st, const struct sg_window *w,
+                            struct sg_window_result *res)
+{
+    int rc = sg_result__view(st, w, false, res);
+    if (rc == 0)
+        res->origin = (struct sg_streams_origin){
+            .offset = -1, .watermark = INT64_MIN, .max_event_time = INT64_MIN};
+    return rc;
+}
+
 int sg_result__render(struct sg_streams *st, const struct sg_window *w, int final,
                       struct sg_buf *out)
 {

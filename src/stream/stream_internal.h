@@ -367,6 +367,10 @@ int sg_result__render(struct sg_streams *st, const struct sg_window *w, int fina
 /* Fills the view of a window and renders its JSON into the engine's buffer, then hands both to
  * the result callback. */
 void sg_result__emit(struct sg_streams *st, const struct sg_window *w, bool final);
+/* Fills `res` with the numbers of open window w, as an early emission's (no JSON, no model
+ * moved), in the engine's view: valid until the next result. */
+int sg_result__open_numbers(struct sg_streams *st, const struct sg_window *w,
+                            struct sg_window_result *res);
 /* Frees the sketches the last result made for its fields of a value or two. */
 void sg_result__release_rooms(struct sg_streams *st);
 /* Appends the shortest decimal text that reads back as exactly `v`; null when not finite. */

@@ -967,6 +967,38 @@ int sg_streams_render_key(struct sg_streams *st, const char *key, size_t key_len
     return rc ? rc : sg_buf_append_char(out, '}');
 }
 
+/* The open windows of stream s, each handed to cb; stops at cb's first nonzero return. */
+static int sg_streams__each_open(struct sg_streams *st, const struct sg_stream *s,
+                                 sg_streams_open_cb cb, void *arg)
+{
+    if (s->is_idle)
+        return 0;
+    for (const struct sg_window *w = s->u.windows; w; w = w->next) {
+        struct sg_window_result res;
+        int rc = sg_result__open_numbers(st, w, &res);
+        if (rc == 0)
+            rc = cb(arg, &res);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int sg_streams_open_windows(struct sg_streams *st, const char *key, size_t key_len,
+                            sg_streams_open_cb cb, void *arg)
+{
+    if (key) {
+        const struct sg_stream *s =
+            sg_streams__find(st, key, key_len, sg_hash64(key, key_len, st->seed));
+        return s ? sg_streams__each_open(st, s, cb, arg) : 0;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i <= st->mask; i++)
+        if (st->slots[i])
+            rc = sg_streams__each_open(st, st->slots[i], cb, arg);
+    return rc;
+}
+
 int sg_streams_render_list(struct sg_streams *st, size_t limit, struct sg_buf *out)
 {
     int rc = sg_buf_printf(out, "{\"active_keys\":%zu,\"keys\":[", st->nkeys);
