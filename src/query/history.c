@@ -109,7 +109,13 @@ struct hq {
     bool desc;
     bool live;                /* live=true: the key's open windows too, on the last page */
     struct hq_rollup *rollup; /* rollup=true; NULL: the windows themselves */
-    struct hq_slice *slice;   /* across keys (GET /v1/history); NULL: one key */
+    /* live=true with rollup=true: the starts of the open windows folded in from memory, whose
+     * stored rows (early emissions) the roll-up then skips. */
+    int64_t *open_ws;
+    size_t nopen, open_cap;
+    bool has_lo; /* a page of one key's windows from a token: where it starts */
+    int64_t lo_ws;
+    struct hq_slice *slice; /* across keys (GET /v1/history); NULL: one key */
     uint64_t start_ns;
     size_t key_len;
     char key[]; /* not NUL-terminated */
@@ -193,6 +199,8 @@ static void hq_free(struct hq *q)
         h->held -= sizeof(*q->rollup);
         free(q->rollup);
     }
+    h->held -= q->open_cap * sizeof(*q->open_ws);
+    free(q->open_ws);
     hq_account(h);
     free(q);
 }
@@ -521,9 +529,76 @@ struct hq_window_field {
     size_t sketch_len;
 };
 
-/* Folds one stored window into the roll-up. The mean and variance combine by the parallel
- * algorithm (Chan, Golub, LeVeque): M2 = n * stddev^2 per part, and for the union
- * M2 = M2a + M2b + delta^2 * na * nb / n. Returns 0, -ENOMEM, or -EINVAL (an unreadable
+/* Folds the registers of a window's distinct count (their stored form) into the roll-up.
+ * Returns 0 or -EINVAL (unreadable registers). */
+static int rollup_hll(struct hq_rollup *ru, const void *p, size_t len)
+{
+    struct sg_hll one;
+    if (sg_hll_decode(p, len, &one) != 0)
+        return -EINVAL;
+    int rc = ru->hll.registers ? sg_hll_merge(&ru->hll, &one) : 0;
+    if (!ru->hll.registers)
+        ru->hll = one;
+    else
+        sg_hll_free(&one);
+    if (rc != 0)
+        ru->distinct_lost = true; /* another precision: cannot merge */
+    ru->has_distinct = true;
+    return 0;
+}
+
+/* Folds one window's statistics of field `name` (starting at `ws`) into the roll-up. The mean
+ * and variance combine by the parallel algorithm (Chan, Golub, LeVeque): M2 = n * stddev^2 per
+ * part, and for the union M2 = M2a + M2b + delta^2 * na * nb / n. Returns 0, -ENOMEM, or
+ * -EINVAL (an unreadable sketch). */
+static int rollup_field_fold(struct sg_history *h, struct hq_rollup *ru, const char *name,
+                             size_t len, int64_t ws, const struct hq_window_field *w)
+{
+    struct hq_field *f = rollup_field(h, ru, name, len);
+    if (!f)
+        return -ENOMEM;
+    if (w->count <= 0)
+        return 0;
+    double n = f->count + w->count, delta = w->mean - f->mean;
+    double m2w = w->has_stddev ? w->count * w->stddev * w->stddev : 0;
+    if (f->count == 0) {
+        f->mean = w->mean;
+        f->m2 = m2w;
+        f->min = w->min;
+        f->max = w->max;
+    } else {
+        f->mean += delta * w->count / n;
+        f->m2 += m2w + delta * delta * f->count * w->count / n;
+        f->min = w->has_min && w->min < f->min ? w->min : f->min;
+        f->max = w->has_max && w->max > f->max ? w->max : f->max;
+    }
+    f->count = n;
+    f->sum += w->sum;
+    if (w->has_first && ws < f->first_ws)
+        f->first_ws = ws, f->first = w->first;
+    if (w->has_last && ws > f->last_ws)
+        f->last_ws = ws, f->last = w->last;
+    if (w->sketch) {
+        struct sg_ddsketch *sk = NULL;
+        if (sg_ddsketch_decode(w->sketch, w->sketch_len, &sk) != 0)
+            return -EINVAL;
+        int rc = 0;
+        if (!f->sketch)
+            f->sketch = sk;
+        else {
+            rc = sg_ddsketch_merge(f->sketch, sk);
+            sg_ddsketch_destroy(sk);
+        }
+        if (rc == -ENOMEM)
+            return rc;
+        f->sketch_lost |= rc != 0;
+    } else if (w->has_quantiles) {
+        f->sketch_lost = true;
+    }
+    return 0;
+}
+
+/* Folds one stored window into the roll-up. Returns 0, -ENOMEM, or -EINVAL (an unreadable
  * sketch). */
 static int rollup_window(struct sg_history *h, struct hq_rollup *ru, const struct sg_ts_row *row)
 {
@@ -536,19 +611,8 @@ static int rollup_window(struct sg_history *h, struct hq_rollup *ru, const struc
         if (c->name_len == 5 && memcmp(c->name, "count", 5) == 0 && v->type == SG_TS_INTEGER)
             ru->count += (uint64_t)v->i;
         if (c->name_len == 12 && memcmp(c->name, "distinct_hll", 12) == 0 &&
-            v->type == SG_TS_BLOB) {
-            struct sg_hll one;
-            if (sg_hll_decode(v->bytes.ptr, v->bytes.len, &one) != 0)
-                return -EINVAL;
-            int rc = ru->hll.registers ? sg_hll_merge(&ru->hll, &one) : 0;
-            if (!ru->hll.registers)
-                ru->hll = one;
-            else
-                sg_hll_free(&one);
-            if (rc != 0)
-                ru->distinct_lost = true; /* another precision: cannot merge */
-            ru->has_distinct = true;
-        }
+            v->type == SG_TS_BLOB && rollup_hll(ru, v->bytes.ptr, v->bytes.len) != 0)
+            return -EINVAL;
     }
     for (size_t i = 0; i < row->attr_count; i++) {
         const struct sg_ts_column *c = &row->attrs[i];
@@ -592,47 +656,52 @@ static int rollup_window(struct sg_history *h, struct hq_rollup *ru, const struc
             else if (st[0] == 'p')
                 w.has_quantiles = true;
         }
-        struct hq_field *f = rollup_field(h, ru, c->name, flen);
-        if (!f)
-            return -ENOMEM;
-        if (w.count <= 0)
-            continue;
-        double n = f->count + w.count, delta = w.mean - f->mean;
-        double m2w = w.has_stddev ? w.count * w.stddev * w.stddev : 0;
-        if (f->count == 0) {
-            f->mean = w.mean;
-            f->m2 = m2w;
-            f->min = w.min;
-            f->max = w.max;
-        } else {
-            f->mean += delta * w.count / n;
-            f->m2 += m2w + delta * delta * f->count * w.count / n;
-            f->min = w.has_min && w.min < f->min ? w.min : f->min;
-            f->max = w.has_max && w.max > f->max ? w.max : f->max;
+        int rc = rollup_field_fold(h, ru, c->name, flen, ws, &w);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Folds an open window from memory into the roll-up as a stored one is folded: its sketches
+ * and registers go through their stored form (in `scratch`), so both merge the same way.
+ * Returns 0, -ENOMEM, or -EINVAL. */
+static int rollup_open_window(struct sg_history *h, struct hq_rollup *ru,
+                              const struct sg_window_result *res, struct sg_buf *scratch)
+{
+    ru->windows++;
+    ru->count += res->count;
+    sg_buf_reset(scratch);
+    if (res->has_distinct && res->hll &&
+        (sg_hll_encode(res->hll, scratch) != 0 || rollup_hll(ru, scratch->data, scratch->len) != 0))
+        return -ENOMEM;
+    for (size_t i = 0; i < res->nfields; i++) {
+        const struct sg_result_field *rf = &res->fields[i];
+        struct hq_window_field w = {.count = (double)rf->count,
+                                    .sum = rf->sum.value,
+                                    .min = rf->min.value,
+                                    .max = rf->max.value,
+                                    .mean = rf->mean.value,
+                                    .stddev = rf->stddev.value,
+                                    .first = rf->first.value,
+                                    .last = rf->last.value,
+                                    .has_min = rf->min.has_value,
+                                    .has_max = rf->max.has_value,
+                                    .has_mean = rf->mean.has_value,
+                                    .has_stddev = rf->stddev.has_value,
+                                    .has_first = rf->first.has_value,
+                                    .has_last = rf->last.has_value,
+                                    .has_quantiles = rf->nquantiles > 0};
+        sg_buf_reset(scratch);
+        if (rf->sketch) {
+            if (sg_ddsketch_encode(rf->sketch, scratch) != 0)
+                return -ENOMEM;
+            w.sketch = scratch->data;
+            w.sketch_len = scratch->len;
         }
-        f->count = n;
-        f->sum += w.sum;
-        if (w.has_first && ws < f->first_ws)
-            f->first_ws = ws, f->first = w.first;
-        if (w.has_last && ws > f->last_ws)
-            f->last_ws = ws, f->last = w.last;
-        if (w.sketch) {
-            struct sg_ddsketch *sk = NULL;
-            if (sg_ddsketch_decode(w.sketch, w.sketch_len, &sk) != 0)
-                return -EINVAL;
-            int rc = 0;
-            if (!f->sketch)
-                f->sketch = sk;
-            else {
-                rc = sg_ddsketch_merge(f->sketch, sk);
-                sg_ddsketch_destroy(sk);
-            }
-            if (rc == -ENOMEM)
-                return rc;
-            f->sketch_lost |= rc != 0;
-        } else if (w.has_quantiles) {
-            f->sketch_lost = true;
-        }
+        int rc = rollup_field_fold(h, ru, rf->name, rf->name_len, res->window_start, &w);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -713,42 +782,207 @@ static int64_t ws_of(const cJSON *w)
     return (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(w, "window_start"));
 }
 
-/* live=true: the key's open windows in [from, to), from memory, marked "final":false; each
- * takes the place of a stored early emission of the same window, and the list stays in order. */
-static int add_live(struct sg_history *h, const struct hq *q, cJSON *windows)
+/* A statistic as a number, or null where the value is not finite. */
+static cJSON *stat_json(struct sg_result_stat v)
 {
-    sg_buf_reset(&h->out);
-    int rc = sg_streams_render_key(h->streams, q->key, q->key_len, &h->out);
-    if (rc == -ENOENT)
-        return 0; /* no open window */
-    if (rc < 0)
-        return rc;
-    cJSON *live = cJSON_ParseWithLength(h->out.data, h->out.len);
-    cJSON *open = cJSON_GetObjectItemCaseSensitive(live, "windows");
-    cJSON *w;
-    while (open && (w = cJSON_DetachItemFromArray(open, 0))) {
-        int64_t ws = ws_of(w);
-        if (ws < q->from || ws >= q->to) {
-            cJSON_Delete(w);
-            continue;
-        }
-        cJSON_AddItemToObject(w, "final", cJSON_CreateBool(false));
-        int at = 0;
-        const cJSON *s;
-        cJSON_ArrayForEach(s, windows)
-        {
-            if (q->desc ? ws_of(s) <= ws : ws_of(s) >= ws)
-                break;
-            at++;
-        }
-        const cJSON *same = cJSON_GetArrayItem(windows, at);
-        if (same && ws_of(same) == ws)
-            cJSON_ReplaceItemInArray(windows, at, w);
-        else
-            cJSON_InsertItemInArray(windows, at, w);
+    return v.has_value ? cJSON_CreateNumber(v.value) : cJSON_CreateNull();
+}
+
+/* An open window's result as the live query shows it, with "final":false. */
+static cJSON *open_result(const struct sg_window_result *res)
+{
+    char name[SG_TS_PK_VALUE_MAX_BYTES + 1];
+    cJSON *doc = cJSON_CreateObject(), *fields = cJSON_CreateObject();
+    if (!doc || !fields) {
+        cJSON_Delete(doc);
+        cJSON_Delete(fields);
+        return NULL;
     }
-    cJSON_Delete(live);
+    snprintf(name, sizeof(name), "%.*s", (int)res->key_len, res->key);
+    cJSON_AddStringToObject(doc, "key", name);
+    cJSON_AddNumberToObject(doc, "window_start", (double)res->window_start);
+    cJSON_AddNumberToObject(doc, "window_end", (double)res->window_end);
+    cJSON_AddNumberToObject(doc, "count", (double)res->count);
+    for (size_t i = 0; i < res->nfields; i++) {
+        const struct sg_result_field *rf = &res->fields[i];
+        snprintf(name, sizeof(name), "%.*s", (int)rf->name_len, rf->name);
+        cJSON *o = cJSON_AddObjectToObject(fields, name);
+        if (!o)
+            break;
+        cJSON_AddNumberToObject(o, "count", (double)rf->count);
+        const struct sg_result_stat *stats[] = {&rf->sum,    &rf->min,   &rf->max, &rf->mean,
+                                                &rf->stddev, &rf->first, &rf->last};
+        static const char *const names[] = {"sum", "min", "max", "mean", "stddev", "first", "last"};
+        for (size_t k = 0; k < SG_ARRAY_SIZE(names); k++)
+            cJSON_AddItemToObject(o, names[k], stat_json(*stats[k]));
+        for (size_t k = 0; k < rf->nquantiles; k++)
+            cJSON_AddItemToObject(o, rf->quantiles[k].name, stat_json(rf->quantiles[k].value));
+        if (rf->predicted) {
+            cJSON_AddItemToObject(o, "forecast", stat_json(rf->forecast));
+            cJSON_AddItemToObject(o, "anomaly", stat_json(rf->anomaly));
+            cJSON_AddItemToObject(o, "next", stat_json(rf->next));
+        }
+    }
+    cJSON_AddItemToObject(doc, "fields", fields);
+    if (res->has_distinct)
+        cJSON_AddNumberToObject(doc, "distinct", (double)res->distinct);
+    cJSON_AddBoolToObject(doc, "final", false);
+    return doc;
+}
+
+/* A place in a listing: a window (window_start, key). */
+struct hq_pos {
+    int64_t ws;
+    const char *key;
+    size_t key_len;
+};
+
+/* The order of (ws, key) against `p` in a listing: by window_start then key, newest first when
+ * `desc`. */
+static int pos_cmp(int64_t ws, const char *key, size_t key_len, const struct hq_pos *p, bool desc)
+{
+    int c = ws != p->ws ? (ws < p->ws ? -1 : 1) : 0;
+    if (c == 0) {
+        size_t n = key_len < p->key_len ? key_len : p->key_len;
+        c = memcmp(key, p->key, n);
+        c = c ? c : (key_len > p->key_len) - (key_len < p->key_len);
+    }
+    return desc ? -c : c;
+}
+
+/* What a walk over the open windows gathers: the results in [from, to) and in the page's span
+ * [lo, hi) (either NULL: no bound), or (roll-ups) their numbers folded in. */
+struct hq_open {
+    struct hq *q;
+    const struct hq_pos *lo, *hi;
+    cJSON **items;
+    size_t n, cap;
+};
+
+/* Counts an open window of the range and the page against query.max_rows: 0 to take it, 1 to
+ * pass it by, or -E2BIG. */
+static int open_take(struct hq_open *o, const struct sg_window_result *res)
+{
+    int64_t ws = res->window_start;
+    if (ws < o->q->from || ws >= o->q->to ||
+        (o->lo && pos_cmp(ws, res->key, res->key_len, o->lo, o->q->desc) < 0) ||
+        (o->hi && pos_cmp(ws, res->key, res->key_len, o->hi, o->q->desc) >= 0))
+        return 1;
+    if (o->n >= (size_t)o->q->h->cfg->query_max_rows)
+        return -E2BIG;
     return 0;
+}
+
+static int on_open_result(void *arg, const struct sg_window_result *res)
+{
+    struct hq_open *o = arg;
+    int rc = open_take(o, res);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16;
+        cJSON **items = realloc(o->items, cap * sizeof(*items));
+        if (!items)
+            return -ENOMEM;
+        o->items = items;
+        o->cap = cap;
+    }
+    if (!(o->items[o->n] = open_result(res)))
+        return -ENOMEM;
+    o->n++;
+    return 0;
+}
+
+static int on_open_fold(void *arg, const struct sg_window_result *res)
+{
+    struct hq_open *o = arg;
+    struct hq *q = o->q;
+    int rc = open_take(o, res);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (q->nopen == q->open_cap) {
+        size_t cap = q->open_cap ? q->open_cap * 2 : 8;
+        int64_t *ws = realloc(q->open_ws, cap * sizeof(*ws));
+        if (!ws)
+            return -ENOMEM;
+        q->h->held += (cap - q->open_cap) * sizeof(*ws);
+        q->open_ws = ws;
+        q->open_cap = cap;
+    }
+    q->open_ws[q->nopen++] = res->window_start;
+    o->n++;
+    return rollup_open_window(q->h, q->rollup, res, &q->h->out);
+}
+
+/* Orders results by (window_start, key), newest first when *arg is true. */
+static int result_cmp(const void *a, const void *b, void *arg)
+{
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    int64_t wx = ws_of(x), wy = ws_of(y);
+    int c = wx != wy ? (wx < wy ? -1 : 1)
+                     : strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "key")),
+                              cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(y, "key")));
+    return *(const bool *)arg ? -c : c;
+}
+
+/* live=true: the open windows in [from, to) of the query's key (of every key across keys),
+ * from memory, marked "final":false and merged into `windows` in its order; each takes the place
+ * of a stored early emission of the same window. A page takes those of its span: from where it
+ * starts (`lo`, its token; NULL: the first page) to where the next one starts (`hi`; NULL: the
+ * last page), so that every open window comes once over the pages, in order. Returns 0,
+ * -ENOMEM, or -E2BIG (more than query.max_rows open windows). */
+static int add_live(struct sg_history *h, struct hq *q, cJSON *windows, const struct hq_pos *lo,
+                    const struct hq_pos *hi)
+{
+    struct hq_open o = {.q = q, .lo = lo, .hi = hi};
+    int rc = sg_streams_open_windows(h->streams, q->slice ? NULL : q->key, q->key_len,
+                                     on_open_result, &o);
+    size_t ns = (size_t)cJSON_GetArraySize(windows);
+    cJSON **stored = rc == 0 && ns ? malloc(ns * sizeof(*stored)) : NULL;
+    if (rc == 0 && ns && !stored)
+        rc = -ENOMEM;
+    if (rc == 0 && o.n > 0) {
+        qsort_r(o.items, o.n, sizeof(*o.items), result_cmp, &q->desc);
+        for (size_t i = 0; i < ns; i++)
+            stored[i] = cJSON_DetachItemFromArray(windows, 0);
+        size_t i = 0, j = 0;
+        while (i < ns || j < o.n) {
+            int c = i == ns ? 1 : j == o.n ? -1 : result_cmp(&stored[i], &o.items[j], &q->desc);
+            if (c == 0) /* memory wins over a stored early emission */
+                cJSON_Delete(stored[i++]);
+            cJSON_AddItemToArray(windows, c < 0 ? stored[i++] : o.items[j++]);
+        }
+        o.n = 0;
+    }
+    for (size_t i = 0; i < o.n; i++)
+        cJSON_Delete(o.items[i]);
+    free(o.items);
+    free(stored);
+    return rc;
+}
+
+/* The 422 of a query that would hold more than query.max_rows windows. */
+static void answer_too_many(struct sg_history *h, struct sg_http_conn *conn, const char *what)
+{
+    char why[256];
+    snprintf(why, sizeof(why),
+             "%s more than query.max_rows (%" PRId64
+             ") windows: narrow the range or raise the option",
+             what, h->cfg->query_max_rows);
+    answer_error(conn, &h->out, 422, why, NULL);
+}
+
+/* The window_start of a results table primary key (key, window_start). */
+static bool pk_ws(const void *pk, size_t len, int64_t *ws)
+{
+    struct sg_ts_rows rows;
+    if (sg_ts_pb_decode(pk, len, SG_TS_DECODE_SINGLE, &rows, NULL, 0) != 0)
+        return false;
+    const struct sg_ts_row *r = &rows.rows[0];
+    bool ok = r->pk_count == 2 && r->pk[1].value.type == SG_TS_INTEGER;
+    *ws = ok ? r->pk[1].value.i : 0;
+    sg_ts_rows_free(&rows);
+    return ok;
 }
 
 static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *code,
@@ -807,12 +1041,19 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         cJSON *next = res.next_start ? cJSON_CreateString(h->out.data) : cJSON_CreateNull();
         ok = next && cJSON_AddItemToObject(doc, "next_page", next);
     }
-    if (ok && q->live && !res.next_start)
-        ok = add_live(h, q, windows) == 0;
+    int lrc = 0;
+    if (ok && q->live) {
+        /* This page's span: from its token (if any) to the next page's start (if any). */
+        struct hq_pos lo = {q->lo_ws, q->key, q->key_len}, hi = {0, q->key, q->key_len};
+        bool has_hi = res.next_start && pk_ws(res.next_start, res.next_start_len, &hi.ws);
+        lrc = add_live(h, q, windows, q->has_lo ? &lo : NULL, has_hi ? &hi : NULL);
+    }
     sg_ts_range_result_free(&res);
-    char *text = ok ? print_exact(doc) : NULL;
+    char *text = ok && lrc == 0 ? print_exact(doc) : NULL;
     cJSON_Delete(doc);
-    if (!text) {
+    if (lrc == -E2BIG) {
+        answer_too_many(h, conn, "live=true would add");
+    } else if (!text) {
         answer_error(conn, &h->out, 500, "out of memory", NULL);
     } else {
         sg_http_answer(conn, 200, text, strlen(text), NULL);
@@ -822,6 +1063,16 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
 }
 
 static int encode_pk(struct sg_buf *out, const char *key, size_t key_len, int64_t ws);
+
+/* Whether the roll-up took the window starting at `ws` from memory (live=true): its stored row,
+ * an early emission, is then not folded in again. */
+static bool is_open(const struct hq *q, int64_t ws)
+{
+    for (size_t i = 0; i < q->nopen; i++)
+        if (q->open_ws[i] == ws)
+            return true;
+    return false;
+}
 
 /* A roll-up's page: fold its windows in, then read the next page or answer. */
 static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
@@ -837,7 +1088,8 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
             rc = -E2BIG;
             break;
         }
-        if (row->pk_count == 2 && row->pk[1].value.type == SG_TS_INTEGER)
+        if (row->pk_count == 2 && row->pk[1].value.type == SG_TS_INTEGER &&
+            !is_open(q, row->pk[1].value.i))
             rc = rollup_window(h, ru, row);
     }
     hq_account(h);
@@ -880,6 +1132,10 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
                      rc == -ENOMEM ? "out of memory" : "a stored sketch does not decode", NULL);
     } else {
         cJSON *doc = rollup_render(h, q->rollup, q->key, q->key_len, q->from, q->to);
+        if (doc && q->live) { /* says that open windows are in it, and how many */
+            cJSON_AddBoolToObject(doc, "live", true);
+            cJSON_AddNumberToObject(doc, "open_windows", (double)q->nopen);
+        }
         char *text = print_exact(doc);
         cJSON_Delete(doc);
         if (text)
@@ -970,6 +1226,12 @@ static int entry_cmp(const void *a, const void *b, void *arg)
     return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
+/* Newest first: (window_start, key) descending. */
+static int entry_cmp_desc(const void *a, const void *b, void *arg)
+{
+    return entry_cmp(b, a, arg);
+}
+
 static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_len);
 
 /* A page of a shard's range: note its windows; on to the rest of the range, or, once every
@@ -1057,7 +1319,11 @@ static void on_shard(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         return;
     /* Every shard read: all the windows in time order (or by key, for roll-ups), then their
      * rows. */
-    qsort_r(sl->e, sl->n, sizeof(*sl->e), q->rollup ? entry_key_cmp : entry_cmp, sl->keys.data);
+    qsort_r(sl->e, sl->n, sizeof(*sl->e),
+            q->rollup ? entry_key_cmp
+            : q->desc ? entry_cmp_desc
+                      : entry_cmp,
+            sl->keys.data);
     sl->take = q->rollup ? sl->n : sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
     if (slice_read(q, NULL, 0) != 0)
         slice_fail(q, 503, "Tablestore is busy or unreachable (retried for query.timeout)",
@@ -1075,16 +1341,20 @@ static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_le
     if (spent_ms >= timeout)
         return -ETIMEDOUT;
     int rc = 0;
+    /* Forward: [(s, from, INF_MIN), (s, to, INF_MIN)); backward: from (s, to, INF_MIN), which
+     * is past every window before `to`, down to (s, from, INF_MIN), exclusive. A page starts at
+     * its first window (page_ws, page_key), inclusive in either direction. */
+    int64_t first = q->desc ? q->to : q->from, stop = q->desc ? q->from : q->to;
     if (!start) {
-        rc = encode_index_pk(&h->start, sh->s, sl->has_page ? sl->page_ws : q->from,
+        rc = encode_index_pk(&h->start, sh->s, sl->has_page ? sl->page_ws : first,
                              sl->has_page ? sl->page_key.data : NULL, sl->page_key.len);
         start = (const uint8_t *)h->start.data;
         start_len = h->start.len;
     }
     if (rc == 0)
-        rc = encode_index_pk(&h->end, sh->s, q->to, NULL, 0);
+        rc = encode_index_pk(&h->end, sh->s, stop, NULL, 0);
     struct sg_ts_get_range gr = {.table = sg_ts_reader_time_index(h->reader),
-                                 .direction = SG_TS_FORWARD,
+                                 .direction = q->desc ? SG_TS_BACKWARD : SG_TS_FORWARD,
                                  .start = start,
                                  .start_len = start_len,
                                  .end = h->end.data,
@@ -1183,7 +1453,22 @@ static void slice_answer(struct hq *q)
              sg_buf_append_char(&h->out, '\0') == 0 && (next = cJSON_CreateString(h->out.data));
     }
     ok = ok && next && cJSON_AddItemToObject(sl->doc, "next_page", next);
-    slice_answer_text(q, ok ? print_exact(sl->doc) : NULL);
+    int lrc = 0;
+    if (ok && q->live) {
+        /* This page's span: from its token (if any) to the first window left out (if any). */
+        const struct hq_entry *e = sl->take < sl->n ? &sl->e[sl->take] : NULL;
+        struct hq_pos lo = {sl->page_ws, sl->page_key.data, sl->page_key.len};
+        struct hq_pos hi = {e ? e->ws : 0, e ? sl->keys.data + e->key_off : NULL,
+                            e ? e->key_len : 0};
+        lrc = add_live(h, q, sl->windows, sl->has_page ? &lo : NULL, e ? &hi : NULL);
+    }
+    if (lrc == -E2BIG) {
+        observe(q);
+        answer_too_many(h, q->conn, "live=true would add");
+        hq_free(q);
+        return;
+    }
+    slice_answer_text(q, ok && lrc == 0 ? print_exact(sl->doc) : NULL);
 }
 
 static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *code,
@@ -1283,11 +1568,19 @@ static int slice_read(struct hq *q, const uint8_t *start, size_t start_len)
                                   timeout - spent_ms, on_batch, q, &q->rd);
 }
 
-/* A GET /v1/history across keys: sets the slice up and reads the first shard. */
+/* What a GET /v1/history across keys asks. */
+struct hq_slice_ask {
+    int64_t from, to;
+    long limit;
+    bool rollup, group_none, desc, live;
+};
+
+/* A GET /v1/history across keys: sets the slice up and reads every shard's range. */
 static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const char *url,
-                        size_t url_len, int64_t from, int64_t to, long limit, bool rollup,
-                        bool group_none, uint64_t start_ns)
+                        size_t url_len, const struct hq_slice_ask *ask, uint64_t start_ns)
 {
+    int64_t from = ask->from, to = ask->to;
+    bool rollup = ask->rollup;
     char value[HQ_MAX_PARAM + 1];
     if (!sg_ts_reader_time_index(h->reader)[0]) {
         answer_error(conn, &h->out, 404,
@@ -1303,13 +1596,19 @@ static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const c
         answer_error(conn, &h->out, 500, "out of memory", NULL);
         return false;
     }
-    *q = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .slice = sl};
-    sl->group_none = group_none;
+    *q = (struct hq){.h = h,
+                     .conn = conn,
+                     .from = from,
+                     .to = to,
+                     .desc = ask->desc,
+                     .live = ask->live,
+                     .slice = sl};
+    sl->group_none = ask->group_none;
     sg_buf_init(&sl->cur_key, 0);
     q->rollup = rollup ? calloc(1, sizeof(*q->rollup)) : NULL;
     q->start_ns = start_ns;
     sl->nshards = sg_ts_reader_index_shards(h->reader);
-    sl->limit = (int32_t)limit;
+    sl->limit = (int32_t)ask->limit;
     sg_buf_init(&sl->keys, 0);
     sg_buf_init(&sl->page_key, 0);
     sl->doc = cJSON_CreateObject();
@@ -1384,9 +1683,9 @@ static int encode_pk(struct sg_buf *out, const char *key, size_t key_len, int64_
     return sg_ts_pb_encode(out, SG_TS_ROW_PK, &row, NULL, 0);
 }
 
-/* A page token must be a primary key of this key inside the range. */
+/* A page token must be a primary key of this key inside the range; *ws is its window_start. */
 static bool token_ok(const struct sg_buf *pk, const char *key, size_t key_len, int64_t from,
-                     int64_t to)
+                     int64_t to, int64_t *ws)
 {
     struct sg_ts_rows rows;
     if (sg_ts_pb_decode(pk->data, pk->len, SG_TS_DECODE_SINGLE, &rows, NULL, 0) != 0)
@@ -1397,6 +1696,7 @@ static bool token_ok(const struct sg_buf *pk, const char *key, size_t key_len, i
               memcmp(r->pk[0].value.bytes.ptr, key, key_len) == 0 &&
               r->pk[1].value.type == SG_TS_INTEGER && r->pk[1].value.i >= from &&
               r->pk[1].value.i < to;
+    *ws = ok ? r->pk[1].value.i : 0;
     sg_ts_rows_free(&rows);
     return ok;
 }
@@ -1490,14 +1790,6 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         return false;
     }
     if (all_keys) {
-        if (param(url, url_len, "order", value, sizeof(value)) != 0 ||
-            param(url, url_len, "live", value, sizeof(value)) != 0) {
-            answer_error(conn, &h->out, 501,
-                         "order and live across keys are not available in this version: a "
-                         "time slice across keys comes oldest first",
-                         NULL);
-            return false;
-        }
         int r2 = param(url, url_len, "rollup", value, sizeof(value));
         bool all_rollup = r2 == 1 && strcmp(value, "true") == 0;
         if (r2 < 0 || (r2 == 1 && !all_rollup && strcmp(value, "false") != 0)) {
@@ -1510,8 +1802,30 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
             answer_error(conn, &h->out, 400, "group: key or none, with rollup=true", NULL);
             return false;
         }
-        return slice_start(h, conn, url, url_len, from, to, limit, all_rollup,
-                           r2 == 1 && strcmp(value, "none") == 0, start_ns);
+        bool group_none = r2 == 1 && strcmp(value, "none") == 0;
+        r2 = param(url, url_len, "live", value, sizeof(value));
+        bool all_live = r2 == 1 && strcmp(value, "true") == 0;
+        if (r2 < 0 || (r2 == 1 && !all_live && strcmp(value, "false") != 0)) {
+            answer_error(conn, &h->out, 400, "live: true or false", NULL);
+            return false;
+        }
+        if (all_live && (all_rollup || !h->streams)) {
+            answer_error(conn, &h->out, 501,
+                         all_rollup ? "live=true with rollup=true across keys is not available "
+                                      "in this version: ask for one key's roll-up"
+                                    : "live=true needs the windows, which this process does "
+                                      "not keep (role gateway)",
+                         NULL);
+            return false;
+        }
+        struct hq_slice_ask ask = {.from = from,
+                                   .to = to,
+                                   .limit = limit,
+                                   .rollup = all_rollup,
+                                   .group_none = group_none,
+                                   .desc = desc && !all_rollup,
+                                   .live = all_live};
+        return slice_start(h, conn, url, url_len, &ask, start_ns);
     }
     /* Forward: [(key, from), (key, to)); backward: from (key, to - 1) down to (key, from - 1),
      * exclusive. A page token replaces the start. */
@@ -1523,8 +1837,10 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         return false;
     }
     rc = param(url, url_len, "page", value, sizeof(value));
+    int64_t lo_ws = 0;
+    bool has_lo = rc == 1;
     if (rc < 0 || (rc == 1 && (token_decode(value, &h->start) != 0 ||
-                               !token_ok(&h->start, key, key_len, from, to)))) {
+                               !token_ok(&h->start, key, key_len, from, to, &lo_ws)))) {
         answer_error(conn, &h->out, 400,
                      "page: not a page token of this query (use next_page as it was given)", NULL);
         return false;
@@ -1542,11 +1858,10 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         return false;
     }
     bool live = rc == 1 && strcmp(value, "true") == 0;
-    if (live && (rollup || !h->streams)) {
+    if (live && !h->streams) {
         answer_error(conn, &h->out, 501,
-                     rollup ? "live=true with rollup=true is not available in this version"
-                            : "live=true needs the windows, which this process does not keep "
-                              "(role gateway)",
+                     "live=true needs the windows, which this process does not keep (role "
+                     "gateway)",
                      NULL);
         return false;
     }
@@ -1576,7 +1891,14 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
         answer_error(conn, &h->out, 500, "out of memory", NULL);
         return false;
     }
-    *hq = (struct hq){.h = h, .conn = conn, .from = from, .to = to, .desc = desc, .live = live};
+    *hq = (struct hq){.h = h,
+                      .conn = conn,
+                      .from = from,
+                      .to = to,
+                      .desc = desc,
+                      .live = live,
+                      .has_lo = has_lo && !rollup,
+                      .lo_ws = lo_ws};
     if (rollup && !(hq->rollup = calloc(1, sizeof(*hq->rollup)))) {
         free(hq);
         answer_error(conn, &h->out, 500, "out of memory", NULL);
@@ -1585,18 +1907,32 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
     hq->start_ns = start_ns;
     hq->key_len = key_len;
     memcpy(hq->key, key, key_len);
-    if (sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len,
-                          h->cfg->query_timeout_ms, on_range, hq, &hq->rd) != 0) {
-        free(hq->rollup);
-        free(hq);
-        answer_error(conn, &h->out, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
-        return false;
-    }
+    /* The list of queries owns it from here: hq_free releases what it holds. */
     hq->next = h->queries;
     if (h->queries)
         h->queries->prev = hq;
     h->queries = hq;
     h->held += sizeof(*hq) + key_len + (rollup ? sizeof(*hq->rollup) : 0);
+    if (rollup && live) {
+        /* The open windows first, as they are now: a window that fires while the stored rows
+         * are read was counted here, and its stored row is skipped. */
+        struct hq_open o = {.q = hq};
+        rc = sg_streams_open_windows(h->streams, key, key_len, on_open_fold, &o);
+        if (rc != 0) {
+            hq_free(hq);
+            if (rc == -E2BIG)
+                answer_too_many(h, conn, "live=true would fold in");
+            else
+                answer_error(conn, &h->out, 500, "out of memory", NULL);
+            return false;
+        }
+    }
+    if (sg_ts_reader_call(h->reader, "GetRange", h->body.data, h->body.len,
+                          h->cfg->query_timeout_ms, on_range, hq, &hq->rd) != 0) {
+        hq_free(hq);
+        answer_error(conn, &h->out, 503, "the Tablestore client is closing", "Retry-After: 1\r\n");
+        return false;
+    }
     hq_account(h);
     sg_http_hold(conn, on_conn_gone, hq);
     return true;
