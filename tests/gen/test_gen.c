@@ -235,12 +235,13 @@ Test(gen, help_lists_every_option)
     run_gen((const char *[]){"--help", NULL}, &r);
     cr_assert_eq(r.status, 0);
     static const char *const opts[] = {
-        "--http",     "--tcp",           "--file",        "--source",        "--count",
-        "--duration", "--rate",          "--keys",        "--dist",          "--zipf-s",
-        "--batch",    "--ndjson",        "--connections", "--start-ts",      "--ts-step",
-        "--disorder", "--max-delay",     "--late",        "--lateness",      "--window-size",
-        "--expect",   "--expect-fields", "--seed",        "--retry",         "--max-retries",
-        "--quiet",    "--json",          "--token",       "--check-results", "--check-history"};
+        "--http",         "--tcp",           "--file",        "--source",        "--count",
+        "--duration",     "--rate",          "--keys",        "--dist",          "--zipf-s",
+        "--batch",        "--ndjson",        "--connections", "--start-ts",      "--ts-step",
+        "--disorder",     "--max-delay",     "--late",        "--lateness",      "--window-size",
+        "--expect",       "--expect-fields", "--seed",        "--retry",         "--max-retries",
+        "--quiet",        "--json",          "--token",       "--check-results", "--check-history",
+        "--expect-values"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         cr_assert_not_null(strstr(r.out, opts[i]), "--help misses %s", opts[i]);
     run_free(&r);

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -228,4 +229,19 @@ void next_page_token(const cJSON *doc, char *token, size_t size)
         snprintf(token, size, "%s", next->valuestring);
     else
         cr_assert(cJSON_IsNull(next), "next_page is neither a token nor null");
+}
+
+void gen_store_run(struct sgt_proc *p, const char **argv, const struct emu *e, struct gen_files *g)
+{
+    char args[2048];
+    snprintf(g->expect, sizeof(g->expect), "%s/expect.ndjson", e->dir);
+    snprintf(g->out, sizeof(g->out), "%s/gen.out", e->dir);
+    snprintf(g->err, sizeof(g->err), "%s/gen.err", e->dir);
+    snprintf(args, sizeof(args),
+             "--http http://%s --count 3000 --keys 12 --start-ts %" PRId64
+             " --ts-step 7 --window-size 1000 --lateness 3600000 --expect '%s' --quiet",
+             p->http, BASE_TS, g->expect);
+    cr_assert_eq(gen_run(args, g->out, g->err), 0, "gen: %s", sgt_read_file(g->err, NULL));
+    cr_assert_eq(sgt_stop(p), 0); /* the windows fire and are written */
+    sgt_start(p, argv, NULL);
 }

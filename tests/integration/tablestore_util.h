@@ -66,4 +66,14 @@ void next_page_token(const cJSON *doc, char *token, size_t size);
  * and stderr in the files given. */
 int gen_run(const char *args, const char *out, const char *err);
 
+/* Paths in e->dir for a generator's run: expect.ndjson, gen.out and gen.err (400 bytes each). */
+struct gen_files {
+    char expect[400], out[400], err[400];
+};
+
+/* Sends 3000 events over 12 sensor keys (from BASE_TS, 7 ms apart, 1 s windows) through
+ * streamgate-gen to gateway p with --expect, stops the gateway (its windows fire and are
+ * written), and starts a fresh one with `argv` to read them back. */
+void gen_store_run(struct sgt_proc *p, const char **argv, const struct emu *e, struct gen_files *g);
+
 #endif

@@ -268,3 +268,75 @@ Test(history, across_keys_desc_and_live, .timeout = 180)
     stop_no_sanitizer(&p);
     emu_stop(&e);
 }
+
+/* streamgate-gen --check-history compares each quantile of a key's roll-up with the exact order
+ * statistic of the values it sent (PATH.values beside --expect PATH): they match within 1%;
+ * one key's values scaled by 5% are reported as differences; without the values file the
+ * quantiles are not compared. */
+Test(history, gen_check_history_quantiles, .timeout = 180)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    char secret[320], results[320], values[420], args[2048];
+    const char *argv[64];
+    build_args(argv, &e, secret, results, NULL);
+    sgt_start(&p, argv, NULL);
+    struct gen_files g;
+    gen_store_run(&p, argv, &e, &g);
+    const char *expect = g.expect, *out = g.out, *err = g.err;
+    snprintf(values, sizeof(values), "%s.values", expect);
+
+    snprintf(args, sizeof(args), "--check-history http://%s --expect '%s' --json", p.http, expect);
+    int rc = gen_run(args, out, err);
+    char *text = sgt_read_file(out, NULL);
+    cr_assert_eq(rc, 0, "check-history: %s %s", text, sgt_read_file(err, NULL));
+    cJSON *j = cJSON_Parse(text);
+    cr_assert(j, "%s", text);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "match")));
+    cr_expect_eq(num(j, "keys"), 12);
+    cr_expect_eq(num(j, "quantiles"), 36, "p50, p90 and p99 of value for 12 keys");
+    cJSON_Delete(j);
+    free(text);
+
+    /* The first key's values 5% larger: its quantiles are now off by more than 1%. */
+    char *vt = sgt_read_file(values, NULL);
+    cr_assert(vt, "no %s", values);
+    char *nl = strchr(vt, '\n');
+    cr_assert(nl);
+    *nl = '\0';
+    cJSON *first = cJSON_Parse(vt);
+    cr_assert(first);
+    cJSON *v;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(first, "values"))
+    {
+        cr_assert(v->valuedouble > 0, "sensor values are positive");
+        cJSON_SetNumberValue(v, v->valuedouble * 1.05);
+    }
+    char *line = cJSON_PrintUnformatted(first);
+    FILE *f = fopen(values, "w");
+    cr_assert(f);
+    fprintf(f, "%s\n%s", line, nl + 1);
+    fclose(f);
+    free(line);
+    cJSON_Delete(first);
+    free(vt);
+    rc = gen_run(args, out, err);
+    cr_expect_eq(rc, 1, "scaled values passed");
+    char *etext = sgt_read_file(err, NULL);
+    cr_expect(etext && strstr(etext, "exact order statistic") && strstr(etext, "p50"), "%s", etext);
+    free(etext);
+
+    /* Without the values: count, sum, min and max only. */
+    cr_assert_eq(remove(values), 0);
+    rc = gen_run(args, out, err);
+    text = sgt_read_file(out, NULL);
+    cr_expect_eq(rc, 0, "%s", text);
+    j = cJSON_Parse(text);
+    cr_assert(j, "%s", text);
+    cr_expect_eq(num(j, "quantiles"), 0);
+    cJSON_Delete(j);
+    free(text);
+    stop_no_sanitizer(&p);
+    emu_stop(&e);
+}

@@ -1115,23 +1115,15 @@ Test(tablestore, gen_check_history, .timeout = 180)
     struct emu e = {0};
     emu_start(&e, NULL);
     struct sgt_proc p;
-    char secret[320], results[320], expect[400], out[400], err[400], args[2048];
+    char secret[320], results[320], args[2048];
     const char *argv[64];
     static const char *const distinct[] = {"--window-distinct-field", "id", NULL};
     build_args(argv, &e, secret, results, distinct);
     sgt_start(&p, argv, NULL);
-    snprintf(expect, sizeof(expect), "%s/expect.ndjson", e.dir);
-    snprintf(out, sizeof(out), "%s/gen.out", e.dir);
-    snprintf(err, sizeof(err), "%s/gen.err", e.dir);
-    snprintf(args, sizeof(args),
-             "--http http://%s --count 3000 --keys 12 --start-ts %" PRId64
-             " --ts-step 7 --window-size 1000 --lateness 3600000 --expect '%s' --quiet",
-             p.http, BASE_TS, expect);
-    cr_assert_eq(gen_run(args, out, err), 0, "gen: %s", sgt_read_file(err, NULL));
-    cr_assert_eq(sgt_stop(&p), 0); /* the windows fire and are written */
-
     /* A gateway started afresh reads them back. */
-    sgt_start(&p, argv, NULL);
+    struct gen_files g;
+    gen_store_run(&p, argv, &e, &g);
+    const char *expect = g.expect, *out = g.out, *err = g.err;
     snprintf(args, sizeof(args), "--check-history http://%s --expect '%s' --json", p.http, expect);
     int rc = gen_run(args, out, err);
     char *text = sgt_read_file(out, NULL);

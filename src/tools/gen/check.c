@@ -509,13 +509,150 @@ static char *gen_check__get(const char *url, const char *path, const char *token
     return buf;
 }
 
+/* One key's values of a field, sorted, from <expect>.values. */
+struct gen_cvals {
+    char *key, *field;
+    double *v;
+    size_t n;
+};
+
+struct gen_cvalues {
+    struct gen_cvals *e;
+    size_t n;
+};
+
+static int gen_check__cvals_cmp(const void *a, const void *b)
+{
+    const struct gen_cvals *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : strcmp(x->field, y->field);
+}
+
+static void gen_check__values_free(struct gen_cvalues *cv)
+{
+    for (size_t i = 0; i < cv->n; i++) {
+        free(cv->e[i].key);
+        free(cv->e[i].field);
+        free(cv->e[i].v);
+    }
+    free(cv->e);
+    cv->e = NULL;
+    cv->n = 0;
+}
+
+/* Reads <expect>.values (gen_expect_write_values) into `cv`. Returns 0, 1 when there is no such
+ * file, or -1 (a message on stderr) when it cannot be read or a line is not a key's sorted
+ * values. */
+static int gen_check__load_values(const char *path, struct gen_cvalues *cv)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f && errno == ENOENT)
+        return 1;
+    if (!f) {
+        fprintf(stderr, "streamgate-gen: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    char *text = gen_check__read(path);
+    if (!text)
+        return -1;
+    size_t cap = 0, line = 0;
+    int rc = 0;
+    for (char *p = text, *nl; rc == 0 && *p; p = nl ? nl + 1 : p + strlen(p)) {
+        nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        line++;
+        if (!*p)
+            continue;
+        cJSON *doc = cJSON_Parse(p);
+        const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key"),
+                    *field = cJSON_GetObjectItemCaseSensitive(doc, "field"),
+                    *vals = cJSON_GetObjectItemCaseSensitive(doc, "values"), *x;
+        struct gen_cvals e = {0};
+        rc = cJSON_IsString(key) && cJSON_IsString(field) && cJSON_IsArray(vals) ? 0 : -1;
+        if (rc == 0 && cv->n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct gen_cvals *more = realloc(cv->e, cap * sizeof(*more));
+            rc = more ? 0 : -1;
+            cv->e = more ? more : cv->e;
+        }
+        if (rc == 0) {
+            e.key = strdup(key->valuestring);
+            e.field = strdup(field->valuestring);
+            e.v = malloc(((size_t)cJSON_GetArraySize(vals) + 1) * sizeof(*e.v));
+            rc = e.key && e.field && e.v ? 0 : -1;
+        }
+        const cJSON *list = rc == 0 ? vals : NULL;
+        cJSON_ArrayForEach(x, list)
+        {
+            if (!cJSON_IsNumber(x) || (e.n > 0 && x->valuedouble < e.v[e.n - 1])) {
+                rc = -1;
+                break;
+            }
+            e.v[e.n++] = x->valuedouble;
+        }
+        if (rc == 0)
+            cv->e[cv->n++] = e;
+        else {
+            free(e.key);
+            free(e.field);
+            free(e.v);
+            fprintf(stderr, "streamgate-gen: %s:%zu: not a key's sorted values\n", path, line);
+        }
+        cJSON_Delete(doc);
+    }
+    free(text);
+    if (rc == 0)
+        qsort(cv->e, cv->n, sizeof(*cv->e), gen_check__cvals_cmp);
+    return rc;
+}
+
+/* Compares every quantile of roll-up field `fo` (members p50, p99.9, ...) with the exact order
+ * statistic of the values `e`, at the rank the server's sketch answers for (floor(q * (n - 1)),
+ * as src/stream/ddsketch.c), within DDSketch's 1% relative error. Returns how many it compared. */
+static size_t gen_check__quantiles(struct gen_check *ck, const char *key, const char *field,
+                                   const cJSON *fo, const struct gen_cvals *e)
+{
+    size_t compared = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, fo)
+    {
+        char *end;
+        if (!m->string || m->string[0] != 'p' || !isdigit((unsigned char)m->string[1]) ||
+            !cJSON_IsNumber(m) || e->n == 0)
+            continue;
+        double pct = strtod(m->string + 1, &end);
+        if (*end || !(pct > 0 && pct <= 100))
+            continue;
+        double q = pct / 100;
+        size_t rank = (size_t)floor(q * (double)(e->n - 1));
+        rank = rank < e->n ? rank : e->n - 1;
+        double exact = e->v[rank], est = m->valuedouble;
+        if (fabs(est - exact) > 0.01 * fabs(exact))
+            gen_check__diff(ck,
+                            "%s: %s %s %.17g, exact order statistic %.17g (rank %zu of %zu): more "
+                            "than 1%% off",
+                            key, field, m->string, est, exact, rank, e->n);
+        compared++;
+    }
+    return compared;
+}
+
 int gen_check_history(const struct gen_opts *o)
 {
     struct gen_check ck = {.nnames = 0};
     struct gen_cfile ef = {.path = o->expect_path};
+    struct gen_cvalues cv = {0};
     int code = 2;
-    size_t keys = 0;
+    size_t keys = 0, quantiles = 0;
+    char vpath[4096];
+    snprintf(vpath, sizeof(vpath), "%s.values", o->expect_path);
     if (gen_check__load(&ck, &ef, true) != 0)
+        goto out;
+    /* The values beside the expectation, for the quantiles: without them, none are compared. */
+    int vrc = gen_check__load_values(vpath, &cv);
+    if (vrc < 0)
         goto out;
     /* The run's time range: every expected window falls in it. */
     double from = ef.n ? ef.w[0].start : 0, to = 0;
@@ -582,6 +719,16 @@ int gen_check_history(const struct gen_opts *o)
                                         gen_check_stat_names[s],
                                         cJSON_IsNumber(v) ? v->valuedouble : NAN, f[n][s]);
                 }
+                struct gen_cvals want = {.key = (char *)key, .field = ck.names[n]};
+                const struct gen_cvals *ve =
+                    cv.n ? bsearch(&want, cv.e, cv.n, sizeof(*cv.e), gen_check__cvals_cmp) : NULL;
+                if (ve && ve->n != (size_t)f[n][0])
+                    gen_check__diff(&ck, "%s: %s has %zu values in %s, %.17g in the expectation",
+                                    key, ck.names[n], ve->n, vpath, f[n][0]);
+                else if (ve)
+                    quantiles += gen_check__quantiles(&ck, key, ck.names[n], fo, ve);
+                else if (vrc == 0)
+                    gen_check__diff(&ck, "%s: %s has no values in %s", key, ck.names[n], vpath);
             }
         }
         cJSON_Delete(doc);
@@ -594,12 +741,17 @@ int gen_check_history(const struct gen_opts *o)
         fprintf(stderr, "streamgate-gen: %zu difference%s between %s's roll-ups and %s\n", ck.ndiff,
                 ck.ndiff == 1 ? "" : "s", o->check_history, ef.path);
     else if (!o->quiet)
-        fprintf(stderr, "streamgate-gen: %s's roll-ups match %s: %zu keys, %zu windows\n",
-                o->check_history, ef.path, keys, ef.n);
+        fprintf(stderr,
+                "streamgate-gen: %s's roll-ups match %s: %zu keys, %zu windows, %zu quantiles\n",
+                o->check_history, ef.path, keys, ef.n, quantiles);
+    if (vrc == 1 && !o->quiet)
+        fprintf(stderr, "streamgate-gen: no %s: quantiles not compared\n", vpath);
     if (o->json)
-        printf("{\"keys\":%zu,\"windows\":%zu,\"differences\":%zu,\"match\":%s}\n", keys, ef.n,
-               ck.ndiff, ck.ndiff ? "false" : "true");
+        printf(
+            "{\"keys\":%zu,\"windows\":%zu,\"quantiles\":%zu,\"differences\":%zu,\"match\":%s}\n",
+            keys, ef.n, quantiles, ck.ndiff, ck.ndiff ? "false" : "true");
 out:
+    gen_check__values_free(&cv);
     gen_check__free(&ef);
     for (int k = 0; k < ck.nnames; k++)
         free(ck.names[k]);

@@ -11,11 +11,12 @@
 
 #include "gen.h"
 
-int gen_expect_init(struct gen_expect *ex, int64_t window_ms, int nfields)
+int gen_expect_init(struct gen_expect *ex, int64_t window_ms, int nfields, size_t values_max)
 {
     memset(ex, 0, sizeof(*ex));
     ex->window_ms = window_ms;
     ex->nfields = nfields;
+    ex->vals_max = values_max;
     ex->cap = 1024;
     ex->slots = calloc(ex->cap, sizeof(*ex->slots));
     return ex->slots ? 0 : -ENOMEM;
@@ -26,6 +27,36 @@ void gen_expect_destroy(struct gen_expect *ex)
     free(ex->slots);
     ex->slots = NULL;
     ex->cap = ex->len = 0;
+    free(ex->vals);
+    ex->vals = NULL;
+    ex->nvals = ex->vals_cap = 0;
+}
+
+/* Keeps one event's values, while fewer than vals_max are kept. */
+static int gen_expect__keep(struct gen_expect *ex, const struct gen_rec *rec)
+{
+    if (ex->vals_over || ex->vals_max == 0)
+        return 0;
+    if (ex->nvals == ex->vals_max) {
+        ex->vals_over = true;
+        free(ex->vals);
+        ex->vals = NULL;
+        ex->nvals = ex->vals_cap = 0;
+        return 0;
+    }
+    if (ex->nvals == ex->vals_cap) {
+        size_t cap = ex->vals_cap ? ex->vals_cap * 2 : 4096;
+        cap = cap > ex->vals_max ? ex->vals_max : cap;
+        struct gen_evals *v = realloc(ex->vals, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        ex->vals = v;
+        ex->vals_cap = cap;
+    }
+    struct gen_evals *e = &ex->vals[ex->nvals++];
+    e->key = rec->key;
+    memcpy(e->v, rec->v, sizeof(e->v));
+    return 0;
 }
 
 static size_t gen_expect__hash(uint32_t key, int64_t start)
@@ -64,6 +95,8 @@ int gen_expect_add(struct gen_expect *ex, const struct gen_rec *rec)
     if (rec->late)
         return 0;
     if ((ex->len + 1) * 2 > ex->cap && gen_expect__grow(ex) != 0)
+        return -ENOMEM;
+    if (gen_expect__keep(ex, rec) != 0)
         return -ENOMEM;
     int64_t q = rec->ts / ex->window_ms;
     if (rec->ts % ex->window_ms != 0 && rec->ts < 0)
@@ -181,5 +214,85 @@ int gen_expect_write(const struct gen_expect *ex, enum gen_source_kind kind, con
     }
 out:
     free(rows);
+    return rc;
+}
+
+struct gen_values_key {
+    uint32_t key;
+    char name[32];
+    size_t first, n; /* its events in the sorted values */
+};
+
+static int gen_expect__values_cmp(const void *a, const void *b)
+{
+    const struct gen_evals *x = a, *y = b;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+static int gen_expect__name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct gen_values_key *)a)->name,
+                  ((const struct gen_values_key *)b)->name);
+}
+
+static int gen_expect__double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int gen_expect_write_values(const struct gen_expect *ex, enum gen_source_kind kind,
+                            const char *path, const char *const *names, char *errstr,
+                            size_t errstr_size)
+{
+    if (ex->vals_over) {
+        (void)remove(path);
+        return 1;
+    }
+    /* The events by key, then each key's values of a field sorted in turn. */
+    qsort(ex->vals, ex->nvals, sizeof(*ex->vals), gen_expect__values_cmp);
+    size_t nkeys = 0;
+    for (size_t i = 0; i < ex->nvals; i++)
+        nkeys += i == 0 || ex->vals[i].key != ex->vals[i - 1].key;
+    struct gen_values_key *keys = malloc((nkeys ? nkeys : 1) * sizeof(*keys));
+    double *v = malloc((ex->nvals ? ex->nvals : 1) * sizeof(*v));
+    FILE *f = keys && v ? fopen(path, "w") : NULL;
+    int rc = 0;
+    if (!f) {
+        rc = keys && v ? -errno : -ENOMEM;
+        snprintf(errstr, errstr_size, "cannot write %s: %s", path, strerror(-rc));
+        goto out;
+    }
+    for (size_t i = 0, k = 0; i < ex->nvals; i++) {
+        if (i > 0 && ex->vals[i].key == ex->vals[i - 1].key) {
+            keys[k - 1].n++;
+            continue;
+        }
+        keys[k] = (struct gen_values_key){.key = ex->vals[i].key, .first = i, .n = 1};
+        gen_source_key_name(kind, ex->vals[i].key, keys[k].name);
+        k++;
+    }
+    qsort(keys, nkeys, sizeof(*keys), gen_expect__name_cmp);
+    char num[64];
+    for (size_t k = 0; k < nkeys; k++)
+        for (int j = 0; j < ex->nfields; j++) {
+            for (size_t i = 0; i < keys[k].n; i++)
+                v[i] = ex->vals[keys[k].first + i].v[j];
+            qsort(v, keys[k].n, sizeof(*v), gen_expect__double_cmp);
+            fprintf(f, "{\"key\":\"%s\",\"field\":\"%s\",\"count\":%zu,\"values\":[", keys[k].name,
+                    names[j], keys[k].n);
+            for (size_t i = 0; i < keys[k].n; i++) {
+                gen_format_double(v[i], num);
+                fprintf(f, "%s%s", i ? "," : "", num);
+            }
+            fputs("]}\n", f);
+        }
+    if (fclose(f) != 0) {
+        rc = -errno;
+        snprintf(errstr, errstr_size, "cannot write %s: %s", path, strerror(errno));
+    }
+out:
+    free(keys);
+    free(v);
     return rc;
 }

@@ -53,8 +53,9 @@ struct gen_opts {
     int64_t ts_step;
     uint64_t seed;
     char *expect_path;
-    char *check_results; /* compare this results file with expect_path instead of generating */
-    char *check_history; /* ask this server's GET /v1/history for each key's roll-up instead */
+    uint64_t expect_values; /* events whose values --expect keeps in <expect>.values */
+    char *check_results;    /* compare this results file with expect_path instead of generating */
+    char *check_history;    /* ask this server's GET /v1/history for each key's roll-up instead */
     uint64_t distinct_precision; /* --check-history: the gateway's window.distinct_precision */
     int64_t window_size_ms;
     char *expect_fields;
@@ -155,6 +156,12 @@ struct gen_ewin {
     struct gen_fagg f[GEN_MAX_FIELDS];
 };
 
+/* One event's values, kept for the exact order statistics. */
+struct gen_evals {
+    uint32_t key;
+    double v[GEN_MAX_FIELDS];
+};
+
 struct gen_expect {
     int64_t window_ms;
     int nfields;
@@ -162,15 +169,27 @@ struct gen_expect {
     double noise; /* and the events' noise */
     struct gen_ewin *slots;
     size_t cap, len;
+    /* Every event's values, up to vals_max events (past that, none are written). */
+    struct gen_evals *vals;
+    size_t nvals, vals_cap, vals_max;
+    bool vals_over;
 };
 
-int gen_expect_init(struct gen_expect *ex, int64_t window_ms, int nfields);
+/* `values_max`: events whose values are kept for gen_expect_write_values (0: none). */
+int gen_expect_init(struct gen_expect *ex, int64_t window_ms, int nfields, size_t values_max);
 void gen_expect_destroy(struct gen_expect *ex);
 /* Folds an event that reached the server (late ones are skipped). Returns 0 or -ENOMEM. */
 int gen_expect_add(struct gen_expect *ex, const struct gen_rec *rec);
 /* Writes the sorted expectation to `path`. */
 int gen_expect_write(const struct gen_expect *ex, enum gen_source_kind kind, const char *path,
                      const char *const *names, char *errstr, size_t errstr_size);
+/* Writes every key's values of each field, sorted, to `path` (<expect>.values): one line a key
+ * and field, {"key":..,"field":..,"count":N,"values":[..]}, keys in the order of the
+ * expectation. When more than the kept number of events came, writes nothing, removes any older
+ * `path`, and returns 1. Returns 0, 1, or a negative errno code with a message in errstr. */
+int gen_expect_write_values(const struct gen_expect *ex, enum gen_source_kind kind,
+                            const char *path, const char *const *names, char *errstr,
+                            size_t errstr_size);
 /* Appends the shortest text that reads back as `v` (integers without a fraction), as the server
  * writes its results. Returns the length written to `buf` (at least 40 bytes). */
 size_t gen_format_double(double v, char *buf);
@@ -184,7 +203,9 @@ int gen_check_results(const struct gen_opts *o);
 /* --check-history URL --expect EXPECT: for each key of the expectation, asks the server for the
  * roll-up of the key's stored windows over the expectation's time range and compares count, sum,
  * min and max of every expected field with the expected windows folded in time order (exact:
- * the server adds the stored window sums in that order). Exit status as gen_check_results. */
+ * the server adds the stored window sums in that order), and, with <expect>.values beside it,
+ * each quantile of the roll-up with the exact order statistic of the key's values (within 1%).
+ * Exit status as gen_check_results. */
 int gen_check_history(const struct gen_opts *o);
 
 /* ---- statistics (stats.c) ------------------------------------------------------------- */

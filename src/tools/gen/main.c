@@ -3,6 +3,7 @@
  * the exact window aggregates the server should produce from it, or (--check-results) compares
  * the results a server wrote with such an expectation. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,8 +107,8 @@ static int gen_app_create(struct gen_app *app, char *errstr, size_t errstr_size)
     if ((rc = gen_source_init(&app->src, o, errstr, errstr_size)) != 0)
         return rc;
     app->keep_expect = o->expect_path != NULL;
-    if (app->keep_expect &&
-        gen_expect_init(&app->expect, o->window_size_ms, app->src.nfields) != 0) {
+    if (app->keep_expect && gen_expect_init(&app->expect, o->window_size_ms, app->src.nfields,
+                                            (size_t)o->expect_values) != 0) {
         snprintf(errstr, errstr_size, "out of memory");
         return -ENOMEM;
     }
@@ -243,6 +244,20 @@ int main(int argc, char **argv)
         } else if (app->expect_partial && !app->opts.quiet) {
             fprintf(stderr, "streamgate-gen: the expectation leaves out batches that were not "
                             "wholly acknowledged\n");
+        }
+        /* Beside it, the values of every event, for --check-history's quantiles. */
+        char vpath[4096];
+        snprintf(vpath, sizeof(vpath), "%s.values", app->opts.expect_path);
+        int vrc = gen_expect_write_values(&app->expect, app->opts.source, vpath, names, errstr,
+                                          sizeof(errstr));
+        if (vrc < 0) {
+            fprintf(stderr, "streamgate-gen: %s\n", errstr);
+            code = 1;
+        } else if (vrc == 1 && !app->opts.quiet) {
+            fprintf(stderr,
+                    "streamgate-gen: more than --expect-values %" PRIu64
+                    " events: %s not written (--check-history will not check quantiles)\n",
+                    app->opts.expect_values, vpath);
         }
     }
     gen_app_destroy(app);

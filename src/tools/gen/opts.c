@@ -71,6 +71,10 @@ static const struct gen_opt gen_opt_table[] = {
     {"expect", GEN_OPT_STR, O(expect_path), NULL, "PATH",
      "Write the exact per-key, per-window aggregates of what was acknowledged to PATH (with "
      "--check-results: read them from PATH)."},
+    {"expect-values", GEN_OPT_U64, O(expect_values), "1000000", "N",
+     "Also write every event's values of the --expect fields, sorted per key, to PATH.values "
+     "(for --check-history's quantiles), for runs of up to N events (40 bytes each in memory); "
+     "0 = never."},
     {"expect-fields", GEN_OPT_STR, O(expect_fields), NULL, "F1,F2",
      "Numeric fields in --expect (up to 4); default value (sensors) or latency_ms (logs)."},
     {"check-results", GEN_OPT_STR, O(check_results), NULL, "PATH",
@@ -81,7 +85,8 @@ static const struct gen_opt gen_opt_table[] = {
      "Compare instead of generating: for each key of --expect PATH, the server at URL's roll-up "
      "of the key's stored windows over the run (GET /v1/history/{key}?rollup=true) against the "
      "expected windows folded together, exactly (count, sum, min, max of each expected "
-     "field); exit 0 when equal, 1 with the first differences on stderr."},
+     "field), and with PATH.values each quantile within 1% of the exact order statistic; exit 0 "
+     "when equal, 1 with the first differences on stderr."},
     {"distinct-precision", GEN_OPT_U64, O(distinct_precision), "12", "P",
      "--check-history: the gateway's window.distinct_precision; a roll-up's distinct (with "
      "window.distinct_field id, every event's id being unique) must be within three standard "
