@@ -131,6 +131,7 @@ struct sg_history {
     size_t held; /* bytes of the queries in progress */
     struct hq *queries;
     struct sg_histogram *m_latency;
+    struct sg_counter *m_max_rows; /* queries refused for query.max_rows */
     struct sg_buf start, end, body, out;
 };
 
@@ -151,7 +152,9 @@ int sg_history_create(const struct sg_config *cfg, struct sg_ts_reader *reader,
     h->budget = budget;
     h->m_latency = sg_metrics_histogram(metrics, SG_METRIC_QUERY_SECONDS, NULL, latency_bounds,
                                         SG_ARRAY_SIZE(latency_bounds));
-    if (!h->m_latency) {
+    h->m_max_rows =
+        sg_metrics_counter(metrics, SG_METRIC_LIMIT_HITS_TOTAL, "limit=\"query_max_rows\"");
+    if (!h->m_latency || !h->m_max_rows) {
         free(h);
         return -ENOMEM;
     }
@@ -938,8 +941,8 @@ static int add_live(struct sg_history *h, struct hq *q, cJSON *windows, const st
     int rc = sg_streams_open_windows(h->streams, q->slice ? NULL : q->key, q->key_len,
                                      on_open_result, &o);
     size_t ns = (size_t)cJSON_GetArraySize(windows);
-    cJSON **stored = rc == 0 && ns ? malloc(ns * sizeof(*stored)) : NULL;
-    if (rc == 0 && ns && !stored)
+    cJSON **stored = rc == 0 && ns && o.n ? malloc(ns * sizeof(*stored)) : NULL;
+    if (rc == 0 && ns && o.n && !stored)
         rc = -ENOMEM;
     if (rc == 0 && o.n > 0) {
         qsort_r(o.items, o.n, sizeof(*o.items), result_cmp, &q->desc);
@@ -965,6 +968,7 @@ static int add_live(struct sg_history *h, struct hq *q, cJSON *windows, const st
 static void answer_too_many(struct sg_history *h, struct sg_http_conn *conn, const char *what)
 {
     char why[256];
+    sg_counter_inc(h->m_max_rows);
     snprintf(why, sizeof(why),
              "%s more than query.max_rows (%" PRId64
              ") windows: narrow the range or raise the option",
@@ -1122,6 +1126,7 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
     sg_ts_range_result_free(res);
     observe(q);
     if (rc == -E2BIG) {
+        sg_counter_inc(h->m_max_rows);
         snprintf(why, sizeof(why),
                  "the roll-up would scan more than query.max_rows (%" PRId64
                  ") stored windows: narrow the range or raise the option",
@@ -1300,6 +1305,7 @@ static void on_shard(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         rc = shard_read(sh, res.next_start, res.next_start_len);
     sg_ts_range_result_free(&res);
     if (rc == -E2BIG) {
+        sg_counter_inc(h->m_max_rows);
         snprintf(why, sizeof(why),
                  "the time slice holds more than query.max_rows (%" PRId64
                  ") windows: narrow the range or raise the option",

@@ -78,7 +78,8 @@ Test(history, live_rollup_of_one_key, .timeout = 180)
     struct emu e = {0};
     emu_start(&e, NULL);
     struct sgt_proc p;
-    start_gateway(&p, &e, NULL);
+    static const char *const max_rows[] = {"--query-max-rows", "12", NULL};
+    start_gateway(&p, &e, max_rows);
     static char body[64 * 1024];
     static double vals[400];
     size_t len = 0, nv = 0;
@@ -153,6 +154,23 @@ Test(history, live_rollup_of_one_key, .timeout = 180)
     cr_expect_null(cJSON_GetObjectItemCaseSensitive(doc, "live"));
     cr_expect_eq(num(doc, "count"), 320);
     cJSON_Delete(doc);
+
+    /* 13 open windows are more than query.max_rows (12): a 422, counted, not a partial list. */
+    len = 0;
+    for (int w = 10; w < 23; w++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "{\"key\":\"r1\",\"ts\":%" PRId64 ",\"value\":1}\n",
+                                BASE_TS + (int64_t)w * WINDOW);
+    post(&p, body);
+    snprintf(path, sizeof(path), "/v1/history/r1?from=%" PRId64 "&to=%" PRId64 "&live=true",
+             BASE_TS + 10 * WINDOW, BASE_TS + 30 * WINDOW);
+    doc = get_json(p.http, path, NULL, &status);
+    cr_expect_eq(status, 422);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    cr_expect(cJSON_IsString(msg) && strstr(msg->valuestring, "query.max_rows"));
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(doc, "windows"));
+    cJSON_Delete(doc);
+    cr_expect_eq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"query_max_rows\"}"), 1);
     stop_no_sanitizer(&p);
     emu_stop(&e);
 }
