@@ -278,6 +278,67 @@ Test(query, render_key)
     fx_stop(&f);
 }
 
+/* What sg_streams_open_windows handed over. */
+struct open_seen {
+    size_t n, stop_after;
+    char keys[8][16];
+    int64_t starts[8];
+    uint64_t counts[8];
+    bool any_final, any_json;
+};
+
+static int on_open(void *arg, const struct sg_window_result *r)
+{
+    struct open_seen *o = arg;
+    cr_assert_lt(o->n, 8);
+    snprintf(o->keys[o->n], sizeof(o->keys[0]), "%.*s", (int)r->key_len, r->key);
+    o->starts[o->n] = r->window_start;
+    o->counts[o->n] = r->count;
+    o->any_final |= r->final;
+    o->any_json |= r->json != NULL;
+    cr_assert_eq(r->nfields, 1);
+    cr_assert_eq(r->fields[0].sum.value, (double)r->count);
+    return ++o->n == o->stop_after ? -EINTR : 0;
+}
+
+/* The open windows' numbers: one key's, every key's, none of a key without a stream, and the
+ * walk stops at the callback's first nonzero return. Nothing fires or is emitted. */
+Test(query, open_windows)
+{
+    struct fx f = {0};
+    sg_config_defaults(&f.cfg);
+    f.cfg.window_type = SG_WINDOW_HOPPING;
+    f.cfg.window_size_ms = 10000;
+    f.cfg.window_slide_ms = 5000;
+    fx_start(&f);
+    cr_assert_eq(add(&f, "k", 12000, 0), 0);
+    cr_assert_eq(add(&f, "k", 13000, 0), 0);
+    cr_assert_eq(add(&f, "other", 13000, 0), 0);
+
+    struct open_seen o = {0};
+    cr_assert_eq(sg_streams_open_windows(f.st, "k", 1, on_open, &o), 0);
+    cr_assert_eq(o.n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_str_eq(o.keys[i], "k");
+        cr_assert_eq(o.counts[i], 2);
+    }
+    cr_assert(o.starts[0] + o.starts[1] == 15000, "windows 5000 and 10000");
+    cr_assert_not(o.any_final);
+    cr_assert_not(o.any_json);
+
+    memset(&o, 0, sizeof(o));
+    cr_assert_eq(sg_streams_open_windows(f.st, "none", 4, on_open, &o), 0);
+    cr_assert_eq(o.n, 0);
+    cr_assert_eq(sg_streams_open_windows(f.st, NULL, 0, on_open, &o), 0);
+    cr_assert_eq(o.n, 4, "2 windows of k, 2 of other");
+    memset(&o, 0, sizeof(o));
+    o.stop_after = 3;
+    cr_assert_eq(sg_streams_open_windows(f.st, NULL, 0, on_open, &o), -EINTR);
+    cr_assert_eq(o.n, 3);
+    cr_assert_eq(f.nresults, 0, "a query emits nothing");
+    fx_stop(&f);
+}
+
 Test(query, render_list_limit_and_truncated)
 {
     struct fx f = {0};
