@@ -847,7 +847,7 @@ static int pos_cmp(int64_t ws, const char *key, size_t key_len, const struct hq_
     int c = ws != p->ws ? (ws < p->ws ? -1 : 1) : 0;
     if (c == 0) {
         size_t n = key_len < p->key_len ? key_len : p->key_len;
-        c = memcmp(key, p->key, n);
+        c = n ? memcmp(key, p->key, n) : 0;
         c = c ? c : (key_len > p->key_len) - (key_len < p->key_len);
     }
     return desc ? -c : c;
@@ -1325,11 +1325,12 @@ static void on_shard(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         return;
     /* Every shard read: all the windows in time order (or by key, for roll-ups), then their
      * rows. */
-    qsort_r(sl->e, sl->n, sizeof(*sl->e),
-            q->rollup ? entry_key_cmp
-            : q->desc ? entry_cmp_desc
-                      : entry_cmp,
-            sl->keys.data);
+    if (sl->n > 1) /* sl->e is NULL while the range is empty */
+        qsort_r(sl->e, sl->n, sizeof(*sl->e),
+                q->rollup ? entry_key_cmp
+                : q->desc ? entry_cmp_desc
+                          : entry_cmp,
+                sl->keys.data);
     sl->take = q->rollup ? sl->n : sl->n < (size_t)sl->limit ? sl->n : (size_t)sl->limit;
     if (slice_read(q, NULL, 0) != 0)
         slice_fail(q, 503, "Tablestore is busy or unreachable (retried for query.timeout)",
