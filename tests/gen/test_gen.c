@@ -565,6 +565,80 @@ Test(gen, expectation_matches_replay)
     rm_dir(dir);
 }
 
+static int cmp_values(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* --expect also writes PATH.values: each key's values of the expected fields, sorted, exactly
+ * those of the events the server keeps (late ones left out); past --expect-values events it
+ * writes none and says so. */
+Test(gen, expect_values_are_the_kept_events)
+{
+    char *dir = tmp_dir(), exp[600], vpath[620];
+    snprintf(exp, sizeof(exp), "%s/expect", dir);
+    snprintf(vpath, sizeof(vpath), "%s.values", exp);
+    char *path = gen_file(dir, "d",
+                          (const char *[]){"--count", "3000", "--keys", "5", "--start-ts",
+                                           "1700000000000", "--late", "0.1", "--lateness", "700",
+                                           "--window-size", "1000", "--expect", exp, NULL});
+    char *text = sgt_read_file(path, NULL);
+    char **lines;
+    size_t n = split_lines(text, &lines), nv[5] = {0}, late = 0;
+    static double vals[5][3000];
+    int64_t max_ts = INT64_MIN;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *e = cJSON_Parse(lines[i]);
+        int k = key_index(str(e, "key"), "sensor-");
+        int64_t ts = (int64_t)num(e, "ts");
+        if (max_ts != INT64_MIN && (ts / 1000) * 1000 + 1000 <= max_ts - 700)
+            late++;
+        else
+            vals[k][nv[k]++] = num(e, "value");
+        max_ts = ts > max_ts ? ts : max_ts;
+        cJSON_Delete(e);
+    }
+    cr_assert_gt(late, 100, "late %zu", late);
+    char *vt = sgt_read_file(vpath, NULL);
+    cr_assert_not_null(vt, "no %s", vpath);
+    char **vl;
+    size_t vn = split_lines(vt, &vl);
+    cr_assert_eq(vn, 5, "one line a key (one field)");
+    for (size_t i = 0; i < vn; i++) {
+        cJSON *e = cJSON_Parse(vl[i]);
+        int k = key_index(str(e, "key"), "sensor-");
+        cr_assert_str_eq(str(e, "field"), "value");
+        qsort(vals[k], nv[k], sizeof(double), cmp_values);
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(e, "values"), *v;
+        cr_assert_eq((size_t)num(e, "count"), nv[k]);
+        cr_assert_eq((size_t)cJSON_GetArraySize(list), nv[k]);
+        size_t j = 0;
+        cJSON_ArrayForEach(v, list)
+        {
+            cr_assert_eq(v->valuedouble, vals[k][j], "%s: value %zu", str(e, "key"), j);
+            j++;
+        }
+        cJSON_Delete(e);
+    }
+    free(vl);
+    free(vt);
+
+    /* More events than --expect-values: no values file (the older one removed). */
+    struct run r;
+    run_gen((const char *[]){"--file", path, "--count", "300", "--keys", "5", "--expect", exp,
+                             "--expect-values", "200", NULL},
+            &r);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.err, "--expect-values 200"), "%s", r.err);
+    run_free(&r);
+    cr_assert_null(sgt_read_file(vpath, NULL), "%s is still there", vpath);
+    free(lines);
+    free(text);
+    free(path);
+    rm_dir(dir);
+}
+
 /* ---- --check-results ----------------------------------------------------------------- */
 
 enum change { SAME, CHANGED_SUM, MISSING_WINDOW, EXTRA_WINDOW, TWICE, NOT_FINAL, NOT_A_WINDOW };
