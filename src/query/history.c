@@ -107,7 +107,7 @@ struct hq {
     struct sg_ts_read *rd;
     int64_t from, to;
     bool desc;
-    bool live;                /* live=true: the key's open windows too, on the last page */
+    bool live;                /* live=true: the open windows too, on the pages that hold them */
     struct hq_rollup *rollup; /* rollup=true; NULL: the windows themselves */
     /* live=true with rollup=true: the starts of the open windows folded in from memory, whose
      * stored rows (early emissions) the roll-up then skips. */
