@@ -214,8 +214,11 @@ static void sg_result__predict(struct sg_streams *st, const struct sg_window *w,
     }
     /* Fixed windows start on multiples of window.slide; sessions are one step apart. */
     int64_t step = st->type == SG_WINDOW_SESSION ? m->last_step + 1 : w->start / st->slide_ms;
+    /* A window a restored model folded in already (an aggregator rebuilding windows its
+     * partition's last owner had fired and stored) is scored, not folded in twice. */
+    bool replayed = st->type != SG_WINDOW_SESSION && m->n > 0 && step <= m->last_step;
     struct sg_predict_out o;
-    if (final)
+    if (final && !replayed)
         sg_predict_update(&st->predict_conf, m, step, f->agg.mean, &o);
     else
         sg_predict_peek(&st->predict_conf, m, step, f->agg.mean, &o);

@@ -2628,3 +2628,27 @@ Test(predict, seasons_in_results)
     sg_buf_free(&b);
     fx_stop(&f);
 }
+
+/* A restored model that folded a window in already (its stored row came from a later window
+ * than the one an aggregator rebuilds) does not fold it in again. */
+Test(predict, a_window_the_restored_model_has_is_not_folded_twice)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.restore = true;
+    fx_start(&f);
+    struct sg_predict_model m;
+    uint8_t enc[SG_PREDICT_ENCODED_SIZE];
+    stored_model(&m, enc); /* windows 0..9 folded in */
+    cr_assert_eq(add(&f, "k", 8000, 0, 50), 0);
+    struct sg_streams_stored_model stored[] = {{"v", 1, enc, sizeof(enc)}};
+    cr_assert_eq(sg_streams_restore(f.st, "k", 1, stored, 1), 1);
+    cr_assert_eq(add(&f, "k", 10000, 0, 30), 0); /* fires window 8: already in the model */
+    cr_assert_eq(add(&f, "k", 11000, 0, 30), 0); /* fires window 10: the model's next */
+    cr_assert_eq(f.nres, 2);
+    cJSON *root = parse(f.res[1].json);
+    cr_expect(close_rel(num(field_of(root, "v"), "forecast"), m.level + m.trend, 1e-6),
+              "window 10 forecast by the stored model, unmoved by window 8: %s", f.res[1].json);
+    cJSON_Delete(root);
+    fx_stop(&f);
+}
