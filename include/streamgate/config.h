@@ -104,6 +104,7 @@ struct sg_config {
     char *kafka_anomaly_topic;       /* results with an anomalous field; empty: off */
     int64_t kafka_partitions;        /* embedded cluster's topics */
     bool kafka_client_id_header;     /* raw records carry the TLS client's identity */
+    struct sg_strlist kafka_headers; /* the event headers records carry; empty: none */
     struct sg_strlist kafka_rdkafka; /* "name=value" librdkafka properties */
     char *kafka_group_id;            /* the aggregators' consumer group */
 
@@ -230,6 +231,19 @@ int sg_config_set(struct sg_config *cfg, const char *name, const char *value, ch
                   size_t errstr_size);
 /* Checks cross-option constraints (addresses parse, limits positive, ...). */
 int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_size);
+
+/* The headers kafka.headers can put on a record, as bits of a mask. */
+enum sg_kafka_header {
+    SG_KAFKA_HDR_CONTENT_TYPE = 1u << 0, /* content-type: application/json */
+    SG_KAFKA_HDR_TRANSPORT = 1u << 1,    /* transport: http|tcp */
+    SG_KAFKA_HDR_RECEIVED_AT = 1u << 2,  /* received-at: <epoch ms> */
+    SG_KAFKA_HDR_CLIENT_ID = 1u << 3,    /* client-id: the TLS client's identity */
+};
+
+/* Turns kafka.headers (and kafka.client_id_header, which adds client-id) into a mask of
+ * enum sg_kafka_header bits. Returns 0, or -EINVAL with the unknown name in `errstr`. */
+int sg_config_kafka_headers(const struct sg_config *cfg, unsigned *mask, char *errstr,
+                            size_t errstr_size);
 
 /* "p50", "p99.9" -> 0.5, 0.999. Accepts pX with 0 < X <= 100. Returns 0 or -EINVAL. */
 int sg_parse_quantile(const char *s, double *q);

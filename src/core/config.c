@@ -238,6 +238,10 @@ static const struct sg_config_option options[] = {
     SG_OPT("kafka.client_id_header", SG_CONFIG_BOOL, bool, kafka_client_id_header, "false", 0, 0, 0,
            "Attach a client-id header to every raw record that came over TLS with a client "
            "certificate: the certificate's subject CN, or its first subject alternative name."),
+    SG_OPT_LIST("kafka.headers", kafka_headers, "content-type,transport,received-at",
+                "Headers on each Kafka record, from content-type, transport, received-at "
+                "(the arrival time: an aggregator's event time for events without one) and "
+                "client-id (as kafka.client_id_header); empty: no headers, the cheapest."),
     SG_OPT("kafka.rdkafka", SG_CONFIG_STRLIST, struct sg_strlist, kafka_rdkafka, "", 0, 0,
            SG_CONFIG_F_PROPS,
            "librdkafka properties passed through to the producer and, in an aggregator, the "
@@ -1552,6 +1556,36 @@ static int validate_windows(const struct sg_config *cfg, char *errstr, size_t er
     return 0;
 }
 
+int sg_config_kafka_headers(const struct sg_config *cfg, unsigned *mask, char *errstr,
+                            size_t errstr_size)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } known[] = {
+        {"content-type", SG_KAFKA_HDR_CONTENT_TYPE},
+        {"transport", SG_KAFKA_HDR_TRANSPORT},
+        {"received-at", SG_KAFKA_HDR_RECEIVED_AT},
+        {"client-id", SG_KAFKA_HDR_CLIENT_ID},
+    };
+    *mask = cfg->kafka_client_id_header ? SG_KAFKA_HDR_CLIENT_ID : 0;
+    for (size_t i = 0; i < cfg->kafka_headers.count; i++) {
+        const char *name = cfg->kafka_headers.items[i];
+        size_t k = 0;
+        while (k < SG_ARRAY_SIZE(known) && strcmp(known[k].name, name) != 0)
+            k++;
+        if (k == SG_ARRAY_SIZE(known)) {
+            char qbuf[80];
+            return fail(errstr, errstr_size, NULL,
+                        "kafka.headers: unknown header \"%s\" (expected content-type, "
+                        "transport, received-at or client-id)",
+                        quote(name, qbuf, sizeof(qbuf)));
+        }
+        *mask |= known[k].bit;
+    }
+    return 0;
+}
+
 /* The budget's watermarks must leave a gap, or ingest would flap on every release. */
 static int validate_limits(const struct sg_config *cfg, char *errstr, size_t errstr_size)
 {
@@ -1696,7 +1730,10 @@ int sg_config_validate(const struct sg_config *cfg, char *errstr, size_t errstr_
     if (cfg->http_listen[0] == '\0' && cfg->tcp_listen[0] == '\0')
         return fail(errstr, errstr_size, NULL,
                     "http.listen and tcp.listen are both empty: at least one listener is needed");
+    unsigned kafka_headers;
     int rc = validate_limits(cfg, errstr, errstr_size);
+    if (rc == 0)
+        rc = sg_config_kafka_headers(cfg, &kafka_headers, errstr, errstr_size);
     if (rc == 0)
         rc = validate_role(cfg, errstr, errstr_size);
     if (rc == 0)

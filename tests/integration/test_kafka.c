@@ -169,6 +169,100 @@ Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
     sgt_mock_stop(&m);
 }
 
+/* Sends `n` events for keys k0..k4 over TCP and reads the `n` raw records back. */
+static void send_and_read_raw(struct sgt_proc *p, const char *bootstrap, int n, struct sgt_recs *rs)
+{
+    int fd = sgt_connect(p->tcp);
+    char lines[4096] = "";
+    for (int i = 0; i < n; i++) {
+        char line[128];
+        snprintf(line, sizeof(line), "{\"key\":\"k%d\",\"ts\":%lld,\"value\":%d}\n", i % 5, T0 + i,
+                 i);
+        strcat(lines, line);
+    }
+    sgt_send_str(fd, lines);
+    double delivered = sgt_wait_metric(p->http, RAW_DELIVERED, n, WAIT_MS);
+    cr_assert_eq(delivered, n, "delivered %g of %d raw records", delivered, n);
+    sgt_kcat_read(bootstrap, "events", (size_t)n, 10000, rs);
+    cr_assert_eq(rs->n, (size_t)n, "kcat read %zu records, %d expected", rs->n, n);
+    close(fd);
+}
+
+/* kafka.headers picks the headers: records carry exactly those, in the documented order, and a
+ * window result (whose only header is content-type) carries none when content-type is not
+ * picked. */
+Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    const char *more[] = {"--kafka-headers",
+                          "received-at,transport",
+                          "--window-size",
+                          "1s",
+                          "--window-idle-timeout",
+                          "200ms",
+                          NULL};
+    struct sgt_proc p;
+    start_gateway(&p, m.bootstrap, more);
+    int64_t t_begin = wall_ms();
+    struct sgt_recs rs;
+    send_and_read_raw(&p, m.bootstrap, 20, &rs);
+    int64_t t_end = wall_ms();
+    for (size_t i = 0; i < rs.n; i++) {
+        long long at_ms;
+        int used = 0;
+        int got = sscanf(rs.v[i].headers, "transport=tcp,received-at=%lld%n", &at_ms, &used);
+        cr_assert(got == 1 && rs.v[i].headers[used] == '\0',
+                  "headers \"%s\", expected transport=tcp,received-at=<ms> and nothing else",
+                  rs.v[i].headers);
+        cr_assert(at_ms >= t_begin - 1000 && at_ms <= t_end + 1000,
+                  "received-at %lld outside [%lld, %lld]", at_ms, (long long)t_begin,
+                  (long long)t_end);
+    }
+    sgt_recs_free(&rs);
+
+    struct sgt_recs agg;
+    sgt_kcat_read(m.bootstrap, "aggregates", 5, WAIT_MS, &agg);
+    cr_assert_eq(agg.n, 5, "kcat read %zu results, 5 expected", agg.n);
+    for (size_t i = 0; i < agg.n; i++)
+        cr_assert_str_eq(agg.v[i].headers, "", "result %s has headers", agg.v[i].value);
+    sgt_recs_free(&agg);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
+
+/* An empty kafka.headers sends records with no headers at all, bytes and keys as always. */
+Test(kafka, empty_kafka_headers_sends_records_without_headers)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    const char *more[] = {"--kafka-headers", "", NULL};
+    struct sgt_proc p;
+    start_gateway(&p, m.bootstrap, more);
+    struct sgt_recs rs;
+    send_and_read_raw(&p, m.bootstrap, 20, &rs);
+    for (size_t i = 0; i < rs.n; i++) {
+        cr_assert_str_eq(rs.v[i].headers, "", "record %s has headers", rs.v[i].value);
+        cJSON *j = cJSON_Parse(rs.v[i].value);
+        cr_assert_not_null(j, "value is not JSON: %s", rs.v[i].value);
+        cJSON *key = cJSON_GetObjectItem(j, "key");
+        cr_assert(cJSON_IsString(key) && strcmp(key->valuestring, rs.v[i].key) == 0,
+                  "record key %s, value %s", rs.v[i].key, rs.v[i].value);
+        cJSON_Delete(j);
+    }
+    for (int k = 0; k < 5; k++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", k);
+        int count = 0;
+        for (size_t i = 0; i < rs.n; i++)
+            count += strcmp(rs.v[i].key, key) == 0;
+        cr_assert_eq(count, 4, "key %s: %d records, 4 expected", key, count);
+    }
+    sgt_recs_free(&rs);
+    sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
+
 Test(kafka, window_results_reach_the_aggregates_topic)
 {
     struct sgt_mock m = {0};

@@ -339,6 +339,10 @@ Test(defaults, every_field)
     cr_assert_str_eq(cfg.kafka_late_topic, "");
     cr_assert_eq(cfg.kafka_partitions, 12);
     cr_assert_eq(cfg.kafka_rdkafka.count, 0);
+    unsigned hdrs;
+    cr_assert_eq(sg_config_kafka_headers(&cfg, &hdrs, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    cr_assert_eq(hdrs,
+                 SG_KAFKA_HDR_CONTENT_TYPE | SG_KAFKA_HDR_TRANSPORT | SG_KAFKA_HDR_RECEIVED_AT);
     cr_assert_eq(sg_config_validate(&cfg, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
     sg_config_free(&cfg);
 }
@@ -347,7 +351,7 @@ Test(defaults, every_default_parses)
 {
     size_t n;
     const struct sg_config_option *opts = sg_config__options(&n);
-    cr_assert_eq(n, 104);
+    cr_assert_eq(n, 105);
     for (size_t i = 0; i < n; i++) {
         struct sg_config cfg;
         cfg_init(&cfg);
@@ -1303,6 +1307,11 @@ Test(validate, window_rules)
         {"predict.season", "1", "predict.season: a season of 1 window is no season"},
         {"predict.season", "1025", "predict.season"},
         {"predict.gamma", "0", "predict.gamma: \"0\" is not a number in (0, 1]"},
+        {"kafka.headers", "", NULL},
+        {"kafka.headers", "client-id,received-at", NULL},
+        {"kafka.headers", "transport,Content-Type",
+         "kafka.headers: unknown header \"Content-Type\" (expected content-type, transport, "
+         "received-at or client-id)"},
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
         struct sg_config cfg;
@@ -1318,6 +1327,24 @@ Test(validate, window_rules)
         }
         sg_config_free(&cfg);
     }
+}
+
+Test(validate, kafka_headers_mask)
+{
+    struct sg_config cfg;
+    unsigned hdrs;
+    cfg_init(&cfg);
+    cr_assert_eq(set(&cfg, "kafka.headers", ""), 0);
+    cr_assert_eq(sg_config_kafka_headers(&cfg, &hdrs, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    cr_assert_eq(hdrs, 0u);
+    cr_assert_eq(set(&cfg, "kafka.client_id_header", "true"), 0);
+    cr_assert_eq(sg_config_kafka_headers(&cfg, &hdrs, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    cr_assert_eq(hdrs, SG_KAFKA_HDR_CLIENT_ID, "kafka.client_id_header adds client-id");
+    cr_assert_eq(set(&cfg, "kafka.client_id_header", "false"), 0);
+    cr_assert_eq(set(&cfg, "kafka.headers", "received-at,transport"), 0);
+    cr_assert_eq(sg_config_kafka_headers(&cfg, &hdrs, errbuf, sizeof(errbuf)), 0, "%s", errbuf);
+    cr_assert_eq(hdrs, SG_KAFKA_HDR_TRANSPORT | SG_KAFKA_HDR_RECEIVED_AT);
+    sg_config_free(&cfg);
 }
 
 Test(validate, hopping_slide_bounds)
