@@ -587,14 +587,18 @@ static void skip(struct sg_kafka_source *src, enum skip_reason why, const rd_kaf
                 SG_F_INT("suppressed", suppressed));
 }
 
-/* The gateway's headers: arrival time (`now_ms` without one) and transport. */
+/* The gateway's headers: arrival time and transport. Without a received-at header (kafka.headers
+ * left it out) the arrival time is the record's timestamp, which the gateway sets to it, and
+ * `now_ms` when the topic stamps records itself (LogAppendTime). */
 static void record_headers(const rd_kafka_message_t *m, int64_t now_ms, int64_t *received_ms,
                            int *transport)
 {
     rd_kafka_headers_t *hdrs = NULL;
     const void *v;
     size_t len;
-    *received_ms = now_ms;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    *received_ms = tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 ? ts : now_ms;
     *transport = SG_TRANSPORT_HTTP;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
         return;

@@ -64,6 +64,7 @@ struct kafka_msg {
 struct kafka_pending {
     struct kafka_pending *next;
     enum kafka_stream stream;
+    int64_t ts_ms;            /* the record's timestamp; 0: when librdkafka takes it */
     rd_kafka_headers_t *hdrs; /* ours until librdkafka takes the record */
     struct sg_sink_done *done;
     size_t key_len, value_len;
@@ -303,11 +304,11 @@ static void log_produce_failed(struct kafka_sink *ks, enum kafka_stream stream, 
                  SG_F_INT("suppressed", suppressed));
 }
 
-/* Hands one record to librdkafka. Returns 0 (it took the record and the headers), -EAGAIN
- * (queue full: nothing taken; try again later), -ENOMEM, or -EIO with librdkafka's error in
- * `*rderr` (nothing taken). */
+/* Hands one record to librdkafka, `ts_ms` its timestamp (0: librdkafka's clock now). Returns
+ * 0 (it took the record and the headers), -EAGAIN (queue full: nothing taken; try again
+ * later), -ENOMEM, or -EIO with librdkafka's error in `*rderr` (nothing taken). */
 static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
-                       size_t key_len, const char *value, size_t value_len,
+                       size_t key_len, const char *value, size_t value_len, int64_t ts_ms,
                        rd_kafka_headers_t *hdrs, struct sg_sink_done *done,
                        rd_kafka_resp_err_t *rderr)
 {
@@ -321,10 +322,11 @@ static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const ch
     m->done = done;
     /* F_COPY: the caller's bytes are a short-lived view. Never F_BLOCK: a full queue is
      * handled by the backlog, not by stalling the loop. */
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        ks->rk, RD_KAFKA_V_RKT(ks->rkt[stream]), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(ks->rk, RD_KAFKA_V_RKT(ks->rkt[stream]), RD_KAFKA_V_KEY(key, key_len),
+                          RD_KAFKA_V_VALUE((void *)value, value_len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts_ms),
+                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         m->in_flight = true;
         ks->queue_bytes += m->bytes;
@@ -342,7 +344,7 @@ static int try_produce(struct kafka_sink *ks, enum kafka_stream stream, const ch
 
 /* Keeps a record librdkafka had no room for. Returns 0 or -ENOMEM. */
 static int backlog_push(struct kafka_sink *ks, enum kafka_stream stream, const char *key,
-                        size_t key_len, const char *value, size_t value_len,
+                        size_t key_len, const char *value, size_t value_len, int64_t ts_ms,
                         rd_kafka_headers_t *hdrs, struct sg_sink_done *done)
 {
     struct kafka_pending *p = malloc(sizeof(*p) + key_len + value_len);
@@ -350,6 +352,7 @@ static int backlog_push(struct kafka_sink *ks, enum kafka_stream stream, const c
         return -ENOMEM;
     p->next = NULL;
     p->stream = stream;
+    p->ts_ms = ts_ms;
     p->hdrs = hdrs;
     p->done = done;
     p->has_key = key != NULL;
@@ -391,7 +394,7 @@ static void flush_backlog(struct kafka_sink *ks)
         const char *key = p->has_key ? p->data : NULL;
         rd_kafka_resp_err_t rderr;
         int rc = try_produce(ks, p->stream, key, p->key_len, p->data + p->key_len, p->value_len,
-                             p->hdrs, p->done, &rderr);
+                             p->ts_ms, p->hdrs, p->done, &rderr);
         if (rc == -EAGAIN)
             return;
         if (rc == 0) {
@@ -405,11 +408,11 @@ static void flush_backlog(struct kafka_sink *ks)
     }
 }
 
-/* Produces one record, or keeps it in the backlog behind earlier ones. Takes the headers in
- * every case. Returns 0 (`done` will be told), or -EIO (-ENOMEM) when the record cannot be
- * written at all (`done` is not told). */
+/* Produces one record with timestamp `ts_ms` (0: when librdkafka takes it), or keeps it in the
+ * backlog behind earlier ones. Takes the headers in every case. Returns 0 (`done` will be
+ * told), or -EIO (-ENOMEM) when the record cannot be written at all (`done` is not told). */
 static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *key, size_t key_len,
-                   const char *value, size_t value_len, rd_kafka_headers_t *hdrs,
+                   const char *value, size_t value_len, int64_t ts_ms, rd_kafka_headers_t *hdrs,
                    struct sg_sink_done *done)
 {
     rd_kafka_resp_err_t rderr = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -421,11 +424,11 @@ static int produce(struct kafka_sink *ks, enum kafka_stream stream, const char *
     } else if (ks->backlog) {
         rc = -EAGAIN; /* behind the records already waiting */
     } else {
-        rc = try_produce(ks, stream, key, key_len, value, value_len, hdrs, done, &rderr);
+        rc = try_produce(ks, stream, key, key_len, value, value_len, ts_ms, hdrs, done, &rderr);
     }
 
     if (rc == -EAGAIN)
-        rc = backlog_push(ks, stream, key, key_len, value, value_len, hdrs, done);
+        rc = backlog_push(ks, stream, key, key_len, value, value_len, ts_ms, hdrs, done);
     if (rc == 0) {
         update_gauges(ks);
         return 0;
@@ -491,7 +494,10 @@ static int kafka_write_raw(struct sg_sink *sink, const struct sg_event *ev,
     rd_kafka_headers_t *hdrs;
     if (event_headers(ks, ks->headers, (int)transport, received_ms, ev->client_id, 0, &hdrs) != 0)
         return -ENOMEM;
-    return produce(ks, KAFKA_RAW, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs, done);
+    /* The record's timestamp is the arrival time, as received-at says: librdkafka reads no
+     * clock for it, and a consumer has it without the header. */
+    return produce(ks, KAFKA_RAW, ev->key, ev->key_len, ev->raw, ev->raw_len, received_ms, hdrs,
+                   done);
 }
 
 static int kafka_write_result(struct sg_sink *sink, const struct sg_window_result *res,
@@ -506,7 +512,7 @@ static int kafka_write_result(struct sg_sink *sink, const struct sg_window_resul
     if (res->nanomalous > 0 && ks->rkt[KAFKA_ANOMALY]) {
         if (result_headers(ks, &hdrs) != 0)
             return -ENOMEM;
-        (void)produce(ks, KAFKA_ANOMALY, res->key, res->key_len, res->json, res->json_len, hdrs,
+        (void)produce(ks, KAFKA_ANOMALY, res->key, res->key_len, res->json, res->json_len, 0, hdrs,
                       NULL);
     }
     if (!ks->rkt[KAFKA_AGG]) { /* the anomaly topic alone */
@@ -516,7 +522,7 @@ static int kafka_write_result(struct sg_sink *sink, const struct sg_window_resul
     }
     if (result_headers(ks, &hdrs) != 0)
         return -ENOMEM;
-    return produce(ks, KAFKA_AGG, res->key, res->key_len, res->json, res->json_len, hdrs, done);
+    return produce(ks, KAFKA_AGG, res->key, res->key_len, res->json, res->json_len, 0, hdrs, done);
 }
 
 static int kafka_write_late(struct sg_sink *sink, const struct sg_event *ev, int64_t window_end)
@@ -534,7 +540,8 @@ static int kafka_write_late(struct sg_sink *sink, const struct sg_event *ev, int
     snprintf(end, sizeof(end), "%" PRId64, window_end);
     rd_kafka_header_add(hdrs, "reason", -1, "late", -1);
     rd_kafka_header_add(hdrs, "window-end", -1, end, -1);
-    return produce(ks, KAFKA_LATE, ev->key, ev->key_len, ev->raw, ev->raw_len, hdrs, NULL);
+    return produce(ks, KAFKA_LATE, ev->key, ev->key_len, ev->raw, ev->raw_len, ev->received_ms,
+                   hdrs, NULL);
 }
 
 /* A record librdkafka gave up on goes to the dead-letter output, as every writer's do: to its
@@ -1008,5 +1015,5 @@ int sg_sink_kafka_dead_letter(struct sg_sink *sink, const char *source, const ch
     rd_kafka_header_add(hdrs, "sink", -1, source ? source : "", -1);
     if (message)
         rd_kafka_header_add(hdrs, "message", -1, message, -1);
-    return produce(ks, KAFKA_LATE, key, key_len, record, record_len, hdrs, NULL);
+    return produce(ks, KAFKA_LATE, key, key_len, record, record_len, 0, hdrs, NULL);
 }

@@ -221,6 +221,22 @@ Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
     }
     sgt_recs_free(&rs);
 
+    /* Each record's Kafka timestamp is its arrival time, the value received-at carries. */
+    bool ok;
+    char *dump = sgt_kcat_dump(m.bootstrap, "events", "%T %h\n", 30, &ok);
+    cr_assert(ok, "kcat did not read to the end: %s", dump);
+    int lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(dump, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        long long ts, at_ms;
+        cr_assert_eq(sscanf(line, "%lld transport=tcp,received-at=%lld", &ts, &at_ms), 2, "%s",
+                     line);
+        cr_assert_eq(ts, at_ms, "record timestamp %lld, received-at %lld", ts, at_ms);
+        lines++;
+    }
+    cr_assert_eq(lines, 20);
+    free(dump);
+
     struct sgt_recs agg;
     sgt_kcat_read(m.bootstrap, "aggregates", 5, WAIT_MS, &agg);
     cr_assert_eq(agg.n, 5, "kcat read %zu results, 5 expected", agg.n);
@@ -260,6 +276,63 @@ Test(kafka, empty_kafka_headers_sends_records_without_headers)
     }
     sgt_recs_free(&rs);
     sgt_stop_ok(&p);
+    sgt_mock_stop(&m);
+}
+
+/* Without the received-at header an aggregator takes the record's timestamp, which the
+ * gateway sets to the arrival time, as the time of an event without a time field: each
+ * result's window is the one its record's timestamp falls into, not the later one the
+ * aggregator consumed it in. */
+Test(kafka, aggregator_takes_the_arrival_time_from_the_record_timestamp)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    const char *gw_args[] = {"--role", "gateway", "--kafka-headers", "", NULL};
+    struct sgt_proc gw;
+    start_gateway(&gw, m.bootstrap, gw_args);
+    int fd = sgt_connect(gw.tcp);
+    sgt_send_str(fd, "{\"key\":\"z0\",\"value\":1}\n{\"key\":\"z1\",\"value\":2}\n"
+                     "{\"key\":\"z2\",\"value\":3}\n");
+    double delivered = sgt_wait_metric(gw.http, RAW_DELIVERED, 3, WAIT_MS);
+    cr_assert_eq(delivered, 3, "delivered %g of 3 raw records", delivered);
+    close(fd);
+
+    bool ok;
+    char *dump = sgt_kcat_dump(m.bootstrap, "events", "%k %T %h|\n", 30, &ok);
+    cr_assert(ok, "kcat did not read to the end: %s", dump);
+    long long ts[3] = {0, 0, 0};
+    char *save = NULL;
+    for (char *line = strtok_r(dump, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int k;
+        long long t;
+        cr_assert_eq(sscanf(line, "z%d %lld |", &k, &t), 2, "%s", line);
+        cr_assert(k >= 0 && k < 3 && strstr(line, " |") != NULL, "%s (no headers expected)", line);
+        ts[k] = t;
+    }
+    free(dump);
+    for (int k = 0; k < 3; k++)
+        cr_assert(ts[k] > 0, "no record for z%d", k);
+
+    const char *agg_args[] = {
+        "--role", "aggregator", "--window-size", "1s", "--window-idle-timeout", "200ms", NULL};
+    struct sgt_proc agg;
+    start_gateway(&agg, m.bootstrap, agg_args);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "aggregates", 3, WAIT_MS, &rs);
+    cr_assert_eq(rs.n, 3, "kcat read %zu results, 3 expected", rs.n);
+    for (size_t i = 0; i < rs.n; i++) {
+        int k = rs.v[i].key[1] - '0';
+        cr_assert(rs.v[i].key[0] == 'z' && k >= 0 && k < 3, "key %s", rs.v[i].key);
+        cJSON *j = cJSON_Parse(rs.v[i].value);
+        cr_assert_not_null(j, "result is not JSON: %s", rs.v[i].value);
+        cJSON *ws = cJSON_GetObjectItem(j, "window_start");
+        cr_assert(cJSON_IsNumber(ws) && (long long)ws->valuedouble == ts[k] / 1000 * 1000,
+                  "result %s, record timestamp %lld", rs.v[i].value, ts[k]);
+        cJSON_Delete(j);
+    }
+    sgt_recs_free(&rs);
+    sgt_stop_ok(&agg);
+    sgt_stop_ok(&gw);
     sgt_mock_stop(&m);
 }
 
