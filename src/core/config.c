@@ -238,7 +238,7 @@ static const struct sg_config_option options[] = {
     SG_OPT("kafka.client_id_header", SG_CONFIG_BOOL, bool, kafka_client_id_header, "false", 0, 0, 0,
            "Attach a client-id header to every raw record that came over TLS with a client "
            "certificate: the certificate's subject CN, or its first subject alternative name."),
-    SG_OPT_LIST("kafka.headers", kafka_headers, "content-type,transport,received-at",
+    SG_OPT_LIST("kafka.headers", kafka_headers, "transport,received-at",
                 "Headers on each Kafka record, from content-type, transport, received-at "
                 "(the arrival time: an aggregator's event time for events without one) and "
                 "client-id (as kafka.client_id_header); empty: no headers, the cheapest."),

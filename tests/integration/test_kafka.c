@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,10 +134,13 @@ Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
         snprintf(want_key, sizeof(want_key), "%c%d", i < 20 ? 'h' : 't', i % 5);
         cr_assert_str_eq(rec->key, want_key, "key of %s", sent[i]);
 
+        /* By default: transport and received-at, and nothing else. */
         char v[64];
-        cr_assert(sgt_kafka_header(rec->headers, "content-type", v, sizeof(v)), "headers: %s",
+        cr_assert(!sgt_kafka_header(rec->headers, "content-type", v, sizeof(v)), "headers: %s",
                   rec->headers);
-        cr_assert_str_eq(v, "application/json");
+        cr_assert_eq(strchr(rec->headers, ',') - rec->headers,
+                     (ptrdiff_t)strlen(i < 20 ? "transport=http" : "transport=tcp"), "headers: %s",
+                     rec->headers);
         cr_assert(sgt_kafka_header(rec->headers, "transport", v, sizeof(v)), "headers: %s",
                   rec->headers);
         cr_assert_str_eq(v, i < 20 ? "http" : "tcp", "transport of %s", sent[i]);
@@ -189,14 +193,13 @@ static void send_and_read_raw(struct sgt_proc *p, const char *bootstrap, int n, 
 }
 
 /* kafka.headers picks the headers: records carry exactly those, in the documented order, and a
- * window result (whose only header is content-type) carries none when content-type is not
- * picked. */
+ * window result carries content-type when it is picked. */
 Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
 {
     struct sgt_mock m = {0};
     sgt_mock_start(&m, PARTITIONS, "events,aggregates");
     const char *more[] = {"--kafka-headers",
-                          "received-at,transport",
+                          "received-at,content-type",
                           "--window-size",
                           "1s",
                           "--window-idle-timeout",
@@ -211,9 +214,11 @@ Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
     for (size_t i = 0; i < rs.n; i++) {
         long long at_ms;
         int used = 0;
-        int got = sscanf(rs.v[i].headers, "transport=tcp,received-at=%lld%n", &at_ms, &used);
+        int got = sscanf(rs.v[i].headers, "content-type=application/json,received-at=%lld%n",
+                         &at_ms, &used);
         cr_assert(got == 1 && rs.v[i].headers[used] == '\0',
-                  "headers \"%s\", expected transport=tcp,received-at=<ms> and nothing else",
+                  "headers \"%s\", expected content-type=application/json,received-at=<ms> and "
+                  "nothing else",
                   rs.v[i].headers);
         cr_assert(at_ms >= t_begin - 1000 && at_ms <= t_end + 1000,
                   "received-at %lld outside [%lld, %lld]", at_ms, (long long)t_begin,
@@ -229,8 +234,9 @@ Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
     char *save = NULL;
     for (char *line = strtok_r(dump, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         long long ts, at_ms;
-        cr_assert_eq(sscanf(line, "%lld transport=tcp,received-at=%lld", &ts, &at_ms), 2, "%s",
-                     line);
+        cr_assert_eq(
+            sscanf(line, "%lld content-type=application/json,received-at=%lld", &ts, &at_ms), 2,
+            "%s", line);
         cr_assert_eq(ts, at_ms, "record timestamp %lld, received-at %lld", ts, at_ms);
         lines++;
     }
@@ -241,7 +247,8 @@ Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
     sgt_kcat_read(m.bootstrap, "aggregates", 5, WAIT_MS, &agg);
     cr_assert_eq(agg.n, 5, "kcat read %zu results, 5 expected", agg.n);
     for (size_t i = 0; i < agg.n; i++)
-        cr_assert_str_eq(agg.v[i].headers, "", "result %s has headers", agg.v[i].value);
+        cr_assert_str_eq(agg.v[i].headers, "content-type=application/json", "result %s",
+                         agg.v[i].value);
     sgt_recs_free(&agg);
     sgt_stop_ok(&p);
     sgt_mock_stop(&m);
