@@ -8,7 +8,8 @@ every (key, window) row read back from the emulator with the official SDK must e
 generators' expectation exactly: none partial, none missing, none extra.
 
 Also checked on the way: an aggregator answers POST /v1/events with a 404 naming its role and
-/readyz with 200 once it has its assignment; a gateway keeps no windows.
+/readyz with 200 once it has its assignment; a gateway keeps no windows; members that take
+partitions over read their keys' forecast models back from the table.
 
     test_roles.py   (paths from SG_BINARY, SG_MOCK_KAFKA, SG_GEN_BINARY, SG_TSEMU_BINARY,
                      SG_NODE, SG_SDK_DIR; SG_SANITIZED stretches every wait)
@@ -183,12 +184,13 @@ def main():
 
     wait_for(lambda: settled() and (time.sleep(1.5) or settled()), 90,
              'every record read, every window fired and written')
-    replayed = rebalances = commits = 0
+    replayed = rebalances = commits = restored = 0
     for a in live:
         m = metrics(a.http)
         replayed += m['streamgate_kafka_records_skipped_total{reason="replayed"}']
         rebalances += m['streamgate_kafka_rebalances_total']
         commits += m['streamgate_kafka_commits_total{result="ok"}']
+        restored += m.get('streamgate_predict_restores_total{outcome="restored"}', 0)
     for s in live + gateways:
         s.stop()
 
@@ -229,6 +231,9 @@ def main():
         fail('rows differ from the expectation:\n' + check.stderr[-3000:])
     if rebalances < 2 or commits == 0:
         fail('expected rebalances and commits, saw %d and %d' % (rebalances, commits))
+    # Members that took partitions over read their keys' forecast models back from the table.
+    if restored == 0:
+        fail('no member that took partitions over restored a key\'s forecast models')
     print('ok: %d rows equal the expectation; %d records skipped as replayed, %d rebalances '
           'counted by the last members' % (nrows, replayed, rebalances))
     mock.stdin.close()
