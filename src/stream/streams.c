@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -454,11 +455,23 @@ static inline void sg_streams__sync(struct sg_streams *st)
  *
  * Open windows are young, though: a window's sketches come with its third value and grow with
  * the values after it, so early in a window the open ones weigh less than they will when they
- * end. Each key then also needs its open window's growth to what windows held when they ended,
- * plus a next window of that size: twice the ended size, less the average open window. With
- * 200,000 keys reporting about twice a window, reckoning the young windows alone let stream
- * state grow from its share to the high watermark by itself, and the pause that followed could
- * only end with the watermark moving on, which made the events held back by it late. */
+ * end. A key that reports all the time also comes to hold every window the allowed lateness
+ * keeps open (window.size plus the lateness, over window.slide, of them), and one more at a
+ * boundary or while due windows wait for the writers. So each key is reckoned at that many
+ * windows of what windows held when they ended, less what it holds now. With 200,000 keys
+ * reporting about twice a window, reckoning the young windows alone let stream state grow from
+ * its share to the high watermark by itself, and the pause that followed could only end with
+ * the watermark moving on, which made the events held back by it late; with a 30 s lateness
+ * (four windows a key) reckoning two windows a key did the same. */
+/* Windows a key that reports all the time holds at once: those whose end plus the allowed
+ * lateness the watermark has not passed (a session, and the one before it while it waits). */
+static double sg_streams__windows_held(const struct sg_streams *st)
+{
+    if (st->type == SG_WINDOW_SESSION)
+        return st->lateness_ms > 0 ? 2 : 1;
+    return ceil((double)(st->size_ms + st->lateness_ms) / (double)st->slide_ms);
+}
+
 static size_t sg_streams__key_reserve(const struct sg_streams *st)
 {
     if (st->windows_open == 0 || st->nkeys == 0)
@@ -467,8 +480,10 @@ static size_t sg_streams__key_reserve(const struct sg_streams *st)
     double per_window = (double)st->mem_bytes / (double)st->windows_open;
     double per_key = (double)st->mem_bytes / (double)st->nkeys + open_avg;
     double room = SG_MIN(per_window, per_key);
-    if (2.0 * st->ended_win_bytes - open_avg > room)
-        room = 2.0 * st->ended_win_bytes - open_avg;
+    double grown = (sg_streams__windows_held(st) + 1) * st->ended_win_bytes -
+                   (double)st->win_bytes / (double)st->nkeys;
+    if (grown > room)
+        room = grown;
     return (size_t)(room * (double)st->nkeys);
 }
 
