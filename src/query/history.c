@@ -49,15 +49,18 @@ struct hq_field {
     int64_t first_ws, last_ws;
     double first, last;
     struct sg_ddsketch *sketch; /* NULL until a window brings one */
+    size_t sketch_mem;          /* its bytes, as charged to the query */
     bool sketch_lost;           /* a window had quantiles but no sketch: none are shown */
 };
 
 /* A roll-up in progress: every window of the range folded in, page after page. */
 struct hq_rollup {
     uint64_t windows, count, rows_scanned;
+    uint64_t open_windows; /* of them, open windows from memory (live=true) */
     struct hq_field *fields;
     size_t nfields, cap;
     struct sg_hll hll;
+    size_t hll_mem; /* the registers' bytes, as charged to the query */
     bool has_distinct, distinct_lost;
 };
 
@@ -66,6 +69,13 @@ struct hq_entry {
     int64_t ws;
     size_t key_off; /* in hq_slice.keys */
     size_t key_len;
+};
+
+/* live=true with rollup=true and group=key across keys: the roll-up of one key's open windows,
+ * its key in hq.open_keys, joined to the key's stored windows when their turn comes. */
+struct hq_open_key {
+    size_t key_off, key_len;
+    struct hq_rollup ru;
 };
 
 struct hq;
@@ -109,11 +119,18 @@ struct hq {
     bool desc;
     bool live;                /* live=true: the open windows too, on the pages that hold them */
     struct hq_rollup *rollup; /* rollup=true; NULL: the windows themselves */
-    /* live=true with rollup=true: the starts of the open windows folded in from memory, whose
-     * stored rows (early emissions) the roll-up then skips. */
-    int64_t *open_ws;
+    /* live=true with rollup=true: the open windows folded in from memory, (key, window_start)
+     * in (key, window_start) order once gathered, whose stored rows (early emissions) the
+     * roll-up then skips; their keys are in open_keys. */
+    struct hq_entry *open;
     size_t nopen, open_cap;
-    bool has_lo; /* a page of one key's windows from a token: where it starts */
+    struct sg_buf open_keys;
+    /* Across keys with group=key: the open windows' roll-ups, one per key in key order; those
+     * before okeys_next are answered or joined to their stored windows. */
+    struct hq_open_key *okeys;
+    size_t nokeys, okeys_cap, okeys_next;
+    size_t live_held; /* bytes of the open windows' results in a listing's answer */
+    bool has_lo;      /* a page of one key's windows from a token: where it starts */
     int64_t lo_ws;
     struct hq_slice *slice; /* across keys (GET /v1/history); NULL: one key */
     uint64_t start_ns;
@@ -202,8 +219,13 @@ static void hq_free(struct hq *q)
         h->held -= sizeof(*q->rollup);
         free(q->rollup);
     }
-    h->held -= q->open_cap * sizeof(*q->open_ws);
-    free(q->open_ws);
+    for (size_t i = 0; i < q->nokeys; i++)
+        rollup_clear(h, &q->okeys[i].ru);
+    h->held -= q->okeys_cap * sizeof(*q->okeys) + q->open_cap * sizeof(*q->open) +
+               q->open_keys.cap + q->live_held;
+    free(q->okeys);
+    free(q->open);
+    sg_buf_free(&q->open_keys);
     hq_account(h);
     free(q);
 }
@@ -534,7 +556,7 @@ struct hq_window_field {
 
 /* Folds the registers of a window's distinct count (their stored form) into the roll-up.
  * Returns 0 or -EINVAL (unreadable registers). */
-static int rollup_hll(struct hq_rollup *ru, const void *p, size_t len)
+static int rollup_hll(struct sg_history *h, struct hq_rollup *ru, const void *p, size_t len)
 {
     struct sg_hll one;
     if (sg_hll_decode(p, len, &one) != 0)
@@ -547,6 +569,9 @@ static int rollup_hll(struct hq_rollup *ru, const void *p, size_t len)
     if (rc != 0)
         ru->distinct_lost = true; /* another precision: cannot merge */
     ru->has_distinct = true;
+    size_t mem = (size_t)1 << ru->hll.precision;
+    h->held += mem - ru->hll_mem;
+    ru->hll_mem = mem;
     return 0;
 }
 
@@ -592,6 +617,9 @@ static int rollup_field_fold(struct sg_history *h, struct hq_rollup *ru, const c
             rc = sg_ddsketch_merge(f->sketch, sk);
             sg_ddsketch_destroy(sk);
         }
+        size_t mem = sg_ddsketch_memory(f->sketch);
+        h->held += mem - f->sketch_mem;
+        f->sketch_mem = mem;
         if (rc == -ENOMEM)
             return rc;
         f->sketch_lost |= rc != 0;
@@ -614,7 +642,7 @@ static int rollup_window(struct sg_history *h, struct hq_rollup *ru, const struc
         if (c->name_len == 5 && memcmp(c->name, "count", 5) == 0 && v->type == SG_TS_INTEGER)
             ru->count += (uint64_t)v->i;
         if (c->name_len == 12 && memcmp(c->name, "distinct_hll", 12) == 0 &&
-            v->type == SG_TS_BLOB && rollup_hll(ru, v->bytes.ptr, v->bytes.len) != 0)
+            v->type == SG_TS_BLOB && rollup_hll(h, ru, v->bytes.ptr, v->bytes.len) != 0)
             return -EINVAL;
     }
     for (size_t i = 0; i < row->attr_count; i++) {
@@ -673,10 +701,12 @@ static int rollup_open_window(struct sg_history *h, struct hq_rollup *ru,
                               const struct sg_window_result *res, struct sg_buf *scratch)
 {
     ru->windows++;
+    ru->open_windows++;
     ru->count += res->count;
     sg_buf_reset(scratch);
     if (res->has_distinct && res->hll &&
-        (sg_hll_encode(res->hll, scratch) != 0 || rollup_hll(ru, scratch->data, scratch->len) != 0))
+        (sg_hll_encode(res->hll, scratch) != 0 ||
+         rollup_hll(h, ru, scratch->data, scratch->len) != 0))
         return -ENOMEM;
     for (size_t i = 0; i < res->nfields; i++) {
         const struct sg_result_field *rf = &res->fields[i];
@@ -712,10 +742,12 @@ static int rollup_open_window(struct sg_history *h, struct hq_rollup *ru,
 /* Empties a roll-up for the next key. */
 static void rollup_clear(struct sg_history *h, struct hq_rollup *ru)
 {
-    for (size_t i = 0; i < ru->nfields; i++)
+    for (size_t i = 0; i < ru->nfields; i++) {
         sg_ddsketch_destroy(ru->fields[i].sketch);
+        h->held -= ru->fields[i].sketch_mem;
+    }
     sg_hll_free(&ru->hll);
-    h->held -= ru->cap * sizeof(*ru->fields);
+    h->held -= ru->cap * sizeof(*ru->fields) + ru->hll_mem;
     free(ru->fields);
     memset(ru, 0, sizeof(*ru));
 }
@@ -833,6 +865,24 @@ static cJSON *open_result(const struct sg_window_result *res)
     return doc;
 }
 
+/* Orders keys as Tablestore does: by their bytes, a key before those it begins. */
+static int key_cmp(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    size_t n = a_len < b_len ? a_len : b_len;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (a_len > b_len) - (a_len < b_len);
+}
+
+/* Bytes a result's JSON holds: its nodes and their strings. */
+static size_t json_bytes(const cJSON *item)
+{
+    size_t n = sizeof(*item) + (item->string ? strlen(item->string) + 1 : 0) +
+               (item->valuestring ? strlen(item->valuestring) + 1 : 0);
+    for (const cJSON *c = item->child; c; c = c->next)
+        n += json_bytes(c);
+    return n;
+}
+
 /* A place in a listing: a window (window_start, key). */
 struct hq_pos {
     int64_t ws;
@@ -844,12 +894,7 @@ struct hq_pos {
  * `desc`. */
 static int pos_cmp(int64_t ws, const char *key, size_t key_len, const struct hq_pos *p, bool desc)
 {
-    int c = ws != p->ws ? (ws < p->ws ? -1 : 1) : 0;
-    if (c == 0) {
-        size_t n = key_len < p->key_len ? key_len : p->key_len;
-        c = n ? memcmp(key, p->key, n) : 0;
-        c = c ? c : (key_len > p->key_len) - (key_len < p->key_len);
-    }
+    int c = ws != p->ws ? (ws < p->ws ? -1 : 1) : key_cmp(key, key_len, p->key, p->key_len);
     return desc ? -c : c;
 }
 
@@ -882,18 +927,48 @@ static int on_open_result(void *arg, const struct sg_window_result *res)
     int rc = open_take(o, res);
     if (rc != 0)
         return rc < 0 ? rc : 0;
+    struct sg_history *h = o->q->h;
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 16;
         cJSON **items = realloc(o->items, cap * sizeof(*items));
         if (!items)
             return -ENOMEM;
+        h->held += (cap - o->cap) * sizeof(*items); /* until add_live is done with them */
         o->items = items;
         o->cap = cap;
     }
     if (!(o->items[o->n] = open_result(res)))
         return -ENOMEM;
-    o->n++;
+    /* The result stays in the answer until it is sent. */
+    size_t bytes = json_bytes(o->items[o->n++]);
+    o->q->live_held += bytes;
+    h->held += bytes;
     return 0;
+}
+
+/* The roll-up an open window of `key` goes into: the query's, or (group=key across keys) its
+ * key's own, made at the key's first open window; `key_off` is where open_keys holds the key.
+ * The engine hands a key's open windows one after the other, so a key's roll-up is the last
+ * one made or a new one. NULL when out of memory. */
+static struct hq_rollup *open_rollup(struct hq *q, const char *key, size_t key_len, size_t key_off)
+{
+    if (!q->slice || q->slice->group_none)
+        return q->rollup;
+    struct hq_open_key *last = q->nokeys ? &q->okeys[q->nokeys - 1] : NULL;
+    if (last && key_cmp(q->open_keys.data + last->key_off, last->key_len, key, key_len) == 0)
+        return &last->ru;
+    if (q->nokeys == q->okeys_cap) {
+        size_t cap = q->okeys_cap ? q->okeys_cap * 2 : 8;
+        struct hq_open_key *ok = realloc(q->okeys, cap * sizeof(*ok));
+        if (!ok)
+            return NULL;
+        q->h->held += (cap - q->okeys_cap) * sizeof(*ok);
+        q->okeys = ok;
+        q->okeys_cap = cap;
+    }
+    struct hq_open_key *ok = &q->okeys[q->nokeys++];
+    *ok = (struct hq_open_key){.key_off = key_off, .key_len = key_len};
+    return &ok->ru;
 }
 
 static int on_open_fold(void *arg, const struct sg_window_result *res)
@@ -905,16 +980,25 @@ static int on_open_fold(void *arg, const struct sg_window_result *res)
         return rc < 0 ? rc : 0;
     if (q->nopen == q->open_cap) {
         size_t cap = q->open_cap ? q->open_cap * 2 : 8;
-        int64_t *ws = realloc(q->open_ws, cap * sizeof(*ws));
-        if (!ws)
+        struct hq_entry *e = realloc(q->open, cap * sizeof(*e));
+        if (!e)
             return -ENOMEM;
-        q->h->held += (cap - q->open_cap) * sizeof(*ws);
-        q->open_ws = ws;
+        q->h->held += (cap - q->open_cap) * sizeof(*e);
+        q->open = e;
         q->open_cap = cap;
     }
-    q->open_ws[q->nopen++] = res->window_start;
+    struct hq_entry *e = &q->open[q->nopen];
+    *e = (struct hq_entry){
+        .ws = res->window_start, .key_off = q->open_keys.len, .key_len = res->key_len};
+    size_t before = q->open_keys.cap;
+    rc = sg_buf_append(&q->open_keys, res->key, res->key_len);
+    q->h->held += q->open_keys.cap - before;
+    if (rc != 0)
+        return -ENOMEM;
+    q->nopen++;
     o->n++;
-    return rollup_open_window(q->h, q->rollup, res, &q->h->out);
+    struct hq_rollup *ru = open_rollup(q, res->key, res->key_len, e->key_off);
+    return ru ? rollup_open_window(q->h, ru, res, &q->h->out) : -ENOMEM;
 }
 
 /* Orders results by (window_start, key), newest first when *arg is true. */
@@ -944,6 +1028,9 @@ static int add_live(struct sg_history *h, struct hq *q, cJSON *windows, const st
     cJSON **stored = rc == 0 && ns && o.n ? malloc(ns * sizeof(*stored)) : NULL;
     if (rc == 0 && ns && o.n && !stored)
         rc = -ENOMEM;
+    size_t arrays = o.cap * sizeof(*o.items) + (stored ? ns * sizeof(*stored) : 0);
+    h->held += stored ? ns * sizeof(*stored) : 0;
+    hq_account(h); /* the most the listing holds: the results and both arrays */
     if (rc == 0 && o.n > 0) {
         qsort_r(o.items, o.n, sizeof(*o.items), result_cmp, &q->desc);
         for (size_t i = 0; i < ns; i++)
@@ -961,6 +1048,7 @@ static int add_live(struct sg_history *h, struct hq *q, cJSON *windows, const st
         cJSON_Delete(o.items[i]);
     free(o.items);
     free(stored);
+    h->held -= arrays;
     return rc;
 }
 
@@ -1068,14 +1156,33 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
 
 static int encode_pk(struct sg_buf *out, const char *key, size_t key_len, int64_t ws);
 
-/* Whether the roll-up took the window starting at `ws` from memory (live=true): its stored row,
- * an early emission, is then not folded in again. */
-static bool is_open(const struct hq *q, int64_t ws)
+/* Whether the roll-up took the window of `key` starting at `ws` from memory (live=true): its
+ * stored row, an early emission, is then not folded in again. */
+static bool is_open(const struct hq *q, const char *key, size_t key_len, int64_t ws)
 {
-    for (size_t i = 0; i < q->nopen; i++)
-        if (q->open_ws[i] == ws)
+    size_t lo = 0, hi = q->nopen;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct hq_entry *e = &q->open[mid];
+        int c = key_cmp(q->open_keys.data + e->key_off, e->key_len, key, key_len);
+        c = c ? c : (e->ws > ws) - (e->ws < ws);
+        if (c == 0)
             return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return false;
+}
+
+/* Marks a live roll-up: open windows from memory are in it, and how many. */
+static void live_marks(cJSON *doc, uint64_t open_windows)
+{
+    if (doc) {
+        cJSON_AddBoolToObject(doc, "live", true);
+        cJSON_AddNumberToObject(doc, "open_windows", (double)open_windows);
+    }
 }
 
 /* A roll-up's page: fold its windows in, then read the next page or answer. */
@@ -1093,7 +1200,7 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
             break;
         }
         if (row->pk_count == 2 && row->pk[1].value.type == SG_TS_INTEGER &&
-            !is_open(q, row->pk[1].value.i))
+            !is_open(q, q->key, q->key_len, row->pk[1].value.i))
             rc = rollup_window(h, ru, row);
     }
     hq_account(h);
@@ -1137,10 +1244,8 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
                      rc == -ENOMEM ? "out of memory" : "a stored sketch does not decode", NULL);
     } else {
         cJSON *doc = rollup_render(h, q->rollup, q->key, q->key_len, q->from, q->to);
-        if (doc && q->live) { /* says that open windows are in it, and how many */
-            cJSON_AddBoolToObject(doc, "live", true);
-            cJSON_AddNumberToObject(doc, "open_windows", (double)q->nopen);
-        }
+        if (q->live)
+            live_marks(doc, q->nopen);
         char *text = print_exact(doc);
         cJSON_Delete(doc);
         if (text)
@@ -1213,10 +1318,7 @@ static int entry_key_cmp(const void *a, const void *b, void *arg)
 {
     const struct hq_entry *x = a, *y = b;
     const char *keys = arg;
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(keys + x->key_off, keys + y->key_off, n);
-    if (c == 0)
-        c = (x->key_len > y->key_len) - (x->key_len < y->key_len);
+    int c = key_cmp(keys + x->key_off, x->key_len, keys + y->key_off, y->key_len);
     return c ? c : (x->ws > y->ws) - (x->ws < y->ws);
 }
 
@@ -1226,15 +1328,37 @@ static int entry_cmp(const void *a, const void *b, void *arg)
     const char *keys = arg;
     if (x->ws != y->ws)
         return x->ws < y->ws ? -1 : 1;
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(keys + x->key_off, keys + y->key_off, n);
-    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+    return key_cmp(keys + x->key_off, x->key_len, keys + y->key_off, y->key_len);
 }
 
 /* Newest first: (window_start, key) descending. */
 static int entry_cmp_desc(const void *a, const void *b, void *arg)
 {
     return entry_cmp(b, a, arg);
+}
+
+static int okey_cmp(const void *a, const void *b, void *arg)
+{
+    const struct hq_open_key *x = a, *y = b;
+    const char *keys = arg;
+    return key_cmp(keys + x->key_off, x->key_len, keys + y->key_off, y->key_len);
+}
+
+/* live=true with rollup=true: folds the open windows in [from, to) of the query's key (of every
+ * key across keys) into the roll-up, as they are now: a window that fires while the stored rows
+ * are read was counted here, and its stored row is skipped. Returns 0, -ENOMEM, or -E2BIG (more
+ * than query.max_rows open windows). */
+static int live_fold(struct hq *q)
+{
+    struct hq_open o = {.q = q};
+    int rc = sg_streams_open_windows(q->h->streams, q->slice ? NULL : q->key, q->key_len,
+                                     on_open_fold, &o);
+    if (rc == 0 && q->nopen > 1)
+        qsort_r(q->open, q->nopen, sizeof(*q->open), entry_key_cmp, q->open_keys.data);
+    if (rc == 0 && q->nokeys > 1)
+        qsort_r(q->okeys, q->nokeys, sizeof(*q->okeys), okey_cmp, q->open_keys.data);
+    hq_account(q->h);
+    return rc;
 }
 
 static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_len);
@@ -1376,18 +1500,48 @@ static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_le
     return rc;
 }
 
+/* Adds roll-up `ru` of `key` to "keys", and empties it. */
+static int slice_add_key(struct hq *q, struct hq_rollup *ru, const char *key, size_t key_len)
+{
+    cJSON *o = rollup_render(q->h, ru, key, key_len, q->from, q->to);
+    if (q->live)
+        live_marks(o, ru->open_windows);
+    if (!o || !cJSON_AddItemToArray(q->slice->windows, o)) {
+        cJSON_Delete(o);
+        return -ENOMEM;
+    }
+    rollup_clear(q->h, ru);
+    return 0;
+}
+
 /* Adds the roll-up of the key folded so far to "keys", and empties it. */
 static int slice_flush_key(struct hq *q)
 {
     struct hq_slice *sl = q->slice;
-    if (q->rollup->windows == 0)
-        return 0;
-    cJSON *o = rollup_render(q->h, q->rollup, sl->cur_key.data, sl->cur_key.len, q->from, q->to);
-    if (!o || !cJSON_AddItemToArray(sl->windows, o)) {
-        cJSON_Delete(o);
-        return -ENOMEM;
+    return q->rollup->windows ? slice_add_key(q, q->rollup, sl->cur_key.data, sl->cur_key.len) : 0;
+}
+
+/* live=true, group=key: adds the open windows' roll-ups of the keys before `key` (of every key
+ * left when NULL) to "keys", for those keys have no stored window, and makes that of `key`
+ * itself, if any, the roll-up its stored windows join. q->rollup is empty. */
+static int slice_open_keys(struct hq *q, const char *key, size_t key_len)
+{
+    for (; q->okeys_next < q->nokeys; q->okeys_next++) {
+        struct hq_open_key *ok = &q->okeys[q->okeys_next];
+        const char *k = q->open_keys.data + ok->key_off;
+        int c = key ? key_cmp(k, ok->key_len, key, key_len) : -1;
+        if (c > 0)
+            break;
+        if (c == 0) {
+            rollup_clear(q->h, q->rollup);
+            *q->rollup = ok->ru;
+            memset(&ok->ru, 0, sizeof(ok->ru));
+            q->okeys_next++;
+            break;
+        }
+        if (slice_add_key(q, &ok->ru, k, ok->key_len) != 0)
+            return -ENOMEM;
     }
-    rollup_clear(q->h, q->rollup);
     return 0;
 }
 
@@ -1400,12 +1554,14 @@ static int slice_fold(struct hq *q, const struct sg_ts_row *row)
         return 0;
     if (!sl->group_none &&
         (sl->cur_key.len != k->bytes.len || memcmp(sl->cur_key.data, k->bytes.ptr, k->bytes.len))) {
-        if (slice_flush_key(q) != 0)
+        if (slice_flush_key(q) != 0 || slice_open_keys(q, k->bytes.ptr, k->bytes.len) != 0)
             return -ENOMEM;
         sg_buf_reset(&sl->cur_key);
         if (sg_buf_append(&sl->cur_key, k->bytes.ptr, k->bytes.len) != 0)
             return -ENOMEM;
     }
+    if (is_open(q, k->bytes.ptr, k->bytes.len, row->pk[1].value.i))
+        return 0; /* an early emission of a window folded in from memory */
     return rollup_window(q->h, q->rollup, row) == -ENOMEM ? -ENOMEM : 0;
 }
 
@@ -1432,12 +1588,15 @@ static void slice_answer(struct hq *q)
         cJSON *doc = NULL;
         if (sl->group_none) {
             doc = rollup_render(h, q->rollup, NULL, 0, q->from, q->to);
-        } else if (slice_flush_key(q) == 0 && (doc = cJSON_CreateObject())) {
+        } else if (slice_flush_key(q) == 0 && slice_open_keys(q, NULL, 0) == 0 &&
+                   (doc = cJSON_CreateObject())) {
             cJSON_AddNumberToObject(doc, "from", (double)q->from);
             cJSON_AddNumberToObject(doc, "to", (double)q->to);
             cJSON_DetachItemViaPointer(sl->doc, sl->windows);
             cJSON_AddItemToObject(doc, "keys", sl->windows);
         }
+        if (q->live)
+            live_marks(doc, q->nopen);
         char *text = print_exact(doc);
         cJSON_Delete(doc);
         slice_answer_text(q, text);
@@ -1612,6 +1771,7 @@ static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const c
                      .slice = sl};
     sl->group_none = ask->group_none;
     sg_buf_init(&sl->cur_key, 0);
+    sg_buf_init(&q->open_keys, 0);
     q->rollup = rollup ? calloc(1, sizeof(*q->rollup)) : NULL;
     q->start_ns = start_ns;
     sl->nshards = sg_ts_reader_index_shards(h->reader);
@@ -1654,6 +1814,18 @@ static bool slice_start(struct sg_history *h, struct sg_http_conn *conn, const c
         slice_fail(q, 400, "page: not a page token of this query (use next_page as it was given)",
                    NULL);
         return true;
+    }
+    if (q->live && q->rollup) {
+        rc = live_fold(q);
+        if (rc == -E2BIG) {
+            hq_free(q);
+            answer_too_many(h, conn, "live=true would fold in");
+            return false;
+        }
+        if (rc != 0) {
+            slice_fail(q, 500, "out of memory", NULL);
+            return true;
+        }
     }
     sl->shards = calloc((size_t)sl->nshards, sizeof(*sl->shards));
     if (!sl->shards) {
@@ -1816,12 +1988,10 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
             answer_error(conn, &h->out, 400, "live: true or false", NULL);
             return false;
         }
-        if (all_live && (all_rollup || !h->streams)) {
+        if (all_live && !h->streams) {
             answer_error(conn, &h->out, 501,
-                         all_rollup ? "live=true with rollup=true across keys is not available "
-                                      "in this version: ask for one key's roll-up"
-                                    : "live=true needs the windows, which this process does "
-                                      "not keep (role gateway)",
+                         "live=true needs the windows, which this process does not keep (role "
+                         "gateway)",
                          NULL);
             return false;
         }
@@ -1914,6 +2084,7 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
     hq->start_ns = start_ns;
     hq->key_len = key_len;
     memcpy(hq->key, key, key_len);
+    sg_buf_init(&hq->open_keys, 0);
     /* The list of queries owns it from here: hq_free releases what it holds. */
     hq->next = h->queries;
     if (h->queries)
@@ -1921,10 +2092,8 @@ static bool history_start(struct sg_history *h, struct sg_http_conn *conn, const
     h->queries = hq;
     h->held += sizeof(*hq) + key_len + (rollup ? sizeof(*hq->rollup) : 0);
     if (rollup && live) {
-        /* The open windows first, as they are now: a window that fires while the stored rows
-         * are read was counted here, and its stored row is skipped. */
-        struct hq_open o = {.q = hq};
-        rc = sg_streams_open_windows(h->streams, key, key_len, on_open_fold, &o);
+        /* The open windows first (live_fold). */
+        rc = live_fold(hq);
         if (rc != 0) {
             hq_free(hq);
             if (rc == -E2BIG)

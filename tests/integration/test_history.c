@@ -61,11 +61,49 @@ static cJSON *wait_windows(const struct sgt_proc *p, const char *path, int want,
     return NULL;
 }
 
+/* An event of key zz an hour (window.allowed_lateness) after window w's start: the windows
+ * before w fire, w and those after it stay open. */
+static void move_watermark(const struct sgt_proc *p, int w)
+{
+    char line[128];
+    snprintf(line, sizeof(line), "{\"key\":\"zz\",\"ts\":%" PRId64 ",\"value\":1}\n",
+             BASE_TS + 3600 * 1000 + (int64_t)w * WINDOW);
+    post(p, line);
+}
+
 static double num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     cr_assert(cJSON_IsNumber(v), "no number %s", name);
     return v->valuedouble;
+}
+
+/* Checks a roll-up's "value" field against the `n` values sent (sorted here): count, sum, min
+ * and max exactly, each quantile within 1% of the exact order statistic. */
+static void expect_values(const cJSON *rollup, double *vals, size_t n, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(rollup, "fields"), "value");
+    cr_assert(v, "%s: no value field", what);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += vals[i];
+    qsort(vals, n, sizeof(vals[0]), cmp_double);
+    cr_expect_eq(num(v, "count"), (double)n, "%s", what);
+    cr_expect(fabs(num(v, "sum") - sum) <= 1e-9 * sum, "%s: sum %.17g, sent %.17g", what,
+              num(v, "sum"), sum);
+    cr_expect_eq(num(v, "min"), vals[0], "%s", what);
+    cr_expect_eq(num(v, "max"), vals[n - 1], "%s", what);
+    static const struct {
+        const char *name;
+        double q;
+    } quants[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}};
+    for (size_t i = 0; i < 3; i++) {
+        double exact = vals[(size_t)floor(quants[i].q * (double)(n - 1))];
+        double est = num(v, quants[i].name);
+        cr_expect(fabs(est - exact) <= 0.01 * exact, "%s: %s: %.6g, exact %.6g", what,
+                  quants[i].name, est, exact);
+    }
 }
 
 /* Key r1: windows 0 to 9 of 40 values each; windows 0 to 7 fire (a later event of another key
@@ -92,10 +130,7 @@ Test(history, live_rollup_of_one_key, .timeout = 180)
                                     BASE_TS + (int64_t)w * WINDOW + i, v);
         }
     post(&p, body);
-    char line[128];
-    snprintf(line, sizeof(line), "{\"key\":\"zz\",\"ts\":%" PRId64 ",\"value\":1}\n",
-             BASE_TS + 3600 * 1000 + 8 * WINDOW);
-    post(&p, line);
+    move_watermark(&p, 8);
     char path[512];
     snprintf(path, sizeof(path), "/v1/history/r1?from=%" PRId64 "&to=%" PRId64, BASE_TS,
              BASE_TS + 10 * WINDOW);
@@ -112,27 +147,7 @@ Test(history, live_rollup_of_one_key, .timeout = 180)
     cr_expect_eq(num(doc, "open_windows"), 2);
     cr_expect_eq(num(doc, "windows"), 10);
     cr_expect_eq(num(doc, "count"), (double)nv);
-    const cJSON *v =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "fields"), "value");
-    cr_assert(v, "no value field");
-    double sum = 0;
-    for (size_t i = 0; i < nv; i++)
-        sum += vals[i];
-    qsort(vals, nv, sizeof(vals[0]), cmp_double);
-    cr_expect_eq(num(v, "count"), (double)nv);
-    cr_expect(fabs(num(v, "sum") - sum) <= 1e-9 * sum, "sum %.17g, sent %.17g", num(v, "sum"), sum);
-    cr_expect_eq(num(v, "min"), vals[0]);
-    cr_expect_eq(num(v, "max"), vals[nv - 1]);
-    static const struct {
-        const char *name;
-        double q;
-    } quants[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}};
-    for (size_t i = 0; i < 3; i++) {
-        double exact = vals[(size_t)floor(quants[i].q * (double)(nv - 1))];
-        double est = num(v, quants[i].name);
-        cr_expect(fabs(est - exact) <= 0.01 * exact, "%s: %.6g, exact %.6g", quants[i].name, est,
-                  exact);
-    }
+    expect_values(doc, vals, nv, "r1");
     cJSON_Delete(doc);
 
     /* Windows 5 to 8: three stored, one open; the others are outside the range. */
@@ -239,10 +254,7 @@ Test(history, across_keys_desc_and_live, .timeout = 180)
     struct sgt_proc p;
     start_gateway(&p, &e, NULL);
     send_grid(&p, 12, 0, 6);
-    char line[128];
-    snprintf(line, sizeof(line), "{\"key\":\"zz\",\"ts\":%" PRId64 ",\"value\":1}\n",
-             BASE_TS + 3600 * 1000 + 6 * WINDOW);
-    post(&p, line);
+    move_watermark(&p, 6);
     cr_assert_geq(sgt_wait_metric(p.http, WRITTEN, 72, 30000), 72);
 
     char query[256];
@@ -275,14 +287,175 @@ Test(history, across_keys_desc_and_live, .timeout = 180)
              BASE_TS + 5 * WINDOW, BASE_TS + 7 * WINDOW);
     cr_expect_eq(walk_pages(&p, query, true, &not_final), 14);
     cr_expect_eq(not_final, 2);
+    stop_no_sanitizer(&p);
+    emu_stop(&e);
+}
 
-    /* A roll-up across keys does not take the open windows yet. */
+/* The aggregate of `key` in a roll-up across keys' "keys", or a failed test. */
+static const cJSON *key_rollup(const cJSON *doc, const char *key)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(doc, "keys"))
+    {
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "key")), key) == 0)
+            return o;
+    }
+    cr_assert_fail("no roll-up of %s in %s", key, cJSON_PrintUnformatted(doc));
+    return NULL;
+}
+
+/* Keys a1 and a2: windows 0 to 9 of 40 values each, 8 and 9 left open (stored as early
+ * emissions); key a0: window 9 only, open. The live roll-up across keys folds each key's open
+ * windows from memory in place of their stored rows, per key (group=key, the keys in order) and
+ * of every key (group=none): count, sum, min and max exactly what was sent, each quantile
+ * within 1% of the exact order statistic. */
+Test(history, live_rollup_across_keys, .timeout = 180)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    start_gateway(&p, &e, NULL);
+    static char body[64 * 1024];
+    static double vals[3][400], all[840];
+    size_t len = 0, nv[3] = {0}, na = 0;
+    for (int k = 0; k < 3; k++)
+        for (int w = k == 0 ? 9 : 0; w < 10; w++)
+            for (int i = 0; i < 40; i++) {
+                double v = (double)((i * 37 + w * 11 + k * 5) % 101) + w * 0.25 + k * 50;
+                vals[k][nv[k]++] = v;
+                all[na++] = v;
+                len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                        "{\"key\":\"a%d\",\"ts\":%" PRId64 ",\"value\":%.17g}\n", k,
+                                        BASE_TS + (int64_t)w * WINDOW + i, v);
+            }
+    post(&p, body);
+    move_watermark(&p, 8);
+    char path[512];
+    snprintf(path, sizeof(path), "/v1/history?from=%" PRId64 "&to=%" PRId64 "&limit=100", BASE_TS,
+             BASE_TS + 10 * WINDOW);
+    cJSON_Delete(wait_windows(&p, path, 21, 5));
+
+    snprintf(path, sizeof(path),
+             "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true&live=true", BASE_TS,
+             BASE_TS + 10 * WINDOW);
     int status;
-    snprintf(path, sizeof(path), "/v1/history?from=1&to=2&rollup=true&live=true");
     cJSON *doc = get_json(p.http, path, NULL, &status);
-    cr_expect_eq(status, 501);
-    cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "error")));
+    cr_assert_eq(status, 200, "%s", cJSON_PrintUnformatted(doc));
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "live")));
+    cr_expect_eq(num(doc, "open_windows"), 5);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "keys")), 3);
+    static const char *const keys[] = {"a0", "a1", "a2"};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "keys"), k);
+        cr_assert(o);
+        cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "key")), keys[k]);
+        cr_expect_eq(num(o, "windows"), k == 0 ? 1 : 10, "%s", keys[k]);
+        cr_expect_eq(num(o, "open_windows"), k == 0 ? 1 : 2, "%s", keys[k]);
+        cr_expect_eq(num(o, "count"), (double)nv[k], "%s", keys[k]);
+        expect_values(o, vals[k], nv[k], keys[k]);
+    }
     cJSON_Delete(doc);
+
+    snprintf(path, sizeof(path),
+             "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true&live=true&group=none",
+             BASE_TS, BASE_TS + 10 * WINDOW);
+    doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200, "%s", cJSON_PrintUnformatted(doc));
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "live")));
+    cr_expect_null(cJSON_GetObjectItemCaseSensitive(doc, "key"));
+    cr_expect_eq(num(doc, "open_windows"), 5);
+    cr_expect_eq(num(doc, "windows"), 21);
+    cr_expect_eq(num(doc, "count"), (double)na);
+    expect_values(doc, all, na, "every key");
+    cJSON_Delete(doc);
+    stop_no_sanitizer(&p);
+    emu_stop(&e);
+}
+
+/* Key d1: windows 0 and 1 fire, window 2 stays open and is stored as an early emission, then
+ * takes more events. The stored roll-up counts the early emission; the live one counts the
+ * window once, as memory holds it now, per key and of every key; an open window past `to`
+ * stays out; more open windows than query.max_rows are a 422. */
+Test(history, live_rollup_across_keys_counts_a_window_once, .timeout = 180)
+{
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    static const char *const max_rows[] = {"--query-max-rows", "20", NULL};
+    start_gateway(&p, &e, max_rows);
+    static char body[64 * 1024];
+    size_t len = 0;
+    for (int w = 0; w < 3; w++)
+        for (int i = 0; i < 10; i++)
+            len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                    "{\"key\":\"d1\",\"ts\":%" PRId64 ",\"value\":%d}\n",
+                                    BASE_TS + (int64_t)w * WINDOW + i, 10 * w + i);
+    post(&p, body);
+    move_watermark(&p, 2);
+    char path[512], stored[512];
+    snprintf(path, sizeof(path), "/v1/history?from=%" PRId64 "&to=%" PRId64 "&limit=100", BASE_TS,
+             BASE_TS + 3 * WINDOW);
+    cJSON_Delete(wait_windows(&p, path, 3, 1));
+    /* Five more events in the open window 2: 35 in all, 15 of them in window 2. */
+    len = 0;
+    for (int i = 10; i < 15; i++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "{\"key\":\"d1\",\"ts\":%" PRId64 ",\"value\":%d}\n",
+                                BASE_TS + 2 * WINDOW + i, 20 + i);
+    /* And one open window after `to`. */
+    len += (size_t)snprintf(body + len, sizeof(body) - len,
+                            "{\"key\":\"d1\",\"ts\":%" PRId64 ",\"value\":1000}\n",
+                            BASE_TS + 3 * WINDOW);
+    post(&p, body);
+    /* The early emission of window 2 counts again once the next one is stored. */
+    snprintf(stored, sizeof(stored), "/v1/history/d1?from=%" PRId64 "&to=%" PRId64 "&rollup=true",
+             BASE_TS, BASE_TS + 3 * WINDOW);
+    int status = 0;
+    double count = 0;
+    for (int64_t until = sgt_mono_ms() + 20000; sgt_mono_ms() < until && count != 35;
+         sgt_sleep_ms(20)) {
+        cJSON *doc = get_json(p.http, stored, NULL, &status);
+        count = status == 200 ? num(doc, "count") : 0;
+        cJSON_Delete(doc);
+    }
+    cr_assert_eq(count, 35, "the stored roll-up never reached 35");
+
+    for (int g = 0; g < 2; g++) {
+        snprintf(path, sizeof(path),
+                 "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true&live=true%s", BASE_TS,
+                 BASE_TS + 3 * WINDOW, g ? "&group=none" : "");
+        cJSON *doc = get_json(p.http, path, NULL, &status);
+        cr_assert_eq(status, 200, "%s", cJSON_PrintUnformatted(doc));
+        const cJSON *o = g ? doc : key_rollup(doc, "d1");
+        cr_expect_eq(num(doc, "open_windows"), 1, "group %d", g);
+        cr_expect_eq(num(o, "windows"), 3, "group %d", g);
+        cr_expect_eq(num(o, "count"), 35, "group %d", g);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(o, "fields"), "value");
+        cr_expect_eq(num(v, "sum"), 34 * 35 / 2, "group %d", g);
+        cr_expect_eq(num(v, "max"), 34, "group %d", g);
+        cJSON_Delete(doc);
+    }
+
+    /* 21 open windows of another key: more than query.max_rows (20). */
+    len = 0;
+    for (int w = 10; w < 31; w++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "{\"key\":\"d2\",\"ts\":%" PRId64 ",\"value\":1}\n",
+                                BASE_TS + (int64_t)w * WINDOW);
+    post(&p, body);
+    snprintf(path, sizeof(path),
+             "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true&live=true", BASE_TS,
+             BASE_TS + 40 * WINDOW);
+    cJSON *doc = get_json(p.http, path, NULL, &status);
+    cr_expect_eq(status, 422);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    /* Refused for the open windows, before any stored row is read. */
+    cr_expect(cJSON_IsString(msg) && strstr(msg->valuestring, "live=true would fold in") &&
+                  strstr(msg->valuestring, "query.max_rows"),
+              "%s", cJSON_GetStringValue(msg));
+    cJSON_Delete(doc);
+    cr_expect_eq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"query_max_rows\"}"), 1);
     stop_no_sanitizer(&p);
     emu_stop(&e);
 }
