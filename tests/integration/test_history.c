@@ -1,7 +1,7 @@
-/* GET /v1/history beyond the stored rows: the open windows of a key folded into its roll-up
- * (live=true with rollup=true), time slices across keys newest first (order=desc) and with every
- * key's open windows (live=true). The real gateway writes to the real emulator, and every answer
- * is compared with what was sent. */
+/* GET /v1/history beyond the stored rows: the open windows of a key, or of every key, folded
+ * into roll-ups (live=true with rollup=true), time slices across keys newest first (order=desc)
+ * and with every key's open windows (live=true). The real gateway writes to the real emulator,
+ * and every answer is compared with what was sent. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
