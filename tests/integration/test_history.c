@@ -531,3 +531,68 @@ Test(history, gen_check_history_quantiles, .timeout = 180)
     stop_no_sanitizer(&p);
     emu_stop(&e);
 }
+
+/* Reads against a Tablestore that answers busy, drops connections and answers late: every
+ * page still chains to exactly the windows in the range, roll-ups are whole, and a Tablestore
+ * that stays busy past query.timeout gives a clear 503 with Retry-After, never a short answer. */
+Test(history, busy_dropped_and_slow_reads_retry_or_say_503, .timeout = 180)
+{
+    struct emu e = {0};
+    static const char *const faults[] = {"--busy", "0.3",    "--drop", "0.1", "--latency",
+                                         "5",      "--seed", "7",      NULL};
+    emu_start(&e, faults);
+    struct sgt_proc p;
+    static const char *const extra[] = {"--window-emit-interval", "0", "--query-timeout", "10s",
+                                        NULL};
+    start_gateway(&p, &e, extra);
+    send_grid(&p, 4, 0, 6); /* 24 windows */
+    move_watermark(&p, 6);
+    cr_assert_geq(sgt_wait_metric(p.http, WRITTEN, 24, 60000), 24);
+    int not_final;
+    char query[256];
+    snprintf(query, sizeof(query), "/v1/history?from=%" PRId64 "&to=%" PRId64, BASE_TS,
+             BASE_TS + 6 * WINDOW);
+    cr_expect_eq(walk_pages(&p, query, false, &not_final), 24);
+    cr_expect_eq(walk_pages(&p, query, true, &not_final), 24);
+    snprintf(query, sizeof(query), "/v1/history/x02?from=%" PRId64 "&to=%" PRId64, BASE_TS,
+             BASE_TS + 6 * WINDOW);
+    cr_expect_eq(walk_pages(&p, query, false, &not_final), 6);
+    char path[256];
+    int status;
+    snprintf(path, sizeof(path),
+             "/v1/history?from=%" PRId64 "&to=%" PRId64 "&rollup=true&group=none", BASE_TS,
+             BASE_TS + 6 * WINDOW);
+    cJSON *doc = get_json(p.http, path, NULL, &status);
+    cr_assert_eq(status, 200);
+    cr_expect_eq(num(doc, "count"), 48);
+    cr_expect_eq(num(doc, "windows"), 24);
+    cJSON_Delete(doc);
+    cr_expect_gt(sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"ok\"}"),
+                 0);
+    stop_no_sanitizer(&p);
+
+    /* Always busy: retried until query.timeout, then 503. */
+    emu_halt(&e);
+    static const char *const busy[] = {"--busy", "1", NULL};
+    emu_start(&e, busy);
+    static const char *const quick[] = {"--window-emit-interval",
+                                        "0",
+                                        "--query-timeout",
+                                        "500ms",
+                                        "--tablestore-create-tables",
+                                        "false",
+                                        NULL};
+    start_gateway(&p, &e, quick);
+    struct sgt_response r;
+    sgt_http(p.http, "GET", path, NULL, NULL, 0, &r);
+    cr_expect_eq(r.status, 503, "%d: %s", r.status, r.body);
+    char *ra = sgt_header(&r, "Retry-After");
+    cr_expect(ra, "no Retry-After");
+    free(ra);
+    sgt_response_free(&r);
+    cr_expect_gt(
+        sgt_metric(p.http, "streamgate_tablestore_read_requests_total{outcome=\"unavailable\"}"),
+        0);
+    stop_no_sanitizer(&p);
+    emu_stop(&e);
+}
