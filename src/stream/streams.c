@@ -462,7 +462,8 @@ static inline void sg_streams__sync(struct sg_streams *st)
  * reporting about twice a window, reckoning the young windows alone let stream state grow from
  * its share to the high watermark by itself, and the pause that followed could only end with
  * the watermark moving on, which made the events held back by it late; with a 30 s lateness
- * (four windows a key) reckoning two windows a key did the same. */
+ * (four windows a key) reckoning two windows a key did the same. Before the first window ends
+ * (for as long as the lateness), the open windows' average stands in for the ended ones'. */
 /* Windows a key that reports all the time holds at once: those whose end plus the allowed
  * lateness the watermark has not passed (a session, and the one before it while it waits). */
 static double sg_streams__windows_held(const struct sg_streams *st)
@@ -480,7 +481,9 @@ static size_t sg_streams__key_reserve(const struct sg_streams *st)
     double per_window = (double)st->mem_bytes / (double)st->windows_open;
     double per_key = (double)st->mem_bytes / (double)st->nkeys + open_avg;
     double room = SG_MIN(per_window, per_key);
-    double grown = (sg_streams__windows_held(st) + 1) * st->ended_win_bytes -
+    /* Before any window has ended, the open ones are the only measure there is. */
+    double ended = st->ended_win_bytes > 0 ? st->ended_win_bytes : open_avg;
+    double grown = (sg_streams__windows_held(st) + 1) * ended -
                    (double)st->win_bytes / (double)st->nkeys;
     if (grown > room)
         room = grown;

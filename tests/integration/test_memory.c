@@ -277,14 +277,16 @@ Test(memory, many_keys_fire_at_the_writers_pace_within_the_budget, .timeout = 60
 }
 
 /* Stream state alone fills the budget: 3,000 keys with three quantile sketches on four fields
- * (about 1 KB per key and window) in an 8 MiB budget, events in wall-clock time over one TCP
- * connection, 1 s windows kept open 3 s more for late events. The keys fit with room for one
- * more window each, so hardly any is refused, but they hold four: ingest pauses on stream state; no
+ * (about 1 KB per key and window) in a 16 MiB budget, events in wall-clock time over one TCP
+ * connection, 1 s windows kept open 3 s more for late events. The keys fit with room for the
+ * windows they will hold, so hardly any is refused, but the high watermark is set at 40%, below
+ * what they hold: ingest pauses on stream state; no
  * event can arrive then, so only the watermark's idle advance (window.idle_timeout) makes the
  * windows due. They must fire, give their memory back, and let ingest resume, again and again
  * until the generator is done: no deadlock. Every event accepted is in a window result or
  * counted late. */
-#define STATE_BUDGET_MIB 8
+#define STATE_BUDGET_MIB 16
+#define STATE_HIGH_PCT   40 /* limits.high_watermark */
 
 Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .timeout = 600)
 {
@@ -292,8 +294,11 @@ Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .time
     char results[320], budget[32];
     snprintf(results, sizeof(results), "%s/results.ndjson", dir);
     snprintf(budget, sizeof(budget), "%dMiB", STATE_BUDGET_MIB);
+    char high[8];
+    snprintf(high, sizeof(high), "%d", STATE_HIGH_PCT);
     const char *args[] = {"--output-file", "", "--output-results-file", results, "--limits-memory",
-                          budget, "--limits-streams-share", "100", "--window-size", "1s",
+                          budget, "--limits-streams-share", "100", "--limits-high-watermark", high,
+                          "--limits-low-watermark", "25", "--window-size", "1s",
                           "--window-allowed-lateness", "3s", "--window-idle-timeout", "300ms",
                           "--log-level", "info",
                           /* A key's forecast models (40 bytes a field) stay with the key for
@@ -303,7 +308,7 @@ Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .time
                           "--predict-enabled", "false", NULL};
     struct sgt_proc p;
     sgt_start(&p, args, NULL);
-    const int events = 90000;
+    const int events = 150000;
     char count[16];
     snprintf(count, sizeof(count), "%d", events);
     /* Paced, so that event times follow the wall clock and several windows fill up. */
@@ -323,8 +328,9 @@ Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .time
         char *text = scrape(p.http);
         double used = metric_of(text, "streamgate_budget_bytes");
         max_budget = fmax(max_budget, used);
+        /* Paused with stream state holding most of what the high watermark allows. */
         if (metric_of(text, "streamgate_ingest_paused") == 1 &&
-            metric_of(text, STREAMS_USE) >= 0.5 * limit)
+            metric_of(text, STREAMS_USE) >= 0.8 * STATE_HIGH_PCT / 100.0 * limit)
             paused_on_state = true;
         free(text);
         sgt_sleep_ms(20);
@@ -352,7 +358,7 @@ Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .time
     free(text);
     cr_log_info("stream state: %.0f pauses, budget peak %.0f of %.0f bytes, %.0f late", pauses,
                 max_budget, limit, late);
-    cr_assert(paused_on_state, "ingest never paused with stream state over half the budget");
+    cr_assert(paused_on_state, "ingest never paused with stream state at the high watermark");
     cr_assert_geq(pauses, 3, "ingest paused %.0f times: never resumed and paused again", pauses);
     cr_assert_gt(pushback, 0);
     cr_assert_leq(max_budget, limit, "the budget's account reached %.0f", max_budget);
