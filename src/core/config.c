@@ -386,10 +386,11 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT_LIVE("limits.low_watermark", limits_low_watermark, "50", 1, 99,
                     "Percent of limits.memory under which paused ingest resumes; below "
                     "limits.high_watermark."),
-    SG_OPT_INT("limits.streams_share", limits_streams_share, "50", 1, 100,
-               "Percent of limits.memory the streams engine may hold. Events for new keys are "
-               "rejected (key_limit) once stream state, plus room for one more window per key, "
-               "reaches it; known keys go on."),
+    SG_OPT_INT(
+        "limits.streams_share", limits_streams_share, "50", 1, 100,
+        "Percent of limits.memory the streams engine may hold. Events for new keys are "
+        "rejected (key_limit) once stream state, plus room for the windows each key will hold, "
+        "reaches it; known keys go on."),
     SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,
                "Percent of limits.memory the writers' queues may hold while windows fire; due "
                "windows past it wait, complete, until the writers drain."),
