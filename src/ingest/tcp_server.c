@@ -56,7 +56,6 @@ struct sg_tcp_conn {
     size_t budget_held; /* the partial line's storage, charged to the budget */
     int64_t now_ms;     /* arrival time of the bytes being framed */
     struct sg_ndjson fr;
-    struct sg_ingest_ahead ahead; /* lines of the current read not ingested yet, in srv->rbuf */
 };
 
 /* A socket accepted only to be closed, because the connection limit was reached. */
@@ -99,6 +98,9 @@ struct sg_tcp_server {
     /* Every connection's reads land here; each read is framed and its lines ingested before
      * the next read is asked for, so one buffer serves them all. */
     char rbuf[SG_TCP_READ_BUF_SIZE];
+    /* Lines of the read being framed not ingested yet, in rbuf: empty again before the read
+     * returns, so one queue serves every connection too (an idle one holds none). */
+    struct sg_ingest_ahead ahead;
 };
 
 /* Called whenever a handle has finished closing: reports the end of a shutdown, and frees the
@@ -202,7 +204,7 @@ static void tcp_conn_flush_ahead(struct sg_tcp_conn *conn)
 {
     struct sg_ingest_held ev;
 
-    while (sg_ingest_ahead_pop(&conn->ahead, &ev))
+    while (sg_ingest_ahead_pop(&conn->srv->ahead, &ev))
         tcp_conn_ingest(conn, ev.buf, ev.len);
 }
 
@@ -226,7 +228,7 @@ static int tcp_conn_line(void *arg, const char *line, size_t len, bool too_long)
         return 0;
     }
     struct sg_ingest_held due;
-    if (sg_ingest_ahead_push(srv->ingest, &conn->ahead,
+    if (sg_ingest_ahead_push(srv->ingest, &srv->ahead,
                              &(struct sg_ingest_held){.buf = line, .len = len}, &due))
         tcp_conn_ingest(conn, due.buf, due.len);
     return 0;
