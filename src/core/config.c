@@ -387,8 +387,9 @@ static const struct sg_config_option options[] = {
                     "Percent of limits.memory under which paused ingest resumes; below "
                     "limits.high_watermark."),
     SG_OPT_INT(
-        "limits.streams_share", limits_streams_share, "50", 1, 100,
-        "Percent of limits.memory the streams engine may hold. Events for new keys are "
+        "limits.streams_share", limits_streams_share, "40", 1, 100,
+        "Percent of limits.memory the streams engine may hold; below limits.low_watermark, so "
+        "that a pause the writers' queues caused ends as they drain. Events for new keys are "
         "rejected (key_limit) once stream state, plus room for the windows each key will hold, "
         "reaches it; known keys go on."),
     SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,

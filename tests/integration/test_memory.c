@@ -390,6 +390,8 @@ Test(memory, new_keys_are_refused_at_the_streams_share, .timeout = 120)
                           "",
                           "--limits-memory",
                           "4MiB",
+                          "--limits-streams-share",
+                          "50",
                           "--window-size",
                           "1h",
                           "--window-idle-timeout",

@@ -313,7 +313,7 @@ Test(defaults, every_field)
     cr_assert_eq(cfg.limits_memory, 256u << 20);
     cr_assert_eq(cfg.limits_high_watermark, 70);
     cr_assert_eq(cfg.limits_low_watermark, 50);
-    cr_assert_eq(cfg.limits_streams_share, 50);
+    cr_assert_eq(cfg.limits_streams_share, 40);
     cr_assert_eq(cfg.limits_results_share, 25);
     cr_assert_eq(cfg.limits_retry_after_ms, 1000);
     cr_assert_str_eq(cfg.output_results_file, "");

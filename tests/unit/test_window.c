@@ -2120,6 +2120,7 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
     f.cfg.log_bad_input_interval_ms = 60000;
     f.log = &m.log;
     f.budget_limit = 1 << 20; /* 512 KiB for the streams */
+    f.cfg.limits_streams_share = 50;
     fx_start(&f);
     cr_assert_eq(f.st->streams_limit, 512u << 10);
     char key[32];
@@ -2178,6 +2179,7 @@ Test(limits, keys_between_windows_do_not_reserve_the_engine_each)
     fx_init(&f, SG_WINDOW_TUMBLING, 1000);
     f.cfg.stream_key_idle_timeout_ms = 600000;
     f.budget_limit = 1 << 20; /* 512 KiB for the streams */
+    f.cfg.limits_streams_share = 50;
     fx_start(&f);
     enum { KEYS = 500 }; /* about 560 fit with one window open each */
     char key[32];
