@@ -483,8 +483,8 @@ static size_t sg_streams__key_reserve(const struct sg_streams *st)
     double room = SG_MIN(per_window, per_key);
     /* Before any window has ended, the open ones are the only measure there is. */
     double ended = st->ended_win_bytes > 0 ? st->ended_win_bytes : open_avg;
-    double grown = (sg_streams__windows_held(st) + 1) * ended -
-                   (double)st->win_bytes / (double)st->nkeys;
+    double grown =
+        (sg_streams__windows_held(st) + 1) * ended - (double)st->win_bytes / (double)st->nkeys;
     if (grown > room)
         room = grown;
     return (size_t)(room * (double)st->nkeys);
