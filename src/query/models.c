@@ -136,7 +136,10 @@ static void on_read(void *arg, enum sg_ts_read_outcome outcome, const char *code
         hand_over(mr, k, &res, false);
         sg_ts_range_result_free(&res);
     } else {
-        int64_t suppressed = sg_log_limiter_take(&mr->fail_limiter, sg_now_ms());
+        /* Cancelled: the writer is closing, nothing to say. */
+        int64_t suppressed = outcome == SG_TS_READ_CANCELLED
+                                 ? -1
+                                 : sg_log_limiter_take(&mr->fail_limiter, sg_now_ms());
         if (suppressed >= 0)
             sg_warn(mr->log, "could not read a key's stored forecast models: they start afresh",
                     SG_F_STRN("key", k->key, k->len),
