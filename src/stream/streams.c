@@ -464,13 +464,20 @@ static inline void sg_streams__sync(struct sg_streams *st)
  * the watermark moving on, which made the events held back by it late; with a 30 s lateness
  * (four windows a key) reckoning two windows a key did the same. Before the first window ends
  * (for as long as the lateness), the open windows' average stands in for the ended ones'. */
+/* Most windows a key is reckoned to hold at once (sg_streams__windows_held). */
+#define SG_STREAMS_MAX_HELD 4.0
+
 /* Windows a key that reports all the time holds at once: those whose end plus the allowed
  * lateness the watermark has not passed (a session, and the one before it while it waits). */
 static double sg_streams__windows_held(const struct sg_streams *st)
 {
     if (st->type == SG_WINDOW_SESSION)
         return st->lateness_ms > 0 ? 2 : 1;
-    return ceil((double)(st->size_ms + st->lateness_ms) / (double)st->slide_ms);
+    double held = ceil((double)(st->size_ms + st->lateness_ms) / (double)st->slide_ms);
+    /* A lateness of many windows (an hour of 1 s windows) would reckon every key at thousands,
+     * though only a key reporting in every one of them holds that many: past a few, the pause
+     * on stream state covers the keys that do. */
+    return held < SG_STREAMS_MAX_HELD ? held : SG_STREAMS_MAX_HELD;
 }
 
 static size_t sg_streams__key_reserve(const struct sg_streams *st)
