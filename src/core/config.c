@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -971,7 +972,8 @@ static int props_from_json(const struct sg_config_option *opt, const cJSON *item
         else if (cJSON_IsBool(el))
             n = snprintf(text, sizeof(text), "%s=%s", el->string,
                          cJSON_IsTrue(el) ? "true" : "false");
-        else if (cJSON_IsNumber(el) && el->valuedouble == (double)(int64_t)el->valuedouble)
+        else if (cJSON_IsNumber(el) && fabs(el->valuedouble) <= SG_CONFIG_MAX_JSON_INT &&
+                 el->valuedouble == (double)(int64_t)el->valuedouble)
             n = snprintf(text, sizeof(text), "%s=%" PRId64, el->string, (int64_t)el->valuedouble);
         else if (cJSON_IsNumber(el))
             n = snprintf(text, sizeof(text), "%s=%.17g", el->string, el->valuedouble);

@@ -1407,6 +1407,12 @@ Test(json, kafka_properties_from_an_object)
     cr_assert_str_eq(cfg.kafka_rdkafka.items[1], "acks=all");
     cr_assert_str_eq(cfg.kafka_rdkafka.items[2], "enable.idempotence=true");
     cr_assert_str_eq(cfg.kafka_rdkafka.items[3], "x=0.5");
+    /* A number too large for a whole number is written as a double, not converted. */
+    const char *huge = "{\"kafka\":{\"rdkafka\":{\"big\":1e300,\"neg\":-1e300}}}";
+    cr_assert_eq(sg_config_apply_json(&cfg, huge, strlen(huge), errbuf, sizeof(errbuf)), 0, "%s",
+                 errbuf);
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[0], "big=1.0000000000000001e+300");
+    cr_assert_str_eq(cfg.kafka_rdkafka.items[1], "neg=-1.0000000000000001e+300");
     const char *bad = "{\"kafka\":{\"rdkafka\":{\"a\":[1]}}}";
     cr_assert_neq(sg_config_apply_json(&cfg, bad, strlen(bad), errbuf, sizeof(errbuf)), 0);
     assert_contains(errbuf, "kafka.rdkafka.a: expected a string, number or boolean");
