@@ -52,7 +52,15 @@ static const char *const skip_names[SKIP_COUNT] = {"replayed", "invalid", "key_l
 /* A window result handed to the writers. It stays on its partition's list, holding the
  * commit back to its first record, until every writer confirmed it and then until the written
  * mark passes its end: a replay from an earlier offset skips only the windows ending at or
- * before the mark, and would otherwise rebuild this one from part of its records. */
+ * before the mark, and would otherwise rebuild this one from part of its records.
+ *
+ * A partition can hold hundreds of thousands of them while the writers are behind (every key's
+ * window of a slow period), so a commit reads what it needs off three heaps instead of walking
+ * them: the earliest end of all (the next to be done with), the earliest end of the
+ * unconfirmed (what holds the mark back) and the lowest first offset (where the commit goes). */
+enum { BY_END, BY_UNCONFIRMED_END, BY_OFFSET, HEAPS };
+#define NOT_IN_HEAP UINT32_MAX
+
 struct pending {
     struct sg_sink_done done; /* first: the writers call done.cb */
     struct sg_kafka_source *src;
@@ -60,10 +68,16 @@ struct pending {
     int32_t partition;           /* -1: its partition was revoked (an orphan) */
     struct sg_streams_origin origin;
     int64_t end;
+    uint32_t at[HEAPS]; /* its slot in each of its partition's heaps, or NOT_IN_HEAP */
     int calls, taken;
     bool taken_known;
     bool confirmed; /* every writer confirmed it */
     bool lost;      /* a writer gave it up while stopping: it holds the commit back for good */
+};
+
+struct pending_heap {
+    struct pending **v;
+    uint32_t len, cap;
 };
 
 struct part {
@@ -71,6 +85,7 @@ struct part {
     int64_t next_offset; /* after the last record taken; -1 before the first */
     int64_t mark;        /* written mark; INT64_MIN: none */
     struct pending *pending;
+    struct pending_heap heaps[HEAPS];
     char committed[128]; /* the last commit's "offset metadata", to skip repeats */
     struct sg_gauge *lag;
 };
@@ -145,8 +160,89 @@ static struct part *part_get(struct sg_kafka_source *src, int32_t p)
     return &src->parts[p];
 }
 
+/* ---- a partition's pending heaps ------------------------------------------------------ */
+
+static int64_t heap_key(const struct pending *pd, int h)
+{
+    return h == BY_OFFSET ? pd->origin.offset : pd->end;
+}
+
+static void heap_put(struct pending_heap *hp, int h, uint32_t i, struct pending *pd)
+{
+    hp->v[i] = pd;
+    pd->at[h] = i;
+}
+
+static void heap_sift(struct pending_heap *hp, int h, uint32_t i)
+{
+    struct pending *pd = hp->v[i];
+    int64_t k = heap_key(pd, h);
+    while (i > 0 && k < heap_key(hp->v[(i - 1) / 2], h)) {
+        heap_put(hp, h, i, hp->v[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= hp->len)
+            break;
+        if (c + 1 < hp->len && heap_key(hp->v[c + 1], h) < heap_key(hp->v[c], h))
+            c++;
+        if (heap_key(hp->v[c], h) >= k)
+            break;
+        heap_put(hp, h, i, hp->v[c]);
+        i = c;
+    }
+    heap_put(hp, h, i, pd);
+}
+
+/* Room for one more in every heap, so that adding a result cannot half-fail. */
+static int heaps_reserve(struct part *pt)
+{
+    for (int h = 0; h < HEAPS; h++) {
+        struct pending_heap *hp = &pt->heaps[h];
+        if (hp->len < hp->cap)
+            continue;
+        uint32_t cap = hp->cap ? hp->cap * 2 : 64;
+        struct pending **v = realloc(hp->v, (size_t)cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        hp->v = v;
+        hp->cap = cap;
+    }
+    return 0;
+}
+
+static void heap_add(struct part *pt, int h, struct pending *pd)
+{
+    struct pending_heap *hp = &pt->heaps[h];
+    heap_put(hp, h, hp->len++, pd);
+    heap_sift(hp, h, pd->at[h]);
+}
+
+static void heap_remove(struct part *pt, int h, struct pending *pd)
+{
+    struct pending_heap *hp = &pt->heaps[h];
+    uint32_t i = pd->at[h];
+    if (i == NOT_IN_HEAP)
+        return;
+    pd->at[h] = NOT_IN_HEAP;
+    struct pending *last = hp->v[--hp->len];
+    if (last != pd) {
+        heap_put(hp, h, i, last);
+        heap_sift(hp, h, i);
+    }
+}
+
+static struct pending *heap_top(const struct part *pt, int h)
+{
+    return pt->heaps[h].len ? pt->heaps[h].v[0] : NULL;
+}
+
 static void pending_unlink(struct sg_kafka_source *src, struct pending *pd)
 {
+    if (pd->partition >= 0)
+        for (int h = 0; h < HEAPS; h++)
+            heap_remove(&src->parts[pd->partition], h, pd);
     struct pending **head = pd->partition >= 0 ? &src->parts[pd->partition].pending : &src->orphans;
     if (pd->prev)
         pd->prev->next = pd->next;
@@ -174,6 +270,7 @@ static void pending_settle(struct pending *pd)
         return;
     if (pd->partition >= 0) {
         pd->confirmed = true;
+        heap_remove(&pd->src->parts[pd->partition], BY_UNCONFIRMED_END, pd);
         return;
     }
     pending_unlink(pd->src, pd);
@@ -198,6 +295,8 @@ struct sg_sink_done *sg_kafka_source_result(struct sg_kafka_source *src,
             : NULL;
     if (!pt || !pt->assigned)
         return NULL;
+    if (heaps_reserve(pt) != 0)
+        return NULL;
     struct pending *pd = calloc(1, sizeof(*pd));
     if (!pd)
         return NULL;
@@ -207,6 +306,8 @@ struct sg_sink_done *sg_kafka_source_result(struct sg_kafka_source *src,
     pd->origin = res->origin;
     pd->end = res->window_end;
     pending_push(&pt->pending, pd);
+    for (int h = 0; h < HEAPS; h++)
+        heap_add(pt, h, pd);
     return &pd->done;
 }
 
@@ -233,9 +334,9 @@ static bool commit_point(struct sg_kafka_source *src, int32_t p, const struct sg
     if (!pt->assigned || pt->next_offset < 0 || !sg_streams_partition_time(src->streams, p, &now))
         return false;
     int64_t min_end = h->min_end;
-    for (const struct pending *pd = pt->pending; pd; pd = pd->next)
-        if (!pd->confirmed && pd->end < min_end)
-            min_end = pd->end;
+    const struct pending *unconfirmed = heap_top(pt, BY_UNCONFIRMED_END);
+    if (unconfirmed && unconfirmed->end < min_end)
+        min_end = unconfirmed->end;
     /* Every window of the partition ending at or before the mark is written: the ones the
      * partition's watermark passed fired (or never opened: their records were late), except
      * those still open or unconfirmed. */
@@ -251,16 +352,18 @@ static bool commit_point(struct sg_kafka_source *src, int32_t p, const struct sg
      * confirmed, or confirmed and ending past the mark. Confirmed results the mark passed are
      * done with. */
     struct sg_streams_origin at = h->origin;
-    for (struct pending *pd = pt->pending, *next; pd; pd = next) {
-        next = pd->next;
-        if (pd->confirmed && pd->end <= mark) {
-            pending_unlink(src, pd);
-            free(pd);
-            continue;
-        }
-        if (at.offset < 0 || pd->origin.offset < at.offset)
-            at = pd->origin;
+    for (struct pending *pd; (pd = heap_top(pt, BY_END)) != NULL && pd->end <= mark;) {
+        /* None unconfirmed ends at or before the mark, unless the mark came from an earlier
+         * owner's commit: such a result stays, and so do the ones behind it, until it is
+         * confirmed (its offset only holds the commit back further). */
+        if (!pd->confirmed)
+            break;
+        pending_unlink(src, pd);
+        free(pd);
     }
+    const struct pending *first = heap_top(pt, BY_OFFSET);
+    if (first && (at.offset < 0 || first->origin.offset < at.offset))
+        at = first->origin;
     if (at.offset < 0) {
         at = now;
         at.offset = pt->next_offset;
@@ -1059,6 +1162,9 @@ void sg_kafka_source_destroy(struct sg_kafka_source *src)
     sg_kafka_wake_release(&src->wake); /* the pipe, when the consumer was never made */
     if (src->dec_ready)
         sg_event_decoder_free(&src->dec);
+    for (uint32_t p = 0; p < src->nparts; p++)
+        for (int h = 0; h < HEAPS; h++)
+            free(src->parts[p].heaps[h].v);
     free(src->parts);
     free(src->holds);
     free(src->topic);
