@@ -5,6 +5,8 @@
  *
  *   agg_bench --keys N --events M [--fields F] [--quantiles p50,p99] [--window 10s]
  *             [--predict true|false]  (forecasts per fired window; on by default, as in the server)
+ *             [--lateness DURATION]  (window.allowed_lateness; 0 by default: with more, each key
+ *                                     holds the windows that wait it out)
  *             [--values uniform|sensor] [--order roundrobin|random]
  *
  * Keys are visited round-robin with event time advancing slowly, so every key has one open
@@ -61,7 +63,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: agg_bench --keys N --events M [--fields F] [--quantiles LIST] "
                     "[--window DURATION] [--values uniform|sensor] [--order roundrobin|random] "
-                    "[--predict true|false]\n");
+                    "[--predict true|false] [--lateness DURATION]\n");
     exit(2);
 }
 
@@ -187,7 +189,7 @@ int main(int argc, char **argv)
 {
     long keys = 10000, events = 5000000, fields = 1;
     const char *quantiles = "", *window = "10s", *values = "uniform", *order = "roundrobin";
-    const char *predict = "true";
+    const char *predict = "true", *lateness = "0";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--keys") == 0)
             keys = atol(argv[i + 1]);
@@ -205,6 +207,8 @@ int main(int argc, char **argv)
             order = argv[i + 1];
         else if (strcmp(argv[i], "--predict") == 0)
             predict = argv[i + 1];
+        else if (strcmp(argv[i], "--lateness") == 0)
+            lateness = argv[i + 1];
         else
             usage();
     }
@@ -224,7 +228,8 @@ int main(int argc, char **argv)
         sg_config_set(&cfg, "window.size", window, err, sizeof(err)) ||
         sg_config_set(&cfg, "stream.max_keys", max_keys, err, sizeof(err)) ||
         sg_config_set(&cfg, "window.idle_timeout", "1h", err, sizeof(err)) ||
-        sg_config_set(&cfg, "predict.enabled", predict, err, sizeof(err))) {
+        sg_config_set(&cfg, "predict.enabled", predict, err, sizeof(err)) ||
+        sg_config_set(&cfg, "window.allowed_lateness", lateness, err, sizeof(err))) {
         fprintf(stderr, "agg_bench: %s\n", err);
         return 2;
     }

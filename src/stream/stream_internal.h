@@ -85,7 +85,13 @@ struct sg_window {
 struct sg_stream {
     uint64_t hash;
     union {
-        struct sg_window *windows;
+        struct {
+            struct sg_window *windows;
+            /* The list's last window (the latest start, where a key's next event nearly
+             * always goes): a key holds several windows while they wait out the allowed
+             * lateness, and walking to the last one is a cache miss a window. */
+            struct sg_window *last;
+        };
         struct {
             struct sg_stream *prev, *next; /* next: idle for less long */
             int64_t since;

@@ -53,6 +53,7 @@ void sg_streams__make_active(struct sg_streams *st, struct sg_stream *s)
         st->idle_tail = s->u.idle.prev;
     s->is_idle = false;
     s->u.windows = NULL;
+    s->u.last = NULL;
 }
 
 void sg_streams__oom(struct sg_streams *st, const char *what)
@@ -170,6 +171,7 @@ static struct sg_stream *sg_streams__insert(struct sg_streams *st, const char *k
     st->mem_bytes += sg_streams__stream_bytes(len);
     s->hash = hash;
     s->u.windows = NULL;
+    s->u.last = NULL;
     s->models = NULL;
     s->nmodels = 0;
     s->partition = partition >= 0 ? partition : sg_kafka_partition(key, len, st->partitions);

@@ -422,6 +422,8 @@ static struct sg_window *sg_window__open(struct sg_streams *st, struct sg_stream
     }
     w->next = *link;
     *link = w;
+    if (!w->next)
+        s->u.last = w;
     st->windows_open++;
     return w;
 }
@@ -452,11 +454,13 @@ static void sg_window__release(struct sg_streams *st, struct sg_window *w)
 }
 
 /* Makes room for at least `need` fields in *link's window; it may move, and every pointer to
- * it is updated. Returns the window, or NULL (the window unchanged) when out of memory. */
+ * it is updated: *link, its stream's list (link may be a copy of the pointer), the heap and the
+ * dirty list. Returns the window, or NULL (the window unchanged) when out of memory. */
 static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window **link,
                                          unsigned need)
 {
     struct sg_window *w = *link;
+    struct sg_stream *s = w->stream;
     unsigned cap = w->cap * 2u;
     if (cap < need)
         cap = need;
@@ -465,9 +469,16 @@ static struct sg_window *sg_window__grow(struct sg_streams *st, struct sg_window
     if (cap <= w->cap)
         return NULL;
     size_t old = sg_window__bytes(st, w->cap);
+    struct sg_window **in_list = &s->u.windows;
+    while (*in_list != w)
+        in_list = &(*in_list)->next;
+    bool last = s->u.last == w;
     struct sg_window *nw = realloc(w, sg_window__size(st, cap));
     if (!nw)
         return NULL;
+    *in_list = nw;
+    if (last)
+        s->u.last = nw;
     st->mem_bytes += sg_window__bytes(st, cap) - old;
     st->win_bytes += sg_window__bytes(st, cap) - old;
     nw->cap = (uint8_t)cap;
@@ -581,14 +592,23 @@ static int sg_window__add_fixed(struct sg_streams *st, struct sg_stream *s,
      * be due: one waiting to fire (pacing) takes no more events, and the path below finds the
      * event late as if it had fired. */
     if (st->slide_ms == st->size_ms && !s->is_idle) {
-        for (struct sg_window **link = &s->u.windows; *link; link = &(*link)->next) {
-            if (t < (*link)->start)
-                break; /* the list is by start */
-            if (t < (*link)->end) {
-                if ((*link)->end <= st->watermark)
-                    break;
-                sg_window__fold(st, link, ev, t, ids, distinct_hash);
+        struct sg_window *last = s->u.last;
+        if (last && t >= last->start) {
+            /* The last window is the only one that can hold t. */
+            if (t < last->end && last->end > st->watermark) {
+                sg_window__fold(st, &last, ev, t, ids, distinct_hash);
                 return 0;
+            }
+        } else {
+            for (struct sg_window **link = &s->u.windows; *link; link = &(*link)->next) {
+                if (t < (*link)->start)
+                    break; /* the list is by start */
+                if (t < (*link)->end) {
+                    if ((*link)->end <= st->watermark)
+                        break;
+                    sg_window__fold(st, link, ev, t, ids, distinct_hash);
+                    return 0;
+                }
             }
         }
     }
@@ -635,6 +655,8 @@ static void sg_window__absorb_next(struct sg_streams *st, struct sg_window **lin
     struct sg_window *b = (*link)->next;
 
     (*link)->next = b->next;
+    if (b->stream->u.last == b)
+        b->stream->u.last = *link;
     sg_window__heap_remove(st, b);
     if (b->dirty_idx != SG_STREAMS_NO_INDEX)
         st->dirty[b->dirty_idx] = NULL;
@@ -769,6 +791,7 @@ size_t sg_window__drop_stream(struct sg_streams *st, struct sg_stream *s)
         sg_window__release(st, w);
         n++;
     }
+    s->u.last = NULL;
     return n;
 }
 
@@ -787,6 +810,8 @@ static void sg_window__fire(struct sg_streams *st, struct sg_window *w)
     while (*link != w)
         link = &(*link)->next;
     *link = w->next;
+    if (s->u.last == w)
+        s->u.last = link == &s->u.windows ? NULL : sg_container_of(link, struct sg_window, next);
     sg_window__release(st, w);
     if (!s->u.windows)
         sg_streams__make_idle(st, s);

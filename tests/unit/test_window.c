@@ -1125,6 +1125,95 @@ static uint64_t lcg_next(uint64_t *s)
     return *s >> 11;
 }
 
+/* Every active stream's last window is its list's last. */
+static void check_last_windows(const struct fx *f)
+{
+    const struct sg_streams *st = f->st;
+    for (size_t i = 0; i <= st->mask; i++) {
+        const struct sg_stream *s = st->slots[i];
+        if (!s || s->is_idle)
+            continue;
+        const struct sg_window *last = NULL;
+        for (const struct sg_window *w = s->u.windows; w; w = w->next)
+            last = w;
+        cr_assert_eq(s->u.last, last, "key %.*s: last window %p, the list ends at %p",
+                     (int)s->key_len, s->key, (void *)s->u.last, (void *)last);
+    }
+}
+
+/* A key holds several windows while they wait out the allowed lateness, and its next event
+ * nearly always goes to the last one, which the engine finds without walking the list. Events
+ * into every held window, windows growing past their first event's fields, windows firing and
+ * keys going idle and coming back in between: every window's count and sums are exact, and
+ * each stream's last window stays its list's last throughout. */
+Test(aggregates, events_into_every_held_window_exact)
+{
+    enum { KEYS = 40, EVENTS = 20000, SIZE = 1000, LAG = 3500 };
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, SIZE);
+    f.cfg.window_allowed_lateness_ms = LAG;
+    fx_start(&f);
+    static const char *const names[] = {"a", "b", "c"};
+    /* Expected per key and window: count, and the sum of each field. Windows are numbered
+     * from 0; event times stay under 64 windows. */
+    enum { NWIN = 64 };
+    static double sums[KEYS][NWIN][3];
+    static uint64_t counts[KEYS][NWIN];
+    memset(sums, 0, sizeof(sums));
+    memset(counts, 0, sizeof(counts));
+    uint64_t seed = 42;
+    int64_t newest = 0;
+    for (int i = 0; i < EVENTS; i++) {
+        int k = (int)(lcg_next(&seed) % KEYS);
+        /* Time moves on by about 3 ms an event; an event is up to LAG - 500 ms behind the
+         * newest, so it is never late and lands in any of the windows its key holds. */
+        newest += (int64_t)(lcg_next(&seed) % 7);
+        int64_t behind =
+            (int64_t)(lcg_next(&seed) % 4) == 0 ? (int64_t)(lcg_next(&seed) % (LAG - 500)) : 0;
+        int64_t ts = newest - behind < 0 ? 0 : newest - behind;
+        cr_assert_lt(ts / SIZE, NWIN);
+        size_t n = 1 + (size_t)(lcg_next(&seed) % 3); /* 1 to 3 fields: windows grow */
+        double vals[3];
+        for (size_t j = 0; j < n; j++)
+            vals[j] = (double)(lcg_next(&seed) % 1000);
+        char key[16];
+        snprintf(key, sizeof(key), "key-%d", k);
+        cr_assert_eq(add_fields(&f, key, ts, 0, names, vals, n, NULL), 0);
+        counts[k][ts / SIZE]++;
+        for (size_t j = 0; j < n; j++)
+            sums[k][ts / SIZE][j] += vals[j];
+        if (i % 97 == 0)
+            check_last_windows(&f);
+    }
+    cr_assert_eq(f.nlate, 0);
+    cr_assert_gt(f.nres, 0, "windows fired while events came");
+    check_last_windows(&f);
+    sg_streams_flush(f.st);
+    size_t windows = 0;
+    for (int k = 0; k < KEYS; k++)
+        for (int w = 0; w < NWIN; w++) {
+            if (counts[k][w] == 0)
+                continue;
+            windows++;
+            char key[16];
+            snprintf(key, sizeof(key), "key-%d", k);
+            const struct rec_result *r = find_result(&f, key, (int64_t)w * SIZE);
+            cr_assert_not_null(r, "no result for %s window %d", key, w);
+            cJSON *root = parse(r->json);
+            cr_assert_eq(num(root, "count"), (double)counts[k][w], "%s window %d", key, w);
+            for (int j = 0; j < 3; j++) {
+                const cJSON *fld = cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(root, "fields"), names[j]);
+                double got = fld ? num(fld, "sum") : 0;
+                cr_assert_eq(got, sums[k][w][j], "%s window %d field %s: %g, want %g", key, w,
+                             names[j], got, sums[k][w][j]);
+            }
+            cJSON_Delete(root);
+        }
+    cr_assert_eq(f.nres, windows, "one result per window with events");
+    fx_stop(&f);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
