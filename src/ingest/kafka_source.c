@@ -64,7 +64,7 @@ enum { BY_END, BY_UNCONFIRMED_END, BY_OFFSET, HEAPS };
 struct pending {
     struct sg_sink_done done; /* first: the writers call done.cb */
     struct sg_kafka_source *src;
-    struct pending *prev, *next; /* its partition's list, or the orphans' */
+    struct pending *prev, *next; /* the orphans' list (a partition's are in its heaps) */
     int32_t partition;           /* -1: its partition was revoked (an orphan) */
     struct sg_streams_origin origin;
     int64_t end;
@@ -82,11 +82,10 @@ struct pending_heap {
 
 struct part {
     bool assigned;
-    int64_t next_offset; /* after the last record taken; -1 before the first */
-    int64_t mark;        /* written mark; INT64_MIN: none */
-    struct pending *pending;
-    struct pending_heap heaps[HEAPS];
-    char committed[128]; /* the last commit's "offset metadata", to skip repeats */
+    int64_t next_offset;              /* after the last record taken; -1 before the first */
+    int64_t mark;                     /* written mark; INT64_MIN: none */
+    struct pending_heap heaps[HEAPS]; /* its pending results */
+    char committed[128];              /* the last commit's "offset metadata", to skip repeats */
     struct sg_gauge *lag;
 };
 
@@ -240,14 +239,15 @@ static struct pending *heap_top(const struct part *pt, int h)
 
 static void pending_unlink(struct sg_kafka_source *src, struct pending *pd)
 {
-    if (pd->partition >= 0)
+    if (pd->partition >= 0) {
         for (int h = 0; h < HEAPS; h++)
             heap_remove(&src->parts[pd->partition], h, pd);
-    struct pending **head = pd->partition >= 0 ? &src->parts[pd->partition].pending : &src->orphans;
+        return;
+    }
     if (pd->prev)
         pd->prev->next = pd->next;
     else
-        *head = pd->next;
+        src->orphans = pd->next;
     if (pd->next)
         pd->next->prev = pd->prev;
     pd->prev = pd->next = NULL;
@@ -305,7 +305,6 @@ struct sg_sink_done *sg_kafka_source_result(struct sg_kafka_source *src,
     pd->partition = res->partition;
     pd->origin = res->origin;
     pd->end = res->window_end;
-    pending_push(&pt->pending, pd);
     for (int h = 0; h < HEAPS; h++)
         heap_add(pt, h, pd);
     return &pd->done;
@@ -624,8 +623,7 @@ static void revoke_parts(struct sg_kafka_source *src, const rd_kafka_topic_parti
             continue;
         struct part *pt = &src->parts[p];
         size_t dropped = sg_streams_partition_revoke(src->streams, p);
-        while (pt->pending) {
-            struct pending *pd = pt->pending;
+        for (struct pending *pd; (pd = heap_top(pt, BY_END)) != NULL;) {
             pending_unlink(src, pd);
             pd->partition = -1;
             pending_push(&src->orphans, pd);
@@ -1149,8 +1147,7 @@ void sg_kafka_source_destroy(struct sg_kafka_source *src)
     if (src->lookup && !src->committed_busy)
         rd_kafka_topic_partition_list_destroy(src->lookup);
     for (uint32_t p = 0; p < src->nparts; p++)
-        while (src->parts[p].pending) {
-            struct pending *pd = src->parts[p].pending;
+        for (struct pending *pd; (pd = heap_top(&src->parts[p], BY_END)) != NULL;) {
             pending_unlink(src, pd);
             free(pd);
         }
