@@ -159,6 +159,10 @@ struct sg_histogram {
     X(KAFKA_RECORDS_SKIPPED_TOTAL, "streamgate_kafka_records_skipped_total", COUNTER, "reason",    \
       "Aggregator: records read and not folded into a window: replayed (their window was "         \
       "written before a crash or rebalance), invalid (not an event), key_limit.")                  \
+    X(KAFKA_RECORDS_MISSED_TOTAL, "streamgate_kafka_records_missed_total", COUNTER, "",            \
+      "Aggregator: offsets of kafka.raw_topic passed over without a record: the log dropped "      \
+      "them (retention) before they were read, so the consumer's offset was reset past them, or "  \
+      "they were transaction markers or compacted away. Each gap is also logged.")                 \
     X(KAFKA_REBALANCES_TOTAL, "streamgate_kafka_rebalances_total", COUNTER, "",                    \
       "Aggregator: partitions assigned or revoked by the consumer group.")                         \
     X(KAFKA_COMMITS_TOTAL, "streamgate_kafka_commits_total", COUNTER, "result",                    \

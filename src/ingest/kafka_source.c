@@ -83,6 +83,7 @@ struct pending_heap {
 struct part {
     bool assigned;
     int64_t next_offset;              /* after the last record taken; -1 before the first */
+    int64_t expect_offset;            /* the next record's offset when none is missed; -1: any */
     int64_t mark;                     /* written mark; INT64_MIN: none */
     struct pending_heap heaps[HEAPS]; /* its pending results */
     char committed[128];              /* the last commit's "offset metadata", to skip repeats */
@@ -133,7 +134,7 @@ struct sg_kafka_source {
     size_t prefetch_bytes; /* charged to the budget for what the consumer fetches ahead */
     uint64_t consumed, skipped, commits;
     struct sg_log_limiter error_limiter, skip_limiter;
-    struct sg_counter *m_consumed, *m_skipped[SKIP_COUNT], *m_rebalances;
+    struct sg_counter *m_consumed, *m_skipped[SKIP_COUNT], *m_rebalances, *m_missed;
     struct sg_counter *m_commits_ok, *m_commits_failed;
 };
 
@@ -564,6 +565,7 @@ static void committed_done(uv_work_t *w, int status)
         }
         pt->assigned = true;
         pt->next_offset = -1;
+        pt->expect_offset = tp->offset >= 0 ? tp->offset : -1;
         pt->mark = mark;
         pt->committed[0] = '\0';
         if (!pt->lag)
@@ -718,6 +720,19 @@ static void record_headers(const rd_kafka_message_t *m, int64_t now_ms, int64_t 
         *transport = SG_TRANSPORT_TCP;
 }
 
+/* Offsets [from, to) of a partition came without records: read past, never folded in. With the
+ * gateway's idempotent (not transactional) producer that means the log dropped them before they
+ * were read and the consumer's offset was reset past them (auto.offset.reset). */
+static void missed(struct sg_kafka_source *src, int32_t partition, int64_t from, int64_t to)
+{
+    sg_counter_add(src->m_missed, (uint64_t)(to - from));
+    int64_t suppressed = sg_log_limiter_take(&src->skip_limiter, sg_now_ms());
+    if (suppressed >= 0)
+        sg_warn(src->log, "kafka records missed: offsets passed over without being read",
+                SG_F_INT("partition", partition), SG_F_INT("from", from), SG_F_INT("to", to),
+                SG_F_INT("suppressed", suppressed));
+}
+
 static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m, int64_t now_ms)
 {
     struct part *pt = m->partition >= 0 && (uint32_t)m->partition < src->nparts
@@ -727,7 +742,10 @@ static void take(struct sg_kafka_source *src, const rd_kafka_message_t *m, int64
         return;
     sg_counter_inc(src->m_consumed);
     src->consumed++;
+    if (pt->expect_offset >= 0 && m->offset > pt->expect_offset)
+        missed(src, m->partition, pt->expect_offset, m->offset);
     pt->next_offset = m->offset + 1;
+    pt->expect_offset = pt->next_offset;
 
     int64_t received_ms;
     int transport;
@@ -932,10 +950,12 @@ static int register_metrics(struct sg_kafka_source *src, struct sg_metrics *m)
     char labels[48];
     src->m_consumed = sg_metrics_counter(m, SG_METRIC_KAFKA_RECORDS_CONSUMED_TOTAL, NULL);
     src->m_rebalances = sg_metrics_counter(m, SG_METRIC_KAFKA_REBALANCES_TOTAL, NULL);
+    src->m_missed = sg_metrics_counter(m, SG_METRIC_KAFKA_RECORDS_MISSED_TOTAL, NULL);
     src->m_commits_ok = sg_metrics_counter(m, SG_METRIC_KAFKA_COMMITS_TOTAL, "result=\"ok\"");
     src->m_commits_failed =
         sg_metrics_counter(m, SG_METRIC_KAFKA_COMMITS_TOTAL, "result=\"failed\"");
-    if (!src->m_consumed || !src->m_rebalances || !src->m_commits_ok || !src->m_commits_failed)
+    if (!src->m_consumed || !src->m_rebalances || !src->m_missed || !src->m_commits_ok ||
+        !src->m_commits_failed)
         return -ENOMEM;
     for (int i = 0; i < SKIP_COUNT; i++) {
         snprintf(labels, sizeof(labels), "reason=\"%s\"", skip_names[i]);

@@ -343,6 +343,78 @@ Test(kafka, aggregator_takes_the_arrival_time_from_the_record_timestamp)
     sgt_mock_stop(&m);
 }
 
+/* An aggregator whose committed offset the log has dropped meanwhile (the mock cluster keeps
+ * 5 MiB per partition) starts again at the log's start: the offsets it passed over are counted
+ * in streamgate_kafka_records_missed_total, not lost in silence, and together with the records
+ * it read they account for every record past its commit. */
+#define CONSUMED "streamgate_kafka_records_consumed_total"
+#define MISSED   "streamgate_kafka_records_missed_total"
+Test(kafka, an_offset_reset_past_unread_records_is_counted_as_missed)
+{
+    struct sgt_mock m = {0};
+    sgt_mock_start(&m, PARTITIONS, "events,aggregates");
+    const char *gw_args[] = {"--role", "gateway", NULL};
+    struct sgt_proc gw;
+    start_gateway(&gw, m.bootstrap, gw_args);
+    int fd = sgt_connect(gw.tcp);
+    sgt_send_str(fd, "{\"key\":\"k\",\"value\":1}\n{\"key\":\"k\",\"value\":2}\n"
+                     "{\"key\":\"k\",\"value\":3}\n");
+    cr_assert_eq(sgt_wait_metric(gw.http, RAW_DELIVERED, 3, WAIT_MS), 3);
+
+    /* The first aggregator reads the three records, fires their window and commits past them. */
+    const char *agg_args[] = {
+        "--role", "aggregator", "--window-size", "1s", "--window-idle-timeout", "200ms", NULL};
+    struct sgt_proc agg;
+    start_gateway(&agg, m.bootstrap, agg_args);
+    struct sgt_recs rs;
+    sgt_kcat_read(m.bootstrap, "aggregates", 1, WAIT_MS, &rs);
+    cr_assert_eq(rs.n, 1, "kcat read %zu results, 1 expected", rs.n);
+    sgt_recs_free(&rs);
+    double commits = sgt_metric(agg.http, "streamgate_kafka_commits_total{result=\"ok\"}");
+    cr_assert_geq(sgt_wait_metric(agg.http, "streamgate_kafka_commits_total{result=\"ok\"}",
+                                  commits + 1, WAIT_MS),
+                  commits + 1, "no commit after the window fired");
+    cr_assert_eq(sgt_metric(agg.http, MISSED), 0);
+    sgt_stop_ok(&agg);
+
+    /* 8 MB of incompressible records on the key's partition: the log drops its oldest ones. */
+    enum { N = 40000, PAD = 200 };
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    size_t cap = (size_t)N * (PAD + 64), len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "{\"key\":\"k\",\"value\":%d,\"pad\":\"", i);
+        for (int c = 0; c < PAD; c++)
+            buf[len++] = alphabet[rand() % (int)(sizeof(alphabet) - 1)];
+        len += (size_t)snprintf(buf + len, cap - len, "\"}\n");
+    }
+    sgt_send_all(fd, buf, len);
+    free(buf);
+    cr_assert_eq(sgt_wait_metric(gw.http, RAW_DELIVERED, N + 3, WAIT_MS), N + 3);
+    close(fd);
+
+    /* The second one's committed offset is gone: it starts at the log's start and says so. */
+    start_gateway(&agg, m.bootstrap, agg_args);
+    int64_t until = sgt_mono_ms() + WAIT_MS;
+    double consumed = 0, missed = 0;
+    while (sgt_mono_ms() < until) {
+        consumed = sgt_metric(agg.http, CONSUMED);
+        missed = sgt_metric(agg.http, MISSED);
+        if (consumed + missed >= N)
+            break;
+        sgt_sleep_ms(50);
+    }
+    cr_assert_gt(missed, 0, "nothing counted as missed (%g records read)", consumed);
+    cr_assert_gt(consumed, 0, "nothing read after the reset (%g missed)", missed);
+    cr_assert(consumed + missed >= N && consumed + missed <= N + 3,
+              "%g read and %g missed of the %d records past the commit", consumed, missed, N);
+    sgt_stop_ok(&agg);
+    sgt_stop_ok(&gw);
+    sgt_mock_stop(&m);
+}
+
 Test(kafka, window_results_reach_the_aggregates_topic)
 {
     struct sgt_mock m = {0};
