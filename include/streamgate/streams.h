@@ -114,7 +114,7 @@ struct sg_window_result {
     /* The fields in the JSON's order; a field that saw no finite value is left out of both. */
     const struct sg_result_field *fields;
     size_t nfields;
-    size_t nanomalous; /* fields flagged anomalous */
+    size_t nanomalous; /* fields flagged anomalous; 0 in an early update */
     /* The result as one JSON object, no trailing newline:
      * {"key":..,"window_start":..,"window_end":..,"count":..,"fields":{"<name>":{"count":..,
      *  "sum":..,"min":..,"max":..,"mean":..,"stddev":..,"first":..,"last":..,"p50":..,

@@ -283,7 +283,9 @@ static int sg_result__view(struct sg_streams *st, const struct sg_window *w, boo
             continue;
         sg_result__fill_field(st, f, &st->view_fields[n], st->view_quantiles + n * st->nquantiles);
         sg_result__predict(st, w, final, f, &st->view_fields[n]);
-        nanomalous += st->view_fields[n].anomalous;
+        /* An early update shows its window's score so far; only the final result is flagged
+         * (sent to the anomaly outputs), as only it is counted and moves the model. */
+        nanomalous += final && st->view_fields[n].anomalous;
         n++;
     }
     *res = (struct sg_window_result){

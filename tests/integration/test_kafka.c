@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
@@ -467,9 +468,66 @@ Test(kafka, window_results_reach_the_aggregates_topic)
 }
 
 /* A key whose window means climb by one a window, with a little noise, and one window ten
- * times too high; another key just as regular without it. Only the spike's result reaches the
- * anomaly topic and the anomaly file, every result still reaches the aggregates topic, and the
- * anomaly is counted. */
+ * times too high; another key just as regular without it. Only the spike's final result reaches
+ * the anomaly topic and the anomaly file (not the early update that scored it while its window
+ * was open), every result still reaches the aggregates topic with its forecast members, and the
+ * anomaly is counted once. */
+static void send_windows(int fd, int from, int to, int spike)
+{
+    char lines[8192] = "";
+    for (int w = from; w < to; w++) {
+        for (int k = 0; k < 2; k++) {
+            double v = 10 + w + 0.1 * (w % 3);
+            if (k == 0 && w == spike)
+                v *= 10;
+            char line[128];
+            snprintf(line, sizeof(line), "{\"key\":\"%s\",\"ts\":%lld,\"value\":%.17g}\n",
+                     k ? "calm" : "spiky", T0 + 1000LL * w + 10 * k, v);
+            strcat(lines, line);
+        }
+    }
+    sgt_send_str(fd, lines);
+}
+
+/* The final results of one key on the aggregates topic, in window order: each carries the
+ * forecast the previous one's `next` gave (none for the first), and a score from the sixth
+ * window on (predict.warmup 5). */
+static void check_forecasts(const struct sgt_recs *rs, const char *key, int windows)
+{
+    int seen = 0;
+    double prev_next = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        if (strcmp(rs->v[i].key, key) != 0)
+            continue;
+        cJSON *j = cJSON_Parse(rs->v[i].value);
+        cr_assert_not_null(j, "%s", rs->v[i].value);
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(j, "final"))) {
+            cJSON_Delete(j);
+            continue;
+        }
+        int w = (int)((cJSON_GetObjectItem(j, "window_start")->valuedouble - (double)T0) / 1000);
+        cr_assert_eq(w, seen, "%s: window %d where %d was due", key, w, seen);
+        const cJSON *value = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "fields"), "value");
+        const cJSON *forecast = cJSON_GetObjectItem(value, "forecast");
+        const cJSON *anomaly = cJSON_GetObjectItem(value, "anomaly");
+        const cJSON *next = cJSON_GetObjectItem(value, "next");
+        cr_assert(forecast && anomaly && cJSON_IsNumber(next), "%s", rs->v[i].value);
+        if (w == 0) {
+            cr_assert(cJSON_IsNull(forecast), "%s", rs->v[i].value);
+        } else {
+            cr_assert(cJSON_IsNumber(forecast), "%s", rs->v[i].value);
+            cr_assert(fabs(forecast->valuedouble - prev_next) <= 1e-6 * fabs(prev_next),
+                      "%s: forecast %.17g, the previous window's next %.17g", key,
+                      forecast->valuedouble, prev_next);
+        }
+        cr_assert(w < 5 ? cJSON_IsNull(anomaly) : cJSON_IsNumber(anomaly), "%s", rs->v[i].value);
+        prev_next = next->valuedouble;
+        cJSON_Delete(j);
+        seen++;
+    }
+    cr_assert_eq(seen, windows, "%s: %d final results of %d", key, seen, windows);
+}
+
 Test(kafka, anomalies_reach_their_topic_and_file)
 {
     char anomalies[256];
@@ -480,7 +538,9 @@ Test(kafka, anomalies_reach_their_topic_and_file)
     const char *more[] = {"--window-size",
                           "1s",
                           "--window-idle-timeout",
-                          "200ms",
+                          "2s",
+                          "--window-emit-interval",
+                          "100ms",
                           "--kafka-anomaly-topic",
                           "anomalies",
                           "--output-anomaly-file",
@@ -491,41 +551,37 @@ Test(kafka, anomalies_reach_their_topic_and_file)
 
     enum { WINDOWS = 12, SPIKE = 9 };
     int fd = sgt_connect(p.tcp);
-    char lines[8192] = "";
-    for (int w = 0; w < WINDOWS; w++) {
-        for (int k = 0; k < 2; k++) {
-            double v = 10 + w + 0.1 * (w % 3);
-            if (k == 0 && w == SPIKE)
-                v *= 10;
-            char line[128];
-            snprintf(line, sizeof(line), "{\"key\":\"%s\",\"ts\":%lld,\"value\":%.17g}\n",
-                     k ? "calm" : "spiky", T0 + 1000LL * w + 10 * k, v);
-            strcat(lines, line);
-        }
-    }
-    sgt_send_str(fd, lines);
+    /* Up to the spike's window, which stays open until an early update has scored it. */
+    send_windows(fd, 0, SPIKE + 1, SPIKE);
+    cr_assert_geq(sgt_wait_metric(p.http, "streamgate_window_updates_total", 2, WAIT_MS), 2);
+    send_windows(fd, SPIKE + 1, WINDOWS, SPIKE);
 
     cr_assert_eq(sgt_wait_metric(p.http, "streamgate_windows_fired_total", 2 * WINDOWS, WAIT_MS),
                  2 * WINDOWS);
     cr_assert_eq(sgt_metric(p.http, "streamgate_anomalies_total"), 1);
     struct sgt_recs rs;
-    sgt_kcat_read(m.bootstrap, "anomalies", 1, WAIT_MS, &rs);
+    sgt_kcat_read(m.bootstrap, "anomalies", 2, 3000, &rs);
     cr_assert_eq(rs.n, 1, "kcat read %zu anomalies, 1 expected", rs.n);
     cr_assert_str_eq(rs.v[0].key, "spiky");
     cJSON *j = cJSON_Parse(rs.v[0].value);
     cr_assert_not_null(j, "%s", rs.v[0].value);
     cr_assert_eq(cJSON_GetObjectItem(j, "window_start")->valuedouble, (double)(T0 + 1000 * SPIKE));
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "final")), "%s", rs.v[0].value);
     const cJSON *value = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "fields"), "value");
     cr_assert_gt(cJSON_GetObjectItem(value, "anomaly")->valuedouble, 4, "%s", rs.v[0].value);
     cJSON_Delete(j);
     sgt_recs_free(&rs);
-    sgt_kcat_read(m.bootstrap, "aggregates", 2 * WINDOWS, WAIT_MS, &rs);
-    cr_assert_eq(rs.n, 2 * WINDOWS);
+    double updates = sgt_metric(p.http, "streamgate_window_updates_total");
+    sgt_kcat_read(m.bootstrap, "aggregates", 2 * WINDOWS + (size_t)updates, WAIT_MS, &rs);
+    cr_assert_eq(rs.n, 2 * WINDOWS + (size_t)updates);
+    check_forecasts(&rs, "spiky", WINDOWS);
+    check_forecasts(&rs, "calm", WINDOWS);
     sgt_recs_free(&rs);
 
     cr_assert_eq(sgt_wait_lines(anomalies, 1, WAIT_MS), 1);
     char *text = sgt_read_file(anomalies, NULL);
     cr_assert_not_null(strstr(text, "\"key\":\"spiky\""), "%s", text);
+    cr_assert_not_null(strstr(text, "\"final\":true"), "%s", text);
     cr_assert_eq(strchr(text, '\n') - text + 1, (long)strlen(text), "one line: %s", text);
     free(text);
     close(fd);
