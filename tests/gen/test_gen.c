@@ -862,6 +862,60 @@ Test(gen, planted_signal_and_forecast_scores)
     rm_dir(dir);
 }
 
+/* --season and --period: without drift or noise each key's window means are its level plus a
+ * sine of the given amplitude, repeating every --period windows, and the expectation's signal
+ * is exactly that mean. */
+Test(gen, planted_season_repeats_every_period)
+{
+    char *dir = tmp_dir();
+    char exp[512];
+    snprintf(exp, sizeof(exp), "%s/expect", dir);
+    enum { KEYS = 4, PERIOD = 8, WINDOWS = 24 }; /* 100 events a window, 25 a key */
+    free(gen_file(dir, "events",
+                  (const char *[]){"--count", "2400", "--keys", "4", "--dist", "round-robin",
+                                   "--start-ts", "1700000000000", "--window-size", "100",
+                                   "--season", "5", "--period", "8", "--expect", exp, NULL}));
+    char *text = sgt_read_file(exp, NULL);
+    char **lines;
+    size_t n = split_lines(text, &lines);
+    cr_assert_eq(n, KEYS * WINDOWS);
+    char keys[KEYS][64] = {{0}};
+    double signal[KEYS][WINDOWS];
+    for (size_t i = 0; i < n; i++) {
+        cJSON *e = cJSON_Parse(lines[i]);
+        cr_assert_not_null(e, "%s", lines[i]);
+        const char *key = cJSON_GetObjectItem(e, "key")->valuestring;
+        int k = 0;
+        while (k < KEYS && keys[k][0] && strcmp(keys[k], key) != 0)
+            k++;
+        cr_assert_lt(k, KEYS, "a fifth key: %s", lines[i]);
+        snprintf(keys[k], sizeof(keys[k]), "%s", key);
+        int w = (int)((num(e, "window_start") - 1700000000000.0) / 100);
+        cr_assert(w >= 0 && w < WINDOWS, "%s", lines[i]);
+        cJSON *value = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(e, "fields"), "value");
+        signal[k][w] = num(e, "signal");
+        cr_assert(fabs(num(value, "sum") / num(e, "count") - signal[k][w]) < 0.006, "%s", lines[i]);
+        cJSON_Delete(e);
+    }
+    for (int k = 0; k < KEYS; k++) {
+        double lo = signal[k][0], hi = signal[k][0];
+        for (int w = 0; w < WINDOWS; w++) {
+            lo = fmin(lo, signal[k][w]);
+            hi = fmax(hi, signal[k][w]);
+            if (w >= PERIOD)
+                cr_assert(fabs(signal[k][w] - signal[k][w - PERIOD]) < 1e-9,
+                          "key %s: window %d %.17g, a period before %.17g", keys[k], w,
+                          signal[k][w], signal[k][w - PERIOD]);
+        }
+        /* 8 steps of a sine of amplitude 5 span at least 2 * 5 * cos(22.5 degrees). */
+        cr_assert(hi - lo >= 9.2 && hi - lo <= 10 + 1e-9, "key %s: signal from %g to %g", keys[k],
+                  lo, hi);
+    }
+    free(lines);
+    free(text);
+    rm_dir(dir);
+}
+
 Test(gen, check_results_unreadable_input_fails)
 {
     char *dir = tmp_dir();
