@@ -301,7 +301,7 @@ Test(memory, stream_state_pauses_ingest_and_the_idle_watermark_resumes_it, .time
                           "--limits-low-watermark", "25", "--window-size", "1s",
                           "--window-allowed-lateness", "3s", "--window-idle-timeout", "300ms",
                           "--log-level", "info",
-                          /* A key's forecast models (40 bytes a field) stay with the key for
+                          /* A key's forecast models (48 bytes a field) stay with the key for
                            * stream.key_idle_timeout, past any window: with them 20,000 keys
                            * would hold the budget above its low watermark for good. This test
                            * is about windows' state. */
