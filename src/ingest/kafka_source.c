@@ -30,7 +30,8 @@
 /* Records taken per loop turn at most; the rest wait for the next turn. */
 #define KAFKA_SOURCE_BATCH 1000
 /* How often offsets are committed (and the lag gauges updated). */
-#define KAFKA_SOURCE_COMMIT_MS 1000
+#define KAFKA_SOURCE_COMMIT_MS    1000
+#define KAFKA_SOURCE_COMMIT_SHARE 50 /* at most 2% of the loop's time in periodic commits */
 /* Safety-net poll, in case a wake-up is ever missed; faster while closing. */
 #define KAFKA_SOURCE_POLL_MS 100
 /* The consumer's queue and one fetch, as fractions of limits.memory (see build_conf). */
@@ -102,6 +103,7 @@ struct sg_kafka_source {
     rd_kafka_queue_t *queue; /* the consumer queue, with the IO event; main and logs forwarded */
     struct sg_kafka_wake wake;
     uv_timer_t timer, more_timer, commit_timer, retry_timer;
+    uint64_t commit_after_ns; /* uv_hrtime() before which no periodic commit runs */
     int handles_open;
     bool handles_init;
 
@@ -468,11 +470,18 @@ static void update_lag(struct sg_kafka_source *src)
     }
 }
 
+/* The periodic commit: each one walks every open window for its partition's hold, which with
+ * hundreds of thousands of keys takes milliseconds. Spaced out so that it takes at most
+ * 1/KAFKA_SOURCE_COMMIT_SHARE of the loop's time; revocations and shutdown commit at once. */
 static void on_commit_timer(uv_timer_t *t)
 {
     struct sg_kafka_source *src = sg_container_of(t, struct sg_kafka_source, commit_timer);
+    uint64_t start = uv_hrtime();
+    if (start < src->commit_after_ns)
+        return;
     commit(src, NULL);
     update_lag(src);
+    src->commit_after_ns = start + (uv_hrtime() - start) * KAFKA_SOURCE_COMMIT_SHARE;
 }
 
 /* ---- rebalances ------------------------------------------------------------------------ */
