@@ -298,8 +298,9 @@ static const struct sg_config_option options[] = {
                "Longest time a GET /v1/history query waits for Tablestore, retries included; "
                "past it the query answers 503 with Retry-After."),
     SG_OPT_INT("query.max_rows", query_max_rows, "100000", 1, 100000000,
-               "Most stored windows a GET /v1/history roll-up scans; past it the query answers "
-               "422 naming this option rather than a partial result."),
+               "Most stored windows a GET /v1/history roll-up scans, and most time index rows "
+               "a page across keys reads; past it the query answers 422 naming this option "
+               "rather than a partial result."),
     SG_OPT_INT("tablestore.index_shards", tablestore_index_shards, "16", 1, 1024,
                "Shards of the time index: each result row's shard column is murmur2(key) mod "
                "this (Kafka's partitioner), so the index spreads over as many ranges; a "

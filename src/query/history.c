@@ -85,6 +85,7 @@ struct hq_shard {
     struct hq *q;
     struct sg_ts_read *rd; /* NULL once its range is read */
     int32_t s;
+    int32_t got; /* windows of this shard noted for the page */
 };
 
 /* A time slice across keys in progress: every shard's range of the time index at once, then the
@@ -1423,16 +1424,21 @@ static void on_shard(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         rc = sg_buf_append(&sl->keys, row->pk[2].value.bytes.ptr, e->key_len);
         h->held += sl->keys.cap - before;
         sl->n += rc == 0;
+        sh->got += rc == 0;
     }
     hq_account(h);
-    if (rc == 0 && res.next_start)
+    /* A listing's page needs no more than a shard's first limit + 1 windows: the page's windows
+     * and the first one left out are among them. */
+    if (rc == 0 && res.next_start && (q->rollup || sh->got <= sl->limit))
         rc = shard_read(sh, res.next_start, res.next_start_len);
     sg_ts_range_result_free(&res);
     if (rc == -E2BIG) {
         sg_counter_inc(h->m_max_rows);
         snprintf(why, sizeof(why),
-                 "the time slice holds more than query.max_rows (%" PRId64
-                 ") windows: narrow the range or raise the option",
+                 q->rollup ? "the time slice holds more than query.max_rows (%" PRId64
+                             ") windows: narrow the range or raise the option"
+                           : "the page would scan more than query.max_rows (%" PRId64
+                             ") index rows: lower limit, narrow the range or raise the option",
                  h->cfg->query_max_rows);
         slice_fail(q, 422, why, NULL);
         return;
@@ -1461,7 +1467,8 @@ static void on_shard(void *arg, enum sg_ts_read_outcome outcome, const char *cod
                    "Retry-After: 1\r\n");
 }
 
-/* Reads (the rest of) shard sh's range of the time index: from `start`, or its beginning. */
+/* Reads (the rest of) shard sh's range of the time index: from `start`, or its beginning; for a
+ * listing, only up to the shard's first limit + 1 windows from there. */
 static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_len)
 {
     struct hq *q = sh->q;
@@ -1489,7 +1496,8 @@ static int shard_read(struct hq_shard *sh, const uint8_t *start, size_t start_le
                                  .start = start,
                                  .start_len = start_len,
                                  .end = h->end.data,
-                                 .end_len = h->end.len};
+                                 .end_len = h->end.len,
+                                 .limit = q->rollup ? 0 : sl->limit + 1 - sh->got};
     sg_buf_reset(&h->body);
     if (rc == 0)
         rc = sg_ts_get_range_build(&h->body, &gr, NULL, 0);

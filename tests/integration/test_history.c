@@ -204,6 +204,17 @@ static void send_grid(const struct sgt_proc *p, int keys, int w0, int w1)
     post(p, body);
 }
 
+/* A new emulator, and a gateway (`extra` after the usual) that has stored 12 keys' final windows
+ * 0 to 5 (send_grid). */
+static void start_grid(struct sgt_proc *p, struct emu *e, const char *const *extra)
+{
+    emu_start(e, NULL);
+    start_gateway(p, e, extra);
+    send_grid(p, 12, 0, 6);
+    move_watermark(p, 6);
+    cr_assert_geq(sgt_wait_metric(p->http, WRITTEN, 72, 30000), 72);
+}
+
 /* Walks every page of `query` (limit 7) and checks the windows come in (window_start, key)
  * order, newest first with `desc`, each with the numbers send_grid sent. Returns how many, and
  * how many were not final. */
@@ -250,12 +261,8 @@ static int walk_pages(const struct sgt_proc *p, const char *query, bool desc, in
 Test(history, across_keys_desc_and_live, .timeout = 180)
 {
     struct emu e = {0};
-    emu_start(&e, NULL);
     struct sgt_proc p;
-    start_gateway(&p, &e, NULL);
-    send_grid(&p, 12, 0, 6);
-    move_watermark(&p, 6);
-    cr_assert_geq(sgt_wait_metric(p.http, WRITTEN, 72, 30000), 72);
+    start_grid(&p, &e, NULL);
 
     char query[256];
     int not_final;
@@ -287,6 +294,37 @@ Test(history, across_keys_desc_and_live, .timeout = 180)
              BASE_TS + 5 * WINDOW, BASE_TS + 7 * WINDOW);
     cr_expect_eq(walk_pages(&p, query, true, &not_final), 14);
     cr_expect_eq(not_final, 2);
+    stop_no_sanitizer(&p);
+    emu_stop(&e);
+}
+
+/* 72 windows in the range, more than query.max_rows (40): pages of 7 still chain to exactly
+ * them, in either order, for a page reads only each shard's first windows from where it starts
+ * (4 shards: at most 32 index rows a page); a roll-up over the range, which must read them all,
+ * is a 422. */
+Test(history, across_keys_pages_past_max_rows, .timeout = 180)
+{
+    struct emu e = {0};
+    struct sgt_proc p;
+    static const char *const extra[] = {"--query-max-rows", "40", "--tablestore-index-shards", "4",
+                                        NULL};
+    start_grid(&p, &e, extra);
+
+    char query[256];
+    int not_final;
+    snprintf(query, sizeof(query), "/v1/history?from=%" PRId64 "&to=%" PRId64, BASE_TS,
+             BASE_TS + 6 * WINDOW);
+    cr_expect_eq(walk_pages(&p, query, false, &not_final), 72);
+    cr_expect_eq(walk_pages(&p, query, true, &not_final), 72);
+    cr_expect_eq(not_final, 0);
+    cr_expect_eq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"query_max_rows\"}"), 0);
+
+    char path[320];
+    int status;
+    snprintf(path, sizeof(path), "%s&rollup=true&group=none", query);
+    cJSON *doc = get_json(p.http, path, NULL, &status);
+    cr_expect_eq(status, 422);
+    cJSON_Delete(doc);
     stop_no_sanitizer(&p);
     emu_stop(&e);
 }
