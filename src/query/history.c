@@ -131,6 +131,7 @@ struct hq {
     struct hq_open_key *okeys;
     size_t nokeys, okeys_cap, okeys_next;
     size_t live_held; /* bytes of the open windows' results in a listing's answer */
+    size_t doc_held;  /* bytes of the rest of the answer: its JSON and its text */
     bool has_lo;      /* a page of one key's windows from a token: where it starts */
     int64_t lo_ws;
     struct hq_slice *slice; /* across keys (GET /v1/history); NULL: one key */
@@ -191,6 +192,14 @@ static void hq_account(struct sg_history *h)
                       h->held + h->out.cap + h->body.cap);
 }
 
+/* Charges `bytes` more of query q's answer until the query goes. */
+static void hq_hold(struct hq *q, size_t bytes)
+{
+    q->doc_held += bytes;
+    q->h->held += bytes;
+    hq_account(q->h);
+}
+
 static void rollup_clear(struct sg_history *h, struct hq_rollup *ru);
 
 static void hq_free(struct hq *q)
@@ -223,7 +232,7 @@ static void hq_free(struct hq *q)
     for (size_t i = 0; i < q->nokeys; i++)
         rollup_clear(h, &q->okeys[i].ru);
     h->held -= q->okeys_cap * sizeof(*q->okeys) + q->open_cap * sizeof(*q->open) +
-               q->open_keys.cap + q->live_held;
+               q->open_keys.cap + q->live_held + q->doc_held;
     free(q->okeys);
     free(q->open);
     sg_buf_free(&q->open_keys);
@@ -884,6 +893,18 @@ static size_t json_bytes(const cJSON *item)
     return n;
 }
 
+/* Prints query q's answer `doc` (NULL: out of memory), charging the text, and the tree too when
+ * `tree` (one built whole, not charged as it grew), until the query goes. */
+static char *hq_print(struct hq *q, cJSON *doc, bool tree)
+{
+    if (doc && tree)
+        hq_hold(q, json_bytes(doc));
+    char *text = print_exact(doc);
+    if (text)
+        hq_hold(q, strlen(text) + 1);
+    return text;
+}
+
 /* A place in a listing: a window (window_start, key). */
 struct hq_pos {
     int64_t ws;
@@ -1126,6 +1147,8 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
             w = row_result(row);
         ok = w && cJSON_AddItemToArray(windows, w);
     }
+    if (doc)
+        hq_hold(q, json_bytes(doc)); /* the stored windows; add_live charges its own */
     sg_buf_reset(&h->out);
     if (ok && res.next_start)
         ok = token_encode(&h->out, res.next_start, res.next_start_len) == 0 &&
@@ -1142,7 +1165,7 @@ static void on_range(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         lrc = add_live(h, q, windows, q->has_lo ? &lo : NULL, has_hi ? &hi : NULL);
     }
     sg_ts_range_result_free(&res);
-    char *text = ok && lrc == 0 ? print_exact(doc) : NULL;
+    char *text = ok && lrc == 0 ? hq_print(q, doc, false) : NULL;
     cJSON_Delete(doc);
     if (lrc == -E2BIG) {
         answer_too_many(h, conn, "live=true would add");
@@ -1247,7 +1270,7 @@ static void rollup_page(struct hq *q, struct sg_ts_range_result *res)
         cJSON *doc = rollup_render(h, q->rollup, q->key, q->key_len, q->from, q->to);
         if (q->live)
             live_marks(doc, q->nopen);
-        char *text = print_exact(doc);
+        char *text = hq_print(q, doc, true);
         cJSON_Delete(doc);
         if (text)
             sg_http_answer(conn, 200, text, strlen(text), NULL);
@@ -1518,6 +1541,7 @@ static int slice_add_key(struct hq *q, struct hq_rollup *ru, const char *key, si
         cJSON_Delete(o);
         return -ENOMEM;
     }
+    hq_hold(q, json_bytes(o));
     rollup_clear(q->h, ru);
     return 0;
 }
@@ -1605,7 +1629,8 @@ static void slice_answer(struct hq *q)
         }
         if (q->live)
             live_marks(doc, q->nopen);
-        char *text = print_exact(doc);
+        /* Per key, the aggregates were charged as they were added to "keys". */
+        char *text = hq_print(q, doc, sl->group_none);
         cJSON_Delete(doc);
         slice_answer_text(q, text);
         return;
@@ -1642,7 +1667,7 @@ static void slice_answer(struct hq *q)
         hq_free(q);
         return;
     }
-    slice_answer_text(q, ok && lrc == 0 ? print_exact(sl->doc) : NULL);
+    slice_answer_text(q, ok && lrc == 0 ? hq_print(q, sl->doc, false) : NULL);
 }
 
 static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *code,
@@ -1667,6 +1692,7 @@ static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         return;
     }
     bool ok = true;
+    size_t added = 0; /* bytes of the windows added to the answer */
     for (size_t i = 0; ok && i < res.row_count; i++) {
         const struct sg_ts_batch_get_row *r = &res.rows[i];
         if (!r->ok) {
@@ -1685,8 +1711,10 @@ static void on_batch(void *arg, enum sg_ts_read_outcome outcome, const char *cod
         }
         cJSON *w = row_result(row);
         ok = w && cJSON_AddItemToArray(sl->windows, w);
+        added += ok ? json_bytes(w) : 0;
     }
     sg_ts_batch_get_result_free(&res);
+    hq_hold(q, added);
     if (!ok) {
         slice_fail(q, 500, "out of memory", NULL);
         return;

@@ -195,10 +195,12 @@ void sg_ts_held_pass_dones(struct sg_ts_held *old, struct sg_ts_held *r);
 struct sg_ts_read;
 struct sg_counter;
 struct sg_metrics;
+struct sg_budget;
 
 struct sg_ts_reader_conf {
     uv_loop_t *loop;
-    struct sg_curl_uv *curl; /* the writer's */
+    struct sg_curl_uv *curl;  /* the writer's */
+    struct sg_budget *budget; /* a read's request and answer are charged as bodies; may be NULL */
     const struct sg_ts_creds *creds;
     const char *results_table;
     const char *time_index; /* NULL: off */

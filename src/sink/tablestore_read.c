@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "streamgate/budget.h"
 #include "streamgate/common.h"
 #include "streamgate/metrics.h"
 #include "streamgate/tablestore.h"
@@ -18,6 +19,7 @@ struct sg_ts_read {
     const char *operation;
     uint64_t deadline; /* loop time, ms */
     int attempts;
+    size_t charged; /* the call's buffers, as charged to the budget */
     bool in_multi, done;
     sg_ts_read_cb cb;
     void *arg;
@@ -39,6 +41,15 @@ int sg_ts_reader_init(struct sg_ts_reader *r, const struct sg_ts_reader_conf *co
             return -ENOMEM;
     }
     return 0;
+}
+
+/* Charges the call's request and answer buffers as they are now (0 when the read is over). */
+static void read_charge(struct sg_ts_read *rd, bool held)
+{
+    const struct sg_ts_call *call = &rd->call;
+    size_t now = held ? call->body.cap + call->resp.cap + call->resp_hdrs.cap : 0;
+    if (rd->r->conf.budget)
+        sg_budget_set(rd->r->conf.budget, SG_BUDGET_BODIES, &rd->charged, now);
 }
 
 static void read_closed(uv_handle_t *h)
@@ -70,6 +81,7 @@ static void read_end(struct sg_ts_read *rd, enum sg_ts_read_outcome outcome, con
     const struct sg_buf *resp = &rd->call.resp;
     rd->cb(rd->arg, outcome, code ? code : "", message ? message : "",
            outcome == SG_TS_READ_OK ? resp->data : NULL, outcome == SG_TS_READ_OK ? resp->len : 0);
+    read_charge(rd, false); /* over: its buffers are freed at the timer's close */
     uv_close((uv_handle_t *)&rd->timer, read_closed);
 }
 
@@ -120,6 +132,7 @@ static void on_read_done(struct sg_curl_xfer *xfer, CURL *easy, CURLcode result)
     char code[128] = "", message[512] = "";
     (void)easy;
     rd->in_multi = false;
+    read_charge(rd, true); /* the answer, until the caller is done with it */
     if (result != CURLE_OK) {
         read_retry(rd, result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "connection",
                    read_error(rd, result, message, sizeof(message)));
@@ -185,6 +198,7 @@ int sg_ts_reader_call(struct sg_ts_reader *r, const char *operation, const void 
     rd->cb = cb;
     rd->arg = arg;
     rd->deadline = uv_now(r->conf.loop) + timeout_ms;
+    read_charge(rd, true);
     uv_timer_init(r->conf.loop, &rd->timer);
     rd->next = r->reads;
     if (r->reads)

@@ -7,9 +7,11 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "tablestore_util.h"
@@ -204,15 +206,16 @@ static void send_grid(const struct sgt_proc *p, int keys, int w0, int w1)
     post(p, body);
 }
 
-/* A new emulator, and a gateway (`extra` after the usual) that has stored 12 keys' final windows
- * 0 to 5 (send_grid). */
-static void start_grid(struct sgt_proc *p, struct emu *e, const char *const *extra)
+/* A new emulator (`emu_args`), and a gateway (`extra` after the usual) that has stored the final
+ * windows 0 to `windows` - 1 of `keys` keys (send_grid). */
+static void start_grid(struct sgt_proc *p, struct emu *e, const char *const *emu_args, int keys,
+                       int windows, const char *const *extra)
 {
-    emu_start(e, NULL);
+    emu_start(e, emu_args);
     start_gateway(p, e, extra);
-    send_grid(p, 12, 0, 6);
-    move_watermark(p, 6);
-    cr_assert_geq(sgt_wait_metric(p->http, WRITTEN, 72, 30000), 72);
+    send_grid(p, keys, 0, windows);
+    move_watermark(p, windows);
+    cr_assert_geq(sgt_wait_metric(p->http, WRITTEN, keys * windows, 60000), keys * windows);
 }
 
 /* Walks every page of `query` (limit 7) and checks the windows come in (window_start, key)
@@ -262,7 +265,7 @@ Test(history, across_keys_desc_and_live, .timeout = 180)
 {
     struct emu e = {0};
     struct sgt_proc p;
-    start_grid(&p, &e, NULL);
+    start_grid(&p, &e, NULL, 12, 6, NULL);
 
     char query[256];
     int not_final;
@@ -308,7 +311,7 @@ Test(history, across_keys_pages_past_max_rows, .timeout = 180)
     struct sgt_proc p;
     static const char *const extra[] = {"--query-max-rows", "40", "--tablestore-index-shards", "4",
                                         NULL};
-    start_grid(&p, &e, extra);
+    start_grid(&p, &e, NULL, 12, 6, extra);
 
     char query[256];
     int not_final;
@@ -570,6 +573,53 @@ Test(history, gen_check_history_quantiles, .timeout = 180)
     emu_stop(&e);
 }
 
+#define BODIES_USE "streamgate_budget_use_bytes{use=\"bodies\"}"
+
+/* A query's memory is charged to the budget while it reads: against an emulator that answers
+ * after 300 ms, a page of 300 windows across keys (read with three BatchGetRow of 100) holds
+ * the windows it has so far, more than the answer's own bytes at its height; once answered, the
+ * charge is back where it was before the query. */
+Test(history, query_memory_is_charged_while_it_reads, .timeout = 180)
+{
+    struct emu e = {0};
+    static const char *const slow[] = {"--latency", "300", NULL};
+    struct sgt_proc p;
+    static const char *const extra[] = {"--window-emit-interval", "0", "--query-timeout", "20s",
+                                        NULL};
+    start_grid(&p, &e, slow, 12, 25, extra); /* 300 windows */
+
+    /* A first query sizes the scratch buffers the history keeps (and charges) between queries. */
+    char path[128], req[256];
+    int status;
+    snprintf(path, sizeof(path), "/v1/history?from=%" PRId64 "&to=%" PRId64 "&limit=300", BASE_TS,
+             BASE_TS + 25 * WINDOW);
+    cJSON_Delete(get_json(p.http, path, NULL, &status));
+    cr_assert_eq(status, 200);
+    double before = sgt_metric(p.http, BODIES_USE), most = before;
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    int fd = sgt_connect(p.http);
+    sgt_send_str(fd, req);
+    /* Until the answer comes, the charge at its height. */
+    for (struct pollfd pfd = {.fd = fd, .events = POLLIN}; poll(&pfd, 1, 5) == 0;) {
+        double now = sgt_metric(p.http, BODIES_USE);
+        most = now > most ? now : most;
+    }
+    struct sgt_response r;
+    cr_assert_eq(sgt_read_response(fd, &r), 0);
+    close(fd);
+    cr_assert_eq(r.status, 200, "%d: %s", r.status, r.body);
+    cJSON *doc = cJSON_Parse(r.body);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "windows")), 300);
+    cJSON_Delete(doc);
+    cr_expect_gt(most - before, (double)r.body_len, "held at most %.0f bytes for an answer of %zu",
+                 most - before, r.body_len);
+    sgt_response_free(&r);
+    double after = sgt_wait_metric(p.http, BODIES_USE, before, 10000);
+    cr_expect_eq(after, before, "%.0f after, %.0f before", after, before);
+    stop_no_sanitizer(&p);
+    emu_stop(&e);
+}
+
 /* Reads against a Tablestore that answers busy, drops connections and answers late: every
  * page still chains to exactly the windows in the range, roll-ups are whole, and a Tablestore
  * that stays busy past query.timeout gives a clear 503 with Retry-After, never a short answer. */
@@ -578,14 +628,10 @@ Test(history, busy_dropped_and_slow_reads_retry_or_say_503, .timeout = 180)
     struct emu e = {0};
     static const char *const faults[] = {"--busy", "0.3",    "--drop", "0.1", "--latency",
                                          "5",      "--seed", "7",      NULL};
-    emu_start(&e, faults);
     struct sgt_proc p;
     static const char *const extra[] = {"--window-emit-interval", "0", "--query-timeout", "10s",
                                         NULL};
-    start_gateway(&p, &e, extra);
-    send_grid(&p, 4, 0, 6); /* 24 windows */
-    move_watermark(&p, 6);
-    cr_assert_geq(sgt_wait_metric(p.http, WRITTEN, 24, 60000), 24);
+    start_grid(&p, &e, faults, 4, 6, extra); /* 24 windows */
     int not_final;
     char query[256];
     snprintf(query, sizeof(query), "/v1/history?from=%" PRId64 "&to=%" PRId64, BASE_TS,
