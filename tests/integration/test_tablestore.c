@@ -701,6 +701,86 @@ Test(tablestore, time_index_added_to_an_existing_table, .timeout = 180)
     emu_stop(&e);
 }
 
+#define AGG_WRITTEN                                                                                \
+    "streamgate_sink_records_total{sink=\"tablestore\",stream=\"agg\",result=\"written\"}"
+
+/* Posts `n` events (value 1) to each of windows 0 and 1 of keys r0 to r3. */
+static void post_reemitted(const struct sgt_proc *p, int n)
+{
+    char body[4096];
+    size_t len = 0;
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++)
+            for (int i = 0; i < n; i++)
+                len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                        "{\"key\":\"r%d\",\"ts\":%" PRId64 ",\"value\":1}\n", k,
+                                        BASE_TS + (int64_t)w * WINDOW + i);
+    struct sgt_response r;
+    sgt_post(p->http, "application/x-ndjson", body, &r);
+    cr_assert_eq(r.status, 202, "status %d: %s", r.status, r.body);
+    sgt_response_free(&r);
+}
+
+/* The time index read through the official SDK holds exactly one row for each of the 8 windows
+ * of post_reemitted, each with `count`. */
+static void check_index_counts(const struct emu *e, int64_t count, const char *when)
+{
+    cJSON *idx = read_table(e, "streamgate_results_by_time", "shard,window_start,key");
+    int seen[4][2] = {{0}};
+    const cJSON *ir;
+    cJSON_ArrayForEach(ir, idx)
+    {
+        const char *key = cJSON_GetObjectItemCaseSensitive(ir, "key")->valuestring;
+        int64_t w = (int_cell(ir, "window_start") - BASE_TS) / WINDOW;
+        int k = key[0] == 'r' ? atoi(key + 1) : -1;
+        cr_assert(k >= 0 && k < 4 && w >= 0 && w < 2, "%s: index row %s/%" PRId64, when, key, w);
+        seen[k][w]++;
+        cr_expect_eq(int_cell(ir, "count"), count, "%s: %s/%" PRId64, when, key, w);
+    }
+    for (int k = 0; k < 4; k++)
+        for (int w = 0; w < 2; w++)
+            cr_expect_eq(seen[k][w], 1, "%s: index rows of r%d/%d", when, k, w);
+    cJSON_Delete(idx);
+}
+
+/* Early updates rewrite a window's row while it is open, and its final result once more: the
+ * time index follows, one row per window whose count is the newest written, the final one at
+ * the end. */
+Test(tablestore, time_index_follows_a_reemitted_window, .timeout = 120)
+{
+    if (!sdk_available())
+        cr_assert_fail("node or the tablestore SDK is missing: run `npm ci --prefix tests/sdk`");
+    struct emu e = {0};
+    emu_start(&e, NULL);
+    struct sgt_proc p;
+    char secret[320], results[320];
+    const char *argv[64];
+    static const char *const early[] = {"--window-emit-interval", "20ms", NULL};
+    build_args(argv, &e, secret, results, early);
+    sgt_start(&p, argv, NULL);
+
+    post_reemitted(&p, 2); /* an early update of each of the 8 windows: count 2 */
+    cr_assert_eq(sgt_wait_metric(p.http, AGG_WRITTEN, 8, 30000), 8);
+    check_index_counts(&e, 2, "first update");
+    post_reemitted(&p, 3); /* another: count 5 */
+    cr_assert_eq(sgt_wait_metric(p.http, AGG_WRITTEN, 16, 30000), 16);
+    check_index_counts(&e, 5, "second update");
+    post_reemitted(&p, 1); /* and the final results when the gateway stops: count 6 */
+    check_clean_log(&p);
+    cr_assert_eq(sgt_stop(&p), 0);
+    check_index_counts(&e, 6, "final");
+    cJSON *rows = read_table(&e, "streamgate_results", "key,window_start");
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        cr_expect_eq(int_cell(row, "count"), 6);
+        cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "final")));
+    }
+    cr_expect_eq(cJSON_GetArraySize(rows), 8);
+    cJSON_Delete(rows);
+    emu_stop(&e);
+}
+
 /* ---- GET /v1/history ---------------------------------------------------------------------- */
 
 /* The window_start values of an answer's windows, checked to be for `key` and in order. */
