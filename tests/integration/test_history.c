@@ -504,7 +504,7 @@ Test(history, live_rollup_across_keys_counts_a_window_once, .timeout = 180)
 /* streamgate-gen --check-history compares each quantile of a key's roll-up with the exact order
  * statistic of the values it sent (PATH.values beside --expect PATH): they match within 1%;
  * one key's values scaled by 5% are reported as differences; without the values file the
- * quantiles are not compared. */
+ * quantiles cannot be compared, and the check fails saying so. */
 Test(history, gen_check_history_quantiles, .timeout = 180)
 {
     struct emu e = {0};
@@ -559,16 +559,21 @@ Test(history, gen_check_history_quantiles, .timeout = 180)
     cr_expect(etext && strstr(etext, "exact order statistic") && strstr(etext, "p50"), "%s", etext);
     free(etext);
 
-    /* Without the values: count, sum, min and max only. */
+    /* Without the values, the roll-ups' quantiles cannot be checked: a failure that says so. */
     cr_assert_eq(remove(values), 0);
     rc = gen_run(args, out, err);
     text = sgt_read_file(out, NULL);
-    cr_expect_eq(rc, 0, "%s", text);
+    cr_expect_eq(rc, 1, "%s", text);
     j = cJSON_Parse(text);
     cr_assert(j, "%s", text);
     cr_expect_eq(num(j, "quantiles"), 0);
+    cr_expect(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "match")));
     cJSON_Delete(j);
     free(text);
+    etext = sgt_read_file(err, NULL);
+    cr_expect(etext && strstr(etext, "12 roll-up fields have quantiles") && strstr(etext, values),
+              "%s", etext);
+    free(etext);
     stop_no_sanitizer(&p);
     emu_stop(&e);
 }

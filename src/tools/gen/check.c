@@ -608,6 +608,18 @@ static int gen_check__load_values(const char *path, struct gen_cvalues *cv)
     return rc;
 }
 
+/* A roll-up field's quantile member (p50, p99.9, ...): its q in (0, 1], or 0 when `m` is not one.
+ */
+static double gen_check__quantile_of(const cJSON *m)
+{
+    char *end;
+    if (!m->string || m->string[0] != 'p' || !isdigit((unsigned char)m->string[1]) ||
+        !cJSON_IsNumber(m))
+        return 0;
+    double pct = strtod(m->string + 1, &end);
+    return !*end && pct > 0 && pct <= 100 ? pct / 100 : 0;
+}
+
 /* Compares every quantile of roll-up field `fo` (members p50, p99.9, ...) with the exact order
  * statistic of the values `e`, at the rank the server's sketch answers for (floor(q * (n - 1)),
  * as src/stream/ddsketch.c), within DDSketch's 1% relative error. Returns how many it compared. */
@@ -618,14 +630,9 @@ static size_t gen_check__quantiles(struct gen_check *ck, const char *key, const 
     const cJSON *m;
     cJSON_ArrayForEach(m, fo)
     {
-        char *end;
-        if (!m->string || m->string[0] != 'p' || !isdigit((unsigned char)m->string[1]) ||
-            !cJSON_IsNumber(m) || e->n == 0)
+        double q = gen_check__quantile_of(m);
+        if (q == 0 || e->n == 0)
             continue;
-        double pct = strtod(m->string + 1, &end);
-        if (*end || !(pct > 0 && pct <= 100))
-            continue;
-        double q = pct / 100;
         size_t rank = (size_t)floor(q * (double)(e->n - 1));
         rank = rank < e->n ? rank : e->n - 1;
         double exact = e->v[rank], est = m->valuedouble;
@@ -645,12 +652,13 @@ int gen_check_history(const struct gen_opts *o)
     struct gen_cfile ef = {.path = o->expect_path};
     struct gen_cvalues cv = {0};
     int code = 2;
-    size_t keys = 0, quantiles = 0;
+    size_t keys = 0, quantiles = 0, unchecked = 0; /* fields with quantiles and no values */
     char vpath[4096];
     snprintf(vpath, sizeof(vpath), "%s.values", o->expect_path);
     if (gen_check__load(&ck, &ef, true) != 0)
         goto out;
-    /* The values beside the expectation, for the quantiles: without them, none are compared. */
+    /* The values beside the expectation, for the quantiles: without them, none can be compared,
+     * and a roll-up that has quantiles is a difference. */
     int vrc = gen_check__load_values(vpath, &cv);
     if (vrc < 0)
         goto out;
@@ -729,12 +737,25 @@ int gen_check_history(const struct gen_opts *o)
                     quantiles += gen_check__quantiles(&ck, key, ck.names[n], fo, ve);
                 else if (vrc == 0)
                     gen_check__diff(&ck, "%s: %s has no values in %s", key, ck.names[n], vpath);
+                else
+                    for (const cJSON *m = fo ? fo->child : NULL; m; m = m->next)
+                        if (gen_check__quantile_of(m) > 0) {
+                            unchecked++;
+                            break;
+                        }
             }
         }
         cJSON_Delete(doc);
         free(body);
         keys++;
         i = j;
+    }
+    if (unchecked) { /* said even past GEN_CHECK_SHOW differences */
+        ck.ndiff++;
+        fprintf(stderr,
+                "streamgate-gen: %zu roll-up field%s quantiles, but there is no %s to check "
+                "them against (written by --expect; see --expect-values)\n",
+                unchecked, unchecked == 1 ? " has" : "s have", vpath);
     }
     code = ck.ndiff ? 1 : 0;
     if (ck.ndiff)
@@ -744,7 +765,7 @@ int gen_check_history(const struct gen_opts *o)
         fprintf(stderr,
                 "streamgate-gen: %s's roll-ups match %s: %zu keys, %zu windows, %zu quantiles\n",
                 o->check_history, ef.path, keys, ef.n, quantiles);
-    if (vrc == 1 && !o->quiet)
+    if (vrc == 1 && !unchecked && !o->quiet)
         fprintf(stderr, "streamgate-gen: no %s: quantiles not compared\n", vpath);
     if (o->json)
         printf(

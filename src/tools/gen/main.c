@@ -256,7 +256,8 @@ int main(int argc, char **argv)
         } else if (vrc == 1 && !app->opts.quiet) {
             fprintf(stderr,
                     "streamgate-gen: more than --expect-values %" PRIu64
-                    " events: %s not written (--check-history will not check quantiles)\n",
+                    " events: %s not written (--check-history cannot check quantiles, and "
+                    "fails on roll-ups that have them)\n",
                     app->opts.expect_values, vpath);
         }
     }

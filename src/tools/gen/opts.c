@@ -85,8 +85,9 @@ static const struct gen_opt gen_opt_table[] = {
      "Compare instead of generating: for each key of --expect PATH, the server at URL's roll-up "
      "of the key's stored windows over the run (GET /v1/history/{key}?rollup=true) against the "
      "expected windows folded together, exactly (count, sum, min, max of each expected "
-     "field), and with PATH.values each quantile within 1% of the exact order statistic; exit 0 "
-     "when equal, 1 with the first differences on stderr."},
+     "field), and each quantile within 1% of the exact order statistic in PATH.values (quantiles "
+     "without PATH.values are a difference); exit 0 when equal, 1 with the first differences on "
+     "stderr."},
     {"distinct-precision", GEN_OPT_U64, O(distinct_precision), "12", "P",
      "--check-history: the gateway's window.distinct_precision; a roll-up's distinct (with "
      "window.distinct_field id, every event's id being unique) must be within three standard "
