@@ -277,6 +277,13 @@ static void reload_tls(void *arg, const struct sg_config *cfg)
         (void)sg_tcp_server_reload_tls(app->tcp, err, sizeof(err));
 }
 
+/* A reload hook: the streams engine's shares of the budget, from the new shares and the new
+ * limits.memory. */
+static void reload_streams(void *arg, const struct sg_config *cfg)
+{
+    sg_streams_set_shares(arg, cfg);
+}
+
 static void config_loaded(struct sg_app *app)
 {
     time_t now = time(NULL);
@@ -612,6 +619,10 @@ static int app_start(struct sg_app *app, char *err, size_t errlen)
         }
         sg_ingest_set_streams(app->ingest, app->streams);
         sg_models_set_streams(app->models, app->streams);
+        if (app_on_reload(app, reload_streams, app->streams) != 0) {
+            snprintf(err, errlen, "reload hooks: %s", sg_strerror(-ENOSPC));
+            return -ENOSPC;
+        }
     }
     if (app->cfg.role == SG_ROLE_AGGREGATOR) {
         rc = sg_kafka_source_create(&app->loop, &app->cfg, bootstrap, app->streams, app->budget,

@@ -157,6 +157,11 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
                                      const struct sg_streams_callbacks *cbs);
 /* Frees everything without emitting anything. Safe on NULL. */
 void sg_streams_destroy(struct sg_streams *st);
+/* Takes limits.streams_share and limits.results_share from `cfg` as shares of the budget's
+ * limit now: at create, and again on a reload (after the budget took a new limits.memory).
+ * A lower streams share refuses new keys from the next one on (the keys known go on); a higher
+ * results share lets waiting windows fire from the next tick on. Nothing without a budget. */
+void sg_streams_set_shares(struct sg_streams *st, const struct sg_config *cfg);
 
 /* Folds one accepted event in; `now_ms` is the wall clock. Returns 0 (including for a late
  * event, which is counted and handed to the late callback), or -EINVAL with *why =

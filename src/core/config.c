@@ -388,15 +388,15 @@ static const struct sg_config_option options[] = {
     SG_OPT_INT_LIVE("limits.low_watermark", limits_low_watermark, "50", 1, 99,
                     "Percent of limits.memory under which paused ingest resumes; below "
                     "limits.high_watermark."),
-    SG_OPT_INT(
+    SG_OPT_INT_LIVE(
         "limits.streams_share", limits_streams_share, "40", 1, 100,
         "Percent of limits.memory the streams engine may hold; below limits.low_watermark, so "
         "that a pause the writers' queues caused ends as they drain. Events for new keys are "
         "rejected (key_limit) once stream state, plus room for the windows each key will hold, "
         "reaches it; known keys go on."),
-    SG_OPT_INT("limits.results_share", limits_results_share, "25", 1, 100,
-               "Percent of limits.memory the writers' queues may hold while windows fire; due "
-               "windows past it wait, complete, until the writers drain."),
+    SG_OPT_INT_LIVE("limits.results_share", limits_results_share, "25", 1, 100,
+                    "Percent of limits.memory the writers' queues may hold while windows fire; "
+                    "due windows past it wait, complete, until the writers drain."),
     SG_OPT_DUR_LIVE("limits.retry_after", limits_retry_after_ms, "1s", 1000,
                     "Retry-After sent with a 503 while ingest is paused (whole seconds, rounded "
                     "up)."),

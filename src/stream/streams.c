@@ -505,6 +505,16 @@ static size_t sg_streams__share(const struct sg_budget *budget, int64_t pct)
     return (size_t)((double)sg_budget_limit(budget) * (double)pct / 100.0);
 }
 
+void sg_streams_set_shares(struct sg_streams *st, const struct sg_config *cfg)
+{
+    st->streams_limit = SIZE_MAX;
+    st->results_limit = SIZE_MAX;
+    if (!st->budget)
+        return;
+    st->streams_limit = sg_streams__share(st->budget, cfg->limits_streams_share);
+    st->results_limit = sg_streams__share(st->budget, cfg->limits_results_share);
+}
+
 static int64_t sg_streams__ms(uint64_t v)
 {
     return v > (uint64_t)SG_STREAMS_MAX_TIME ? SG_STREAMS_MAX_TIME : (int64_t)v;
@@ -606,13 +616,9 @@ struct sg_streams *sg_streams_create(const struct sg_config *cfg, struct sg_metr
     if (cbs)
         st->cbs = *cbs;
     st->budget = budget;
-    st->streams_limit = SIZE_MAX;
-    if (budget) {
-        st->streams_limit = sg_streams__share(budget, cfg->limits_streams_share);
-        st->results_limit = sg_streams__share(budget, cfg->limits_results_share);
-        /* Pacing holds results back for writers; without a result callback there are none. */
-        st->paced = st->cbs.result != NULL;
-    }
+    sg_streams_set_shares(st, cfg);
+    /* Pacing holds results back for writers; without a result callback there are none. */
+    st->paced = budget && st->cbs.result != NULL;
     st->seed = sg_streams__random_seed(st);
     st->origin = (struct sg_streams_origin){
         .offset = -1, .watermark = INT64_MIN, .max_event_time = INT64_MIN};

@@ -261,3 +261,58 @@ Test(reload, events_sent_through_reloads_all_arrive, .timeout = 120)
     sgt_stop_ok(&p);
     cfg_remove(&c);
 }
+
+/* One event for `key` as NDJSON; returns the HTTP status. */
+static int post_key(const char *hostport, const char *key)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"key\":\"%s\",\"ts\":1700000000000,\"a\":1}\n", key);
+    struct sgt_response r;
+    sgt_post(hostport, "application/x-ndjson", body, &r);
+    int status = r.status;
+    if (status == 400)
+        cr_assert(strstr(r.body, "key_limit"), "%s", r.body);
+    sgt_response_free(&r);
+    return status;
+}
+
+/* limits.streams_share is a share of the budget the streams engine takes anew on a reload: a
+ * share below what the keys hold refuses new keys while known ones go on, and raising it again
+ * takes them, in the same process. */
+Test(reload, the_streams_share_changes_live, .timeout = 60)
+{
+    static const char base[] = "{\"window\": {\"size\": \"1h\", \"idle_timeout\": \"1h\"}, "
+                               "\"limits\": {\"memory\": \"4MiB\", \"streams_share\": %d, "
+                               "\"results_share\": %d}}";
+    char text[256];
+    struct cfgdir c;
+    struct sgt_proc p;
+    snprintf(text, sizeof(text), base, 40, 25);
+    start_with(&c, &p, text, NULL);
+    pid_t pid = p.pid;
+    char key[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "device-%03d", i);
+        cr_assert_eq(post_key(p.http, key), 202);
+    }
+
+    snprintf(text, sizeof(text), base, 1, 10);
+    write_file(c.path, text);
+    hup(&p, APPLIED, 1);
+    cr_assert_eq(post_key(p.http, "newcomer"), 400, "a new key past the lowered share");
+    cr_assert_eq(post_key(p.http, "device-000"), 202, "a known key refused");
+
+    snprintf(text, sizeof(text), base, 40, 25);
+    write_file(c.path, text);
+    hup(&p, APPLIED, 2);
+    cr_assert_eq(post_key(p.http, "newcomer"), 202, "a new key refused past the raised share");
+    cr_assert_eq(p.pid, pid);
+    cr_assert_eq(sgt_metric(p.http, REFUSED), 0);
+
+    char *log = sgt_read_file(p.log_path, NULL);
+    cr_assert(log && strstr(log, "\"changed\":\"limits.streams_share,limits.results_share\""), "%s",
+              log ? log : "");
+    free(log);
+    sgt_stop_ok(&p);
+    cfg_remove(&c);
+}

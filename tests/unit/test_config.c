@@ -1458,6 +1458,8 @@ Test(reload, live_options_are_the_documented_ones)
         "limits.high_watermark",
         "limits.low_watermark",
         "limits.retry_after",
+        "limits.streams_share",
+        "limits.results_share",
         "log.level",
         "http.tls_cert",
         "http.tls_key",
@@ -1491,15 +1493,20 @@ Test(reload, a_live_change_is_taken_and_swapped)
     cr_assert_eq(set(&run, "http.auth_tokens", "old"), 0);
     cr_assert_eq(set(&next, "http.auth_tokens", "new,newer"), 0);
     cr_assert_eq(set(&next, "limits.memory", "64MiB"), 0);
+    cr_assert_eq(set(&next, "limits.streams_share", "30"), 0);
+    cr_assert_eq(set(&next, "limits.results_share", "10"), 0);
     uint64_t before = sg_config_hash(&run);
     cr_assert_eq(
         sg_config_reload_check(&run, &next, changed, sizeof(changed), errbuf, sizeof(errbuf)), 0,
         "%s", errbuf);
-    cr_assert_str_eq(changed, "http.auth_tokens,limits.memory");
+    cr_assert_str_eq(changed,
+                     "http.auth_tokens,limits.memory,limits.streams_share,limits.results_share");
     sg_config_take_live(&run, &next);
     cr_assert_eq(run.http_auth_tokens.count, 2);
     cr_assert_str_eq(run.http_auth_tokens.items[1], "newer");
     cr_assert_eq(run.limits_memory, 64u << 20);
+    cr_assert_eq(run.limits_streams_share, 30);
+    cr_assert_eq(run.limits_results_share, 10);
     cr_assert_eq(next.http_auth_tokens.count, 1); /* the old value, freed with next */
     cr_assert_neq(sg_config_hash(&run), before);
     /* Nothing differs any more. */

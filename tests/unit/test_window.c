@@ -2259,6 +2259,36 @@ Test(limits, streams_share_refuses_new_keys_and_known_keys_go_on)
     memlog_close(&m);
 }
 
+/* The shares follow a reload: a lower limits.streams_share refuses the next new key, a higher
+ * one (or a larger limits.memory) takes it again, and limits.results_share moves with them. */
+Test(limits, shares_change_live)
+{
+    struct fx f;
+    fx_init(&f, SG_WINDOW_TUMBLING, 1000);
+    f.budget_limit = 1 << 20;
+    f.cfg.limits_streams_share = 50;
+    fx_start(&f);
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "device-%06d", i);
+        cr_assert_eq(add(&f, key, 100, 0, i), 0, "key %d refused", i);
+    }
+    /* A share below what the keys hold: new keys are refused, known keys go on. */
+    f.cfg.limits_streams_share = 5;
+    f.cfg.limits_results_share = 10;
+    sg_streams_set_shares(f.st, &f.cfg);
+    cr_assert_eq(f.st->streams_limit, (1u << 20) * 5 / 100);
+    cr_assert_eq(f.st->results_limit, (1u << 20) * 10 / 100);
+    cr_assert_eq(add(&f, "newcomer", 100, 0, 1), -EINVAL);
+    cr_assert_eq(add(&f, "device-000000", 200, 0, 1), 0);
+    /* limits.memory 16 times larger: the same percent is 16 times the bytes. */
+    sg_budget_set_limits(f.budget, 16u << 20, 70, 50);
+    sg_streams_set_shares(f.st, &f.cfg);
+    cr_assert_eq(f.st->streams_limit, (16u << 20) * 5 / 100);
+    cr_assert_eq(add(&f, "newcomer", 100, 0, 1), 0);
+    fx_stop(&f);
+}
+
 /* Keys whose windows have fired stay until stream.key_idle_timeout. With few windows open among
  * many such keys, the room kept for the keys' next windows is a window each, not the whole
  * engine each: a new key is still taken. */
