@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -84,7 +85,10 @@ static bool log_field(const char *line, const char *name, char *out, size_t outl
     return true;
 }
 
-static pid_t spawn(const char *const *argv, const char *const *env, int out_fd, int err_fd)
+/* Starts argv[0] with `env` added, stdin from /dev/null and stdout and stderr on the given
+ * descriptors (-1: inherited); `nofile` > 0 sets its open-files limit, soft and hard. */
+static pid_t spawn(const char *const *argv, const char *const *env, int out_fd, int err_fd,
+                   long nofile)
 {
     pid_t pid = fork();
     cr_assert(pid >= 0, "fork: %s", strerror(errno));
@@ -100,6 +104,11 @@ static pid_t spawn(const char *const *argv, const char *const *env, int out_fd, 
             dup2(out_fd, 1);
         if (err_fd >= 0)
             dup2(err_fd, 2);
+        if (nofile > 0) {
+            struct rlimit rl = {.rlim_cur = (rlim_t)nofile, .rlim_max = (rlim_t)nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                _exit(126);
+        }
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -107,6 +116,12 @@ static pid_t spawn(const char *const *argv, const char *const *env, int out_fd, 
 }
 
 void sgt_start(struct sgt_proc *p, const char *const *args, const char *const *env)
+{
+    sgt_start_with(p, args, env, NULL);
+}
+
+void sgt_start_with(struct sgt_proc *p, const char *const *args, const char *const *env,
+                    const struct sgt_start_opts *opts)
 {
     memset(p, 0, sizeof(*p));
     snprintf(p->dir, sizeof(p->dir), "/tmp/sgt-XXXXXX");
@@ -123,15 +138,17 @@ void sgt_start(struct sgt_proc *p, const char *const *args, const char *const *e
     argv[n++] = "127.0.0.1:0";
     argv[n++] = "--output-file";
     argv[n++] = p->out_path;
-    argv[n++] = "--log-level";
-    argv[n++] = "debug";
+    if (!opts || !opts->no_log_level) {
+        argv[n++] = "--log-level";
+        argv[n++] = "debug";
+    }
     for (const char *const *a = args; a && *a && n < SG_ARRAY_SIZE_H(argv) - 1; a++)
         argv[n++] = *a;
     argv[n] = NULL;
 
     int err_fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     cr_assert(err_fd >= 0);
-    p->pid = spawn(argv, env, err_fd, err_fd);
+    p->pid = spawn(argv, env, err_fd, err_fd, opts ? opts->nofile : 0);
     close(err_fd);
 
     int64_t deadline = sgt_mono_ms() + 10000;
@@ -236,7 +253,7 @@ int sgt_run(const char *const *args, const char *const *env, char **out, char **
     for (const char *const *a = args; a && *a && n < SG_ARRAY_SIZE_H(argv) - 1; a++)
         argv[n++] = *a;
     argv[n] = NULL;
-    pid_t pid = spawn(argv, env, out_fd, err_fd);
+    pid_t pid = spawn(argv, env, out_fd, err_fd, 0);
     int status = 0;
     waitpid(pid, &status, 0);
     lseek(out_fd, 0, SEEK_SET);

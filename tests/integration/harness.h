@@ -24,6 +24,15 @@ struct sgt_proc {
  * flags win), with the environment `env` added (NULL-terminated "K=V", may be NULL). Waits up to
  * 10 s for the "listening" log line and fills `p`. Fails the test (cr_assert) on error. */
 void sgt_start(struct sgt_proc *p, const char *const *args, const char *const *env);
+
+/* What sgt_start_with changes about a start. */
+struct sgt_start_opts {
+    bool no_log_level; /* leave out `--log-level debug`: the configuration's log.level holds */
+    long nofile;       /* > 0: the open-files limit, soft and hard, the binary starts under */
+};
+/* As sgt_start, with `opts` (may be NULL: as sgt_start). */
+void sgt_start_with(struct sgt_proc *p, const char *const *args, const char *const *env,
+                    const struct sgt_start_opts *opts);
 /* Sends SIGTERM, waits up to 20 s, returns the exit status (128+signal if killed by one), and
  * removes the run's directory. A test that reaped the process itself sets p->pid = 0 first;
  * then this only removes the directory and returns -1. */

@@ -95,19 +95,21 @@ static void info_hash(const char *hostport, char *out)
     free(body);
 }
 
-/* Starts the binary with --config holding `text` (more flags after it, NULL-terminated). */
-static void start_with(struct cfgdir *c, struct sgt_proc *p, const char *text, const char *more)
+/* Starts the binary with --config holding `text`, with `--log-level more` after it unless
+ * `more` is NULL, and the harness's `opts` (may be NULL). */
+static void start_with(struct cfgdir *c, struct sgt_proc *p, const char *text, const char *more,
+                       const struct sgt_start_opts *opts)
 {
     cfg_init(c, text);
     const char *args[] = {"--config", c->path, more ? "--log-level" : NULL, more, NULL};
-    sgt_start(p, args, NULL);
+    sgt_start_with(p, args, NULL, opts);
 }
 
 Test(reload, a_rotated_token_takes_effect_in_the_same_process, .timeout = 60)
 {
     struct cfgdir c;
     struct sgt_proc p;
-    start_with(&c, &p, "{\"http\": {\"auth_tokens\": [\"old-token\"]}}", NULL);
+    start_with(&c, &p, "{\"http\": {\"auth_tokens\": [\"old-token\"]}}", NULL, NULL);
     pid_t pid = p.pid;
     char before[17], after[17];
     info_hash(p.http, before);
@@ -147,7 +149,7 @@ Test(reload, a_bad_file_and_a_restart_only_change_are_refused, .timeout = 60)
 {
     struct cfgdir c;
     struct sgt_proc p;
-    start_with(&c, &p, "{\"http\": {\"auth_tokens\": [\"t1\"]}}", NULL);
+    start_with(&c, &p, "{\"http\": {\"auth_tokens\": [\"t1\"]}}", NULL, NULL);
     char before[17], now[17];
     info_hash(p.http, before);
 
@@ -230,7 +232,7 @@ Test(reload, events_sent_through_reloads_all_arrive, .timeout = 120)
 {
     struct cfgdir c;
     struct sgt_proc p;
-    start_with(&c, &p, "{\"log\": {\"level\": \"info\"}}", "info");
+    start_with(&c, &p, "{\"log\": {\"level\": \"info\"}}", "info", NULL);
 
     struct sender s = {.http = p.http, .tcp = p.tcp};
     atomic_init(&s.stop, false);
@@ -288,7 +290,7 @@ Test(reload, the_streams_share_changes_live, .timeout = 60)
     struct cfgdir c;
     struct sgt_proc p;
     snprintf(text, sizeof(text), base, 40, 25);
-    start_with(&c, &p, text, NULL);
+    start_with(&c, &p, text, NULL, NULL);
     pid_t pid = p.pid;
     char key[32];
     for (int i = 0; i < 50; i++) {
@@ -313,6 +315,99 @@ Test(reload, the_streams_share_changes_live, .timeout = 60)
     cr_assert(log && strstr(log, "\"changed\":\"limits.streams_share,limits.results_share\""), "%s",
               log ? log : "");
     free(log);
+    sgt_stop_ok(&p);
+    cfg_remove(&c);
+}
+
+/* Sends a request that does not parse and reads the answer to its end: a debug line is logged
+ * for it (before the answer) while log.level is debug. */
+static void bad_request(const char *hostport)
+{
+    int fd = sgt_connect(hostport);
+    sgt_send_str(fd, "NOT HTTP AT ALL\r\n\r\n");
+    char *answer = sgt_recv_all(fd, NULL);
+    cr_assert(strstr(answer, " 400 "), "%s", answer);
+    free(answer);
+    close(fd);
+}
+
+/* How many times `needle` is in the log. */
+static int log_count(const struct sgt_proc *p, const char *needle)
+{
+    char *log = sgt_read_file(p->log_path, NULL);
+    int n = 0;
+    for (const char *s = log; s && (s = strstr(s, needle)) != NULL; s += strlen(needle))
+        n++;
+    free(log);
+    return n;
+}
+
+/* log.level set in the file (no --log-level flag, which would win) follows the file on a
+ * reload: debug lines appear once it says debug, and stop once it says info again. */
+Test(reload, the_log_level_in_the_file_changes_live, .timeout = 60)
+{
+    static const char *const debug_line = "\"msg\":\"http parse error\"";
+    static const char base[] = "{\"log\": {\"level\": \"%s\", \"bad_input_interval\": 0}}";
+    char text[128];
+    struct cfgdir c;
+    struct sgt_proc p;
+    struct sgt_start_opts opts = {.no_log_level = true};
+    snprintf(text, sizeof(text), base, "info");
+    start_with(&c, &p, text, NULL, &opts);
+    pid_t pid = p.pid;
+    bad_request(p.http);
+    cr_assert_eq(log_count(&p, debug_line), 0, "a debug line at level info");
+
+    snprintf(text, sizeof(text), base, "debug");
+    write_file(c.path, text);
+    hup(&p, APPLIED, 1);
+    bad_request(p.http);
+    cr_assert_eq(log_count(&p, debug_line), 1, "no debug line at level debug");
+
+    snprintf(text, sizeof(text), base, "info");
+    write_file(c.path, text);
+    hup(&p, APPLIED, 2);
+    bad_request(p.http);
+    cr_assert_eq(log_count(&p, debug_line), 1, "a debug line after going back to info");
+    cr_assert_eq(p.pid, pid);
+    cr_assert_eq(kill(pid, 0), 0, "the process is gone");
+    cr_assert_eq(log_count(&p, "\"changed\":\"log.level\""), 2);
+    sgt_stop_ok(&p);
+    cfg_remove(&c);
+}
+
+/* Posts `n` events in a row, each on its own connection; returns how many got 429. */
+static int posts_limited(const char *hostport, int n)
+{
+    int limited = 0;
+    for (int i = 0; i < n; i++) {
+        int status = post_key(hostport, "rate");
+        cr_assert(status == 202 || status == 429, "status %d", status);
+        limited += status == 429;
+    }
+    return limited;
+}
+
+/* http.rate_limit follows the file: lowered, a client's burst past it gets 429; raised again,
+ * the same burst goes through. */
+Test(reload, the_rate_limit_changes_live, .timeout = 60)
+{
+    struct cfgdir c;
+    struct sgt_proc p;
+    start_with(&c, &p, "{\"http\": {\"rate_limit\": 0}}", NULL, NULL);
+    pid_t pid = p.pid;
+    cr_assert_eq(posts_limited(p.http, 10), 0, "429 without a rate limit");
+
+    /* One request a second, no burst above it: ten in a row cannot all pass. */
+    write_file(c.path, "{\"http\": {\"rate_limit\": 1, \"rate_burst\": 1}}");
+    hup(&p, APPLIED, 1);
+    cr_assert_geq(posts_limited(p.http, 10), 5, "too few 429 at 1 request a second");
+    cr_assert_geq(sgt_metric(p.http, "streamgate_limit_hits_total{limit=\"http_rate\"}"), 5);
+
+    write_file(c.path, "{\"http\": {\"rate_limit\": 100000}}");
+    hup(&p, APPLIED, 2);
+    cr_assert_eq(posts_limited(p.http, 10), 0, "429 after the rate limit was raised");
+    cr_assert_eq(p.pid, pid);
     sgt_stop_ok(&p);
     cfg_remove(&c);
 }
