@@ -570,3 +570,37 @@ Test(memory, idle_connections_hold_almost_nothing, .timeout = 240)
         close(http[i]);
     sgt_stop_ok(&p);
 }
+
+/* Under a hard open-files limit lower than the connection limits need, the gateway starts,
+ * says which limit is too low and which options to lower, and serves. */
+Test(memory, a_low_open_files_limit_is_named_and_the_gateway_runs, .timeout = 60)
+{
+    const char *args[] = {"--tcp-max-connections", "5000", "--http-max-connections", "1000", NULL};
+    struct sgt_start_opts opts = {.nofile = 256};
+    struct sgt_proc p;
+    sgt_start_with(&p, args, NULL, &opts);
+
+    char *log = sgt_read_file(p.log_path, NULL);
+    const char *line = log ? strstr(log, "open-files hard limit (RLIMIT_NOFILE) is too low") : NULL;
+    cr_assert(line, "no warning about the open-files limit:\n%s", log ? log : "");
+    const char *end = strchr(line, '\n');
+    cr_assert(end);
+    char warning[1024];
+    snprintf(warning, sizeof(warning), "%.*s", (int)(end - line), line);
+    cr_assert(strstr(warning, "\"hard_limit\":256"), "%s", warning);
+    cr_assert(strstr(warning, "\"needed\":7024"), "%s", warning); /* 5000 + 1000 + 1024 */
+    cr_assert(strstr(warning, "tcp.max_connections") && strstr(warning, "http.max_connections"),
+              "%s", warning);
+    free(log);
+
+    /* Still serving, on both listeners. */
+    struct sgt_response r;
+    sgt_post(p.http, "application/json", "{\"key\":\"nofile\",\"seq\":1}", &r);
+    cr_assert_eq(r.status, 202, "%d %s", r.status, r.body);
+    sgt_response_free(&r);
+    int fd = sgt_connect(p.tcp);
+    sgt_send_str(fd, "{\"key\":\"nofile\",\"seq\":2}\n");
+    close(fd);
+    cr_assert_eq(sgt_wait_lines(p.out_path, 2, 10000), 2);
+    sgt_stop_ok(&p);
+}
