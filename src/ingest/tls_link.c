@@ -155,9 +155,24 @@ int sg_tls_server_reload(struct sg_tls_server *ts, const struct sg_config *cfg, 
 
 /* --- a connection ------------------------------------------------------------------------ */
 
+/* Gives back the storage that waits for nothing: output buffers that are empty (not the one
+ * in uv_write) and, once no input waits, the engine's emptied BIOs. A connection that has gone
+ * quiet then holds only OpenSSL's state; the next write or read allocates again. */
+static void link_trim(struct sg_tls_link *link)
+{
+    for (int i = 0; i < 2; i++)
+        if (link->out[i].len == 0 && !(link->writing && i != link->fill))
+            sg_buf_free(&link->out[i]);
+    if (!sg_tls_has_in(link->tls))
+        sg_tls_trim(link->tls);
+}
+
 static void link_account(struct sg_tls_link *link)
 {
-    if (link->ts->budget && !link->closing)
+    if (link->closing)
+        return;
+    link_trim(link);
+    if (link->ts->budget)
         sg_budget_set(link->ts->budget, SG_BUDGET_CONNECTIONS, &link->budget_held,
                       sizeof(*link) + sg_tls_held(link->tls) + link->out[0].cap + link->out[1].cap);
 }

@@ -890,6 +890,43 @@ Test(tls, a_client_that_never_reads_its_answers_is_cut)
     sgt_stop_ok(&p);
 }
 
+/* Idle TLS connections hold OpenSSL's state and nothing more: once the handshake is done and
+ * they have gone quiet, each counts about SG_TLS_IDLE_HELD (16 KiB) in the budget, no record
+ * buffers (OpenSSL gives them back) and no buffers of its own. Each used to count 40 KiB and
+ * more, so a few thousand devices paused ingest. The scrape's own HTTPS connection is the floor,
+ * measured first. */
+Test(tls, idle_tls_connections_hold_only_their_state)
+{
+    enum { EACH = 150, PER_CONN = 20 * 1024 };
+    static struct tcli http[EACH], tcp[EACH];
+    const char *args[] = {"--http-idle-timeout", "10m", "--tcp-idle-timeout", "10m", NULL};
+    struct sgt_proc p;
+    char line[96];
+
+    start_tls(&p, args);
+    double floor = https_metric(&p, CONN_BUDGET);
+    for (int i = 0; i < EACH; i++) {
+        cr_assert_eq(tcli_open(&http[i], p.http, NULL, NULL), 0);
+        tcli_good_event(&http[i], i);
+        cr_assert_eq(tcli_open(&tcp[i], p.tcp, NULL, NULL), 0);
+        int n = snprintf(line, sizeof(line), "{\"key\":\"idle-tls\",\"seq\":%d}\n", i);
+        tcli_send(&tcp[i], line, (size_t)n);
+    }
+    cr_assert_eq(sgt_wait_lines(p.out_path, 2 * EACH, WAIT_MS), 2 * EACH);
+    double held = https_metric(&p, CONN_BUDGET) - floor;
+    double limit = https_metric(&p, "streamgate_budget_limit_bytes");
+    cr_log_info("%d idle TLS connections hold %.0f bytes of the budget, %.0f each (%.2f%% of "
+                "limits.memory)",
+                2 * EACH, held, held / (2 * EACH), 100.0 * held / limit);
+    cr_assert_lt(held, 2.0 * EACH * PER_CONN, "%.0f bytes each", held / (2 * EACH));
+    cr_assert_eq(https_metric(&p, "streamgate_ingest_paused"), 0);
+    for (int i = 0; i < EACH; i++) {
+        tcli_close(&http[i]);
+        tcli_close(&tcp[i]);
+    }
+    sgt_stop_ok(&p);
+}
+
 #define TCP_BYTES "streamgate_bytes_received_total{transport=\"tcp\"}"
 
 /* The TCP listener over TLS, beside a good client sending a line every SLOW_PACE_MS: a line sent
