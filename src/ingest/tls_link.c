@@ -20,12 +20,15 @@
 /* Cap on ciphertext waiting to be written: the owner's one write in flight plus handshake
  * messages, so only a write larger than this could hit it. */
 #define SG_TLS_LINK_OUT_MAX (128 * 1024 * 1024)
+/* After this long without a read or a write, a connection gives back the buffers it does not
+ * need (link_trim): a busy one keeps them from one request to the next. */
+#define SG_TLS_LINK_QUIET_MS 1000
 
 struct sg_tls_link {
     struct sg_tls_server *ts;
     struct sg_tls *tls;
     uv_tcp_t *tcp;
-    uv_timer_t deadline; /* the handshake timeout */
+    uv_timer_t deadline; /* the handshake timeout; after the handshake, the quiet timer */
     uv_timer_t kick;     /* hands over input left in the engine when reading resumes */
     uv_write_t wreq;
     uv_shutdown_t sreq;
@@ -41,6 +44,7 @@ struct sg_tls_link {
     bool want_shutdown;
     bool counted; /* the handshake's outcome is counted */
     size_t budget_held;
+    uint64_t active_ms; /* the loop's time at the last read or write */
     struct sg_buf out[2];
     int fill;
     char peer[64];
@@ -155,9 +159,17 @@ int sg_tls_server_reload(struct sg_tls_server *ts, const struct sg_config *cfg, 
 
 /* --- a connection ------------------------------------------------------------------------ */
 
+/* Counts what the connection holds now against the budget. */
+static void link_charge(struct sg_tls_link *link)
+{
+    if (link->ts->budget && !link->closing)
+        sg_budget_set(link->ts->budget, SG_BUDGET_CONNECTIONS, &link->budget_held,
+                      sizeof(*link) + sg_tls_held(link->tls) + link->out[0].cap + link->out[1].cap);
+}
+
 /* Gives back the storage that waits for nothing: output buffers that are empty (not the one
  * in uv_write) and, once no input waits, the engine's emptied BIOs. A connection that has gone
- * quiet then holds only OpenSSL's state; the next write or read allocates again. */
+ * quiet then holds only OpenSSL's state; its next write or read allocates again. */
 static void link_trim(struct sg_tls_link *link)
 {
     for (int i = 0; i < 2; i++)
@@ -167,14 +179,36 @@ static void link_trim(struct sg_tls_link *link)
         sg_tls_trim(link->tls);
 }
 
+/* The quiet timer: trims once the connection has had SG_TLS_LINK_QUIET_MS without a read or a
+ * write, or waits for the rest of that time. */
+static void link_on_quiet(uv_timer_t *timer)
+{
+    struct sg_tls_link *link = timer->data;
+    uint64_t quiet = uv_now(timer->loop) - link->active_ms;
+
+    if (link->closing || link->ended)
+        return;
+    if (quiet < SG_TLS_LINK_QUIET_MS) {
+        uv_timer_start(timer, link_on_quiet, SG_TLS_LINK_QUIET_MS - quiet, 0);
+        return;
+    }
+    link_trim(link);
+    link_charge(link);
+}
+
+/* After a read or a write: counts what the connection holds and, once the handshake is done,
+ * marks it active. The quiet timer runs from the first activity and is restarted only when it
+ * fires, not on every read. */
 static void link_account(struct sg_tls_link *link)
 {
     if (link->closing)
         return;
-    link_trim(link);
-    if (link->ts->budget)
-        sg_budget_set(link->ts->budget, SG_BUDGET_CONNECTIONS, &link->budget_held,
-                      sizeof(*link) + sg_tls_held(link->tls) + link->out[0].cap + link->out[1].cap);
+    if (sg_tls_handshake_done(link->tls) && !link->ended) {
+        link->active_ms = uv_now(link->deadline.loop);
+        if (!uv_is_active((uv_handle_t *)&link->deadline))
+            uv_timer_start(&link->deadline, link_on_quiet, SG_TLS_LINK_QUIET_MS, 0);
+    }
+    link_charge(link);
 }
 
 static void link_on_closed(uv_handle_t *handle)
