@@ -351,6 +351,9 @@ static void link_handshake_done(struct sg_tls_link *link)
 
     link->counted = true;
     uv_timer_stop(&link->deadline);
+    /* The handshake's state is gone: counted at once, since the plaintext that came with the
+     * client's last handshake message is handed over before this read's accounting. */
+    link_charge(link);
     sg_counter_inc(resumed ? ts->resumed : ts->handshake_ok);
     sg_debug(ts->log, "tls handshake done", SG_F_STR("transport", ts->transport),
              SG_F_STR("peer", link->peer), SG_F_STR("version", sg_tls_version(link->tls)),
