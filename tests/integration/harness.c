@@ -242,6 +242,38 @@ static char *slurp_fd(int fd)
     return buf;
 }
 
+pid_t sgt_spawn_first_line(const char *const *argv, const char *log, char *line, size_t len)
+{
+    int out[2];
+    size_t n = 0;
+    cr_assert_eq(pipe(out), 0);
+    int errfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    cr_assert(errfd >= 0, "%s: %s", log, strerror(errno));
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(out[1], 1);
+        dup2(errfd, 2);
+        close(out[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(errfd);
+    line[0] = '\0';
+    while (n < len - 1 && !strchr(line, '\n')) {
+        struct pollfd p = {out[0], POLLIN, 0};
+        cr_assert_gt(poll(&p, 1, 10000), 0, "%s wrote no line within 10 s", argv[0]);
+        ssize_t r = read(out[0], line + n, len - 1 - n);
+        cr_assert_gt(r, 0, "%s exited before its first line (see %s)", argv[0], log);
+        n += (size_t)r;
+        line[n] = '\0';
+    }
+    close(out[0]);
+    return pid;
+}
+
 int sgt_run(const char *const *args, const char *const *env, char **out, char **err)
 {
     char tmpl_out[] = "/tmp/sgt-out-XXXXXX", tmpl_err[] = "/tmp/sgt-err-XXXXXX";

@@ -40,6 +40,12 @@ int sgt_stop(struct sgt_proc *p);
 /* Sends SIGTERM and asserts a clean exit (status 0). */
 void sgt_stop_ok(struct sgt_proc *p);
 
+/* Starts `argv` (NULL-terminated, argv[0] a path) in a process of its own that dies with the
+ * test, its stderr appended to the file `log`, and waits up to 10 s for the first line it
+ * writes to stdout, copied into `line` (len bytes, with its newline). Returns its pid. For
+ * helper servers that print where they listen, such as the Tablestore emulator. */
+pid_t sgt_spawn_first_line(const char *const *argv, const char *log, char *line, size_t len);
+
 /* Runs the binary to completion with `args` (no default flags) and returns its exit status;
  * stdout and stderr are captured into the malloc'd strings (may be NULL to discard). */
 int sgt_run(const char *const *args, const char *const *env, char **out, char **err);

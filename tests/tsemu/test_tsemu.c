@@ -61,9 +61,7 @@ static void emu_start(struct emu *e, const char *const *extra)
                             INSTANCE,     "--access-key-id", AKID,          "--access-key-secret",
                             SECRET};
     size_t argc = 9;
-    int out[2], errfd;
     char line[256];
-    size_t len = 0;
 
     if (!e->dir[0])
         make_dir(e);
@@ -72,34 +70,7 @@ static void emu_start(struct emu *e, const char *const *extra)
         argv[argc++] = *extra;
     }
     argv[argc] = NULL;
-    cr_assert_eq(pipe(out), 0);
-    errfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    cr_assert(errfd >= 0);
-    e->pid = fork();
-    cr_assert(e->pid >= 0);
-    if (e->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        dup2(errfd, 2);
-        close(out[0]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
-    close(errfd);
-    while (len < sizeof(line) - 1) {
-        struct pollfd p = {out[0], POLLIN, 0};
-        ssize_t n;
-
-        cr_assert_gt(poll(&p, 1, 10000), 0, "no 'listening' line within 10 s");
-        n = read(out[0], line + len, sizeof(line) - 1 - len);
-        cr_assert_gt(n, 0, "the emulator exited before listening (see %s)", e->log);
-        len += (size_t)n;
-        line[len] = '\0';
-        if (strchr(line, '\n'))
-            break;
-    }
-    close(out[0]);
+    e->pid = sgt_spawn_first_line(argv, e->log, line, sizeof(line));
     cr_assert(sscanf(line, "listening http://%63s instance=", e->addr) == 1, "line: %s", line);
     cr_assert(strstr(line, "instance=" INSTANCE "\n"), "line: %s", line);
 }
