@@ -249,16 +249,7 @@ pid_t sgt_spawn_first_line(const char *const *argv, const char *log, char *line,
     cr_assert_eq(pipe(out), 0);
     int errfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     cr_assert(errfd >= 0, "%s: %s", log, strerror(errno));
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        dup2(errfd, 2);
-        close(out[0]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    pid_t pid = spawn(argv, NULL, out[1], errfd, 0);
     close(out[1]);
     close(errfd);
     line[0] = '\0';
