@@ -171,5 +171,14 @@ long sg_ts_call_status(const struct sg_ts_call *call)
 
 const char *sg_ts_call_error(const struct sg_ts_call *call, CURLcode result)
 {
+    /* A request that never got a connection: libcurl counts one waiting for a free connection of
+     * the multi handle as connecting, and then says "Failed to resolve host ... after 0 ms" or
+     * "Connection timed out after 0 milliseconds". */
+    curl_off_t connected_us = -1, sent_us = -1;
+    curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME_T, &connected_us);
+    curl_easy_getinfo(call->easy, CURLINFO_PRETRANSFER_TIME_T, &sent_us);
+    if (result == CURLE_OPERATION_TIMEDOUT && connected_us == 0 && sent_us == 0)
+        return "no connection before its deadline: the client's connections "
+               "(tablestore.max_in_flight) were all busy, or the endpoint accepted none";
     return call->errbuf[0] ? call->errbuf : curl_easy_strerror(result);
 }

@@ -63,7 +63,8 @@ int sg_ts_call_verify(const struct sg_ts_call *call, const struct sg_ts_creds *c
 /* The answer's HTTP status (0 when there was none). */
 long sg_ts_call_status(const struct sg_ts_call *call);
 
-/* A transfer's failure in words: libcurl's error buffer, or the result's description. */
+/* A transfer's failure in words: libcurl's error buffer, or the result's description; for a
+ * request that timed out without a connection, a sentence saying so. */
 const char *sg_ts_call_error(const struct sg_ts_call *call, CURLcode result);
 
 /* ---- The row store ----------------------------------------------------------------------- */

@@ -108,23 +108,6 @@ static void read_retry(struct sg_ts_read *rd, const char *code, const char *mess
     uv_timer_start(&rd->timer, on_retry, d, 0);
 }
 
-/* libcurl's words for a failed transfer, except for one that timed out before it was sent:
- * libcurl counts a request waiting for one of the writer's connections as connecting, and
- * would say "Connection timed out after 0 milliseconds". */
-static const char *read_error(struct sg_ts_read *rd, CURLcode result, char *buf, size_t len)
-{
-    curl_off_t resolved_us = -1, sent_us = -1;
-    curl_easy_getinfo(rd->call.easy, CURLINFO_NAMELOOKUP_TIME_T, &resolved_us);
-    curl_easy_getinfo(rd->call.easy, CURLINFO_PRETRANSFER_TIME_T, &sent_us);
-    if (result == CURLE_OPERATION_TIMEDOUT && resolved_us == 0 && sent_us == 0) {
-        snprintf(buf, len,
-                 "not sent before its deadline: it waited for one of the Tablestore client's "
-                 "connections (tablestore.max_in_flight)");
-        return buf;
-    }
-    return sg_ts_call_error(&rd->call, result);
-}
-
 static void on_read_done(struct sg_curl_xfer *xfer, CURL *easy, CURLcode result)
 {
     struct sg_ts_read *rd = sg_container_of(xfer, struct sg_ts_read, call.xfer);
@@ -135,7 +118,7 @@ static void on_read_done(struct sg_curl_xfer *xfer, CURL *easy, CURLcode result)
     read_charge(rd, true); /* the answer, until the caller is done with it */
     if (result != CURLE_OK) {
         read_retry(rd, result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "connection",
-                   read_error(rd, result, message, sizeof(message)));
+                   sg_ts_call_error(&rd->call, result));
         return;
     }
     long status = sg_ts_call_status(&rd->call);
