@@ -239,10 +239,10 @@ static const struct sg_config_option options[] = {
     SG_OPT("kafka.client_id_header", SG_CONFIG_BOOL, bool, kafka_client_id_header, "false", 0, 0, 0,
            "Attach a client-id header to every raw record that came over TLS with a client "
            "certificate: the certificate's subject CN, or its first subject alternative name."),
-    SG_OPT_LIST("kafka.headers", kafka_headers, "transport,received-at",
+    SG_OPT_LIST("kafka.headers", kafka_headers, "",
                 "Headers on each Kafka record, from content-type, transport, received-at "
-                "(the arrival time: an aggregator's event time for events without one) and "
-                "client-id (as kafka.client_id_header); empty: no headers, the cheapest."),
+                "(the arrival time, which the record's timestamp carries anyway) and client-id "
+                "(as kafka.client_id_header); empty, the default: none, the cheapest."),
     SG_OPT("kafka.rdkafka", SG_CONFIG_STRLIST, struct sg_strlist, kafka_rdkafka, "", 0, 0,
            SG_CONFIG_F_PROPS,
            "librdkafka properties passed through to the producer and, in an aggregator, the "

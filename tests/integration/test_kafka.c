@@ -91,7 +91,8 @@ Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
     struct sgt_mock m = {0};
     sgt_mock_start(&m, PARTITIONS, "events,aggregates");
     struct sgt_proc p;
-    start_gateway(&p, m.bootstrap, NULL);
+    const char *more[] = {"--kafka-headers", "transport,received-at", NULL};
+    start_gateway(&p, m.bootstrap, more);
 
     /* 20 events for 5 keys over HTTP, as one array with no spaces between elements so each
      * element's bytes are exactly known; then 20 lines for 5 other keys over TCP. */
@@ -135,7 +136,7 @@ Test(kafka, raw_events_over_http_and_tcp_keep_bytes_key_headers_and_order)
         snprintf(want_key, sizeof(want_key), "%c%d", i < 20 ? 'h' : 't', i % 5);
         cr_assert_str_eq(rec->key, want_key, "key of %s", sent[i]);
 
-        /* By default: transport and received-at, and nothing else. */
+        /* transport and received-at, as asked, and nothing else. */
         char v[64];
         cr_assert(!sgt_kafka_header(rec->headers, "content-type", v, sizeof(v)), "headers: %s",
                   rec->headers);
@@ -255,14 +256,15 @@ Test(kafka, kafka_headers_puts_exactly_the_chosen_headers_on_records)
     sgt_mock_stop(&m);
 }
 
-/* An empty kafka.headers sends records with no headers at all, bytes and keys as always. */
-Test(kafka, empty_kafka_headers_sends_records_without_headers)
+/* By default (kafka.headers empty) records carry no headers at all, bytes and keys as always,
+ * and each record's Kafka timestamp is its arrival time. */
+Test(kafka, records_carry_no_headers_by_default)
 {
     struct sgt_mock m = {0};
     sgt_mock_start(&m, PARTITIONS, "events,aggregates");
-    const char *more[] = {"--kafka-headers", "", NULL};
     struct sgt_proc p;
-    start_gateway(&p, m.bootstrap, more);
+    int64_t t_begin = wall_ms();
+    start_gateway(&p, m.bootstrap, NULL);
     struct sgt_recs rs;
     send_and_read_raw(&p, m.bootstrap, 20, &rs);
     for (size_t i = 0; i < rs.n; i++) {
@@ -283,6 +285,23 @@ Test(kafka, empty_kafka_headers_sends_records_without_headers)
         cr_assert_eq(count, 4, "key %s: %d records, 4 expected", key, count);
     }
     sgt_recs_free(&rs);
+    int64_t t_end = wall_ms();
+
+    bool ok;
+    char *dump = sgt_kcat_dump(m.bootstrap, "events", "%T\n", 30, &ok);
+    cr_assert(ok, "kcat did not read to the end: %s", dump);
+    int lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(dump, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *end;
+        long long ts = strtoll(line, &end, 10);
+        cr_assert(*end == '\0' && ts >= t_begin - 1000 && ts <= t_end + 1000,
+                  "record timestamp %s outside [%lld, %lld]", line, (long long)t_begin,
+                  (long long)t_end);
+        lines++;
+    }
+    cr_assert_eq(lines, 20);
+    free(dump);
     sgt_stop_ok(&p);
     sgt_mock_stop(&m);
 }
