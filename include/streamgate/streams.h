@@ -176,12 +176,15 @@ int sg_streams_add(struct sg_streams *st, const struct sg_event *ev, int64_t now
  * events' keys (a batch of lines): with many keys, the key's slot, its stream record and its
  * window are cache misses, each found through the one before. Each step asks for one of them,
  * the next step reading what the step before brought in, so the steps go an event or so apart:
- * sg_streams_prefetch_slot (returns the key's hash), then _stream, then _window. None changes
- * anything. */
+ * sg_streams_prefetch_slot (returns the key's hash), then _stream, then _window, then _sketches
+ * (the quantile sketches of the window's first fields, separate allocations its fields point
+ * to). None changes anything. */
 uint64_t sg_streams_prefetch_slot(const struct sg_streams *st, const char *key, size_t key_len);
 void sg_streams_prefetch_stream(const struct sg_streams *st, uint64_t hash);
 void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, size_t key_len,
                                 uint64_t hash);
+void sg_streams_prefetch_sketches(const struct sg_streams *st, const char *key, size_t key_len,
+                                  uint64_t hash);
 
 /* Advances time without an event: recomputes the watermark (idle advance, processing time),
  * fires due windows (as far as pacing lets it), emits early updates when due, evicts idle

@@ -15,7 +15,7 @@
  * hint of each event held back one step further, so the misses overlap the work in between,
  * and hands the oldest back once SG_INGEST_AHEAD are held. Hints change nothing: events come
  * out in the order they went in, and their bytes must stay valid while they are held. */
-#define SG_INGEST_AHEAD 3
+#define SG_INGEST_AHEAD 4
 
 /* The queue's own: how far the cache hint of an event held has got. */
 struct sg_ingest_hint {

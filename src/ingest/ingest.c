@@ -224,7 +224,8 @@ static void ingest_peek(struct sg_ingest *ing, struct sg_ingest_held *ev)
     h->step = 1;
 }
 
-/* One more step of an event's hint: the stream the slot leads to, then its current window. */
+/* One more step of an event's hint: the stream the slot leads to, its current window, then that
+ * window's sketches. */
 static void ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_held *ev)
 {
     struct sg_ingest_hint *h = &ev->hint;
@@ -237,6 +238,10 @@ static void ingest_prefetch(struct sg_ingest *ing, struct sg_ingest_held *ev)
     case 2:
         sg_streams_prefetch_window(ing->streams, h->key, h->key_len, h->hash);
         h->step = 3;
+        break;
+    case 3:
+        sg_streams_prefetch_sketches(ing->streams, h->key, h->key_len, h->hash);
+        h->step = 4;
         break;
     default: /* no hint, or every step taken */
         break;

@@ -903,12 +903,27 @@ void sg_streams_prefetch_window(const struct sg_streams *st, const char *key, si
     const struct sg_stream *s = sg_streams__find(st, key, key_len, hash);
     if (!s || s->is_idle || !s->u.windows)
         return;
-    /* The window's header and its first fields, with their sketches. */
+    /* The window's header and its first fields (their sketches come next). */
     const char *w = (const char *)s->u.windows;
     size_t bytes =
         st->field_off + SG_MIN(SG_STREAMS_PREFETCH_FIELDS, st->max_fields) * st->field_stride;
     for (size_t off = 0; off < bytes; off += 64)
         __builtin_prefetch(w + off, 1);
+}
+
+void sg_streams_prefetch_sketches(const struct sg_streams *st, const char *key, size_t key_len,
+                                  uint64_t hash)
+{
+    const struct sg_stream *s = sg_streams__find(st, key, key_len, hash);
+    if (!s || s->is_idle || !s->u.windows)
+        return;
+    const struct sg_window *w = s->u.windows;
+    size_t n = SG_MIN((size_t)w->nfields, SG_STREAMS_PREFETCH_FIELDS);
+    for (size_t i = 0; i < n; i++) {
+        const struct sg_ddsketch *sk = sg_window__field_at(st, w, i)->agg.sketch;
+        if (sk)
+            __builtin_prefetch(sk, 1);
+    }
 }
 
 int64_t sg_streams_tick(struct sg_streams *st, int64_t now_ms)
