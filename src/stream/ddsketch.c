@@ -451,8 +451,13 @@ static __attribute__((noinline)) int sg_ddsketch__add_slow(struct sg_ddsketch *s
     unsigned wlog = sg_ddsketch__wlog_for(at_floor > at_target ? at_floor : at_target);
     if (wlog < st->wlog)
         wlog = st->wlog;
-    if (st->counts != NULL && nlo == st->lo && nhi == st->hi && wlog == st->wlog) {
-        /* In the span, with uint64_t counts (the fast path takes the narrower ones). */
+    if (st->counts != NULL && floor_idx == nlo && wlog == st->wlog && nlo >= st->offset &&
+        nhi < (int64_t)st->offset + st->len) {
+        /* In the array, nothing to collapse, no wider count: the span grows in place (every
+         * slot outside it is zero) or, with uint64_t counts, stays. A value past the span's
+         * ends mostly lands here, not in a new plan. */
+        st->lo = (int32_t)nlo;
+        st->hi = (int32_t)nhi;
         sg_ddsketch__put(st, idx, sg_ddsketch__get(st, idx) + 1);
         return 0;
     }
